@@ -1,0 +1,37 @@
+//! A page cache page map modelled on Akaros, in Rust.
+//!
+//! A file (or block device) is cached in 4 KiB pages. Its [`PageMap`] is a
+//! concurrent radix tree whose leaf slots are single atomic words packing a
+//! holder count, a removal flag and a frame id ([`slot`]), so lookups take no
+//! lock. Pages live in [`FramePool`] frames; misses are filled from a
+//! [`BackingStore`] ([`MemStore`], [`FileStore`]).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use pagemap::{FramePool, MemStore, PageMap};
+//!
+//! let map = PageMap::new(Arc::new(FramePool::new(16)?), Arc::new(MemStore::new()));
+//! let page = map.load(u64::MAX)?; // the whole 64-bit index space
+//! page.write(4090, b"tail")?;
+//! assert!(page.is_dirty());
+//! # Ok::<(), pagemap::Error>(())
+//! ```
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod frame;
+mod map;
+pub mod radix;
+pub mod slot;
+mod store;
+mod sync;
+
+pub use error::Error;
+pub use frame::{flags, FrameId, FramePool};
+pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
+pub use radix::Mark;
+pub use store::{BackingStore, FileStore, MemStore, PageBuf};
+
+/// Bytes in a page.
+pub const PAGE_SIZE: usize = 4096;

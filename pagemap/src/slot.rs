@@ -1,0 +1,314 @@
+//! The leaf slot word: `{ refcount | flags | frame id }` in one `AtomicU64`.
+//!
+//! ```text
+//!  63            40 39    35 34      33     32    31              0
+//! +----------------+--------+-------+------+-------+----------------+
+//! |    refcount    |reserved|LOADING|YANKED|REMOVAL|    frame id    |
+//! +----------------+--------+-------+------+-------+----------------+
+//! ```
+//!
+//! * `refcount` counts *holders of the slot* (lookups, loaders, writers), not
+//!   page krefs. A mapped PTE is not a holder (a weak reference, as in Akaros).
+//! * `REMOVAL` is set by a remover on an unreferenced page; any new holder
+//!   clears it, which aborts that page's removal.
+//! * `YANKED` marks a page that a remover has won (final CAS done) and is
+//!   about to clear from the tree under the writer lock. Lookups treat it as
+//!   absent; nothing else may change it.
+//! * `LOADING` mirrors "not up to date": set by the loader at insert, cleared
+//!   once the read succeeded. It lets [`find`](crate::PageMap::find) decide
+//!   without touching the frame (one cache miss fewer on the hot path).
+//! * `EMPTY` is the all-zero word (frame id 0 is never allocated).
+//!
+//! Every transition is a pure function `old -> Result<new, _>` applied by a
+//! CAS loop in [`Slot`]; the functions are unit-tested on their own.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// Bits of the frame id.
+pub const FRAME_BITS: u32 = 32;
+/// Bits of the holder count. Under loom the field is 3 bits so that the
+/// overflow model runs with a handful of holders.
+#[cfg(not(loom))]
+pub const REF_BITS: u32 = 24;
+/// Bits of the holder count (loom: tiny, see above).
+#[cfg(loom)]
+pub const REF_BITS: u32 = 3;
+
+const FLAG_SHIFT: u32 = FRAME_BITS;
+const REF_SHIFT: u32 = 64 - REF_BITS;
+
+/// Mask of the frame id field.
+pub const FRAME_MASK: u64 = (1 << FRAME_BITS) - 1;
+/// Set while a remover has marked this unreferenced page.
+pub const REMOVAL: u64 = 1 << FLAG_SHIFT;
+/// Set once a remover owns the page (lookups see it as absent).
+pub const YANKED: u64 = 1 << (FLAG_SHIFT + 1);
+/// Set while the page's contents are not (yet) up to date.
+pub const LOADING: u64 = 1 << (FLAG_SHIFT + 2);
+/// All flag bits.
+pub const FLAGS_MASK: u64 = REMOVAL | YANKED | LOADING;
+/// One holder.
+pub const REF_ONE: u64 = 1 << REF_SHIFT;
+/// Mask of the holder count field.
+pub const REF_MASK: u64 = !0 << REF_SHIFT;
+/// The most holders a slot can have; one more is refused.
+pub const MAX_REFS: u64 = (1 << REF_BITS) - 1;
+/// The empty slot.
+pub const EMPTY: u64 = 0;
+
+// The fields must fit side by side in 64 bits without overlap.
+const _: () = assert!(FRAME_BITS + 3 <= REF_SHIFT, "flags overlap the refcount");
+const _: () = assert!(FRAME_MASK & FLAGS_MASK == 0 && FLAGS_MASK & REF_MASK == 0);
+const _: () = assert!(REF_BITS >= 2 && REF_BITS <= 31);
+
+/// Why a transition was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// No page in the slot (empty or yanked).
+    Absent,
+    /// The holder count is at [`MAX_REFS`].
+    Overflow,
+    /// The page has holders, is loading or is not marked, as the transition requires.
+    Busy,
+}
+
+/// Frame id of a slot word (0 when empty).
+#[inline]
+pub const fn frame(word: u64) -> u32 {
+    (word & FRAME_MASK) as u32
+}
+
+/// Holder count of a slot word.
+#[inline]
+pub const fn refs(word: u64) -> u64 {
+    word >> REF_SHIFT
+}
+
+/// Whether the word holds a page that lookups may take.
+#[inline]
+pub const fn is_present(word: u64) -> bool {
+    frame(word) != 0 && word & YANKED == 0
+}
+
+/// The word a fresh insert publishes: one holder (the inserter), `LOADING`.
+#[inline]
+pub fn inserted(frame_id: u32, loading: bool) -> u64 {
+    assert!(frame_id != 0, "frame id 0 is the empty slot");
+    REF_ONE | if loading { LOADING } else { 0 } | frame_id as u64
+}
+
+/// find: one more holder; clears `REMOVAL` so that a removal in progress aborts.
+#[inline]
+pub fn get(word: u64) -> Result<u64, Refused> {
+    if !is_present(word) {
+        return Err(Refused::Absent);
+    }
+    if refs(word) == MAX_REFS {
+        return Err(Refused::Overflow);
+    }
+    Ok((word & !REMOVAL) + REF_ONE)
+}
+
+/// put: one holder fewer. Underflow is a bug in the caller.
+#[inline]
+pub fn put(word: u64) -> u64 {
+    assert!(refs(word) > 0, "slot put with no holder: {word:#x}");
+    word - REF_ONE
+}
+
+/// mark for removal: `{0, frame}` -> `{0, REMOVAL, frame}`.
+#[inline]
+pub fn mark_removal(word: u64) -> Result<u64, Refused> {
+    if !is_present(word) {
+        return Err(Refused::Absent);
+    }
+    if refs(word) != 0 {
+        return Err(Refused::Busy);
+    }
+    Ok(word | REMOVAL)
+}
+
+/// Take back a removal mark the remover itself set (no-op if a holder cleared it).
+#[inline]
+pub fn unmark_removal(word: u64) -> u64 {
+    word & !REMOVAL
+}
+
+/// final removal: `{0, REMOVAL, frame}` -> `YANKED | frame`.
+///
+/// Refused if anyone took the page since it was marked (they cleared
+/// `REMOVAL`), even if they already let go again.
+#[inline]
+pub fn yank(word: u64) -> Result<u64, Refused> {
+    if !is_present(word) {
+        return Err(Refused::Absent);
+    }
+    if refs(word) != 0 || word & REMOVAL == 0 {
+        return Err(Refused::Busy);
+    }
+    Ok(YANKED | (word & FRAME_MASK))
+}
+
+/// The loader's read finished: the page is up to date.
+#[inline]
+pub fn loaded(word: u64) -> u64 {
+    debug_assert!(is_present(word) && refs(word) > 0);
+    word & !LOADING
+}
+
+/// The slot word as it sits in a leaf. All transitions go through here.
+#[repr(transparent)]
+#[derive(Debug, Default)]
+pub struct Slot(AtomicU64);
+
+impl Slot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self(AtomicU64::new(EMPTY))
+    }
+
+    /// The raw word (the radix tree keeps child pointers in interior slots).
+    #[inline]
+    pub(crate) fn raw(&self) -> &AtomicU64 {
+        &self.0
+    }
+
+    /// Current word. Acquire: pairs with the Release that published it, so a
+    /// reader who sees a frame id also sees that frame's metadata.
+    #[inline]
+    pub fn load(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Applies `f` by CAS until it succeeds or refuses; returns `(old, new)`.
+    ///
+    /// AcqRel on success: the Acquire pairs with the insert's Release (frame
+    /// metadata visible) and with a remover's CAS; the Release orders this
+    /// holder's change before later transitions by others.
+    #[inline]
+    pub fn update(
+        &self,
+        mut f: impl FnMut(u64) -> Result<u64, Refused>,
+    ) -> Result<(u64, u64), Refused> {
+        let mut old = self.0.load(Ordering::Acquire);
+        loop {
+            let new = f(old)?;
+            match self
+                .0
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok((old, new)),
+                Err(seen) => old = seen,
+            }
+        }
+    }
+
+    /// put as one `fetch_sub` (the refcount is the top field, so no carry
+    /// reaches the other fields). Release: everything the holder did to the
+    /// page happens-before a remover that later sees the count at zero.
+    #[inline]
+    pub fn put(&self) -> u64 {
+        let old = self.0.fetch_sub(REF_ONE, Ordering::Release);
+        // Underflow wrapped the field: unsound to go on (a remover could free a held page).
+        assert!(refs(old) > 0, "slot put with no holder: {old:#x}");
+        old - REF_ONE
+    }
+
+    /// Clears `LOADING` once the page is up to date. Release: pairs with the
+    /// Acquire of a later `get`, which then sees the page contents.
+    #[inline]
+    pub fn set_loaded(&self) {
+        self.0.fetch_and(!LOADING, Ordering::Release);
+    }
+
+    /// Publishes a word into an empty slot (writer lock held). Release: the
+    /// frame's metadata, written before, is visible to whoever sees the word.
+    #[inline]
+    pub fn publish(&self, word: u64) {
+        debug_assert_eq!(self.0.load(Ordering::Relaxed), EMPTY);
+        self.0.store(word, Ordering::Release);
+    }
+
+    /// Empties a yanked slot (writer lock held; the remover owns the word).
+    #[inline]
+    pub fn clear_yanked(&self) -> u32 {
+        let old = self.0.swap(EMPTY, Ordering::AcqRel);
+        assert!(old & YANKED != 0, "clearing a slot that was not yanked: {old:#x}");
+        frame(old)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_zero_and_absent() {
+        assert_eq!(EMPTY, 0);
+        assert!(!is_present(EMPTY));
+        assert_eq!(get(EMPTY), Err(Refused::Absent));
+        assert_eq!(mark_removal(EMPTY), Err(Refused::Absent));
+    }
+
+    #[test]
+    fn yanked_is_explicit_and_absent() {
+        let w = inserted(7, false);
+        let w = put(w);
+        let w = mark_removal(w).unwrap();
+        let y = yank(w).unwrap();
+        assert_eq!(y, YANKED | 7);
+        assert_eq!(frame(y), 7);
+        assert!(!is_present(y));
+        assert_eq!(get(y), Err(Refused::Absent));
+    }
+
+    #[test]
+    fn get_clears_removal_and_yank_then_fails() {
+        let w = mark_removal(put(inserted(3, false))).unwrap();
+        let held = get(w).unwrap();
+        assert_eq!(held & REMOVAL, 0);
+        assert_eq!(refs(held), 1);
+        let released = put(held);
+        // Refcount is back to zero but REMOVAL is gone: the removal aborts.
+        assert_eq!(yank(released), Err(Refused::Busy));
+    }
+
+    #[test]
+    fn mark_refused_while_held() {
+        let w = inserted(3, false);
+        assert_eq!(mark_removal(w), Err(Refused::Busy));
+    }
+
+    #[test]
+    fn overflow_is_refused_not_wrapped() {
+        let full = (MAX_REFS << (64 - REF_BITS)) | 9;
+        assert_eq!(refs(full), MAX_REFS);
+        assert_eq!(get(full), Err(Refused::Overflow));
+        assert_eq!(frame(full), 9);
+        assert_eq!(refs(put(full)), MAX_REFS - 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "no holder")]
+    fn underflow_asserts() {
+        put(5);
+    }
+
+    #[test]
+    fn loading_survives_refcount_changes() {
+        let w = inserted(11, true);
+        let w = get(w).unwrap();
+        assert_ne!(w & LOADING, 0);
+        assert_eq!(loaded(w) & LOADING, 0);
+        assert_eq!(frame(loaded(w)), 11);
+    }
+
+    #[test]
+    fn atomic_put_matches_pure_put() {
+        let s = Slot::new();
+        s.publish(inserted(5, false));
+        s.update(get).unwrap();
+        assert_eq!(s.put(), inserted(5, false));
+        assert_eq!(s.put(), 5);
+    }
+}

@@ -1,0 +1,101 @@
+//! The one place `pagemap` gets its atomics and locks from.
+//!
+//! Under plain `cfg(loom)` everything here is loom's model-checked type, so
+//! the models in `loom-tests/` (another crate) really check this crate's
+//! code. Build them with `RUSTFLAGS="--cfg loom --cfg crossbeam_loom"`:
+//! the second cfg switches crossbeam-epoch to loom too.
+//!
+//! Page *contents* use [`data`], which stays on `std` atomics even under
+//! loom: the models check the control words (slot word, frame flags, locks),
+//! and tracking 512 data words per frame would blow up the state space.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+
+pub(crate) use std::sync::atomic::Ordering;
+
+pub(crate) use crossbeam_epoch as epoch;
+
+/// Atomics for page contents: never loom's (see the module docs).
+pub(crate) mod data {
+    pub(crate) use std::sync::atomic::AtomicU64;
+}
+
+/// A mutex with one API over parking_lot (normal builds) and loom.
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T> {
+    #[cfg(not(loom))]
+    inner: parking_lot::Mutex<T>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+/// Guard of [`Mutex`].
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: parking_lot::Mutex::new(value),
+            #[cfg(loom)]
+            inner: loom::sync::Mutex::new(value),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(not(loom))]
+        return self.inner.lock();
+        #[cfg(loom)]
+        return self.inner.lock().unwrap();
+    }
+
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        #[cfg(not(loom))]
+        return self.inner.try_lock();
+        #[cfg(loom)]
+        return self.inner.try_lock().ok();
+    }
+}
+
+/// A condition variable with one API over parking_lot and loom.
+#[derive(Debug, Default)]
+pub(crate) struct Condvar {
+    #[cfg(not(loom))]
+    inner: parking_lot::Condvar,
+    #[cfg(loom)]
+    inner: loom::sync::Condvar,
+}
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Blocks until notified (spurious wake-ups allowed: callers re-check).
+    #[inline]
+    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        #[cfg(not(loom))]
+        {
+            let mut guard = guard;
+            self.inner.wait(&mut guard);
+            guard
+        }
+        #[cfg(loom)]
+        {
+            self.inner.wait(guard).unwrap()
+        }
+    }
+
+    #[inline]
+    pub(crate) fn notify_all(&self) {
+        self.inner.notify_all();
+    }
+}

@@ -1,0 +1,1 @@
+//! Address spaces and VM regions (filled by a later issue).
