@@ -93,13 +93,19 @@ impl std::error::Error for Error {
 /// Packs an [`io::ErrorKind`] into 8 bits (kept in a frame's flags so that
 /// waiters of a failed load get the loader's kind of error).
 pub(crate) fn kind_to_code(kind: io::ErrorKind) -> u32 {
-    KINDS.iter().position(|k| *k == kind).map_or(0, |i| i as u32 + 1)
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(0, |i| i as u32 + 1)
 }
 
 /// Inverse of [`kind_to_code`]; unknown codes are `Other`.
 pub(crate) fn code_to_kind(code: u32) -> io::ErrorKind {
     match code {
-        1..=255 => KINDS.get(code as usize - 1).copied().unwrap_or(io::ErrorKind::Other),
+        1..=255 => KINDS
+            .get(code as usize - 1)
+            .copied()
+            .unwrap_or(io::ErrorKind::Other),
         _ => io::ErrorKind::Other,
     }
 }
@@ -135,7 +141,10 @@ mod tests {
 
     #[test]
     fn errors_display_and_chain() {
-        let e = Error::Write { index: 3, source: io::Error::other("disk on fire") };
+        let e = Error::Write {
+            index: 3,
+            source: io::Error::other("disk on fire"),
+        };
         assert!(e.to_string().contains("page 3"));
         assert!(std::error::Error::source(&e).is_some());
     }

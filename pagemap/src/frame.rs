@@ -147,11 +147,16 @@ impl FramePool {
             .collect();
         let words = capacity
             .checked_mul(PAGE_WORDS)
-            .ok_or(Error::InvalidCapacity { requested: capacity, max: Self::MAX_CAPACITY })?;
+            .ok_or(Error::InvalidCapacity {
+                requested: capacity,
+                max: Self::MAX_CAPACITY,
+            })?;
         let data = Box::<[data::AtomicU64]>::new_zeroed_slice(words);
         // SAFETY: an all-zero bit pattern is a valid AtomicU64 (it is a u64).
         let data = unsafe { data.assume_init() };
-        let waitq = (0..WAIT_BUCKETS).map(|_| (Mutex::new(()), Condvar::new())).collect();
+        let waitq = (0..WAIT_BUCKETS)
+            .map(|_| (Mutex::new(()), Condvar::new()))
+            .collect();
         Ok(Self {
             frames,
             data,
@@ -180,12 +185,18 @@ impl FramePool {
     /// owner left (callers fill it before publishing it).
     pub fn alloc(&self) -> Result<FrameId, Error> {
         let mut head = self.free_head.lock();
-        let id = FrameId::new(*head).ok_or(Error::PoolExhausted { capacity: self.capacity() })?;
+        let id = FrameId::new(*head).ok_or(Error::PoolExhausted {
+            capacity: self.capacity(),
+        })?;
         let frame = self.frame(id);
         *head = frame.index.load(Ordering::Relaxed) as u32;
         self.nr_free.fetch_sub(1, Ordering::Relaxed);
         drop(head);
-        debug_assert_eq!(frame.flags.load(Ordering::Relaxed), 0, "free frame has flags");
+        debug_assert_eq!(
+            frame.flags.load(Ordering::Relaxed),
+            0,
+            "free frame has flags"
+        );
         frame.index.store(0, Ordering::Relaxed);
         Ok(id)
     }
@@ -195,7 +206,10 @@ impl FramePool {
     pub fn free(&self, id: FrameId) {
         let frame = self.frame(id);
         let old = frame.flags.swap(0, Ordering::Relaxed);
-        assert!(old & flags::LOCKED == 0, "freeing a locked frame {id:?} ({old:#x})");
+        assert!(
+            old & flags::LOCKED == 0,
+            "freeing a locked frame {id:?} ({old:#x})"
+        );
         frame.owner.store(0, Ordering::Relaxed);
         let mut head = self.free_head.lock();
         frame.index.store(*head as u64, Ordering::Relaxed);
@@ -226,7 +240,10 @@ impl FramePool {
     /// The (owner, index) of an owned frame.
     pub(crate) fn owner(&self, id: FrameId) -> (u32, u64) {
         let f = self.frame(id);
-        (f.owner.load(Ordering::Relaxed), f.index.load(Ordering::Relaxed))
+        (
+            f.owner.load(Ordering::Relaxed),
+            f.index.load(Ordering::Relaxed),
+        )
     }
 
     /// Current flags. Acquire: pairs with the Release of whoever set them
@@ -253,7 +270,10 @@ impl FramePool {
         let mut old = f.flags.load(Ordering::Relaxed);
         loop {
             let new = (old & !flags::ERRKIND_MASK) | flags::ERROR | code;
-            match f.flags.compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Relaxed) {
+            match f
+                .flags
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(seen) => old = seen,
             }
@@ -269,7 +289,11 @@ impl FramePool {
 
     /// Tries to take LOCKED. Acquire on success: pairs with the unlocker's Release.
     pub fn try_lock(&self, id: FrameId) -> bool {
-        self.frame(id).flags.fetch_or(flags::LOCKED, Ordering::Acquire) & flags::LOCKED == 0
+        self.frame(id)
+            .flags
+            .fetch_or(flags::LOCKED, Ordering::Acquire)
+            & flags::LOCKED
+            == 0
     }
 
     /// Takes LOCKED, sleeping while someone else has it.
@@ -286,7 +310,10 @@ impl FramePool {
             .frame(id)
             .flags
             .fetch_and(!(flags::LOCKED | flags::WAITERS), Ordering::Release);
-        assert!(old & flags::LOCKED != 0, "unlocking an unlocked frame {id:?}");
+        assert!(
+            old & flags::LOCKED != 0,
+            "unlocking an unlocked frame {id:?}"
+        );
         if old & flags::WAITERS != 0 {
             let (m, cv) = self.bucket(id);
             // Taking the bucket lock orders this wake-up after any waiter
@@ -303,7 +330,10 @@ impl FramePool {
         loop {
             // Announce the sleeper before the re-check, both under the
             // bucket lock: an unlocker either sees WAITERS or we see it unlocked.
-            let now = self.frame(id).flags.fetch_or(flags::WAITERS, Ordering::Acquire);
+            let now = self
+                .frame(id)
+                .flags
+                .fetch_or(flags::WAITERS, Ordering::Acquire);
             if now & flags::LOCKED == 0 {
                 return;
             }
@@ -377,7 +407,10 @@ impl FramePool {
     /// Overwrites the whole page.
     pub fn write_page(&self, id: FrameId, buf: &[u8; PAGE_SIZE]) {
         for (chunk, w) in buf.chunks_exact(8).zip(self.words(id)) {
-            w.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Ordering::Relaxed);
+            w.store(
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -410,14 +443,20 @@ mod tests {
         let pool = FramePool::new(3).unwrap();
         let ids: Vec<_> = (0..3).map(|_| pool.alloc().unwrap()).collect();
         assert!(ids.iter().all(|id| id.get() != 0));
-        assert!(matches!(pool.alloc(), Err(Error::PoolExhausted { capacity: 3 })));
+        assert!(matches!(
+            pool.alloc(),
+            Err(Error::PoolExhausted { capacity: 3 })
+        ));
         pool.free(ids[1]);
         assert_eq!(pool.alloc().unwrap(), ids[1]);
     }
 
     #[test]
     fn bad_capacity_is_an_error() {
-        assert!(matches!(FramePool::new(0), Err(Error::InvalidCapacity { .. })));
+        assert!(matches!(
+            FramePool::new(0),
+            Err(Error::InvalidCapacity { .. })
+        ));
         assert!(matches!(
             FramePool::new(FramePool::MAX_CAPACITY + 1),
             Err(Error::InvalidCapacity { .. })
@@ -436,8 +475,14 @@ mod tests {
         let mut one = [0u8; 1];
         pool.read(id, 4093 - 101, &mut one).unwrap();
         assert_eq!(one[0], 0, "neighbouring byte untouched");
-        assert!(matches!(pool.write(id, 4090, &[0; 7]), Err(Error::OutOfBounds { .. })));
-        assert!(matches!(pool.read(id, usize::MAX, &mut one), Err(Error::OutOfBounds { .. })));
+        assert!(matches!(
+            pool.write(id, 4090, &[0; 7]),
+            Err(Error::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            pool.read(id, usize::MAX, &mut one),
+            Err(Error::OutOfBounds { .. })
+        ));
     }
 
     #[test]

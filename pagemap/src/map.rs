@@ -154,6 +154,18 @@ impl PageMap {
         self.nr_pages.load(Ordering::Relaxed)
     }
 
+    /// Holders of the page at `index` now (0 if absent): a debugging aid.
+    pub fn holders(&self, index: u64) -> u64 {
+        let guard = epoch::pin();
+        self.tree.lookup(index, &guard).map_or(0, |s| {
+            if slot::is_present(s.load()) {
+                slot::refs(s.load())
+            } else {
+                0
+            }
+        })
+    }
+
     /// Metadata memory now.
     pub fn memory(&self) -> MemoryStats {
         let pages = self.nr_pages();
@@ -206,7 +218,18 @@ impl PageMap {
         // the map, which `'a` borrows. The epoch guard is no longer needed.
         let slot: &'a Slot = unsafe { &*(slot as *const Slot) };
         let frame = FrameId::new(slot::frame(word)).expect("held slot has a frame");
-        PageRef { map: self, slot, frame, index }
+        // The insert set the owner before publishing (Akaros did not: defect 2).
+        debug_assert_eq!(
+            self.pool.owner(frame),
+            (self.id, index),
+            "frame owner not published"
+        );
+        PageRef {
+            map: self,
+            slot,
+            frame,
+            index,
+        }
     }
 
     /// The page at `index`, read from the backing store on a miss.
@@ -221,7 +244,8 @@ impl PageMap {
             }
             // Miss: allocate and initialise the frame before taking the lock.
             let frame = self.pool.alloc()?;
-            self.pool.set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
+            self.pool
+                .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
             match self.insert(index, frame) {
                 Some(page) => return self.fill(page),
                 None => {
@@ -265,7 +289,8 @@ impl PageMap {
         match self.store.read_page(page.index, &mut buf) {
             Ok(()) => {
                 self.pool.write_page(frame, &buf);
-                self.pool.clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
+                self.pool
+                    .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
                 self.pool.set_flags(frame, flags::UPTODATE);
                 // Release: contents before the word that says "up to date".
                 page.slot.set_loaded();
@@ -317,10 +342,14 @@ impl PageMap {
     /// Removes a page whose read failed, if nobody holds it and no remover
     /// runs (if one does, it will find the page).
     fn discard_failed(&self, index: u64, frame: FrameId) {
-        let Some(_r) = self.remover.try_lock() else { return };
+        let Some(_r) = self.remover.try_lock() else {
+            return;
+        };
         let g = self.lock.lock();
         let guard = epoch::pin();
-        let Some(slot) = self.tree.lookup(index, &guard) else { return };
+        let Some(slot) = self.tree.lookup(index, &guard) else {
+            return;
+        };
         let won = slot.update(|w| {
             if slot::frame(w) == frame.get() && w & slot::LOADING != 0 {
                 slot::yank(slot::mark_removal(w)?)
@@ -362,7 +391,9 @@ impl PageMap {
     /// The first index `>= from` whose page is marked dirty.
     pub fn next_dirty(&self, from: u64) -> Option<u64> {
         let guard = epoch::pin();
-        self.tree.next_marked(from, Mark::Dirty, &guard).map(|(i, _)| i)
+        self.tree
+            .next_marked(from, Mark::Dirty, &guard)
+            .map(|(i, _)| i)
     }
 
     /// The cached indices in `range`, in order (a snapshot).
@@ -377,7 +408,9 @@ impl PageMap {
 
     fn collect(&self, range: impl RangeBounds<u64>, mark: Option<Mark>) -> Vec<u64> {
         let mut out = Vec::new();
-        let Some((first, last)) = inclusive(&range) else { return out };
+        let Some((first, last)) = inclusive(&range) else {
+            return out;
+        };
         let guard = epoch::pin();
         let mut from = first;
         loop {
@@ -410,15 +443,21 @@ impl PageMap {
     /// leaves the page dirty and is reported.
     pub fn writeback(&self, range: impl RangeBounds<u64>) -> WritebackReport {
         let mut report = WritebackReport::default();
-        let Some((first, last)) = inclusive(&range) else { return report };
+        let Some((first, last)) = inclusive(&range) else {
+            return report;
+        };
         self.tag_towrite(first, last);
         let mut from = first;
         loop {
             let next = {
                 let guard = epoch::pin();
-                self.tree.next_marked(from, Mark::ToWrite, &guard).map(|(i, _)| i)
+                self.tree
+                    .next_marked(from, Mark::ToWrite, &guard)
+                    .map(|(i, _)| i)
             };
-            let Some(index) = next.filter(|&i| i <= last) else { break };
+            let Some(index) = next.filter(|&i| i <= last) else {
+                break;
+            };
             match self.get(index, slot::get) {
                 Ok(Some(page)) => {
                     self.clear_mark(index, Mark::ToWrite);
@@ -469,7 +508,11 @@ impl PageMap {
     fn clear_mark_if_present(&self, index: u64, mark: Mark) {
         let g = self.lock.lock();
         let guard = epoch::pin();
-        if self.tree.lookup(index, &guard).is_some_and(|s| slot::is_present(s.load())) {
+        if self
+            .tree
+            .lookup(index, &guard)
+            .is_some_and(|s| slot::is_present(s.load()))
+        {
             self.tree.clear_mark(index, mark, &Locked(&g));
         }
     }
@@ -496,7 +539,10 @@ impl PageMap {
         }
         self.pool.clear_flags(frame, flags::WRITEBACK);
         self.sync_dirty_mark(page.index, frame);
-        result.map(|()| true).map_err(|source| Error::Write { index: page.index, source })
+        result.map(|()| true).map_err(|source| Error::Write {
+            index: page.index,
+            source,
+        })
     }
 
     // ---- free-unused ------------------------------------------------------
@@ -555,7 +601,9 @@ impl PageMap {
             let locked = Locked(&g);
             let guard = epoch::pin();
             for (index, frame) in marked {
-                let Some(slot) = self.tree.lookup(index, &guard) else { continue };
+                let Some(slot) = self.tree.lookup(index, &guard) else {
+                    continue;
+                };
                 let won = slot.update(|w| {
                     if slot::frame(w) != frame.get() {
                         return Err(Refused::Absent);
@@ -566,7 +614,11 @@ impl PageMap {
                     report.raced += 1;
                     continue;
                 }
-                debug_assert_eq!(self.pool.flags(frame) & flags::DIRTY, 0, "yanked a dirty page");
+                debug_assert_eq!(
+                    self.pool.flags(frame) & flags::DIRTY,
+                    0,
+                    "yanked a dirty page"
+                );
                 let f = self.tree.remove_yanked(index, &locked);
                 debug_assert_eq!(f, frame.get());
                 self.nr_pages.fetch_sub(1, Ordering::Relaxed);
@@ -605,10 +657,24 @@ impl PageMap {
                 }
             })
             .is_ok();
-        if remarked {
-            std::mem::forget(page); // its count went with the re-mark
+        if !remarked {
+            return Ok(false);
         }
-        Ok(remarked)
+        std::mem::forget(page); // its count went with the re-mark
+                                // A writer may have taken, dirtied and released the page between our
+                                // snapshot and the re-mark. Its DIRTY came before its put (Release),
+                                // which our CAS read (Acquire), so we see it here: keep the page.
+        if self.pool.flags(frame) & flags::DIRTY != 0 {
+            let _ = slot.update(|w| {
+                if w & slot::REMOVAL != 0 {
+                    Ok(slot::unmark_removal(w))
+                } else {
+                    Err(Refused::Busy)
+                }
+            });
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     // ---- debugging -------------------------------------------------------
@@ -638,7 +704,11 @@ impl PageMap {
                 slot::refs(w),
                 if w & slot::REMOVAL != 0 { "R" } else { "-" },
                 if w & slot::LOADING != 0 { "L" } else { "-" },
-                if self.tree.has_mark(index, Mark::Dirty, &guard) { "D" } else { "-" },
+                if self.tree.has_mark(index, Mark::Dirty, &guard) {
+                    "D"
+                } else {
+                    "-"
+                },
                 flag_names(f)
             );
             match index.checked_add(1) {
@@ -665,7 +735,11 @@ fn flag_names(f: u32) -> String {
         (flags::MAPPED, "MAPPED"),
         (flags::PINNED, "PINNED"),
     ];
-    let v: Vec<&str> = names.iter().filter(|(b, _)| f & b != 0).map(|(_, n)| *n).collect();
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| f & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
     v.join("|")
 }
 
@@ -685,7 +759,10 @@ impl Drop for PageMap {
     fn drop(&mut self) {
         let report = self.sync();
         for e in &report.errors {
-            eprintln!("pagemap: dropping page map #{}: {e}; that page's data is lost", self.id);
+            eprintln!(
+                "pagemap: dropping page map #{}: {e}; that page's data is lost",
+                self.id
+            );
         }
         let guard = epoch::pin();
         let mut from = 0;
@@ -756,7 +833,11 @@ impl<'a> PageRef<'a> {
         let r = pool.write(self.frame, offset, data);
         // DIRTY after the copy: a writeback that cleaned the page before we
         // finished sees it dirty again.
-        let old = if r.is_ok() { pool.set_flags(self.frame, flags::DIRTY) } else { flags::DIRTY };
+        let old = if r.is_ok() {
+            pool.set_flags(self.frame, flags::DIRTY)
+        } else {
+            flags::DIRTY
+        };
         pool.unlock(self.frame);
         r?;
         if old & flags::DIRTY == 0 {

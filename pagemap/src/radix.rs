@@ -140,7 +140,10 @@ fn to_word(p: *const Node) -> u64 {
 
 impl RadixTree {
     pub(crate) fn new() -> Self {
-        Self { root: AtomicU64::new(0), nodes: AtomicUsize::new(0) }
+        Self {
+            root: AtomicU64::new(0),
+            nodes: AtomicUsize::new(0),
+        }
     }
 
     /// Bytes of one node.
@@ -155,7 +158,11 @@ impl RadixTree {
     pub(crate) fn height(&self, _g: &epoch::Guard) -> u32 {
         let r = self.root_ptr();
         // SAFETY: pinned by `_g`; nodes are freed only through the epoch.
-        if r.is_null() { 0 } else { unsafe { (*r).level + 1 } }
+        if r.is_null() {
+            0
+        } else {
+            unsafe { (*r).level + 1 }
+        }
     }
 
     #[inline]
@@ -245,7 +252,10 @@ impl RadixTree {
 
     /// Counts a newly filled leaf slot (after the caller published into it).
     pub(crate) fn note_filled(&self, index: u64, lock: &Locked<'_>) {
-        let leaf = self.path(index, lock).pop().expect("filled slot has a leaf");
+        let leaf = self
+            .path(index, lock)
+            .pop()
+            .expect("filled slot has a leaf");
         leaf.add_count(1);
     }
 
@@ -296,7 +306,9 @@ impl RadixTree {
                 self.root.store(0, Ordering::Release);
             } else {
                 let parent = path[depth - 1];
-                parent.slots[parent.offset(index)].raw().store(0, Ordering::Release);
+                parent.slots[parent.offset(index)]
+                    .raw()
+                    .store(0, Ordering::Release);
                 parent.add_count(-1);
             }
             self.retire(node, &guard);
@@ -340,7 +352,10 @@ impl RadixTree {
     /// Sets `mark` on the (present) slot of `index` and its ancestors.
     pub(crate) fn set_mark(&self, index: u64, mark: Mark, lock: &Locked<'_>) {
         let path = self.path(index, lock);
-        assert!(path.last().is_some_and(|l| l.level == 0), "marking an absent index");
+        assert!(
+            path.last().is_some_and(|l| l.level == 0),
+            "marking an absent index"
+        );
         for node in path {
             node.marks[mark as usize].fetch_or(1 << node.offset(index), Ordering::Relaxed);
         }
@@ -365,7 +380,9 @@ impl RadixTree {
 
     /// Whether the slot of `index` carries `mark`.
     pub(crate) fn has_mark(&self, index: u64, mark: Mark, guard: &epoch::Guard) -> bool {
-        let Some(_) = self.lookup(index, guard) else { return false };
+        let Some(_) = self.lookup(index, guard) else {
+            return false;
+        };
         let mut n = self.root_ptr();
         loop {
             // SAFETY: pinned by `guard`.
@@ -425,10 +442,19 @@ impl RadixTree {
 
     /// Depth-first scan of `node` (covering indices from `base`) for the
     /// first match at or after `from`.
-    fn scan<'g>(node: &'g Node, base: u64, from: u64, mark: Option<Mark>) -> Option<(u64, &'g Slot)> {
+    fn scan<'g>(
+        node: &'g Node,
+        base: u64,
+        from: u64,
+        mark: Option<Mark>,
+    ) -> Option<(u64, &'g Slot)> {
         node.check_live();
         let shift = node.shift();
-        let first = if from > base { ((from - base) >> shift) as usize } else { 0 };
+        let first = if from > base {
+            ((from - base) >> shift) as usize
+        } else {
+            0
+        };
         let mut bits: u64 = if FANOUT == 64 { !0 } else { (1 << FANOUT) - 1 };
         if let Some(m) = mark {
             bits &= node.marks[m as usize].load(Ordering::Relaxed);

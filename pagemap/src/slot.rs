@@ -233,7 +233,10 @@ impl Slot {
     #[inline]
     pub fn clear_yanked(&self) -> u32 {
         let old = self.0.swap(EMPTY, Ordering::AcqRel);
-        assert!(old & YANKED != 0, "clearing a slot that was not yanked: {old:#x}");
+        assert!(
+            old & YANKED != 0,
+            "clearing a slot that was not yanked: {old:#x}"
+        );
         frame(old)
     }
 }

@@ -36,7 +36,10 @@ pub trait BackingStore: Send + Sync {
 
 fn byte_offset(index: u64) -> io::Result<u64> {
     index.checked_mul(PAGE_SIZE as u64).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("page {index} is beyond 2^64 bytes"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("page {index} is beyond 2^64 bytes"),
+        )
     })
 }
 
@@ -75,13 +78,21 @@ impl MemStore {
     /// Makes reads of `index` fail (or succeed again).
     pub fn fail_reads(&self, index: u64, fail: bool) {
         let mut g = self.inner.lock();
-        if fail { g.bad_reads.insert(index) } else { g.bad_reads.remove(&index) };
+        if fail {
+            g.bad_reads.insert(index)
+        } else {
+            g.bad_reads.remove(&index)
+        };
     }
 
     /// Makes writes of `index` fail (or succeed again).
     pub fn fail_writes(&self, index: u64, fail: bool) {
         let mut g = self.inner.lock();
-        if fail { g.bad_writes.insert(index) } else { g.bad_writes.remove(&index) };
+        if fail {
+            g.bad_writes.insert(index)
+        } else {
+            g.bad_writes.remove(&index)
+        };
     }
 
     /// A copy of page `index` as stored (`None` if never written).
@@ -105,7 +116,9 @@ impl BackingStore for MemStore {
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> io::Result<()> {
         let mut g = self.inner.lock();
         if g.bad_reads.contains(&index) {
-            return Err(io::Error::other(format!("injected read error at page {index}")));
+            return Err(io::Error::other(format!(
+                "injected read error at page {index}"
+            )));
         }
         g.reads += 1;
         match g.pages.get(&index) {
@@ -118,7 +131,9 @@ impl BackingStore for MemStore {
     fn write_page(&self, index: u64, buf: &PageBuf) -> io::Result<()> {
         let mut g = self.inner.lock();
         if g.bad_writes.contains(&index) {
-            return Err(io::Error::other(format!("injected write error at page {index}")));
+            return Err(io::Error::other(format!(
+                "injected write error at page {index}"
+            )));
         }
         g.writes += 1;
         g.pages.insert(index, Box::new(*buf));
@@ -155,14 +170,20 @@ pub struct FileStore {
 impl FileStore {
     /// Opens an existing file for reading and writing.
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
         Self::new(file)
     }
 
     /// Wraps an open file (it must be readable and writable).
     pub fn new(file: File) -> io::Result<Self> {
         let len = file.metadata()?.len();
-        Ok(Self { file, len: parking_lot::RwLock::new(len) })
+        Ok(Self {
+            file,
+            len: parking_lot::RwLock::new(len),
+        })
     }
 
     /// The file's length in bytes as this store sees it.
@@ -189,9 +210,9 @@ impl FileStore {
     }
 
     fn write_at(&self, off: u64, bytes: &[u8]) -> io::Result<()> {
-        let end = off
-            .checked_add(bytes.len() as u64)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "write beyond 2^64 bytes"))?;
+        let end = off.checked_add(bytes.len() as u64).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "write beyond 2^64 bytes")
+        })?;
         let len = *self.len.read();
         if off < len {
             // Inside the file: never extend it past its length.
@@ -254,12 +275,16 @@ mod tests {
         assert_eq!(&b[..10], &[5u8; 10]);
         assert!(b[10..].iter().all(|&x| x == 0));
         s.write_page(1, &[9u8; PAGE_SIZE]).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), PAGE_SIZE as u64 + 10);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            PAGE_SIZE as u64 + 10
+        );
         s.write_page(3, &[4u8; PAGE_SIZE]).unwrap();
         assert_eq!(s.len(), 4 * PAGE_SIZE as u64);
         s.read_page(2, &mut b).unwrap();
         assert!(b.iter().all(|&x| x == 0), "hole reads as zeroes");
-        s.write_extent(0, &[&[1u8; PAGE_SIZE], &[2u8; PAGE_SIZE]]).unwrap();
+        s.write_extent(0, &[&[1u8; PAGE_SIZE], &[2u8; PAGE_SIZE]])
+            .unwrap();
         s.read_page(1, &mut b).unwrap();
         assert_eq!(b[0], 2);
         std::fs::remove_file(&path).unwrap();

@@ -1,0 +1,285 @@
+//! Every error path: the error is typed, and nothing is lost or left locked.
+
+use std::io;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use pagemap::{flags, slot, BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, PAGE_SIZE};
+
+fn map_with(frames: usize) -> (PageMap, Arc<MemStore>) {
+    let store = Arc::new(MemStore::new());
+    let map = PageMap::new(Arc::new(FramePool::new(frames).unwrap()), store.clone());
+    (map, store)
+}
+
+#[test]
+fn pool_exhausted_is_an_error_and_changes_nothing() {
+    let (map, _) = map_with(2);
+    let a = map.load(1).unwrap();
+    let b = map.load(2).unwrap();
+    let before = map.cached_indices(..);
+    assert!(matches!(
+        map.load(3),
+        Err(Error::PoolExhausted { capacity: 2 })
+    ));
+    assert_eq!(map.cached_indices(..), before);
+    assert_eq!(map.nr_pages(), 2);
+    // Held pages cannot be freed; released ones can, and then the load works.
+    assert_eq!(map.free_unused().referenced, 2);
+    drop((a, b));
+    assert_eq!(map.free_unused().freed, 2);
+    map.load(3).unwrap();
+}
+
+/// A store whose reads of one index block until released, then fail.
+struct GatedStore {
+    gate: Mutex<(bool, u32)>, // (released, readers inside)
+    cv: Condvar,
+    fail: bool,
+}
+
+impl BackingStore for GatedStore {
+    fn read_page(&self, _index: u64, buf: &mut PageBuf) -> io::Result<()> {
+        let mut g = self.gate.lock().unwrap();
+        g.1 += 1;
+        self.cv.notify_all();
+        while !g.0 {
+            g = self.cv.wait(g).unwrap();
+        }
+        if self.fail {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "gated failure",
+            ));
+        }
+        buf.fill(0xab);
+        Ok(())
+    }
+    fn write_page(&self, _index: u64, _buf: &PageBuf) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn gated_load(fail: bool) {
+    let store = Arc::new(GatedStore {
+        gate: Mutex::new((false, 0)),
+        cv: Condvar::new(),
+        fail,
+    });
+    let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), store.clone());
+    thread::scope(|s| {
+        let loader = s.spawn(|| map.load(9).map(|p| p.frame()));
+        // Wait until the loader is inside the read.
+        {
+            let mut g = store.gate.lock().unwrap();
+            while g.1 == 0 {
+                g = store.cv.wait(g).unwrap();
+            }
+        }
+        let waiters: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| map.load(9).map(|p| p.frame())))
+            .collect();
+        // All three waiters hold the page and sleep on it.
+        while map.holders(9) < 4 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        {
+            let mut g = store.gate.lock().unwrap();
+            g.0 = true;
+            store.cv.notify_all();
+        }
+        let first = loader.join().unwrap();
+        let rest: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(store.gate.lock().unwrap().1, 1, "exactly one read");
+        if fail {
+            assert!(matches!(first, Err(Error::Read { index: 9, .. })));
+            for r in rest {
+                match r {
+                    Err(Error::Read { index: 9, source }) => {
+                        assert_eq!(source.kind(), io::ErrorKind::PermissionDenied)
+                    }
+                    other => panic!("waiter got {other:?}"),
+                }
+            }
+        } else {
+            let f = first.unwrap();
+            assert!(rest.into_iter().all(|r| r.unwrap() == f));
+        }
+    });
+    // Nothing left locked, nobody holding it.
+    assert_eq!(map.holders(9), 0);
+    if fail {
+        assert!(
+            map.find(9).unwrap().is_none(),
+            "a failed page is not up to date"
+        );
+        map.free_unused();
+        assert_eq!(map.nr_pages(), 0);
+        assert_eq!(map.pool().free_frames(), 4);
+    } else {
+        let p = map.find(9).unwrap().unwrap();
+        assert_eq!(p.flags() & flags::LOCKED, 0);
+        let mut b = [0u8; 1];
+        p.read(100, &mut b).unwrap();
+        assert_eq!(b[0], 0xab);
+    }
+}
+
+#[test]
+fn read_error_reaches_loader_and_every_waiter() {
+    gated_load(true);
+}
+
+#[test]
+fn concurrent_loaders_cause_one_read() {
+    gated_load(false);
+}
+
+#[test]
+fn read_error_then_retry_succeeds() {
+    let (map, store) = map_with(4);
+    store.fail_reads(5, true);
+    assert!(matches!(map.load(5), Err(Error::Read { index: 5, .. })));
+    assert_eq!(
+        map.nr_pages(),
+        0,
+        "an unreferenced failed page is discarded"
+    );
+    assert_eq!(map.pool().free_frames(), 4);
+    store.fail_reads(5, false);
+    store.set_page(5, &[7; PAGE_SIZE]);
+    let p = map.load(5).unwrap();
+    let mut b = [0u8; 2];
+    p.read(4094, &mut b).unwrap();
+    assert_eq!(b, [7, 7]);
+    assert_eq!(p.flags() & (flags::ERROR | flags::LOCKED), 0);
+}
+
+#[test]
+fn write_error_in_free_unused_keeps_page_dirty_with_data() {
+    let (map, store) = map_with(4);
+    map.load(3).unwrap().write(10, b"precious").unwrap();
+    map.load(4).unwrap(); // clean, unreferenced
+    store.fail_writes(3, true);
+    let r = map.free_unused();
+    assert_eq!(r.freed, 1, "the clean page goes");
+    assert_eq!(r.errors.len(), 1);
+    assert!(matches!(&r.errors[0], Error::Write { index: 3, .. }));
+    assert!(store.page(3).is_none());
+    let p = map
+        .find(3)
+        .unwrap()
+        .expect("page kept after a failed write");
+    assert!(p.is_dirty());
+    assert_eq!(map.dirty_indices(..), vec![3]);
+    let mut b = [0u8; 8];
+    p.read(10, &mut b).unwrap();
+    assert_eq!(&b, b"precious");
+    drop(p);
+    store.fail_writes(3, false);
+    let r = map.free_unused();
+    assert_eq!((r.freed, r.written, r.errors.len()), (1, 1, 0));
+    assert_eq!(&store.page(3).unwrap()[10..18], b"precious");
+    assert_eq!(map.nr_pages(), 0);
+}
+
+#[test]
+fn writeback_error_keeps_page_dirty() {
+    let (map, store) = map_with(4);
+    let p = map.load(1).unwrap();
+    p.write(0, b"x").unwrap();
+    store.fail_writes(1, true);
+    let r = map.writeback(..);
+    assert_eq!((r.written, r.errors.len()), (0, 1));
+    assert!(p.is_dirty());
+    store.fail_writes(1, false);
+    assert_eq!(map.writeback(0..=1).written, 1);
+    assert!(!p.is_dirty());
+    assert!(map.dirty_indices(..).is_empty());
+    assert_eq!(map.writeback(..).written, 0, "clean pages are not written");
+}
+
+#[test]
+fn refcount_overflow_is_refused_past_max_holders() {
+    let (map, _) = map_with(1);
+    let first = map.load(0).unwrap();
+    for _ in 1..slot::MAX_REFS {
+        std::mem::forget(first.try_clone().unwrap());
+    }
+    assert_eq!(first.holders(), slot::MAX_REFS);
+    assert!(matches!(
+        first.try_clone(),
+        Err(Error::RefcountOverflow { index: 0 })
+    ));
+    assert!(matches!(
+        map.find(0),
+        Err(Error::RefcountOverflow { index: 0 })
+    ));
+    assert!(matches!(
+        map.load(0),
+        Err(Error::RefcountOverflow { index: 0 })
+    ));
+    assert_eq!(first.holders(), slot::MAX_REFS, "nothing wrapped");
+    drop(first);
+    assert!(map.find(0).unwrap().is_some(), "a put makes room again");
+    // The forgotten holders can never be put: leak the map rather than trip
+    // its drop-time assertion.
+    std::mem::forget(map);
+}
+
+#[test]
+fn index_u64_max_and_neighbours_work() {
+    let (map, store) = map_with(8);
+    for (i, idx) in [u64::MAX, u64::MAX - 1, 0, 1 << 40, 1 << 63]
+        .into_iter()
+        .enumerate()
+    {
+        map.load(idx).unwrap().write(0, &[i as u8 + 1]).unwrap();
+    }
+    assert_eq!(
+        map.cached_indices(..),
+        vec![0, 1 << 40, 1 << 63, u64::MAX - 1, u64::MAX]
+    );
+    assert_eq!(map.cached_indices(u64::MAX..), vec![u64::MAX]);
+    assert_eq!(map.next_present(u64::MAX), Some(u64::MAX));
+    assert_eq!(
+        map.dirty_indices((1 << 62)..),
+        vec![1 << 63, u64::MAX - 1, u64::MAX]
+    );
+    let r = map.sync();
+    assert_eq!(r.written, 5);
+    assert_eq!(store.page(u64::MAX).unwrap()[0], 1);
+    assert_eq!(map.free_unused().freed, 5);
+    assert_eq!(map.nr_pages(), 0);
+    assert_eq!(map.memory().nodes, 0, "every node reclaimed");
+    assert!(map.cached_indices(..).is_empty());
+}
+
+#[test]
+fn load_nowait_never_blocks() {
+    let (map, _) = map_with(2);
+    assert!(matches!(
+        map.load_nowait(4),
+        Err(Error::WouldBlock { index: 4 })
+    ));
+    assert_eq!(map.nr_pages(), 0, "load_nowait does not insert");
+    drop(map.load(4).unwrap());
+    assert_eq!(map.load_nowait(4).unwrap().index(), 4);
+}
+
+#[test]
+fn out_of_bounds_access_is_an_error_and_writes_nothing() {
+    let (map, _) = map_with(1);
+    let p = map.load(0).unwrap();
+    assert!(matches!(
+        p.write(PAGE_SIZE - 1, b"ab"),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(!p.is_dirty(), "a refused write dirties nothing");
+    let mut b = [0u8; 2];
+    assert!(matches!(
+        p.read(usize::MAX - 1, &mut b),
+        Err(Error::OutOfBounds { .. })
+    ));
+}
