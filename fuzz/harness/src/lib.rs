@@ -1,0 +1,455 @@
+//! Differential fuzz harness for `pagemap`.
+//!
+//! [`run`] decodes fuzzer bytes into an [`Input`] (a frame pool size and a
+//! sequence of [`Op`]s), runs it against a real `PageMap` over a `MemStore`
+//! and against the sequential [`Model`], and panics on the first difference:
+//! return values, error variants, page contents, holders, dirty state,
+//! `nr_pages`, free frames, report counts, iteration order, store I/O counts
+//! and store contents. It is shared by the cargo-fuzz target and by the
+//! stable replay test (`tests/replay.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use pagemap::{Error, FramePool, MemStore, PageMap, PageRef};
+
+pub mod model;
+pub mod ops;
+
+pub use model::{Model, E, PAGE_SIZE};
+pub use ops::{Idx, Input, Off, Op, Span};
+
+/// What a run exercised: op names and notable outcomes, with counts.
+#[derive(Debug, Default, Clone)]
+pub struct Stats(pub BTreeMap<&'static str, u64>);
+
+impl Stats {
+    fn hit(&mut self, what: &'static str) {
+        *self.0.entry(what).or_default() += 1;
+    }
+
+    /// Adds another run's counts.
+    pub fn merge(&mut self, other: &Stats) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k).or_default() += v;
+        }
+    }
+
+    /// Whether `what` happened.
+    pub fn has(&self, what: &str) -> bool {
+        self.0.get(what).is_some_and(|&n| n > 0)
+    }
+}
+
+/// Runs fuzzer bytes. Panics on any divergence from the model.
+pub fn run(data: &[u8]) -> Stats {
+    run_input(&Input::decode(data))
+}
+
+/// Reduces an error to what the model predicts, checking the I/O source.
+fn conv(e: &Error) -> E {
+    match e {
+        Error::PoolExhausted { capacity } => E::PoolExhausted { capacity: *capacity },
+        Error::RefcountOverflow { index } => E::RefcountOverflow { index: *index },
+        Error::WouldBlock { index } => E::WouldBlock { index: *index },
+        Error::Read { index, source } => {
+            check_source(source, "read", *index);
+            E::Read { index: *index }
+        }
+        Error::Write { index, source } => {
+            check_source(source, "write", *index);
+            E::Write { index: *index }
+        }
+        Error::OutOfBounds { offset, len } => E::OutOfBounds { offset: *offset, len: *len },
+        other => E::Other(format!("{other:?}")),
+    }
+}
+
+fn check_source(source: &io::Error, what: &str, index: u64) {
+    assert_eq!(source.kind(), io::ErrorKind::Other, "{what} error kind for page {index}");
+    let want = format!("injected {what} error at page {index}");
+    assert_eq!(source.to_string(), want, "{what} error source");
+}
+
+fn conv_all(es: &[Error]) -> Vec<E> {
+    es.iter().map(conv).collect()
+}
+
+/// The real side of a run.
+struct Real<'m> {
+    map: &'m PageMap,
+    pool: &'m FramePool,
+    store: &'m MemStore,
+    /// Held references, each with the index the model says it has.
+    held: Vec<(u64, PageRef<'m>)>,
+}
+
+struct Run<'m> {
+    real: Real<'m>,
+    model: Model,
+    /// Every index any op named (store contents are compared there).
+    touched: BTreeSet<u64>,
+    stats: Stats,
+    step: usize,
+}
+
+macro_rules! check_eq {
+    ($run:expr, $real:expr, $model:expr, $($what:tt)+) => {{
+        let (r, m) = (&$real, &$model);
+        if r != m {
+            panic!(
+                "DIVERGENCE at op #{}: {}\n  pagemap: {:?}\n  model:   {:?}\n{}",
+                $run.step,
+                format!($($what)+),
+                r,
+                m,
+                $run.real.map.dump()
+            );
+        }
+    }};
+}
+
+/// Runs a decoded input. Panics on any divergence from the model.
+pub fn run_input(input: &Input) -> Stats {
+    let pool = Arc::new(FramePool::new(input.frames).expect("valid capacity"));
+    let store = Arc::new(MemStore::new());
+    let map = PageMap::new(pool.clone(), store.clone());
+    let (mut model, touched, stats) = execute(input, &map, &pool, &store);
+    drop(map);
+    model.writeback((Bound::Unbounded, Bound::Unbounded));
+    assert_eq!(pool.free_frames(), input.frames, "frames leaked by PageMap::drop");
+    assert_eq!(store.io_counts(), (model.store.reads, model.store.writes), "io counts after drop");
+    for i in touched {
+        assert_eq!(store.page(i), model.store.pages.get(&i).cloned(), "store page {i} after drop");
+    }
+    stats
+}
+
+/// Runs the ops and the final checks; returns the model for the drop check.
+fn execute(
+    input: &Input,
+    map: &PageMap,
+    pool: &FramePool,
+    store: &MemStore,
+) -> (Model, BTreeSet<u64>, Stats) {
+    let mut run = Run {
+        real: Real { map, pool, store, held: Vec::new() },
+        model: Model::new(input.frames),
+        touched: BTreeSet::new(),
+        stats: Stats::default(),
+        step: 0,
+    };
+    for (step, op) in input.ops.iter().enumerate() {
+        run.step = step;
+        run.stats.hit(op.name());
+        run.op(op);
+        run.cheap_checks();
+    }
+    run.step = input.ops.len();
+    // Put every reference, then a full comparison.
+    while let Some((i, page)) = run.real.held.pop() {
+        drop(page);
+        run.model.put(i);
+    }
+    run.full_check();
+    run.store_check();
+    // Dropping the map syncs (best effort) and frees every frame. Lift the
+    // injected write errors first so that the sync must write everything.
+    for &i in &run.model.store.bad_writes {
+        store.fail_writes(i, false);
+    }
+    run.model.store.bad_writes.clear();
+    (run.model, run.touched, run.stats)
+}
+
+impl<'m> Run<'m> {
+    fn idx(&mut self, i: Idx) -> u64 {
+        let i = i.get();
+        self.touched.insert(i);
+        i
+    }
+
+    fn span(&mut self, s: Span) -> (Bound<u64>, Bound<u64>) {
+        let b = s.bounds();
+        for x in [b.0, b.1] {
+            if let Bound::Included(i) | Bound::Excluded(i) = x {
+                self.touched.insert(i);
+            }
+        }
+        b
+    }
+
+    fn pick(&self, r: u8) -> Option<usize> {
+        (!self.real.held.is_empty()).then(|| usize::from(r) % self.real.held.len())
+    }
+
+    /// Keeps (or drops) the reference from an op that returned one.
+    fn took(&mut self, index: u64, page: PageRef<'m>, keep: bool) {
+        check_eq!(self, page.index(), index, "PageRef::index");
+        assert!(page.is_uptodate(), "returned a page that is not up to date");
+        if keep {
+            self.real.held.push((index, page));
+        } else {
+            drop(page);
+            self.model.put(index);
+        }
+    }
+
+    fn load(&mut self, index: u64, keep: bool) {
+        let real = self.real.map.load(index);
+        let model = self.model.load(index);
+        check_eq!(self, real.as_ref().map(|_| ()).map_err(conv), model, "load({index})");
+        match real {
+            Ok(page) => self.took(index, page, keep),
+            Err(e) => self.stats.hit(match e {
+                Error::PoolExhausted { .. } => "load.pool_exhausted",
+                Error::Read { .. } => "load.read_error",
+                _ => "load.other_error",
+            }),
+        }
+    }
+
+    fn op(&mut self, op: &Op) {
+        match *op {
+            Op::Load(i) => {
+                let i = self.idx(i);
+                self.load(i, true);
+            }
+            Op::LoadDrop(i) => {
+                let i = self.idx(i);
+                self.load(i, false);
+            }
+            Op::Find(i) => {
+                let i = self.idx(i);
+                let real = self.real.map.find(i);
+                let model = self.model.find(i);
+                match real {
+                    Ok(Some(page)) => {
+                        check_eq!(self, true, model, "find({i}) is Some");
+                        self.stats.hit("find.hit");
+                        self.took(i, page, true);
+                    }
+                    Ok(None) => check_eq!(self, false, model, "find({i}) is Some"),
+                    Err(e) => check_eq!(self, Err::<(), E>(conv(&e)), Ok::<(), E>(()), "find({i})"),
+                }
+            }
+            Op::LoadNowait(i) => {
+                let i = self.idx(i);
+                let real = self.real.map.load_nowait(i);
+                let model = self.model.load_nowait(i);
+                check_eq!(self, real.as_ref().map(|_| ()).map_err(conv), model, "load_nowait({i})");
+                match real {
+                    Ok(page) => self.took(i, page, true),
+                    Err(_) => self.stats.hit("load_nowait.would_block"),
+                }
+            }
+            Op::Put(r) => {
+                if let Some(k) = self.pick(r) {
+                    let (i, page) = self.real.held.remove(k);
+                    drop(page);
+                    self.model.put(i);
+                }
+            }
+            Op::Clone(r) => {
+                if let Some(k) = self.pick(r) {
+                    let (i, page) = &self.real.held[k];
+                    let i = *i;
+                    match page.try_clone() {
+                        Ok(c) => {
+                            self.model.get(i);
+                            self.took(i, c, true);
+                        }
+                        Err(e) => panic!("try_clone({i}): {e:?}"),
+                    }
+                }
+            }
+            Op::Write { r, off, len, byte } => {
+                if let Some(k) = self.pick(r) {
+                    let i = self.real.held[k].0;
+                    let data: Vec<u8> = (0..len).map(|n| byte.wrapping_add(n)).collect();
+                    let real = self.real.held[k].1.write(off.get(), &data).map_err(|e| conv(&e));
+                    let model = self.model.write(i, off.get(), &data);
+                    if real.is_err() {
+                        self.stats.hit("write.out_of_bounds");
+                    }
+                    check_eq!(self, real, model, "write({i}, {}, {len})", off.get());
+                }
+            }
+            Op::Read { r, off, len } => {
+                if let Some(k) = self.pick(r) {
+                    let i = self.real.held[k].0;
+                    let mut buf = vec![0xa5u8; usize::from(len)];
+                    let real =
+                        self.real.held[k].1.read(off.get(), &mut buf).map(|()| buf).map_err(|e| conv(&e));
+                    let model = self.model.read(i, off.get(), usize::from(len));
+                    if real.is_err() {
+                        self.stats.hit("read.out_of_bounds");
+                    }
+                    check_eq!(self, real, model, "read({i}, {}, {len})", off.get());
+                }
+            }
+            Op::MarkDirty(r) | Op::ClearDirty(r) => {
+                if let Some(k) = self.pick(r) {
+                    let (i, page) = &self.real.held[k];
+                    let dirty = matches!(op, Op::MarkDirty(_));
+                    if dirty {
+                        page.mark_dirty()
+                    } else {
+                        page.clear_dirty()
+                    }
+                    let i = *i;
+                    self.model.set_dirty(i, dirty);
+                }
+            }
+            Op::FailReads(i, on) | Op::FailWrites(i, on) => {
+                let i = self.idx(i);
+                let reads = matches!(op, Op::FailReads(..));
+                if reads {
+                    self.real.store.fail_reads(i, on)
+                } else {
+                    self.real.store.fail_writes(i, on)
+                }
+                self.model.inject(i, reads, on);
+            }
+            Op::StoreSet(i, fill) => {
+                let i = self.idx(i);
+                let mut page = [fill; PAGE_SIZE];
+                page[..8].copy_from_slice(&i.to_le_bytes());
+                self.real.store.set_page(i, &page);
+                self.model.store.pages.insert(i, Box::new(page));
+            }
+            Op::FreeUnused => {
+                let r = self.real.map.free_unused();
+                let m = self.model.free_unused();
+                let real = model::Freed {
+                    freed: r.freed,
+                    written: r.written,
+                    referenced: r.referenced,
+                    raced: r.raced,
+                    errors: conv_all(&r.errors),
+                };
+                if !m.errors.is_empty() {
+                    self.stats.hit("free_unused.write_error");
+                }
+                if m.referenced > 0 {
+                    self.stats.hit("free_unused.referenced");
+                }
+                if m.written > 0 {
+                    self.stats.hit("free_unused.written");
+                }
+                check_eq!(self, real, m, "free_unused report");
+                self.store_check();
+            }
+            Op::Writeback(s) => {
+                let b = self.span(s);
+                let r = self.real.map.writeback(b);
+                let m = self.model.writeback(b);
+                if !m.1.is_empty() {
+                    self.stats.hit("writeback.write_error");
+                }
+                if m.0 > 0 {
+                    self.stats.hit("writeback.written");
+                }
+                check_eq!(self, (r.written, conv_all(&r.errors)), m, "writeback({b:?})");
+                self.store_check();
+            }
+            Op::Cached(s) => {
+                let b = self.span(s);
+                let m = self.model.cached(b);
+                check_eq!(self, self.real.map.cached_indices(b), m, "cached_indices({b:?})");
+            }
+            Op::Dirty(s) => {
+                let b = self.span(s);
+                let m = self.model.dirty(b);
+                check_eq!(self, self.real.map.dirty_indices(b), m, "dirty_indices({b:?})");
+            }
+            Op::NextPresent(i) => {
+                let i = self.idx(i);
+                let m = self.model.next_present(i);
+                check_eq!(self, self.real.map.next_present(i), m, "next_present({i})");
+            }
+            Op::NextDirty(i) => {
+                let i = self.idx(i);
+                let m = self.model.next_dirty(i);
+                check_eq!(self, self.real.map.next_dirty(i), m, "next_dirty({i})");
+            }
+            Op::Check => {
+                self.full_check();
+                self.store_check();
+            }
+        }
+    }
+
+    /// After every op: counts, frames, store I/O, held references.
+    fn cheap_checks(&mut self) {
+        let nr = self.model.nr_pages();
+        check_eq!(self, self.real.map.nr_pages(), nr, "nr_pages");
+        check_eq!(
+            self,
+            self.real.pool.free_frames(),
+            self.model.capacity - nr as usize,
+            "free frames"
+        );
+        check_eq!(
+            self,
+            self.real.store.io_counts(),
+            (self.model.store.reads, self.model.store.writes),
+            "store io_counts (reads, writes)"
+        );
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        check_eq!(self, self.real.map.cached_indices(all), self.model.cached(all), "cached_indices(..)");
+        for k in 0..self.real.held.len() {
+            let (i, page) = &self.real.held[k];
+            let m = self.model.page(*i);
+            let (h, d) = (page.holders(), page.is_dirty());
+            let (mh, md) = (m.holders, m.dirty);
+            let i = *i;
+            check_eq!(self, (h, d), (mh, md), "(holders, is_dirty) of held page {i}");
+        }
+    }
+
+    /// Every cached page: contents, dirty flag and mark, holders.
+    fn full_check(&mut self) {
+        self.cheap_checks();
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        check_eq!(self, self.real.map.dirty_indices(all), self.model.dirty(all), "dirty_indices(..)");
+        for i in self.model.keys() {
+            let page = match self.real.map.find(i) {
+                Ok(Some(p)) => p,
+                other => panic!("DIVERGENCE at op #{}: find({i}) of a cached page: {other:?}", self.step),
+            };
+            let m = self.model.page(i);
+            let mut buf = [0u8; PAGE_SIZE];
+            page.read_page(&mut buf);
+            if buf[..] != m.data[..] {
+                let at = buf.iter().zip(m.data.iter()).position(|(a, b)| a != b).unwrap_or(0);
+                panic!(
+                    "DIVERGENCE at op #{}: contents of page {i} differ from byte {at}: {} vs model {}",
+                    self.step, buf[at], m.data[at]
+                );
+            }
+            let got = (page.holders(), page.is_dirty(), page.is_uptodate());
+            let want = (m.holders + 1, m.dirty, m.uptodate);
+            check_eq!(self, got, want, "(holders, dirty, uptodate) of page {i} (+1 for the check)");
+        }
+    }
+
+    /// The store holds exactly what the model wrote, at every touched index.
+    fn store_check(&mut self) {
+        let touched: Vec<u64> = self.touched.iter().copied().collect();
+        for i in touched {
+            let real = self.real.store.page(i);
+            let model = self.model.store.pages.get(&i).cloned();
+            if real != model {
+                panic!(
+                    "DIVERGENCE at op #{}: store page {i}: pagemap wrote {:?}, model {:?}",
+                    self.step,
+                    real.map(|p| p[..16].to_vec()),
+                    model.map(|p| p[..16].to_vec())
+                );
+            }
+        }
+    }
+}

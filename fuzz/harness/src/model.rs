@@ -1,0 +1,318 @@
+//! The sequential reference model of a `PageMap` over a `MemStore`.
+//!
+//! Written from the documented semantics, one operation at a time, with no
+//! concurrency and an independent index (`radix_trie::Trie`).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::{Bound, RangeBounds};
+
+use radix_trie::{Trie, TrieCommon};
+
+/// Bytes in a page.
+pub const PAGE_SIZE: usize = 4096;
+
+/// A page's bytes.
+pub type Page = Box<[u8; PAGE_SIZE]>;
+
+/// An error, reduced to what the model can predict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum E {
+    /// `Error::PoolExhausted`.
+    PoolExhausted {
+        /// Frames in the pool.
+        capacity: usize,
+    },
+    /// `Error::RefcountOverflow`.
+    RefcountOverflow {
+        /// Page index.
+        index: u64,
+    },
+    /// `Error::WouldBlock`.
+    WouldBlock {
+        /// Page index.
+        index: u64,
+    },
+    /// `Error::Read` (the harness checks the source separately).
+    Read {
+        /// Page index.
+        index: u64,
+    },
+    /// `Error::Write` (the harness checks the source separately).
+    Write {
+        /// Page index.
+        index: u64,
+    },
+    /// `Error::OutOfBounds`.
+    OutOfBounds {
+        /// Offset.
+        offset: usize,
+        /// Length.
+        len: usize,
+    },
+    /// Anything else (never expected).
+    Other(String),
+}
+
+/// A cached page.
+#[derive(Clone, Debug)]
+pub struct ModelPage {
+    /// Contents.
+    pub data: Page,
+    /// Differs from the store.
+    pub dirty: bool,
+    /// Live `PageRef`s.
+    pub holders: u64,
+    /// Contents valid. Always true in a sequential run: a failed read
+    /// discards its page when nobody holds it, and a loading page cannot be
+    /// held by anyone but its loader.
+    pub uptodate: bool,
+}
+
+/// The backing store.
+#[derive(Debug, Default)]
+pub struct ModelStore {
+    /// Pages written (by writeback or set-up).
+    pub pages: HashMap<u64, Page>,
+    /// Indices whose reads fail.
+    pub bad_reads: HashSet<u64>,
+    /// Indices whose writes fail.
+    pub bad_writes: HashSet<u64>,
+    /// Successful reads.
+    pub reads: u64,
+    /// Successful writes.
+    pub writes: u64,
+}
+
+impl ModelStore {
+    fn read(&mut self, index: u64) -> Result<Page, E> {
+        if self.bad_reads.contains(&index) {
+            return Err(E::Read { index });
+        }
+        self.reads += 1;
+        Ok(self.pages.get(&index).cloned().unwrap_or_else(|| Box::new([0; PAGE_SIZE])))
+    }
+
+    fn write(&mut self, index: u64, data: &Page) -> Result<(), E> {
+        if self.bad_writes.contains(&index) {
+            return Err(E::Write { index });
+        }
+        self.writes += 1;
+        self.pages.insert(index, data.clone());
+        Ok(())
+    }
+}
+
+/// What `free_unused` should report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Freed {
+    /// Pages removed.
+    pub freed: u64,
+    /// Dirty pages written before removal.
+    pub written: u64,
+    /// Held pages skipped.
+    pub referenced: u64,
+    /// Always 0 sequentially.
+    pub raced: u64,
+    /// Write errors, in index order.
+    pub errors: Vec<E>,
+}
+
+/// The model page map.
+pub struct Model {
+    /// Frames in the pool (the map is the pool's only user).
+    pub capacity: usize,
+    /// Cached pages.
+    pub pages: Trie<u64, ModelPage>,
+    /// The store.
+    pub store: ModelStore,
+}
+
+fn check_range(offset: usize, len: usize) -> Result<(), E> {
+    match offset.checked_add(len) {
+        Some(end) if end <= PAGE_SIZE => Ok(()),
+        _ => Err(E::OutOfBounds { offset, len }),
+    }
+}
+
+impl Model {
+    /// An empty map over an empty store.
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity, pages: Trie::new(), store: ModelStore::default() }
+    }
+
+    /// Cached pages.
+    pub fn nr_pages(&self) -> u64 {
+        self.pages.len() as u64
+    }
+
+    /// The page at `index` (panics if absent: a harness bug).
+    pub fn page(&self, index: u64) -> &ModelPage {
+        self.pages.get(&index).expect("model: page not cached")
+    }
+
+    fn page_mut(&mut self, index: u64) -> &mut ModelPage {
+        self.pages.get_mut(&index).expect("model: page not cached")
+    }
+
+    /// All cached indices, ascending (checked: the trie iterates in
+    /// big-endian nibble order, which is numeric order).
+    pub fn keys(&self) -> Vec<u64> {
+        let v: Vec<u64> = self.pages.keys().copied().collect();
+        assert!(v.windows(2).all(|w| w[0] < w[1]), "model trie not in order: {v:?}");
+        v
+    }
+
+    /// `load`: a hit takes a reference; a miss needs a free frame, then a
+    /// successful read; a failed read leaves nothing behind.
+    pub fn load(&mut self, index: u64) -> Result<(), E> {
+        if let Some(p) = self.pages.get_mut(&index) {
+            assert!(p.uptodate);
+            p.holders += 1;
+            return Ok(());
+        }
+        if self.pages.len() >= self.capacity {
+            return Err(E::PoolExhausted { capacity: self.capacity });
+        }
+        let data = self.store.read(index)?;
+        self.pages.insert(index, ModelPage { data, dirty: false, holders: 1, uptodate: true });
+        Ok(())
+    }
+
+    /// `find`: only up-to-date pages; takes a reference.
+    pub fn find(&mut self, index: u64) -> bool {
+        match self.pages.get_mut(&index) {
+            Some(p) if p.uptodate => {
+                p.holders += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `load_nowait`: `find` or `WouldBlock`.
+    pub fn load_nowait(&mut self, index: u64) -> Result<(), E> {
+        if self.find(index) {
+            Ok(())
+        } else {
+            Err(E::WouldBlock { index })
+        }
+    }
+
+    /// Another reference.
+    pub fn get(&mut self, index: u64) {
+        self.page_mut(index).holders += 1;
+    }
+
+    /// Dropping a reference.
+    pub fn put(&mut self, index: u64) {
+        let p = self.page_mut(index);
+        assert!(p.holders > 0, "model: put without holder");
+        p.holders -= 1;
+    }
+
+    /// `PageRef::write`: bounds-checked; any successful write (even of
+    /// zero bytes) dirties the page.
+    pub fn write(&mut self, index: u64, offset: usize, data: &[u8]) -> Result<(), E> {
+        check_range(offset, data.len())?;
+        let p = self.page_mut(index);
+        p.data[offset..offset + data.len()].copy_from_slice(data);
+        p.dirty = true;
+        Ok(())
+    }
+
+    /// `PageRef::read`.
+    pub fn read(&self, index: u64, offset: usize, len: usize) -> Result<Vec<u8>, E> {
+        check_range(offset, len)?;
+        Ok(self.page(index).data[offset..offset + len].to_vec())
+    }
+
+    /// `mark_dirty` / `clear_dirty`.
+    pub fn set_dirty(&mut self, index: u64, dirty: bool) {
+        self.page_mut(index).dirty = dirty;
+    }
+
+    /// `free_unused`: held pages are skipped, dirty unheld pages are written
+    /// first (a write error keeps the page, dirty, and is reported), the rest
+    /// are removed.
+    pub fn free_unused(&mut self) -> Freed {
+        let mut r = Freed::default();
+        for index in self.keys() {
+            let p = self.pages.get(&index).expect("listed");
+            if p.holders > 0 {
+                r.referenced += 1;
+                continue;
+            }
+            if p.dirty {
+                let data = p.data.clone();
+                match self.store.write(index, &data) {
+                    Ok(()) => r.written += 1,
+                    Err(e) => {
+                        r.errors.push(e);
+                        continue;
+                    }
+                }
+            }
+            self.pages.remove(&index);
+            r.freed += 1;
+        }
+        r
+    }
+
+    /// `writeback(range)`: writes the dirty pages in range, in index order;
+    /// a write error leaves the page dirty and is reported.
+    pub fn writeback(&mut self, range: (Bound<u64>, Bound<u64>)) -> (u64, Vec<E>) {
+        let mut written = 0;
+        let mut errors = Vec::new();
+        for index in self.keys() {
+            if !range.contains(&index) {
+                continue;
+            }
+            let p = self.pages.get(&index).expect("listed");
+            if !p.dirty {
+                continue;
+            }
+            let data = p.data.clone();
+            match self.store.write(index, &data) {
+                Ok(()) => {
+                    written += 1;
+                    self.page_mut(index).dirty = false;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        (written, errors)
+    }
+
+    /// `cached_indices(range)`.
+    pub fn cached(&self, range: (Bound<u64>, Bound<u64>)) -> Vec<u64> {
+        self.keys().into_iter().filter(|i| range.contains(i)).collect()
+    }
+
+    /// `dirty_indices(range)`.
+    pub fn dirty(&self, range: (Bound<u64>, Bound<u64>)) -> Vec<u64> {
+        self.keys()
+            .into_iter()
+            .filter(|i| range.contains(i) && self.page(*i).dirty)
+            .collect()
+    }
+
+    /// `next_present(from)`.
+    pub fn next_present(&self, from: u64) -> Option<u64> {
+        self.keys().into_iter().find(|&i| i >= from)
+    }
+
+    /// `next_dirty(from)`.
+    pub fn next_dirty(&self, from: u64) -> Option<u64> {
+        self.keys().into_iter().find(|&i| i >= from && self.page(i).dirty)
+    }
+
+    /// `MemStore::fail_reads` / `fail_writes`.
+    pub fn inject(&mut self, index: u64, reads: bool, on: bool) {
+        let set = if reads { &mut self.store.bad_reads } else { &mut self.store.bad_writes };
+        if on {
+            set.insert(index);
+        } else {
+            set.remove(&index);
+        }
+    }
+}
