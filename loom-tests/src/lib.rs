@@ -1,1 +1,146 @@
-//! Loom models live in tests/.
+//! Loom models of `pagemap` live in `tests/`; this crate holds their shared
+//! harness. Everything here only exists under `--cfg loom`.
+//!
+//! Run the suite with `scripts/loom.sh` (release build, its own target dir,
+//! `LOOM_MAX_PREEMPTIONS` defaulting to 2). Each model is also bounded in
+//! code ([`model`]), so running a test directly never explores unboundedly.
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use pagemap::{flags, FrameId, FramePool, MemStore, PageMap, PAGE_SIZE};
+
+/// Preemption bound used when `LOOM_MAX_PREEMPTIONS` is not set.
+pub const DEFAULT_PREEMPTIONS: usize = 2;
+
+/// Branch budget per execution: the page map plus crossbeam-epoch's
+/// bookkeeping take more scheduling points than loom's default 1000.
+pub const MAX_BRANCHES: usize = 20_000;
+
+/// Runs `f` under loom with a bounded preemption count (the environment's
+/// `LOOM_MAX_PREEMPTIONS` if set, else [`DEFAULT_PREEMPTIONS`]).
+pub fn model<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    model_with(DEFAULT_PREEMPTIONS, f)
+}
+
+/// As [`model`], with the preemption bound used when the environment sets none.
+pub fn model_with<F>(default_preemptions: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(default_preemptions);
+    }
+    b.max_branches = b.max_branches.max(MAX_BRANCHES);
+    let start = std::time::Instant::now();
+    b.check(f);
+    if std::env::var_os("LOOM_TIMING").is_some() {
+        eprintln!("model finished in {:.2?}", start.elapsed());
+    }
+}
+
+/// A page map over a [`MemStore`], shared between loom threads.
+pub struct Fixture {
+    /// The frame pool (only this map uses it).
+    pub pool: Arc<FramePool>,
+    /// The backing store, with its typed API (I/O counts, error injection).
+    pub store: Arc<MemStore>,
+    /// The page map.
+    pub map: Arc<PageMap>,
+}
+
+impl Fixture {
+    /// A map with a pool of `frames` frames and an empty store.
+    pub fn new(frames: usize) -> Self {
+        let pool = Arc::new(FramePool::new(frames).expect("pool"));
+        let store = Arc::new(MemStore::new());
+        let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+        Self { pool, store, map }
+    }
+
+    /// Stores a page filled with `byte` at `index` in the backing store.
+    pub fn store_page(&self, index: u64, byte: u8) {
+        self.store.set_page(index, &[byte; PAGE_SIZE]);
+    }
+
+    /// Loads `index` and drops the reference: a clean, unreferenced cached page.
+    /// Returns its frame.
+    pub fn cache(&self, index: u64) -> FrameId {
+        self.map.load(index).expect("load").frame()
+    }
+
+    /// Frames in the pool.
+    pub fn capacity(&self) -> usize {
+        self.pool.capacity()
+    }
+}
+
+/// Whether `frame` is on the pool's free list (free frames have no flags;
+/// every frame that belongs to a page map has PAGEMAP).
+pub fn is_free(pool: &FramePool, frame: FrameId) -> bool {
+    pool.flags(frame) & flags::PAGEMAP == 0
+}
+
+/// Every frame of `pool`.
+pub fn all_frames(pool: &FramePool) -> impl Iterator<Item = FrameId> + '_ {
+    (1..=pool.capacity() as u32).map(|raw| FrameId::new(raw).expect("non-zero"))
+}
+
+/// The first `n` bytes of a page as a vector.
+pub fn page_prefix(page: &pagemap::PageRef<'_>, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    page.read(0, &mut buf).expect("read");
+    buf
+}
+
+/// Checks a quiescent map (no thread running, no reference held):
+/// * `nr_pages` equals the cached indices and, with the free frames, the
+///   pool's capacity (every frame is in the map or free, none leaked or twice);
+/// * every up-to-date page has a distinct frame owned by the map, unlocked,
+///   UPTODATE, with no holder left;
+/// * no frame of the pool is LOCKED;
+/// * the tree's DIRTY marks match the frames' DIRTY flags.
+pub fn check_quiescent(fx: &Fixture) {
+    let map = &fx.map;
+    let pool = &fx.pool;
+    let cached = map.cached_indices(..);
+    let dump = map.dump();
+    assert_eq!(map.nr_pages(), cached.len() as u64, "nr_pages vs tree\n{dump}");
+    assert_eq!(
+        pool.free_frames() + cached.len(),
+        pool.capacity(),
+        "free frames + cached pages != capacity\n{dump}"
+    );
+    let free_by_flags = all_frames(pool).filter(|&f| is_free(pool, f)).count();
+    assert_eq!(free_by_flags, pool.free_frames(), "free list count vs frame flags\n{dump}");
+    for f in all_frames(pool) {
+        assert_eq!(pool.flags(f) & flags::LOCKED, 0, "frame {f:?} left LOCKED\n{dump}");
+    }
+    let mut frames = Vec::new();
+    let dirty_marked = map.dirty_indices(..);
+    for &i in &cached {
+        // A page left by a failed read is cached but not up to date: find
+        // does not return it.
+        if let Some(p) = map.find(i).expect("find") {
+            assert_eq!(p.holders(), 1, "page {i} has holders at quiescence\n{dump}");
+            assert!(p.is_uptodate());
+            let f = p.flags();
+            assert_ne!(f & flags::PAGEMAP, 0, "page {i}: frame not owned\n{dump}");
+            assert_ne!(f & flags::UPTODATE, 0, "page {i}: not UPTODATE\n{dump}");
+            assert_eq!(
+                f & flags::DIRTY != 0,
+                dirty_marked.contains(&i),
+                "page {i}: DIRTY flag vs tree mark\n{dump}"
+            );
+            frames.push(p.frame());
+        }
+    }
+    let n = frames.len();
+    frames.sort();
+    frames.dedup();
+    assert_eq!(frames.len(), n, "two pages share a frame\n{dump}");
+}
