@@ -1,0 +1,108 @@
+//! Page map vs generic concurrent maps: hot find+put, single hot slot, insert.
+//!
+//! Every group holds our page map and its baselines, measured in the same
+//! run, so the ratios between them are what to read (the machine is noisy).
+//! Multi-thread results are aggregate time per operation (wall time / total
+//! operations, every thread doing the same number).
+
+use std::time::{Duration, Instant};
+
+use benches::{
+    dash, flat, mutex_hash, ours, papaya_map, run_threads, rw_trie, scc_index, uniform, zipf, Dash,
+    FindPut, Insert, MutexHash, Ours, Papaya, RwTrie, SccIndex, RESIDENT,
+};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+
+/// Pages inserted per insert iteration.
+const INSERT_N: u64 = 1 << 16;
+/// Stride of the sparse insert (1% of indices cached).
+const SPARSE_STRIDE: u64 = 100;
+/// The single hot page.
+const HOT: u64 = RESIDENT / 2 + 7;
+
+fn configure(g: &mut BenchmarkGroup<'_, WallTime>) {
+    g.sample_size(15);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(2));
+}
+
+fn one<T: FindPut>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    s: &T,
+    stream: &[u32],
+    threads: usize,
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| run_threads(s, stream, threads, iters))
+    });
+}
+
+/// All implementations on one index stream with `threads` threads.
+fn all(c: &mut Criterion, group: &str, stream: &[u32], threads: usize) {
+    let mut g = c.benchmark_group(group);
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    one(&mut g, "pagemap", ours(), stream, threads);
+    one(&mut g, "flat_floor", flat(), stream, threads);
+    one(&mut g, "mutex_hashmap", mutex_hash(), stream, threads);
+    one(&mut g, "rwlock_radix_trie", rw_trie(), stream, threads);
+    one(&mut g, "dashmap", dash(), stream, threads);
+    one(&mut g, "papaya", papaya_map(), stream, threads);
+    one(&mut g, "scc_hashindex", scc_index(), stream, threads);
+    g.finish();
+}
+
+fn find_put(c: &mut Criterion) {
+    all(c, "find_put_1t_uniform", uniform(), 1);
+    all(c, "find_put_2t_uniform", uniform(), 2);
+    all(c, "find_put_1t_zipf", zipf(), 1);
+    all(c, "find_put_2t_zipf", zipf(), 2);
+}
+
+fn hot_slot(c: &mut Criterion) {
+    // A stream of length one: every operation hits the same page.
+    all(c, "hot_slot_2t", &[HOT as u32], 2);
+}
+
+fn insert_one<T: Insert>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, indices: &[u64]) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let s = T::fresh(indices.len());
+                let t = Instant::now();
+                for &i in indices {
+                    s.insert(i);
+                }
+                total += t.elapsed();
+                drop(s); // not timed
+            }
+            total
+        })
+    });
+}
+
+fn insert(c: &mut Criterion) {
+    for (group, stride) in [
+        ("insert_dense_64k", 1),
+        ("insert_sparse_64k", SPARSE_STRIDE),
+    ] {
+        let indices: Vec<u64> = (0..INSERT_N).map(|i| i * stride).collect();
+        let mut g = c.benchmark_group(group);
+        configure(&mut g);
+        g.sample_size(10);
+        g.throughput(Throughput::Elements(INSERT_N));
+        insert_one::<Ours>(&mut g, "pagemap", &indices);
+        insert_one::<MutexHash>(&mut g, "mutex_hashmap", &indices);
+        insert_one::<RwTrie>(&mut g, "rwlock_radix_trie", &indices);
+        insert_one::<Dash>(&mut g, "dashmap", &indices);
+        insert_one::<Papaya>(&mut g, "papaya", &indices);
+        insert_one::<SccIndex>(&mut g, "scc_hashindex", &indices);
+        g.finish();
+    }
+}
+
+criterion_group!(benches, find_put, hot_slot, insert);
+criterion_main!(benches);
