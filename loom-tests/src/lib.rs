@@ -6,7 +6,9 @@
 //! code ([`model`]), so running a test directly never explores unboundedly.
 #![cfg(loom)]
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use pagemap::{flags, FrameId, FramePool, MemStore, PageMap, PAGE_SIZE};
 
@@ -37,9 +39,53 @@ where
     }
     b.max_branches = b.max_branches.max(MAX_BRANCHES);
     let start = std::time::Instant::now();
-    b.check(f);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    b.check(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f()
+    });
     if std::env::var_os("LOOM_TIMING").is_some() {
-        eprintln!("model finished in {:.2?}", start.elapsed());
+        eprintln!(
+            "model: {} executions in {:.2?} (preemption bound {:?})",
+            runs.load(Ordering::Relaxed),
+            start.elapsed(),
+            b.preemption_bound
+        );
+    }
+}
+
+/// The distinct outcomes seen across a model's executions, so a test can
+/// assert that its interesting interleavings were actually explored (a model
+/// whose race never happens proves nothing).
+#[derive(Clone, Default)]
+pub struct Outcomes(Arc<Mutex<BTreeSet<String>>>);
+
+impl Outcomes {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one execution's outcome.
+    pub fn record(&self, outcome: impl Into<String>) {
+        self.0.lock().unwrap().insert(outcome.into());
+    }
+
+    /// The outcomes seen.
+    pub fn seen(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Asserts that every one of `expected` was seen at least once.
+    pub fn assert_seen(&self, expected: &[&str]) {
+        let seen = self.seen();
+        if std::env::var_os("LOOM_TIMING").is_some() {
+            eprintln!("outcomes: {seen:?}");
+        }
+        for e in expected {
+            assert!(seen.contains(*e), "outcome {e:?} never explored; seen {seen:?}");
+        }
     }
 }
 
@@ -56,6 +102,10 @@ pub struct Fixture {
 impl Fixture {
     /// A map with a pool of `frames` frames and an empty store.
     pub fn new(frames: usize) -> Self {
+        // Register this (the model's main) thread with the epoch collector
+        // now, before any thread is spawned: a registration racing with
+        // another thread's multiplies the executions for nothing.
+        drop(crossbeam_epoch::pin());
         let pool = Arc::new(FramePool::new(frames).expect("pool"));
         let store = Arc::new(MemStore::new());
         let map = Arc::new(PageMap::new(pool.clone(), store.clone()));

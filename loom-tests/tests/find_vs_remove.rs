@@ -3,7 +3,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture};
+use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
 
 const IDX: u64 = 1;
 
@@ -17,6 +17,8 @@ enum Seen {
 /// `find` racing with `free_unused`: the finder runs in `find_in_spawned`'s
 /// thread choice, the remover in the other one.
 fn find_vs_free_unused(find_in_spawned: bool) {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
     model(move || {
         let fx = Fixture::new(2);
         fx.store_page(IDX, 0xab);
@@ -75,7 +77,11 @@ fn find_vs_free_unused(find_in_spawned: bool) {
             assert_eq!(fx.pool.free_frames(), fx.capacity() - 1);
         }
         check_quiescent(&fx);
+        out.record(format!("{seen:?} freed={freed}"));
     });
+    // Hit and kept (removal aborted), hit then freed (find before the mark),
+    // miss and freed (removal first).
+    outcomes.assert_seen(&["Hit freed=0", "Hit freed=1", "Miss freed=1"]);
 }
 
 /// Model 1a: the finder is the spawned thread.
@@ -94,7 +100,9 @@ fn find_vs_final_removal_remover_spawned() {
 /// may or may not be freed, but never while it is held.
 #[test]
 fn put_vs_removal() {
-    model(|| {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model(move || {
         let fx = Fixture::new(2);
         fx.store_page(IDX, 0x5a);
         let frame = fx.cache(IDX);
@@ -120,5 +128,7 @@ fn put_vs_removal() {
         assert_eq!(fx.map.nr_pages(), 1 - freed);
         assert_eq!(is_free(&fx.pool, frame), freed == 1);
         check_quiescent(&fx);
+        out.record(format!("freed={freed}"));
     });
+    outcomes.assert_seen(&["freed=0", "freed=1"]);
 }
