@@ -23,6 +23,7 @@ mod error;
 mod frame;
 mod map;
 pub mod radix;
+mod rmap;
 pub mod slot;
 mod store;
 mod sync;
@@ -31,6 +32,7 @@ pub use error::Error;
 pub use frame::{flags, FrameId, FramePool};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use radix::Mark;
+pub use rmap::{Mapper, MappingId};
 pub use store::{BackingStore, FileStore, MemStore, PageBuf};
 
 /// Bytes in a page.

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::frame::{flags, FrameId, FramePool};
 use crate::radix::{Locked, Mark, RadixTree};
+use crate::rmap::{Mapper, MappingId, ReverseMap};
 use crate::slot::{self, Refused, Slot};
 use crate::store::{BackingStore, PageBuf};
-use crate::sync::{epoch, AtomicU64, Mutex, Ordering};
+use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock};
 use crate::PAGE_SIZE;
 
 static NEXT_MAP_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -47,6 +48,8 @@ pub struct PageMap {
     lock: Mutex<()>,
     /// One remover at a time (free-unused, removal, discarding failed loads).
     remover: Mutex<()>,
+    /// The mappings of this file, by file-page range (lock order: after `lock`).
+    rmap: RwLock<ReverseMap>,
     pool: Arc<FramePool>,
     store: Arc<dyn BackingStore>,
     nr_pages: AtomicU64,
@@ -74,6 +77,8 @@ pub struct FreeReport {
     pub referenced: u64,
     /// Pages that someone took while the removal was in progress (kept).
     pub raced: u64,
+    /// Pages skipped because a mapping (VM region) covers them.
+    pub mapped: u64,
     /// Write errors: those pages are kept, dirty, with their data.
     pub errors: Vec<Error>,
 }
@@ -133,6 +138,7 @@ impl PageMap {
             tree: RadixTree::new(),
             lock: Mutex::new(()),
             remover: Mutex::new(()),
+            rmap: RwLock::new(ReverseMap::new()),
             pool,
             store,
             nr_pages: AtomicU64::new(0),
@@ -365,6 +371,49 @@ impl PageMap {
         }
     }
 
+    // ---- reverse map ---------------------------------------------------------
+
+    /// Registers a mapping of this file. It must be fully initialised: from
+    /// now on removal and free-unused treat the pages it covers as mapped.
+    pub fn add_mapping(&self, mapper: Arc<dyn Mapper>) -> MappingId {
+        self.rmap.write().add(mapper)
+    }
+
+    /// Unregisters a mapping (after its page table entries are gone and its
+    /// dirty bits harvested). Returns it, or `None` if unknown.
+    pub fn remove_mapping(&self, id: MappingId) -> Option<Arc<dyn Mapper>> {
+        self.rmap.write().remove(id)
+    }
+
+    /// Mappings registered now.
+    pub fn nr_mappings(&self) -> usize {
+        self.rmap.read().len()
+    }
+
+    /// The mappings overlapping file pages `range`, in order of first page.
+    pub fn mappings(&self, range: impl RangeBounds<u64>) -> Vec<(MappingId, Arc<dyn Mapper>)> {
+        let mut out = Vec::new();
+        if let Some((first, last)) = inclusive(&range) {
+            self.rmap
+                .read()
+                .for_each_overlapping(first, last, &mut |id, m| {
+                    out.push((id, m.clone()));
+                    true
+                });
+        }
+        out
+    }
+
+    /// Whether any mapping covers page `index`.
+    pub fn is_mapped(&self, index: u64) -> bool {
+        self.rmap.read().covers(index)
+    }
+
+    /// Whether a pinned (MAP_LOCKED) mapping covers page `index`.
+    pub fn is_pinned(&self, index: u64) -> bool {
+        self.rmap.read().pinned_covers(index)
+    }
+
     // ---- dirty tracking ----------------------------------------------------
 
     /// Brings the tree's DIRTY mark in line with the page's DIRTY flag.
@@ -552,8 +601,9 @@ impl PageMap {
     /// during the call is kept; a write error keeps the page, dirty, and is
     /// reported. Removers on one map are serialised: this waits for another.
     ///
-    /// Mapped pages are handled by the reverse map (a later layer); at this
-    /// layer a page is in use exactly when it has holders.
+    /// Pages covered by a mapping (see [`add_mapping`](Self::add_mapping))
+    /// are skipped: they may have page table entries. Removing those is the
+    /// job of the multi-pass removal, which unmaps them first.
     pub fn free_unused(&self) -> FreeReport {
         let _remover = self.remover.lock();
         let mut report = FreeReport::default();
@@ -572,6 +622,22 @@ impl PageMap {
                     Some(n) => from = n,
                     None => break,
                 }
+            }
+        }
+        // Mapped pages stay (Akaros, 2018: put back what a VMR covers). The
+        // check comes after the mark: a mapping added later can only reach
+        // the page through a lookup, which clears REMOVAL, so the yank fails.
+        {
+            let rmap = self.rmap.read();
+            if rmap.len() > 0 {
+                marked.retain(|&(index, frame)| {
+                    if !rmap.covers(index) {
+                        return true;
+                    }
+                    self.unmark(index, frame);
+                    report.mapped += 1;
+                    false
+                });
             }
         }
         // Pass 2: write back the dirty ones, no map lock held.
@@ -632,6 +698,20 @@ impl PageMap {
         report
     }
 
+    /// Takes back our REMOVAL mark (if a holder has not already cleared it).
+    fn unmark(&self, index: u64, frame: FrameId) {
+        let guard = epoch::pin();
+        if let Some(slot) = self.tree.lookup(index, &guard) {
+            let _ = slot.update(|w| {
+                if slot::frame(w) == frame.get() && w & slot::REMOVAL != 0 {
+                    Ok(slot::unmark_removal(w))
+                } else {
+                    Err(Refused::Busy)
+                }
+            });
+        }
+    }
+
     /// Writes back a page marked for removal. `Ok(false)`: someone took it.
     fn write_marked(&self, index: u64, frame: FrameId) -> Result<bool, Error> {
         // Hold it for the write like any writer would; that clears REMOVAL,
@@ -665,13 +745,7 @@ impl PageMap {
                                 // snapshot and the re-mark. Its DIRTY came before its put (Release),
                                 // which our CAS read (Acquire), so we see it here: keep the page.
         if self.pool.flags(frame) & flags::DIRTY != 0 {
-            let _ = slot.update(|w| {
-                if w & slot::REMOVAL != 0 {
-                    Ok(slot::unmark_removal(w))
-                } else {
-                    Err(Refused::Busy)
-                }
-            });
+            self.unmark(index, frame);
             return Ok(false);
         }
         Ok(true)
@@ -685,13 +759,14 @@ impl PageMap {
         let guard = epoch::pin();
         let _ = writeln!(
             s,
-            "PageMap #{}: {} pages, {} nodes, height {}, pool {}/{} free",
+            "PageMap #{}: {} pages, {} nodes, height {}, pool {}/{} free, mappings {:?}",
             self.id,
             self.nr_pages(),
             self.tree.nodes(),
             self.tree.height(&guard),
             self.pool.free_frames(),
-            self.pool.capacity()
+            self.pool.capacity(),
+            self.rmap.read()
         );
         let mut from = 0;
         while let Some((index, slot)) = self.tree.next_present(from, &guard) {

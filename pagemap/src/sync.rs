@@ -99,3 +99,48 @@ impl Condvar {
         self.inner.notify_all();
     }
 }
+
+/// A reader-writer lock with one API over parking_lot and loom.
+#[derive(Debug, Default)]
+pub(crate) struct RwLock<T> {
+    #[cfg(not(loom))]
+    inner: parking_lot::RwLock<T>,
+    #[cfg(loom)]
+    inner: loom::sync::RwLock<T>,
+}
+
+#[cfg(not(loom))]
+pub(crate) type RwLockReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
+#[cfg(loom)]
+pub(crate) type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
+#[cfg(not(loom))]
+pub(crate) type RwLockWriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
+#[cfg(loom)]
+pub(crate) type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
+
+impl<T> RwLock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: parking_lot::RwLock::new(value),
+            #[cfg(loom)]
+            inner: loom::sync::RwLock::new(value),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+        #[cfg(not(loom))]
+        return self.inner.read();
+        #[cfg(loom)]
+        return self.inner.read().unwrap();
+    }
+
+    #[inline]
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+        #[cfg(not(loom))]
+        return self.inner.write();
+        #[cfg(loom)]
+        return self.inner.write().unwrap();
+    }
+}
