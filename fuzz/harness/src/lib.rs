@@ -415,6 +415,11 @@ impl<'m> Run<'m> {
         self.cheap_checks();
         let all = (Bound::Unbounded, Bound::Unbounded);
         check_eq!(self, self.real.map.dirty_indices(all), self.model.dirty(all), "dirty_indices(..)");
+        let absent: Vec<u64> =
+            self.touched.iter().copied().filter(|i| self.model.pages.get(i).is_none()).collect();
+        for i in absent {
+            check_eq!(self, self.real.map.holders(i), 0, "map.holders({i}) of an absent page");
+        }
         for i in self.model.keys() {
             let page = match self.real.map.find(i) {
                 Ok(Some(p)) => p,
@@ -430,19 +435,23 @@ impl<'m> Run<'m> {
                     self.step, buf[at], m.data[at]
                 );
             }
+            check_eq!(self, self.real.map.holders(i), m.holders + 1, "map.holders({i})");
             let got = (page.holders(), page.is_dirty(), page.is_uptodate());
             let want = (m.holders + 1, m.dirty, m.uptodate);
             check_eq!(self, got, want, "(holders, dirty, uptodate) of page {i} (+1 for the check)");
         }
     }
 
-    /// The store holds exactly what the model wrote, at every touched index.
+    /// The store holds exactly what the model wrote. Checked at every index
+    /// the model wrote or caches: a write to a wrong index would also miss
+    /// the right one (the write counts are compared after every op).
     fn store_check(&mut self) {
-        let touched: Vec<u64> = self.touched.iter().copied().collect();
-        for i in touched {
+        let mut idx: Vec<u64> = self.model.store.pages.keys().copied().collect();
+        idx.extend(self.model.keys());
+        for i in idx {
             let real = self.real.store.page(i);
-            let model = self.model.store.pages.get(&i).cloned();
-            if real != model {
+            let model = self.model.store.pages.get(&i);
+            if real.as_deref() != model.map(|p| &**p) {
                 panic!(
                     "DIVERGENCE at op #{}: store page {i}: pagemap wrote {:?}, model {:?}",
                     self.step,

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Differential fuzzing of pagemap (fuzz/, its own cargo-fuzz workspace).
+#
+#   scripts/fuzz.sh                  # replay tests, then 30 s per fuzz target
+#   FUZZ_SECONDS=600 scripts/fuzz.sh # fuzz longer
+#   FUZZ_SECONDS=0 scripts/fuzz.sh   # replay tests only
+#
+# Needs only stable Rust (rustup) and a C/C++ compiler (libFuzzer is C++;
+# installed with apt-get when missing and possible). Idempotent: cargo-fuzz
+# is installed only if `cargo fuzz` is missing. Runs with `-s none` (no
+# sanitizer, which would need nightly) and with debug assertions on.
+#
+# A crash leaves its input in fuzz/artifacts/<target>/ and fails the script.
+# To triage: `cargo fuzz run -s none -a <target> <that file>` re-runs it; copy
+# it to fuzz/seeds/<target>/ to make it a stable regression test once fixed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+start=$(date +%s)
+
+if ! command -v c++ >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "fuzz.sh: installing g++ (libFuzzer is C++)"
+        apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+    else
+        echo "fuzz.sh: a C++ compiler (c++) is needed to build libFuzzer" >&2
+        exit 1
+    fi
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+cargo fuzz --version
+
+echo "fuzz.sh: stable replay of the checked-in seeds"
+cargo test --manifest-path fuzz/Cargo.toml --workspace
+
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    for target in $(cargo fuzz list); do
+        corpus="fuzz/corpus/$target"
+        mkdir -p "$corpus"
+        dirs=("$corpus")
+        [ -d "fuzz/seeds/$target" ] && dirs+=("fuzz/seeds/$target")
+        echo "fuzz.sh: fuzzing $target for ${FUZZ_SECONDS}s"
+        # New inputs go to the first (git-ignored) corpus dir only.
+        cargo fuzz run -s none --debug-assertions "$target" "${dirs[@]}" -- \
+            -max_total_time="$FUZZ_SECONDS" -timeout=20 -print_final_stats=1
+    done
+fi
+echo "fuzz.sh: done in $(( $(date +%s) - start ))s"
