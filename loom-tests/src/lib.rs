@@ -74,15 +74,16 @@ impl Outcomes {
 
     /// The outcomes seen.
     pub fn seen(&self) -> BTreeSet<String> {
-        self.0.lock().unwrap().clone()
+        let seen = self.0.lock().unwrap().clone();
+        if std::env::var_os("LOOM_TIMING").is_some() {
+            eprintln!("outcomes: {seen:?}");
+        }
+        seen
     }
 
     /// Asserts that every one of `expected` was seen at least once.
     pub fn assert_seen(&self, expected: &[&str]) {
         let seen = self.seen();
-        if std::env::var_os("LOOM_TIMING").is_some() {
-            eprintln!("outcomes: {seen:?}");
-        }
         for e in expected {
             assert!(seen.contains(*e), "outcome {e:?} never explored; seen {seen:?}");
         }
