@@ -328,6 +328,7 @@ impl<'m> Run<'m> {
                     written: r.written,
                     referenced: r.referenced,
                     raced: r.raced,
+                    mapped: r.mapped,
                     errors: conv_all(&r.errors),
                 };
                 if !m.errors.is_empty() {

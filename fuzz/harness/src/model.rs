@@ -113,6 +113,8 @@ pub struct Freed {
     pub referenced: u64,
     /// Always 0 sequentially.
     pub raced: u64,
+    /// Skipped because mapped: always 0 (the harness maps nothing).
+    pub mapped: u64,
     /// Write errors, in index order.
     pub errors: Vec<E>,
 }
