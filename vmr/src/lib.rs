@@ -1,1 +1,33 @@
-//! Address spaces and VM regions (filled by a later issue).
+//! Address spaces, VM regions, simulated CPUs with TLBs, and a fault handler,
+//! over the [`pagemap`] page cache.
+//!
+//! * [`Machine`]: a frame pool (physical memory) and [`Cpu`]s. A CPU caches
+//!   translations in its own TLB and uses them without walking the page
+//!   table, setting ACCESSED and DIRTY bits as hardware does, so a missing
+//!   or early shootdown shows up as a stale read or a lost write.
+//! * [`AddressSpace`]: immutable [`Vmr`]s over a page table of atomic PTE
+//!   words; `mmap`, `munmap`, `mprotect`, `madvise`, `fork`.
+//! * The fault handler ([`AddressSpace::handle_fault`]) follows UVM's split
+//!   into a check phase ([`AddressSpace::check_fault`]) and resolution.
+//! * Every region is registered in its file's reverse map
+//!   ([`pagemap::Mapper`]), so the page cache knows who maps what.
+//!
+//! Lock order: address-space lock -> page-map writer lock -> reverse-map
+//! lock -> (page tables are lock-free) -> TLB.
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod fault;
+mod machine;
+pub mod pagetable;
+pub mod pte;
+mod region;
+mod space;
+mod sync;
+
+pub use error::{Access, Fault, VmError};
+pub use fault::{CheckError, FaultCtx};
+pub use machine::{Cpu, CpuStats, Machine, ShootdownStats, TLB_ENTRIES};
+pub use region::{Advice, MapFlags, Prot, Vmr};
+pub use space::{AddressSpace, FaultStats, MapRequest};

@@ -1,0 +1,291 @@
+//! The fault handler, in the shape of OpenBSD's `uvm_fault` after its split
+//! (seed 004): a check phase fills a [`FaultCtx`] or answers "no mapping",
+//! "protection" or "restart"; resident neighbours are mapped without
+//! blocking; the centre page is taken with `load_nowait` under the
+//! address-space lock, and if that would block, the lock is dropped, the
+//! page is loaded blocking, and the fault restarts (a generation counter
+//! tells whether the regions changed meanwhile).
+//!
+//! A minor fault (page cached) allocates nothing and takes no lock beyond the
+//! address-space read lock: the page map lookup is lock-free.
+
+use std::sync::Arc;
+
+use pagemap::{PageRef, PAGE_SIZE};
+
+use crate::error::{Access, Fault};
+use crate::pte;
+use crate::region::{MapFlags, Prot, Vmr};
+use crate::space::{AddressSpace, Regions};
+use crate::sync::Ordering;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+/// What the check phase decided (UVM's `uvm_faultctx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultCtx {
+    /// Protection to enter the pages with (a private mapping enters the
+    /// shared page without write: a write copies it).
+    pub enter_prot: Prot,
+    /// First address of the neighbourhood.
+    pub start_va: u64,
+    /// Pages in the neighbourhood.
+    pub npages: u64,
+    /// Position of the faulting page in it.
+    pub center: u64,
+    /// Only the faulting page (after the first pass, and for wired faults).
+    pub narrow: bool,
+    /// The mapping is locked, or this is a wiring fault.
+    pub wired: bool,
+}
+
+/// Why the check phase did not produce a context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// No region covers the address.
+    NoMapping,
+    /// The region forbids the access.
+    Protection,
+    /// The regions changed since the previous pass: start from scratch.
+    Restart,
+}
+
+/// The check phase: find the region, check the access, choose the window.
+/// `seen_generation` is the regions' generation when the previous pass
+/// dropped the lock, if it did.
+pub(crate) fn fault_check(
+    regions: &Regions,
+    va: u64,
+    access: Access,
+    ctx: &mut FaultCtx,
+    seen_generation: Option<u64>,
+) -> Result<Arc<Vmr>, CheckError> {
+    if seen_generation.is_some_and(|g| g != regions.generation) {
+        return Err(CheckError::Restart);
+    }
+    let region = regions.find(va).ok_or(CheckError::NoMapping)?;
+    let v = &region.vmr;
+    let need = match access {
+        Access::Read => Prot::READ,
+        Access::Write => Prot::WRITE,
+        Access::Exec => Prot::EXEC,
+    };
+    if !v.prot.contains(need) {
+        return Err(CheckError::Protection);
+    }
+    ctx.enter_prot = v.prot;
+    if !v.is_shared() && access != Access::Write {
+        ctx.enter_prot = ctx.enter_prot.without(Prot::WRITE);
+    }
+    ctx.wired = ctx.wired || v.flags.contains(MapFlags::LOCKED);
+    let page_va = va & !(PAGE - 1);
+    if ctx.narrow || ctx.wired {
+        ctx.start_va = page_va;
+        ctx.npages = 1;
+        ctx.center = 0;
+    } else {
+        let (back, forw) = v.advice.window();
+        let nback = back.min((page_va - v.base) / PAGE);
+        let nforw = forw.min((v.end - page_va) / PAGE - 1);
+        ctx.start_va = page_va - nback * PAGE;
+        ctx.npages = nback + nforw + 1;
+        ctx.center = nback;
+        ctx.narrow = true; // once per fault
+    }
+    Ok(v.clone())
+}
+
+impl AddressSpace {
+    /// Runs the check phase alone for a first-pass (wide) fault at `va`:
+    /// what the handler would decide, without mapping anything.
+    pub fn check_fault(&self, va: u64, access: Access) -> Result<(FaultCtx, Arc<Vmr>), CheckError> {
+        let mut ctx = FaultCtx {
+            enter_prot: Prot::NONE,
+            start_va: 0,
+            npages: 0,
+            center: 0,
+            narrow: false,
+            wired: false,
+        };
+        let v = fault_check(&self.regions.read(), va, access, &mut ctx, None)?;
+        Ok((ctx, v))
+    }
+
+    /// Resolves a fault at `va` (what a CPU does on a missing or insufficient
+    /// translation). Spurious faults (already mapped) are fine.
+    pub fn handle_fault(&self, va: u64, access: Access) -> Result<(), Fault> {
+        self.fault(va, access, false)
+    }
+
+    /// A narrow fault (no neighbours): populate and wiring.
+    pub(crate) fn fault_narrow(&self, va: u64, access: Access) -> Result<(), Fault> {
+        self.fault(va, access, true)
+    }
+
+    fn fault(&self, va: u64, access: Access, wire: bool) -> Result<(), Fault> {
+        let mut ctx = FaultCtx {
+            enter_prot: Prot::NONE,
+            start_va: 0,
+            npages: 0,
+            center: 0,
+            narrow: wire,
+            wired: wire,
+        };
+        let mut seen = None;
+        loop {
+            let regions = self.regions.read();
+            let v = match fault_check(&regions, va, access, &mut ctx, seen) {
+                Ok(v) => v,
+                Err(CheckError::Restart) => {
+                    self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    seen = None;
+                    continue;
+                }
+                Err(CheckError::NoMapping) => return Err(Fault::NoMapping { va }),
+                Err(CheckError::Protection) => return Err(Fault::Protection { va, access }),
+            };
+            let center_va = ctx.start_va + ctx.center * PAGE;
+            for i in 0..ctx.npages {
+                if i != ctx.center {
+                    self.map_neighbour(&v, ctx.start_va + i * PAGE, &ctx);
+                }
+            }
+            let index = v.index_of(center_va);
+            let center = v.file.load_nowait(index);
+            match center {
+                Ok(page) => {
+                    let r = self.map_center(&v, center_va, &page, access, &ctx);
+                    drop(page);
+                    return r;
+                }
+                Err(pagemap::Error::WouldBlock { .. }) => {
+                    // Never sleep on I/O under the address-space lock.
+                    seen = Some(regions.generation);
+                    drop(regions);
+                    self.stats.major.fetch_add(1, Ordering::Relaxed);
+                    let page = v
+                        .file
+                        .load(index)
+                        .map_err(|source| Fault::Io { va, source })?;
+                    drop(page);
+                    // The page stays cached while the region covers it.
+                }
+                Err(source) => return Err(Fault::Io { va, source }),
+            };
+        }
+    }
+
+    /// Maps a resident, up-to-date neighbour if its PTE is empty. Never blocks.
+    fn map_neighbour(&self, v: &Vmr, va: u64, ctx: &FaultCtx) {
+        let p = self.core().pt.get_or_alloc(va / PAGE);
+        if p.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        let Ok(Some(page)) = v.file.find(v.index_of(va)) else {
+            return;
+        };
+        let flags = pte::PRESENT | Self::write_flags(v, ctx.enter_prot);
+        if p.compare_exchange(
+            0,
+            pte::make(page.frame().get(), flags),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_ok()
+        {
+            self.stats.neighbours.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// PTE bits for a page-cache page entered with `prot`.
+    fn write_flags(v: &Vmr, prot: Prot) -> u64 {
+        if !v.is_shared() {
+            pte::COW
+        } else if prot.contains(Prot::WRITE) {
+            pte::WRITABLE
+        } else {
+            0
+        }
+    }
+
+    fn map_center(
+        &self,
+        v: &Vmr,
+        va: u64,
+        page: &PageRef<'_>,
+        access: Access,
+        ctx: &FaultCtx,
+    ) -> Result<(), Fault> {
+        let p = self.core().pt.get_or_alloc(va / PAGE);
+        let frame = page.frame().get();
+        let writable_region = v.prot.contains(Prot::WRITE);
+        loop {
+            let old = p.load(Ordering::SeqCst);
+            if old & pte::PRIVATE != 0 {
+                // Our own copy: make it usable again (after PROT_NONE or a
+                // read-only mprotect) with the region's rights.
+                let new = old | pte::PRESENT | if writable_region { pte::WRITABLE } else { 0 };
+                if new == old {
+                    self.stats.spurious.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    self.stats.minor.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                continue;
+            }
+            if !v.is_shared() && access == Access::Write {
+                return self.copy_on_write(v, va, page, old);
+            }
+            debug_assert!(
+                old & pte::PRESENT == 0 || pte::frame(old) == frame,
+                "a present PTE maps another frame than the cached page"
+            );
+            let mut new = pte::make(frame, pte::PRESENT | Self::write_flags(v, ctx.enter_prot));
+            if pte::frame(old) == frame {
+                // Keep the hardware bits: a dirty bit here is owed to the
+                // page cache (Akaros's fault handler preserved it too).
+                new |= old & (pte::DIRTY | pte::ACCESSED);
+            }
+            if new == old {
+                self.stats.spurious.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                self.stats.minor.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+
+    /// A write to a private mapping of a cached page: copy it into a frame of
+    /// our own that never enters the page map.
+    fn copy_on_write(&self, v: &Vmr, va: u64, page: &PageRef<'_>, old: u64) -> Result<(), Fault> {
+        let pool = self.machine().pool();
+        let copy = pool.alloc().map_err(|_| Fault::OutOfMemory { va })?;
+        let mut buf = [0u8; PAGE_SIZE];
+        page.read_page(&mut buf);
+        pool.write_page(copy, &buf);
+        let new = pte::make(copy.get(), pte::PRESENT | pte::WRITABLE | pte::PRIVATE);
+        let p = self.core().pt.get_or_alloc(va / PAGE);
+        if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            // Someone changed the entry meanwhile: retry the fault.
+            pool.free(copy);
+            return Ok(());
+        }
+        if old & pte::PRESENT != 0 {
+            // CPUs may still read the shared page through the old entry.
+            self.core().shootdown(va / PAGE, va / PAGE);
+        }
+        self.stats.cow.fetch_add(1, Ordering::Relaxed);
+        debug_assert!(!v.is_shared());
+        Ok(())
+    }
+}

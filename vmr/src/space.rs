@@ -1,0 +1,604 @@
+//! Address spaces: VM regions over a page table.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64 as StdAtomicU64;
+use std::sync::Arc;
+
+use pagemap::{FrameId, MappingId, PageMap, PAGE_SIZE};
+
+use crate::error::{Access, VmError};
+use crate::machine::Machine;
+use crate::pagetable::{PageTable, VA_END};
+use crate::pte;
+use crate::region::{Advice, MapFlags, Prot, Vmr};
+use crate::sync::{AtomicU64, Ordering, RwLock, RwLockWriteGuard};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+/// Where chosen (non-fixed) mappings start.
+#[cfg(not(loom))]
+const MMAP_BASE: u64 = 0x1000_0000;
+#[cfg(loom)]
+const MMAP_BASE: u64 = 0x1000;
+
+/// What an address space shares with its regions (which the reverse maps
+/// hold): the page table, the ASID and the CPUs that may cache it.
+pub(crate) struct MmCore {
+    pub(crate) asid: u64,
+    pub(crate) pt: PageTable,
+    /// Bit i: CPU i may hold translations of this space.
+    pub(crate) cpumask: AtomicU64,
+    pub(crate) machine: Arc<Machine>,
+}
+
+impl MmCore {
+    /// A CPU is about to walk this space's page table.
+    #[inline]
+    pub(crate) fn note_cpu(&self, cpu: usize) {
+        let bit = 1u64 << cpu;
+        // SeqCst: pairs with the shootdown's SeqCst load (see Machine::shootdown).
+        if self.cpumask.load(Ordering::Relaxed) & bit == 0 {
+            self.cpumask.fetch_or(bit, Ordering::SeqCst);
+        } else {
+            // Still order our later PTE read after the (earlier) bit set.
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
+    }
+
+    /// Shoots down pages `first..=last` of this space.
+    pub(crate) fn shootdown(&self, first_vpn: u64, last_vpn: u64) {
+        self.machine.shootdown(self, first_vpn, last_vpn);
+    }
+}
+
+pub(crate) struct Region {
+    pub(crate) vmr: Arc<Vmr>,
+    pub(crate) id: MappingId,
+}
+
+#[derive(Default)]
+pub(crate) struct Regions {
+    /// By base address.
+    pub(crate) map: BTreeMap<u64, Region>,
+    /// Bumped by every change of the regions (faults restart on a change).
+    pub(crate) generation: u64,
+}
+
+impl Regions {
+    /// The region containing `va`.
+    pub(crate) fn find(&self, va: u64) -> Option<&Region> {
+        self.map
+            .range(..=va)
+            .next_back()
+            .map(|(_, r)| r)
+            .filter(|r| va < r.vmr.end)
+    }
+
+    fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        if let Some(r) = self.find(start) {
+            out.push(r.vmr.base);
+        }
+        out.extend(
+            self.map
+                .range(start..end)
+                .map(|(b, _)| *b)
+                .filter(|b| *b != start),
+        );
+        out.dedup();
+        out
+    }
+}
+
+/// Fault counters of an address space.
+#[derive(Debug, Default)]
+pub struct FaultStats {
+    /// Faults resolved without blocking (the page was cached).
+    pub minor: StdAtomicU64,
+    /// Faults that read the page (the handler dropped its lock and blocked).
+    pub major: StdAtomicU64,
+    /// Private copies made by write faults.
+    pub cow: StdAtomicU64,
+    /// Neighbouring pages mapped by fault-around.
+    pub neighbours: StdAtomicU64,
+    /// Faults restarted because the regions changed while blocked.
+    pub restarts: StdAtomicU64,
+    /// Faults that found the translation already there.
+    pub spurious: StdAtomicU64,
+}
+
+/// What to map (see [`AddressSpace::mmap`]).
+#[derive(Clone)]
+pub struct MapRequest {
+    /// Where: `Some` for a fixed address, `None` to let the space choose.
+    pub addr: Option<u64>,
+    /// Bytes, a multiple of the page size.
+    pub len: u64,
+    /// Protection.
+    pub prot: Prot,
+    /// SHARED or PRIVATE, plus LOCKED and POPULATE.
+    pub flags: MapFlags,
+    /// The file.
+    pub file: Arc<PageMap>,
+    /// File page shown at the first address (a page index, so the whole
+    /// 64-bit page space is reachable).
+    pub pgoff: u64,
+    /// Initial advice.
+    pub advice: Advice,
+}
+
+impl MapRequest {
+    /// A request to map `len` bytes of `file` from offset 0, chosen address,
+    /// normal advice.
+    pub fn new(file: Arc<PageMap>, len: u64, prot: Prot, flags: MapFlags) -> Self {
+        Self {
+            addr: None,
+            len,
+            prot,
+            flags,
+            file,
+            pgoff: 0,
+            advice: Advice::Normal,
+        }
+    }
+}
+
+/// An address space (a process's memory): regions, a page table, and the
+/// CPUs that cache its translations.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pagemap::{FramePool, MemStore, PageMap};
+/// use vmr::{AddressSpace, Machine, MapFlags, MapRequest, Prot};
+///
+/// let pool = Arc::new(FramePool::new(64).unwrap());
+/// let machine = Machine::new(pool.clone(), 2);
+/// let file = Arc::new(PageMap::new(pool, Arc::new(MemStore::new())));
+/// let space = AddressSpace::new(machine.clone());
+/// let va = space.mmap(MapRequest::new(file.clone(), 8192, Prot::RW, MapFlags::SHARED)).unwrap();
+/// machine.cpu(0).write(&space, va + 4090, b"across a page boundary").unwrap();
+/// let mut buf = [0u8; 22];
+/// machine.cpu(1).read(&space, va + 4090, &mut buf).unwrap();
+/// assert_eq!(&buf, b"across a page boundary");
+/// space.munmap(va, 8192).unwrap(); // harvests dirty bits into the page cache
+/// assert_eq!(file.dirty_indices(..), vec![0, 1]);
+/// ```
+pub struct AddressSpace {
+    core: Arc<MmCore>,
+    /// The address-space lock (outermost in the lock order).
+    pub(crate) regions: RwLock<Regions>,
+    pub(crate) stats: FaultStats,
+}
+
+/// A page table entry taken away by an unmap, to settle after the shootdown.
+struct Unmapped {
+    vmr: Arc<Vmr>,
+    vpn: u64,
+    old: u64,
+}
+
+impl AddressSpace {
+    /// An empty address space on `machine`.
+    pub fn new(machine: Arc<Machine>) -> Arc<AddressSpace> {
+        Arc::new(AddressSpace {
+            core: Arc::new(MmCore {
+                asid: machine.new_asid(),
+                pt: PageTable::new(),
+                cpumask: AtomicU64::new(0),
+                machine,
+            }),
+            regions: RwLock::new(Regions::default()),
+            stats: FaultStats::default(),
+        })
+    }
+
+    pub(crate) fn core(&self) -> &MmCore {
+        &self.core
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &Arc<Machine> {
+        &self.core.machine
+    }
+
+    /// Fault counters.
+    pub fn fault_stats(&self) -> &FaultStats {
+        &self.stats
+    }
+
+    /// The regions now, in address order.
+    pub fn regions(&self) -> Vec<Arc<Vmr>> {
+        self.regions
+            .read()
+            .map
+            .values()
+            .map(|r| r.vmr.clone())
+            .collect()
+    }
+
+    /// The raw PTE of `va` (0 if none): for tests and debugging.
+    pub fn pte(&self, va: u64) -> u64 {
+        if va >= VA_END {
+            return 0;
+        }
+        self.core
+            .pt
+            .get(va / PAGE)
+            .map_or(0, |p| p.load(Ordering::SeqCst))
+    }
+
+    /// Checks `[addr, addr + len)`: aligned, non-empty, in user space.
+    fn check_range(addr: u64, len: u64) -> Result<u64, VmError> {
+        if addr % PAGE != 0 {
+            return Err(VmError::Misaligned {
+                what: "address",
+                value: addr,
+            });
+        }
+        if len == 0 {
+            return Err(VmError::ZeroLength);
+        }
+        if len % PAGE != 0 {
+            return Err(VmError::Misaligned {
+                what: "length",
+                value: len,
+            });
+        }
+        let end = addr.checked_add(len).ok_or(VmError::Overflow)?;
+        if end > VA_END {
+            return Err(VmError::OutOfRange { addr, len });
+        }
+        Ok(end)
+    }
+
+    /// Maps a file. Returns the address.
+    pub fn mmap(&self, req: MapRequest) -> Result<u64, VmError> {
+        let shared = req.flags.contains(MapFlags::SHARED);
+        if shared == req.flags.contains(MapFlags::PRIVATE) {
+            return Err(VmError::InvalidFlags);
+        }
+        if !Arc::ptr_eq(req.file.pool(), self.core.machine.pool()) {
+            return Err(VmError::ForeignPool);
+        }
+        if req.len == 0 {
+            return Err(VmError::ZeroLength);
+        }
+        if req.len % PAGE != 0 {
+            return Err(VmError::Misaligned {
+                what: "length",
+                value: req.len,
+            });
+        }
+        let pgoff = req.pgoff;
+        // The last file page must be representable (full 64-bit indices).
+        pgoff
+            .checked_add(req.len / PAGE - 1)
+            .ok_or(VmError::Overflow)?;
+        let mut regions = self.regions.write();
+        let base = match req.addr {
+            Some(addr) => {
+                let end = Self::check_range(addr, req.len)?;
+                if let Some(&b) = regions.overlapping(addr, end).first() {
+                    return Err(VmError::Overlap { addr: b });
+                }
+                addr
+            }
+            None => {
+                Self::check_range(0, req.len)?;
+                Self::find_gap(&regions, req.len)?
+            }
+        };
+        let vmr = Arc::new(Vmr {
+            base,
+            end: base + req.len,
+            pgoff,
+            prot: req.prot,
+            flags: req.flags,
+            advice: req.advice,
+            file: req.file.clone(),
+            mm: self.core.clone(),
+        });
+        // Fully built before the page map can see it (Akaros: defect 4).
+        let id = req.file.add_mapping(vmr.clone());
+        regions.map.insert(base, Region { vmr, id });
+        regions.generation += 1;
+        drop(regions);
+        if req.flags.contains(MapFlags::POPULATE) || req.flags.contains(MapFlags::LOCKED) {
+            if let Err(e) = self.populate(base, req.len, req.prot, shared) {
+                let _ = self.munmap(base, req.len);
+                return Err(e);
+            }
+        }
+        Ok(base)
+    }
+
+    fn find_gap(regions: &Regions, len: u64) -> Result<u64, VmError> {
+        let mut candidate = MMAP_BASE;
+        for r in regions.map.values() {
+            if r.vmr.end <= candidate {
+                continue;
+            }
+            if r.vmr.base >= candidate && r.vmr.base - candidate >= len {
+                break;
+            }
+            candidate = r.vmr.end;
+        }
+        match candidate.checked_add(len) {
+            Some(end) if end <= VA_END => Ok(candidate),
+            _ => Err(VmError::NoSpace),
+        }
+    }
+
+    /// Pre-faults a range (MAP_POPULATE, MAP_LOCKED): private writable
+    /// mappings take write faults (their copies are made now), others read.
+    fn populate(&self, base: u64, len: u64, prot: Prot, shared: bool) -> Result<(), VmError> {
+        let access = if !shared && prot.contains(Prot::WRITE) {
+            Access::Write
+        } else if prot.contains(Prot::READ) {
+            Access::Read
+        } else {
+            return Ok(()); // PROT_NONE / exec-only: nothing to touch
+        };
+        let mut va = base;
+        while va < base + len {
+            self.fault_narrow(va, access)
+                .map_err(|e| VmError::Populate(Box::new(e)))?;
+            va += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Unmaps `[addr, addr + len)`. Parts of regions outside stay mapped.
+    /// Dirty bits of shared pages are moved to the page cache before the
+    /// regions leave the reverse map, after the shootdown.
+    pub fn munmap(&self, addr: u64, len: u64) -> Result<(), VmError> {
+        let end = Self::check_range(addr, len)?;
+        let mut regions = self.regions.write();
+        self.rework(&mut regions, addr, end, &|_| None, true);
+        Ok(())
+    }
+
+    /// Changes the protection of `[addr, addr + len)`, which must be mapped.
+    pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), VmError> {
+        let end = Self::check_range(addr, len)?;
+        let mut regions = self.regions.write();
+        Self::require_mapped(&regions, addr, end)?;
+        self.rework(&mut regions, addr, end, &|v| Some((prot, v.advice)), false);
+        Ok(())
+    }
+
+    /// Sets the advice of `[addr, addr + len)`, which must be mapped.
+    pub fn madvise(&self, addr: u64, len: u64, advice: Advice) -> Result<(), VmError> {
+        let end = Self::check_range(addr, len)?;
+        let mut regions = self.regions.write();
+        Self::require_mapped(&regions, addr, end)?;
+        self.rework(&mut regions, addr, end, &|v| Some((v.prot, advice)), false);
+        Ok(())
+    }
+
+    fn require_mapped(regions: &Regions, start: u64, end: u64) -> Result<(), VmError> {
+        let mut at = start;
+        while at < end {
+            match regions.find(at) {
+                Some(r) => at = r.vmr.end,
+                None => return Err(VmError::NoMapping { addr: at }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the regions overlapping `[start, end)`: the parts outside
+    /// keep their attributes, the part inside gets `f`'s (prot, advice) or
+    /// goes (`None`). Order: new pieces into the reverse map; PTEs changed;
+    /// one shootdown; dirty bits harvested, private frames freed; old regions
+    /// out of the reverse map. No page is uncovered at any point.
+    fn rework(
+        &self,
+        regions: &mut RwLockWriteGuard<'_, Regions>,
+        start: u64,
+        end: u64,
+        f: &dyn Fn(&Vmr) -> Option<(Prot, Advice)>,
+        unmap: bool,
+    ) {
+        let bases = regions.overlapping(start, end);
+        if bases.is_empty() {
+            return;
+        }
+        let mut olds = Vec::with_capacity(bases.len());
+        let mut taken: Vec<Unmapped> = Vec::new();
+        for base in bases {
+            let old = regions
+                .map
+                .remove(&base)
+                .expect("overlapping region exists");
+            let v = &old.vmr;
+            let (lo, hi) = (start.max(v.base), end.min(v.end));
+            let mut pieces = Vec::with_capacity(3);
+            if v.base < lo {
+                pieces.push(v.piece(v.base, lo, v.prot, v.advice));
+            }
+            let inner = f(v);
+            if let Some((prot, advice)) = inner {
+                pieces.push(v.piece(lo, hi, prot, advice));
+            }
+            if hi < v.end {
+                pieces.push(v.piece(hi, v.end, v.prot, v.advice));
+            }
+            for p in pieces {
+                let p = Arc::new(p);
+                let id = v.file.add_mapping(p.clone());
+                regions.map.insert(p.base, Region { vmr: p, id });
+            }
+            // PTE changes for the inner part.
+            let new_prot = inner.map(|(p, _)| p);
+            self.take_ptes(v, lo, hi, unmap, new_prot, &mut taken);
+            olds.push(old);
+        }
+        regions.generation += 1;
+        if !taken.is_empty() {
+            self.core.shootdown(start / PAGE, (end - 1) / PAGE);
+        }
+        self.settle(taken);
+        for old in olds {
+            old.vmr.file.remove_mapping(old.id);
+        }
+    }
+
+    /// Changes the PTEs of `[lo, hi)` of `v` (SeqCst, as CPUs update them):
+    /// clears them (`unmap`), or removes write (and presence, for NONE) as
+    /// `prot` asks. Records what was taken for `settle`.
+    fn take_ptes(
+        &self,
+        v: &Arc<Vmr>,
+        lo: u64,
+        hi: u64,
+        unmap: bool,
+        prot: Option<Prot>,
+        out: &mut Vec<Unmapped>,
+    ) {
+        let (keep_write, keep_read) = match prot {
+            Some(p) if !unmap => (p.contains(Prot::WRITE), p != Prot::NONE),
+            _ => (false, false),
+        };
+        if !unmap && keep_write && keep_read {
+            return; // adding rights: faults upgrade the entries
+        }
+        self.core
+            .pt
+            .for_each(lo / PAGE, (hi - 1) / PAGE, &mut |vpn, p| {
+                let old = p
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                        if old == 0 {
+                            return None;
+                        }
+                        if unmap {
+                            return Some(0);
+                        }
+                        if !keep_read {
+                            // PROT_NONE: a private frame stays recorded (its data
+                            // is the only copy); a shared page is simply unmapped.
+                            return Some(if old & pte::PRIVATE != 0 {
+                                old & !(pte::PRESENT | pte::WRITABLE | pte::DIRTY)
+                            } else {
+                                0
+                            });
+                        }
+                        (old & pte::WRITABLE != 0).then_some(old & !(pte::WRITABLE | pte::DIRTY))
+                    })
+                    .ok();
+                if let Some(old) = old {
+                    out.push(Unmapped {
+                        vmr: v.clone(),
+                        vpn,
+                        old,
+                    });
+                }
+            });
+    }
+
+    /// After the shootdown: dirty bits of shared pages go to the page cache;
+    /// private frames that left their PTE go back to the pool.
+    fn settle(&self, taken: Vec<Unmapped>) {
+        let pool = self.core.machine.pool();
+        for t in taken {
+            let frame = pte::frame(t.old);
+            let now = self
+                .core
+                .pt
+                .get(t.vpn)
+                .map_or(0, |p| p.load(Ordering::SeqCst));
+            if t.old & pte::PRIVATE != 0 {
+                if pte::frame(now) != frame {
+                    pool.free(FrameId::new(frame).expect("private PTE has a frame"));
+                }
+                continue;
+            }
+            if t.old & pte::DIRTY != 0 {
+                let index = t.vmr.index_of(t.vpn * PAGE);
+                // The page is covered by the region (still in the reverse
+                // map), so it has not been freed: it is found and kept dirty.
+                let page = t.vmr.file.find(index).ok().flatten();
+                match page {
+                    Some(p) if p.frame().get() == frame => p.mark_dirty(),
+                    _ => panic!("dirty mapped page {index} left the cache while mapped"),
+                }
+            }
+        }
+    }
+
+    /// A copy of this space: shared mappings stay shared (the child faults
+    /// them in), private pages are copied now.
+    pub fn fork(&self) -> Result<Arc<AddressSpace>, VmError> {
+        let child = AddressSpace::new(self.core.machine.clone());
+        let regions = self.regions.write();
+        let pool = self.core.machine.pool();
+        {
+            let mut kid = child.regions.write();
+            for r in regions.map.values() {
+                let v = &r.vmr;
+                let cv = Arc::new(Vmr {
+                    mm: child.core.clone(),
+                    ..v.piece(v.base, v.end, v.prot, v.advice)
+                });
+                let id = v.file.add_mapping(cv.clone());
+                kid.map.insert(cv.base, Region { vmr: cv, id });
+                if v.is_shared() {
+                    continue;
+                }
+                let mut failed = false;
+                self.core
+                    .pt
+                    .for_each(v.base / PAGE, (v.end - 1) / PAGE, &mut |vpn, p| {
+                        let old = p.load(Ordering::SeqCst);
+                        if failed || old & pte::PRIVATE == 0 {
+                            return;
+                        }
+                        let Ok(nf) = pool.alloc() else {
+                            failed = true;
+                            return;
+                        };
+                        let src = FrameId::new(pte::frame(old)).expect("private frame");
+                        let mut buf = [0u8; PAGE_SIZE];
+                        pool.read_page(src, &mut buf);
+                        pool.write_page(nf, &buf);
+                        let keep = old & (pte::PRESENT | pte::WRITABLE | pte::PRIVATE);
+                        child
+                            .core
+                            .pt
+                            .get_or_alloc(vpn)
+                            .store(pte::make(nf.get(), keep), Ordering::SeqCst);
+                    });
+                if failed {
+                    drop(kid);
+                    drop(regions);
+                    drop(child); // tears down what was copied
+                    return Err(VmError::OutOfMemory);
+                }
+            }
+            kid.generation += 1;
+        }
+        Ok(child)
+    }
+
+    /// Unmaps everything: dirty bits of shared pages reach the page cache
+    /// before the regions leave the reverse maps (Akaros lost them on exit:
+    /// defect 5). Also runs on drop.
+    pub fn teardown(&self) {
+        let mut regions = self.regions.write();
+        self.rework(&mut regions, 0, VA_END, &|_| None, true);
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+impl std::fmt::Debug for AddressSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressSpace")
+            .field("asid", &self.core.asid)
+            .field("regions", &self.regions())
+            .finish()
+    }
+}
