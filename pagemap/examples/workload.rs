@@ -58,10 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("need 1..=512 threads, at least one page and one frame".into());
     }
     let temp = args.file.is_none();
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("pagemap-workload-{}", std::process::id())));
+    let path = args.file.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("pagemap-workload-{}", std::process::id()))
+    });
 
     // 1. Create the file with known contents.
     let mut bytes = vec![0u8; args.pages as usize * PAGE_SIZE];
@@ -168,7 +167,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let mismatches = on_disk.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    let mismatches = on_disk
+        .iter()
+        .zip(&expected)
+        .filter(|(a, b)| a != b)
+        .count();
     let total_ops = args.threads as u64 * args.ops;
     println!(
         "{} page operations in {:.2?} ({:.0} ns/op); pool exhausted {} times",
@@ -193,6 +196,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if on_disk.len() != expected.len() || mismatches != 0 {
         return Err(format!("VERIFY FAILED: {mismatches} bytes differ").into());
     }
-    println!("verified: the file holds exactly what the threads wrote ({} bytes)", on_disk.len());
+    println!(
+        "verified: the file holds exactly what the threads wrote ({} bytes)",
+        on_disk.len()
+    );
     Ok(())
 }
