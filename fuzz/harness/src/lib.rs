@@ -401,6 +401,13 @@ impl<'m> Run<'m> {
         );
         let all = (Bound::Unbounded, Bound::Unbounded);
         check_eq!(self, self.real.map.cached_indices(all), self.model.cached(all), "cached_indices(..)");
+        let mem = self.real.map.memory();
+        check_eq!(
+            self,
+            (mem.pages, mem.nodes),
+            (nr, self.model.expected_nodes()),
+            "memory() (pages, radix nodes)"
+        );
         for k in 0..self.real.held.len() {
             let (i, page) = &self.real.held[k];
             let m = self.model.page(*i);

@@ -164,6 +164,27 @@ impl Model {
         v
     }
 
+    /// Radix tree nodes a canonical 64-way tree over the cached indices has:
+    /// just tall enough for the largest index (the tree grows on demand and
+    /// shrinks when its root is a chain through child 0), and one node per
+    /// distinct index prefix at every level (empty nodes are unlinked).
+    pub fn expected_nodes(&self) -> usize {
+        let keys = self.keys();
+        let Some(&max) = keys.last() else { return 0 };
+        let mut levels = 1u32;
+        while 6 * levels < 64 && max >> (6 * levels) != 0 {
+            levels += 1;
+        }
+        (1..=levels)
+            .map(|l| {
+                let mut p: Vec<u64> =
+                    keys.iter().map(|k| k.checked_shr(6 * l).unwrap_or(0)).collect();
+                p.dedup();
+                p.len()
+            })
+            .sum()
+    }
+
     /// `load`: a hit takes a reference; a miss needs a free frame, then a
     /// successful read; a failed read leaves nothing behind.
     pub fn load(&mut self, index: u64) -> Result<(), E> {
