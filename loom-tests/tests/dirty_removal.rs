@@ -1,0 +1,137 @@
+//! Model 7: `free_unused` of a dirty, unreferenced page against a thread
+//! that takes the page and writes to it.
+//!
+//! free_unused marks the page, then (pass 2) takes it itself to write it
+//! back, which clears REMOVAL, and re-marks it afterwards if it is the only
+//! holder. A writer that takes the page during that write-back, writes and
+//! lets go before the re-mark must not have its update lost: after both,
+//! either the store has the writer's bytes, or the page is still cached,
+//! dirty, with them.
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+use loom_tests::{check_quiescent, model, page_prefix, Fixture, Outcomes};
+use pagemap::{BackingStore, FramePool, MemStore, PageBuf, PageMap};
+
+const IDX: u64 = 3;
+const OLD: u8 = 0x01;
+const FIRST: u8 = 0xaa;
+const SECOND: u8 = 0xbb;
+
+#[test]
+fn free_unused_dirty_vs_find_write() {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model(move || {
+        let fx = Fixture::new(2);
+        fx.store_page(IDX, OLD);
+        {
+            let p = fx.map.load(IDX).unwrap();
+            p.write(0, &[FIRST; 8]).unwrap();
+            assert!(p.is_dirty());
+        }
+
+        let writer = {
+            let map = fx.map.clone();
+            thread::spawn(move || match map.find(IDX).unwrap() {
+                Some(p) => {
+                    p.write(0, &[SECOND; 8]).unwrap();
+                    true
+                }
+                None => false,
+            })
+        };
+        let r = fx.map.free_unused();
+        assert!(r.errors.is_empty(), "{r:?}");
+        let wrote = writer.join().unwrap();
+
+        let stored = fx.store.page(IDX).map(|b| b[..8].to_vec());
+        let cached = fx.map.find(IDX).unwrap().map(|p| (page_prefix(&p, 8), p.is_dirty()));
+        let dump = fx.map.dump();
+        let latest = if wrote { SECOND } else { FIRST };
+        let durable = stored.as_deref() == Some(&[latest; 8][..]);
+        let in_cache = cached.as_ref().is_some_and(|(c, dirty)| c == &vec![latest; 8] && (*dirty || durable));
+        assert!(
+            durable || in_cache,
+            "lost update: writer wrote={wrote}, latest byte {latest:#x}, store has {stored:x?}, \
+             cache has {cached:x?}, free_unused {r:?}\n{dump}"
+        );
+        if cached.is_none() {
+            assert!(durable, "page removed before its latest contents were written back");
+        }
+        check_quiescent(&fx);
+        out.record(format!("wrote={wrote} freed={} cached={}", r.freed, cached.is_some()));
+    });
+    outcomes.assert_seen(&["wrote=false freed=1 cached=false", "wrote=true freed=0 cached=true"]);
+}
+
+/// A store whose next write-back stops, once armed, until the test says go:
+/// it pins the remover inside the window between its snapshot and its
+/// re-mark (pass 2 of free_unused), whatever the scheduler would prefer.
+struct GatedStore {
+    inner: MemStore,
+    /// 0 idle, 1 armed, 2 a write is waiting, 3 go.
+    phase: AtomicUsize,
+}
+
+impl BackingStore for GatedStore {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> std::io::Result<()> {
+        self.inner.read_page(index, buf)
+    }
+
+    fn write_page(&self, index: u64, buf: &PageBuf) -> std::io::Result<()> {
+        if self.phase.compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            while self.phase.load(Ordering::SeqCst) != 3 {
+                thread::yield_now();
+            }
+        }
+        self.inner.write_page(index, buf)
+    }
+}
+
+/// Model 7b: the same race forced into its window. The writer takes the
+/// page while free_unused is writing it back, writes, and lets go before
+/// the re-mark; the page must then be kept, dirty, with the new bytes.
+#[test]
+fn free_unused_dirty_write_in_writeback_window() {
+    model(|| {
+        drop(crossbeam_epoch::pin());
+        let pool = Arc::new(FramePool::new(2).unwrap());
+        let store = Arc::new(GatedStore { inner: MemStore::new(), phase: AtomicUsize::new(0) });
+        let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+        {
+            let p = map.load(IDX).unwrap();
+            p.write(0, &[FIRST; 8]).unwrap();
+        }
+        store.phase.store(1, Ordering::SeqCst);
+        let writer = {
+            let (map, store) = (map.clone(), store.clone());
+            thread::spawn(move || {
+                while store.phase.load(Ordering::SeqCst) != 2 {
+                    thread::yield_now();
+                }
+                let p = map.find(IDX).unwrap().expect("held by the remover, so cached");
+                p.write(0, &[SECOND; 8]).unwrap();
+                drop(p);
+                store.phase.store(3, Ordering::SeqCst);
+            })
+        };
+        let r = map.free_unused();
+        writer.join().unwrap();
+        let stored = store.inner.page(IDX).map(|b| b[..8].to_vec());
+        let cached = map.find(IDX).unwrap().map(|p| (page_prefix(&p, 8), p.is_dirty()));
+        assert_eq!(stored, Some(vec![FIRST; 8]), "the write-back wrote the snapshot");
+        assert_eq!(
+            cached,
+            Some((vec![SECOND; 8], true)),
+            "lost update: page removed after a write during its write-back ({r:?})\n{}",
+            map.dump()
+        );
+        assert_eq!((r.freed, r.raced), (0, 1), "{r:?}");
+        assert_eq!(map.dirty_indices(..), vec![IDX]);
+        assert_eq!(pool.free_frames(), 1);
+    });
+}
