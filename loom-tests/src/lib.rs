@@ -195,3 +195,86 @@ pub fn check_quiescent(fx: &Fixture) {
     frames.dedup();
     assert_eq!(frames.len(), n, "two pages share a frame\n{dump}");
 }
+
+/// A [`MemStore`] whose next read or write, once armed, stops until the
+/// model opens the gate. It pins a thread inside the store call (no page
+/// map lock held, page lock as the caller left it) for exactly as long as
+/// the other thread needs, which forces a race window open in every
+/// execution instead of hoping the scheduler finds it.
+pub struct GatedStore {
+    /// The store behind the gate.
+    pub inner: MemStore,
+    /// 0 idle, 1 read armed, 2 write armed, 3 a call is waiting, 4 open.
+    phase: loom::sync::atomic::AtomicUsize,
+}
+
+const IDLE: usize = 0;
+const READ_ARMED: usize = 1;
+const WRITE_ARMED: usize = 2;
+const WAITING: usize = 3;
+const OPEN: usize = 4;
+
+impl Default for GatedStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GatedStore {
+    /// An idle gate over an empty store.
+    pub fn new() -> Self {
+        Self { inner: MemStore::new(), phase: loom::sync::atomic::AtomicUsize::new(IDLE) }
+    }
+
+    /// The next read stops at the gate.
+    pub fn arm_read(&self) {
+        self.phase.store(READ_ARMED, Ordering::SeqCst);
+    }
+
+    /// The next write stops at the gate.
+    pub fn arm_write(&self) {
+        self.phase.store(WRITE_ARMED, Ordering::SeqCst);
+    }
+
+    /// Waits (yielding to loom) until a call is stopped at the gate.
+    pub fn wait_for_caller(&self) {
+        while self.phase.load(Ordering::SeqCst) != WAITING {
+            loom::thread::yield_now();
+        }
+    }
+
+    /// Lets the stopped call go on.
+    pub fn open(&self) {
+        self.phase.store(OPEN, Ordering::SeqCst);
+    }
+
+    fn gate(&self, armed: usize) {
+        if self.phase.compare_exchange(armed, WAITING, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            while self.phase.load(Ordering::SeqCst) != OPEN {
+                loom::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl pagemap::BackingStore for GatedStore {
+    fn read_page(&self, index: u64, buf: &mut pagemap::PageBuf) -> std::io::Result<()> {
+        self.gate(READ_ARMED);
+        self.inner.read_page(index, buf)
+    }
+
+    fn write_page(&self, index: u64, buf: &pagemap::PageBuf) -> std::io::Result<()> {
+        self.gate(WRITE_ARMED);
+        self.inner.write_page(index, buf)
+    }
+}
+
+/// A page map over a [`GatedStore`] (the main thread's epoch handle is
+/// registered first, as in [`Fixture::new`]).
+pub fn gated_map(frames: usize) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap>) {
+    drop(crossbeam_epoch::pin());
+    let pool = Arc::new(FramePool::new(frames).expect("pool"));
+    let store = Arc::new(GatedStore::new());
+    let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+    (pool, store, map)
+}

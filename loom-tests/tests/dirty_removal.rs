@@ -9,12 +9,8 @@
 //! dirty, with them.
 #![cfg(loom)]
 
-use std::sync::Arc;
-
-use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
-use loom_tests::{check_quiescent, model, page_prefix, Fixture, Outcomes};
-use pagemap::{BackingStore, FramePool, MemStore, PageBuf, PageMap};
+use loom_tests::{check_quiescent, gated_map, model, page_prefix, Fixture, Outcomes};
 
 const IDX: u64 = 3;
 const OLD: u8 = 0x01;
@@ -68,55 +64,26 @@ fn free_unused_dirty_vs_find_write() {
     outcomes.assert_seen(&["wrote=false freed=1 cached=false", "wrote=true freed=0 cached=true"]);
 }
 
-/// A store whose next write-back stops, once armed, until the test says go:
-/// it pins the remover inside the window between its snapshot and its
-/// re-mark (pass 2 of free_unused), whatever the scheduler would prefer.
-struct GatedStore {
-    inner: MemStore,
-    /// 0 idle, 1 armed, 2 a write is waiting, 3 go.
-    phase: AtomicUsize,
-}
-
-impl BackingStore for GatedStore {
-    fn read_page(&self, index: u64, buf: &mut PageBuf) -> std::io::Result<()> {
-        self.inner.read_page(index, buf)
-    }
-
-    fn write_page(&self, index: u64, buf: &PageBuf) -> std::io::Result<()> {
-        if self.phase.compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            while self.phase.load(Ordering::SeqCst) != 3 {
-                thread::yield_now();
-            }
-        }
-        self.inner.write_page(index, buf)
-    }
-}
-
 /// Model 7b: the same race forced into its window. The writer takes the
 /// page while free_unused is writing it back, writes, and lets go before
 /// the re-mark; the page must then be kept, dirty, with the new bytes.
 #[test]
 fn free_unused_dirty_write_in_writeback_window() {
     model(|| {
-        drop(crossbeam_epoch::pin());
-        let pool = Arc::new(FramePool::new(2).unwrap());
-        let store = Arc::new(GatedStore { inner: MemStore::new(), phase: AtomicUsize::new(0) });
-        let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+        let (pool, store, map) = gated_map(2);
         {
             let p = map.load(IDX).unwrap();
             p.write(0, &[FIRST; 8]).unwrap();
         }
-        store.phase.store(1, Ordering::SeqCst);
+        store.arm_write();
         let writer = {
             let (map, store) = (map.clone(), store.clone());
             thread::spawn(move || {
-                while store.phase.load(Ordering::SeqCst) != 2 {
-                    thread::yield_now();
-                }
+                store.wait_for_caller();
                 let p = map.find(IDX).unwrap().expect("held by the remover, so cached");
                 p.write(0, &[SECOND; 8]).unwrap();
                 drop(p);
-                store.phase.store(3, Ordering::SeqCst);
+                store.open();
             })
         };
         let r = map.free_unused();

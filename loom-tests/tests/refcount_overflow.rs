@@ -1,0 +1,122 @@
+//! Model 6: the slot's holder count refuses overflow instead of wrapping.
+//!
+//! Under loom the count field is 3 bits (`MAX_REFS` = 7), so the limit is
+//! reached with a handful of references, some held in another thread, while
+//! concurrent puts make room again.
+#![cfg(loom)]
+
+use loom::thread;
+use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
+use pagemap::slot::MAX_REFS;
+use pagemap::{Error, PageRef};
+
+const IDX: u64 = 6;
+
+#[test]
+fn max_refs_is_tiny_under_loom() {
+    assert_eq!(MAX_REFS, 7);
+}
+
+fn overflow<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
+    match r {
+        Err(Error::RefcountOverflow { index }) => {
+            assert_eq!(*index, IDX);
+            true
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => false,
+    }
+}
+
+/// Sequential edge: at exactly `MAX_REFS` holders every way of taking one
+/// more (find, load, try_clone, load_nowait) is refused, and nothing changes.
+#[test]
+fn refusal_at_the_limit() {
+    model(|| {
+        let fx = Fixture::new(2);
+        fx.store_page(IDX, 0x66);
+        fx.cache(IDX);
+        let first = fx.map.find(IDX).unwrap().unwrap();
+        let mut refs: Vec<PageRef<'_>> = vec![];
+        while (refs.len() as u64) < MAX_REFS - 1 {
+            refs.push(first.try_clone().unwrap());
+        }
+        assert_eq!(first.holders(), MAX_REFS);
+        assert!(overflow(&first.try_clone()));
+        assert!(overflow(&fx.map.find(IDX)));
+        assert!(overflow(&fx.map.load(IDX)));
+        assert!(overflow(&fx.map.load_nowait(IDX)));
+        assert_eq!(first.holders(), MAX_REFS, "a refused get changed the count");
+        assert_eq!(page_prefix(&first, 8), vec![0x66; 8]);
+        refs.pop();
+        let again = fx.map.find(IDX).unwrap().expect("room again");
+        assert_eq!(again.holders(), MAX_REFS);
+        drop(again);
+        drop(refs);
+        assert_eq!(first.holders(), 1);
+        drop(first);
+        check_quiescent(&fx);
+        assert_eq!(fx.map.free_unused().freed, 1, "count back at 0, not wrapped");
+    });
+}
+
+/// Six references held in the main thread; another thread takes two more
+/// (the second may overflow) while the main thread drops one and then takes
+/// one. The count never passes `MAX_REFS`, a refusal happens only at the
+/// limit, and when everyone has let go the count is back at zero (the page
+/// is removable).
+#[test]
+fn overflow_vs_concurrent_put() {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model(move || {
+        let fx = Fixture::new(2);
+        fx.store_page(IDX, 0x66);
+        let frame = fx.cache(IDX);
+        let first = fx.map.find(IDX).unwrap().unwrap();
+        let mut held = vec![];
+        for _ in 0..MAX_REFS - 2 {
+            held.push(first.try_clone().unwrap());
+        }
+        assert_eq!(first.holders(), MAX_REFS - 1);
+
+        let taker = {
+            let map = fx.map.clone();
+            thread::spawn(move || {
+                let a = map.find(IDX).unwrap().expect("room for one more");
+                assert!(a.holders() <= MAX_REFS);
+                let b = map.find(IDX);
+                let refused = overflow(&b);
+                if let Ok(Some(b)) = &b {
+                    assert!(b.holders() <= MAX_REFS);
+                    assert_eq!(page_prefix(b, 8), vec![0x66; 8]);
+                }
+                drop(b);
+                refused
+            })
+        };
+
+        // A concurrent put makes room; then take one (may itself be refused
+        // if the taker holds two at that moment).
+        drop(held.pop());
+        let mine = first.try_clone();
+        let mine_refused = overflow(&mine);
+        assert!(first.holders() <= MAX_REFS);
+        drop(mine);
+        let taker_refused = taker.join().unwrap();
+
+        drop(held);
+        assert_eq!(first.holders(), 1);
+        drop(first);
+        assert_eq!(fx.map.holders(IDX), 0);
+        assert!(!is_free(&fx.pool, frame));
+        check_quiescent(&fx);
+        assert_eq!(fx.map.free_unused().freed, 1, "count did not return to 0");
+        out.record(format!("taker_refused={taker_refused} mine_refused={mine_refused}"));
+    });
+    outcomes.assert_seen(&[
+        "taker_refused=false mine_refused=false",
+        "taker_refused=true mine_refused=false",
+        "taker_refused=false mine_refused=true",
+    ]);
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the loom models of pagemap (loom-tests/tests/*.rs) in release mode.
+#
+#   scripts/loom.sh                          # whole suite, preemption bound 2
+#   LOOM_MAX_PREEMPTIONS=3 scripts/loom.sh   # deeper (much slower)
+#   scripts/loom.sh --test node_reclaim      # one model file (extra args go to cargo test)
+#   scripts/loom.sh -- find_vs              # filter by test name
+#
+# Under `--cfg loom` pagemap takes its atomics and locks from loom, the radix
+# fan-out is 4, the slot refcount is 3 bits and reclaimed radix nodes are
+# poisoned instead of freed; `--cfg crossbeam_loom` puts crossbeam-epoch on
+# loom too. The build uses its own target dir (the cfgs change every crate).
+#
+# Each model is also bounded in code (loom_tests::model sets the preemption
+# bound when LOOM_MAX_PREEMPTIONS is unset), so `cargo test` run directly is
+# bounded as well. LOOM_TIMING=1 prints executions, time and the outcomes
+# each model explored. A failing model prints loom's assertion first; loom
+# then aborts that test binary (a panic while tearing down the execution),
+# so the other binaries are still run (--no-fail-fast) and the script fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+export CARGO_TARGET_DIR="${LOOM_TARGET_DIR:-$PWD/target-loom}"
+export RUSTFLAGS="${RUSTFLAGS:-} --cfg loom --cfg crossbeam_loom"
+export LOOM_TIMING="${LOOM_TIMING:-1}"
+# Keep loom's own output (backtraces of every thread) readable on failure.
+export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
+
+start=$(date +%s)
+echo "loom.sh: LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS, target $CARGO_TARGET_DIR, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+cargo test -p loom-tests --release --no-run
+built=$(date +%s)
+status=0
+cargo test -p loom-tests --release --no-fail-fast "$@" || status=$?
+end=$(date +%s)
+echo "loom.sh: build $((built - start)) s, models $((end - built)) s, total $((end - start)) s (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
+if [ "$status" -ne 0 ]; then
+    echo "loom.sh: FAILED (exit $status)" >&2
+fi
+exit "$status"
