@@ -13,7 +13,7 @@ from pathlib import Path
 
 OURS = "pagemap"
 FLOOR = "flat_floor"
-ORDER = [OURS, FLOOR, "mutex_hashmap", "rwlock_radix_trie", "dashmap", "papaya", "scc_hashindex"]
+ORDER = [OURS, FLOOR, "frame_fill_floor", "mutex_hashmap", "rwlock_radix_trie", "dashmap", "papaya", "scc_hashindex"]
 INSERT_N = 1 << 16  # pages per insert iteration (benches/benches/pagemap.rs)
 
 
@@ -57,7 +57,7 @@ def main():
                 shown += f" ({t / INSERT_N:.0f} ns/insert)"
             if name == OURS or ours is None:
                 rel = "—"
-            elif name == FLOOR:
+            elif name in (FLOOR, "frame_fill_floor"):
                 rel = f"pagemap is {ours / t:.2f}x the floor"
             else:
                 rel = f"pagemap {t / ours:.2f}x faster" if t >= ours else f"pagemap {ours / t:.2f}x slower"

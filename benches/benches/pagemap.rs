@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use benches::{
     dash, flat, mutex_hash, ours, papaya_map, run_threads, rw_trie, scc_index, uniform, zipf, Dash,
-    FindPut, Insert, MutexHash, Ours, Papaya, RwTrie, SccIndex, RESIDENT,
+    FillFloor, FindPut, Insert, MutexHash, Ours, Papaya, RwTrie, SccIndex, RESIDENT,
 };
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
@@ -95,6 +95,7 @@ fn insert(c: &mut Criterion) {
         g.sample_size(10);
         g.throughput(Throughput::Elements(INSERT_N));
         insert_one::<Ours>(&mut g, "pagemap", &indices);
+        insert_one::<FillFloor>(&mut g, "frame_fill_floor", &indices);
         insert_one::<MutexHash>(&mut g, "mutex_hashmap", &indices);
         insert_one::<RwTrie>(&mut g, "rwlock_radix_trie", &indices);
         insert_one::<Dash>(&mut g, "dashmap", &indices);

@@ -273,6 +273,43 @@ impl Insert for Ours {
     }
 }
 
+/// The floor of the page map's insert: what any page cache's load does
+/// whatever its index structure: take a frame from the pool and fill it with
+/// the page read from the store. No index is kept (the frames are freed when
+/// the structure drops, untimed). `pagemap - fill_floor` is the cost of the
+/// radix tree, its locks and the slot word.
+pub struct FillFloor {
+    pool: Arc<FramePool>,
+    frames: std::cell::RefCell<Vec<pagemap::FrameId>>,
+}
+
+impl Insert for FillFloor {
+    fn fresh(n: usize) -> Self {
+        let pool = insert_pool(n);
+        assert_eq!(pool.free_frames(), n, "previous structure not dropped");
+        Self {
+            pool,
+            frames: std::cell::RefCell::new(Vec::with_capacity(n)),
+        }
+    }
+    #[inline]
+    fn insert(&self, index: u64) {
+        let frame = self.pool.alloc().expect("frame");
+        let mut buf: PageBuf = [0; pagemap::PAGE_SIZE];
+        ZeroStore.read_page(index, &mut buf).expect("zero store");
+        self.pool.write_page(frame, &buf);
+        self.frames.borrow_mut().push(frame);
+    }
+}
+
+impl Drop for FillFloor {
+    fn drop(&mut self) {
+        for f in self.frames.get_mut().drain(..) {
+            self.pool.free(f);
+        }
+    }
+}
+
 impl Insert for MutexHash {
     fn fresh(_n: usize) -> Self {
         Self(Mutex::new(HashMap::with_hasher(Hasher::default())))
