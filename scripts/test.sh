@@ -29,7 +29,7 @@ step "stress test in release"
 cargo test --release -p pagemap --test stress
 
 step "example workload"
-cargo run --release -p pagemap --example workload -- --ops 5000
+cargo run --release -p vmr --example workload -- --ops 5000
 
 step "loom models"
 scripts/loom.sh

@@ -132,6 +132,7 @@ impl AddressSpace {
             wired: wire,
         };
         let mut seen = None;
+        let mut blocked = false;
         loop {
             let regions = self.regions.read();
             let v = match fault_check(&regions, va, access, &mut ctx, seen) {
@@ -156,11 +157,15 @@ impl AddressSpace {
                 Ok(page) => {
                     let r = self.map_center(&v, center_va, &page, access, &ctx);
                     drop(page);
+                    if r.is_ok() && !blocked {
+                        self.stats.minor.fetch_add(1, Ordering::Relaxed);
+                    }
                     return r;
                 }
                 Err(pagemap::Error::WouldBlock { .. }) => {
                     // Never sleep on I/O under the address-space lock.
                     seen = Some(regions.generation);
+                    blocked = true;
                     drop(regions);
                     self.stats.major.fetch_add(1, Ordering::Relaxed);
                     let page = v

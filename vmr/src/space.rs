@@ -92,7 +92,7 @@ impl Regions {
 /// Fault counters of an address space.
 #[derive(Debug, Default)]
 pub struct FaultStats {
-    /// Faults resolved without blocking (the page was cached).
+    /// Faults resolved without blocking (the page was cached; spurious ones included).
     pub minor: StdAtomicU64,
     /// Faults that read the page (the handler dropped its lock and blocked).
     pub major: StdAtomicU64,
