@@ -85,7 +85,10 @@ impl Outcomes {
     pub fn assert_seen(&self, expected: &[&str]) {
         let seen = self.seen();
         for e in expected {
-            assert!(seen.contains(*e), "outcome {e:?} never explored; seen {seen:?}");
+            assert!(
+                seen.contains(*e),
+                "outcome {e:?} never explored; seen {seen:?}"
+            );
         }
     }
 }
@@ -160,16 +163,28 @@ pub fn check_quiescent(fx: &Fixture) {
     let pool = &fx.pool;
     let cached = map.cached_indices(..);
     let dump = map.dump();
-    assert_eq!(map.nr_pages(), cached.len() as u64, "nr_pages vs tree\n{dump}");
+    assert_eq!(
+        map.nr_pages(),
+        cached.len() as u64,
+        "nr_pages vs tree\n{dump}"
+    );
     assert_eq!(
         pool.free_frames() + cached.len(),
         pool.capacity(),
         "free frames + cached pages != capacity\n{dump}"
     );
     let free_by_flags = all_frames(pool).filter(|&f| is_free(pool, f)).count();
-    assert_eq!(free_by_flags, pool.free_frames(), "free list count vs frame flags\n{dump}");
+    assert_eq!(
+        free_by_flags,
+        pool.free_frames(),
+        "free list count vs frame flags\n{dump}"
+    );
     for f in all_frames(pool) {
-        assert_eq!(pool.flags(f) & flags::LOCKED, 0, "frame {f:?} left LOCKED\n{dump}");
+        assert_eq!(
+            pool.flags(f) & flags::LOCKED,
+            0,
+            "frame {f:?} left LOCKED\n{dump}"
+        );
     }
     let mut frames = Vec::new();
     let dirty_marked = map.dirty_indices(..);
@@ -223,7 +238,10 @@ impl Default for GatedStore {
 impl GatedStore {
     /// An idle gate over an empty store.
     pub fn new() -> Self {
-        Self { inner: MemStore::new(), phase: loom::sync::atomic::AtomicUsize::new(IDLE) }
+        Self {
+            inner: MemStore::new(),
+            phase: loom::sync::atomic::AtomicUsize::new(IDLE),
+        }
     }
 
     /// The next read stops at the gate.
@@ -249,7 +267,11 @@ impl GatedStore {
     }
 
     fn gate(&self, armed: usize) {
-        if self.phase.compare_exchange(armed, WAITING, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        if self
+            .phase
+            .compare_exchange(armed, WAITING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
             while self.phase.load(Ordering::SeqCst) != OPEN {
                 loom::thread::yield_now();
             }

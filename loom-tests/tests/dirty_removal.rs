@@ -45,23 +45,39 @@ fn free_unused_dirty_vs_find_write() {
         let wrote = writer.join().unwrap();
 
         let stored = fx.store.page(IDX).map(|b| b[..8].to_vec());
-        let cached = fx.map.find(IDX).unwrap().map(|p| (page_prefix(&p, 8), p.is_dirty()));
+        let cached = fx
+            .map
+            .find(IDX)
+            .unwrap()
+            .map(|p| (page_prefix(&p, 8), p.is_dirty()));
         let dump = fx.map.dump();
         let latest = if wrote { SECOND } else { FIRST };
         let durable = stored.as_deref() == Some(&[latest; 8][..]);
-        let in_cache = cached.as_ref().is_some_and(|(c, dirty)| c == &vec![latest; 8] && (*dirty || durable));
+        let in_cache = cached
+            .as_ref()
+            .is_some_and(|(c, dirty)| c == &vec![latest; 8] && (*dirty || durable));
         assert!(
             durable || in_cache,
             "lost update: writer wrote={wrote}, latest byte {latest:#x}, store has {stored:x?}, \
              cache has {cached:x?}, free_unused {r:?}\n{dump}"
         );
         if cached.is_none() {
-            assert!(durable, "page removed before its latest contents were written back");
+            assert!(
+                durable,
+                "page removed before its latest contents were written back"
+            );
         }
         check_quiescent(&fx);
-        out.record(format!("wrote={wrote} freed={} cached={}", r.freed, cached.is_some()));
+        out.record(format!(
+            "wrote={wrote} freed={} cached={}",
+            r.freed,
+            cached.is_some()
+        ));
     });
-    outcomes.assert_seen(&["wrote=false freed=1 cached=false", "wrote=true freed=0 cached=true"]);
+    outcomes.assert_seen(&[
+        "wrote=false freed=1 cached=false",
+        "wrote=true freed=0 cached=true",
+    ]);
 }
 
 /// Model 7b: the same race forced into its window. The writer takes the
@@ -80,7 +96,10 @@ fn free_unused_dirty_write_in_writeback_window() {
             let (map, store) = (map.clone(), store.clone());
             thread::spawn(move || {
                 store.wait_for_caller();
-                let p = map.find(IDX).unwrap().expect("held by the remover, so cached");
+                let p = map
+                    .find(IDX)
+                    .unwrap()
+                    .expect("held by the remover, so cached");
                 p.write(0, &[SECOND; 8]).unwrap();
                 drop(p);
                 store.open();
@@ -89,8 +108,15 @@ fn free_unused_dirty_write_in_writeback_window() {
         let r = map.free_unused();
         writer.join().unwrap();
         let stored = store.inner.page(IDX).map(|b| b[..8].to_vec());
-        let cached = map.find(IDX).unwrap().map(|p| (page_prefix(&p, 8), p.is_dirty()));
-        assert_eq!(stored, Some(vec![FIRST; 8]), "the write-back wrote the snapshot");
+        let cached = map
+            .find(IDX)
+            .unwrap()
+            .map(|p| (page_prefix(&p, 8), p.is_dirty()));
+        assert_eq!(
+            stored,
+            Some(vec![FIRST; 8]),
+            "the write-back wrote the snapshot"
+        );
         assert_eq!(
             cached,
             Some((vec![SECOND; 8], true)),

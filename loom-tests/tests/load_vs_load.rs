@@ -20,7 +20,11 @@ fn loader(fx: &Fixture) -> impl FnOnce() -> Loaded + Send + 'static {
     let map = fx.map.clone();
     move || {
         let page = map.load(IDX).expect("load");
-        let loaded = Loaded { frame: page.frame(), prefix: page_prefix(&page, 8), flags: page.flags() };
+        let loaded = Loaded {
+            frame: page.frame(),
+            prefix: page_prefix(&page, 8),
+            flags: page.flags(),
+        };
         assert!(page.is_uptodate());
         loaded
     }
@@ -54,7 +58,11 @@ fn insert_vs_insert_one_read() {
         assert_eq!(reads, 1, "concurrent loaders read the store {reads} times");
         assert_eq!(writes, 0);
         assert_eq!(fx.map.nr_pages(), 1);
-        assert_eq!(fx.pool.free_frames(), fx.capacity() - 1, "the loser's frame leaked");
+        assert_eq!(
+            fx.pool.free_frames(),
+            fx.capacity() - 1,
+            "the loser's frame leaked"
+        );
         assert!(!is_free(&fx.pool, a.frame));
         let page = fx.map.find(IDX).unwrap().expect("cached");
         assert_eq!(page.frame(), a.frame);
@@ -95,14 +103,21 @@ fn load_vs_load_read_error() {
         t.join().unwrap();
 
         for f in loom_tests::all_frames(&fx.pool) {
-            assert_eq!(fx.pool.flags(f) & flags::LOCKED, 0, "frame {f:?} left LOCKED");
+            assert_eq!(
+                fx.pool.flags(f) & flags::LOCKED,
+                0,
+                "frame {f:?} left LOCKED"
+            );
         }
         let left = fx.map.nr_pages();
         assert!(left <= 1);
         assert_eq!(fx.pool.free_frames() as u64, fx.capacity() as u64 - left);
         // A failed page is never returned by find.
         assert!(fx.map.find(IDX).unwrap().is_none());
-        assert!(matches!(fx.map.load_nowait(IDX), Err(Error::WouldBlock { .. })));
+        assert!(matches!(
+            fx.map.load_nowait(IDX),
+            Err(Error::WouldBlock { .. })
+        ));
         check_quiescent(&fx);
 
         // The store heals: a load now succeeds and sees the right contents.

@@ -48,6 +48,9 @@ enum ReaderOp {
     Find,
     /// `load` of the removed index (may re-insert it and regrow the tree).
     Load,
+    /// A lock-free scan (`cached_indices`, the walk free_unused and
+    /// writeback use) over the nodes being unlinked.
+    Scan,
 }
 
 /// Pages at 0 and 4; the remover holds 0 and frees the unreferenced 4.
@@ -80,6 +83,11 @@ fn reader_vs_leaf_unlink(op: ReaderOp) {
                         assert_eq!(page_prefix(&p, 8), vec![0x14; 8]);
                         true
                     }
+                    ReaderOp::Scan => {
+                        let seen = map.cached_indices(..);
+                        assert!(seen == vec![0, 4] || seen == vec![0], "scan saw {seen:?}");
+                        seen.len() == 2
+                    }
                 };
                 // Did reclamation finish before this lookup returned?
                 let reclaimed = sentinel.get().is_some_and(|s| s.load(Ordering::SeqCst));
@@ -104,7 +112,10 @@ fn reader_vs_leaf_unlink(op: ReaderOp) {
         let reclaimed = s.load(Ordering::SeqCst);
         let has4 = fx.map.find(4).unwrap().is_some();
         if r.freed == 0 {
-            assert!(hit4 && has4, "4 kept only because the reader took it");
+            assert!(
+                op != ReaderOp::Scan && hit4 && has4,
+                "4 kept only because the reader took it"
+            );
         } else {
             assert_eq!(r.freed, 1);
             if op == ReaderOp::Find {
@@ -120,12 +131,23 @@ fn reader_vs_leaf_unlink(op: ReaderOp) {
     });
     let seen = outcomes.seen();
     assert!(
-        seen.iter().any(|o| o.contains("freed=1") && o.contains("reclaimed_before_reader_done=true")),
+        seen.iter()
+            .any(|o| o.contains("freed=1") && o.contains("reclaimed_before_reader_done=true")),
         "no execution reclaimed a node while the reader ran: {seen:?}"
     );
-    assert!(seen.iter().any(|o| o.contains("freed=0")), "the reader never aborted the removal: {seen:?}");
+    if op != ReaderOp::Scan {
+        // (A scan takes no reference, so it never aborts the removal.)
+        assert!(
+            seen.iter().any(|o| o.contains("freed=0")),
+            "the reader never aborted the removal: {seen:?}"
+        );
+    }
     if op == ReaderOp::Find {
-        assert!(seen.iter().any(|o| o.contains("freed=1") && o.contains("hit4=false")), "{seen:?}");
+        assert!(
+            seen.iter()
+                .any(|o| o.contains("freed=1") && o.contains("hit4=false")),
+            "{seen:?}"
+        );
     }
 }
 
@@ -141,6 +163,13 @@ fn find_vs_leaf_unlink_and_reclaim() {
 #[test]
 fn load_vs_leaf_unlink_and_reclaim() {
     reader_vs_leaf_unlink(ReaderOp::Load);
+}
+
+/// Model 5d: a lock-free scan over the leaf and root being unlinked and
+/// reclaimed.
+#[test]
+fn scan_vs_leaf_unlink_and_reclaim() {
+    reader_vs_leaf_unlink(ReaderOp::Scan);
 }
 
 /// Model 5c: the only page of a one-leaf tree: the root leaf itself is
@@ -174,10 +203,48 @@ fn find_vs_root_unlink_and_reclaim() {
             assert!(hit);
         }
         check_quiescent(&fx);
-        out.record(format!("freed={} hit={hit} reclaimed={}", r.freed, s.load(Ordering::SeqCst)));
+        out.record(format!(
+            "freed={} hit={hit} reclaimed={}",
+            r.freed,
+            s.load(Ordering::SeqCst)
+        ));
     });
     let seen = outcomes.seen();
-    assert!(seen.iter().any(|o| o.contains("freed=1") && o.contains("reclaimed=true")), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|o| o.contains("freed=1") && o.contains("reclaimed=true")),
+        "{seen:?}"
+    );
     assert!(seen.iter().any(|o| o.contains("hit=false")), "{seen:?}");
     assert!(seen.iter().any(|o| o.contains("freed=0")), "{seen:?}");
+}
+
+/// Model 5e: the tree grows under a reader. Page 0 sits in a root leaf; a
+/// loader of index 4 adds a level (new root above the old leaf) while the
+/// reader finds 0 and scans.
+#[test]
+fn reader_vs_tree_growth() {
+    model(|| {
+        let fx = Fixture::new(3);
+        fx.store_page(0, 0x10);
+        fx.store_page(4, 0x14);
+        fx.cache(0);
+        assert_eq!(fx.map.memory().nodes, 1);
+        let loader = {
+            let map = fx.map.clone();
+            thread::spawn(move || {
+                let p = map.load(4).expect("load");
+                assert_eq!(page_prefix(&p, 8), vec![0x14; 8]);
+            })
+        };
+        let p = fx.map.find(0).unwrap().expect("page 0 never leaves");
+        assert_eq!(page_prefix(&p, 8), vec![0x10; 8]);
+        drop(p);
+        let seen = fx.map.cached_indices(..);
+        assert!(seen == vec![0] || seen == vec![0, 4], "scan saw {seen:?}");
+        loader.join().unwrap();
+        assert_eq!(fx.map.cached_indices(..), vec![0, 4]);
+        assert_eq!(fx.map.memory().nodes, 3);
+        check_quiescent(&fx);
+    });
 }

@@ -22,7 +22,9 @@ fn load_nowait_ignores_page_lock() {
         let t = {
             let map = fx.map.clone();
             thread::spawn(move || {
-                let p = map.load_nowait(IDX).expect("up to date: returned even while locked");
+                let p = map
+                    .load_nowait(IDX)
+                    .expect("up to date: returned even while locked");
                 assert_eq!(p.frame(), frame);
             })
         };
@@ -60,10 +62,16 @@ fn load_nowait_vs_loading_page() {
         };
         // A concurrent load_nowait at the same time as the read, then open.
         store.wait_for_caller();
-        assert!(matches!(map.load_nowait(IDX), Err(Error::WouldBlock { .. })));
+        assert!(matches!(
+            map.load_nowait(IDX),
+            Err(Error::WouldBlock { .. })
+        ));
         store.open();
         loader.join().unwrap();
-        assert_eq!(page_prefix(&map.load_nowait(IDX).unwrap(), 8), vec![0x99; 8]);
+        assert_eq!(
+            page_prefix(&map.load_nowait(IDX).unwrap(), 8),
+            vec![0x99; 8]
+        );
         out.record(outcome);
     });
     outcomes.assert_seen(&["would_block"]);

@@ -56,7 +56,11 @@ fn refusal_at_the_limit() {
         assert_eq!(first.holders(), 1);
         drop(first);
         check_quiescent(&fx);
-        assert_eq!(fx.map.free_unused().freed, 1, "count back at 0, not wrapped");
+        assert_eq!(
+            fx.map.free_unused().freed,
+            1,
+            "count back at 0, not wrapped"
+        );
     });
 }
 
@@ -112,7 +116,9 @@ fn overflow_vs_concurrent_put() {
         assert!(!is_free(&fx.pool, frame));
         check_quiescent(&fx);
         assert_eq!(fx.map.free_unused().freed, 1, "count did not return to 0");
-        out.record(format!("taker_refused={taker_refused} mine_refused={mine_refused}"));
+        out.record(format!(
+            "taker_refused={taker_refused} mine_refused={mine_refused}"
+        ));
     });
     outcomes.assert_seen(&[
         "taker_refused=false mine_refused=false",

@@ -30,7 +30,11 @@ fn failed_load_vs_free_unused() {
         assert!(r.errors.is_empty());
         loader.join().unwrap();
         for f in loom_tests::all_frames(&fx.pool) {
-            assert_eq!(fx.pool.flags(f) & flags::LOCKED, 0, "frame {f:?} left LOCKED");
+            assert_eq!(
+                fx.pool.flags(f) & flags::LOCKED,
+                0,
+                "frame {f:?} left LOCKED"
+            );
         }
         let left = fx.map.nr_pages();
         check_quiescent(&fx);
@@ -40,7 +44,11 @@ fn failed_load_vs_free_unused() {
         assert_eq!(fx.pool.free_frames(), fx.capacity());
         out.record(format!("remover_freed={} left={left}", r.freed));
     });
-    outcomes.assert_seen(&["remover_freed=0 left=0", "remover_freed=1 left=0", "remover_freed=0 left=1"]);
+    outcomes.assert_seen(&[
+        "remover_freed=0 left=0",
+        "remover_freed=1 left=0",
+        "remover_freed=0 left=1",
+    ]);
 }
 
 /// `writeback` and `free_unused` on one dirty page: the data reaches the
@@ -85,7 +93,10 @@ fn writeback_vs_free_unused_dirty() {
     outcomes.assert_seen(&["freed=1 writes=1", "freed=0 writes=1"]);
     // Both writing it (the page redirtied in between cannot happen here:
     // nobody writes to it) is not expected: one finds it clean.
-    assert!(!outcomes.seen().iter().any(|o| o.contains("writes=2")), "written twice");
+    assert!(
+        !outcomes.seen().iter().any(|o| o.contains("writes=2")),
+        "written twice"
+    );
 }
 
 /// Two `free_unused` at once over two pages: each page is freed exactly

@@ -42,7 +42,10 @@ fn writeback_vs_write() {
             // setting WRITEBACK), or stored. Flags first, then the store.
             let f = p.flags();
             let in_flight = f & (flags::DIRTY | flags::WRITEBACK | flags::LOCKED) != 0;
-            assert!(in_flight || fx.store.page(IDX).unwrap()[..8] == [SECOND; 8], "{f:#x}");
+            assert!(
+                in_flight || fx.store.page(IDX).unwrap()[..8] == [SECOND; 8],
+                "{f:#x}"
+            );
         }
         flusher.join().unwrap();
 
@@ -56,18 +59,27 @@ fn writeback_vs_write() {
             "lost update: store {stored:x?}, page clean\n{}",
             fx.map.dump()
         );
-        assert_eq!(fx.map.dirty_indices(..), if dirty { vec![IDX] } else { vec![] });
+        assert_eq!(
+            fx.map.dirty_indices(..),
+            if dirty { vec![IDX] } else { vec![] }
+        );
         drop(p);
         check_quiescent(&fx);
         // A second writeback always leaves store == cache and the page clean.
         fx.map.writeback(..);
         assert_eq!(fx.store.page(IDX).unwrap()[..8], [SECOND; 8]);
         assert!(fx.map.dirty_indices(..).is_empty());
-        out.record(format!("stored_second={} dirty={dirty}", stored == vec![SECOND; 8]));
+        out.record(format!(
+            "stored_second={} dirty={dirty}",
+            stored == vec![SECOND; 8]
+        ));
     });
     // Write before the snapshot (stored, clean); write after it (old
     // snapshot stored, page dirty again).
-    outcomes.assert_seen(&["stored_second=true dirty=false", "stored_second=false dirty=true"]);
+    outcomes.assert_seen(&[
+        "stored_second=true dirty=false",
+        "stored_second=false dirty=true",
+    ]);
 }
 
 /// Model 8b: the write lands while the writeback's store call is in
@@ -98,7 +110,16 @@ fn write_during_writeback_io() {
         flusher.join().unwrap();
         assert_eq!(store.inner.page(IDX).unwrap()[..8], [FIRST; 8]);
         let p = map.find(IDX).unwrap().unwrap();
-        assert!(p.is_dirty(), "dirty bit lost by the writeback\n{}", map.dump());
-        assert_eq!(map.dirty_indices(..), vec![IDX], "DIRTY mark lost\n{}", map.dump());
+        assert!(
+            p.is_dirty(),
+            "dirty bit lost by the writeback\n{}",
+            map.dump()
+        );
+        assert_eq!(
+            map.dirty_indices(..),
+            vec![IDX],
+            "DIRTY mark lost\n{}",
+            map.dump()
+        );
     });
 }
