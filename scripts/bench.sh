@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the page map benchmarks (criterion: find+put, hot slot, insert; then
 # metadata bytes per page) and prints the ratio table that RESULTS.md reports.
-#   scripts/bench.sh            everything (~8 min on 2 cores)
+#   scripts/bench.sh            everything (~7 min on 2 cores)
 #   scripts/bench.sh FILTER     only criterion benchmarks matching FILTER
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +25,9 @@ if [ $# -eq 0 ]; then
 fi
 echo
 python3 benches/ratios.py "$CARGO_TARGET_DIR/criterion"
+if [ $# -eq 0 ]; then
+    echo
+    # Same comparisons, round-robin: less sensitive to bursts of outside load.
+    "$CARGO_TARGET_DIR/release/interleaved" 9
+    echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
