@@ -292,6 +292,9 @@ impl PageMap {
     fn fill<'a>(&'a self, page: PageRef<'a>) -> Result<PageRef<'a>, Error> {
         let mut buf: PageBuf = [0; PAGE_SIZE];
         let frame = page.frame;
+        // A new read: an earlier read's error is no longer this page's news.
+        self.pool
+            .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
         match self.store.read_page(page.index, &mut buf) {
             Ok(()) => {
                 self.pool.write_page(frame, &buf);
@@ -317,7 +320,10 @@ impl PageMap {
     /// Waits for a page we hold to be up to date, or fills it ourselves if
     /// nobody is loading it (a previous read failed).
     fn wait_uptodate<'a>(&'a self, page: PageRef<'a>) -> Result<PageRef<'a>, Error> {
-        let mut waited = false;
+        // An ERROR already there when we arrive is an earlier read's: we
+        // retry rather than report it (found by the loom model
+        // stale_read_error). Only a read that fails while we wait is ours.
+        let stale = self.pool.flags(page.frame) & flags::ERROR != 0;
         loop {
             if page.slot.load() & slot::LOADING == 0 {
                 return Ok(page);
@@ -328,7 +334,7 @@ impl PageMap {
                     return Ok(page);
                 }
                 let f = self.pool.flags(page.frame);
-                if waited && f & flags::ERROR != 0 {
+                if !stale && f & flags::ERROR != 0 {
                     // The read we waited for failed: report it, do not retry.
                     let kind = self.pool.error_kind(page.frame);
                     self.pool.unlock(page.frame);
@@ -341,7 +347,6 @@ impl PageMap {
                 return self.fill(page);
             }
             self.pool.wait_unlocked(page.frame);
-            waited = true;
         }
     }
 
@@ -567,26 +572,33 @@ impl PageMap {
     }
 
     /// Writes one page if dirty. `Ok(false)`: it was clean.
+    ///
+    /// WRITEBACK is held from the snapshot until the store has the bytes, so
+    /// two write-backs of one page never overlap: otherwise an older snapshot
+    /// could reach the store after a newer one and leave stale bytes behind a
+    /// clean page (caught by the stress test; Linux waits on PG_writeback).
     fn write_one(&self, page: &PageRef<'_>) -> Result<bool, Error> {
         let frame = page.frame;
         let mut buf: PageBuf = [0; PAGE_SIZE];
+        self.pool.lock_bit(frame, flags::WRITEBACK);
         self.pool.lock(frame);
         if self.pool.flags(frame) & flags::DIRTY == 0 {
             self.pool.unlock(frame);
+            self.pool.unlock_bit(frame, flags::WRITEBACK);
             return Ok(false);
         }
         // Snapshot under the page lock, then clean: a write after this point
-        // dirties the page again, so nothing is lost.
+        // dirties the page again, so nothing is lost. Writers do not wait for
+        // WRITEBACK; the page lock alone keeps a copy from being torn.
         self.pool.read_page(frame, &mut buf);
         self.pool.clear_flags(frame, flags::DIRTY);
-        self.pool.set_flags(frame, flags::WRITEBACK);
         self.pool.unlock(frame);
         let result = self.store.write_page(page.index, &buf);
         if result.is_err() {
             // Keep the data: the page is dirty again (Akaros lost it: defect 7).
             self.pool.set_flags(frame, flags::DIRTY);
         }
-        self.pool.clear_flags(frame, flags::WRITEBACK);
+        self.pool.unlock_bit(frame, flags::WRITEBACK);
         self.sync_dirty_mark(page.index, frame);
         result.map(|()| true).map_err(|source| Error::Write {
             index: page.index,
@@ -646,11 +658,11 @@ impl PageMap {
                 return true;
             }
             match self.write_marked(index, frame) {
-                Ok(true) => {
-                    report.written += 1;
+                Ok(Some(wrote)) => {
+                    report.written += u64::from(wrote);
                     true
                 }
-                Ok(false) => {
+                Ok(None) => {
                     report.raced += 1;
                     false
                 }
@@ -712,8 +724,10 @@ impl PageMap {
         }
     }
 
-    /// Writes back a page marked for removal. `Ok(false)`: someone took it.
-    fn write_marked(&self, index: u64, frame: FrameId) -> Result<bool, Error> {
+    /// Writes back a page marked for removal and marks it again.
+    /// `Ok(Some(wrote))`: still marked (`wrote`: this call wrote it, rather
+    /// than finding it cleaned meanwhile); `Ok(None)`: someone took it.
+    fn write_marked(&self, index: u64, frame: FrameId) -> Result<Option<bool>, Error> {
         // Hold it for the write like any writer would; that clears REMOVAL,
         // so mark it again afterwards if nobody else came.
         let Some(page) = self.get(index, |w| {
@@ -723,9 +737,9 @@ impl PageMap {
             slot::get(w)
         })?
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        self.write_one(&page)?;
+        let wrote = self.write_one(&page)?;
         let slot = page.slot;
         // Re-mark only if we are the sole holder (refcount 1 -> REMOVAL, 0).
         let remarked = slot
@@ -738,7 +752,7 @@ impl PageMap {
             })
             .is_ok();
         if !remarked {
-            return Ok(false);
+            return Ok(None);
         }
         std::mem::forget(page); // its count went with the re-mark
                                 // A writer may have taken, dirtied and released the page between our
@@ -746,9 +760,9 @@ impl PageMap {
                                 // which our CAS read (Acquire), so we see it here: keep the page.
         if self.pool.flags(frame) & flags::DIRTY != 0 {
             self.unmark(index, frame);
-            return Ok(false);
+            return Ok(None);
         }
-        Ok(true)
+        Ok(Some(wrote))
     }
 
     // ---- debugging -------------------------------------------------------
@@ -904,6 +918,10 @@ impl<'a> PageRef<'a> {
     /// writeback never copies a half-written range) and marks it dirty.
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         let pool = &self.map.pool;
+        if data.is_empty() {
+            // Checked, but nothing changes: the page stays clean.
+            return pool.write(self.frame, offset, data);
+        }
         pool.lock(self.frame);
         let r = pool.write(self.frame, offset, data);
         // DIRTY after the copy: a writeback that cleaned the page before we

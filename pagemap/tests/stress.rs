@@ -73,10 +73,15 @@ fn no_lost_writes_under_eviction_and_writeback() {
             }
             rounds
         });
-        let expected = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        // Stop the cleaner even if a worker panicked, so the panic is reported
+        // instead of the scope waiting forever.
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
         done.store(true, Ordering::Relaxed);
         assert!(cleaner.join().unwrap() > 0);
-        expected
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     });
     assert!(map.sync().errors.is_empty());
     map.free_unused();

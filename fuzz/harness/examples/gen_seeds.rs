@@ -71,7 +71,7 @@ fn main() {
             rd(0, Off::Edge(0), 1), rd(0, Off::Huge(2), 3), Dirty(Span::Full), w(0, Off::Edge(4), 4, 1),
             rd(0, Off::Edge(8), 8), Check,
         ]),
-        ("zero_length_write_dirties", 8, vec![
+        ("zero_length_write_stays_clean", 8, vec![
             Load(Small(6)), w(0, Off::Edge(0), 0, 0), Dirty(Span::Full), Writeback(Span::Full), Check,
         ]),
         ("store_contents_read_back", 8, vec![

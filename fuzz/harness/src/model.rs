@@ -247,13 +247,13 @@ impl Model {
         p.holders -= 1;
     }
 
-    /// `PageRef::write`: bounds-checked; any successful write (even of
-    /// zero bytes) dirties the page.
+    /// `PageRef::write`: bounds-checked; a successful write of at least one
+    /// byte dirties the page (an empty write changes nothing).
     pub fn write(&mut self, index: u64, offset: usize, data: &[u8]) -> Result<(), E> {
         check_range(offset, data.len())?;
         let p = self.page_mut(index);
         p.data[offset..offset + data.len()].copy_from_slice(data);
-        p.dirty = true;
+        p.dirty |= !data.is_empty();
         Ok(())
     }
 
