@@ -300,3 +300,129 @@ pub fn gated_map(frames: usize) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap
     let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
     (pool, store, map)
 }
+
+// ---- vmr ------------------------------------------------------------------
+
+/// A page map ([`Fixture`]) plus a simulated machine and one address space
+/// over its pool, for the models of `vmr` (`tests/vmr_*.rs`).
+pub struct VmFixture {
+    /// The page map, its pool and store.
+    pub fx: Fixture,
+    /// The machine (CPUs with TLBs) over `fx.pool`.
+    pub machine: Arc<vmr::Machine>,
+    /// An address space on `machine`.
+    pub space: Arc<vmr::AddressSpace>,
+}
+
+impl VmFixture {
+    /// A map with `frames` frames and a machine with `ncpus` CPUs.
+    pub fn new(frames: usize, ncpus: usize) -> Self {
+        let fx = Fixture::new(frames);
+        let machine = vmr::Machine::new(fx.pool.clone(), ncpus);
+        let space = vmr::AddressSpace::new(machine.clone());
+        Self { fx, machine, space }
+    }
+
+    /// Another address space on the same machine.
+    pub fn new_space(&self) -> Arc<vmr::AddressSpace> {
+        vmr::AddressSpace::new(self.machine.clone())
+    }
+
+    /// Maps `pages` pages of the file from page `pgoff` into `space`, with
+    /// `Advice::Random` (no fault-around: the models stay small).
+    pub fn mmap_in(
+        &self,
+        space: &vmr::AddressSpace,
+        pgoff: u64,
+        pages: u64,
+        prot: vmr::Prot,
+        flags: vmr::MapFlags,
+    ) -> u64 {
+        let mut req = vmr::MapRequest::new(
+            self.fx.map.clone(),
+            pages * PAGE_SIZE as u64,
+            prot,
+            flags,
+        );
+        req.pgoff = pgoff;
+        req.advice = vmr::Advice::Random;
+        space.mmap(req).expect("mmap")
+    }
+
+    /// As [`mmap_in`](Self::mmap_in) in `self.space`.
+    pub fn mmap(&self, pgoff: u64, pages: u64, prot: vmr::Prot, flags: vmr::MapFlags) -> u64 {
+        self.mmap_in(&self.space, pgoff, pages, prot, flags)
+    }
+}
+
+/// The first `n` bytes at `va` read through `cpu`.
+pub fn cpu_read(
+    cpu: &vmr::Cpu,
+    space: &vmr::AddressSpace,
+    va: u64,
+    n: usize,
+) -> Result<Vec<u8>, vmr::Fault> {
+    let mut buf = vec![0u8; n];
+    cpu.read(space, va, &mut buf)?;
+    Ok(buf)
+}
+
+/// Checks the PTEs of `pages` pages at `va` of `space`, which show file
+/// pages from `pgoff` of `fx.map` (or nothing, once unmapped):
+/// * a shared PTE's frame is the frame the page map has at that index now
+///   (so it is neither free nor another page's), owned by the map;
+/// * a private PTE's frame is not the map's (PAGEMAP clear) and is not
+///   recorded by two PTEs.
+///
+/// Returns the private frames seen, for [`check_frame_accounting`].
+pub fn check_ptes(
+    fx: &Fixture,
+    space: &vmr::AddressSpace,
+    va: u64,
+    pages: u64,
+    pgoff: u64,
+) -> Vec<FrameId> {
+    let mut private = Vec::new();
+    for i in 0..pages {
+        let pte = space.pte(va + i * PAGE_SIZE as u64);
+        let Some(frame) = FrameId::new(vmr::pte::frame(pte)) else {
+            assert_eq!(pte, 0, "PTE with flags and no frame: {pte:#x}");
+            continue;
+        };
+        if pte & vmr::pte::PRIVATE != 0 {
+            assert_eq!(
+                fx.pool.flags(frame) & flags::PAGEMAP,
+                0,
+                "private PTE {pte:#x} maps a page-map frame\n{}",
+                fx.map.dump()
+            );
+            assert!(!private.contains(&frame), "private frame mapped twice");
+            private.push(frame);
+            continue;
+        }
+        let index = pgoff + i;
+        let page = fx.map.find(index).expect("find");
+        assert!(
+            page.as_ref().is_some_and(|p| p.frame() == frame),
+            "PTE {pte:#x} of page {index} maps {frame:?}, the map has {:?} (frame flags {:#x})\n{}",
+            page.as_ref().map(|p| p.frame()),
+            fx.pool.flags(frame),
+            fx.map.dump()
+        );
+        assert_ne!(fx.pool.flags(frame) & flags::PAGEMAP, 0);
+    }
+    private
+}
+
+/// Every frame is free, cached by `fx.map`, or one of the `private` frames
+/// mapped by PTEs (none leaked, none counted twice). Quiescent map only.
+pub fn check_frame_accounting(fx: &Fixture, private: &[FrameId]) {
+    let cached = fx.map.cached_indices(..).len();
+    assert_eq!(
+        fx.pool.free_frames() + cached + private.len(),
+        fx.pool.capacity(),
+        "free {} + cached {cached} + private {private:?} != capacity\n{}",
+        fx.pool.free_frames(),
+        fx.map.dump()
+    );
+}
