@@ -1,0 +1,151 @@
+//! vmr model 2: munmap's dirty-bit harvest against `free_unused` and
+//! writeback of the file.
+//!
+//! A CPU wrote through a shared writable mapping: the PTE is DIRTY, the page
+//! is clean in the cache (the page map knows nothing of the write). munmap
+//! clears the PTE, shoots it down, moves the dirty bit into the page
+//! (`mark_dirty`) and only then takes the region out of the reverse map. A
+//! concurrent `free_unused` must therefore either see the region (and keep
+//! the page) or see the page dirty (and write it back before freeing it):
+//! the written bytes are never dropped with the frame.
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use loom::thread;
+use loom_tests::{check_frame_accounting, check_quiescent, model, page_prefix, Outcomes, VmFixture};
+use pagemap::PAGE_SIZE;
+use vmr::{MapFlags, Prot};
+
+const IDX: u64 = 0;
+const OLD: u8 = 0x22;
+const NEW: u8 = 0xdd;
+
+/// A file page mapped shared and written by CPU 0: PTE dirty, page clean.
+fn dirty_pte_setup() -> (Arc<VmFixture>, u64) {
+    let vm = VmFixture::new(2, 1);
+    vm.fx.store_page(IDX, OLD);
+    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
+    vm.machine
+        .cpu(0)
+        .write(&vm.space, va, &[NEW; 8])
+        .expect("write");
+    let pte = vm.space.pte(va);
+    assert_ne!(pte & vmr::pte::DIRTY, 0);
+    assert!(vm.fx.map.dirty_indices(..).is_empty(), "page clean in the cache");
+    (Arc::new(vm), va)
+}
+
+/// After everything: the store has NEW, or the page is cached, dirty, with
+/// NEW. Returns (stored NEW, cached).
+fn check_not_dropped(vm: &VmFixture, what: &str) -> (bool, bool) {
+    let stored = vm.fx.store.page(IDX).map(|b| b[..8].to_vec());
+    let cached = vm
+        .fx
+        .map
+        .find(IDX)
+        .unwrap()
+        .map(|p| (page_prefix(&p, 8), p.is_dirty()));
+    let durable = stored.as_deref() == Some(&[NEW; 8][..]);
+    assert!(
+        durable || cached == Some((vec![NEW; 8], true)),
+        "dirty bit dropped: store {stored:x?}, cache {cached:x?}; {what}\n{}",
+        vm.fx.map.dump()
+    );
+    if let Some((bytes, _)) = &cached {
+        assert_eq!(bytes, &vec![NEW; 8], "cache lost the write");
+    }
+    check_quiescent(&vm.fx);
+    check_frame_accounting(&vm.fx, &[]);
+    assert_eq!(vm.fx.map.nr_mappings(), 0);
+    (durable, cached.is_some())
+}
+
+/// munmap against free_unused.
+#[test]
+fn munmap_vs_free_unused() {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model(move || {
+        let (vm, va) = dirty_pte_setup();
+        let unmapper = {
+            let vm = vm.clone();
+            thread::spawn(move || vm.space.munmap(va, PAGE_SIZE as u64).unwrap())
+        };
+        let r = vm.fx.map.free_unused();
+        unmapper.join().unwrap();
+        assert!(r.errors.is_empty(), "{r:?}");
+        let (durable, cached) = check_not_dropped(&vm, &format!("{r:?}"));
+        out.record(format!(
+            "freed={} written={} mapped={} durable={durable} cached={cached}",
+            r.freed, r.written, r.mapped
+        ));
+    });
+    outcomes.assert_seen(&[
+        // free_unused saw the region: page kept, dirty.
+        "freed=0 written=0 mapped=1 durable=false cached=true",
+        // free_unused after munmap: written back, then freed.
+        "freed=1 written=1 mapped=0 durable=true cached=false",
+    ]);
+}
+
+/// munmap against a flusher that writes the file back and then frees its
+/// unused pages.
+#[test]
+fn munmap_vs_writeback_then_free_unused() {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model(move || {
+        let (vm, va) = dirty_pte_setup();
+        let unmapper = {
+            let vm = vm.clone();
+            thread::spawn(move || vm.space.munmap(va, PAGE_SIZE as u64).unwrap())
+        };
+        let w = vm.fx.map.writeback(..);
+        let r = vm.fx.map.free_unused();
+        unmapper.join().unwrap();
+        assert!(w.errors.is_empty() && r.errors.is_empty(), "{w:?} {r:?}");
+        let (durable, cached) = check_not_dropped(&vm, &format!("{w:?} {r:?}"));
+        out.record(format!(
+            "wb={} freed={} written={} durable={durable} cached={cached}",
+            w.written, r.freed, r.written
+        ));
+    });
+    outcomes.assert_seen(&[
+        // Both flusher steps before the harvest: nothing to write, page kept.
+        "wb=0 freed=0 written=0 durable=false cached=true",
+        // writeback after the harvest wrote it; free_unused freed it clean.
+        "wb=1 freed=1 written=0 durable=true cached=false",
+        // harvest between writeback and free_unused: free_unused wrote it.
+        "wb=0 freed=1 written=1 durable=true cached=false",
+    ]);
+}
+
+/// Three threads: munmap, writeback, free_unused.
+#[test]
+fn munmap_vs_writeback_vs_free_unused() {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    loom_tests::model_with(1, move || {
+        let (vm, va) = dirty_pte_setup();
+        let unmapper = {
+            let vm = vm.clone();
+            thread::spawn(move || vm.space.munmap(va, PAGE_SIZE as u64).unwrap())
+        };
+        let flusher = {
+            let vm = vm.clone();
+            thread::spawn(move || vm.fx.map.writeback(..))
+        };
+        let r = vm.fx.map.free_unused();
+        unmapper.join().unwrap();
+        let w = flusher.join().unwrap();
+        assert!(w.errors.is_empty() && r.errors.is_empty(), "{w:?} {r:?}");
+        let (durable, cached) = check_not_dropped(&vm, &format!("{w:?} {r:?}"));
+        out.record(format!("durable={durable} cached={cached}"));
+    });
+    outcomes.assert_seen(&[
+        "durable=false cached=true",
+        "durable=true cached=false",
+        "durable=true cached=true",
+    ]);
+}
