@@ -274,15 +274,15 @@ impl PageMap {
     fn insert(&self, index: u64, frame: FrameId) -> Option<PageRef<'_>> {
         let g = self.lock.lock();
         let locked = Locked(&g);
-        let slot = self.tree.slot_for_insert(index, &locked);
+        let at = self.tree.slot_for_insert(index, &locked);
+        let slot = at.slot;
         if slot.load() != slot::EMPTY {
             return None;
         }
         let word = slot::inserted(frame.get(), true);
         // Release inside: frame owner/index/flags set before are visible to
         // any reader that sees this word (Akaros published first: defect 2).
-        slot.publish(word);
-        self.tree.note_filled(index, &locked);
+        at.fill(word);
         self.nr_pages.fetch_add(1, Ordering::Relaxed);
         drop(g);
         Some(self.page_ref(slot, word, index))

@@ -188,9 +188,13 @@ impl RadixTree {
         if !node.covers(index) {
             return None;
         }
+        // A child is always one level below its parent, so the level comes
+        // from the root: reading each node's `level` would cost a second
+        // cache line per node (about a third of a cold lookup).
+        let mut level = node.level;
         loop {
-            let i = node.offset(index);
-            if node.level == 0 {
+            let i = ((index >> (level * BITS)) & MASK) as usize;
+            if level == 0 {
                 return Some(&node.slots[i]);
             }
             n = node.child(i);
@@ -200,12 +204,14 @@ impl RadixTree {
             // SAFETY: as above; `n` was linked when loaded while pinned.
             node = unsafe { &*n };
             node.check_live();
+            debug_assert_eq!(node.level, level - 1);
+            level -= 1;
         }
     }
 
     /// Finds or creates the leaf slot for `index`, growing the tree.
     /// Returns the slot (maybe non-empty: the caller checks).
-    pub(crate) fn slot_for_insert<'a>(&'a self, index: u64, _lock: &Locked<'_>) -> &'a Slot {
+    pub(crate) fn slot_for_insert<'a>(&'a self, index: u64, _lock: &Locked<'_>) -> InsertSlot<'a> {
         let mut r = self.root_ptr();
         if r.is_null() {
             let mut level = 0;
@@ -247,16 +253,10 @@ impl RadixTree {
             // SAFETY: linked under the writer lock we hold.
             node = unsafe { &*c };
         }
-        &node.slots[node.offset(index)]
-    }
-
-    /// Counts a newly filled leaf slot (after the caller published into it).
-    pub(crate) fn note_filled(&self, index: u64, lock: &Locked<'_>) {
-        let leaf = self
-            .path(index, lock)
-            .pop()
-            .expect("filled slot has a leaf");
-        leaf.add_count(1);
+        InsertSlot {
+            slot: &node.slots[node.offset(index)],
+            leaf: node,
+        }
     }
 
     fn new_node(&self, level: u32) -> *mut Node {
@@ -264,9 +264,13 @@ impl RadixTree {
         Node::alloc(level)
     }
 
-    /// Nodes from the root down to the leaf holding `index` (writer lock held).
-    fn path<'a>(&'a self, index: u64, _lock: &Locked<'_>) -> Vec<&'a Node> {
-        let mut out = Vec::with_capacity(12);
+    /// Nodes from the root down to the leaf holding `index` (writer lock
+    /// held). A fixed array: marking a page dirty allocates nothing.
+    fn path<'a>(&'a self, index: u64, _lock: &Locked<'_>) -> Path<'a> {
+        let mut out = Path {
+            nodes: [None; MAX_HEIGHT],
+            len: 0,
+        };
         let mut n = self.root_ptr();
         // SAFETY (loop): writer lock held: nothing is unlinked while we walk.
         if n.is_null() || !unsafe { &*n }.covers(index) {
@@ -274,7 +278,8 @@ impl RadixTree {
         }
         while !n.is_null() {
             let node = unsafe { &*n };
-            out.push(node);
+            out.nodes[out.len] = Some(node);
+            out.len += 1;
             if node.level == 0 {
                 break;
             }
@@ -287,12 +292,13 @@ impl RadixTree {
     /// and retires nodes that became empty. Returns the frame id it held.
     pub(crate) fn remove_yanked(&self, index: u64, lock: &Locked<'_>) -> u32 {
         let path = self.path(index, lock);
+        let path = path.as_slice();
         let leaf = *path.last().expect("yanked slot has a leaf");
         assert_eq!(leaf.level, 0, "yanked slot has a leaf");
         let frame = leaf.slots[leaf.offset(index)].clear_yanked();
         leaf.add_count(-1);
         for m in [Mark::Dirty, Mark::ToWrite] {
-            self.clear_mark_on_path(&path, index, m);
+            self.clear_mark_on_path(path, index, m);
         }
         let guard = epoch::pin();
         // Unlink empty nodes bottom-up.
@@ -352,6 +358,7 @@ impl RadixTree {
     /// Sets `mark` on the (present) slot of `index` and its ancestors.
     pub(crate) fn set_mark(&self, index: u64, mark: Mark, lock: &Locked<'_>) {
         let path = self.path(index, lock);
+        let path = path.as_slice();
         assert!(
             path.last().is_some_and(|l| l.level == 0),
             "marking an absent index"
@@ -364,7 +371,7 @@ impl RadixTree {
     /// Clears `mark` on the slot of `index`, and on ancestors left unmarked.
     pub(crate) fn clear_mark(&self, index: u64, mark: Mark, lock: &Locked<'_>) {
         let path = self.path(index, lock);
-        self.clear_mark_on_path(&path, index, mark);
+        self.clear_mark_on_path(path.as_slice(), index, mark);
     }
 
     fn clear_mark_on_path(&self, path: &[&Node], index: u64, mark: Mark) {
@@ -482,6 +489,39 @@ impl RadixTree {
             }
         }
         None
+    }
+}
+
+/// Levels in the tallest tree (the full 64-bit index space).
+const MAX_HEIGHT: usize = 64usize.div_ceil(BITS as usize);
+
+/// Root-to-leaf nodes of one index, without allocating.
+struct Path<'a> {
+    nodes: [Option<&'a Node>; MAX_HEIGHT],
+    len: usize,
+}
+
+impl<'a> Path<'a> {
+    fn as_slice(&self) -> &[&'a Node] {
+        let filled = &self.nodes[..self.len];
+        // SAFETY: `Option<&Node>` has the layout of `&Node` (null-pointer
+        // optimisation) and the first `len` entries are all `Some`.
+        unsafe { std::slice::from_raw_parts(filled.as_ptr().cast::<&'a Node>(), filled.len()) }
+    }
+}
+
+/// A leaf slot found (or made) for an insert, with its leaf.
+pub(crate) struct InsertSlot<'a> {
+    /// The slot.
+    pub(crate) slot: &'a Slot,
+    leaf: &'a Node,
+}
+
+impl InsertSlot<'_> {
+    /// Publishes `word` into the (empty) slot and counts it in the leaf.
+    pub(crate) fn fill(&self, word: u64) {
+        self.slot.publish(word);
+        self.leaf.add_count(1);
     }
 }
 
