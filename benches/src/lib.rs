@@ -10,6 +10,8 @@
 //! The big (1M-page) structures are built once per process ([`OnceLock`]s)
 //! and shared by every benchmark that needs them.
 
+pub mod fault;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::io;
