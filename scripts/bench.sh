@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Runs the page map benchmarks (criterion: find+put, hot slot, insert; then
-# metadata bytes per page) and prints the ratio table that RESULTS.md reports.
-#   scripts/bench.sh            everything (~7 min on 2 cores)
+# metadata bytes per page), the vmr benchmarks (criterion: minor fault vs the
+# real kernel's, TLB hit vs page-table walk; then heap allocations per minor
+# fault) and prints the ratio table that RESULTS.md reports.
+#   scripts/bench.sh            everything (~8 min on 2 cores)
 #   scripts/bench.sh FILTER     only criterion benchmarks matching FILTER
+#                               (e.g. minor_fault, tlb_read, find_put)
+# The kernel minor-fault baseline uses a file in $VMR_BENCH_DIR (default: the
+# temp dir); it should be on a disk file system (ext4 here), not tmpfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pagemap at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- pagemap || echo ' (pagemap has uncommitted changes)')"
+echo "kernel $(uname -r), fault file system: $(df --output=fstype "${VMR_BENCH_DIR:-${TMPDIR:-/tmp}}" | tail -1)"
+echo "pagemap at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- pagemap || echo ' (pagemap has uncommitted changes)')$(git diff --quiet HEAD -- vmr || echo ' (vmr has uncommitted changes)')"
 cargo build --release -p benches --benches --bins
 if [ $# -eq 0 ]; then
     # Stale results of renamed benchmarks would end up in the table.
     rm -rf "$CARGO_TARGET_DIR/criterion"
 fi
 cargo bench -p benches --bench pagemap -- "$@"
+cargo bench -p benches --bench vmr -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then
@@ -22,6 +29,8 @@ if [ $# -eq 0 ]; then
     "$CARGO_TARGET_DIR/release/memory" 100000
     echo
     "$CARGO_TARGET_DIR/release/memory" 1048576
+    echo
+    "$CARGO_TARGET_DIR/release/fault_alloc" || echo "fault_alloc: FAILED (a minor fault allocated)"
 fi
 echo
 python3 benches/ratios.py "$CARGO_TARGET_DIR/criterion"
