@@ -17,6 +17,9 @@ use pagemap::{Error, FramePool, MemStore, PageMap, PageRef};
 
 pub mod model;
 pub mod ops;
+pub mod vmr_model;
+pub mod vmr_ops;
+pub mod vmr_run;
 
 pub use model::{Model, E, PAGE_SIZE};
 pub use ops::{Idx, Input, Off, Op, Span};
@@ -26,7 +29,7 @@ pub use ops::{Idx, Input, Off, Op, Span};
 pub struct Stats(pub BTreeMap<&'static str, u64>);
 
 impl Stats {
-    fn hit(&mut self, what: &'static str) {
+    pub(crate) fn hit(&mut self, what: &'static str) {
         *self.0.entry(what).or_default() += 1;
     }
 
