@@ -38,5 +38,7 @@ if [ $# -eq 0 ]; then
     echo
     # Same comparisons, round-robin: less sensitive to bursts of outside load.
     "$CARGO_TARGET_DIR/release/interleaved" 9
+    echo
+    "$CARGO_TARGET_DIR/release/fault_interleaved" 9
     echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
