@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Differential fuzzing of pagemap (fuzz/, its own cargo-fuzz workspace).
+# Differential fuzzing of pagemap and vmr (fuzz/, its own cargo-fuzz
+# workspace): targets pagemap_ops and vmr_ops.
 #
 #   scripts/fuzz.sh                  # replay tests, then 30 s per fuzz target
 #   FUZZ_SECONDS=600 scripts/fuzz.sh # fuzz longer
@@ -11,6 +12,8 @@
 # sanitizer, which would need nightly) and with debug assertions on.
 #
 # A crash leaves its input in fuzz/artifacts/<target>/ and fails the script.
+# A failing replay test (e.g. a `bug_*` seed reproducing a known, unfixed
+# bug) fails the script too, but only after the fuzzing has run.
 # To triage: `cargo fuzz run -s none -a <target> <that file>` re-runs it; copy
 # it to fuzz/seeds/<target>/ to make it a stable regression test once fixed.
 set -euo pipefail
@@ -36,7 +39,8 @@ fi
 cargo fuzz --version
 
 echo "fuzz.sh: stable replay of the checked-in seeds"
-cargo test --manifest-path fuzz/Cargo.toml --workspace
+replay_ok=1
+cargo test --manifest-path fuzz/Cargo.toml --workspace || replay_ok=0
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     for target in $(cargo fuzz list); do
@@ -51,3 +55,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     done
 fi
 echo "fuzz.sh: done in $(( $(date +%s) - start ))s"
+if [ "$replay_ok" = 0 ]; then
+    echo "fuzz.sh: the replay tests FAILED (see above; bug_* seeds are known bugs)" >&2
+    exit 1
+fi
