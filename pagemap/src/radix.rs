@@ -449,12 +449,7 @@ impl RadixTree {
 
     /// Depth-first scan of `node` (covering indices from `base`) for the
     /// first match at or after `from`.
-    fn scan<'g>(
-        node: &'g Node,
-        base: u64,
-        from: u64,
-        mark: Option<Mark>,
-    ) -> Option<(u64, &'g Slot)> {
+    fn scan(node: &Node, base: u64, from: u64, mark: Option<Mark>) -> Option<(u64, &Slot)> {
         node.check_live();
         let shift = node.shift();
         let first = if from > base {

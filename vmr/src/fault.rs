@@ -237,7 +237,6 @@ impl AddressSpace {
                 if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
                 {
-                    self.stats.minor.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
                 continue;
@@ -262,7 +261,6 @@ impl AddressSpace {
             if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                self.stats.minor.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
         }

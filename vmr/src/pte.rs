@@ -55,7 +55,7 @@ pub const fn allows(pte: u64, write: bool) -> bool {
 /// access must fault instead.
 #[inline]
 pub fn touched(pte: u64, write: bool) -> Option<u64> {
-    allows(pte, write).then(|| pte | ACCESSED | if write { DIRTY } else { 0 })
+    allows(pte, write).then_some(pte | ACCESSED | if write { DIRTY } else { 0 })
 }
 
 #[cfg(all(test, not(loom)))]

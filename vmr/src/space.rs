@@ -228,7 +228,7 @@ impl AddressSpace {
 
     /// Checks `[addr, addr + len)`: aligned, non-empty, in user space.
     fn check_range(addr: u64, len: u64) -> Result<u64, VmError> {
-        if addr % PAGE != 0 {
+        if !addr.is_multiple_of(PAGE) {
             return Err(VmError::Misaligned {
                 what: "address",
                 value: addr,
@@ -237,7 +237,7 @@ impl AddressSpace {
         if len == 0 {
             return Err(VmError::ZeroLength);
         }
-        if len % PAGE != 0 {
+        if !len.is_multiple_of(PAGE) {
             return Err(VmError::Misaligned {
                 what: "length",
                 value: len,
@@ -262,7 +262,7 @@ impl AddressSpace {
         if req.len == 0 {
             return Err(VmError::ZeroLength);
         }
-        if req.len % PAGE != 0 {
+        if !req.len.is_multiple_of(PAGE) {
             return Err(VmError::Misaligned {
                 what: "length",
                 value: req.len,
