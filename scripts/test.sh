@@ -22,6 +22,9 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "rustdoc (warnings denied: every public item is documented)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pagemap -p vmr
+
 step "unit, integration and doc tests"
 cargo test --workspace
 
