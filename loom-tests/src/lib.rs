@@ -37,6 +37,30 @@ where
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(default_preemptions);
     }
+    check(b, f)
+}
+
+/// As [`model`], but with at most `cap` preemptions whatever
+/// `LOOM_MAX_PREEMPTIONS` says (unless `LOOM_UNCAPPED` is set): for models
+/// with three busy threads, whose state space at bound 2 takes minutes.
+pub fn model_capped<F>(cap: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut b = loom::model::Builder::new();
+    let bound = b.preemption_bound.unwrap_or(DEFAULT_PREEMPTIONS);
+    b.preemption_bound = Some(if std::env::var_os("LOOM_UNCAPPED").is_some() {
+        bound
+    } else {
+        bound.min(cap)
+    });
+    check(b, f)
+}
+
+fn check<F>(mut b: loom::model::Builder, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
     b.max_branches = b.max_branches.max(MAX_BRANCHES);
     let start = std::time::Instant::now();
     let runs = Arc::new(AtomicUsize::new(0));
