@@ -190,12 +190,22 @@ impl PageMap {
     /// [`load`](Self::load) waits for it instead.
     #[inline]
     pub fn find(&self, index: u64) -> Result<Option<PageRef<'_>>, Error> {
-        self.get(index, |w| {
-            if w & slot::LOADING != 0 {
-                return Err(Refused::Absent);
-            }
-            slot::get(w)
-        })
+        self.take(index, false)
+    }
+
+    /// Takes a reference with [`Slot::get_fast`] (`allow_loading`: also a
+    /// page that is not up to date yet).
+    #[inline]
+    fn take(&self, index: u64, allow_loading: bool) -> Result<Option<PageRef<'_>>, Error> {
+        let guard = epoch::pin();
+        let Some(slot) = self.tree.lookup(index, &guard) else {
+            return Ok(None);
+        };
+        match slot.get_fast(allow_loading) {
+            Ok(word) => Ok(Some(self.page_ref(slot, word, index))),
+            Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Takes a reference with the transition `f`.
@@ -245,7 +255,7 @@ impl PageMap {
     /// waiter of that read; the page is left unlocked (a later `load` retries).
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
         loop {
-            if let Some(page) = self.get(index, slot::get)? {
+            if let Some(page) = self.take(index, true)? {
                 return self.wait_uptodate(page);
             }
             // Miss: allocate and initialise the frame before taking the lock.
@@ -276,7 +286,7 @@ impl PageMap {
         let locked = Locked(&g);
         let at = self.tree.slot_for_insert(index, &locked);
         let slot = at.slot;
-        if slot.load() != slot::EMPTY {
+        if !Slot::is_vacant(slot.load()) {
             return None;
         }
         let word = slot::inserted(frame.get(), true);

@@ -26,13 +26,14 @@ use crate::sync::{AtomicU64, Ordering};
 
 /// Bits of the frame id.
 pub const FRAME_BITS: u32 = 32;
-/// Bits of the holder count. Under loom the field is 3 bits so that the
-/// overflow model runs with a handful of holders.
+/// Bits of the holder count, its top bit a guard (see [`MAX_REFS`]). Under
+/// loom the field is 4 bits so that the overflow model runs with a handful
+/// of holders.
 #[cfg(not(loom))]
 pub const REF_BITS: u32 = 24;
 /// Bits of the holder count (loom: tiny, see above).
 #[cfg(loom)]
-pub const REF_BITS: u32 = 3;
+pub const REF_BITS: u32 = 4;
 
 const FLAG_SHIFT: u32 = FRAME_BITS;
 const REF_SHIFT: u32 = 64 - REF_BITS;
@@ -51,8 +52,12 @@ pub const FLAGS_MASK: u64 = REMOVAL | YANKED | LOADING;
 pub const REF_ONE: u64 = 1 << REF_SHIFT;
 /// Mask of the holder count field.
 pub const REF_MASK: u64 = !0 << REF_SHIFT;
-/// The most holders a slot can have; one more is refused.
-pub const MAX_REFS: u64 = (1 << REF_BITS) - 1;
+/// The most holders a slot can have; one more is refused. The field's top
+/// bit is a guard: [`Slot::get_fast`] adds before it checks, and the guard
+/// leaves room for that many transient additions (one per thread in the
+/// window) without the count ever wrapping to zero, which would let a
+/// remover free a held page.
+pub const MAX_REFS: u64 = (1 << (REF_BITS - 1)) - 1;
 /// The empty slot.
 pub const EMPTY: u64 = 0;
 
@@ -103,7 +108,7 @@ pub fn get(word: u64) -> Result<u64, Refused> {
     if !is_present(word) {
         return Err(Refused::Absent);
     }
-    if refs(word) == MAX_REFS {
+    if refs(word) >= MAX_REFS {
         return Err(Refused::Overflow);
     }
     Ok((word & !REMOVAL) + REF_ONE)
@@ -203,6 +208,43 @@ impl Slot {
         }
     }
 
+    /// find's `get` as one `fetch_add` instead of a CAS loop: under contention
+    /// a CAS re-reads and retries, a `fetch_add` moves the line once.
+    ///
+    /// It adds first and checks after. When the old word does not allow the
+    /// get (absent, yanked, loading unless `allow_loading`, or at
+    /// [`MAX_REFS`]) it subtracts again and returns the refusal; meanwhile
+    /// the extra count only makes removers back off (they need a count of
+    /// zero), and publishing into an empty slot or clearing a yanked one
+    /// waits for such transient counts to drain. When it allows it, the
+    /// result equals [`get`]'s: REMOVAL is cleared after the add, while our
+    /// count already stops a yank. Returns the word as of our add.
+    ///
+    /// Acquire: pairs with the insert's Release publish (frame metadata) and
+    /// the loader's Release [`set_loaded`](Self::set_loaded) (contents).
+    #[inline]
+    pub fn get_fast(&self, allow_loading: bool) -> Result<u64, Refused> {
+        let old = self.0.fetch_add(REF_ONE, Ordering::Acquire);
+        let refused = if !is_present(old) || (!allow_loading && old & LOADING != 0) {
+            Some(Refused::Absent)
+        } else if refs(old) >= MAX_REFS {
+            Some(Refused::Overflow)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            // Undo; Relaxed: nothing was published through this count.
+            self.0.fetch_sub(REF_ONE, Ordering::Relaxed);
+            return Err(why);
+        }
+        debug_assert!(refs(old) + 1 < 1 << REF_BITS);
+        if old & REMOVAL != 0 {
+            // A new user aborts a removal in progress.
+            return Ok(self.0.fetch_and(!REMOVAL, Ordering::AcqRel) & !REMOVAL);
+        }
+        Ok(old + REF_ONE)
+    }
+
     /// put as one `fetch_sub` (the refcount is the top field, so no carry
     /// reaches the other fields). Release: everything the holder did to the
     /// page happens-before a remover that later sees the count at zero.
@@ -221,23 +263,48 @@ impl Slot {
         self.0.fetch_and(!LOADING, Ordering::Release);
     }
 
-    /// Publishes a word into an empty slot (writer lock held). Release: the
+    /// Whether the word is empty but for transient counts of refused
+    /// [`get_fast`](Self::get_fast)s (which will drain).
+    #[inline]
+    pub fn is_vacant(word: u64) -> bool {
+        word & !REF_MASK == EMPTY
+    }
+
+    /// Publishes a word into an empty slot (writer lock held), waiting for
+    /// transient counts to drain so none is overwritten. Release: the
     /// frame's metadata, written before, is visible to whoever sees the word.
     #[inline]
     pub fn publish(&self, word: u64) {
-        debug_assert_eq!(self.0.load(Ordering::Relaxed), EMPTY);
-        self.0.store(word, Ordering::Release);
+        while let Err(seen) =
+            self.0
+                .compare_exchange_weak(EMPTY, word, Ordering::Release, Ordering::Relaxed)
+        {
+            assert!(
+                Self::is_vacant(seen),
+                "publishing into an occupied slot: {seen:#x}"
+            );
+            crate::sync::spin_hint();
+        }
     }
 
-    /// Empties a yanked slot (writer lock held; the remover owns the word).
+    /// Empties a yanked slot (writer lock held; the remover owns the word),
+    /// waiting for transient counts to drain so none is lost.
     #[inline]
     pub fn clear_yanked(&self) -> u32 {
-        let old = self.0.swap(EMPTY, Ordering::AcqRel);
+        let old = self.0.load(Ordering::Relaxed);
         assert!(
             old & YANKED != 0,
             "clearing a slot that was not yanked: {old:#x}"
         );
-        frame(old)
+        let yanked = old & !REF_MASK;
+        while let Err(seen) =
+            self.0
+                .compare_exchange_weak(yanked, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            assert_eq!(seen & !REF_MASK, yanked, "a yanked slot changed");
+            crate::sync::spin_hint();
+        }
+        frame(yanked)
     }
 }
 
@@ -304,6 +371,31 @@ mod tests {
         assert_ne!(w & LOADING, 0);
         assert_eq!(loaded(w) & LOADING, 0);
         assert_eq!(frame(loaded(w)), 11);
+    }
+
+    #[test]
+    fn get_fast_matches_pure_get_and_leaves_no_trace_when_refused() {
+        let s = Slot::new();
+        assert_eq!(s.get_fast(true), Err(Refused::Absent));
+        assert_eq!(s.load(), EMPTY, "refused get undone");
+        s.publish(inserted(5, true));
+        assert_eq!(
+            s.get_fast(false),
+            Err(Refused::Absent),
+            "loading refused for find"
+        );
+        assert_eq!(s.get_fast(true), get(inserted(5, true)));
+        s.set_loaded();
+        s.put();
+        s.put();
+        s.update(mark_removal).unwrap();
+        let w = s.load();
+        assert_eq!(s.get_fast(false), get(w), "clears REMOVAL");
+        assert_eq!(s.load() & REMOVAL, 0);
+        let full = (MAX_REFS << (64 - REF_BITS)) | 5;
+        let s = Slot(AtomicU64::new(full));
+        assert_eq!(s.get_fast(false), Err(Refused::Overflow));
+        assert_eq!(s.load(), full);
     }
 
     #[test]

@@ -18,6 +18,16 @@ pub(crate) use std::sync::atomic::Ordering;
 
 pub(crate) use crossbeam_epoch as epoch;
 
+/// Spins politely while another thread finishes a short step; under loom,
+/// yields so that the model schedules that thread.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
 /// Atomics for page contents: never loom's (see the module docs).
 pub(crate) mod data {
     pub(crate) use std::sync::atomic::AtomicU64;
