@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Every test runner's output also goes to this log, for the closing count.
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+counted() { "$@" 2>&1 | tee -a "$LOG"; }
+
 step "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo --version
@@ -26,22 +31,23 @@ step "rustdoc (warnings denied: every public item is documented)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pagemap -p vmr
 
 step "unit, integration and doc tests"
-cargo test --workspace
+counted cargo test --workspace
 
 step "stress test in release"
-cargo test --release -p pagemap --test stress
+counted cargo test --release -p pagemap --test stress
 
 step "example workload"
 cargo run --release -p vmr --example workload -- --ops 5000
 
 step "loom models"
-scripts/loom.sh
+counted scripts/loom.sh
 
 step "fuzz replay tests and a short fuzzing run"
-scripts/fuzz.sh
+counted scripts/fuzz.sh
 
 step "benchmarks build"
 cargo bench --workspace --no-run
 
 echo
-echo "all tests passed"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$LOG"
