@@ -90,14 +90,14 @@ impl SimFaults {
     }
 
     /// Bytes mapped.
-    pub fn len(&self) -> u64 {
+    pub fn mapped_bytes(&self) -> u64 {
         FAULT_BATCH * self.stride * PAGE
     }
 
     fn request(&self) -> MapRequest {
         MapRequest {
             advice: Advice::Random,
-            ..MapRequest::new(self.file.clone(), self.len(), Prot::READ, MapFlags::SHARED)
+            ..MapRequest::new(self.file.clone(), self.mapped_bytes(), Prot::READ, MapFlags::SHARED)
         }
     }
 
@@ -115,7 +115,7 @@ impl Faulter for SimFaults {
     fn reset(&self) {
         // munmap clears the PTEs (and shoots the TLBs down) but keeps the
         // page-table pages; the next mmap gets the same address back.
-        self.space.munmap(self.va, self.len()).expect("munmap");
+        self.space.munmap(self.va, self.mapped_bytes()).expect("munmap");
         let va = self.space.mmap(self.request()).expect("mmap");
         assert_eq!(va, self.va, "mmap again at the same address");
     }
