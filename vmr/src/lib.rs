@@ -9,6 +9,8 @@
 //!   words; `mmap`, `munmap`, `mprotect`, `madvise`, `fork`.
 //! * The fault handler ([`AddressSpace::handle_fault`]) follows UVM's split
 //!   into a check phase ([`AddressSpace::check_fault`]) and resolution.
+//! * [`lazy`]: lazy MMU mode that nests (seed 003); munmap and mprotect
+//!   batch their PTE changes in it.
 //! * Every region is registered in its file's reverse map
 //!   ([`pagemap::Mapper`]), so the page cache knows who maps what.
 //!
@@ -19,6 +21,7 @@
 
 mod error;
 mod fault;
+pub mod lazy;
 mod machine;
 pub mod pagetable;
 pub mod pte;

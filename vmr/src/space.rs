@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pagemap::{FrameId, MappingId, PageMap, PAGE_SIZE};
 
 use crate::error::{Access, VmError};
+use crate::lazy::{self, PteOp};
 use crate::machine::Machine;
 use crate::pagetable::{PageTable, VA_END};
 use crate::pte;
@@ -404,7 +405,9 @@ impl AddressSpace {
             return;
         }
         let mut olds = Vec::with_capacity(bases.len());
-        let mut taken: Vec<Unmapped> = Vec::new();
+        // PTE changes are batched in a lazy MMU section and applied at its
+        // end (or at the caller's flush, if this one is nested).
+        lazy::lazy_mmu_mode_enable();
         for base in bases {
             let old = regions
                 .map
@@ -430,10 +433,20 @@ impl AddressSpace {
             }
             // PTE changes for the inner part.
             let new_prot = inner.map(|(p, _)| p);
-            self.take_ptes(v, lo, hi, unmap, new_prot, &mut taken);
+            self.take_ptes(lo, hi, unmap, new_prot, olds.len());
             olds.push(old);
         }
         regions.generation += 1;
+        lazy::lazy_mmu_mode_disable();
+        let taken: Vec<Unmapped> = lazy::take_applied()
+            .into_iter()
+            .filter(|&(_, _, old)| old != 0)
+            .map(|(tag, vpn, old)| Unmapped {
+                vmr: olds[tag].vmr.clone(),
+                vpn,
+                old,
+            })
+            .collect();
         if !taken.is_empty() {
             self.core.shootdown(start / PAGE, (end - 1) / PAGE);
         }
@@ -443,18 +456,10 @@ impl AddressSpace {
         }
     }
 
-    /// Changes the PTEs of `[lo, hi)` of `v` (SeqCst, as CPUs update them):
-    /// clears them (`unmap`), or removes write (and presence, for NONE) as
-    /// `prot` asks. Records what was taken for `settle`.
-    fn take_ptes(
-        &self,
-        v: &Arc<Vmr>,
-        lo: u64,
-        hi: u64,
-        unmap: bool,
-        prot: Option<Prot>,
-        out: &mut Vec<Unmapped>,
-    ) {
+    /// Queues the PTE changes of `[lo, hi)` (clear them for `unmap`, or
+    /// remove write, and presence for NONE, as `prot` asks) in the caller's
+    /// lazy MMU section; `tag` names `v` in the caller's list.
+    fn take_ptes(&self, lo: u64, hi: u64, unmap: bool, prot: Option<Prot>, tag: usize) {
         let (keep_write, keep_read) = match prot {
             Some(p) if !unmap => (p.contains(Prot::WRITE), p != Prot::NONE),
             _ => (false, false),
@@ -462,36 +467,17 @@ impl AddressSpace {
         if !unmap && keep_write && keep_read {
             return; // adding rights: faults upgrade the entries
         }
+        let op = if unmap {
+            PteOp::Clear
+        } else if !keep_read {
+            PteOp::Update(prot_none, 0)
+        } else {
+            PteOp::Update(write_protect, 0)
+        };
         self.core
             .pt
-            .for_each(lo / PAGE, (hi - 1) / PAGE, &mut |vpn, p| {
-                let old = p
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
-                        if old == 0 {
-                            return None;
-                        }
-                        if unmap {
-                            return Some(0);
-                        }
-                        if !keep_read {
-                            // PROT_NONE: a private frame stays recorded (its data
-                            // is the only copy); a shared page is simply unmapped.
-                            return Some(if old & pte::PRIVATE != 0 {
-                                old & !(pte::PRESENT | pte::WRITABLE | pte::DIRTY)
-                            } else {
-                                0
-                            });
-                        }
-                        (old & pte::WRITABLE != 0).then_some(old & !(pte::WRITABLE | pte::DIRTY))
-                    })
-                    .ok();
-                if let Some(old) = old {
-                    out.push(Unmapped {
-                        vmr: v.clone(),
-                        vpn,
-                        old,
-                    });
-                }
+            .for_each(lo / PAGE, (hi - 1) / PAGE, &mut |vpn, _| {
+                lazy::queue(&self.core, vpn, op, tag);
             });
     }
 
@@ -523,6 +509,11 @@ impl AddressSpace {
                 }
             }
         }
+    }
+
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn core_arc(&self) -> Arc<MmCore> {
+        self.core.clone()
     }
 
     /// A copy of this space: shared mappings stay shared (the child faults
@@ -601,4 +592,23 @@ impl std::fmt::Debug for AddressSpace {
             .field("regions", &self.regions())
             .finish()
     }
+}
+
+/// mprotect(NONE) of one PTE: a private frame stays recorded (its data is
+/// the only copy) but not present; a shared page is simply unmapped.
+fn prot_none(old: u64, _: u64) -> Option<u64> {
+    if old == 0 {
+        return None;
+    }
+    Some(if old & pte::PRIVATE != 0 {
+        old & !(pte::PRESENT | pte::WRITABLE | pte::DIRTY)
+    } else {
+        0
+    })
+}
+
+/// mprotect without WRITE of one PTE: write and dirty go (the dirty bit is
+/// settled into the page cache after the shootdown).
+fn write_protect(old: u64, _: u64) -> Option<u64> {
+    (old & pte::WRITABLE != 0).then_some(old & !(pte::WRITABLE | pte::DIRTY))
 }
