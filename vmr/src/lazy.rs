@@ -112,7 +112,7 @@ pub fn lazy_mmu_mode_enable() {
     STATE.with_borrow_mut(|s| {
         assert!(s.count < u8::MAX, "lazy MMU mode nested too deep");
         debug_assert!(
-            !(s.count > 0 && !s.enabled),
+            s.count == 0 || s.enabled,
             "lazy_mmu_mode_enable while paused"
         );
         if s.count == 0 {
