@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the loom models of pagemap (loom-tests/tests/*.rs) in release mode.
+# Runs the loom models of pagemap and vmr (loom-tests/tests/*.rs) in release mode.
 #
 #   scripts/loom.sh                          # whole suite, preemption bound 2
 #   LOOM_MAX_PREEMPTIONS=3 scripts/loom.sh   # deeper (much slower)
