@@ -339,12 +339,22 @@ impl Cpu {
         let Some(p) = mm.pt.get(vpn) else {
             return false;
         };
-        let Ok(old) = p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
-            pte::touched(old, write)
-        }) else {
-            return false;
+        // SeqCst read (the pairing with shootdowns needs a read, not a write).
+        // The fault handler installs entries with ACCESSED (and DIRTY for a
+        // write), so the access that follows a fault needs no write here.
+        let seen = p.load(Ordering::SeqCst);
+        let new = match pte::touched(seen, write) {
+            None => return false,
+            Some(new) if new == seen => new,
+            Some(_) => {
+                match p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                    pte::touched(old, write)
+                }) {
+                    Ok(old) => pte::touched(old, write).expect("checked by fetch_update"),
+                    Err(_) => return false,
+                }
+            }
         };
-        let new = pte::touched(old, write).expect("checked by fetch_update");
         let e = TlbEntry {
             valid: true,
             writable: new & pte::WRITABLE != 0,

@@ -18,7 +18,8 @@ pub struct Prot(u8);
 impl Prot {
     /// No access.
     pub const NONE: Prot = Prot(0);
-    /// Loads.
+    /// Loads. (As on x86, WRITE or EXEC alone also allow loads: any
+    /// protection but NONE is readable.)
     pub const READ: Prot = Prot(1);
     /// Stores.
     pub const WRITE: Prot = Prot(2);

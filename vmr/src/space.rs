@@ -37,11 +37,12 @@ impl MmCore {
     pub(crate) fn note_cpu(&self, cpu: usize) {
         let bit = 1u64 << cpu;
         // SeqCst: pairs with the shootdown's SeqCst load (see Machine::shootdown).
+        // When the bit is already set, it was set (SeqCst) by an earlier access
+        // on this CPU, under the CPU's TLB lock that we hold now: that set
+        // happens-before our SeqCst PTE read, which is all the pairing needs,
+        // so no fence here (bits are never cleared).
         if self.cpumask.load(Ordering::Relaxed) & bit == 0 {
             self.cpumask.fetch_or(bit, Ordering::SeqCst);
-        } else {
-            // Still order our later PTE read after the (earlier) bit set.
-            std::sync::atomic::fence(Ordering::SeqCst);
         }
     }
 
@@ -334,10 +335,10 @@ impl AddressSpace {
     fn populate(&self, base: u64, len: u64, prot: Prot, shared: bool) -> Result<(), VmError> {
         let access = if !shared && prot.contains(Prot::WRITE) {
             Access::Write
-        } else if prot.contains(Prot::READ) {
-            Access::Read
+        } else if prot != Prot::NONE {
+            Access::Read // any protection but NONE is readable
         } else {
-            return Ok(()); // PROT_NONE / exec-only: nothing to touch
+            return Ok(()); // PROT_NONE: nothing to touch
         };
         let mut va = base;
         while va < base + len {

@@ -21,7 +21,10 @@ fn main() {
         }
         let p = PathBuf::from(a);
         if p.is_dir() {
-            let mut v: Vec<_> = std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut v: Vec<_> = std::fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             v.sort();
             files.extend(v);
         } else {
@@ -42,7 +45,12 @@ fn main() {
         total.merge(&run(&data));
     }
     let dt = start.elapsed();
-    println!("{} inputs in {:?} ({:?} each)", files.len(), dt, dt / files.len().max(1) as u32);
+    println!(
+        "{} inputs in {:?} ({:?} each)",
+        files.len(),
+        dt,
+        dt / files.len().max(1) as u32
+    );
     for (k, v) in &total.0 {
         println!("{v:>10} {k}");
     }

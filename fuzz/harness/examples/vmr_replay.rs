@@ -25,8 +25,10 @@ fn main() {
             _ => {
                 let p = PathBuf::from(a);
                 if p.is_dir() {
-                    let mut v: Vec<_> =
-                        std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()).collect();
+                    let mut v: Vec<_> = std::fs::read_dir(&p)
+                        .unwrap()
+                        .map(|e| e.unwrap().path())
+                        .collect();
                     v.sort();
                     files.extend(v);
                 } else {
@@ -35,8 +37,10 @@ fn main() {
             }
         }
     }
-    let mut inputs: Vec<(String, Vec<u8>)> =
-        files.iter().map(|f| (f.display().to_string(), std::fs::read(f).unwrap())).collect();
+    let mut inputs: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|f| (f.display().to_string(), std::fs::read(f).unwrap()))
+        .collect();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for n in 0..random {
         let len = 2 + (n * 7) % 600;
@@ -68,7 +72,12 @@ fn main() {
         total.merge(&vmr_run::run(data));
     }
     let dt = start.elapsed();
-    println!("{} inputs in {:?} ({:?} each)", inputs.len(), dt, dt / inputs.len().max(1) as u32);
+    println!(
+        "{} inputs in {:?} ({:?} each)",
+        inputs.len(),
+        dt,
+        dt / inputs.len().max(1) as u32
+    );
     for (k, v) in &total.0 {
         println!("{v:>10} {k}");
     }

@@ -54,7 +54,9 @@ pub fn run(data: &[u8]) -> Stats {
 /// Reduces an error to what the model predicts, checking the I/O source.
 fn conv(e: &Error) -> E {
     match e {
-        Error::PoolExhausted { capacity } => E::PoolExhausted { capacity: *capacity },
+        Error::PoolExhausted { capacity } => E::PoolExhausted {
+            capacity: *capacity,
+        },
         Error::RefcountOverflow { index } => E::RefcountOverflow { index: *index },
         Error::WouldBlock { index } => E::WouldBlock { index: *index },
         Error::Read { index, source } => {
@@ -65,13 +67,20 @@ fn conv(e: &Error) -> E {
             check_source(source, "write", *index);
             E::Write { index: *index }
         }
-        Error::OutOfBounds { offset, len } => E::OutOfBounds { offset: *offset, len: *len },
+        Error::OutOfBounds { offset, len } => E::OutOfBounds {
+            offset: *offset,
+            len: *len,
+        },
         other => E::Other(format!("{other:?}")),
     }
 }
 
 fn check_source(source: &io::Error, what: &str, index: u64) {
-    assert_eq!(source.kind(), io::ErrorKind::Other, "{what} error kind for page {index}");
+    assert_eq!(
+        source.kind(),
+        io::ErrorKind::Other,
+        "{what} error kind for page {index}"
+    );
     let want = format!("injected {what} error at page {index}");
     assert_eq!(source.to_string(), want, "{what} error source");
 }
@@ -122,10 +131,22 @@ pub fn run_input(input: &Input) -> Stats {
     let (mut model, touched, stats) = execute(input, &map, &pool, &store);
     drop(map);
     model.writeback((Bound::Unbounded, Bound::Unbounded));
-    assert_eq!(pool.free_frames(), input.frames, "frames leaked by PageMap::drop");
-    assert_eq!(store.io_counts(), (model.store.reads, model.store.writes), "io counts after drop");
+    assert_eq!(
+        pool.free_frames(),
+        input.frames,
+        "frames leaked by PageMap::drop"
+    );
+    assert_eq!(
+        store.io_counts(),
+        (model.store.reads, model.store.writes),
+        "io counts after drop"
+    );
     for i in touched {
-        assert_eq!(store.page(i), model.store.pages.get(&i).cloned(), "store page {i} after drop");
+        assert_eq!(
+            store.page(i),
+            model.store.pages.get(&i).cloned(),
+            "store page {i} after drop"
+        );
     }
     stats
 }
@@ -138,7 +159,12 @@ fn execute(
     store: &MemStore,
 ) -> (Model, BTreeSet<u64>, Stats) {
     let mut run = Run {
-        real: Real { map, pool, store, held: Vec::new() },
+        real: Real {
+            map,
+            pool,
+            store,
+            held: Vec::new(),
+        },
         model: Model::new(input.frames),
         touched: BTreeSet::new(),
         stats: Stats::default(),
@@ -203,7 +229,12 @@ impl<'m> Run<'m> {
     fn load(&mut self, index: u64, keep: bool) {
         let real = self.real.map.load(index);
         let model = self.model.load(index);
-        check_eq!(self, real.as_ref().map(|_| ()).map_err(conv), model, "load({index})");
+        check_eq!(
+            self,
+            real.as_ref().map(|_| ()).map_err(conv),
+            model,
+            "load({index})"
+        );
         match real {
             Ok(page) => self.took(index, page, keep),
             Err(e) => self.stats.hit(match e {
@@ -242,7 +273,12 @@ impl<'m> Run<'m> {
                 let i = self.idx(i);
                 let real = self.real.map.load_nowait(i);
                 let model = self.model.load_nowait(i);
-                check_eq!(self, real.as_ref().map(|_| ()).map_err(conv), model, "load_nowait({i})");
+                check_eq!(
+                    self,
+                    real.as_ref().map(|_| ()).map_err(conv),
+                    model,
+                    "load_nowait({i})"
+                );
                 match real {
                     Ok(page) => self.took(i, page, true),
                     Err(_) => self.stats.hit("load_nowait.would_block"),
@@ -272,7 +308,10 @@ impl<'m> Run<'m> {
                 if let Some(k) = self.pick(r) {
                     let i = self.real.held[k].0;
                     let data: Vec<u8> = (0..len).map(|n| byte.wrapping_add(n)).collect();
-                    let real = self.real.held[k].1.write(off.get(), &data).map_err(|e| conv(&e));
+                    let real = self.real.held[k]
+                        .1
+                        .write(off.get(), &data)
+                        .map_err(|e| conv(&e));
                     let model = self.model.write(i, off.get(), &data);
                     if real.is_err() {
                         self.stats.hit("write.out_of_bounds");
@@ -284,8 +323,11 @@ impl<'m> Run<'m> {
                 if let Some(k) = self.pick(r) {
                     let i = self.real.held[k].0;
                     let mut buf = vec![0xa5u8; usize::from(len)];
-                    let real =
-                        self.real.held[k].1.read(off.get(), &mut buf).map(|()| buf).map_err(|e| conv(&e));
+                    let real = self.real.held[k]
+                        .1
+                        .read(off.get(), &mut buf)
+                        .map(|()| buf)
+                        .map_err(|e| conv(&e));
                     let model = self.model.read(i, off.get(), usize::from(len));
                     if real.is_err() {
                         self.stats.hit("read.out_of_bounds");
@@ -356,18 +398,33 @@ impl<'m> Run<'m> {
                 if m.0 > 0 {
                     self.stats.hit("writeback.written");
                 }
-                check_eq!(self, (r.written, conv_all(&r.errors)), m, "writeback({b:?})");
+                check_eq!(
+                    self,
+                    (r.written, conv_all(&r.errors)),
+                    m,
+                    "writeback({b:?})"
+                );
                 self.store_check();
             }
             Op::Cached(s) => {
                 let b = self.span(s);
                 let m = self.model.cached(b);
-                check_eq!(self, self.real.map.cached_indices(b), m, "cached_indices({b:?})");
+                check_eq!(
+                    self,
+                    self.real.map.cached_indices(b),
+                    m,
+                    "cached_indices({b:?})"
+                );
             }
             Op::Dirty(s) => {
                 let b = self.span(s);
                 let m = self.model.dirty(b);
-                check_eq!(self, self.real.map.dirty_indices(b), m, "dirty_indices({b:?})");
+                check_eq!(
+                    self,
+                    self.real.map.dirty_indices(b),
+                    m,
+                    "dirty_indices({b:?})"
+                );
             }
             Op::NextPresent(i) => {
                 let i = self.idx(i);
@@ -403,7 +460,12 @@ impl<'m> Run<'m> {
             "store io_counts (reads, writes)"
         );
         let all = (Bound::Unbounded, Bound::Unbounded);
-        check_eq!(self, self.real.map.cached_indices(all), self.model.cached(all), "cached_indices(..)");
+        check_eq!(
+            self,
+            self.real.map.cached_indices(all),
+            self.model.cached(all),
+            "cached_indices(..)"
+        );
         let mem = self.real.map.memory();
         check_eq!(
             self,
@@ -417,7 +479,12 @@ impl<'m> Run<'m> {
             let (h, d) = (page.holders(), page.is_dirty());
             let (mh, md) = (m.holders, m.dirty);
             let i = *i;
-            check_eq!(self, (h, d), (mh, md), "(holders, is_dirty) of held page {i}");
+            check_eq!(
+                self,
+                (h, d),
+                (mh, md),
+                "(holders, is_dirty) of held page {i}"
+            );
         }
     }
 
@@ -425,31 +492,62 @@ impl<'m> Run<'m> {
     fn full_check(&mut self) {
         self.cheap_checks();
         let all = (Bound::Unbounded, Bound::Unbounded);
-        check_eq!(self, self.real.map.dirty_indices(all), self.model.dirty(all), "dirty_indices(..)");
-        let absent: Vec<u64> =
-            self.touched.iter().copied().filter(|i| self.model.pages.get(i).is_none()).collect();
+        check_eq!(
+            self,
+            self.real.map.dirty_indices(all),
+            self.model.dirty(all),
+            "dirty_indices(..)"
+        );
+        let absent: Vec<u64> = self
+            .touched
+            .iter()
+            .copied()
+            .filter(|i| self.model.pages.get(i).is_none())
+            .collect();
         for i in absent {
-            check_eq!(self, self.real.map.holders(i), 0, "map.holders({i}) of an absent page");
+            check_eq!(
+                self,
+                self.real.map.holders(i),
+                0,
+                "map.holders({i}) of an absent page"
+            );
         }
         for i in self.model.keys() {
             let page = match self.real.map.find(i) {
                 Ok(Some(p)) => p,
-                other => panic!("DIVERGENCE at op #{}: find({i}) of a cached page: {other:?}", self.step),
+                other => panic!(
+                    "DIVERGENCE at op #{}: find({i}) of a cached page: {other:?}",
+                    self.step
+                ),
             };
             let m = self.model.page(i);
             let mut buf = [0u8; PAGE_SIZE];
             page.read_page(&mut buf);
             if buf[..] != m.data[..] {
-                let at = buf.iter().zip(m.data.iter()).position(|(a, b)| a != b).unwrap_or(0);
+                let at = buf
+                    .iter()
+                    .zip(m.data.iter())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
                 panic!(
                     "DIVERGENCE at op #{}: contents of page {i} differ from byte {at}: {} vs model {}",
                     self.step, buf[at], m.data[at]
                 );
             }
-            check_eq!(self, self.real.map.holders(i), m.holders + 1, "map.holders({i})");
+            check_eq!(
+                self,
+                self.real.map.holders(i),
+                m.holders + 1,
+                "map.holders({i})"
+            );
             let got = (page.holders(), page.is_dirty(), page.is_uptodate());
             let want = (m.holders + 1, m.dirty, m.uptodate);
-            check_eq!(self, got, want, "(holders, dirty, uptodate) of page {i} (+1 for the check)");
+            check_eq!(
+                self,
+                got,
+                want,
+                "(holders, dirty, uptodate) of page {i} (+1 for the check)"
+            );
         }
     }
 

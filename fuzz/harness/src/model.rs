@@ -89,7 +89,11 @@ impl ModelStore {
             return Err(E::Read { index });
         }
         self.reads += 1;
-        Ok(self.pages.get(&index).cloned().unwrap_or_else(|| Box::new([0; PAGE_SIZE])))
+        Ok(self
+            .pages
+            .get(&index)
+            .cloned()
+            .unwrap_or_else(|| Box::new([0; PAGE_SIZE])))
     }
 
     fn write(&mut self, index: u64, data: &Page) -> Result<(), E> {
@@ -171,7 +175,10 @@ impl Model {
             .borrow_mut()
             .get_or_insert_with(|| {
                 let v: Vec<u64> = self.pages.keys().copied().collect();
-                assert!(v.windows(2).all(|w| w[0] < w[1]), "model trie not in order: {v:?}");
+                assert!(
+                    v.windows(2).all(|w| w[0] < w[1]),
+                    "model trie not in order: {v:?}"
+                );
                 v
             })
             .clone()
@@ -190,8 +197,10 @@ impl Model {
         }
         (1..=levels)
             .map(|l| {
-                let mut p: Vec<u64> =
-                    keys.iter().map(|k| k.checked_shr(6 * l).unwrap_or(0)).collect();
+                let mut p: Vec<u64> = keys
+                    .iter()
+                    .map(|k| k.checked_shr(6 * l).unwrap_or(0))
+                    .collect();
                 p.dedup();
                 p.len()
             })
@@ -207,10 +216,20 @@ impl Model {
             return Ok(());
         }
         if self.pages.len() >= self.capacity {
-            return Err(E::PoolExhausted { capacity: self.capacity });
+            return Err(E::PoolExhausted {
+                capacity: self.capacity,
+            });
         }
         let data = self.store.read(index)?;
-        self.pages.insert(index, ModelPage { data, dirty: false, holders: 1, uptodate: true });
+        self.pages.insert(
+            index,
+            ModelPage {
+                data,
+                dirty: false,
+                holders: 1,
+                uptodate: true,
+            },
+        );
         *self.keys.get_mut() = None;
         Ok(())
     }
@@ -323,7 +342,10 @@ impl Model {
 
     /// `cached_indices(range)`.
     pub fn cached(&self, range: (Bound<u64>, Bound<u64>)) -> Vec<u64> {
-        self.keys().into_iter().filter(|i| range.contains(i)).collect()
+        self.keys()
+            .into_iter()
+            .filter(|i| range.contains(i))
+            .collect()
     }
 
     /// `dirty_indices(range)`.
@@ -341,12 +363,18 @@ impl Model {
 
     /// `next_dirty(from)`.
     pub fn next_dirty(&self, from: u64) -> Option<u64> {
-        self.keys().into_iter().find(|&i| i >= from && self.page(i).dirty)
+        self.keys()
+            .into_iter()
+            .find(|&i| i >= from && self.page(i).dirty)
     }
 
     /// `MemStore::fail_reads` / `fail_writes`.
     pub fn inject(&mut self, index: u64, reads: bool, on: bool) {
-        let set = if reads { &mut self.store.bad_reads } else { &mut self.store.bad_writes };
+        let set = if reads {
+            &mut self.store.bad_reads
+        } else {
+            &mut self.store.bad_writes
+        };
         if on {
             set.insert(index);
         } else {

@@ -325,7 +325,11 @@ impl<'a> Arbitrary<'a> for Op {
                 len: u8::arbitrary(u)?,
                 byte: u8::arbitrary(u)?,
             },
-            7 => Op::Read { r: u8::arbitrary(u)?, off: Off::decode(u)?, len: u8::arbitrary(u)? },
+            7 => Op::Read {
+                r: u8::arbitrary(u)?,
+                off: Off::decode(u)?,
+                len: u8::arbitrary(u)?,
+            },
             8 => Op::MarkDirty(u8::arbitrary(u)?),
             9 => Op::ClearDirty(u8::arbitrary(u)?),
             10 => Op::FailReads(Idx::decode(u)?, u8::arbitrary(u)? & 1 == 1),

@@ -75,7 +75,14 @@ impl MRegion {
         self.pgoff + ((self.end - self.base) / PAGE - 1)
     }
     fn piece(&self, base: u64, end: u64, prot: u8, advice: u8) -> MRegion {
-        MRegion { base, end, pgoff: self.index_of(base), prot, advice, ..self.clone() }
+        MRegion {
+            base,
+            end,
+            pgoff: self.index_of(base),
+            prot,
+            advice,
+            ..self.clone()
+        }
     }
 }
 
@@ -206,7 +213,11 @@ pub struct MSpace {
 impl MSpace {
     /// The region containing `va`.
     pub fn find(&self, va: u64) -> Option<&MRegion> {
-        self.regions.range(..=va).next_back().map(|(_, r)| r).filter(|r| va < r.end)
+        self.regions
+            .range(..=va)
+            .next_back()
+            .map(|(_, r)| r)
+            .filter(|r| va < r.end)
     }
 
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
@@ -214,7 +225,12 @@ impl MSpace {
         if let Some(r) = self.find(start) {
             out.push(r.base);
         }
-        out.extend(self.regions.range(start..end).map(|(b, _)| *b).filter(|b| *b != start));
+        out.extend(
+            self.regions
+                .range(start..end)
+                .map(|(b, _)| *b)
+                .filter(|b| *b != start),
+        );
         out.dedup();
         out
     }
@@ -240,7 +256,10 @@ pub struct MFile {
 impl MFile {
     /// What the store holds at `index` (absent: zeroes).
     pub fn store_page(&self, index: u64) -> Box<Page> {
-        self.store.get(&index).cloned().unwrap_or_else(|| Box::new([0; PAGE_SIZE]))
+        self.store
+            .get(&index)
+            .cloned()
+            .unwrap_or_else(|| Box::new([0; PAGE_SIZE]))
     }
 }
 
@@ -280,13 +299,19 @@ pub struct VmModel {
 /// `[addr, addr + len)`: aligned, non-empty, in user space (as `check_range`).
 pub fn check_range(addr: u64, len: u64) -> Result<u64, VmErr> {
     if addr % PAGE != 0 {
-        return Err(VmErr::Misaligned { what: "address", value: addr });
+        return Err(VmErr::Misaligned {
+            what: "address",
+            value: addr,
+        });
     }
     if len == 0 {
         return Err(VmErr::ZeroLength);
     }
     if len % PAGE != 0 {
-        return Err(VmErr::Misaligned { what: "length", value: len });
+        return Err(VmErr::Misaligned {
+            what: "length",
+            value: len,
+        });
     }
     let end = addr.checked_add(len).ok_or(VmErr::Overflow)?;
     if end > VA_END {
@@ -316,7 +341,12 @@ impl VmModel {
     /// Free frames: the pool less cached pages and private copies.
     pub fn free_frames(&self) -> usize {
         let used: usize = self.files.iter().map(|f| f.cache.len()).sum::<usize>()
-            + self.spaces.iter().flatten().map(|s| s.private.len()).sum::<usize>();
+            + self
+                .spaces
+                .iter()
+                .flatten()
+                .map(|s| s.private.len())
+                .sum::<usize>();
         self.capacity - used
     }
 
@@ -331,7 +361,9 @@ impl VmModel {
 
     fn covered(&self, file: usize, index: u64) -> bool {
         self.spaces.iter().flatten().any(|s| {
-            s.regions.values().any(|r| r.file == file && r.pgoff <= index && index <= r.last_index())
+            s.regions
+                .values()
+                .any(|r| r.file == file && r.pgoff <= index && index <= r.last_index())
         })
     }
 
@@ -377,7 +409,10 @@ impl VmModel {
             return Err(VmErr::ZeroLength);
         }
         if len % PAGE != 0 {
-            return Err(VmErr::Misaligned { what: "length", value: len });
+            return Err(VmErr::Misaligned {
+                what: "length",
+                value: len,
+            });
         }
         pgoff.checked_add(len / PAGE - 1).ok_or(VmErr::Overflow)?;
         let space = self.spaces[s].as_mut().expect("live space");
@@ -394,12 +429,21 @@ impl VmModel {
                 Self::find_gap(space, len)?
             }
         };
-        space
-            .regions
-            .insert(base, MRegion { base, end: base + len, pgoff, prot, flags, advice, file });
+        space.regions.insert(
+            base,
+            MRegion {
+                base,
+                end: base + len,
+                pgoff,
+                prot,
+                flags,
+                advice,
+                file,
+            },
+        );
         if flags & (POPULATE | LOCKED) != 0 {
             let write = !shared && prot & WRITE != 0;
-            if write || prot & READ != 0 {
+            if write || prot != 0 {
                 let mut va = base;
                 while va < base + len {
                     if let Err(e) = self.touch(s, va, write) {
@@ -427,10 +471,16 @@ impl VmModel {
         let mut free = free;
         if !f.cache.contains_key(&index) {
             if free == 0 {
-                return Err(MFault::Io { va, err: IoErr::PoolExhausted { capacity } });
+                return Err(MFault::Io {
+                    va,
+                    err: IoErr::PoolExhausted { capacity },
+                });
             }
             if f.bad_reads.contains(&index) {
-                return Err(MFault::Io { va, err: IoErr::Read { index } });
+                return Err(MFault::Io {
+                    va,
+                    err: IoErr::Read { index },
+                });
             }
             let p = f.store_page(index);
             f.cache.insert(index, p);
@@ -469,8 +519,13 @@ impl VmModel {
             let Some(r) = space.find(cur) else {
                 return Err(MFault::NoMapping { va: cur });
             };
-            let need = if write { WRITE } else { READ };
-            if r.prot & need != need {
+            // Any protection but NONE is readable (as on x86).
+            let denied = if write {
+                r.prot & WRITE == 0
+            } else {
+                r.prot == 0
+            };
+            if denied {
                 return Err(MFault::Protection { va: cur, write });
             }
             let (shared, file, index) = (r.shared(), r.file, r.index_of(cur));

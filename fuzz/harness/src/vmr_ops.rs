@@ -220,7 +220,16 @@ impl Op {
     /// Appends this op's bytes (the inverse of decoding).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
-            Op::Mmap { s, fixed, len, prot, flags, f, pgoff, advice } => {
+            Op::Mmap {
+                s,
+                fixed,
+                len,
+                prot,
+                flags,
+                f,
+                pgoff,
+                advice,
+            } => {
                 out.extend([0, s]);
                 match fixed {
                     None => out.push(0),
@@ -245,7 +254,12 @@ impl Op {
                 len.encode(out);
                 out.push(prot);
             }
-            Op::Madvise { s, addr, len, advice } => {
+            Op::Madvise {
+                s,
+                addr,
+                len,
+                advice,
+            } => {
                 out.extend([3, s]);
                 addr.encode(out);
                 len.encode(out);
@@ -254,13 +268,26 @@ impl Op {
             Op::Fork { src, dst } => out.extend([4, src, dst]),
             Op::Drop(s) => out.extend([5, s]),
             Op::New(s) => out.extend([6, s]),
-            Op::Read { c, s, addr, off, len } => {
+            Op::Read {
+                c,
+                s,
+                addr,
+                off,
+                len,
+            } => {
                 out.extend([7, c, s]);
                 addr.encode(out);
                 out.extend(off.to_le_bytes());
                 out.extend(len.to_le_bytes());
             }
-            Op::Write { c, s, addr, off, len, seed } => {
+            Op::Write {
+                c,
+                s,
+                addr,
+                off,
+                len,
+                seed,
+            } => {
                 out.extend([8, c, s]);
                 addr.encode(out);
                 out.extend(off.to_le_bytes());
@@ -415,7 +442,11 @@ impl<'a> Arbitrary<'a> for Op {
                 pgoff: Pg::decode(u)?,
                 advice: u8::arbitrary(u)?,
             },
-            1 => Op::Munmap { s: u8::arbitrary(u)?, addr: Addr::decode(u)?, len: Len::decode(u)? },
+            1 => Op::Munmap {
+                s: u8::arbitrary(u)?,
+                addr: Addr::decode(u)?,
+                len: Len::decode(u)?,
+            },
             2 => Op::Mprotect {
                 s: u8::arbitrary(u)?,
                 addr: Addr::decode(u)?,
@@ -428,7 +459,10 @@ impl<'a> Arbitrary<'a> for Op {
                 len: Len::decode(u)?,
                 advice: u8::arbitrary(u)?,
             },
-            4 => Op::Fork { src: u8::arbitrary(u)?, dst: u8::arbitrary(u)? },
+            4 => Op::Fork {
+                src: u8::arbitrary(u)?,
+                dst: u8::arbitrary(u)?,
+            },
             5 => Op::Drop(u8::arbitrary(u)?),
             6 => Op::New(u8::arbitrary(u)?),
             7 => Op::Read {
@@ -449,8 +483,16 @@ impl<'a> Arbitrary<'a> for Op {
             9 => Op::FreeUnused(u8::arbitrary(u)?),
             10 => Op::Writeback(u8::arbitrary(u)?, Span::decode(u)?),
             11 => Op::Sync(u8::arbitrary(u)?),
-            12 => Op::FailReads(u8::arbitrary(u)?, Pg::decode(u)?, u8::arbitrary(u)? & 1 == 1),
-            13 => Op::FailWrites(u8::arbitrary(u)?, Pg::decode(u)?, u8::arbitrary(u)? & 1 == 1),
+            12 => Op::FailReads(
+                u8::arbitrary(u)?,
+                Pg::decode(u)?,
+                u8::arbitrary(u)? & 1 == 1,
+            ),
+            13 => Op::FailWrites(
+                u8::arbitrary(u)?,
+                Pg::decode(u)?,
+                u8::arbitrary(u)? & 1 == 1,
+            ),
             14 => Op::FlushTlb(u8::arbitrary(u)?),
             _ => Op::Check,
         })
@@ -483,7 +525,11 @@ impl VmrInput {
         let mut u = Unstructured::new(data);
         let shape = u8::arbitrary(&mut u).unwrap_or(0);
         let fb = u8::arbitrary(&mut u).unwrap_or(0);
-        let frames = if fb & 0x80 != 0 { BIG_POOL } else { 8 + usize::from(fb & 0x3f) };
+        let frames = if fb & 0x80 != 0 {
+            BIG_POOL
+        } else {
+            8 + usize::from(fb & 0x3f)
+        };
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < MAX_OPS {
             match Op::arbitrary(&mut u) {

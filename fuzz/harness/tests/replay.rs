@@ -24,7 +24,11 @@ fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn replay_all_seeds() {
     let seeds = seeds();
-    assert!(seeds.len() >= 20, "expected at least 20 seeds, found {}", seeds.len());
+    assert!(
+        seeds.len() >= 20,
+        "expected at least 20 seeds, found {}",
+        seeds.len()
+    );
     let mut total = Stats::default();
     for (path, data) in &seeds {
         eprintln!("replaying {}", path.display());
@@ -33,17 +37,45 @@ fn replay_all_seeds() {
     }
     let must = [
         // every op
-        "Load", "LoadDrop", "Find", "LoadNowait", "Put", "Clone", "Write", "Read", "MarkDirty",
-        "ClearDirty", "FailReads", "FailWrites", "StoreSet", "FreeUnused", "Writeback", "Cached",
-        "Dirty", "NextPresent", "NextDirty", "Check",
+        "Load",
+        "LoadDrop",
+        "Find",
+        "LoadNowait",
+        "Put",
+        "Clone",
+        "Write",
+        "Read",
+        "MarkDirty",
+        "ClearDirty",
+        "FailReads",
+        "FailWrites",
+        "StoreSet",
+        "FreeUnused",
+        "Writeback",
+        "Cached",
+        "Dirty",
+        "NextPresent",
+        "NextDirty",
+        "Check",
         // every outcome and error path
-        "find.hit", "load.pool_exhausted", "load.read_error", "load_nowait.would_block",
-        "write.out_of_bounds", "read.out_of_bounds", "free_unused.write_error",
-        "free_unused.referenced", "free_unused.written", "writeback.write_error",
+        "find.hit",
+        "load.pool_exhausted",
+        "load.read_error",
+        "load_nowait.would_block",
+        "write.out_of_bounds",
+        "read.out_of_bounds",
+        "free_unused.write_error",
+        "free_unused.referenced",
+        "free_unused.written",
+        "writeback.write_error",
         "writeback.written",
     ];
     let missing: Vec<_> = must.iter().filter(|m| !total.has(m)).collect();
-    assert!(missing.is_empty(), "seeds never exercise {missing:?}; got {:?}", total.0);
+    assert!(
+        missing.is_empty(),
+        "seeds never exercise {missing:?}; got {:?}",
+        total.0
+    );
 }
 
 #[test]

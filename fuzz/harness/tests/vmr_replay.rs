@@ -34,7 +34,11 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn replay_all_seeds() {
     let seeds = seeds();
-    assert!(seeds.len() >= 16, "expected at least 16 seeds, found {}", seeds.len());
+    assert!(
+        seeds.len() >= 16,
+        "expected at least 16 seeds, found {}",
+        seeds.len()
+    );
     let mut total = Stats::default();
     for (name, data) in &seeds {
         eprintln!("replaying vmr_ops/{name}");
@@ -42,21 +46,67 @@ fn replay_all_seeds() {
     }
     let must = [
         // every op
-        "Mmap", "Munmap", "Mprotect", "Madvise", "Fork", "Drop", "New", "Read", "Write",
-        "FreeUnused", "Writeback", "Sync", "FailReads", "FailWrites", "FlushTlb", "Check",
+        "Mmap",
+        "Munmap",
+        "Mprotect",
+        "Madvise",
+        "Fork",
+        "Drop",
+        "New",
+        "Read",
+        "Write",
+        "FreeUnused",
+        "Writeback",
+        "Sync",
+        "FailReads",
+        "FailWrites",
+        "FlushTlb",
+        "Check",
         // every outcome the model predicts
-        "mmap.ok", "mmap.populate", "munmap.ok", "mprotect.ok", "madvise.ok", "fork.ok",
-        "drop.space", "read.ok", "write.ok", "write.cow", "read.cross_page", "write.cross_page",
-        "err.Misaligned", "err.ZeroLength", "err.Overflow", "err.OutOfRange", "err.Overlap",
-        "err.NoMapping", "err.NoSpace", "err.InvalidFlags", "err.ForeignPool", "err.OutOfMemory",
-        "err.Populate.read_error", "err.Populate.pool_exhausted", "err.Populate.oom",
-        "fault.NoMapping", "fault.Protection.read", "fault.Protection.write",
-        "fault.Io.read_error", "fault.Io.pool_exhausted", "fault.OutOfMemory",
-        "free_unused.freed", "free_unused.written", "free_unused.mapped",
-        "free_unused.write_error", "writeback.written", "writeback.write_error",
+        "mmap.ok",
+        "mmap.populate",
+        "munmap.ok",
+        "mprotect.ok",
+        "madvise.ok",
+        "fork.ok",
+        "drop.space",
+        "read.ok",
+        "write.ok",
+        "write.cow",
+        "read.cross_page",
+        "write.cross_page",
+        "err.Misaligned",
+        "err.ZeroLength",
+        "err.Overflow",
+        "err.OutOfRange",
+        "err.Overlap",
+        "err.NoMapping",
+        "err.NoSpace",
+        "err.InvalidFlags",
+        "err.ForeignPool",
+        "err.OutOfMemory",
+        "err.Populate.read_error",
+        "err.Populate.pool_exhausted",
+        "err.Populate.oom",
+        "fault.NoMapping",
+        "fault.Protection.read",
+        "fault.Protection.write",
+        "fault.Io.read_error",
+        "fault.Io.pool_exhausted",
+        "fault.OutOfMemory",
+        "free_unused.freed",
+        "free_unused.written",
+        "free_unused.mapped",
+        "free_unused.write_error",
+        "writeback.written",
+        "writeback.write_error",
     ];
     let missing: Vec<_> = must.iter().filter(|m| !total.has(m)).collect();
-    assert!(missing.is_empty(), "seeds never exercise {missing:?}; got {:?}", total.0);
+    assert!(
+        missing.is_empty(),
+        "seeds never exercise {missing:?}; got {:?}",
+        total.0
+    );
 }
 
 #[test]
