@@ -97,7 +97,12 @@ impl SimFaults {
     fn request(&self) -> MapRequest {
         MapRequest {
             advice: Advice::Random,
-            ..MapRequest::new(self.file.clone(), self.mapped_bytes(), Prot::READ, MapFlags::SHARED)
+            ..MapRequest::new(
+                self.file.clone(),
+                self.mapped_bytes(),
+                Prot::READ,
+                MapFlags::SHARED,
+            )
         }
     }
 
@@ -115,7 +120,9 @@ impl Faulter for SimFaults {
     fn reset(&self) {
         // munmap clears the PTEs (and shoots the TLBs down) but keeps the
         // page-table pages; the next mmap gets the same address back.
-        self.space.munmap(self.va, self.mapped_bytes()).expect("munmap");
+        self.space
+            .munmap(self.va, self.mapped_bytes())
+            .expect("munmap");
         let va = self.space.mmap(self.request()).expect("mmap");
         assert_eq!(va, self.va, "mmap again at the same address");
     }
@@ -174,7 +181,10 @@ impl KernelFaults {
     /// 4 KiB pieces (so the page cache holds no large folio), reads them
     /// back, and maps it.
     pub fn new(dir: &std::path::Path) -> io::Result<Self> {
-        let path = dir.join(format!("vmr-bench-kernel-faults-{}.dat", std::process::id()));
+        let path = dir.join(format!(
+            "vmr-bench-kernel-faults-{}.dat",
+            std::process::id()
+        ));
         let file = File::options()
             .read(true)
             .write(true)
@@ -293,7 +303,11 @@ impl FaultTally {
     pub fn check(&self, exact: bool) {
         let t = self.touched.load(Ordering::Relaxed) as f64;
         let f = self.faults.load(Ordering::Relaxed) as f64;
-        let ok = if exact { f == t } else { f >= 0.98 * t && f <= 1.02 * t };
+        let ok = if exact {
+            f == t
+        } else {
+            f >= 0.98 * t && f <= 1.02 * t
+        };
         assert!(
             ok && self.major.load(Ordering::Relaxed) == 0
                 && self.neighbours.load(Ordering::Relaxed) == 0,
@@ -352,7 +366,11 @@ pub fn run_faults<F: Faulter>(f: &F, threads: usize, iters: u64, tally: &FaultTa
                 std::hint::black_box(f.touch(0, 0..n / 2));
                 let t1 = Instant::now();
                 done.wait();
-                let (h0, h1) = helper_span.lock().expect("span").take().expect("helper ran");
+                let (h0, h1) = helper_span
+                    .lock()
+                    .expect("span")
+                    .take()
+                    .expect("helper ran");
                 total += t1.max(h1) - t0.min(h0);
                 tally.touched.fetch_add(n, Ordering::Relaxed);
             }

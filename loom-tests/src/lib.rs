@@ -362,12 +362,8 @@ impl VmFixture {
         prot: vmr::Prot,
         flags: vmr::MapFlags,
     ) -> u64 {
-        let mut req = vmr::MapRequest::new(
-            self.fx.map.clone(),
-            pages * PAGE_SIZE as u64,
-            prot,
-            flags,
-        );
+        let mut req =
+            vmr::MapRequest::new(self.fx.map.clone(), pages * PAGE_SIZE as u64, prot, flags);
         req.pgoff = pgoff;
         req.advice = vmr::Advice::Random;
         space.mmap(req).expect("mmap")

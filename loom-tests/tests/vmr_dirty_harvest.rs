@@ -117,7 +117,10 @@ fn run(entries: Entries, harvest: Harvest, shootdowns: bool) -> Verdict {
     for c in 0..2 {
         let want = if done[c] { NEW[c] } else { before[c] };
         if content[8 * c..8 * c + 8] != [want; 8] {
-            lost = Some(format!("cpu {c}: page has {:x?}", &content[8 * c..8 * c + 8]));
+            lost = Some(format!(
+                "cpu {c}: page has {:x?}",
+                &content[8 * c..8 * c + 8]
+            ));
         }
         let in_store = stored
             .as_ref()

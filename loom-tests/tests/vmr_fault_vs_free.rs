@@ -76,10 +76,7 @@ fn fault_vs_free_unused(precached: bool) {
         let stored = vm.fx.store.page(IDX).unwrap();
         assert_eq!(&stored[..16], &[[NEW; 8], [OLD; 8]].concat()[..]);
         check_frame_accounting(&vm.fx, &[]);
-        out.record(format!(
-            "mapped={} referenced={}",
-            r.mapped, r.referenced
-        ));
+        out.record(format!("mapped={} referenced={}", r.mapped, r.referenced));
     });
     let mut expected = vec!["mapped=1 referenced=0", "mapped=0 referenced=1"];
     if !precached {

@@ -13,7 +13,9 @@
 use std::sync::Arc;
 
 use loom::thread;
-use loom_tests::{check_frame_accounting, check_quiescent, model, page_prefix, Outcomes, VmFixture};
+use loom_tests::{
+    check_frame_accounting, check_quiescent, model, page_prefix, Outcomes, VmFixture,
+};
 use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
 
@@ -32,7 +34,10 @@ fn dirty_pte_setup() -> (Arc<VmFixture>, u64) {
         .expect("write");
     let pte = vm.space.pte(va);
     assert_ne!(pte & vmr::pte::DIRTY, 0);
-    assert!(vm.fx.map.dirty_indices(..).is_empty(), "page clean in the cache");
+    assert!(
+        vm.fx.map.dirty_indices(..).is_empty(),
+        "page clean in the cache"
+    );
     (Arc::new(vm), va)
 }
 

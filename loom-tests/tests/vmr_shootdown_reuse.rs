@@ -130,7 +130,11 @@ fn run_on(op: Op, reuse: Reuse, shootdowns: bool, setup_cpu: usize) -> Result<St
     let file_page = vm.fx.map.find(IDX).unwrap().expect("cached");
     let file_bytes = loom_tests::page_prefix(&file_page, 8);
     drop(file_page);
-    assert_eq!(file_bytes, vec![FILE; 8], "a private write reached the file page");
+    assert_eq!(
+        file_bytes,
+        vec![FILE; 8],
+        "a private write reached the file page"
+    );
     let private = check_ptes(&vm.fx, &space_b, vb, 1, IDX);
     assert_eq!(private.is_empty(), reuse == Reuse::Load);
     assert_eq!(vm.space.pte(va), 0);
@@ -143,7 +147,9 @@ fn run_on(op: Op, reuse: Reuse, shootdowns: bool, setup_cpu: usize) -> Result<St
     };
     let outcome = format!("seen={seen} {outcome}");
     if b_bytes != vec![REUSED; 8] {
-        return Err(format!("F's new owner was overwritten: {b_bytes:x?} ({outcome})"));
+        return Err(format!(
+            "F's new owner was overwritten: {b_bytes:x?} ({outcome})"
+        ));
     }
     match r {
         Ok(bytes) if op == Op::Read && bytes != vec![PRIV; 8] => {

@@ -73,7 +73,10 @@ const PAGES: u64 = 1024;
 
 /// (allocations, bytes) made by `f` on this thread.
 fn counted<T>(f: impl FnOnce() -> T) -> (u64, u64, T) {
-    let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let (a0, b0) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     COUNTING.with(|c| c.set(true));
     let t = f();
     COUNTING.with(|c| c.set(false));
@@ -185,13 +188,7 @@ fn main() {
     let (a, b, ()) = counted(|| s.touch(0, 0..PAGES));
     let n = s.minor() - m0;
     assert_eq!(n, PAGES, "one minor fault per page");
-    report(
-        "minor faults after mprotect NONE -> READ",
-        n,
-        a,
-        b,
-        true,
-    );
+    report("minor faults after mprotect NONE -> READ", n, a, b, true);
 
     // 3. munmap + mmap at the same address: PTEs cleared, page tables kept.
     s.space.munmap(s.va, PAGES * PAGE).expect("munmap");
@@ -212,7 +209,10 @@ fn main() {
         .mmap(Setup::request(&s.file, Advice::Random))
         .expect("mmap");
     let m0 = s.minor();
-    let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let (a0, b0) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
     let barrier = Barrier::new(2);
     std::thread::scope(|sc| {
         for t in 0..2u64 {

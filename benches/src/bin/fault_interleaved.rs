@@ -8,7 +8,9 @@
 
 use std::time::Instant;
 
-use benches::fault::{run_faults, FaultTally, Faulter, KernelFaults, SimFaults, TlbBench, STRIDE, TLB_PAGES};
+use benches::fault::{
+    run_faults, FaultTally, Faulter, KernelFaults, SimFaults, TlbBench, STRIDE, TLB_PAGES,
+};
 
 /// Faults per run of the simulation and of the kernel (~50–150 ms each here).
 const SIM_FAULTS: u64 = 1 << 17;
@@ -88,7 +90,9 @@ fn main() {
         t.check(i % 3 != 2);
     }
 
-    println!("vmr round-robin, {rounds} rounds: ratio within each round, median (range) over rounds");
+    println!(
+        "vmr round-robin, {rounds} rounds: ratio within each round, median (range) over rounds"
+    );
     println!();
     println!("| case | implementation | median ns/op | ratio to reference | ratio range |");
     println!("| --- | --- | ---: | ---: | --- |");
@@ -115,7 +119,11 @@ fn main() {
     let names = ["tlb_hit", "page_table_walk", "frame_read_floor"];
     for (i, name) in names.iter().enumerate() {
         let mut ns = tlb_ns[i].clone();
-        let mut ratios: Vec<f64> = tlb_ns[i].iter().zip(&tlb_ns[0]).map(|(a, h)| a / h).collect();
+        let mut ratios: Vec<f64> = tlb_ns[i]
+            .iter()
+            .zip(&tlb_ns[0])
+            .map(|(a, h)| a / h)
+            .collect();
         let (lo, hi) = ratios
             .iter()
             .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
