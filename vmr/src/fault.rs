@@ -228,6 +228,12 @@ impl AddressSpace {
         let writable_region = v.prot.contains(Prot::WRITE);
         loop {
             let old = p.load(Ordering::SeqCst);
+            if old & pte::LOCK != 0 {
+                // Another CPU's copy-on-write of this page is in flight: wait
+                // for it (it holds the space's COW lock while LOCK is set).
+                drop(self.cow.lock());
+                continue;
+            }
             if old & pte::PRIVATE != 0 {
                 // Our own copy: make it usable again (after PROT_NONE or a
                 // read-only mprotect) with the region's rights.
@@ -281,6 +287,15 @@ impl AddressSpace {
 
     /// A write to a private mapping of a cached page: copy it into a frame of
     /// our own that never enters the page map.
+    ///
+    /// The entry is hidden (not present) and locked in one CAS, CPUs that may
+    /// cache the old read-only translation are shot down, and only then is
+    /// the copy published (which unlocks). Installing first and flushing
+    /// after let a CPU read the old page after another CPU's write to the
+    /// copy had completed (found by the loom model vmr_cow_shootdown); the
+    /// lock keeps a second faulter from installing its own copy meanwhile.
+    /// The space's COW mutex is held while LOCK is set, so a fault that finds
+    /// LOCK sleeps on the mutex instead of spinning.
     fn copy_on_write(&self, v: &Vmr, va: u64, page: &PageRef<'_>, old: u64) -> Result<(), Fault> {
         let pool = self.machine().pool();
         let copy = pool.alloc().map_err(|_| Fault::OutOfMemory { va })?;
@@ -291,8 +306,11 @@ impl AddressSpace {
             copy.get(),
             pte::PRESENT | pte::WRITABLE | pte::PRIVATE | pte::ACCESSED | pte::DIRTY,
         );
-        let p = self.core().pt.get_or_alloc(va / PAGE);
-        if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+        let vpn = va / PAGE;
+        let p = self.core().pt.get_or_alloc(vpn);
+        let _cow = self.cow.lock();
+        let hidden = (old & !(pte::PRESENT | pte::WRITABLE)) | pte::LOCK;
+        if p.compare_exchange(old, hidden, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
             // Someone changed the entry meanwhile: retry the fault.
@@ -301,8 +319,10 @@ impl AddressSpace {
         }
         if old & pte::PRESENT != 0 {
             // CPUs may still read the shared page through the old entry.
-            self.core().shootdown(va / PAGE, va / PAGE);
+            self.core().shootdown(vpn, vpn);
         }
+        // Release the lock with the copy (SeqCst, as every PTE change).
+        p.store(new, Ordering::SeqCst);
         self.stats.cow.fetch_add(1, Ordering::Relaxed);
         debug_assert!(!v.is_shared());
         Ok(())

@@ -3,7 +3,7 @@
 //! ```text
 //!  63       44 43            12 11    6   5     4      3      2       1       0
 //! +-----------+----------------+-------+-----+-------+-----+--------+-------+-------+
-//! | reserved  |    frame id    |  -    | COW |PRIVATE|DIRTY|ACCESSED|WRITABLE|PRESENT|
+//! | reserved  |    frame id    |LOCK(6)| COW |PRIVATE|DIRTY|ACCESSED|WRITABLE|PRESENT|
 //! +-----------+----------------+-------+-----+-------+-----+--------+-------+-------+
 //! ```
 //!
@@ -27,6 +27,9 @@ pub const DIRTY: u64 = 1 << 3;
 pub const PRIVATE: u64 = 1 << 4;
 /// Read-only because the mapping is private: a write copies the page.
 pub const COW: u64 = 1 << 5;
+/// Kernel-side lock of a multi-step change (copy on write): set together
+/// with clearing PRESENT, so CPUs fault; other kernel updaters wait for it.
+pub const LOCK: u64 = 1 << 6;
 
 const FRAME_SHIFT: u32 = 12;
 const FRAME_MASK: u64 = 0xffff_ffff << FRAME_SHIFT;

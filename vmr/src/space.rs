@@ -12,7 +12,7 @@ use crate::machine::Machine;
 use crate::pagetable::{PageTable, VA_END};
 use crate::pte;
 use crate::region::{Advice, MapFlags, Prot, Vmr};
-use crate::sync::{AtomicU64, Ordering, RwLock, RwLockWriteGuard};
+use crate::sync::{AtomicU64, Mutex, Ordering, RwLock, RwLockWriteGuard};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 /// Where chosen (non-fixed) mappings start.
@@ -168,6 +168,9 @@ pub struct AddressSpace {
     core: Arc<MmCore>,
     /// The address-space lock (outermost in the lock order).
     pub(crate) regions: RwLock<Regions>,
+    /// Held by a copy-on-write fault while a PTE carries `pte::LOCK`
+    /// (lock order: after `regions`, before the TLBs).
+    pub(crate) cow: Mutex<()>,
     pub(crate) stats: FaultStats,
 }
 
@@ -189,6 +192,7 @@ impl AddressSpace {
                 machine,
             }),
             regions: RwLock::new(Regions::default()),
+            cow: Mutex::new(()),
             stats: FaultStats::default(),
         })
     }
@@ -503,7 +507,13 @@ impl AddressSpace {
                 let index = t.vmr.index_of(t.vpn * PAGE);
                 // The page is covered by the region (still in the reverse
                 // map), so it has not been freed: it is found and kept dirty.
-                let page = t.vmr.file.find(index).ok().flatten();
+                let page = loop {
+                    match t.vmr.file.find(index) {
+                        Ok(page) => break page,
+                        // Every count taken: wait for a holder to let go.
+                        Err(_) => crate::sync::spin_hint(),
+                    }
+                };
                 match page {
                     Some(p) if p.frame().get() == frame => p.mark_dirty(),
                     _ => panic!("dirty mapped page {index} left the cache while mapped"),

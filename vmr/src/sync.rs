@@ -9,6 +9,16 @@ pub(crate) use std::sync::atomic::AtomicU64;
 
 pub(crate) use std::sync::atomic::Ordering;
 
+/// Waits politely for another thread to finish a short step; under loom,
+/// yields so that the model schedules it.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
 /// A mutex with one API over parking_lot and loom.
 #[derive(Debug, Default)]
 pub(crate) struct Mutex<T> {
