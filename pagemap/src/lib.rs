@@ -26,7 +26,7 @@ pub mod radix;
 mod rmap;
 pub mod slot;
 mod store;
-mod sync;
+pub mod sync;
 
 pub use error::Error;
 pub use frame::{flags, FrameId, FramePool};

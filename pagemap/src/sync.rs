@@ -1,27 +1,28 @@
-//! The one place `pagemap` gets its atomics and locks from.
+//! The one place `pagemap` (and `vmr`, which re-exports it) gets its
+//! atomics and locks from. Ordinary users never need it.
 //!
 //! Under plain `cfg(loom)` everything here is loom's model-checked type, so
 //! the models in `loom-tests/` (another crate) really check this crate's
 //! code. Build them with `RUSTFLAGS="--cfg loom --cfg crossbeam_loom"`:
 //! the second cfg switches crossbeam-epoch to loom too.
 //!
-//! Page *contents* use [`data`], which stays on `std` atomics even under
+//! Page *contents* use `data`, a private module that stays on `std` atomics even under
 //! loom: the models check the control words (slot word, frame flags, locks),
 //! and tracking 512 data words per frame would blow up the state space.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 
-pub(crate) use std::sync::atomic::Ordering;
+pub use std::sync::atomic::Ordering;
 
 pub(crate) use crossbeam_epoch as epoch;
 
 /// Spins politely while another thread finishes a short step; under loom,
 /// yields so that the model schedules that thread.
 #[inline]
-pub(crate) fn spin_hint() {
+pub fn spin_hint() {
     #[cfg(loom)]
     loom::thread::yield_now();
     #[cfg(not(loom))]
@@ -35,7 +36,7 @@ pub(crate) mod data {
 
 /// A mutex with one API over parking_lot (normal builds) and loom.
 #[derive(Debug, Default)]
-pub(crate) struct Mutex<T> {
+pub struct Mutex<T> {
     #[cfg(not(loom))]
     inner: parking_lot::Mutex<T>,
     #[cfg(loom)]
@@ -44,12 +45,14 @@ pub(crate) struct Mutex<T> {
 
 /// Guard of [`Mutex`].
 #[cfg(not(loom))]
-pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+pub type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+/// Guard of [`Mutex`] (loom).
 #[cfg(loom)]
-pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+pub type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
 impl<T> Mutex<T> {
-    pub(crate) fn new(value: T) -> Self {
+    /// A new lock holding `value`.
+    pub fn new(value: T) -> Self {
         Self {
             #[cfg(not(loom))]
             inner: parking_lot::Mutex::new(value),
@@ -59,7 +62,8 @@ impl<T> Mutex<T> {
     }
 
     #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+    /// Locks, blocking until free.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
         #[cfg(not(loom))]
         return self.inner.lock();
         #[cfg(loom)]
@@ -67,7 +71,8 @@ impl<T> Mutex<T> {
     }
 
     #[inline]
-    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+    /// Locks if free.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         #[cfg(not(loom))]
         return self.inner.try_lock();
         #[cfg(loom)]
@@ -77,7 +82,7 @@ impl<T> Mutex<T> {
 
 /// A condition variable with one API over parking_lot and loom.
 #[derive(Debug, Default)]
-pub(crate) struct Condvar {
+pub struct Condvar {
     #[cfg(not(loom))]
     inner: parking_lot::Condvar,
     #[cfg(loom)]
@@ -85,13 +90,14 @@ pub(crate) struct Condvar {
 }
 
 impl Condvar {
-    pub(crate) fn new() -> Self {
+    /// A new condition variable.
+    pub fn new() -> Self {
         Self::default()
     }
 
     /// Blocks until notified (spurious wake-ups allowed: callers re-check).
     #[inline]
-    pub(crate) fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         #[cfg(not(loom))]
         {
             let mut guard = guard;
@@ -105,31 +111,37 @@ impl Condvar {
     }
 
     #[inline]
-    pub(crate) fn notify_all(&self) {
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
         self.inner.notify_all();
     }
 }
 
 /// A reader-writer lock with one API over parking_lot and loom.
 #[derive(Debug, Default)]
-pub(crate) struct RwLock<T> {
+pub struct RwLock<T> {
     #[cfg(not(loom))]
     inner: parking_lot::RwLock<T>,
     #[cfg(loom)]
     inner: loom::sync::RwLock<T>,
 }
 
+/// Read guard of [`RwLock`].
 #[cfg(not(loom))]
-pub(crate) type RwLockReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
+pub type RwLockReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
+/// Read guard of [`RwLock`] (loom).
 #[cfg(loom)]
-pub(crate) type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
+pub type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
+/// Write guard of [`RwLock`].
 #[cfg(not(loom))]
-pub(crate) type RwLockWriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
+pub type RwLockWriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
+/// Write guard of [`RwLock`] (loom).
 #[cfg(loom)]
-pub(crate) type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
+pub type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
 
 impl<T> RwLock<T> {
-    pub(crate) fn new(value: T) -> Self {
+    /// A new lock holding `value`.
+    pub fn new(value: T) -> Self {
         Self {
             #[cfg(not(loom))]
             inner: parking_lot::RwLock::new(value),
@@ -139,7 +151,8 @@ impl<T> RwLock<T> {
     }
 
     #[inline]
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+    /// Locks for reading.
+    pub fn read(&self) -> RwLockReadGuard<'_, T> {
         #[cfg(not(loom))]
         return self.inner.read();
         #[cfg(loom)]
@@ -147,7 +160,8 @@ impl<T> RwLock<T> {
     }
 
     #[inline]
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+    /// Locks for writing.
+    pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         #[cfg(not(loom))]
         return self.inner.write();
         #[cfg(loom)]

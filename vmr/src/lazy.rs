@@ -10,7 +10,7 @@
 //! | nested `disable` | flush | -1 | yes |
 //! | outermost `disable` | leave | 0 | no |
 //!
-//! While enabled, kernel-side PTE updates made through [`queue`] are buffered
+//! While enabled, kernel-side PTE updates made through `queue` are buffered
 //! and reach the page table only at a flush or a leave, so CPUs see the old
 //! entries until then. munmap and mprotect run their PTE changes in a lazy
 //! section and settle them (shootdown, dirty bits) after it ends.
