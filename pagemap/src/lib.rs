@@ -24,6 +24,7 @@ mod frame;
 mod map;
 pub mod radix;
 mod rmap;
+mod shootdown;
 pub mod slot;
 mod store;
 pub mod sync;
@@ -33,6 +34,7 @@ pub use frame::{flags, FrameId, FramePool};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use radix::Mark;
 pub use rmap::{Mapper, MappingId};
+pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
 pub use store::{BackingStore, FileStore, MemStore, PageBuf};
 
 /// Bytes in a page.

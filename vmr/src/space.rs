@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
 
-use pagemap::{FrameId, MappingId, PageMap, PAGE_SIZE};
+use pagemap::{FlushTarget, FrameId, MappingId, PageMap, ShootdownBatch, PAGE_SIZE};
 
 use crate::error::{Access, VmError};
 use crate::lazy::{self, PteOp};
@@ -49,6 +49,18 @@ impl MmCore {
     /// Shoots down pages `first..=last` of this space.
     pub(crate) fn shootdown(&self, first_vpn: u64, last_vpn: u64) {
         self.machine.shootdown(self, first_vpn, last_vpn);
+    }
+}
+
+/// A space's TLBs, as the page map's shootdown batches see them.
+impl FlushTarget for MmCore {
+    fn id(&self) -> u64 {
+        self.asid
+    }
+
+    fn flush(&self, pages: Option<(u64, u64)>) {
+        let (first, last) = pages.unwrap_or((0, u64::MAX));
+        self.machine.shootdown(self, first, last);
     }
 }
 
@@ -452,9 +464,19 @@ impl AddressSpace {
                 old,
             })
             .collect();
+        // One shootdown for this space (a whole-space flush above the
+        // batch's ceiling); the private frames taken go back to the pool only
+        // after it has completed.
+        let mut batch = ShootdownBatch::new(self.core.machine.pool().clone());
         if !taken.is_empty() {
-            self.core.shootdown(start / PAGE, (end - 1) / PAGE);
+            batch.add(self.core.clone(), start / PAGE, (end - 1) / PAGE);
         }
+        for t in &taken {
+            if t.old & pte::PRIVATE != 0 && self.pte_frame(t.vpn) != pte::frame(t.old) {
+                batch.defer_free(FrameId::new(pte::frame(t.old)).expect("private PTE has a frame"));
+            }
+        }
+        batch.flush();
         self.settle(taken);
         for old in olds {
             old.vmr.file.remove_mapping(old.id);
@@ -486,22 +508,22 @@ impl AddressSpace {
             });
     }
 
-    /// After the shootdown: dirty bits of shared pages go to the page cache;
-    /// private frames that left their PTE go back to the pool.
+    /// The frame the PTE of `vpn` holds now (0: none).
+    fn pte_frame(&self, vpn: u64) -> u32 {
+        pte::frame(
+            self.core
+                .pt
+                .get(vpn)
+                .map_or(0, |p| p.load(Ordering::SeqCst)),
+        )
+    }
+
+    /// After the shootdown: dirty bits of shared pages go to the page cache.
     fn settle(&self, taken: Vec<Unmapped>) {
-        let pool = self.core.machine.pool();
         for t in taken {
             let frame = pte::frame(t.old);
-            let now = self
-                .core
-                .pt
-                .get(t.vpn)
-                .map_or(0, |p| p.load(Ordering::SeqCst));
             if t.old & pte::PRIVATE != 0 {
-                if pte::frame(now) != frame {
-                    pool.free(FrameId::new(frame).expect("private PTE has a frame"));
-                }
-                continue;
+                continue; // freed by the shootdown batch, if it left its PTE
             }
             if t.old & pte::DIRTY != 0 {
                 let index = t.vmr.index_of(t.vpn * PAGE);

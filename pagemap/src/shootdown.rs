@@ -1,0 +1,291 @@
+//! Batched TLB shootdowns, in the spirit of Linux's mmu_gather.
+//!
+//! A remover (munmap, removal, writeback) unmaps pages from many address
+//! spaces. It [`add`](ShootdownBatch::add)s each `(address space, page
+//! range)` it changed and [`defer_free`](ShootdownBatch::defer_free)s the
+//! frames it took away; [`flush`](ShootdownBatch::flush) then issues one
+//! acknowledged shootdown per distinct address space (no fixed cap: Akaros
+//! capped a batch at 10 processes), a whole-space flush for a space whose
+//! range grew past the page ceiling (x86 switches above 33 pages), and only
+//! after all of them have completed returns the frames to the pool. Dropping
+//! a batch flushes it, so a frame is never freed before its shootdown.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::frame::{FrameId, FramePool};
+
+/// An address space, as a shootdown batch sees it. `vmr` implements it; a
+/// kernel implements it over its real TLB-shootdown IPIs.
+pub trait FlushTarget: Send + Sync {
+    /// Identity: two targets with the same id are the same address space.
+    fn id(&self) -> u64;
+
+    /// Drops every CPU's translations of virtual pages `first..=last` (all of
+    /// them for `None`) and returns once every CPU has done so.
+    fn flush(&self, pages: Option<(u64, u64)>);
+}
+
+/// Above this many pages in one space, a batch flushes the whole space.
+pub const DEFAULT_CEILING: u64 = 33;
+
+struct Pending {
+    target: Arc<dyn FlushTarget>,
+    first: u64,
+    last: u64,
+    /// Pages added (may exceed the hull's size when ranges overlap).
+    pages: u64,
+}
+
+/// What a [`ShootdownBatch::flush`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Shootdowns issued: one per distinct address space.
+    pub shootdowns: u64,
+    /// Of those, whole-space flushes (range above the ceiling).
+    pub full_flushes: u64,
+    /// Pages added to the batch.
+    pub pages: u64,
+    /// Frames returned to the pool after the shootdowns.
+    pub frames_freed: u64,
+}
+
+/// Collects shootdowns and frames to free; see the module docs.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use pagemap::{FlushTarget, FramePool, ShootdownBatch};
+///
+/// struct Space(u64, Mutex<Vec<Option<(u64, u64)>>>);
+/// impl FlushTarget for Space {
+///     fn id(&self) -> u64 { self.0 }
+///     fn flush(&self, pages: Option<(u64, u64)>) { self.1.lock().unwrap().push(pages) }
+/// }
+///
+/// let pool = Arc::new(FramePool::new(4).unwrap());
+/// let a = Arc::new(Space(1, Mutex::default()));
+/// let frame = pool.alloc().unwrap();
+/// let mut batch = ShootdownBatch::new(pool.clone());
+/// batch.add(a.clone(), 10, 11);
+/// batch.add(a.clone(), 14, 14); // same space: merged
+/// batch.defer_free(frame);
+/// assert_eq!(pool.free_frames(), 3, "not before the shootdown");
+/// let report = batch.flush();
+/// assert_eq!((report.shootdowns, report.frames_freed), (1, 1));
+/// assert_eq!(*a.1.lock().unwrap(), vec![Some((10, 14))]);
+/// assert_eq!(pool.free_frames(), 4);
+/// ```
+pub struct ShootdownBatch {
+    pool: Arc<FramePool>,
+    ceiling: u64,
+    pending: Vec<Pending>,
+    /// Target id -> position in `pending`.
+    index: HashMap<u64, usize>,
+    frames: Vec<FrameId>,
+    total: BatchReport,
+}
+
+impl ShootdownBatch {
+    /// An empty batch whose deferred frames go back to `pool`.
+    pub fn new(pool: Arc<FramePool>) -> Self {
+        Self::with_ceiling(pool, DEFAULT_CEILING)
+    }
+
+    /// An empty batch that flushes a whole space above `ceiling` pages.
+    pub fn with_ceiling(pool: Arc<FramePool>, ceiling: u64) -> Self {
+        Self {
+            pool,
+            ceiling,
+            pending: Vec::new(),
+            index: HashMap::new(),
+            frames: Vec::new(),
+            total: BatchReport::default(),
+        }
+    }
+
+    /// Records that pages `first..=last` of `target` changed.
+    pub fn add(&mut self, target: Arc<dyn FlushTarget>, first: u64, last: u64) {
+        assert!(first <= last, "empty page range {first}..={last}");
+        let pages = (last - first).saturating_add(1);
+        match self.index.get(&target.id()) {
+            Some(&i) => {
+                let p = &mut self.pending[i];
+                p.first = p.first.min(first);
+                p.last = p.last.max(last);
+                p.pages = p.pages.saturating_add(pages);
+            }
+            None => {
+                self.index.insert(target.id(), self.pending.len());
+                self.pending.push(Pending {
+                    target,
+                    first,
+                    last,
+                    pages,
+                });
+            }
+        }
+    }
+
+    /// Frees `frame` once the pending shootdowns have completed.
+    pub fn defer_free(&mut self, frame: FrameId) {
+        self.frames.push(frame);
+    }
+
+    /// Address spaces waiting for a shootdown.
+    pub fn targets(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Issues the shootdowns (one per address space), waits for them, then
+    /// frees the deferred frames. The batch is empty and reusable after.
+    pub fn flush(&mut self) -> BatchReport {
+        let mut r = BatchReport::default();
+        for p in self.pending.drain(..) {
+            let hull = (p.last - p.first).saturating_add(1);
+            let full = p.pages > self.ceiling || hull > self.ceiling;
+            p.target
+                .flush(if full { None } else { Some((p.first, p.last)) });
+            r.shootdowns += 1;
+            r.full_flushes += u64::from(full);
+            r.pages += p.pages;
+        }
+        self.index.clear();
+        // Only now can no CPU reach these frames.
+        for f in self.frames.drain(..) {
+            self.pool.free(f);
+            r.frames_freed += 1;
+        }
+        self.total.shootdowns += r.shootdowns;
+        self.total.full_flushes += r.full_flushes;
+        self.total.pages += r.pages;
+        self.total.frames_freed += r.frames_freed;
+        r
+    }
+
+    /// Everything this batch has flushed so far.
+    pub fn totals(&self) -> BatchReport {
+        self.total
+    }
+}
+
+impl Drop for ShootdownBatch {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl fmt::Debug for ShootdownBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShootdownBatch")
+            .field("targets", &self.pending.len())
+            .field("frames", &self.frames.len())
+            .field("ceiling", &self.ceiling)
+            .field("total", &self.total)
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A flush: its page range, and the pool's free frames at that moment.
+    type Flushed = (Option<(u64, u64)>, usize);
+
+    struct Space {
+        id: u64,
+        pool: Arc<FramePool>,
+        log: Mutex<Vec<Flushed>>,
+    }
+    impl FlushTarget for Space {
+        fn id(&self) -> u64 {
+            self.id
+        }
+        fn flush(&self, pages: Option<(u64, u64)>) {
+            // Record how many frames were free at flush time.
+            self.log
+                .lock()
+                .unwrap()
+                .push((pages, self.pool.free_frames()));
+        }
+    }
+
+    #[test]
+    fn one_shootdown_per_space_no_cap_frames_after() {
+        let pool = Arc::new(FramePool::new(64).unwrap());
+        let spaces: Vec<Arc<Space>> = (0..20)
+            .map(|id| {
+                Arc::new(Space {
+                    id,
+                    pool: pool.clone(),
+                    log: Mutex::default(),
+                })
+            })
+            .collect();
+        let frames: Vec<_> = (0..10).map(|_| pool.alloc().unwrap()).collect();
+        let mut b = ShootdownBatch::new(pool.clone());
+        // 20 spaces (Akaros's cap was 10), three ranges each.
+        for s in &spaces {
+            for k in 0..3 {
+                b.add(s.clone(), 100 + k, 100 + k);
+            }
+        }
+        for &f in &frames {
+            b.defer_free(f);
+        }
+        assert_eq!(b.targets(), 20);
+        let r = b.flush();
+        assert_eq!(
+            (r.shootdowns, r.full_flushes, r.pages, r.frames_freed),
+            (20, 0, 60, 10)
+        );
+        for s in &spaces {
+            let log = s.log.lock().unwrap();
+            assert_eq!(log.len(), 1, "one shootdown per space");
+            assert_eq!(
+                log[0],
+                (Some((100, 102)), 54),
+                "frames still held during the flush"
+            );
+        }
+        assert_eq!(pool.free_frames(), 64);
+        assert_eq!(b.flush(), BatchReport::default(), "empty after a flush");
+    }
+
+    #[test]
+    fn full_flush_above_the_ceiling() {
+        let pool = Arc::new(FramePool::new(1).unwrap());
+        let s = Arc::new(Space {
+            id: 7,
+            pool: pool.clone(),
+            log: Mutex::default(),
+        });
+        let mut b = ShootdownBatch::with_ceiling(pool, 4);
+        b.add(s.clone(), 0, 3);
+        assert_eq!(b.flush().full_flushes, 0);
+        b.add(s.clone(), 0, 2);
+        b.add(s.clone(), 10, 10); // hull 0..=10 is past the ceiling
+        assert_eq!(b.flush().full_flushes, 1);
+        assert_eq!(s.log.lock().unwrap().last().unwrap().0, None);
+        assert_eq!(b.totals().shootdowns, 2);
+    }
+
+    #[test]
+    fn drop_flushes() {
+        let pool = Arc::new(FramePool::new(2).unwrap());
+        let s = Arc::new(Space {
+            id: 1,
+            pool: pool.clone(),
+            log: Mutex::default(),
+        });
+        {
+            let mut b = ShootdownBatch::new(pool.clone());
+            b.add(s.clone(), 5, 5);
+            b.defer_free(pool.alloc().unwrap());
+        }
+        assert_eq!(s.log.lock().unwrap().len(), 1);
+        assert_eq!(pool.free_frames(), 2);
+    }
+}
