@@ -579,3 +579,34 @@ fn missing_munmap_shootdown_is_a_lost_write() {
     assert!(r.is_ok(), "the stale entry let the write through");
     assert_eq!(b, b'X', "another space's page was overwritten");
 }
+
+#[test]
+fn one_shootdown_per_munmap_whatever_the_regions() {
+    let w = world(64, 2);
+    let s = AddressSpace::new(w.machine.clone());
+    let base = map(&w, &s, 12, Prot::RW, MapFlags::PRIVATE);
+    // Split it into three regions and touch every page from both CPUs.
+    s.mprotect(base + 4 * PAGE, 4 * PAGE, Prot::READ).unwrap();
+    for p in 0..12 {
+        let mut b = [0u8; 1];
+        w.machine.cpu(0).read(&s, base + p * PAGE, &mut b).unwrap();
+        w.machine.cpu(1).read(&s, base + p * PAGE, &mut b).unwrap();
+    }
+    w.machine.cpu(1).write(&s, base, b"x").unwrap(); // a private frame to free
+    assert_eq!(s.regions().len(), 3);
+    let free = w.machine.pool().free_frames();
+    let before = w.machine.shootdown_stats();
+    s.munmap(base, 12 * PAGE).unwrap();
+    let after = w.machine.shootdown_stats();
+    assert_eq!(
+        after.shootdowns - before.shootdowns,
+        1,
+        "one per address space, not per region or page"
+    );
+    assert_eq!(after.ipis - before.ipis, 2, "both CPUs cached the space");
+    assert_eq!(
+        w.machine.pool().free_frames(),
+        free + 1,
+        "the private copy went back after the shootdown"
+    );
+}
