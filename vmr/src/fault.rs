@@ -17,7 +17,7 @@ use crate::error::{Access, Fault};
 use crate::pte;
 use crate::region::{MapFlags, Prot, Vmr};
 use crate::space::{AddressSpace, Regions};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -250,7 +250,7 @@ impl AddressSpace {
                 continue;
             }
             if !v.is_shared() && access == Access::Write {
-                return self.copy_on_write(v, va, page, old);
+                return self.copy_on_write(v, va, p, page, old);
             }
             debug_assert!(
                 old & pte::PRESENT == 0 || pte::frame(old) == frame,
@@ -296,7 +296,14 @@ impl AddressSpace {
     /// lock keeps a second faulter from installing its own copy meanwhile.
     /// The space's COW mutex is held while LOCK is set, so a fault that finds
     /// LOCK sleeps on the mutex instead of spinning.
-    fn copy_on_write(&self, v: &Vmr, va: u64, page: &PageRef<'_>, old: u64) -> Result<(), Fault> {
+    fn copy_on_write(
+        &self,
+        v: &Vmr,
+        va: u64,
+        p: &AtomicU64,
+        page: &PageRef<'_>,
+        old: u64,
+    ) -> Result<(), Fault> {
         let pool = self.machine().pool();
         let copy = pool.alloc().map_err(|_| Fault::OutOfMemory { va })?;
         let mut buf = [0u8; PAGE_SIZE];
@@ -307,7 +314,6 @@ impl AddressSpace {
             pte::PRESENT | pte::WRITABLE | pte::PRIVATE | pte::ACCESSED | pte::DIRTY,
         );
         let vpn = va / PAGE;
-        let p = self.core().pt.get_or_alloc(vpn);
         let _cow = self.cow.lock();
         let hidden = (old & !(pte::PRESENT | pte::WRITABLE)) | pte::LOCK;
         if p.compare_exchange(old, hidden, Ordering::SeqCst, Ordering::SeqCst)
