@@ -54,6 +54,21 @@ pub enum Error {
     },
     /// Another remover is working on this page map.
     Busy,
+    /// The page lies at or beyond the end of the file (after a truncate):
+    /// a fault there is the simulated SIGBUS.
+    BeyondEof {
+        /// Page index.
+        index: u64,
+        /// The first page beyond the end.
+        end: u64,
+    },
+    /// The backing store failed to truncate (the cache is truncated anyway).
+    Truncate {
+        /// The first page that should be gone.
+        end: u64,
+        /// What the store said.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -77,6 +92,12 @@ impl fmt::Display for Error {
                 write!(f, "frame pool capacity {requested} not in 1..={max}")
             }
             Error::Busy => write!(f, "another remover is running on this page map"),
+            Error::BeyondEof { index, end } => {
+                write!(f, "page {index} is beyond the end of the file (page {end})")
+            }
+            Error::Truncate { end, source } => {
+                write!(f, "truncating the store at page {end} failed: {source}")
+            }
         }
     }
 }
@@ -84,7 +105,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Read { source, .. } | Error::Write { source, .. } => Some(source),
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::Truncate { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -23,6 +23,7 @@ mod error;
 mod frame;
 mod map;
 pub mod radix;
+mod remove;
 mod rmap;
 mod shootdown;
 pub mod slot;
@@ -33,7 +34,8 @@ pub use error::Error;
 pub use frame::{flags, FrameId, FramePool};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use radix::Mark;
-pub use rmap::{Mapper, MappingId};
+pub use remove::{DestroyReport, InvalidateReport, RemoveReport};
+pub use rmap::{Mapper, MappingId, Victims};
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
 pub use store::{BackingStore, FileStore, MemStore, PageBuf};
 

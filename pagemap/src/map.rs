@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::frame::{flags, FrameId, FramePool};
 use crate::radix::{Locked, Mark, RadixTree};
 use crate::rmap::{Mapper, MappingId, ReverseMap};
+use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused, Slot};
 use crate::store::{BackingStore, PageBuf};
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock};
@@ -42,17 +43,22 @@ static NEXT_MAP_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32:
 /// assert_eq!(map.nr_pages(), 0);
 /// ```
 pub struct PageMap {
-    id: u32,
-    tree: RadixTree,
+    pub(crate) id: u32,
+    pub(crate) tree: RadixTree,
     /// Writer lock: tree shape, slot publication and marks.
-    lock: Mutex<()>,
-    /// One remover at a time (free-unused, removal, discarding failed loads).
-    remover: Mutex<()>,
+    pub(crate) lock: Mutex<()>,
+    /// One remover at a time (free-unused, removal, truncate, invalidate,
+    /// destroy, discarding failed loads).
+    pub(crate) remover: Mutex<()>,
     /// The mappings of this file, by file-page range (lock order: after `lock`).
-    rmap: RwLock<ReverseMap>,
-    pool: Arc<FramePool>,
-    store: Arc<dyn BackingStore>,
-    nr_pages: AtomicU64,
+    pub(crate) rmap: RwLock<ReverseMap>,
+    pub(crate) pool: Arc<FramePool>,
+    pub(crate) store: Arc<dyn BackingStore>,
+    pub(crate) nr_pages: AtomicU64,
+    /// The first page beyond the end of the file (`u64::MAX`: no end).
+    /// Changed under the writer lock; loads and inserts refuse pages from
+    /// here on.
+    pub(crate) end: AtomicU64,
 }
 
 /// A counted reference to a cached page (a slot holder). Dropping it is the put.
@@ -88,6 +94,12 @@ pub struct FreeReport {
 pub struct WritebackReport {
     /// Pages written.
     pub written: u64,
+    /// Pages whose dirty bits were harvested from page table entries.
+    pub harvested: u64,
+    /// Shootdowns issued to write-protect mapped pages (one per address space).
+    pub shootdowns: u64,
+    /// Dirty pages beyond the end of the file, dropped instead of written.
+    pub discarded: u64,
     /// Write errors: those pages stay dirty.
     pub errors: Vec<Error>,
 }
@@ -142,7 +154,37 @@ impl PageMap {
             pool,
             store,
             nr_pages: AtomicU64::new(0),
+            end: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The first page beyond the end of the file: `u64::MAX` (no end: every
+    /// page, `u64::MAX` included, can be loaded) until a
+    /// [`truncate`](Self::truncate). Loads of pages from here on fail with
+    /// [`Error::BeyondEof`].
+    #[inline]
+    pub fn end(&self) -> u64 {
+        // SeqCst: a fault installs its PTE, then reads this; truncate stores
+        // it, then reads the PTEs. One of the two sees the other.
+        self.end.load(Ordering::SeqCst)
+    }
+
+    /// Whether page `index` is at or beyond the end of the file.
+    #[inline]
+    pub fn is_beyond_end(&self, index: u64) -> bool {
+        let end = self.end();
+        index >= end && end != u64::MAX
+    }
+
+    #[inline]
+    fn check_end(&self, index: u64) -> Result<(), Error> {
+        if self.is_beyond_end(index) {
+            return Err(Error::BeyondEof {
+                index,
+                end: self.end(),
+            });
+        }
+        Ok(())
     }
 
     /// The frame pool.
@@ -196,7 +238,11 @@ impl PageMap {
     /// Takes a reference with [`Slot::get_fast`] (`allow_loading`: also a
     /// page that is not up to date yet).
     #[inline]
-    fn take(&self, index: u64, allow_loading: bool) -> Result<Option<PageRef<'_>>, Error> {
+    pub(crate) fn take(
+        &self,
+        index: u64,
+        allow_loading: bool,
+    ) -> Result<Option<PageRef<'_>>, Error> {
         let guard = epoch::pin();
         let Some(slot) = self.tree.lookup(index, &guard) else {
             return Ok(None);
@@ -254,6 +300,7 @@ impl PageMap {
     /// sleep until it finishes. A read error goes to the loader and to every
     /// waiter of that read; the page is left unlocked (a later `load` retries).
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
+        self.check_end(index)?;
         loop {
             if let Some(page) = self.take(index, true)? {
                 return self.wait_uptodate(page);
@@ -263,11 +310,13 @@ impl PageMap {
             self.pool
                 .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
             match self.insert(index, frame) {
-                Some(page) => return self.fill(page),
-                None => {
-                    // Benign race: someone inserted first. Use theirs.
+                Ok(Some(page)) => return self.fill(page),
+                inserted => {
+                    // Benign race: someone inserted first (use theirs), or
+                    // a truncate moved the end below `index`.
                     self.pool.clear_flags(frame, !0);
                     self.pool.free(frame);
+                    inserted?;
                 }
             }
         }
@@ -276,18 +325,21 @@ impl PageMap {
     /// The page at `index` if cached and up to date, else [`Error::WouldBlock`].
     /// Never sleeps (the fault handler calls it under an address-space lock).
     pub fn load_nowait(&self, index: u64) -> Result<PageRef<'_>, Error> {
+        self.check_end(index)?;
         self.find(index)?.ok_or(Error::WouldBlock { index })
     }
 
     /// Publishes `frame` (LOCKED, owner set) at `index`, holding one count.
-    /// `None` if the slot is taken.
-    fn insert(&self, index: u64, frame: FrameId) -> Option<PageRef<'_>> {
+    /// `None` if the slot is taken; `BeyondEof` if a truncate got there first
+    /// (checked under the writer lock, which truncate takes to move the end).
+    fn insert(&self, index: u64, frame: FrameId) -> Result<Option<PageRef<'_>>, Error> {
         let g = self.lock.lock();
+        self.check_end(index)?;
         let locked = Locked(&g);
         let at = self.tree.slot_for_insert(index, &locked);
         let slot = at.slot;
         if !Slot::is_vacant(slot.load()) {
-            return None;
+            return Ok(None);
         }
         let word = slot::inserted(frame.get(), true);
         // Release inside: frame owner/index/flags set before are visible to
@@ -295,7 +347,7 @@ impl PageMap {
         at.fill(word);
         self.nr_pages.fetch_add(1, Ordering::Relaxed);
         drop(g);
-        Some(self.page_ref(slot, word, index))
+        Ok(Some(self.page_ref(slot, word, index)))
     }
 
     /// Reads a page whose frame lock we hold, then unlocks it.
@@ -434,7 +486,7 @@ impl PageMap {
     /// Brings the tree's DIRTY mark in line with the page's DIRTY flag.
     /// Every clean<->dirty flag change is followed by one of these, so the
     /// last one (under the writer lock) sees the final state.
-    fn sync_dirty_mark(&self, index: u64, frame: FrameId) {
+    pub(crate) fn sync_dirty_mark(&self, index: u64, frame: FrameId) {
         let g = self.lock.lock();
         let locked = Locked(&g);
         if self.pool.flags(frame) & flags::DIRTY != 0 {
@@ -498,9 +550,14 @@ impl PageMap {
 
     // ---- writeback -----------------------------------------------------------
 
-    /// Writes back the dirty pages in `range`.
+    /// Writes back the dirty pages in `range` (msync; [`sync`](Self::sync)
+    /// for all of them; a [`Flusher`](crate::Flusher) calls it periodically).
     ///
-    /// Pages are tagged first (TOWRITE) and only tagged pages are written, so
+    /// First every mapping of the range write-protects and cleans its page
+    /// table entries ([`Mapper::clean`]), marking the pages it found dirty,
+    /// and one shootdown per address space makes that stick: a write after
+    /// it faults or sets a dirty bit again, so it is never lost. Then the
+    /// dirty pages are tagged (TOWRITE) and only tagged pages are written, so
     /// a writer that keeps dirtying pages cannot make this run forever. Each
     /// page is copied under its page lock (no torn page) and written with no
     /// lock held; a page dirtied again meanwhile stays dirty. A write error
@@ -510,6 +567,17 @@ impl PageMap {
         let Some((first, last)) = inclusive(&range) else {
             return report;
         };
+        let mappers = self.rmap.read().overlapping(first, last);
+        if !mappers.is_empty() {
+            let before = self.dirty_count(first, last);
+            let mut batch = ShootdownBatch::new(self.pool.clone());
+            for m in &mappers {
+                let (mf, ml) = m.file_pages();
+                m.clean(first.max(mf), last.min(ml), &mut batch);
+            }
+            report.shootdowns = batch.flush().shootdowns;
+            report.harvested = self.dirty_count(first, last).saturating_sub(before);
+        }
         self.tag_towrite(first, last);
         let mut from = first;
         loop {
@@ -526,8 +594,9 @@ impl PageMap {
                 Ok(Some(page)) => {
                     self.clear_mark(index, Mark::ToWrite);
                     match self.write_one(&page) {
-                        Ok(true) => report.written += 1,
-                        Ok(false) => {}
+                        Ok(Wrote::Written) => report.written += 1,
+                        Ok(Wrote::Discarded) => report.discarded += 1,
+                        Ok(Wrote::Clean) => {}
                         Err(e) => report.errors.push(e),
                     }
                 }
@@ -545,6 +614,24 @@ impl PageMap {
     /// Writes back every dirty page.
     pub fn sync(&self) -> WritebackReport {
         self.writeback(..)
+    }
+
+    /// Dirty-marked pages in `[first, last]` (for reports).
+    fn dirty_count(&self, first: u64, last: u64) -> u64 {
+        let guard = epoch::pin();
+        let mut n = 0;
+        let mut from = first;
+        while let Some((i, _)) = self.tree.next_marked(from, Mark::Dirty, &guard) {
+            if i > last {
+                break;
+            }
+            n += 1;
+            match i.checked_add(1) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        n
     }
 
     fn tag_towrite(&self, first: u64, last: u64) {
@@ -581,13 +668,14 @@ impl PageMap {
         }
     }
 
-    /// Writes one page if dirty. `Ok(false)`: it was clean.
+    /// Writes one page if dirty (beyond the end of the file, drops its data
+    /// instead: a truncate discarded it).
     ///
     /// WRITEBACK is held from the snapshot until the store has the bytes, so
     /// two write-backs of one page never overlap: otherwise an older snapshot
     /// could reach the store after a newer one and leave stale bytes behind a
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
-    fn write_one(&self, page: &PageRef<'_>) -> Result<bool, Error> {
+    pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
         let frame = page.frame;
         let mut buf: PageBuf = [0; PAGE_SIZE];
         self.pool.lock_bit(frame, flags::WRITEBACK);
@@ -595,7 +683,15 @@ impl PageMap {
         if self.pool.flags(frame) & flags::DIRTY == 0 {
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
-            return Ok(false);
+            return Ok(Wrote::Clean);
+        }
+        if self.is_beyond_end(page.index) {
+            // Never extend the file with a page a truncate cut off.
+            self.pool.clear_flags(frame, flags::DIRTY);
+            self.pool.unlock(frame);
+            self.pool.unlock_bit(frame, flags::WRITEBACK);
+            self.sync_dirty_mark(page.index, frame);
+            return Ok(Wrote::Discarded);
         }
         // Snapshot under the page lock, then clean: a write after this point
         // dirties the page again, so nothing is lost. Writers do not wait for
@@ -610,10 +706,12 @@ impl PageMap {
         }
         self.pool.unlock_bit(frame, flags::WRITEBACK);
         self.sync_dirty_mark(page.index, frame);
-        result.map(|()| true).map_err(|source| Error::Write {
-            index: page.index,
-            source,
-        })
+        result
+            .map(|()| Wrote::Written)
+            .map_err(|source| Error::Write {
+                index: page.index,
+                source,
+            })
     }
 
     // ---- free-unused ------------------------------------------------------
@@ -669,7 +767,7 @@ impl PageMap {
             }
             match self.write_marked(index, frame) {
                 Ok(Some(wrote)) => {
-                    report.written += u64::from(wrote);
+                    report.written += u64::from(wrote == Wrote::Written);
                     true
                 }
                 Ok(None) => {
@@ -683,36 +781,7 @@ impl PageMap {
             }
         });
         // Pass 3: yank what is still marked; free frames after the lock.
-        let mut freed = Vec::with_capacity(marked.len());
-        {
-            let g = self.lock.lock();
-            let locked = Locked(&g);
-            let guard = epoch::pin();
-            for (index, frame) in marked {
-                let Some(slot) = self.tree.lookup(index, &guard) else {
-                    continue;
-                };
-                let won = slot.update(|w| {
-                    if slot::frame(w) != frame.get() {
-                        return Err(Refused::Absent);
-                    }
-                    slot::yank(w)
-                });
-                if won.is_err() {
-                    report.raced += 1;
-                    continue;
-                }
-                debug_assert_eq!(
-                    self.pool.flags(frame) & flags::DIRTY,
-                    0,
-                    "yanked a dirty page"
-                );
-                let f = self.tree.remove_yanked(index, &locked);
-                debug_assert_eq!(f, frame.get());
-                self.nr_pages.fetch_sub(1, Ordering::Relaxed);
-                freed.push(frame);
-            }
-        }
+        let freed = self.yank_marked(marked, false, &mut report.raced, &mut 0);
         for frame in freed {
             self.pool.free(frame);
             report.freed += 1;
@@ -721,7 +790,7 @@ impl PageMap {
     }
 
     /// Takes back our REMOVAL mark (if a holder has not already cleared it).
-    fn unmark(&self, index: u64, frame: FrameId) {
+    pub(crate) fn unmark(&self, index: u64, frame: FrameId) {
         let guard = epoch::pin();
         if let Some(slot) = self.tree.lookup(index, &guard) {
             let _ = slot.update(|w| {
@@ -735,9 +804,9 @@ impl PageMap {
     }
 
     /// Writes back a page marked for removal and marks it again.
-    /// `Ok(Some(wrote))`: still marked (`wrote`: this call wrote it, rather
-    /// than finding it cleaned meanwhile); `Ok(None)`: someone took it.
-    fn write_marked(&self, index: u64, frame: FrameId) -> Result<Option<bool>, Error> {
+    /// `Ok(Some(wrote))`: still marked (`wrote`: what this call did: a
+    /// page may have been cleaned meanwhile); `Ok(None)`: someone took it.
+    pub(crate) fn write_marked(&self, index: u64, frame: FrameId) -> Result<Option<Wrote>, Error> {
         // Hold it for the write like any writer would; that clears REMOVAL,
         // so mark it again afterwards if nobody else came.
         let Some(page) = self.get(index, |w| {
@@ -819,7 +888,18 @@ impl PageMap {
     }
 }
 
-fn frame_of(word: u64) -> FrameId {
+/// What [`PageMap::write_one`] did with a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wrote {
+    /// It was clean: nothing to do.
+    Clean,
+    /// Written to the store.
+    Written,
+    /// Beyond the end of the file: its data dropped.
+    Discarded,
+}
+
+pub(crate) fn frame_of(word: u64) -> FrameId {
     FrameId::new(slot::frame(word)).expect("present slot has a frame")
 }
 

@@ -83,6 +83,8 @@ pub struct ShootdownBatch {
     /// Target id -> position in `pending`.
     index: HashMap<u64, usize>,
     frames: Vec<FrameId>,
+    /// Frames of other pools (private copies of a simulated machine, say).
+    foreign: Vec<(Arc<FramePool>, FrameId)>,
     total: BatchReport,
 }
 
@@ -100,6 +102,7 @@ impl ShootdownBatch {
             pending: Vec::new(),
             index: HashMap::new(),
             frames: Vec::new(),
+            foreign: Vec::new(),
             total: BatchReport::default(),
         }
     }
@@ -132,6 +135,21 @@ impl ShootdownBatch {
         self.frames.push(frame);
     }
 
+    /// Frees `frame` into `pool` (not necessarily the batch's) once the
+    /// pending shootdowns have completed.
+    pub fn defer_free_in(&mut self, pool: &Arc<FramePool>, frame: FrameId) {
+        if Arc::ptr_eq(pool, &self.pool) {
+            self.frames.push(frame);
+        } else {
+            self.foreign.push((pool.clone(), frame));
+        }
+    }
+
+    /// The pool deferred frames go back to.
+    pub fn pool(&self) -> &Arc<FramePool> {
+        &self.pool
+    }
+
     /// Address spaces waiting for a shootdown.
     pub fn targets(&self) -> usize {
         self.pending.len()
@@ -154,6 +172,10 @@ impl ShootdownBatch {
         // Only now can no CPU reach these frames.
         for f in self.frames.drain(..) {
             self.pool.free(f);
+            r.frames_freed += 1;
+        }
+        for (pool, f) in self.foreign.drain(..) {
+            pool.free(f);
             r.frames_freed += 1;
         }
         self.total.shootdowns += r.shootdowns;

@@ -32,6 +32,13 @@ pub trait BackingStore: Send + Sync {
         }
         Ok(())
     }
+
+    /// Drops every page from `end` on (a truncate). The default does nothing,
+    /// for stores that cannot shrink.
+    fn truncate(&self, end: u64) -> io::Result<()> {
+        let _ = end;
+        Ok(())
+    }
 }
 
 fn byte_offset(index: u64) -> io::Result<u64> {
@@ -125,6 +132,11 @@ impl BackingStore for MemStore {
             Some(p) => buf.copy_from_slice(&p[..]),
             None => buf.fill(0),
         }
+        Ok(())
+    }
+
+    fn truncate(&self, end: u64) -> io::Result<()> {
+        self.inner.lock().pages.retain(|&i, _| i < end);
         Ok(())
     }
 
@@ -244,6 +256,17 @@ impl BackingStore for FileStore {
 
     fn write_page(&self, index: u64, buf: &PageBuf) -> io::Result<()> {
         self.write_at(byte_offset(index)?, buf)
+    }
+
+    fn truncate(&self, end: u64) -> io::Result<()> {
+        // An end beyond 2^64 bytes drops nothing.
+        let Ok(bytes) = byte_offset(end) else {
+            return Ok(());
+        };
+        if bytes < self.len() {
+            self.set_len(bytes)?;
+        }
+        Ok(())
     }
 
     fn write_extent(&self, start: u64, pages: &[&PageBuf]) -> Result<(), (usize, io::Error)> {

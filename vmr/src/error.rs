@@ -123,6 +123,11 @@ pub enum Fault {
         /// Faulting address.
         va: u64,
     },
+    /// The page is beyond the end of the file (it was truncated): SIGBUS.
+    BeyondEof {
+        /// Faulting address.
+        va: u64,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -135,6 +140,7 @@ impl fmt::Display for Fault {
             Fault::Io { va, source } => write!(f, "I/O error faulting {va:#x}: {source}"),
             Fault::OutOfMemory { va } => write!(f, "out of frames faulting {va:#x}"),
             Fault::Livelock { va } => write!(f, "access to {va:#x} keeps faulting"),
+            Fault::BeyondEof { va } => write!(f, "{va:#x} is beyond the end of the file"),
         }
     }
 }

@@ -166,6 +166,7 @@ impl AddressSpace {
                     return r;
                 }
                 Err(pagemap::Error::WouldBlock { .. }) => {}
+                Err(pagemap::Error::BeyondEof { .. }) => return Err(Fault::BeyondEof { va }),
                 Err(source) => return Err(Fault::Io { va, source }),
             }
             // Would block: never sleep on I/O under the address-space lock.
@@ -174,9 +175,10 @@ impl AddressSpace {
             let file = v.file.clone();
             drop(regions);
             self.stats.major.fetch_add(1, Ordering::Relaxed);
-            let page = file
-                .load(index)
-                .map_err(|source| Fault::Io { va, source })?;
+            let page = file.load(index).map_err(|source| match source {
+                pagemap::Error::BeyondEof { .. } => Fault::BeyondEof { va },
+                source => Fault::Io { va, source },
+            })?;
             // The page stays cached while the region covers it.
             drop(page);
         }
@@ -188,18 +190,21 @@ impl AddressSpace {
         if p.load(Ordering::SeqCst) != 0 {
             return;
         }
-        let Ok(Some(page)) = v.file.find(v.index_of(va)) else {
+        let index = v.index_of(va);
+        if v.file.is_beyond_end(index) {
+            return;
+        }
+        let Ok(Some(page)) = v.file.find(index) else {
             return;
         };
         let flags = pte::PRESENT | Self::write_flags(v, ctx.enter_prot);
-        if p.compare_exchange(
-            0,
-            pte::make(page.frame().get(), flags),
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        )
-        .is_ok()
+        let new = pte::make(page.frame().get(), flags);
+        if p.compare_exchange(0, new, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
         {
+            if self.undo_beyond_end(v, va, p, new).is_err() {
+                return;
+            }
             self.stats.neighbours.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -245,7 +250,7 @@ impl AddressSpace {
                 if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
                 {
-                    return Ok(());
+                    return self.undo_beyond_end(v, va, p, new);
                 }
                 continue;
             }
@@ -280,9 +285,38 @@ impl AddressSpace {
             if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                return Ok(());
+                return self.undo_beyond_end(v, va, p, new);
             }
         }
+    }
+
+    /// After installing `installed` at `va`: if a truncate has meanwhile cut
+    /// the file below this page, takes the entry back (unless the truncate's
+    /// zap already did) and reports SIGBUS. The entry was written (SeqCst)
+    /// before the end is read (SeqCst), and truncate moves the end before it
+    /// reads the entries: one of the two sees the other, so no entry beyond
+    /// the end survives a truncate.
+    fn undo_beyond_end(
+        &self,
+        v: &Vmr,
+        va: u64,
+        p: &AtomicU64,
+        installed: u64,
+    ) -> Result<(), Fault> {
+        if !v.file.is_beyond_end(v.index_of(va)) {
+            return Ok(());
+        }
+        if p.compare_exchange(installed, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            let vpn = va / PAGE;
+            self.core().shootdown(vpn, vpn);
+            if installed & pte::PRIVATE != 0 {
+                let frame = pagemap::FrameId::new(pte::frame(installed)).expect("private frame");
+                self.machine().pool().free(frame);
+            }
+        }
+        Err(Fault::BeyondEof { va })
     }
 
     /// A write to a private mapping of a cached page: copy it into a frame of
@@ -331,6 +365,6 @@ impl AddressSpace {
         p.store(new, Ordering::SeqCst);
         self.stats.cow.fetch_add(1, Ordering::Relaxed);
         debug_assert!(!v.is_shared());
-        Ok(())
+        self.undo_beyond_end(v, va, p, new)
     }
 }

@@ -28,6 +28,7 @@ pub mod pte;
 mod region;
 mod space;
 mod sync;
+mod unmap;
 
 pub use error::{Access, Fault, VmError};
 pub use fault::{CheckError, FaultCtx};

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use pagemap::{Mapper, PageMap, PAGE_SIZE};
+use pagemap::{PageMap, PAGE_SIZE};
 
 use crate::space::MmCore;
 
@@ -170,16 +170,6 @@ impl Vmr {
             file: self.file.clone(),
             mm: self.mm.clone(),
         }
-    }
-}
-
-impl Mapper for Vmr {
-    fn file_pages(&self) -> (u64, u64) {
-        (self.pgoff, self.pgoff + (self.pages() - 1))
-    }
-
-    fn is_pinned(&self) -> bool {
-        self.flags.contains(MapFlags::LOCKED)
     }
 }
 

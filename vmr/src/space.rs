@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
 
-use pagemap::{FlushTarget, FrameId, MappingId, PageMap, ShootdownBatch, PAGE_SIZE};
+use pagemap::{
+    FlushTarget, FrameId, MappingId, PageMap, PageRef, ShootdownBatch, WritebackReport, PAGE_SIZE,
+};
 
 use crate::error::{Access, VmError};
 use crate::lazy::{self, PteOp};
@@ -189,8 +191,17 @@ pub struct AddressSpace {
 /// A page table entry taken away by an unmap, to settle after the shootdown.
 struct Unmapped {
     vmr: Arc<Vmr>,
+    tag: usize,
     vpn: u64,
     old: u64,
+}
+
+/// A shared page held while an unmap takes its entry's dirty bit: without
+/// the reference a remover could free the page before the bit reaches it.
+struct Hold<'v> {
+    tag: usize,
+    vpn: u64,
+    page: PageRef<'v>,
 }
 
 impl AddressSpace {
@@ -375,6 +386,39 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Writes back the shared file pages shown in `[addr, addr + len)`, which
+    /// must be mapped (msync with MS_SYNC): for each file, every mapping of
+    /// those pages (in any address space) is write-protected and cleaned,
+    /// one shootdown per address space, then the dirty pages are written.
+    /// The address-space lock is not held across the I/O. Private mappings
+    /// have nothing to write. Write errors are in the report (those pages
+    /// stay dirty).
+    pub fn msync(&self, addr: u64, len: u64) -> Result<WritebackReport, VmError> {
+        let end = Self::check_range(addr, len)?;
+        let mut files = Vec::new();
+        {
+            let regions = self.regions.read();
+            Self::require_mapped(&regions, addr, end)?;
+            for base in regions.overlapping(addr, end) {
+                let v = &regions.map[&base].vmr;
+                if v.is_shared() {
+                    let (lo, hi) = (addr.max(v.base), end.min(v.end));
+                    files.push((v.file.clone(), v.index_of(lo), v.index_of(hi - PAGE)));
+                }
+            }
+        }
+        let mut report = WritebackReport::default();
+        for (file, first, last) in files {
+            let r = file.writeback(first..=last);
+            report.written += r.written;
+            report.harvested += r.harvested;
+            report.shootdowns += r.shootdowns;
+            report.discarded += r.discarded;
+            report.errors.extend(r.errors);
+        }
+        Ok(report)
+    }
+
     /// Changes the protection of `[addr, addr + len)`, which must be mapped.
     pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), VmError> {
         let end = Self::check_range(addr, len)?;
@@ -421,10 +465,8 @@ impl AddressSpace {
         if bases.is_empty() {
             return;
         }
+        // (old region, first and last address changed, its new prot)
         let mut olds = Vec::with_capacity(bases.len());
-        // PTE changes are batched in a lazy MMU section and applied at its
-        // end (or at the caller's flush, if this one is nested).
-        lazy::lazy_mmu_mode_enable();
         for base in bases {
             let old = regions
                 .map
@@ -448,18 +490,24 @@ impl AddressSpace {
                 let id = v.file.add_mapping(p.clone());
                 regions.map.insert(p.base, Region { vmr: p, id });
             }
-            // PTE changes for the inner part.
-            let new_prot = inner.map(|(p, _)| p);
-            self.take_ptes(lo, hi, unmap, new_prot, olds.len());
-            olds.push(old);
+            olds.push((old, lo, hi, inner.map(|(p, _)| p)));
         }
         regions.generation += 1;
+        // PTE changes are batched in a lazy MMU section and applied at its
+        // end (or at the caller's flush, if this one is nested). Pages whose
+        // dirty bit we may take are held until it is in the page cache.
+        let mut holds: Vec<Hold<'_>> = Vec::new();
+        lazy::lazy_mmu_mode_enable();
+        for (tag, (old, lo, hi, prot)) in olds.iter().enumerate() {
+            self.take_ptes(&old.vmr, *lo, *hi, unmap, *prot, tag, &mut holds);
+        }
         lazy::lazy_mmu_mode_disable();
         let taken: Vec<Unmapped> = lazy::take_applied()
             .into_iter()
             .filter(|&(_, _, old)| old != 0)
             .map(|(tag, vpn, old)| Unmapped {
-                vmr: olds[tag].vmr.clone(),
+                vmr: olds[tag].0.vmr.clone(),
+                tag,
                 vpn,
                 old,
             })
@@ -477,16 +525,28 @@ impl AddressSpace {
             }
         }
         batch.flush();
-        self.settle(taken);
-        for old in olds {
+        self.settle(taken, &holds);
+        drop(holds);
+        for (old, ..) in olds {
             old.vmr.file.remove_mapping(old.id);
         }
     }
 
-    /// Queues the PTE changes of `[lo, hi)` (clear them for `unmap`, or
-    /// remove write, and presence for NONE, as `prot` asks) in the caller's
-    /// lazy MMU section; `tag` names `v` in the caller's list.
-    fn take_ptes(&self, lo: u64, hi: u64, unmap: bool, prot: Option<Prot>, tag: usize) {
+    /// Queues the PTE changes of `[lo, hi)` of `v` (clear them for `unmap`,
+    /// or remove write, and presence for NONE, as `prot` asks) in the
+    /// caller's lazy MMU section; `tag` names `v` in the caller's list. A
+    /// shared page whose entry may carry a dirty bit is held in `holds`.
+    #[allow(clippy::too_many_arguments)]
+    fn take_ptes<'v>(
+        &self,
+        v: &'v Vmr,
+        lo: u64,
+        hi: u64,
+        unmap: bool,
+        prot: Option<Prot>,
+        tag: usize,
+        holds: &mut Vec<Hold<'v>>,
+    ) {
         let (keep_write, keep_read) = match prot {
             Some(p) if !unmap => (p.contains(Prot::WRITE), p != Prot::NONE),
             _ => (false, false),
@@ -503,7 +563,26 @@ impl AddressSpace {
         };
         self.core
             .pt
-            .for_each(lo / PAGE, (hi - 1) / PAGE, &mut |vpn, _| {
+            .for_each(lo / PAGE, (hi - 1) / PAGE, &mut |vpn, p| {
+                let old = p.load(Ordering::SeqCst);
+                // The AS write lock keeps faults out, so an entry neither
+                // writable nor dirty now cannot become dirty before our op.
+                if v.is_shared()
+                    && old & pte::PRIVATE == 0
+                    && old & (pte::WRITABLE | pte::DIRTY) != 0
+                {
+                    let index = v.index_of(vpn * PAGE);
+                    let page = loop {
+                        match v.file.find(index) {
+                            Ok(page) => break page,
+                            Err(_) => crate::sync::spin_hint(), // every count taken
+                        }
+                    };
+                    // (None or another frame: a remover reaped the entry.)
+                    if let Some(page) = page.filter(|p| p.frame().get() == pte::frame(old)) {
+                        holds.push(Hold { tag, vpn, page });
+                    }
+                }
                 lazy::queue(&self.core, vpn, op, tag);
             });
     }
@@ -518,28 +597,20 @@ impl AddressSpace {
         )
     }
 
-    /// After the shootdown: dirty bits of shared pages go to the page cache.
-    fn settle(&self, taken: Vec<Unmapped>) {
+    /// After the shootdown: dirty bits of shared pages go to the page cache,
+    /// through the references `take_ptes` took (in `(tag, vpn)` order).
+    fn settle(&self, taken: Vec<Unmapped>, holds: &[Hold<'_>]) {
         for t in taken {
-            let frame = pte::frame(t.old);
-            if t.old & pte::PRIVATE != 0 {
-                continue; // freed by the shootdown batch, if it left its PTE
+            if t.old & pte::PRIVATE != 0 || t.old & pte::DIRTY == 0 {
+                continue; // private: freed by the shootdown batch if it left its PTE
             }
-            if t.old & pte::DIRTY != 0 {
-                let index = t.vmr.index_of(t.vpn * PAGE);
-                // The page is covered by the region (still in the reverse
-                // map), so it has not been freed: it is found and kept dirty.
-                let page = loop {
-                    match t.vmr.file.find(index) {
-                        Ok(page) => break page,
-                        // Every count taken: wait for a holder to let go.
-                        Err(_) => crate::sync::spin_hint(),
-                    }
-                };
-                match page {
-                    Some(p) if p.frame().get() == frame => p.mark_dirty(),
-                    _ => panic!("dirty mapped page {index} left the cache while mapped"),
-                }
+            let at = holds.binary_search_by_key(&(t.tag, t.vpn), |h| (h.tag, h.vpn));
+            match at.ok().map(|i| &holds[i].page) {
+                Some(page) if page.frame().get() == pte::frame(t.old) => page.mark_dirty(),
+                _ => panic!(
+                    "dirty bit of page {} taken without holding the page",
+                    t.vmr.index_of(t.vpn * PAGE)
+                ),
             }
         }
     }

@@ -1,0 +1,212 @@
+//! A VM region's side of the page map's removal, writeback and truncate
+//! protocols ([`pagemap::Mapper`]): page table entries made not present,
+//! reaped, cleaned or zapped, in lazy MMU sections, with the address space
+//! added to the caller's shootdown batch.
+//!
+//! Every entry change is one CAS that re-checks the frame, so a concurrent
+//! fault, munmap or copy-on-write fault wins or loses cleanly; an entry with
+//! `pte::LOCK` belongs to a copy-on-write fault in flight and is left to it.
+
+use pagemap::{Mapper, PageRef, ShootdownBatch, Victims, PAGE_SIZE};
+
+use crate::lazy::{self, PteOp};
+use crate::pte;
+use crate::region::{MapFlags, Prot, Vmr};
+use crate::sync::Ordering;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+/// Pass 2: a present shared entry of the victim frame `frame` loses PRESENT
+/// (frame, dirty and accessed bits stay: a fault rebuilds the entry).
+fn revoke_pte(old: u64, frame: u64) -> Option<u64> {
+    let ours = u64::from(pte::frame(old)) == frame
+        && old & pte::PRESENT != 0
+        && old & (pte::LOCK | pte::PRIVATE) == 0;
+    ours.then_some(old & !pte::PRESENT)
+}
+
+/// Pass 4: a not-present entry of the victim frame goes (a fault that made
+/// it present again holds the page; a locked one is a copy-on-write's).
+fn reap_pte(old: u64, frame: u64) -> Option<u64> {
+    let ours =
+        u64::from(pte::frame(old)) == frame && old & (pte::PRESENT | pte::LOCK | pte::PRIVATE) == 0;
+    ours.then_some(0)
+}
+
+/// Writeback: an entry of `frame` that allows writing or is dirty becomes
+/// read-only and clean.
+fn clean_pte(old: u64, frame: u64) -> Option<u64> {
+    let ours = u64::from(pte::frame(old)) == frame
+        && old & (pte::WRITABLE | pte::DIRTY) != 0
+        && old & (pte::LOCK | pte::PRIVATE) == 0;
+    ours.then_some(old & !(pte::WRITABLE | pte::DIRTY))
+}
+
+/// Truncate: any entry goes, private copies included; a copy-on-write in
+/// flight re-checks the end of the file itself after publishing.
+fn zap_pte(old: u64, _: u64) -> Option<u64> {
+    (old != 0 && old & pte::LOCK == 0).then_some(0)
+}
+
+impl Vmr {
+    /// Runs `queue` in a lazy MMU section and returns what it applied:
+    /// `(tag, vpn, old entry)`.
+    fn batched(&self, queue: impl FnOnce()) -> Vec<(usize, u64, u64)> {
+        lazy::lazy_mmu_mode_enable();
+        queue();
+        lazy::lazy_mmu_mode_disable();
+        lazy::take_applied()
+    }
+
+    /// Adds this space to `batch` over the pages `applied` changed.
+    fn add_to_batch(&self, applied: &[(usize, u64, u64)], batch: &mut ShootdownBatch) {
+        let lo = applied.iter().map(|a| a.1).min();
+        let hi = applied.iter().map(|a| a.1).max();
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            batch.add(self.mm.clone(), lo, hi);
+        }
+    }
+
+    /// Virtual pages showing file pages `[first, last]` (within the region).
+    fn vpns(&self, first: u64, last: u64) -> (u64, u64) {
+        (self.va_of(first) / PAGE, self.va_of(last) / PAGE)
+    }
+
+    /// Queues `f(frame)` for every victim of ours whose entry maps its frame.
+    fn queue_victims(&self, victims: &Victims, f: fn(u64, u64) -> Option<u64>) {
+        let (first, last) = self.file_pages();
+        for &(index, frame) in victims.within(first, last) {
+            let vpn = self.va_of(index) / PAGE;
+            let Some(p) = self.mm.pt.get(vpn) else {
+                continue;
+            };
+            if pte::frame(p.load(Ordering::SeqCst)) == frame.get() {
+                lazy::queue(&self.mm, vpn, PteOp::Update(f, u64::from(frame.get())), 0);
+            }
+        }
+    }
+}
+
+impl Mapper for Vmr {
+    fn file_pages(&self) -> (u64, u64) {
+        (self.pgoff, self.pgoff + (self.pages() - 1))
+    }
+
+    fn is_pinned(&self) -> bool {
+        self.flags.contains(MapFlags::LOCKED)
+    }
+
+    fn revoke(&self, victims: &Victims, batch: &mut ShootdownBatch) {
+        let applied = self.batched(|| self.queue_victims(victims, revoke_pte));
+        self.add_to_batch(&applied, batch);
+    }
+
+    fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64)) {
+        // No shootdown: these entries have been not present since pass 2,
+        // and pass 3 flushed every translation made before.
+        for (_, vpn, old) in self.batched(|| self.queue_victims(victims, reap_pte)) {
+            if old & pte::DIRTY != 0 {
+                dirty(self.index_of(vpn * PAGE));
+            }
+        }
+    }
+
+    fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch) {
+        if !self.is_shared() || !self.prot.contains(Prot::WRITE) {
+            return; // its entries are never writable
+        }
+        let (lo, hi) = self.vpns(first, last);
+        // Hold each page whose dirty bit we may take until it is marked
+        // dirty, so that no remover frees it in between.
+        let mut holds: Vec<PageRef<'_>> = Vec::new();
+        let applied = self.batched(|| {
+            self.mm.pt.for_each(lo, hi, &mut |vpn, p| {
+                let v = p.load(Ordering::SeqCst);
+                if clean_pte(v, u64::from(pte::frame(v))).is_none() {
+                    return;
+                }
+                let index = self.index_of(vpn * PAGE);
+                let page = loop {
+                    match self.file.find(index) {
+                        Ok(page) => break page,
+                        Err(_) => crate::sync::spin_hint(), // every count taken
+                    }
+                };
+                let Some(page) = page.filter(|p| p.frame().get() == pte::frame(v)) else {
+                    return; // reaped meanwhile: nothing to clean
+                };
+                let tag = holds.len();
+                holds.push(page);
+                let op = PteOp::Update(clean_pte, u64::from(pte::frame(v)));
+                lazy::queue(&self.mm, vpn, op, tag);
+            });
+        });
+        for &(tag, _, old) in &applied {
+            if old & pte::DIRTY != 0 {
+                holds[tag].mark_dirty();
+            }
+        }
+        self.add_to_batch(&applied, batch);
+    }
+
+    fn zap(&self, first: u64, last: u64, batch: &mut ShootdownBatch) {
+        let (lo, hi) = self.vpns(first, last);
+        let applied = self.batched(|| {
+            self.mm.pt.for_each(lo, hi, &mut |vpn, p| {
+                if p.load(Ordering::SeqCst) != 0 {
+                    lazy::queue(&self.mm, vpn, PteOp::Update(zap_pte, 0), 0);
+                }
+            });
+        });
+        let pool = self.mm.machine.pool();
+        for &(_, _, old) in &applied {
+            if old & pte::PRIVATE != 0 {
+                // A private copy-on-write copy: nobody else maps it.
+                let frame =
+                    pagemap::FrameId::new(pte::frame(old)).expect("private PTE has a frame");
+                batch.defer_free_in(pool, frame);
+            }
+        }
+        self.add_to_batch(&applied, batch);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_transitions() {
+        let f = 7u32;
+        let shared = pte::make(f, pte::PRESENT | pte::WRITABLE | pte::DIRTY);
+        let hidden = revoke_pte(shared, 7).unwrap();
+        assert_eq!(hidden & pte::PRESENT, 0);
+        assert_eq!(
+            hidden & pte::DIRTY,
+            pte::DIRTY,
+            "dirty bit kept for the reap"
+        );
+        assert_eq!(revoke_pte(shared, 8), None, "other frame");
+        assert_eq!(revoke_pte(hidden, 7), None, "already not present");
+        assert_eq!(reap_pte(hidden, 7), Some(0));
+        assert_eq!(reap_pte(shared, 7), None, "a fault made it present again");
+        assert_eq!(
+            reap_pte(hidden | pte::LOCK, 7),
+            None,
+            "copy-on-write in flight"
+        );
+        let private = pte::make(f, pte::PRESENT | pte::WRITABLE | pte::PRIVATE);
+        assert_eq!(
+            revoke_pte(private, 7),
+            None,
+            "a private copy is not the page"
+        );
+        let clean = clean_pte(shared, 7).unwrap();
+        assert_eq!(clean & (pte::WRITABLE | pte::DIRTY), 0);
+        assert_eq!(clean & pte::PRESENT, pte::PRESENT);
+        assert_eq!(clean_pte(clean, 7), None);
+        assert_eq!(zap_pte(private, 0), Some(0));
+        assert_eq!(zap_pte(hidden | pte::LOCK, 0), None);
+        assert_eq!(zap_pte(0, 0), None);
+    }
+}
