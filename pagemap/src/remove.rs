@@ -96,9 +96,22 @@ pub struct DestroyReport {
     pub errors: Vec<Error>,
 }
 
+/// How a removal batches its TLB shootdowns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Batching {
+    /// One acknowledged shootdown per address space mapping the range,
+    /// whatever the number of pages or mappings: the protocol.
+    #[default]
+    PerSpace,
+    /// One shootdown per page per mapping, as a remover without batching
+    /// would issue: a baseline for benchmarks and tests.
+    PerPage,
+}
+
 /// How a removal treats pinned mappings and dirty pages.
 #[derive(Clone, Copy, Debug)]
 struct Policy {
+    batching: Batching,
     /// Leave the pages of pinned mappings alone (removal), or not (truncate:
     /// as in Linux, truncation unmaps mlocked pages too).
     skip_pinned: bool,
@@ -133,6 +146,16 @@ impl PageMap {
         };
         let _remover = self.remover.lock();
         self.remove_locked(first, last, REMOVE)
+    }
+
+    /// [`remove`](Self::remove) with the given shootdown [`Batching`] (the
+    /// per-page strategy is a baseline to measure the protocol against).
+    pub fn remove_with(&self, range: impl RangeBounds<u64>, batching: Batching) -> RemoveReport {
+        let Some((first, last)) = inclusive(&range) else {
+            return RemoveReport::default();
+        };
+        let _remover = self.remover.lock();
+        self.remove_locked(first, last, Policy { batching, ..REMOVE })
     }
 
     /// [`remove`](Self::remove), or [`Error::Busy`] at once if another
@@ -310,6 +333,7 @@ impl PageMap {
             shootdowns = batch.flush().shootdowns;
         }
         let policy = Policy {
+            batching: Batching::PerSpace,
             skip_pinned: false,
             discard: true,
         };
@@ -349,7 +373,10 @@ impl PageMap {
         }
         if !mappers.is_empty() {
             // Pass 2: entries not present, address spaces into one batch.
-            let mut batch = ShootdownBatch::new(self.pool.clone());
+            let mut batch = match policy.batching {
+                Batching::PerSpace => ShootdownBatch::new(self.pool.clone()),
+                Batching::PerPage => ShootdownBatch::unbatched(self.pool.clone()),
+            };
             for m in &mappers {
                 m.revoke(&victims, &mut batch);
             }
@@ -508,6 +535,7 @@ impl PageMap {
 }
 
 const REMOVE: Policy = Policy {
+    batching: Batching::PerSpace,
     skip_pinned: true,
     discard: false,
 };

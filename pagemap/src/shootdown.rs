@@ -79,6 +79,10 @@ pub struct BatchReport {
 pub struct ShootdownBatch {
     pool: Arc<FramePool>,
     ceiling: u64,
+    /// The unbatched baseline: every page of every `add` flushed at once.
+    per_page: bool,
+    /// Per-page shootdowns issued since the last `flush` report.
+    unreported: u64,
     pending: Vec<Pending>,
     /// Target id -> position in `pending`.
     index: HashMap<u64, usize>,
@@ -99,6 +103,8 @@ impl ShootdownBatch {
         Self {
             pool,
             ceiling,
+            per_page: false,
+            unreported: 0,
             pending: Vec::new(),
             index: HashMap::new(),
             frames: Vec::new(),
@@ -107,9 +113,27 @@ impl ShootdownBatch {
         }
     }
 
+    /// The naive strategy, as a baseline for benchmarks and tests: no
+    /// batching at all. Every [`add`](Self::add) flushes each of its pages
+    /// at once, one shootdown per page per mapping (frames are still freed
+    /// only at [`flush`](Self::flush)).
+    pub fn unbatched(pool: Arc<FramePool>) -> Self {
+        let mut batch = Self::new(pool);
+        batch.per_page = true;
+        batch
+    }
+
     /// Records that pages `first..=last` of `target` changed.
     pub fn add(&mut self, target: Arc<dyn FlushTarget>, first: u64, last: u64) {
         assert!(first <= last, "empty page range {first}..={last}");
+        if self.per_page {
+            for page in first..=last {
+                target.flush(Some((page, page)));
+                self.unreported += 1;
+                self.total.pages += 1;
+            }
+            return;
+        }
         let pages = (last - first).saturating_add(1);
         match self.index.get(&target.id()) {
             Some(&i) => {
@@ -159,6 +183,10 @@ impl ShootdownBatch {
     /// frees the deferred frames. The batch is empty and reusable after.
     pub fn flush(&mut self) -> BatchReport {
         let mut r = BatchReport::default();
+        if self.per_page {
+            // The shootdowns happened in `add`; report them here once.
+            r.shootdowns = std::mem::take(&mut self.unreported);
+        }
         for p in self.pending.drain(..) {
             let hull = (p.last - p.first).saturating_add(1);
             let full = p.pages > self.ceiling || hull > self.ceiling;
