@@ -34,7 +34,7 @@ pub use error::Error;
 pub use frame::{flags, FrameId, FramePool};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use radix::Mark;
-pub use remove::{Batching, DestroyReport, InvalidateReport, RemoveReport};
+pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::{Mapper, MappingId, Victims};
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
 pub use store::{BackingStore, FileStore, MemStore, PageBuf};

@@ -365,68 +365,22 @@ impl PageMap {
 
     /// The removal passes over `[first, last]`; the caller is the remover.
     fn remove_locked(&self, first: u64, last: u64, policy: Policy) -> RemoveReport {
-        let mut report = RemoveReport::default();
-        // Pass 1: mark, and snapshot the mappings.
-        let (victims, mappers) = self.mark(first, last, policy, &mut report);
-        if victims.is_empty() {
-            return report;
+        let mut r = Steps::new(self, first, last, policy);
+        while r.step() != Pass::Done {}
+        r.report
+    }
+
+    /// Starts a removal of `range` that runs one pass per
+    /// [`Removal::step`], so that a test, a model or a deterministic fuzzer
+    /// can act between the passes. Holds the remover lock until dropped
+    /// (dropping it early finishes the remaining passes).
+    pub fn begin_remove(&self, range: impl RangeBounds<u64>, batching: Batching) -> Removal<'_> {
+        let remover = self.remover.lock();
+        let (first, last) = inclusive(&range).unwrap_or((1, 0));
+        Removal {
+            steps: Steps::new(self, first, last, Policy { batching, ..REMOVE }),
+            _remover: remover,
         }
-        if !mappers.is_empty() {
-            // Pass 2: entries not present, address spaces into one batch.
-            let mut batch = match policy.batching {
-                Batching::PerSpace => ShootdownBatch::new(self.pool.clone()),
-                Batching::PerPage => ShootdownBatch::unbatched(self.pool.clone()),
-            };
-            for m in &mappers {
-                m.revoke(&victims, &mut batch);
-            }
-            // Pass 3: one acknowledged shootdown per address space.
-            report.shootdowns += batch.flush().shootdowns;
-            // Pass 4: harvest dirty bits and clear the entries.
-            let mut dirty = Vec::new();
-            for m in &mappers {
-                m.reap(&victims, &mut |index| dirty.push(index));
-            }
-            for index in dirty {
-                let frame = victims
-                    .frame_at(index)
-                    .expect("a mapper reaped a page that is not a victim");
-                // We own the page (marked, or kept by whoever took it), and
-                // only a remover frees pages: the frame is still this page.
-                self.pool.set_flags(frame, flags::DIRTY);
-                self.sync_dirty_mark(index, frame);
-            }
-        }
-        // Pass 5: write back dirty pages, no map lock held. (Discarding
-        // removals drop the data in pass 6, once nobody can reach the page.)
-        let mut marked = Vec::with_capacity(victims.len());
-        for &(index, frame) in victims.pages() {
-            if policy.discard || self.pool.flags(frame) & flags::DIRTY == 0 {
-                marked.push((index, frame));
-                continue;
-            }
-            match self.write_marked(index, frame) {
-                Ok(Some(wrote)) => {
-                    report.written += u64::from(wrote == Wrote::Written);
-                    report.discarded += u64::from(wrote == Wrote::Discarded);
-                    marked.push((index, frame));
-                }
-                Ok(None) => report.raced += 1,
-                Err(e) => report.errors.push(e),
-            }
-        }
-        // Pass 6: yank what is still marked; free after the writer lock.
-        let freed = self.yank_marked(
-            marked,
-            policy.discard,
-            &mut report.raced,
-            &mut report.discarded,
-        );
-        report.removed = freed.len() as u64;
-        for frame in freed {
-            self.pool.free(frame);
-        }
-        report
     }
 
     /// Pass 1: marks the unreferenced pages of `[first, last]` REMOVAL
@@ -531,6 +485,203 @@ impl PageMap {
                 None => break,
             }
         }
+    }
+}
+
+/// The passes of a removal, in order; [`Removal::step`] runs the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pass {
+    /// Nothing done yet.
+    Start,
+    /// 1: unreferenced pages marked REMOVAL, mappings snapshotted.
+    Marked,
+    /// 2: their entries made not present in every mapping.
+    Revoked,
+    /// 3: one shootdown per address space issued and acknowledged.
+    ShotDown,
+    /// 4: entries cleared, dirty bits handed to the pages.
+    Reaped,
+    /// 5: dirty pages written back.
+    WrittenBack,
+    /// 6: what was still marked yanked and freed.
+    Done,
+}
+
+/// A removal in progress, one pass per [`step`](Self::step); see
+/// [`PageMap::begin_remove`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use pagemap::{Batching, FramePool, MemStore, PageMap, Pass};
+///
+/// let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), Arc::new(MemStore::new()));
+/// drop(map.load(1).unwrap());
+/// drop(map.load(2).unwrap());
+/// let mut removal = map.begin_remove(0..4, Batching::PerSpace);
+/// assert_eq!(removal.step(), Pass::Marked);
+/// drop(map.find(2).unwrap()); // a lookup during the removal keeps page 2
+/// let report = removal.finish();
+/// assert_eq!((report.removed, report.raced), (1, 1));
+/// assert_eq!(map.cached_indices(..), vec![2]);
+/// ```
+pub struct Removal<'a> {
+    steps: Steps<'a>,
+    _remover: MutexGuard<'a, ()>,
+}
+
+impl Removal<'_> {
+    /// The last pass run.
+    pub fn pass(&self) -> Pass {
+        self.steps.pass
+    }
+
+    /// Runs the next pass and returns it (`Done` once finished).
+    pub fn step(&mut self) -> Pass {
+        self.steps.step()
+    }
+
+    /// The pages marked in pass 1 (empty before it).
+    pub fn victims(&self) -> &Victims {
+        &self.steps.victims
+    }
+
+    /// Runs the remaining passes and returns the report.
+    pub fn finish(mut self) -> RemoveReport {
+        while self.steps.step() != Pass::Done {}
+        std::mem::take(&mut self.steps.report)
+    }
+}
+
+impl Drop for Removal<'_> {
+    fn drop(&mut self) {
+        // Never leave pages marked and entries revoked behind.
+        while self.steps.step() != Pass::Done {}
+    }
+}
+
+/// The state of a removal between passes.
+struct Steps<'a> {
+    map: &'a PageMap,
+    first: u64,
+    last: u64,
+    policy: Policy,
+    pass: Pass,
+    victims: Victims,
+    mappers: Vec<Arc<dyn Mapper>>,
+    batch: Option<ShootdownBatch>,
+    /// Victims still marked after pass 5.
+    marked: Vec<(u64, FrameId)>,
+    report: RemoveReport,
+}
+
+impl<'a> Steps<'a> {
+    fn new(map: &'a PageMap, first: u64, last: u64, policy: Policy) -> Self {
+        Self {
+            map,
+            first,
+            last,
+            policy,
+            pass: Pass::Start,
+            victims: Victims::default(),
+            mappers: Vec::new(),
+            batch: None,
+            marked: Vec::new(),
+            report: RemoveReport::default(),
+        }
+    }
+
+    fn step(&mut self) -> Pass {
+        let map = self.map;
+        self.pass = match self.pass {
+            Pass::Start => {
+                // Pass 1: mark, and snapshot the mappings.
+                if self.first <= self.last {
+                    let (v, m) = map.mark(self.first, self.last, self.policy, &mut self.report);
+                    self.victims = v;
+                    self.mappers = m;
+                }
+                Pass::Marked
+            }
+            Pass::Marked => {
+                // Pass 2: entries not present, address spaces into one batch.
+                let mut batch = match self.policy.batching {
+                    Batching::PerSpace => ShootdownBatch::new(map.pool.clone()),
+                    Batching::PerPage => ShootdownBatch::unbatched(map.pool.clone()),
+                };
+                if !self.victims.is_empty() {
+                    for m in &self.mappers {
+                        m.revoke(&self.victims, &mut batch);
+                    }
+                }
+                self.batch = Some(batch);
+                Pass::Revoked
+            }
+            Pass::Revoked => {
+                // Pass 3: one acknowledged shootdown per address space.
+                if let Some(mut batch) = self.batch.take() {
+                    self.report.shootdowns += batch.flush().shootdowns;
+                }
+                Pass::ShotDown
+            }
+            Pass::ShotDown => {
+                // Pass 4: harvest dirty bits and clear the entries.
+                let mut dirty = Vec::new();
+                if !self.victims.is_empty() {
+                    for m in &self.mappers {
+                        m.reap(&self.victims, &mut |index| dirty.push(index));
+                    }
+                }
+                for index in dirty {
+                    let frame = self
+                        .victims
+                        .frame_at(index)
+                        .expect("a mapper reaped a page that is not a victim");
+                    // We own the page (marked, or kept by whoever took it),
+                    // and only a remover frees pages: the frame is this page's.
+                    map.pool.set_flags(frame, flags::DIRTY);
+                    map.sync_dirty_mark(index, frame);
+                }
+                Pass::Reaped
+            }
+            Pass::Reaped => {
+                // Pass 5: write back dirty pages, no map lock held.
+                // (Discarding removals drop the data in pass 6, once nobody
+                // can reach the page.)
+                let report = &mut self.report;
+                for &(index, frame) in self.victims.pages() {
+                    if self.policy.discard || map.pool.flags(frame) & flags::DIRTY == 0 {
+                        self.marked.push((index, frame));
+                        continue;
+                    }
+                    match map.write_marked(index, frame) {
+                        Ok(Some(wrote)) => {
+                            report.written += u64::from(wrote == Wrote::Written);
+                            report.discarded += u64::from(wrote == Wrote::Discarded);
+                            self.marked.push((index, frame));
+                        }
+                        Ok(None) => report.raced += 1,
+                        Err(e) => report.errors.push(e),
+                    }
+                }
+                Pass::WrittenBack
+            }
+            Pass::WrittenBack => {
+                // Pass 6: yank what is still marked; free after the writer lock.
+                let freed = map.yank_marked(
+                    std::mem::take(&mut self.marked),
+                    self.policy.discard,
+                    &mut self.report.raced,
+                    &mut self.report.discarded,
+                );
+                self.report.removed = freed.len() as u64;
+                for frame in freed {
+                    map.pool.free(frame);
+                }
+                Pass::Done
+            }
+            Pass::Done => Pass::Done,
+        };
+        self.pass
     }
 }
 
