@@ -20,6 +20,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+#[cfg(not(loom))]
+mod flusher;
 mod frame;
 mod map;
 pub mod radix;
@@ -31,6 +33,8 @@ mod store;
 pub mod sync;
 
 pub use error::Error;
+#[cfg(not(loom))]
+pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use radix::Mark;
