@@ -11,6 +11,7 @@
 //! and shared by every benchmark that needs them.
 
 pub mod fault;
+pub mod removal;
 
 use std::collections::HashMap;
 use std::hint::black_box;
