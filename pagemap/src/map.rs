@@ -803,45 +803,41 @@ impl PageMap {
         }
     }
 
-    /// Writes back a page marked for removal and marks it again.
+    /// Writes back a page marked for removal, keeping the mark.
     /// `Ok(Some(wrote))`: still marked (`wrote`: what this call did: a
     /// page may have been cleaned meanwhile); `Ok(None)`: someone took it.
+    ///
+    /// The remover holds the page for the write with a count that leaves
+    /// REMOVAL set ([`slot::get_marked`]), so any other lookup meanwhile
+    /// still clears it, even one that lets go before we do. (It used to take
+    /// an ordinary count and re-mark the page if it was the sole holder at
+    /// the end; a fault that took the page, mapped it and let go during the
+    /// write then went unseen, and the yank freed a mapped frame. The soak
+    /// test found it.)
     pub(crate) fn write_marked(&self, index: u64, frame: FrameId) -> Result<Option<Wrote>, Error> {
-        // Hold it for the write like any writer would; that clears REMOVAL,
-        // so mark it again afterwards if nobody else came.
         let Some(page) = self.get(index, |w| {
-            if slot::frame(w) != frame.get() || w & slot::REMOVAL == 0 {
+            if slot::frame(w) != frame.get() {
                 return Err(Refused::Busy);
             }
-            slot::get(w)
+            slot::get_marked(w)
         })?
         else {
             return Ok(None);
         };
-        let wrote = self.write_one(&page)?;
+        let wrote = self.write_one(&page);
         let slot = page.slot;
-        // Re-mark only if we are the sole holder (refcount 1 -> REMOVAL, 0).
-        let remarked = slot
-            .update(|w| {
-                if slot::refs(w) == 1 && slot::frame(w) == frame.get() {
-                    Ok(slot::put(w) | slot::REMOVAL)
-                } else {
-                    Err(Refused::Busy)
-                }
-            })
-            .is_ok();
-        if !remarked {
-            return Ok(None);
+        std::mem::forget(page); // the put is ours, to see the mark after it
+        let after = slot.put();
+        let still_marked = after & slot::REMOVAL != 0;
+        match wrote {
+            Ok(wrote) if still_marked => Ok(Some(wrote)),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                // Kept, dirty: take the mark back.
+                self.unmark(index, frame);
+                Err(e)
+            }
         }
-        std::mem::forget(page); // its count went with the re-mark
-                                // A writer may have taken, dirtied and released the page between our
-                                // snapshot and the re-mark. Its DIRTY came before its put (Release),
-                                // which our CAS read (Acquire), so we see it here: keep the page.
-        if self.pool.flags(frame) & flags::DIRTY != 0 {
-            self.unmark(index, frame);
-            return Ok(None);
-        }
-        Ok(Some(wrote))
     }
 
     // ---- debugging -------------------------------------------------------

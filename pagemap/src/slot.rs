@@ -133,6 +133,24 @@ pub fn mark_removal(word: u64) -> Result<u64, Refused> {
     Ok(word | REMOVAL)
 }
 
+/// The remover's own hold on a page it marked (to write it back): one more
+/// holder, REMOVAL kept. Any other holder clears REMOVAL as usual, so after
+/// its put the remover can tell whether anyone else came (yank needs zero
+/// holders, so the page cannot go while held).
+#[inline]
+pub fn get_marked(word: u64) -> Result<u64, Refused> {
+    if !is_present(word) {
+        return Err(Refused::Absent);
+    }
+    if word & REMOVAL == 0 {
+        return Err(Refused::Busy);
+    }
+    if refs(word) >= MAX_REFS {
+        return Err(Refused::Overflow);
+    }
+    Ok(word + REF_ONE)
+}
+
 /// Take back a removal mark the remover itself set (no-op if a holder cleared it).
 #[inline]
 pub fn unmark_removal(word: u64) -> u64 {
@@ -341,6 +359,20 @@ mod tests {
         let released = put(held);
         // Refcount is back to zero but REMOVAL is gone: the removal aborts.
         assert_eq!(yank(released), Err(Refused::Busy));
+    }
+
+    #[test]
+    fn the_removers_hold_keeps_the_mark_and_others_still_clear_it() {
+        let marked = mark_removal(put(inserted(3, false))).unwrap();
+        let ours = get_marked(marked).unwrap();
+        assert_eq!((refs(ours), ours & REMOVAL), (1, REMOVAL));
+        assert_eq!(yank(ours), Err(Refused::Busy), "not while held");
+        // Nobody else came: after our put the page is still marked.
+        assert!(yank(put(ours)).is_ok());
+        // A lookup that comes and goes while we hold it clears the mark.
+        let theirs = put(get(ours).unwrap());
+        assert_eq!(yank(put(theirs)), Err(Refused::Busy));
+        assert_eq!(get_marked(put(inserted(3, false))), Err(Refused::Busy));
     }
 
     #[test]
