@@ -41,6 +41,8 @@ const GRID: [(usize, usize); 3] = [(1, 1), (4, 2), (8, 8)];
 const NS: [u64; 2] = [256, 4096];
 /// Criterion samples per benchmark (the last calls of `iter_custom`).
 const SAMPLES: usize = 10;
+/// Samples of the lookup benchmarks (cheap, noisier: more of them).
+const LOOKUP_SAMPLES: usize = 20;
 
 /// Everything measured, for the tables at the end: (group, function) ->
 /// `(iterations, time)` of each `iter_custom` call, and notes.
@@ -72,7 +74,12 @@ fn note(group: &str, name: &str, s: String) {
 fn median(group: &str, name: &str) -> Option<f64> {
     let log = LOG.lock().expect("log");
     let runs = log.as_ref()?.runs.get(&(group.into(), name.into()))?;
-    median_ns(runs, SAMPLES)
+    let samples = if group.starts_with("lookup") {
+        LOOKUP_SAMPLES
+    } else {
+        SAMPLES
+    };
+    median_ns(runs, samples)
 }
 
 fn note_of(group: &str, name: &str) -> String {
@@ -200,6 +207,7 @@ fn lookups(c: &mut Criterion) {
     let group = "lookup_during_remove";
     let mut g = c.benchmark_group(group);
     configure(&mut g, Duration::from_secs(3));
+    g.sample_size(LOOKUP_SAMPLES);
     g.throughput(Throughput::Elements(1));
     let bench = LookupBench::new();
     let mut offset = 0usize;
@@ -209,13 +217,15 @@ fn lookups(c: &mut Criterion) {
         ("remover_other_map", Background::RemoverOtherMap),
     ] {
         let tally = LookupTally::default();
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let d = bench.run(iters, bg, offset, &tally);
-                offset = offset.wrapping_add(iters as usize);
-                record(group, name, iters, d);
-                d
-            })
+        bench.with_background(bg, &tally, || {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let d = bench.lookups(iters, offset, &tally);
+                    offset = offset.wrapping_add(iters as usize);
+                    record(group, name, iters, d);
+                    d
+                })
+            });
         });
         if tally.lookups.load(Ordering::Relaxed) > 0 {
             note(group, name, tally.summary());
@@ -256,8 +266,8 @@ fn summary(_: &mut Criterion) {
             if !any {
                 line(String::new());
                 line(format!("Removal: K pages mapped by M regions in P address spaces ({} simulated CPUs), whole range removed; medians of {SAMPLES} samples", benches::removal::CPUS));
-                line("| K pages | M regions / P spaces | per-space batch: time, pages/s | per-page shootdowns: time, pages/s | speed-up | shootdowns per removal (batched / per-page) |".into());
-                line("| ---: | ---: | ---: | ---: | ---: | ---: |".into());
+                line("| K pages | M regions / P spaces | per-space batch: time, pages/s | per-page shootdowns: time, pages/s | speed-up | shootdowns per removal (batched / per-page) | time per extra shootdown |".into());
+                line("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |".into());
                 any = true;
             }
             let sd = |name| {
@@ -268,15 +278,18 @@ fn summary(_: &mut Criterion) {
                     .unwrap_or("?")
                     .to_string()
             };
+            let (ps, pp) = (sd("pagemap"), sd("per_page_shootdowns"));
+            let extra = match (ps.parse::<f64>(), pp.parse::<f64>()) {
+                (Ok(a), Ok(b)) if b > a => format!("{:.0} ns", (base - ours) / (b - a)),
+                _ => "—".into(),
+            };
             line(format!(
-                "| {k} | {m} / {p} | {:.1} µs, {}pages/s | {:.1} µs, {}pages/s | **{:.2}x** | {} / {} |",
+                "| {k} | {m} / {p} | {:.1} µs, {}pages/s | {:.1} µs, {}pages/s | **{:.2}x** | {ps} / {pp} | {extra} |",
                 ours / 1e3,
                 fmt_rate(k as f64 * 1e9 / ours),
                 base / 1e3,
                 fmt_rate(k as f64 * 1e9 / base),
                 base / ours,
-                sd("pagemap"),
-                sd("per_page_shootdowns"),
             ));
         }
     }
@@ -311,7 +324,7 @@ fn summary(_: &mut Criterion) {
     let group = "lookup_during_remove";
     if let Some(alone) = median(group, "alone") {
         line(String::new());
-        line(format!("Lookups (find+put, uniform over {LOOKUP_PAGES} resident pages, 1 thread) while a second thread removes and reloads {REMOVE_SLICE}-page slices; 2 cores: each thread has one (shared with whatever else runs)"));
+        line(format!("Lookups (find+put, uniform over {LOOKUP_PAGES} resident pages, 1 thread) while a second thread removes and reloads {REMOVE_SLICE}-page slices; medians of {LOOKUP_SAMPLES} samples; 2 cores: each thread has one (shared with whatever else runs)"));
         line("| case | ns/lookup | lookups/s | vs alone (throughput) | notes |".into());
         line("| --- | ---: | ---: | ---: | --- |".into());
         for name in ["alone", "remover_same_map", "remover_other_map"] {

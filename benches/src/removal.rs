@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pagemap::{Batching, FileStore, FramePool, PageMap, RemoveReport, WritebackReport, PAGE_SIZE};
@@ -364,8 +364,9 @@ pub struct LookupBench {
     pub map: PageMap,
     other: PageMap,
     stream: Vec<u32>,
-    /// Serialises runs (criterion runs one at a time anyway).
-    running: Mutex<()>,
+    /// Set while lookups are timed (the remover counts its rounds then).
+    timing: AtomicBool,
+    pages: u64,
 }
 
 impl Default for LookupBench {
@@ -377,9 +378,16 @@ impl Default for LookupBench {
 impl LookupBench {
     /// Builds both maps (every page loaded) and the stream.
     pub fn new() -> Self {
-        let pool = Arc::new(FramePool::new(LOOKUP_PAGES as usize + 16).expect("frame pool"));
+        Self::with_pages(LOOKUP_PAGES)
+    }
+
+    /// The same with `pages` pages (a power of two, a multiple of
+    /// [`REMOVE_SLICE`]) in the looked-up map.
+    pub fn with_pages(pages: u64) -> Self {
+        assert!(pages.is_power_of_two() && pages % REMOVE_SLICE == 0);
+        let pool = Arc::new(FramePool::new(pages as usize + 16).expect("frame pool"));
         let map = PageMap::new(pool, Arc::new(ZeroStore));
-        for i in 0..LOOKUP_PAGES {
+        for i in 0..pages {
             drop(map.load(i).expect("load"));
         }
         let pool = Arc::new(FramePool::new(REMOVE_SLICE as usize + 16).expect("frame pool"));
@@ -387,8 +395,9 @@ impl LookupBench {
         Self {
             map,
             other,
-            stream: uniform_stream(LOOKUP_PAGES, 1 << 20, 0x5eed_0004),
-            running: Mutex::new(()),
+            stream: uniform_stream(pages, 1 << 20, 0x5eed_0004),
+            timing: AtomicBool::new(false),
+            pages,
         }
     }
 
@@ -404,14 +413,17 @@ impl LookupBench {
         let (mut rounds, mut removed, mut kept) = (0, 0, 0);
         started.store(true, Ordering::SeqCst);
         while !stop.load(Ordering::Relaxed) {
+            let timed = self.timing.load(Ordering::Relaxed);
             let r = map.remove(a..a + REMOVE_SLICE);
             assert!(r.errors.is_empty(), "remover: {:?}", r.errors);
-            removed += r.removed;
-            kept += r.referenced + r.raced;
             for i in a..a + REMOVE_SLICE {
                 drop(map.load(i).expect("reload"));
             }
-            rounds += 1;
+            if timed {
+                rounds += 1;
+                removed += r.removed;
+                kept += r.referenced + r.raced;
+            }
             a = (a + REMOVE_SLICE) % pages;
         }
         tally.rounds.fetch_add(rounds, Ordering::Relaxed);
@@ -419,50 +431,59 @@ impl LookupBench {
         tally.kept.fetch_add(kept, Ordering::Relaxed);
     }
 
-    fn lookups(&self, iters: u64, offset: usize, tally: &LookupTally) -> Duration {
+    /// Times `iters` find+puts on this thread, following the stream from
+    /// `offset` (with whatever [`with_background`](Self::with_background)
+    /// runs meanwhile).
+    pub fn lookups(&self, iters: u64, offset: usize, tally: &LookupTally) -> Duration {
         let mask = self.stream.len() - 1;
         let mut misses = 0;
+        self.timing.store(true, Ordering::Relaxed);
         let t = Instant::now();
         for k in 0..iters as usize {
-            let i = u64::from(self.stream[(offset + k) & mask]);
+            let i = u64::from(self.stream[(offset.wrapping_add(k)) & mask]);
             // Dropping the PageRef is the put.
             let page = self.map.find(i).expect("find");
             misses += u64::from(page.is_none());
             black_box(page);
         }
         let d = t.elapsed();
+        self.timing.store(false, Ordering::Relaxed);
         tally.lookups.fetch_add(iters, Ordering::Relaxed);
         tally.misses.fetch_add(misses, Ordering::Relaxed);
         d
     }
 
-    /// Times `iters` find+puts on this thread while `bg` runs on another
-    /// (started before the timing begins, stopped after it ends); at the
-    /// end every page of the map is resident again.
-    pub fn run(&self, iters: u64, bg: Background, offset: usize, tally: &LookupTally) -> Duration {
-        let _one = self.running.lock().expect("lookup bench");
+    /// Runs `f` while `bg` runs on a second thread (started before `f`,
+    /// stopped after it: one thread for a whole criterion benchmark, not
+    /// one per sample). At the end every page of the map is resident again.
+    pub fn with_background<R>(
+        &self,
+        bg: Background,
+        tally: &LookupTally,
+        f: impl FnOnce() -> R,
+    ) -> R {
         let (target, pages) = match bg {
-            Background::None => return self.lookups(iters, offset, tally),
-            Background::RemoverSameMap => (&self.map, LOOKUP_PAGES),
+            Background::None => return f(),
+            Background::RemoverSameMap => (&self.map, self.pages),
             Background::RemoverOtherMap => (&self.other, REMOVE_SLICE),
         };
         let stop = AtomicBool::new(false);
         let started = AtomicBool::new(false);
-        let d = std::thread::scope(|s| {
+        let r = std::thread::scope(|s| {
             s.spawn(|| self.remover(target, pages, &stop, &started, tally));
             while !started.load(Ordering::SeqCst) {
                 std::hint::spin_loop();
             }
-            let d = self.lookups(iters, offset, tally);
+            let r = f();
             stop.store(true, Ordering::Relaxed);
-            d
+            r
         });
         assert_eq!(
             self.map.nr_pages(),
-            LOOKUP_PAGES,
+            self.pages,
             "remover reloaded its slice"
         );
-        d
+        r
     }
 }
 
@@ -521,16 +542,26 @@ mod tests {
 
     #[test]
     fn lookups_with_a_remover() {
-        let b = LookupBench::new();
+        let b = LookupBench::with_pages(4 * REMOVE_SLICE);
         let t = LookupTally::default();
         for bg in [
             Background::None,
             Background::RemoverSameMap,
             Background::RemoverOtherMap,
         ] {
-            b.run(10_000, bg, 0, &t);
+            let rounds = t.rounds.load(Ordering::Relaxed);
+            b.with_background(bg, &t, || {
+                // Long enough for the remover to run a few rounds (the
+                // tally gets them when it stops).
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(300) {
+                    b.lookups(10_000, 0, &t);
+                }
+            });
+            let ran = t.rounds.load(Ordering::Relaxed) > rounds;
+            assert_eq!(ran, bg != Background::None, "{bg:?}");
         }
-        assert_eq!(t.lookups.load(Ordering::Relaxed), 30_000);
+        assert!(t.lookups.load(Ordering::Relaxed) >= 30_000);
     }
 
     #[test]
