@@ -17,6 +17,9 @@ use pagemap::{Error, FramePool, MemStore, PageMap, PageRef};
 
 pub mod model;
 pub mod ops;
+pub mod removal;
+pub mod removal_interleaved;
+pub mod removal_world;
 pub mod vmr_model;
 pub mod vmr_ops;
 pub mod vmr_run;
