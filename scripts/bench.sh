@@ -2,12 +2,17 @@
 # Runs the page map benchmarks (criterion: find+put, hot slot, insert; then
 # metadata bytes per page), the vmr benchmarks (criterion: minor fault vs the
 # real kernel's, TLB hit vs page-table walk; then heap allocations per minor
-# fault) and prints the ratio table that RESULTS.md reports.
-#   scripts/bench.sh            everything (~8 min on 2 cores)
+# fault), the removal benchmarks (issue 4, criterion: removal with one
+# shootdown per address space vs one per page per mapping, writeback vs raw
+# pwrite, lookups while a remover runs; they print their own ratio tables)
+# and prints the ratio table that RESULTS.md reports.
+#   scripts/bench.sh            everything (~10 min on 2 cores)
 #   scripts/bench.sh FILTER     only criterion benchmarks matching FILTER
-#                               (e.g. minor_fault, tlb_read, find_put)
-# The kernel minor-fault baseline uses a file in $VMR_BENCH_DIR (default: the
-# temp dir); it should be on a disk file system (ext4 here), not tmpfs.
+#                               (e.g. minor_fault, tlb_read, find_put,
+#                               remove_, writeback_, lookup_during_remove)
+# The kernel minor-fault baseline and the writeback files use
+# $VMR_BENCH_DIR (default: the temp dir); it should be on a disk file system
+# (ext4 here), not tmpfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
@@ -22,6 +27,7 @@ if [ $# -eq 0 ]; then
 fi
 cargo bench -p benches --bench pagemap -- "$@"
 cargo bench -p benches --bench vmr -- "$@"
+cargo bench -p benches --bench removal -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then
