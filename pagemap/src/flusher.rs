@@ -88,10 +88,9 @@ impl Flusher {
                     return;
                 }
                 let woken = s.wake.lock().unwrap_or_else(|e| e.into_inner());
-                let (mut woken, _) = s
-                    .cv
-                    .wait_timeout_while(woken, period, |w| !*w)
-                    .unwrap_or_else(|e| e.into_inner());
+                let (mut woken, _) =
+                    s.cv.wait_timeout_while(woken, period, |w| !*w)
+                        .unwrap_or_else(|e| e.into_inner());
                 *woken = false;
             })
             .expect("spawn the flusher thread");

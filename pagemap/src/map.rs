@@ -483,6 +483,18 @@ impl PageMap {
 
     // ---- dirty tracking ----------------------------------------------------
 
+    /// Sets a page's DIRTY flag under its page lock (see
+    /// [`PageRef::mark_dirty`]) and its tree mark. The caller holds the page
+    /// or is the remover that owns it.
+    pub(crate) fn mark_frame_dirty(&self, index: u64, frame: FrameId) {
+        self.pool.lock(frame);
+        let old = self.pool.set_flags(frame, flags::DIRTY);
+        self.pool.unlock(frame);
+        if old & flags::DIRTY == 0 {
+            self.sync_dirty_mark(index, frame);
+        }
+    }
+
     /// Brings the tree's DIRTY mark in line with the page's DIRTY flag.
     /// Every clean<->dirty flag change is followed by one of these, so the
     /// last one (under the writer lock) sees the final state.
@@ -569,14 +581,35 @@ impl PageMap {
         };
         let mappers = self.rmap.read().overlapping(first, last);
         if !mappers.is_empty() {
-            let before = self.dirty_count(first, last);
             let mut batch = ShootdownBatch::new(self.pool.clone());
+            let mut harvested: Vec<PageRef<'_>> = Vec::new();
             for m in &mappers {
                 let (mf, ml) = m.file_pages();
-                m.clean(first.max(mf), last.min(ml), &mut batch);
+                m.clean(
+                    first.max(mf),
+                    last.min(ml),
+                    &mut batch,
+                    &mut |index, frame| {
+                        // The mapper holds the page: it is here, so this finds it.
+                        let page = loop {
+                            match self.find(index) {
+                                Ok(page) => break page,
+                                Err(_) => crate::sync::spin_hint(), // every count taken
+                            }
+                        };
+                        match page {
+                            Some(page) if page.frame == frame => harvested.push(page),
+                            _ => panic!("page {index} left the cache while a mapper held it"),
+                        }
+                    },
+                );
             }
             report.shootdowns = batch.flush().shootdowns;
-            report.harvested = self.dirty_count(first, last).saturating_sub(before);
+            // Only now: no CPU writes through the old entries any more.
+            for page in &harvested {
+                page.mark_dirty();
+            }
+            report.harvested = harvested.len() as u64;
         }
         self.tag_towrite(first, last);
         let mut from = first;
@@ -614,24 +647,6 @@ impl PageMap {
     /// Writes back every dirty page.
     pub fn sync(&self) -> WritebackReport {
         self.writeback(..)
-    }
-
-    /// Dirty-marked pages in `[first, last]` (for reports).
-    fn dirty_count(&self, first: u64, last: u64) -> u64 {
-        let guard = epoch::pin();
-        let mut n = 0;
-        let mut from = first;
-        while let Some((i, _)) = self.tree.next_marked(from, Mark::Dirty, &guard) {
-            if i > last {
-                break;
-            }
-            n += 1;
-            match i.checked_add(1) {
-                Some(next) => from = next,
-                None => break,
-            }
-        }
-        n
     }
 
     fn tag_towrite(&self, first: u64, last: u64) {
@@ -1026,10 +1041,12 @@ impl<'a> PageRef<'a> {
     }
 
     /// Marks the page dirty (after writing it some other way).
+    ///
+    /// Under the page lock, so that it cannot fall between a writeback's
+    /// snapshot and its clearing of DIRTY (which would clean the page
+    /// without the writes this mark stands for).
     pub fn mark_dirty(&self) {
-        if self.map.pool.set_flags(self.frame, flags::DIRTY) & flags::DIRTY == 0 {
-            self.map.sync_dirty_mark(self.index, self.frame);
-        }
+        self.map.mark_frame_dirty(self.index, self.frame);
     }
 
     /// Marks the page clean, discarding the difference from the store.

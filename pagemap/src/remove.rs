@@ -351,11 +351,17 @@ impl PageMap {
                 continue;
             };
             let frame = page.frame();
+            // WRITEBACK first: a write of the old contents in flight must
+            // reach the store before a truncate cuts it, not after (it would
+            // put stale bytes back beyond the end). Later writebacks find the
+            // page clean, or beyond the end and drop it.
+            self.pool.lock_bit(frame, flags::WRITEBACK);
             self.pool.lock(frame);
             self.pool.write_page(frame, &zeroes);
             let was_dirty = self.pool.flags(frame) & flags::DIRTY != 0;
             self.pool.clear_flags(frame, flags::DIRTY);
             self.pool.unlock(frame);
+            self.pool.unlock_bit(frame, flags::WRITEBACK);
             self.sync_dirty_mark(index, frame);
             report.zeroed += 1;
             report.discarded += u64::from(was_dirty);
@@ -638,8 +644,7 @@ impl<'a> Steps<'a> {
                         .expect("a mapper reaped a page that is not a victim");
                     // We own the page (marked, or kept by whoever took it),
                     // and only a remover frees pages: the frame is this page's.
-                    map.pool.set_flags(frame, flags::DIRTY);
-                    map.sync_dirty_mark(index, frame);
+                    map.mark_frame_dirty(index, frame);
                 }
                 Pass::Reaped
             }

@@ -50,11 +50,21 @@ pub trait Mapper: Send + Sync {
     fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64));
 
     /// Writeback: write-protects and cleans the entries of file pages
-    /// `[first, last]` that allow writing, marks the pages whose entries
-    /// were dirty dirty in the page map (holding a reference meanwhile), and
-    /// adds its address space to `batch` if it changed any entry. After the
-    /// batch has flushed, a write faults or sets a dirty bit again.
-    fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch);
+    /// `[first, last]` that allow writing, and adds its address space to
+    /// `batch` if it changed any entry. For each entry that was dirty it
+    /// calls `dirty(index, frame)` while holding a reference to the page
+    /// (the callback takes its own); the caller marks those pages dirty only
+    /// after the batch has flushed, since until then a CPU may still write
+    /// through a stale translation, and a writeback that snapshot the page
+    /// in between would clean it without those writes. After the flush, a
+    /// write faults or sets a dirty bit again.
+    fn clean(
+        &self,
+        first: u64,
+        last: u64,
+        batch: &mut ShootdownBatch,
+        dirty: &mut dyn FnMut(u64, FrameId),
+    );
 
     /// Truncate: clears every entry of file pages `[first, last]`, private
     /// copy-on-write copies included (their frames are freed through
@@ -309,7 +319,7 @@ mod tests {
         }
         fn revoke(&self, _: &Victims, _: &mut ShootdownBatch) {}
         fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64)) {}
-        fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch) {}
+        fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch, _: &mut dyn FnMut(u64, FrameId)) {}
         fn zap(&self, _: u64, _: u64, _: &mut ShootdownBatch) {}
     }
 

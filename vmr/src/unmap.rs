@@ -7,7 +7,7 @@
 //! fault, munmap or copy-on-write fault wins or loses cleanly; an entry with
 //! `pte::LOCK` belongs to a copy-on-write fault in flight and is left to it.
 
-use pagemap::{Mapper, PageRef, ShootdownBatch, Victims, PAGE_SIZE};
+use pagemap::{FrameId, Mapper, PageRef, ShootdownBatch, Victims, PAGE_SIZE};
 
 use crate::lazy::{self, PteOp};
 use crate::pte;
@@ -111,13 +111,19 @@ impl Mapper for Vmr {
         }
     }
 
-    fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch) {
+    fn clean(
+        &self,
+        first: u64,
+        last: u64,
+        batch: &mut ShootdownBatch,
+        dirty: &mut dyn FnMut(u64, FrameId),
+    ) {
         if !self.is_shared() || !self.prot.contains(Prot::WRITE) {
             return; // its entries are never writable
         }
         let (lo, hi) = self.vpns(first, last);
-        // Hold each page whose dirty bit we may take until it is marked
-        // dirty, so that no remover frees it in between.
+        // Hold each page whose dirty bit we may take until the caller holds
+        // it, so that no remover frees it in between.
         let mut holds: Vec<PageRef<'_>> = Vec::new();
         let applied = self.batched(|| {
             self.mm.pt.for_each(lo, hi, &mut |vpn, p| {
@@ -143,7 +149,7 @@ impl Mapper for Vmr {
         });
         for &(tag, _, old) in &applied {
             if old & pte::DIRTY != 0 {
-                holds[tag].mark_dirty();
+                dirty(holds[tag].index(), holds[tag].frame());
             }
         }
         self.add_to_batch(&applied, batch);
