@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, clippy (warnings denied), unit,
-# integration and doc tests, the release stress test, the loom models, the
+# integration and doc tests, the release stress and soak tests, the loom models, the
 # fuzz replay tests plus a short fuzzing run, and a build of the benchmarks.
 # Works on a fresh machine with rustup's stable toolchain and gcc: it installs
 # what it needs (rustfmt, clippy, cargo-fuzz).
@@ -35,6 +35,9 @@ counted cargo test --workspace
 
 step "stress test in release"
 counted cargo test --release -p pagemap --test stress
+
+step "soak test (short; SOAK_SECONDS=600 for a real soak)"
+SOAK_SECONDS="${SOAK_SECONDS:-15}" counted cargo test --release -p vmr --test soak -- --ignored --nocapture
 
 step "example workload"
 cargo run --release -p vmr --example workload -- --ops 5000
