@@ -446,3 +446,32 @@ pub fn check_frame_accounting(fx: &Fixture, private: &[FrameId]) {
         fx.map.dump()
     );
 }
+
+// ---- removal in steps -------------------------------------------------------
+
+/// Runs a removal of `range` ([`PageMap::begin_remove`], per-space
+/// batching) one pass at a time, storing each finished pass in `phase` (as
+/// `Pass as usize`; see [`pass_of`]). A thread that loads `phase` just
+/// before an action is thereby explored at every pass boundary (and inside
+/// passes, by preemption), and knows where the removal was when it began.
+pub fn remove_in_steps(
+    map: &PageMap,
+    range: impl std::ops::RangeBounds<u64>,
+    phase: &loom::sync::atomic::AtomicUsize,
+) -> pagemap::RemoveReport {
+    let mut removal = map.begin_remove(range, pagemap::Batching::PerSpace);
+    loop {
+        let pass = removal.step();
+        phase.store(pass as usize, Ordering::SeqCst);
+        if pass == pagemap::Pass::Done {
+            break;
+        }
+    }
+    removal.finish()
+}
+
+/// The pass [`remove_in_steps`] stored as `n`.
+pub fn pass_of(n: usize) -> pagemap::Pass {
+    use pagemap::Pass::*;
+    [Start, Marked, Revoked, ShotDown, Reaped, WrittenBack, Done][n]
+}
