@@ -7,8 +7,13 @@
 //! 2. Mapping phase: the file is mapped into two address spaces, shared in
 //!    one and private in the other; threads on simulated CPUs fault pages in
 //!    and write through their TLBs; the private view must keep its own
-//!    writes and see the shared ones elsewhere; after munmap and write-back
-//!    the file must hold exactly the shared writes.
+//!    writes and see the shared ones elsewhere. Meanwhile a remover thread
+//!    takes mapped pages away (multi-pass removal: unmap in both spaces, one
+//!    batched shootdown per space, dirty bits harvested and written back)
+//!    and msyncs the shared view; after munmap and write-back the file must
+//!    hold exactly the shared writes. Finally the file is truncated while
+//!    mapped: its pages beyond the end are unmapped and a read there faults
+//!    with SIGBUS (`Fault::BeyondEof`).
 //!
 //! ```text
 //! cargo run --release -p vmr --example workload -- --threads 4 --pages 256 --frames 64
@@ -244,9 +249,36 @@ fn mapping_phase(
     let tag = |p: u64, t: usize| (p << 8 | t as u64).to_le_bytes();
     let offset = |p: u64, t: usize| p * PAGE_SIZE as u64 + 64 + 16 * t as u64;
     let start = Instant::now();
+    let writing = AtomicBool::new(true);
+    let (mut removals, mut removed, mut raced, mut removal_shootdowns, mut synced) =
+        (0, 0, 0, 0, 0);
     // CPU t writes a tag into page p at offset(p, t) through the shared view
     // for even p, and 8 bytes further through the private view for odd p.
     thread::scope(|s| -> Result<(), vmr::Fault> {
+        let remover = s.spawn(|| {
+            let mut rng = Rng(0x5eed);
+            let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64);
+            while writing.load(Ordering::Relaxed) {
+                let a = rng.next() % pages;
+                let b = (a + 1 + rng.next() % 32).min(pages);
+                if rng.next() % 4 == 0 {
+                    let r = shared
+                        .msync(sva + a * PAGE_SIZE as u64, (b - a) * PAGE_SIZE as u64)
+                        .expect("msync of a mapped range");
+                    assert!(r.errors.is_empty(), "msync: {:?}", r.errors);
+                    totals.4 += r.written;
+                } else {
+                    let r = file.remove(a..b);
+                    assert!(r.errors.is_empty(), "removal: {:?}", r.errors);
+                    totals.0 += 1;
+                    totals.1 += r.removed;
+                    totals.2 += r.raced;
+                    totals.3 += r.shootdowns;
+                }
+                thread::yield_now();
+            }
+            totals
+        });
         let handles: Vec<_> = (0..ncpus)
             .map(|t| {
                 let (machine, shared, private) = (&machine, &shared, &private);
@@ -263,10 +295,16 @@ fn mapping_phase(
                 })
             })
             .collect();
+        let mut result = Ok(());
         for h in handles {
-            h.join().expect("cpu thread panicked")?;
+            if let Err(e) = h.join().expect("cpu thread panicked") {
+                result = Err(e);
+            }
         }
-        Ok(())
+        writing.store(false, Ordering::Relaxed);
+        (removals, removed, raced, removal_shootdowns, synced) =
+            remover.join().expect("remover panicked");
+        result
     })?;
     let elapsed = start.elapsed();
     // Check both views through CPU 0.
@@ -338,9 +376,53 @@ fn mapping_phase(
         sd.invalidated,
         sync.written
     );
+    println!(
+        "removal under load: {removals} removals took {removed} mapped pages away ({raced} kept: a fault or lookup came first), {:.2} shootdowns per removal (2 address spaces map the file); msync wrote {synced} pages",
+        removal_shootdowns as f64 / removals.max(1) as f64
+    );
     if on_disk.len() != expected.len() || mismatches != 0 {
         return Err(format!("VERIFY FAILED (mapping phase): {mismatches} bytes differ").into());
     }
     println!("verified: the file holds exactly the shared writes; the private ones stayed private");
+    truncate_phase(path, pages)
+}
+
+/// Phase 3: truncate the file to half while it is mapped.
+fn truncate_phase(path: &PathBuf, pages: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = Arc::new(FramePool::new(pages as usize + 16)?);
+    let store = Arc::new(FileStore::open(path)?);
+    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
+    let machine = Machine::new(pool, 1);
+    let space = AddressSpace::new(machine.clone());
+    let len = pages * PAGE_SIZE as u64;
+    let va = space.mmap(MapRequest::new(
+        file.clone(),
+        len,
+        Prot::READ,
+        MapFlags::SHARED,
+    ))?;
+    let cpu = machine.cpu(0);
+    let mut b = [0u8; 1];
+    for p in 0..pages {
+        cpu.read(&space, va + p * PAGE_SIZE as u64, &mut b)?;
+    }
+    let half = pages / 2;
+    let r = file.truncate(half);
+    if let Some(e) = r.errors.first() {
+        return Err(format!("truncate failed: {e}").into());
+    }
+    let beyond = cpu.read(&space, va + half * PAGE_SIZE as u64, &mut b);
+    if !matches!(beyond, Err(vmr::Fault::BeyondEof { .. })) {
+        return Err(format!("VERIFY FAILED: a read beyond the end gave {beyond:?}").into());
+    }
+    cpu.read(&space, va + (half - 1) * PAGE_SIZE as u64, &mut b)?;
+    let disk = std::fs::metadata(path)?.len();
+    if disk != half * PAGE_SIZE as u64 {
+        return Err(format!("VERIFY FAILED: the file is {disk} bytes after truncate").into());
+    }
+    println!(
+        "truncate phase: {} mapped pages removed with {} shootdown(s); a read beyond the end faults (SIGBUS); the file is {disk} bytes",
+        r.removed, r.shootdowns
+    );
     Ok(())
 }
