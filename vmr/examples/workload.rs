@@ -261,7 +261,7 @@ fn mapping_phase(
             while writing.load(Ordering::Relaxed) {
                 let a = rng.next() % pages;
                 let b = (a + 1 + rng.next() % 32).min(pages);
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     let r = shared
                         .msync(sva + a * PAGE_SIZE as u64, (b - a) * PAGE_SIZE as u64)
                         .expect("msync of a mapped range");
