@@ -27,6 +27,9 @@ pub trait FlushTarget: Send + Sync {
     fn flush(&self, pages: Option<(u64, u64)>);
 }
 
+/// Up to this many spaces a batch finds one by scanning, beyond by hashing.
+const LINEAR: usize = 8;
+
 /// Above this many pages in one space, a batch flushes the whole space.
 pub const DEFAULT_CEILING: u64 = 33;
 
@@ -135,15 +138,30 @@ impl ShootdownBatch {
             return;
         }
         let pages = (last - first).saturating_add(1);
-        match self.index.get(&target.id()) {
-            Some(&i) => {
+        let id = target.id();
+        // A handful of spaces is the common case: a linear scan, no hashing
+        // and no allocation; the index takes over past that (no cap).
+        let found = if self.pending.len() <= LINEAR {
+            self.pending.iter().position(|p| p.target.id() == id)
+        } else {
+            if self.index.is_empty() {
+                for (i, p) in self.pending.iter().enumerate() {
+                    self.index.insert(p.target.id(), i);
+                }
+            }
+            self.index.get(&id).copied()
+        };
+        match found {
+            Some(i) => {
                 let p = &mut self.pending[i];
                 p.first = p.first.min(first);
                 p.last = p.last.max(last);
                 p.pages = p.pages.saturating_add(pages);
             }
             None => {
-                self.index.insert(target.id(), self.pending.len());
+                if !self.index.is_empty() {
+                    self.index.insert(id, self.pending.len());
+                }
                 self.pending.push(Pending {
                     target,
                     first,
