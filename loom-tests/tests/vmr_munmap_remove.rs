@@ -8,21 +8,16 @@
 //! panic, never a lost write, never a dirty page removed without being
 //! written.
 //!
-//! Model limitation: `vmr::lazy` keeps its lazy-MMU state in a std
-//! `thread_local!`, which loom's threads (coroutines on one OS thread)
-//! share, so two lazy sections in flight at once panic ("RefCell already
-//! borrowed") or mix their queues: a loom artefact, not a bug of the real
-//! code (fix: `loom::thread_local!` under `cfg(loom)` in vmr). The model
-//! therefore serialises the lazy sections with a loom mutex: munmap as a
-//! whole against the revoke and reap passes. munmap still runs between
-//! any two passes and inside the mark, shootdown, write-back and yank.
+//! munmap may run anywhere, inside the revoke and reap passes' lazy MMU
+//! sections included: `vmr::lazy` keeps its state in a loom thread-local
+//! under `cfg(loom)` (it used a std one, which loom's threads, coroutines on
+//! one OS thread, shared, so this model had to serialise the sections).
 #![cfg(loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicUsize;
-use loom::sync::Mutex;
 use loom::thread;
 use loom_tests::{
     check_frame_accounting, check_quiescent, model, page_prefix, pass_of, Outcomes, VmFixture,
@@ -46,11 +41,9 @@ fn munmap_vs_removal() {
         assert!(vm.fx.map.dirty_indices(..).is_empty());
         let vm = Arc::new(vm);
         let phase = Arc::new(AtomicUsize::new(0));
-        let lazy = Arc::new(Mutex::new(()));
         let unmapper = {
-            let (vm, phase, lazy) = (vm.clone(), phase.clone(), lazy.clone());
+            let (vm, phase) = (vm.clone(), phase.clone());
             thread::spawn(move || {
-                let _lazy = lazy.lock().unwrap();
                 let seen = pass_of(phase.load(Ordering::SeqCst));
                 vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
                 seen
@@ -58,11 +51,7 @@ fn munmap_vs_removal() {
         };
         let mut removal = vm.fx.map.begin_remove(IDX..=IDX, Batching::PerSpace);
         loop {
-            // Passes 2 and 4 run lazy MMU sections (see the module docs).
-            let in_lazy = matches!(removal.pass(), Pass::Marked | Pass::ShotDown);
-            let guard = in_lazy.then(|| lazy.lock().unwrap());
             let pass = removal.step();
-            drop(guard);
             phase.store(pass as usize, Ordering::SeqCst);
             if pass == Pass::Done {
                 break;

@@ -226,10 +226,11 @@ fn stale_cpu_write_vs_removal_dirty() {
 /// The pass 5 window forced open: the store's write (the remover's
 /// write-back of the dirty page) waits until CPU 1 has faulted the page in
 /// and written through it. The removal must then keep the page (the fault
-/// took it while it was being removed). Fails: the page is removed and its
-/// frame freed while CPU 1's PTE (present, dirty) still maps it.
+/// took it while it was being removed). It failed before the remover's
+/// write-back hold kept REMOVAL (`slot::get_marked`, commit 5dfdca2): the
+/// page was removed and its frame freed while CPU 1's PTE (present, dirty)
+/// still mapped it.
 #[test]
-#[ignore = "finds a bug: write_marked's re-mark after a fault in the write-back window frees a mapped page (README Findings)"]
 fn fault_in_writeback_window_of_removal() {
     model(|| {
         let (pool, store, map) = gated_map(2);

@@ -17,6 +17,15 @@ pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 
 pub use std::sync::atomic::Ordering;
 
+/// Per-thread state: loom's under `cfg(loom)`, where every model thread
+/// runs on one OS thread and a std thread-local would be shared by all.
+#[cfg(loom)]
+pub use loom::thread_local;
+/// Per-thread state: loom's under `cfg(loom)`, where every model thread
+/// runs on one OS thread and a std thread-local would be shared by all.
+#[cfg(not(loom))]
+pub use std::thread_local;
+
 pub(crate) use crossbeam_epoch as epoch;
 
 /// Spins politely while another thread finishes a short step; under loom,

@@ -67,8 +67,14 @@ pub struct LazyMmuStats {
     pub batched: u64,
 }
 
-thread_local! {
+crate::sync::thread_local! {
     static STATE: RefCell<State> = RefCell::default();
+}
+
+/// This thread's lazy MMU state (loom's thread-local under `cfg(loom)`, so
+/// every model thread has its own).
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    STATE.with(|s| f(&mut s.borrow_mut()))
 }
 
 fn arch_enter(s: &mut State) {
@@ -109,7 +115,7 @@ fn apply(s: &mut State) {
 
 /// Enters lazy MMU mode, or nests one level deeper.
 pub fn lazy_mmu_mode_enable() {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         assert!(s.count < u8::MAX, "lazy MMU mode nested too deep");
         debug_assert!(
             s.count == 0 || s.enabled,
@@ -125,7 +131,7 @@ pub fn lazy_mmu_mode_enable() {
 
 /// Leaves one level: the outermost leaves the mode, a nested one flushes.
 pub fn lazy_mmu_mode_disable() {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         assert!(s.count > 0, "lazy_mmu_mode_disable without enable");
         debug_assert!(s.enabled, "lazy_mmu_mode_disable while paused");
         s.count -= 1;
@@ -140,7 +146,7 @@ pub fn lazy_mmu_mode_disable() {
 
 /// Leaves the mode whatever the depth, until [`lazy_mmu_mode_resume`].
 pub fn lazy_mmu_mode_pause() {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         debug_assert!(
             s.count > 0 && s.enabled,
             "lazy_mmu_mode_pause when not enabled"
@@ -152,7 +158,7 @@ pub fn lazy_mmu_mode_pause() {
 
 /// Re-enters the mode at the depth it was paused at.
 pub fn lazy_mmu_mode_resume() {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         debug_assert!(
             s.count > 0 && !s.enabled,
             "lazy_mmu_mode_resume when not paused"
@@ -164,23 +170,23 @@ pub fn lazy_mmu_mode_resume() {
 
 /// Whether this thread is in lazy MMU mode now.
 pub fn in_lazy_mmu_mode() -> bool {
-    STATE.with_borrow(|s| s.enabled)
+    with_state(|s| s.enabled)
 }
 
 /// This thread's `(count, enabled)`.
 pub fn lazy_mmu_state() -> (u8, bool) {
-    STATE.with_borrow(|s| (s.count, s.enabled))
+    with_state(|s| (s.count, s.enabled))
 }
 
 /// This thread's hook counters.
 pub fn lazy_mmu_stats() -> LazyMmuStats {
-    STATE.with_borrow(|s| s.stats)
+    with_state(|s| s.stats)
 }
 
 /// Changes a PTE now, or, in lazy mode, at the next flush or leave. The old
 /// value is handed back through [`take_applied`] with `tag`.
 pub(crate) fn queue(mm: &Arc<MmCore>, vpn: u64, op: PteOp, tag: usize) {
-    STATE.with_borrow_mut(|s| {
+    with_state(|s| {
         s.pending.push(Pending {
             mm: mm.clone(),
             vpn,
@@ -195,7 +201,7 @@ pub(crate) fn queue(mm: &Arc<MmCore>, vpn: u64, op: PteOp, tag: usize) {
 
 /// The changes applied so far (and not yet taken) on this thread.
 pub(crate) fn take_applied() -> Vec<Applied> {
-    STATE.with_borrow_mut(|s| std::mem::take(&mut s.applied))
+    with_state(|s| std::mem::take(&mut s.applied))
 }
 
 #[cfg(all(test, not(loom)))]

@@ -2,4 +2,6 @@
 //! plain `cfg(loom)` (one shim for both crates, so both are model-checked
 //! the same way).
 
-pub(crate) use pagemap::sync::{spin_hint, AtomicU64, Mutex, Ordering, RwLock, RwLockWriteGuard};
+pub(crate) use pagemap::sync::{
+    spin_hint, thread_local, AtomicU64, Mutex, Ordering, RwLock, RwLockWriteGuard,
+};
