@@ -658,13 +658,31 @@ impl VmModel {
         Some(Ok(()))
     }
 
-    /// `writeback` of `first..=last` (`None`: an empty range).
+    /// `writeback` of `first..=last` (`None`: an empty range): first the
+    /// dirty bits of every shared mapping of those pages are harvested (the
+    /// library cleans and write-protects the PTEs), then the dirty pages
+    /// are written.
     pub fn writeback(&mut self, file: usize, range: Option<(u64, u64)>) -> MWriteback {
         let mut rep = MWriteback::default();
         let Some((first, last)) = range else {
             return rep;
         };
+        let mut harvested = Vec::new();
+        for space in self.spaces.iter_mut().flatten() {
+            let dirty: Vec<u64> = space.pte_dirty.iter().copied().collect();
+            for vpn in dirty {
+                let Some(r) = space.find(vpn * PAGE) else {
+                    continue;
+                };
+                let index = r.index_of(vpn * PAGE);
+                if r.file == file && r.shared() && (first..=last).contains(&index) {
+                    space.pte_dirty.remove(&vpn);
+                    harvested.push(index);
+                }
+            }
+        }
         let f = &mut self.files[file];
+        f.dirty.extend(harvested);
         let dirty: Vec<u64> = f.dirty.range(first..=last).copied().collect();
         for i in dirty {
             if f.bad_writes.contains(&i) {
