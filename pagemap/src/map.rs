@@ -172,17 +172,14 @@ impl PageMap {
     /// Whether page `index` is at or beyond the end of the file.
     #[inline]
     pub fn is_beyond_end(&self, index: u64) -> bool {
-        let end = self.end();
-        index >= end && end != u64::MAX
+        self.check_end(index).is_err()
     }
 
     #[inline]
     fn check_end(&self, index: u64) -> Result<(), Error> {
-        if self.is_beyond_end(index) {
-            return Err(Error::BeyondEof {
-                index,
-                end: self.end(),
-            });
+        let end = self.end();
+        if index >= end && end != u64::MAX {
+            return Err(Error::BeyondEof { index, end });
         }
         Ok(())
     }
@@ -233,6 +230,20 @@ impl PageMap {
     #[inline]
     pub fn find(&self, index: u64) -> Result<Option<PageRef<'_>>, Error> {
         self.take(index, false)
+    }
+
+    /// The up-to-date page at `index` if it is still in `frame` (a page table
+    /// entry named that frame), else `None` (it was removed, maybe replaced).
+    /// Never fails: a page at the refcount limit is waited for (unlike
+    /// [`find`](Self::find)), since the callers (unmappers about to take a
+    /// dirty bit) must hold the page to hand the bit over.
+    pub fn find_frame(&self, index: u64, frame: FrameId) -> Option<PageRef<'_>> {
+        loop {
+            match self.find(index) {
+                Ok(page) => return page.filter(|p| p.frame == frame),
+                Err(_) => crate::sync::spin_hint(), // every count taken: wait for a put
+            }
+        }
     }
 
     /// Takes a reference with [`Slot::get_fast`] (`allow_loading`: also a
@@ -591,15 +602,9 @@ impl PageMap {
                     &mut batch,
                     &mut |index, frame| {
                         // The mapper holds the page: it is here, so this finds it.
-                        let page = loop {
-                            match self.find(index) {
-                                Ok(page) => break page,
-                                Err(_) => crate::sync::spin_hint(), // every count taken
-                            }
-                        };
-                        match page {
-                            Some(page) if page.frame == frame => harvested.push(page),
-                            _ => panic!("page {index} left the cache while a mapper held it"),
+                        match self.find_frame(index, frame) {
+                            Some(page) => harvested.push(page),
+                            None => panic!("page {index} left the cache while a mapper held it"),
                         }
                     },
                 );

@@ -572,14 +572,9 @@ impl AddressSpace {
                     && old & (pte::WRITABLE | pte::DIRTY) != 0
                 {
                     let index = v.index_of(vpn * PAGE);
-                    let page = loop {
-                        match v.file.find(index) {
-                            Ok(page) => break page,
-                            Err(_) => crate::sync::spin_hint(), // every count taken
-                        }
-                    };
-                    // (None or another frame: a remover reaped the entry.)
-                    if let Some(page) = page.filter(|p| p.frame().get() == pte::frame(old)) {
+                    let frame = FrameId::new(pte::frame(old)).expect("shared PTE has a frame");
+                    // (None: a remover reaped the entry meanwhile.)
+                    if let Some(page) = v.file.find_frame(index, frame) {
                         holds.push(Hold { tag, vpn, page });
                     }
                 }

@@ -3,5 +3,5 @@
 //! the same way).
 
 pub(crate) use pagemap::sync::{
-    spin_hint, thread_local, AtomicU64, Mutex, Ordering, RwLock, RwLockWriteGuard,
+    thread_local, AtomicU64, Mutex, Ordering, RwLock, RwLockWriteGuard,
 };

@@ -132,13 +132,8 @@ impl Mapper for Vmr {
                     return;
                 }
                 let index = self.index_of(vpn * PAGE);
-                let page = loop {
-                    match self.file.find(index) {
-                        Ok(page) => break page,
-                        Err(_) => crate::sync::spin_hint(), // every count taken
-                    }
-                };
-                let Some(page) = page.filter(|p| p.frame().get() == pte::frame(v)) else {
+                let frame = FrameId::new(pte::frame(v)).expect("PTE has a frame");
+                let Some(page) = self.file.find_frame(index, frame) else {
                     return; // reaped meanwhile: nothing to clean
                 };
                 let tag = holds.len();
