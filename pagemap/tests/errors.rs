@@ -283,3 +283,70 @@ fn out_of_bounds_access_is_an_error_and_writes_nothing() {
         Err(Error::OutOfBounds { .. })
     ));
 }
+
+/// A store that cannot shrink.
+struct NoShrink(MemStore);
+
+impl BackingStore for NoShrink {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> io::Result<()> {
+        self.0.read_page(index, buf)
+    }
+    fn write_page(&self, index: u64, buf: &PageBuf) -> io::Result<()> {
+        self.0.write_page(index, buf)
+    }
+    fn truncate(&self, _: u64) -> io::Result<()> {
+        Err(io::Error::other("injected truncate error"))
+    }
+}
+
+#[test]
+fn a_store_that_fails_to_shrink_is_reported_and_the_cache_is_cut_anyway() {
+    let map = PageMap::new(
+        Arc::new(FramePool::new(4).unwrap()),
+        Arc::new(NoShrink(MemStore::new())),
+    );
+    map.load(3).unwrap().write(0, b"x").unwrap();
+    let r = map.truncate(2);
+    assert_eq!(r.removed, 1, "{r:?}");
+    assert!(
+        matches!(r.errors[..], [Error::Truncate { end: 2, .. }]),
+        "{r:?}"
+    );
+    assert!(matches!(
+        map.load(3),
+        Err(Error::BeyondEof { index: 3, end: 2 })
+    ));
+    assert_eq!(map.nr_pages(), 0);
+}
+
+#[test]
+fn the_flusher_reports_write_errors_and_keeps_the_page_dirty() {
+    let (map, store) = map_with(4);
+    let map = Arc::new(map);
+    map.load(1).unwrap().write(0, b"y").unwrap();
+    store.fail_writes(1, true);
+    let flusher = pagemap::Flusher::spawn(vec![map.clone()], Duration::from_millis(1));
+    while flusher.report().errors == 0 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    store.fail_writes(1, false);
+    let r = flusher.stop();
+    assert!(r.last_error.as_deref().unwrap().contains("page 1"), "{r:?}");
+    // Kept dirty, then written once the store recovered (the last round).
+    assert!(r.written >= 1, "{r:?}");
+    assert_eq!(store.page(1).unwrap()[0], b'y');
+    assert!(map.dirty_indices(..).is_empty());
+}
+
+#[test]
+fn removal_with_a_huge_or_empty_range_changes_nothing_it_should_not() {
+    let (map, _) = map_with(4);
+    drop(map.load(u64::MAX).unwrap());
+    drop(map.load(0).unwrap());
+    let empty = map.remove(5..5);
+    assert_eq!(empty.removed, 0);
+    assert!(map.try_remove(u64::MAX..u64::MAX).unwrap().removed == 0);
+    let r = map.remove(1..=u64::MAX);
+    assert_eq!(r.removed, 1, "page u64::MAX removed, page 0 kept");
+    assert_eq!(map.cached_indices(..), vec![0]);
+}
