@@ -165,8 +165,20 @@ impl PageMap {
     #[inline]
     pub fn end(&self) -> u64 {
         // SeqCst: a fault installs its PTE, then reads this; truncate stores
-        // it, then reads the PTEs. One of the two sees the other.
+        // it, then reads the PTEs: one of the two sees the other (see
+        // `sync::seqcst_pair` and `truncate`).
         self.end.load(Ordering::SeqCst)
+    }
+
+    /// Whether page `index` is beyond the end of the file, read as the
+    /// second half of a SeqCst store-buffering pair: a fault calls it after
+    /// installing a page table entry (a SeqCst CAS); truncate stores the end
+    /// (SeqCst), then its zap reads the entries (SeqCst). Either the fault
+    /// sees the new end (and takes its entry back), or the zap sees the
+    /// entry (and clears it).
+    pub fn beyond_end_after_install(&self, index: u64) -> bool {
+        crate::sync::seqcst_pair();
+        self.is_beyond_end(index)
     }
 
     /// Whether page `index` is at or beyond the end of the file.

@@ -208,11 +208,15 @@ impl PageMap {
             // so no page beyond the new end appears after this.
             let _g = self.lock.lock();
             let shrink = end < self.end();
+            // SeqCst: the first half of the pair with the faults' entries
+            // (see `beyond_end_after_install`).
             self.end.store(end, Ordering::SeqCst);
             if !shrink {
                 return RemoveReport::default();
             }
         }
+        // Before the zap reads the entries (see `beyond_end_after_install`).
+        crate::sync::seqcst_pair();
         let mut report = self.remove_or_zero_locked(end, u64::MAX);
         if let Err(source) = self.store.truncate(end) {
             report.errors.push(Error::Truncate { end, source });

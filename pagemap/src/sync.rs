@@ -17,6 +17,20 @@ pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 
 pub use std::sync::atomic::Ordering;
 
+/// Marks a store-buffering pair of SeqCst accesses (a SeqCst store or RMW,
+/// then a SeqCst load of another location, on each of two threads: one of
+/// the two loads sees the other thread's store). The Rust (C++20) memory
+/// model already guarantees that for SeqCst accesses, so normally this is
+/// nothing. Loom does not model SeqCst loads and stores (it treats them as
+/// AcqRel; it does model SeqCst fences), so under loom this is a SeqCst
+/// fence, and the models check the pairing the real code relies on without
+/// the fault path paying for a fence.
+#[inline(always)]
+pub fn seqcst_pair() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
 /// Per-thread state: loom's under `cfg(loom)`, where every model thread
 /// runs on one OS thread and a std thread-local would be shared by all.
 #[cfg(loom)]

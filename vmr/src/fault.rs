@@ -295,7 +295,8 @@ impl AddressSpace {
     /// zap already did) and reports SIGBUS. The entry was written (SeqCst)
     /// before the end is read (SeqCst), and truncate moves the end before it
     /// reads the entries: one of the two sees the other, so no entry beyond
-    /// the end survives a truncate.
+    /// the end survives a truncate (loom `vmr_truncate_fault`, which fails
+    /// when that pairing is missing).
     fn undo_beyond_end(
         &self,
         v: &Vmr,
@@ -303,7 +304,7 @@ impl AddressSpace {
         p: &AtomicU64,
         installed: u64,
     ) -> Result<(), Fault> {
-        if !v.file.is_beyond_end(v.index_of(va)) {
+        if !v.file.beyond_end_after_install(v.index_of(va)) {
             return Ok(());
         }
         if p.compare_exchange(installed, 0, Ordering::SeqCst, Ordering::SeqCst)

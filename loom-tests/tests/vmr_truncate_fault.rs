@@ -1,0 +1,76 @@
+//! Truncate against a fault on the page it cuts off.
+//!
+//! File pages 0 and 1 are mapped; CPU 0 writes page 1 (a fault: shared, or
+//! a copy-on-write copy for a private mapping) while the main thread
+//! truncates the file at page 1. Truncate moves the end of file under the
+//! writer lock, then zaps the PTEs of the range; the fault installs its PTE
+//! and then re-reads the end, undoing the entry if it is now beyond (both
+//! SeqCst: a Dekker pair). Whatever the order: the write either succeeded
+//! before the cut or got `BeyondEof`, no PTE beyond the end survives, a
+//! later access faults with `BeyondEof`, page 0 is untouched, and every
+//! frame is free or cached (no private copy leaked).
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use loom::thread;
+use loom_tests::{check_frame_accounting, cpu_read, model, Outcomes, VmFixture};
+use pagemap::PAGE_SIZE;
+use vmr::{Fault, MapFlags, Prot};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+fn truncate_vs_write_fault(flags: MapFlags) {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model(move || {
+        let vm = VmFixture::new(3, 1);
+        vm.fx.store_page(0, 0x10);
+        vm.fx.store_page(1, 0x11);
+        let va = vm.mmap(0, 2, Prot::RW, flags);
+        assert_eq!(
+            cpu_read(vm.machine.cpu(0), &vm.space, va, 1).unwrap(),
+            [0x10]
+        );
+        let vm = Arc::new(vm);
+        let cpu = {
+            let vm = vm.clone();
+            thread::spawn(move || vm.machine.cpu(0).write(&vm.space, va + PAGE, &[0x99]))
+        };
+        let r = vm.fx.map.truncate(1);
+        let wrote = cpu.join().unwrap();
+        assert!(r.errors.is_empty(), "{r:?}");
+        let outcome = match wrote {
+            Ok(()) => "wrote",
+            Err(Fault::BeyondEof { .. }) => "sigbus",
+            Err(e) => panic!("unexpected fault: {e}"),
+        };
+        assert_eq!(
+            vm.space.pte(va + PAGE),
+            0,
+            "a PTE beyond the end survived ({outcome}, {r:?})\n{}",
+            vm.fx.map.dump()
+        );
+        assert!(matches!(
+            vm.machine.cpu(0).read(&vm.space, va + PAGE, &mut [0]),
+            Err(Fault::BeyondEof { .. })
+        ));
+        assert_eq!(
+            cpu_read(vm.machine.cpu(0), &vm.space, va, 1).unwrap(),
+            [0x10]
+        );
+        check_frame_accounting(&vm.fx, &[]);
+        out.record(outcome);
+    });
+    outcomes.assert_seen(&["wrote", "sigbus"]);
+}
+
+#[test]
+fn truncate_vs_shared_write_fault() {
+    truncate_vs_write_fault(MapFlags::SHARED);
+}
+
+#[test]
+fn truncate_vs_private_cow_fault() {
+    truncate_vs_write_fault(MapFlags::PRIVATE);
+}
