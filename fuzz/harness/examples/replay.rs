@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use pagemap_fuzz_harness::{run, Input, Stats};
+use pagemap_fuzz_harness::{corpus, run, Input, Stats};
 
 fn main() {
     let mut verbose = false;
@@ -19,30 +19,19 @@ fn main() {
             verbose = true;
             continue;
         }
-        let p = PathBuf::from(a);
-        if p.is_dir() {
-            let mut v: Vec<_> = std::fs::read_dir(&p)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            v.sort();
-            files.extend(v);
-        } else {
-            files.push(p);
-        }
+        files.push(PathBuf::from(a));
     }
     let mut total = Stats::default();
     let start = Instant::now();
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
+    for (name, data) in &corpus::read_inputs(&files) {
         if verbose {
             let input = Input::decode(&data);
-            eprintln!("{}: {} frames", f.display(), input.frames);
+            eprintln!("{name}: {} frames", input.frames);
             for (i, op) in input.ops.iter().enumerate() {
                 eprintln!("  #{i}: {op:?}");
             }
         }
-        total.merge(&run(&data));
+        total.merge(&run(data));
     }
     let dt = start.elapsed();
     println!(

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use pagemap_fuzz_harness::vmr_ops::VmrInput;
-use pagemap_fuzz_harness::{vmr_run, Stats};
+use pagemap_fuzz_harness::{corpus, vmr_run, Stats};
 
 fn main() {
     let mut verbose = false;
@@ -22,36 +22,12 @@ fn main() {
         match a.as_str() {
             "-v" => verbose = true,
             "-r" => random = args.next().and_then(|n| n.parse().ok()).expect("-r N"),
-            _ => {
-                let p = PathBuf::from(a);
-                if p.is_dir() {
-                    let mut v: Vec<_> = std::fs::read_dir(&p)
-                        .unwrap()
-                        .map(|e| e.unwrap().path())
-                        .collect();
-                    v.sort();
-                    files.extend(v);
-                } else {
-                    files.push(p);
-                }
-            }
+            _ => files.push(PathBuf::from(a)),
         }
     }
-    let mut inputs: Vec<(String, Vec<u8>)> = files
-        .iter()
-        .map(|f| (f.display().to_string(), std::fs::read(f).unwrap()))
-        .collect();
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for n in 0..random {
-        let len = 2 + (n * 7) % 600;
-        let data = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+    let mut inputs = corpus::read_inputs(&files);
+    let garbage = corpus::garbage(0x2545_f491_4f6c_dd1d, random, |n| 2 + (n * 7) % 600);
+    for (n, data) in garbage.into_iter().enumerate() {
         inputs.push((format!("random #{n}"), data));
     }
     let mut total = Stats::default();

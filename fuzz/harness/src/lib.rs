@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use pagemap::{Error, FramePool, MemStore, PageMap, PageRef};
 
+pub mod corpus;
 pub mod model;
 pub mod ops;
 pub mod removal;

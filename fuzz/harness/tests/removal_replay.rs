@@ -16,27 +16,10 @@
 //! each, while the bug is there; once fixed, rename the seed `fixed_*`.
 
 use std::panic;
-use std::path::PathBuf;
 
+use pagemap_fuzz_harness::corpus::seeds;
 use pagemap_fuzz_harness::removal_interleaved::Input;
-use pagemap_fuzz_harness::{removal, removal_interleaved, Stats};
-
-fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../seeds")
-        .join(target);
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), data)
-        })
-        .collect();
-    out.sort();
-    out
-}
+use pagemap_fuzz_harness::{corpus, removal, removal_interleaved, Stats};
 
 fn missing(total: &Stats, must: &[&str]) -> Vec<String> {
     must.iter()
@@ -220,19 +203,11 @@ fn encoding_round_trips() {
 
 #[test]
 fn garbage_never_panics_the_harness() {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for len in 0..200usize {
-        let data: Vec<u8> = (0..len * 3)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        removal_interleaved::run(&data);
+    let inputs = corpus::garbage(0x9e37_79b9_7f4a_7c15, 200, |len| len * 3);
+    for (len, data) in inputs.iter().enumerate() {
+        removal_interleaved::run(data);
         if len % 10 == 0 {
-            removal::run(&data);
+            removal::run(data);
         }
     }
 }

@@ -2,23 +2,10 @@
 //! harness (any divergence from the model panics), and together the seeds
 //! must exercise every op and every error path.
 
-use std::path::PathBuf;
+use pagemap_fuzz_harness::{corpus, run, Input, Stats};
 
-use pagemap_fuzz_harness::{run, Input, Stats};
-
-fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../seeds/pagemap_ops");
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect();
-    out.sort();
-    out
+fn seeds() -> Vec<(String, Vec<u8>)> {
+    corpus::seeds("pagemap_ops")
 }
 
 #[test]
@@ -31,7 +18,7 @@ fn replay_all_seeds() {
     );
     let mut total = Stats::default();
     for (path, data) in &seeds {
-        eprintln!("replaying {}", path.display());
+        eprintln!("replaying {path}");
         let stats = run(data);
         total.merge(&stats);
     }
@@ -82,23 +69,14 @@ fn replay_all_seeds() {
 fn encoding_round_trips() {
     for (path, data) in seeds() {
         let input = Input::decode(&data);
-        assert_eq!(Input::decode(&input.encode()), input, "{}", path.display());
+        assert_eq!(Input::decode(&input.encode()), input, "{path}");
     }
 }
 
 #[test]
 fn garbage_never_panics_the_decoder() {
     // Cheap pseudo-random inputs through the whole harness (no fuzzer needed).
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for len in 0..200usize {
-        let data: Vec<u8> = (0..len * 3)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+    for data in corpus::garbage(0x9e37_79b9_7f4a_7c15, 200, |len| len * 3) {
         run(&data);
     }
 }

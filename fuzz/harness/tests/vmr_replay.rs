@@ -11,24 +11,12 @@
 //! drop the bug from `KNOWN_BUGS`.
 
 use std::panic;
-use std::path::PathBuf;
 
 use pagemap_fuzz_harness::vmr_ops::VmrInput;
-use pagemap_fuzz_harness::{vmr_run, Stats};
+use pagemap_fuzz_harness::{corpus, vmr_run, Stats};
 
 fn seeds() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../seeds/vmr_ops");
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), data)
-        })
-        .collect();
-    out.sort();
-    out
+    corpus::seeds("vmr_ops")
 }
 
 #[test]
@@ -153,16 +141,7 @@ fn encoding_round_trips() {
 
 #[test]
 fn garbage_never_panics_the_harness() {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for len in 0..300usize {
-        let data: Vec<u8> = (0..len * 2)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+    for data in corpus::garbage(0x2545_f491_4f6c_dd1d, 300, |len| len * 2) {
         vmr_run::run(&data);
     }
 }
