@@ -39,6 +39,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 cargo fuzz --version
 
+echo "fuzz.sh: clippy on the fuzz workspace (warnings denied)"
+rustup component add clippy >/dev/null 2>&1 || true
+cargo clippy --manifest-path fuzz/Cargo.toml --workspace --all-targets -- -D warnings
+
 echo "fuzz.sh: stable replay of the checked-in seeds"
 replay_ok=1
 cargo test --manifest-path fuzz/Cargo.toml --workspace || replay_ok=0

@@ -103,12 +103,14 @@ fn madvise(s: u8, a: Addr, len: Len, advice: u8) -> Op {
     }
 }
 
+/// (name, cpus, files, spaces, frames, ops)
+type Seed = (&'static str, usize, usize, usize, usize, Vec<Op>);
+
 fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../seeds/vmr_ops");
     std::fs::create_dir_all(&dir).unwrap();
     let z = Pg::Small(0);
-    // (name, cpus, files, spaces, frames, ops)
-    let seeds: Vec<(&str, usize, usize, usize, usize, Vec<Op>)> = vec![
+    let seeds: Vec<Seed> = vec![
         (
             "shared_write_visible_everywhere",
             2,

@@ -25,7 +25,7 @@ fn main() {
     let start = Instant::now();
     for (name, data) in &corpus::read_inputs(&files) {
         if verbose {
-            let input = Input::decode(&data);
+            let input = Input::decode(data);
             eprintln!("{name}: {} frames", input.frames);
             for (i, op) in input.ops.iter().enumerate() {
                 eprintln!("  #{i}: {op:?}");

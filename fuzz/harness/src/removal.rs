@@ -683,15 +683,11 @@ pub fn run_input(input: &Input, _strict: bool) -> Stats {
         }
     };
     structure(&spaces, "after the join");
-    for lp in 0..NPAGES {
+    for (lp, want) in want.iter().enumerate().take(NPAGES) {
         if let Ok(Some(p)) = map.find(index_of(lp)) {
             let mut buf = [0u8; PAGE_SIZE];
             p.read_page(&mut buf);
-            compare(
-                &buf,
-                &want[lp][..],
-                &format!("cached page {}", index_of(lp)),
-            );
+            compare(&buf, &want[..], &format!("cached page {}", index_of(lp)));
         }
     }
     read_all(&spaces, "after the join");
@@ -702,11 +698,11 @@ pub fn run_input(input: &Input, _strict: bool) -> Stats {
     let r = map.sync();
     assert!(r.errors.is_empty(), "sync errors {:?}", r.errors);
     assert!(map.dirty_indices(..).is_empty(), "dirty after sync");
-    for lp in 0..NPAGES {
+    for (lp, want) in want.iter().enumerate().take(NPAGES) {
         let s = world.store.page(index_of(lp)).expect("in the store");
         compare(
             &s[..],
-            &want[lp][..],
+            &want[..],
             &format!("store page {} after sync", index_of(lp)),
         );
     }
@@ -723,16 +719,12 @@ pub fn run_input(input: &Input, _strict: bool) -> Stats {
     }
     structure(&spaces, "after remove(..)");
     read_all(&spaces, "after remove(..)");
-    for lp in 0..NPAGES {
+    for (lp, want) in want.iter().enumerate().take(NPAGES) {
         match map.load(index_of(lp)) {
             Ok(p) => {
                 let mut buf = [0u8; PAGE_SIZE];
                 p.read_page(&mut buf);
-                compare(
-                    &buf,
-                    &want[lp][..],
-                    &format!("reloaded page {}", index_of(lp)),
-                );
+                compare(&buf, &want[..], &format!("reloaded page {}", index_of(lp)));
             }
             Err(Error::PoolExhausted { .. }) => {}
             Err(e) => panic!("reload of {lp}: {e:?}"),

@@ -201,11 +201,14 @@ pub fn is_empty(r: &(Bound<u64>, Bound<u64>)) -> bool {
     !matches!((first, last), (Some(a), Some(b)) if a <= b)
 }
 
+/// What one window slot maps, and its private copy if any.
+type Slot = Option<(SlotMap, Option<Box<Page>>)>;
+
 struct Model {
     /// Contents of each logical file page.
     file: Vec<Box<Page>>,
     /// Per space, per window slot: what it maps and its private copy.
-    slots: Vec<[Option<(SlotMap, Option<Box<Page>>)>; WINDOW]>,
+    slots: Vec<[Slot; WINDOW]>,
 }
 
 impl Model {

@@ -298,7 +298,7 @@ pub struct VmModel {
 
 /// `[addr, addr + len)`: aligned, non-empty, in user space (as `check_range`).
 pub fn check_range(addr: u64, len: u64) -> Result<u64, VmErr> {
-    if addr % PAGE != 0 {
+    if !addr.is_multiple_of(PAGE) {
         return Err(VmErr::Misaligned {
             what: "address",
             value: addr,
@@ -307,7 +307,7 @@ pub fn check_range(addr: u64, len: u64) -> Result<u64, VmErr> {
     if len == 0 {
         return Err(VmErr::ZeroLength);
     }
-    if len % PAGE != 0 {
+    if !len.is_multiple_of(PAGE) {
         return Err(VmErr::Misaligned {
             what: "length",
             value: len,
@@ -408,7 +408,7 @@ impl VmModel {
         if len == 0 {
             return Err(VmErr::ZeroLength);
         }
-        if len % PAGE != 0 {
+        if !len.is_multiple_of(PAGE) {
             return Err(VmErr::Misaligned {
                 what: "length",
                 value: len,

@@ -273,7 +273,7 @@ impl Run {
                 region(i).wrapping_add_signed((i64::from(d).rem_euclid(24) - 4) * PAGE as i64)
             }
             Addr::Top(k) => VA_END - u64::from(k % 16) * PAGE,
-            Addr::Max(k) => (u64::MAX & !(PAGE - 1)) - u64::from(k % 16) * PAGE,
+            Addr::Max(k) => !(PAGE - 1) - u64::from(k % 16) * PAGE,
             Addr::Odd(i, v) => region(i) + 1 + u64::from(v % 4095),
         }
     }
@@ -282,7 +282,7 @@ impl Run {
         match l {
             Len::Pages(n) => u64::from(n % 20) * PAGE,
             Len::Bytes(v) => u64::from(v),
-            Len::Huge(k) => (u64::MAX & !(PAGE - 1)) - u64::from(k % 4) * PAGE,
+            Len::Huge(k) => !(PAGE - 1) - u64::from(k % 4) * PAGE,
             Len::VaEnd(k) => match k % 4 {
                 0 => VA_END,
                 1 => VA_END - PAGE,
@@ -315,7 +315,7 @@ impl Run {
     /// Fills never-seen store pages of a mapping with their pattern (the
     /// first 32 pages), in the store and in the model alike.
     fn prefill(&mut self, f: usize, pgoff: u64, len: u64) {
-        if len == 0 || len % PAGE != 0 || pgoff.checked_add(len / PAGE - 1).is_none() {
+        if len == 0 || !len.is_multiple_of(PAGE) || pgoff.checked_add(len / PAGE - 1).is_none() {
             return;
         }
         for i in 0..(len / PAGE).min(32) {
