@@ -20,6 +20,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+mod fault;
 #[cfg(not(loom))]
 mod flusher;
 mod frame;
@@ -33,6 +34,7 @@ mod store;
 pub mod sync;
 
 pub use error::Error;
+pub use fault::MapGuard;
 #[cfg(not(loom))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool};

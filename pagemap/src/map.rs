@@ -11,7 +11,7 @@ use crate::rmap::{Mapper, MappingId, ReverseMap};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused, Slot};
 use crate::store::{BackingStore, PageBuf};
-use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock};
+use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 use crate::PAGE_SIZE;
 
 static NEXT_MAP_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
@@ -59,6 +59,10 @@ pub struct PageMap {
     /// Changed under the writer lock; loads and inserts refuse pages from
     /// here on.
     pub(crate) end: AtomicU64,
+    /// Linux's `invalidate_lock`: truncate holds it exclusively (lock order:
+    /// before `remover`); paths that copy entries of this file's pages from
+    /// one mapping to another without the page lock (fork) hold it shared.
+    pub(crate) invalidate_lock: RwLock<()>,
 }
 
 /// A counted reference to a cached page (a slot holder). Dropping it is the put.
@@ -155,7 +159,20 @@ impl PageMap {
             store,
             nr_pages: AtomicU64::new(0),
             end: AtomicU64::new(u64::MAX),
+            invalidate_lock: RwLock::new(()),
         }
+    }
+
+    /// Holds off [`truncate`](Self::truncate) (Linux's
+    /// `filemap_invalidate_lock_shared`) while the caller copies page table
+    /// entries that show this file's pages, or private copies of them, from
+    /// one mapping into another (fork does, for private mappings): truncate
+    /// then zaps either the source before the copy or both after it, never
+    /// the source alone. Not needed (nor to be held) by faults, which use a
+    /// [`MapGuard`](crate::MapGuard). Do not take it twice in one thread:
+    /// a truncate waiting between the two would deadlock.
+    pub fn invalidate_lock_shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.invalidate_lock.read()
     }
 
     /// The first page beyond the end of the file: `u64::MAX` (no end: every
@@ -164,21 +181,10 @@ impl PageMap {
     /// [`Error::BeyondEof`].
     #[inline]
     pub fn end(&self) -> u64 {
-        // SeqCst: a fault installs its PTE, then reads this; truncate stores
-        // it, then reads the PTEs: one of the two sees the other (see
-        // `sync::seqcst_pair` and `truncate`).
+        // Acquire would do for the faults (they read it under the page lock,
+        // which orders it; see `crate::fault`); SeqCst keeps the end in one
+        // order with the insert's check under the writer lock.
         self.end.load(Ordering::SeqCst)
-    }
-
-    /// Whether page `index` is beyond the end of the file, read as the
-    /// second half of a SeqCst store-buffering pair: a fault calls it after
-    /// installing a page table entry (a SeqCst CAS); truncate stores the end
-    /// (SeqCst), then its zap reads the entries (SeqCst). Either the fault
-    /// sees the new end (and takes its entry back), or the zap sees the
-    /// entry (and clears it).
-    pub fn beyond_end_after_install(&self, index: u64) -> bool {
-        crate::sync::seqcst_pair();
-        self.is_beyond_end(index)
     }
 
     /// Whether page `index` is at or beyond the end of the file.
@@ -188,7 +194,7 @@ impl PageMap {
     }
 
     #[inline]
-    fn check_end(&self, index: u64) -> Result<(), Error> {
+    pub(crate) fn check_end(&self, index: u64) -> Result<(), Error> {
         let end = self.end();
         if index >= end && end != u64::MAX {
             return Err(Error::BeyondEof { index, end });
@@ -241,36 +247,48 @@ impl PageMap {
     /// [`load`](Self::load) waits for it instead.
     #[inline]
     pub fn find(&self, index: u64) -> Result<Option<PageRef<'_>>, Error> {
-        self.take(index, false)
+        self.take(index, false, slot::Limit::User)
     }
 
     /// The up-to-date page at `index` if it is still in `frame` (a page table
     /// entry named that frame), else `None` (it was removed, maybe replaced).
-    /// Never fails: a page at the refcount limit is waited for (unlike
-    /// [`find`](Self::find)), since the callers (unmappers about to take a
-    /// dirty bit) must hold the page to hand the bit over.
+    ///
+    /// For unmappers (munmap, mprotect, a [`Mapper::clean`]) that must hold
+    /// the page while they move a dirty bit from an entry to it: the hold is
+    /// taken from the reserve above [`slot::MAX_REFS`], so it succeeds even
+    /// while users hold the page at their limit, and it never waits. Such a
+    /// hold must end within the operation that took it.
+    ///
+    /// # Panics
+    /// If the reserve ([`slot::MAX_HELD`]) is exhausted: more than 8 million
+    /// short holds of one page at once means some caller keeps them.
     pub fn find_frame(&self, index: u64, frame: FrameId) -> Option<PageRef<'_>> {
-        loop {
-            match self.find(index) {
-                Ok(page) => return page.filter(|p| p.frame == frame),
-                Err(_) => crate::sync::spin_hint(), // every count taken: wait for a put
-            }
+        self.take_reserved(index, false)
+            .filter(|p| p.frame == frame)
+    }
+
+    /// A hold from the reserve (see [`find_frame`](Self::find_frame)).
+    pub(crate) fn take_reserved(&self, index: u64, allow_loading: bool) -> Option<PageRef<'_>> {
+        match self.take(index, allow_loading, slot::Limit::Reserved) {
+            Ok(page) => page,
+            Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
         }
     }
 
     /// Takes a reference with [`Slot::get_fast`] (`allow_loading`: also a
-    /// page that is not up to date yet).
+    /// page that is not up to date yet) within `limit`.
     #[inline]
     pub(crate) fn take(
         &self,
         index: u64,
         allow_loading: bool,
+        limit: slot::Limit,
     ) -> Result<Option<PageRef<'_>>, Error> {
         let guard = epoch::pin();
         let Some(slot) = self.tree.lookup(index, &guard) else {
             return Ok(None);
         };
-        match slot.get_fast(allow_loading) {
+        match slot.get_fast(allow_loading, limit) {
             Ok(word) => Ok(Some(self.page_ref(slot, word, index))),
             Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
             Err(_) => Ok(None),
@@ -325,7 +343,7 @@ impl PageMap {
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
         self.check_end(index)?;
         loop {
-            if let Some(page) = self.take(index, true)? {
+            if let Some(page) = self.take(index, true, slot::Limit::User)? {
                 return self.wait_uptodate(page);
             }
             // Miss: allocate and initialise the frame before taking the lock.
@@ -640,7 +658,9 @@ impl PageMap {
             let Some(index) = next.filter(|&i| i <= last) else {
                 break;
             };
-            match self.get(index, slot::get) {
+            // From the reserve: a user at the refcount limit must not keep
+            // this page from being written.
+            match self.get(index, slot::get_reserved) {
                 Ok(Some(page)) => {
                     self.clear_mark(index, Mark::ToWrite);
                     match self.write_one(&page) {
@@ -650,8 +670,8 @@ impl PageMap {
                         Err(e) => report.errors.push(e),
                     }
                 }
-                // Gone (removed) or at the refcount limit: drop the tag.
-                _ => self.clear_mark_if_present(index, Mark::ToWrite),
+                Ok(None) => self.clear_mark_if_present(index, Mark::ToWrite), // removed
+                Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
             }
             match index.checked_add(1) {
                 Some(n) => from = n,

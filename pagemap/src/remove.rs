@@ -179,6 +179,8 @@ impl PageMap {
         let Some((first, last)) = inclusive(&range) else {
             return RemoveReport::default();
         };
+        // It frees private copies: not while a fork copies them.
+        let _invalidate = self.invalidate_lock.write();
         let _remover = self.remover.lock();
         self.remove_or_zero_locked(first, last)
     }
@@ -189,6 +191,12 @@ impl PageMap {
     /// [`remove_or_zero`](Self::remove_or_zero), and the store is shrunk
     /// ([`BackingStore::truncate`](crate::BackingStore::truncate)). An `end`
     /// at or past the current one only moves the end.
+    ///
+    /// When it returns, no page table entry of any mapping shows a page at
+    /// or beyond `end`, and none can appear: every access that starts after
+    /// it faults with SIGBUS. Faults in flight are ordered by the page lock
+    /// (see [`MapGuard`](crate::MapGuard)), a fork copying private pages by
+    /// [`invalidate_lock_shared`](Self::invalidate_lock_shared).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -202,22 +210,27 @@ impl PageMap {
     /// assert!(map.load(2).is_ok());
     /// ```
     pub fn truncate(&self, end: u64) -> RemoveReport {
+        // Waits for a fork copying private copies of our pages (see
+        // `invalidate_lock_shared`).
+        let _invalidate = self.invalidate_lock.write();
         let _remover = self.remover.lock();
         {
             // Under the writer lock: an insert checks the end under it too,
             // so no page beyond the new end appears after this.
             let _g = self.lock.lock();
             let shrink = end < self.end();
-            // SeqCst: the first half of the pair with the faults' entries
-            // (see `beyond_end_after_install`).
             self.end.store(end, Ordering::SeqCst);
             if !shrink {
                 return RemoveReport::default();
             }
         }
-        // Before the zap reads the entries (see `beyond_end_after_install`).
-        crate::sync::seqcst_pair();
+        // Zap, remove or zero (locking every page still cached), zap again:
+        // a fault installs its entry under the page lock, after checking the
+        // end there, so an entry installed before our lock of its page is
+        // cleared by the second zap, and a fault after it sees the new end
+        // (see `crate::fault`; Linux's `truncate_pagecache`).
         let mut report = self.remove_or_zero_locked(end, u64::MAX);
+        report.shootdowns += self.zap_mappings(end, u64::MAX);
         if let Err(source) = self.store.truncate(end) {
             report.errors.push(Error::Truncate { end, source });
         }
@@ -323,19 +336,26 @@ impl PageMap {
 
     // ---- the passes ----------------------------------------------------
 
+    /// Clears every entry of every mapping of `[first, last]`, private
+    /// copies and pinned mappings included ([`Mapper::zap`]), with one
+    /// shootdown per address space. Returns the shootdowns issued.
+    fn zap_mappings(&self, first: u64, last: u64) -> u64 {
+        let mappers = self.rmap.read().overlapping(first, last);
+        if mappers.is_empty() {
+            return 0;
+        }
+        let mut batch = ShootdownBatch::new(self.pool.clone());
+        for m in &mappers {
+            let (mf, ml) = m.file_pages();
+            m.zap(first.max(mf), last.min(ml), &mut batch);
+        }
+        batch.flush().shootdowns
+    }
+
     fn remove_or_zero_locked(&self, first: u64, last: u64) -> RemoveReport {
         // Unmap everything first, private copies included ("even cows"), so
         // that nothing maps a page about to be zeroed or freed.
-        let mappers = self.rmap.read().overlapping(first, last);
-        let mut shootdowns = 0;
-        if !mappers.is_empty() {
-            let mut batch = ShootdownBatch::new(self.pool.clone());
-            for m in &mappers {
-                let (mf, ml) = m.file_pages();
-                m.zap(first.max(mf), last.min(ml), &mut batch);
-            }
-            shootdowns = batch.flush().shootdowns;
-        }
+        let shootdowns = self.zap_mappings(first, last);
         let policy = Policy {
             batching: Batching::PerSpace,
             skip_pinned: false,
@@ -351,7 +371,9 @@ impl PageMap {
         drop(guard);
         for index in held {
             // Any state, loading included: the page lock waits for a read.
-            let Ok(Some(page)) = self.take(index, true) else {
+            // From the reserve: a user at the refcount limit cannot keep the
+            // old bytes from being zeroed.
+            let Some(page) = self.take_reserved(index, true) else {
                 continue;
             };
             let frame = page.frame();

@@ -1,7 +1,7 @@
 //! The leaf slot word: `{ refcount | flags | frame id }` in one `AtomicU64`.
 //!
 //! ```text
-//!  63            40 39    35 34      33     32    31              0
+//!  63            39 38    35 34      33     32    31              0
 //! +----------------+--------+-------+------+-------+----------------+
 //! |    refcount    |reserved|LOADING|YANKED|REMOVAL|    frame id    |
 //! +----------------+--------+-------+------+-------+----------------+
@@ -9,6 +9,12 @@
 //!
 //! * `refcount` counts *holders of the slot* (lookups, loaders, writers), not
 //!   page krefs. A mapped PTE is not a holder (a weak reference, as in Akaros).
+//!   Its range has three parts: users may take up to [`MAX_REFS`]; the
+//!   library's own short holds (an unmapper holding a page whose dirty bit it
+//!   took, writeback, truncate's zeroing, a remover's write-back) may go on
+//!   up to [`MAX_HELD`], so no path that must finish ever waits for a user's
+//!   put (Linux's `try_get_page` keeps the same kind of headroom); the top
+//!   bit is a guard for transient additions.
 //! * `REMOVAL` is set by a remover on an unreferenced page; any new holder
 //!   clears it, which aborts that page's removal.
 //! * `YANKED` marks a page that a remover has won (final CAS done) and is
@@ -26,14 +32,15 @@ use crate::sync::{AtomicU64, Ordering};
 
 /// Bits of the frame id.
 pub const FRAME_BITS: u32 = 32;
-/// Bits of the holder count, its top bit a guard (see [`MAX_REFS`]). Under
-/// loom the field is 4 bits so that the overflow model runs with a handful
-/// of holders.
+/// Bits of the holder count: the top bit a guard (see [`MAX_HELD`]), the
+/// next a reserve for the library's own holds (see [`MAX_REFS`]). Under loom
+/// the field is 5 bits so that the overflow model runs with a handful of
+/// holders.
 #[cfg(not(loom))]
-pub const REF_BITS: u32 = 24;
+pub const REF_BITS: u32 = 25;
 /// Bits of the holder count (loom: tiny, see above).
 #[cfg(loom)]
-pub const REF_BITS: u32 = 4;
+pub const REF_BITS: u32 = 5;
 
 const FLAG_SHIFT: u32 = FRAME_BITS;
 const REF_SHIFT: u32 = 64 - REF_BITS;
@@ -52,26 +59,56 @@ pub const FLAGS_MASK: u64 = REMOVAL | YANKED | LOADING;
 pub const REF_ONE: u64 = 1 << REF_SHIFT;
 /// Mask of the holder count field.
 pub const REF_MASK: u64 = !0 << REF_SHIFT;
-/// The most holders a slot can have; one more is refused. The field's top
-/// bit is a guard: [`Slot::get_fast`] adds before it checks, and the guard
-/// leaves room for that many transient additions (one per thread in the
-/// window) without the count ever wrapping to zero, which would let a
-/// remover free a held page.
-pub const MAX_REFS: u64 = (1 << (REF_BITS - 1)) - 1;
+/// The most holders a slot can have through the user-facing gets ([`get`],
+/// [`Slot::get_fast`] with [`Limit::User`]); one more is refused with
+/// [`Refused::Overflow`] (8,388,607; 7 under loom).
+pub const MAX_REFS: u64 = (1 << (REF_BITS - 2)) - 1;
+/// The most holders a slot can have counting the library's own short holds
+/// ([`get_reserved`], [`get_marked`], [`Limit::Reserved`]), which may use
+/// the reserve between [`MAX_REFS`] and this (8,388,608 more): a user at
+/// its limit can never stop an unmapper, a writeback or a truncate. The
+/// reserve is spent only by holds that end within one operation, bounded by
+/// the threads in such operations, so exhausting it is a bug (the reserved
+/// gets' callers assert). The field's top bit, above this, is a guard:
+/// [`Slot::get_fast`] adds before it checks, and the guard leaves room for
+/// that many transient additions (one per thread in the window) without the
+/// count ever wrapping to zero, which would let a remover free a held page.
+pub const MAX_HELD: u64 = (1 << (REF_BITS - 1)) - 1;
+
+/// Which limit a get checks (see [`MAX_REFS`] and [`MAX_HELD`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// A user's hold: refused at [`MAX_REFS`].
+    User,
+    /// The library's own short hold: may use the reserve up to [`MAX_HELD`].
+    Reserved,
+}
+
+impl Limit {
+    /// The most holders this kind of get allows.
+    #[inline]
+    pub const fn max(self) -> u64 {
+        match self {
+            Limit::User => MAX_REFS,
+            Limit::Reserved => MAX_HELD,
+        }
+    }
+}
 /// The empty slot.
 pub const EMPTY: u64 = 0;
 
 // The fields must fit side by side in 64 bits without overlap.
 const _: () = assert!(FRAME_BITS + 3 <= REF_SHIFT, "flags overlap the refcount");
 const _: () = assert!(FRAME_MASK & FLAGS_MASK == 0 && FLAGS_MASK & REF_MASK == 0);
-const _: () = assert!(REF_BITS >= 2 && REF_BITS <= 31);
+const _: () = assert!(REF_BITS >= 3 && REF_BITS <= 31);
+const _: () = assert!(MAX_REFS < MAX_HELD && MAX_HELD < (1 << REF_BITS) - 1);
 
 /// Why a transition was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
     /// No page in the slot (empty or yanked).
     Absent,
-    /// The holder count is at [`MAX_REFS`].
+    /// The holder count is at the get's limit ([`MAX_REFS`] or [`MAX_HELD`]).
     Overflow,
     /// The page has holders, is loading or is not marked, as the transition requires.
     Busy,
@@ -102,13 +139,26 @@ pub fn inserted(frame_id: u32, loading: bool) -> u64 {
     REF_ONE | if loading { LOADING } else { 0 } | frame_id as u64
 }
 
-/// find: one more holder; clears `REMOVAL` so that a removal in progress aborts.
+/// find: one more holder; clears `REMOVAL` so that a removal in progress
+/// aborts. Refused at [`MAX_REFS`].
 #[inline]
 pub fn get(word: u64) -> Result<u64, Refused> {
+    get_within(word, Limit::User)
+}
+
+/// [`get`] for the library's own short holds: may use the reserve up to
+/// [`MAX_HELD`].
+#[inline]
+pub fn get_reserved(word: u64) -> Result<u64, Refused> {
+    get_within(word, Limit::Reserved)
+}
+
+#[inline]
+fn get_within(word: u64, limit: Limit) -> Result<u64, Refused> {
     if !is_present(word) {
         return Err(Refused::Absent);
     }
-    if refs(word) >= MAX_REFS {
+    if refs(word) >= limit.max() {
         return Err(Refused::Overflow);
     }
     Ok((word & !REMOVAL) + REF_ONE)
@@ -145,7 +195,7 @@ pub fn get_marked(word: u64) -> Result<u64, Refused> {
     if word & REMOVAL == 0 {
         return Err(Refused::Busy);
     }
-    if refs(word) >= MAX_REFS {
+    if refs(word) >= MAX_HELD {
         return Err(Refused::Overflow);
     }
     Ok(word + REF_ONE)
@@ -231,7 +281,7 @@ impl Slot {
     ///
     /// It adds first and checks after. When the old word does not allow the
     /// get (absent, yanked, loading unless `allow_loading`, or at
-    /// [`MAX_REFS`]) it subtracts again and returns the refusal; meanwhile
+    /// `limit`'s maximum) it subtracts again and returns the refusal; meanwhile
     /// the extra count only makes removers back off (they need a count of
     /// zero), and publishing into an empty slot or clearing a yanked one
     /// waits for such transient counts to drain. When it allows it, the
@@ -241,11 +291,11 @@ impl Slot {
     /// Acquire: pairs with the insert's Release publish (frame metadata) and
     /// the loader's Release [`set_loaded`](Self::set_loaded) (contents).
     #[inline]
-    pub fn get_fast(&self, allow_loading: bool) -> Result<u64, Refused> {
+    pub fn get_fast(&self, allow_loading: bool, limit: Limit) -> Result<u64, Refused> {
         let old = self.0.fetch_add(REF_ONE, Ordering::Acquire);
         let refused = if !is_present(old) || (!allow_loading && old & LOADING != 0) {
             Some(Refused::Absent)
-        } else if refs(old) >= MAX_REFS {
+        } else if refs(old) >= limit.max() {
             Some(Refused::Overflow)
         } else {
             None
@@ -388,6 +438,14 @@ mod tests {
         assert_eq!(get(full), Err(Refused::Overflow));
         assert_eq!(frame(full), 9);
         assert_eq!(refs(put(full)), MAX_REFS - 1);
+        // The library's own holds go on into the reserve, up to MAX_HELD.
+        let more = get_reserved(full).unwrap();
+        assert_eq!(refs(more), MAX_REFS + 1);
+        assert_eq!(get(more), Err(Refused::Overflow), "users stay out");
+        let top = (MAX_HELD << (64 - REF_BITS)) | 9;
+        assert_eq!(get_reserved(top), Err(Refused::Overflow));
+        assert_eq!(get_marked(top | REMOVAL), Err(Refused::Overflow));
+        assert!(get_marked(full | REMOVAL).is_ok());
     }
 
     #[test]
@@ -408,26 +466,31 @@ mod tests {
     #[test]
     fn get_fast_matches_pure_get_and_leaves_no_trace_when_refused() {
         let s = Slot::new();
-        assert_eq!(s.get_fast(true), Err(Refused::Absent));
+        assert_eq!(s.get_fast(true, Limit::User), Err(Refused::Absent));
         assert_eq!(s.load(), EMPTY, "refused get undone");
         s.publish(inserted(5, true));
         assert_eq!(
-            s.get_fast(false),
+            s.get_fast(false, Limit::User),
             Err(Refused::Absent),
             "loading refused for find"
         );
-        assert_eq!(s.get_fast(true), get(inserted(5, true)));
+        assert_eq!(s.get_fast(true, Limit::User), get(inserted(5, true)));
         s.set_loaded();
         s.put();
         s.put();
         s.update(mark_removal).unwrap();
         let w = s.load();
-        assert_eq!(s.get_fast(false), get(w), "clears REMOVAL");
+        assert_eq!(s.get_fast(false, Limit::User), get(w), "clears REMOVAL");
         assert_eq!(s.load() & REMOVAL, 0);
         let full = (MAX_REFS << (64 - REF_BITS)) | 5;
         let s = Slot(AtomicU64::new(full));
-        assert_eq!(s.get_fast(false), Err(Refused::Overflow));
+        assert_eq!(s.get_fast(false, Limit::User), Err(Refused::Overflow));
         assert_eq!(s.load(), full);
+        assert_eq!(s.get_fast(false, Limit::Reserved), get_reserved(full));
+        let top = (MAX_HELD << (64 - REF_BITS)) | 5;
+        let s = Slot(AtomicU64::new(top));
+        assert_eq!(s.get_fast(true, Limit::Reserved), Err(Refused::Overflow));
+        assert_eq!(s.load(), top);
     }
 
     #[test]

@@ -6,8 +6,14 @@
 //! page is loaded blocking, and the fault restarts (a generation counter
 //! tells whether the regions changed meanwhile).
 //!
-//! A minor fault (page cached) allocates nothing and takes no lock beyond the
-//! address-space read lock: the page map lookup is lock-free.
+//! Every entry of a file page is installed under a [`pagemap::MapGuard`]
+//! (the page lock, the end of file checked under it), so a truncate cannot
+//! return while an entry beyond its new end is being installed, and none is
+//! installed after it returns.
+//!
+//! A minor fault (page cached) allocates nothing and takes, beyond the
+//! address-space read lock, only the page lock of the page it maps: the
+//! page map lookup is lock-free.
 
 use std::sync::Arc;
 
@@ -150,6 +156,9 @@ impl AddressSpace {
                 Err(CheckError::Protection) => return Err(Fault::Protection { va, access }),
             };
             let center_va = ctx.start_va + ctx.center * PAGE;
+            if let Some(done) = self.restore_private(v, center_va) {
+                return done;
+            }
             for i in 0..ctx.npages {
                 if i != ctx.center {
                     self.map_neighbour(v, ctx.start_va + i * PAGE, &ctx);
@@ -184,28 +193,56 @@ impl AddressSpace {
         }
     }
 
-    /// Maps a resident, up-to-date neighbour if its PTE is empty. Never blocks.
+    /// Maps a resident, up-to-date neighbour if its PTE is empty. Never
+    /// blocks: a neighbour whose page lock is taken is skipped.
     fn map_neighbour(&self, v: &Vmr, va: u64, ctx: &FaultCtx) {
         let p = self.core().pt.get_or_alloc(va / PAGE);
         if p.load(Ordering::SeqCst) != 0 {
             return;
         }
         let index = v.index_of(va);
-        if v.file.is_beyond_end(index) {
-            return;
-        }
         let Ok(Some(page)) = v.file.find(index) else {
             return;
+        };
+        let Some(Ok(_guard)) = page.try_lock_for_map() else {
+            return; // locked, or beyond the end of the file
         };
         let flags = pte::PRESENT | Self::write_flags(v, ctx.enter_prot);
         let new = pte::make(page.frame().get(), flags);
         if p.compare_exchange(0, new, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
-            if self.undo_beyond_end(v, va, p, new).is_err() {
-                return;
-            }
             self.stats.neighbours.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A private copy of ours at `va` (write-protected by fork, or hidden by
+    /// mprotect): gives it the region's rights back without looking at the
+    /// page cache (the file page may be gone; the copy is all that counts).
+    /// `None` if the entry is not a private copy. One CAS on the existing
+    /// entry: a truncate's zap of it wins or loses cleanly.
+    fn restore_private(&self, v: &Vmr, va: u64) -> Option<Result<(), Fault>> {
+        let p = self.core().pt.get(va / PAGE)?;
+        loop {
+            let old = p.load(Ordering::SeqCst);
+            if old & pte::PRIVATE == 0 || old & pte::LOCK != 0 {
+                return None;
+            }
+            let write = if v.prot.contains(Prot::WRITE) {
+                pte::WRITABLE
+            } else {
+                0
+            };
+            let new = old | pte::PRESENT | write;
+            if new == old {
+                self.stats.spurious.fetch_add(1, Ordering::Relaxed);
+                return Some(Ok(()));
+            }
+            if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Some(Ok(()));
+            }
         }
     }
 
@@ -231,11 +268,16 @@ impl AddressSpace {
         let p = self.core().pt.get_or_alloc(va / PAGE);
         let frame = page.frame().get();
         let writable_region = v.prot.contains(Prot::WRITE);
+        // Held until the entry is in place (or the copy-on-write copy is
+        // published): truncate orders itself against it (see the module docs).
+        let _guard = page.lock_for_map().map_err(|_| Fault::BeyondEof { va })?;
         loop {
             let old = p.load(Ordering::SeqCst);
             if old & pte::LOCK != 0 {
-                // Another CPU's copy-on-write of this page is in flight: wait
-                // for it (it holds the space's COW lock while LOCK is set).
+                // A copy-on-write of this entry is in flight (it holds the
+                // space's COW lock while LOCK is set): wait for it. (A fault
+                // of this space on this page holds the page lock we hold, so
+                // this is for entries locked by other paths.)
                 drop(self.cow.lock());
                 continue;
             }
@@ -250,7 +292,7 @@ impl AddressSpace {
                 if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
                 {
-                    return self.undo_beyond_end(v, va, p, new);
+                    return Ok(());
                 }
                 continue;
             }
@@ -285,39 +327,9 @@ impl AddressSpace {
             if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                return self.undo_beyond_end(v, va, p, new);
+                return Ok(());
             }
         }
-    }
-
-    /// After installing `installed` at `va`: if a truncate has meanwhile cut
-    /// the file below this page, takes the entry back (unless the truncate's
-    /// zap already did) and reports SIGBUS. The entry was written (SeqCst)
-    /// before the end is read (SeqCst), and truncate moves the end before it
-    /// reads the entries: one of the two sees the other, so no entry beyond
-    /// the end survives a truncate (loom `vmr_truncate_fault`, which fails
-    /// when that pairing is missing).
-    fn undo_beyond_end(
-        &self,
-        v: &Vmr,
-        va: u64,
-        p: &AtomicU64,
-        installed: u64,
-    ) -> Result<(), Fault> {
-        if !v.file.beyond_end_after_install(v.index_of(va)) {
-            return Ok(());
-        }
-        if p.compare_exchange(installed, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            let vpn = va / PAGE;
-            self.core().shootdown(vpn, vpn);
-            if installed & pte::PRIVATE != 0 {
-                let frame = pagemap::FrameId::new(pte::frame(installed)).expect("private frame");
-                self.machine().pool().free(frame);
-            }
-        }
-        Err(Fault::BeyondEof { va })
     }
 
     /// A write to a private mapping of a cached page: copy it into a frame of
@@ -366,6 +378,6 @@ impl AddressSpace {
         p.store(new, Ordering::SeqCst);
         self.stats.cow.fetch_add(1, Ordering::Relaxed);
         debug_assert!(!v.is_shared());
-        self.undo_beyond_end(v, va, p, new)
+        Ok(())
     }
 }

@@ -616,10 +616,20 @@ impl AddressSpace {
     }
 
     /// A copy of this space: shared mappings stay shared (the child faults
-    /// them in), private pages are copied now.
+    /// them in), private pages are copied now, each as of one instant.
+    ///
+    /// Before copying, every writable private entry of ours is made
+    /// read-only and this space is shot down once, so no CPU can change a
+    /// page while it is copied (CPUs that write meanwhile fault, and wait for
+    /// the address-space lock, which fork holds; afterwards the fault gives
+    /// the entry its rights back without copying: the copy is ours). The
+    /// copies of one file's private pages are made under that file's
+    /// [`PageMap::invalidate_lock_shared`], so a truncate or hole punch zaps
+    /// either our entries before the copy or both spaces' after it.
     pub fn fork(&self) -> Result<Arc<AddressSpace>, VmError> {
         let child = AddressSpace::new(self.core.machine.clone());
         let regions = self.regions.write();
+        self.write_protect_private(&regions);
         let pool = self.core.machine.pool();
         {
             let mut kid = child.regions.write();
@@ -634,6 +644,7 @@ impl AddressSpace {
                 if v.is_shared() {
                     continue;
                 }
+                let invalidate = v.file.invalidate_lock_shared();
                 let mut failed = false;
                 self.core
                     .pt
@@ -642,6 +653,7 @@ impl AddressSpace {
                         if failed || old & pte::PRIVATE == 0 {
                             return;
                         }
+                        debug_assert_eq!(old & pte::WRITABLE, 0, "copying a writable page");
                         let Ok(nf) = pool.alloc() else {
                             failed = true;
                             return;
@@ -650,13 +662,16 @@ impl AddressSpace {
                         let mut buf = [0u8; PAGE_SIZE];
                         pool.read_page(src, &mut buf);
                         pool.write_page(nf, &buf);
-                        let keep = old & (pte::PRESENT | pte::WRITABLE | pte::PRIVATE);
+                        // Read-only too: the child's first write faults and
+                        // takes its rights back, as ours does.
+                        let keep = old & (pte::PRESENT | pte::PRIVATE);
                         child
                             .core
                             .pt
                             .get_or_alloc(vpn)
                             .store(pte::make(nf.get(), keep), Ordering::SeqCst);
                     });
+                drop(invalidate);
                 if failed {
                     drop(kid);
                     drop(regions);
@@ -667,6 +682,32 @@ impl AddressSpace {
             kid.generation += 1;
         }
         Ok(child)
+    }
+
+    /// Fork's first step: every writable private entry becomes read-only, in
+    /// one lazy section, then one shootdown of this space if any changed.
+    fn write_protect_private(&self, regions: &Regions) {
+        lazy::lazy_mmu_mode_enable();
+        for r in regions.map.values() {
+            let v = &r.vmr;
+            if v.is_shared() {
+                continue;
+            }
+            self.core
+                .pt
+                .for_each(v.base / PAGE, (v.end - 1) / PAGE, &mut |vpn, p| {
+                    if p.load(Ordering::SeqCst) & pte::PRIVATE != 0 {
+                        lazy::queue(&self.core, vpn, PteOp::Update(protect_private, 0), 0);
+                    }
+                });
+        }
+        lazy::lazy_mmu_mode_disable();
+        let changed = lazy::take_applied();
+        let lo = changed.iter().map(|a| a.1).min();
+        let hi = changed.iter().map(|a| a.1).max();
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            self.core.shootdown(lo, hi);
+        }
     }
 
     /// Unmaps everything: dirty bits of shared pages reach the page cache
@@ -704,6 +745,12 @@ fn prot_none(old: u64, _: u64) -> Option<u64> {
     } else {
         0
     })
+}
+
+/// fork: a writable private copy becomes read-only (its dirty bit means
+/// nothing to the page cache: the frame is ours alone).
+fn protect_private(old: u64, _: u64) -> Option<u64> {
+    (old & pte::PRIVATE != 0 && old & pte::WRITABLE != 0).then_some(old & !pte::WRITABLE)
 }
 
 /// mprotect without WRITE of one PTE: write and dirty go (the dirty bit is

@@ -42,8 +42,9 @@ fn clean_pte(old: u64, frame: u64) -> Option<u64> {
     ours.then_some(old & !(pte::WRITABLE | pte::DIRTY))
 }
 
-/// Truncate: any entry goes, private copies included; a copy-on-write in
-/// flight re-checks the end of the file itself after publishing.
+/// Truncate: any entry goes, private copies included. A copy-on-write in
+/// flight (LOCK) is left to it: it holds the page lock, so truncate's second
+/// zap, after it has locked the page, finds the published entry.
 fn zap_pte(old: u64, _: u64) -> Option<u64> {
     (old != 0 && old & pte::LOCK == 0).then_some(0)
 }
