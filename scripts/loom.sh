@@ -7,7 +7,7 @@
 #   scripts/loom.sh -- find_vs              # filter by test name
 #
 # Under `--cfg loom` pagemap takes its atomics and locks from loom, the radix
-# fan-out is 4, the slot refcount is 4 bits (MAX_REFS 7 plus a guard bit) and reclaimed radix nodes are
+# fan-out is 4, the slot refcount is 5 bits (MAX_REFS 7, MAX_HELD 15, a guard bit) and reclaimed radix nodes are
 # poisoned instead of freed; `--cfg crossbeam_loom` puts crossbeam-epoch on
 # loom too. The build uses its own target dir (the cfgs change every crate).
 #
