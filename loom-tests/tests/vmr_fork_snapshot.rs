@@ -8,7 +8,11 @@
 //!
 //! Under loom a page copy is one step (frame contents are std atomics), so
 //! the torn single-page copy of the bug report is modelled with two pages,
-//! which fork copies in two steps. fork write-protects the private entries
+//! which fork copies in two steps. Frame contents are invisible to loom, so
+//! CPU 0's thread allocates and frees a frame between its two writes: a
+//! loom-visible step that fork's per-page steps (each copy allocates its
+//! frame) are ordered against, which lets loom put the writes between the
+//! two copies. fork write-protects the private entries
 //! and shoots the space down before copying, so CPU 0's writes after that
 //! fault and wait for fork; without that step this model finds the torn copy.
 #![cfg(loom)]
@@ -27,8 +31,8 @@ fn fork_copies_private_pages_as_of_one_instant() {
     let outcomes = Outcomes::new();
     let out = outcomes.clone();
     model(move || {
-        // 2 cached + 2 private copies + 2 child copies.
-        let vm = VmFixture::new(6, 2);
+        // 2 cached + 2 private copies + 2 child copies + the writer's.
+        let vm = VmFixture::new(7, 2);
         let va = vm.mmap(0, 2, Prot::RW, MapFlags::PRIVATE);
         let cpu0 = vm.machine.cpu(0);
         // Our own copies, writable and dirty in CPU 0's TLB.
@@ -40,6 +44,9 @@ fn fork_copies_private_pages_as_of_one_instant() {
             thread::spawn(move || {
                 let cpu = vm.machine.cpu(0);
                 cpu.write(&vm.space, va, &[1]).unwrap();
+                // The loom-visible step between the writes (see above).
+                let f = vm.fx.pool.alloc().unwrap();
+                vm.fx.pool.free(f);
                 cpu.write(&vm.space, va + PAGE, &[1]).unwrap();
             })
         };
