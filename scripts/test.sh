@@ -33,8 +33,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pagemap -p vmr
 step "unit, integration and doc tests"
 counted cargo test --workspace
 
-step "stress test in release"
+step "stress tests in release"
 counted cargo test --release -p pagemap --test stress
+counted cargo test --release -p vmr --test races
 
 step "soak test (short; SOAK_SECONDS=600 for a real soak)"
 SOAK_SECONDS="${SOAK_SECONDS:-15}" counted cargo test --release -p vmr --test soak -- --ignored --nocapture
