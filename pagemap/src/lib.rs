@@ -34,7 +34,7 @@ mod store;
 pub mod sync;
 
 pub use error::Error;
-pub use fault::MapGuard;
+pub use fault::MapRef;
 #[cfg(not(loom))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool};

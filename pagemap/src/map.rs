@@ -71,7 +71,7 @@ pub struct PageMap {
 /// written without any lock on the map.
 pub struct PageRef<'a> {
     map: &'a PageMap,
-    slot: &'a Slot,
+    pub(crate) slot: &'a Slot,
     frame: FrameId,
     index: u64,
 }
@@ -169,7 +169,7 @@ impl PageMap {
     /// one mapping into another (fork does, for private mappings): truncate
     /// then zaps either the source before the copy or both after it, never
     /// the source alone. Not needed (nor to be held) by faults, which use a
-    /// [`MapGuard`](crate::MapGuard). Do not take it twice in one thread:
+    /// [`MapRef`](crate::MapRef). Do not take it twice in one thread:
     /// a truncate waiting between the two would deadlock.
     pub fn invalidate_lock_shared(&self) -> RwLockReadGuard<'_, ()> {
         self.invalidate_lock.read()
@@ -181,9 +181,9 @@ impl PageMap {
     /// [`Error::BeyondEof`].
     #[inline]
     pub fn end(&self) -> u64 {
-        // Acquire would do for the faults (they read it under the page lock,
-        // which orders it; see `crate::fault`); SeqCst keeps the end in one
-        // order with the insert's check under the writer lock.
+        // SeqCst: a fault reads it after its SeqCst count on the slot word;
+        // truncate stores it, then reads the slot words: one of the two sees
+        // the other (see `crate::fault`).
         self.end.load(Ordering::SeqCst)
     }
 
@@ -315,7 +315,7 @@ impl PageMap {
 
     /// Builds the RAII reference for a slot we now hold.
     #[inline]
-    fn page_ref<'a>(&'a self, slot: &Slot, word: u64, index: u64) -> PageRef<'a> {
+    pub(crate) fn page_ref<'a>(&'a self, slot: &Slot, word: u64, index: u64) -> PageRef<'a> {
         // SAFETY: we hold a count on this slot, so it is non-empty, so its
         // leaf is never unlinked (only empty nodes are) and lives as long as
         // the map, which `'a` borrows. The epoch guard is no longer needed.

@@ -194,8 +194,8 @@ impl PageMap {
     ///
     /// When it returns, no page table entry of any mapping shows a page at
     /// or beyond `end`, and none can appear: every access that starts after
-    /// it faults with SIGBUS. Faults in flight are ordered by the page lock
-    /// (see [`MapGuard`](crate::MapGuard)), a fork copying private pages by
+    /// it faults with SIGBUS. Faults in flight are waited for (see
+    /// [`MapRef`](crate::MapRef)), a fork copying private pages by
     /// [`invalidate_lock_shared`](Self::invalidate_lock_shared).
     ///
     /// ```
@@ -224,11 +224,13 @@ impl PageMap {
                 return RemoveReport::default();
             }
         }
-        // Zap, remove or zero (locking every page still cached), zap again:
-        // a fault installs its entry under the page lock, after checking the
-        // end there, so an entry installed before our lock of its page is
-        // cleared by the second zap, and a fault after it sees the new end
-        // (see `crate::fault`; Linux's `truncate_pagecache`).
+        // Before the zero loop reads the slots' mapping counts: the first half
+        // of the pair with the faults (see `crate::fault`).
+        crate::sync::seqcst_pair();
+        // Zap, remove or zero (waiting for the faults in their window on
+        // every page still cached), zap again: an entry a fault installed
+        // meanwhile is cleared by the second zap, and a fault after it sees
+        // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
         let mut report = self.remove_or_zero_locked(end, u64::MAX);
         report.shootdowns += self.zap_mappings(end, u64::MAX);
         if let Err(source) = self.store.truncate(end) {
@@ -376,6 +378,11 @@ impl PageMap {
             let Some(page) = self.take_reserved(index, true) else {
                 continue;
             };
+            // Faults between their end check and their install finish first
+            // (short: no I/O), so the caller's next zap sees their entries.
+            while crate::slot::mapping(page.slot.load_seqcst()) != 0 {
+                crate::sync::spin_hint();
+            }
             let frame = page.frame();
             // WRITEBACK first: a write of the old contents in flight must
             // reach the store before a truncate cuts it, not after (it would

@@ -3,7 +3,7 @@
 //! ```text
 //!  63            39 38    35 34      33     32    31              0
 //! +----------------+--------+-------+------+-------+----------------+
-//! |    refcount    |reserved|LOADING|YANKED|REMOVAL|    frame id    |
+//! |    refcount    |mapping |LOADING|YANKED|REMOVAL|    frame id    |
 //! +----------------+--------+-------+------+-------+----------------+
 //! ```
 //!
@@ -15,6 +15,10 @@
 //!   up to [`MAX_HELD`], so no path that must finish ever waits for a user's
 //!   put (Linux's `try_get_page` keeps the same kind of headroom); the top
 //!   bit is a guard for transient additions.
+//! * `mapping` counts the holders that are faults between their end-of-file
+//!   check and their page table entry install ([`get_for_map`]; each is also
+//!   counted in `refcount`). Truncate waits for it to drain on every page it
+//!   cuts (see [`crate::MapRef`]).
 //! * `REMOVAL` is set by a remover on an unreferenced page; any new holder
 //!   clears it, which aborts that page's removal.
 //! * `YANKED` marks a page that a remover has won (final CAS done) and is
@@ -55,6 +59,16 @@ pub const YANKED: u64 = 1 << (FLAG_SHIFT + 1);
 pub const LOADING: u64 = 1 << (FLAG_SHIFT + 2);
 /// All flag bits.
 pub const FLAGS_MASK: u64 = REMOVAL | YANKED | LOADING;
+/// Bits of the mapping count (see the module docs).
+pub const MAPPING_BITS: u32 = 4;
+const MAPPING_SHIFT: u32 = FLAG_SHIFT + 3;
+/// One fault between its end check and its install.
+pub const MAPPING_ONE: u64 = 1 << MAPPING_SHIFT;
+/// Mask of the mapping count field.
+pub const MAPPING_MASK: u64 = ((1 << MAPPING_BITS) - 1) << MAPPING_SHIFT;
+/// The most faults one page can have between check and install at once; a
+/// further one waits for one of them ([`Refused::Busy`]).
+pub const MAX_MAPPING: u64 = (1 << MAPPING_BITS) - 1;
 /// One holder.
 pub const REF_ONE: u64 = 1 << REF_SHIFT;
 /// Mask of the holder count field.
@@ -98,7 +112,11 @@ impl Limit {
 pub const EMPTY: u64 = 0;
 
 // The fields must fit side by side in 64 bits without overlap.
-const _: () = assert!(FRAME_BITS + 3 <= REF_SHIFT, "flags overlap the refcount");
+const _: () = assert!(
+    MAPPING_SHIFT + MAPPING_BITS <= REF_SHIFT,
+    "flags overlap the refcount"
+);
+const _: () = assert!(MAPPING_MASK & (FLAGS_MASK | REF_MASK | FRAME_MASK) == 0);
 const _: () = assert!(FRAME_MASK & FLAGS_MASK == 0 && FLAGS_MASK & REF_MASK == 0);
 const _: () = assert!(REF_BITS >= 3 && REF_BITS <= 31);
 const _: () = assert!(MAX_REFS < MAX_HELD && MAX_HELD < (1 << REF_BITS) - 1);
@@ -124,6 +142,13 @@ pub const fn frame(word: u64) -> u32 {
 #[inline]
 pub const fn refs(word: u64) -> u64 {
     word >> REF_SHIFT
+}
+
+/// Mapping count of a slot word: faults between their end check and their
+/// install (each also a holder).
+#[inline]
+pub const fn mapping(word: u64) -> u64 {
+    (word & MAPPING_MASK) >> MAPPING_SHIFT
 }
 
 /// Whether the word holds a page that lookups may take.
@@ -169,6 +194,34 @@ fn get_within(word: u64, limit: Limit) -> Result<u64, Refused> {
 pub fn put(word: u64) -> u64 {
     assert!(refs(word) > 0, "slot put with no holder: {word:#x}");
     word - REF_ONE
+}
+
+/// A fault's get ([`crate::PageMap::get_for_map`]): one more holder and
+/// one more mapping, for an up-to-date page only; clears `REMOVAL` as
+/// [`get`] does. Refused with [`Refused::Busy`] at [`MAX_MAPPING`] (the
+/// caller waits for one of those faults to finish).
+#[inline]
+pub fn get_for_map(word: u64) -> Result<u64, Refused> {
+    if !is_present(word) || word & LOADING != 0 {
+        return Err(Refused::Absent);
+    }
+    if refs(word) >= MAX_REFS {
+        return Err(Refused::Overflow);
+    }
+    if mapping(word) >= MAX_MAPPING {
+        return Err(Refused::Busy);
+    }
+    Ok((word & !REMOVAL) + REF_ONE + MAPPING_ONE)
+}
+
+/// The put of a [`get_for_map`]: one holder and one mapping fewer.
+#[inline]
+pub fn put_mapping(word: u64) -> u64 {
+    assert!(
+        refs(word) > 0 && mapping(word) > 0,
+        "mapping put with no mapping holder: {word:#x}"
+    );
+    word - REF_ONE - MAPPING_ONE
 }
 
 /// mark for removal: `{0, frame}` -> `{0, REMOVAL, frame}`.
@@ -322,6 +375,55 @@ impl Slot {
         // Underflow wrapped the field: unsound to go on (a remover could free a held page).
         assert!(refs(old) > 0, "slot put with no holder: {old:#x}");
         old - REF_ONE
+    }
+
+    /// [`get_for_map`] by CAS, waiting (spinning) while the page has
+    /// [`MAX_MAPPING`] faults in their window. SeqCst: the first half of a
+    /// store-buffering pair with truncate (this RMW, then the fault's load of
+    /// the end of file; truncate stores the end, then loads this word): one
+    /// of the two sees the other (see [`crate::MapRef`]).
+    #[inline]
+    pub fn get_for_map(&self) -> Result<u64, Refused> {
+        let mut old = self.0.load(Ordering::Relaxed);
+        loop {
+            let new = match get_for_map(old) {
+                Ok(new) => new,
+                Err(Refused::Busy) => {
+                    crate::sync::spin_hint();
+                    old = self.0.load(Ordering::Relaxed);
+                    continue;
+                }
+                Err(why) => return Err(why),
+            };
+            match self
+                .0
+                .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(new),
+                Err(seen) => old = seen,
+            }
+        }
+    }
+
+    /// [`put_mapping`] as one `fetch_sub` (both fields are non-zero, so no
+    /// borrow crosses a field). Release: the page table entry installed
+    /// before it is visible to a truncate that sees the mapping count drop
+    /// (its Acquire load in [`load_seqcst`](Self::load_seqcst)), and so to
+    /// the zap that follows.
+    #[inline]
+    pub fn put_mapping(&self) {
+        let old = self.0.fetch_sub(REF_ONE + MAPPING_ONE, Ordering::Release);
+        assert!(
+            refs(old) > 0 && mapping(old) > 0,
+            "mapping put with no mapping holder: {old:#x}"
+        );
+    }
+
+    /// The word, read as the second half of truncate's store-buffering pair
+    /// (see [`get_for_map`](Self::get_for_map)). SeqCst (so also Acquire).
+    #[inline]
+    pub fn load_seqcst(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
     }
 
     /// Clears `LOADING` once the page is up to date. Release: pairs with the
@@ -491,6 +593,40 @@ mod tests {
         let s = Slot(AtomicU64::new(top));
         assert_eq!(s.get_fast(true, Limit::Reserved), Err(Refused::Overflow));
         assert_eq!(s.load(), top);
+    }
+
+    #[test]
+    fn a_faults_get_counts_a_holder_and_a_mapping() {
+        let w = put(inserted(4, false));
+        let m = get_for_map(mark_removal(w).unwrap()).unwrap();
+        assert_eq!((refs(m), mapping(m), m & REMOVAL), (1, 1, 0));
+        assert_eq!(mark_removal(m), Err(Refused::Busy), "held");
+        assert_eq!(put_mapping(m), w);
+        assert_eq!(
+            get_for_map(inserted(4, true)),
+            Err(Refused::Absent),
+            "loading"
+        );
+        let mut full = w;
+        for _ in 0..MAX_MAPPING {
+            full = get_for_map(full).unwrap();
+        }
+        assert_eq!(get_for_map(full), Err(Refused::Busy));
+        assert_eq!(
+            refs(get(full).unwrap()),
+            MAX_MAPPING + 1,
+            "others still get"
+        );
+        let s = Slot(AtomicU64::new(w));
+        assert_eq!(s.get_for_map(), Ok(m));
+        s.put_mapping();
+        assert_eq!(s.load(), w);
+    }
+
+    #[test]
+    #[should_panic(expected = "no mapping holder")]
+    fn a_mapping_put_without_a_mapping_asserts() {
+        put_mapping(inserted(4, false));
     }
 
     #[test]

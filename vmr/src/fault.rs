@@ -6,18 +6,18 @@
 //! page is loaded blocking, and the fault restarts (a generation counter
 //! tells whether the regions changed meanwhile).
 //!
-//! Every entry of a file page is installed under a [`pagemap::MapGuard`]
-//! (the page lock, the end of file checked under it), so a truncate cannot
-//! return while an entry beyond its new end is being installed, and none is
-//! installed after it returns.
+//! Every entry of a file page is installed while the fault holds the page
+//! as a [`pagemap::MapRef`] (counted as a fault in its window, the end of
+//! file checked after the count), so a truncate cannot return while an
+//! entry beyond its new end is being installed, and none is installed after
+//! it returns.
 //!
-//! A minor fault (page cached) allocates nothing and takes, beyond the
-//! address-space read lock, only the page lock of the page it maps: the
-//! page map lookup is lock-free.
+//! A minor fault (page cached) allocates nothing and takes no lock beyond
+//! the address-space read lock: the page map lookup is lock-free.
 
 use std::sync::Arc;
 
-use pagemap::{PageRef, PAGE_SIZE};
+use pagemap::{MapRef, PageRef, PAGE_SIZE};
 
 use crate::error::{Access, Fault};
 use crate::pte;
@@ -165,7 +165,7 @@ impl AddressSpace {
                 }
             }
             let index = v.index_of(center_va);
-            match v.file.load_nowait(index) {
+            match v.file.get_for_map(index) {
                 Ok(page) => {
                     let r = self.map_center(v, center_va, &page, access, &ctx);
                     drop(page);
@@ -193,19 +193,15 @@ impl AddressSpace {
         }
     }
 
-    /// Maps a resident, up-to-date neighbour if its PTE is empty. Never
-    /// blocks: a neighbour whose page lock is taken is skipped.
+    /// Maps a resident, up-to-date neighbour if its PTE is empty. Never blocks.
     fn map_neighbour(&self, v: &Vmr, va: u64, ctx: &FaultCtx) {
         let p = self.core().pt.get_or_alloc(va / PAGE);
         if p.load(Ordering::SeqCst) != 0 {
             return;
         }
         let index = v.index_of(va);
-        let Ok(Some(page)) = v.file.find(index) else {
-            return;
-        };
-        let Some(Ok(_guard)) = page.try_lock_for_map() else {
-            return; // locked, or beyond the end of the file
+        let Ok(page) = v.file.get_for_map(index) else {
+            return; // not cached, or beyond the end of the file
         };
         let flags = pte::PRESENT | Self::write_flags(v, ctx.enter_prot);
         let new = pte::make(page.frame().get(), flags);
@@ -261,23 +257,20 @@ impl AddressSpace {
         &self,
         v: &Vmr,
         va: u64,
-        page: &PageRef<'_>,
+        page: &MapRef<'_>,
         access: Access,
         ctx: &FaultCtx,
     ) -> Result<(), Fault> {
+        // `page` is held (as a MapRef) until the entry is in place or the
+        // copy-on-write copy published: truncate waits for that.
         let p = self.core().pt.get_or_alloc(va / PAGE);
         let frame = page.frame().get();
         let writable_region = v.prot.contains(Prot::WRITE);
-        // Held until the entry is in place (or the copy-on-write copy is
-        // published): truncate orders itself against it (see the module docs).
-        let _guard = page.lock_for_map().map_err(|_| Fault::BeyondEof { va })?;
         loop {
             let old = p.load(Ordering::SeqCst);
             if old & pte::LOCK != 0 {
-                // A copy-on-write of this entry is in flight (it holds the
-                // space's COW lock while LOCK is set): wait for it. (A fault
-                // of this space on this page holds the page lock we hold, so
-                // this is for entries locked by other paths.)
+                // Another CPU's copy-on-write of this page is in flight: wait
+                // for it (it holds the space's COW lock while LOCK is set).
                 drop(self.cow.lock());
                 continue;
             }

@@ -1,10 +1,10 @@
 //! The fault side's contract with truncate, driven deterministically with a
 //! toy page table (a kernel's view: `pagemap` alone, its own `Mapper`).
 //!
-//! A fault that took its `MapGuard` before truncate moved the end installs
-//! its entry; truncate cannot return before the guard is dropped, and its
-//! second zap clears that entry. A fault that takes the guard after the
-//! truncate gets `BeyondEof` and installs nothing.
+//! A fault that took its `MapRef` before truncate moved the end installs
+//! its entry; truncate cannot return before the `MapRef` is dropped, and its
+//! second zap clears that entry. A fault that comes after the truncate gets
+//! `BeyondEof` and installs nothing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,9 +54,9 @@ fn setup() -> (Arc<PageMap>, Arc<ToyTable>) {
 fn truncate_waits_for_a_fault_in_flight_and_zaps_its_entry() {
     let (map, table) = setup();
     map.load(5).unwrap().write(0, b"old").unwrap();
-    // The fault: page taken, guard held (end checked: page 5 is inside).
-    let page = map.load_nowait(5).unwrap();
-    let guard = page.lock_for_map().unwrap();
+    // The fault: page taken for mapping (end checked: page 5 is inside).
+    let page = map.get_for_map(5).unwrap();
+    let held = map.find(5).unwrap().unwrap(); // a user's hold, kept throughout
     let done = Arc::new(AtomicBool::new(false));
     let truncating = {
         let (map, done) = (map.clone(), done.clone());
@@ -67,7 +67,7 @@ fn truncate_waits_for_a_fault_in_flight_and_zaps_its_entry() {
         })
     };
     // Truncate has moved the end and zapped once, and now waits for the
-    // page lock of the page it must zero.
+    // fault to finish on the page it must zero.
     while !map.is_beyond_end(5) {
         thread::yield_now();
     }
@@ -76,52 +76,55 @@ fn truncate_waits_for_a_fault_in_flight_and_zaps_its_entry() {
         !done.load(Ordering::SeqCst),
         "truncate returned while a fault held a page beyond the new end"
     );
-    // The fault installs its entry under the guard, then lets go.
+    // The fault installs its entry, then lets go.
     table.entries.lock().unwrap().insert(5, page.frame());
-    drop(guard);
+    drop(page);
     let report = truncating.join().unwrap();
     assert!(report.errors.is_empty(), "{report:?}");
-    assert_eq!(report.zeroed, 1, "held by the fault: zeroed, not removed");
+    assert_eq!(report.zeroed, 1, "held: zeroed, not removed");
     assert!(
         table.entries.lock().unwrap().is_empty(),
         "the entry installed before truncate locked the page survived"
     );
     assert_eq!(*table.zaps.lock().unwrap(), 2, "zap, zero, zap again");
     let mut buf = [0xffu8; 3];
-    page.read(0, &mut buf).unwrap();
+    held.read(0, &mut buf).unwrap();
     assert_eq!(buf, [0; 3], "the cut page was zeroed");
-    // A fault that comes now is refused under the lock.
+    // A fault that comes now is refused, though the page is still cached.
     assert!(matches!(
-        page.lock_for_map(),
+        map.get_for_map(5),
         Err(Error::BeyondEof { index: 5, end: 3 })
     ));
-    assert!(page.try_lock_for_map().unwrap().is_err());
-    drop(page);
-    assert!(matches!(map.load_nowait(5), Err(Error::BeyondEof { .. })));
+    assert_eq!(held.holders(), 1, "the refused get left no count behind");
 }
 
 #[test]
-fn a_guard_inside_the_file_does_not_stop_truncate_elsewhere() {
+fn a_fault_inside_the_file_does_not_hold_up_truncate() {
     let (map, _table) = setup();
     drop(map.load(1).unwrap());
     drop(map.load(7).unwrap());
-    let page = map.load_nowait(1).unwrap();
-    let guard = page.lock_for_map().unwrap();
-    // Page 1 stays inside: truncate never locks it.
+    let page = map.get_for_map(1).unwrap();
+    // Page 1 stays inside: truncate never waits for it.
     let report = map.truncate(4);
     assert_eq!(report.removed, 1);
-    drop(guard);
-    assert!(page.try_lock_for_map().unwrap().is_ok());
+    drop(page);
+    assert!(map.get_for_map(1).is_ok());
 }
 
 #[test]
-fn try_lock_for_map_skips_a_locked_page() {
+fn get_for_map_refuses_what_a_fault_cannot_map_without_blocking() {
     let (map, _table) = setup();
+    assert!(matches!(
+        map.get_for_map(2),
+        Err(Error::WouldBlock { index: 2 })
+    ));
+    map.truncate(10);
+    assert!(matches!(map.get_for_map(10), Err(Error::BeyondEof { .. })));
     drop(map.load(2).unwrap());
-    let a = map.load_nowait(2).unwrap();
-    let b = map.load_nowait(2).unwrap();
-    let guard = a.lock_for_map().unwrap();
-    assert!(b.try_lock_for_map().is_none(), "fault-around must not wait");
-    drop(guard);
-    assert!(matches!(b.try_lock_for_map(), Some(Ok(_))));
+    // Many faults on one page at once: all get it (the mapping field's
+    // limit only makes the sixteenth wait for one of the first fifteen).
+    let refs: Vec<_> = (0..15).map(|_| map.get_for_map(2).unwrap()).collect();
+    assert_eq!(refs[0].holders(), 15);
+    drop(refs);
+    assert_eq!(map.holders(2), 0);
 }
