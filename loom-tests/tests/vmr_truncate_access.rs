@@ -36,7 +36,12 @@ enum Via {
     Neighbour,
 }
 
-fn access_after_truncate(via: Via) {
+/// `held`: a user holds page 1 throughout, so truncate's removal pass does
+/// not write its slot word (the mark is refused without a CAS): the only
+/// order between the fault's count and truncate's end store is then their
+/// store-buffering pair, which these variants check (the unheld ones pass
+/// without it: the mark's CAS on the slot orders them).
+fn access_after_truncate(via: Via, held: bool) {
     let outcomes = Outcomes::new();
     let out = outcomes.clone();
     model(move || {
@@ -46,6 +51,7 @@ fn access_after_truncate(via: Via) {
         // Both pages cached: CPU 0's fault passes load_nowait (or find).
         vm.fx.cache(0);
         vm.fx.cache(1);
+        let user = held.then(|| vm.fx.map.find(1).unwrap().unwrap());
         let flags = match via {
             Via::PrivateWrite => MapFlags::PRIVATE,
             _ => MapFlags::SHARED,
@@ -94,6 +100,12 @@ fn access_after_truncate(via: Via) {
             cpu_read(vm.machine.cpu(0), &vm.space, va, 1).unwrap(),
             [0x10]
         );
+        if let Some(page) = &user {
+            let mut b = [0xff];
+            page.read(0, &mut b).unwrap();
+            assert_eq!(b, [0], "a held page beyond the end is zeroed");
+        }
+        drop(user);
         check_frame_accounting(&vm.fx, &[]);
         out.record(match via {
             Via::Neighbour if neighbour > 0 => "neighbour mapped",
@@ -110,15 +122,25 @@ fn access_after_truncate(via: Via) {
 
 #[test]
 fn truncate_then_access_shared_read_fault() {
-    access_after_truncate(Via::SharedRead);
+    access_after_truncate(Via::SharedRead, false);
 }
 
 #[test]
 fn truncate_then_access_private_cow_fault() {
-    access_after_truncate(Via::PrivateWrite);
+    access_after_truncate(Via::PrivateWrite, false);
 }
 
 #[test]
 fn truncate_then_access_fault_around_neighbour() {
-    access_after_truncate(Via::Neighbour);
+    access_after_truncate(Via::Neighbour, false);
+}
+
+#[test]
+fn truncate_then_access_held_shared_read_fault() {
+    access_after_truncate(Via::SharedRead, true);
+}
+
+#[test]
+fn truncate_then_access_held_private_cow_fault() {
+    access_after_truncate(Via::PrivateWrite, true);
 }
