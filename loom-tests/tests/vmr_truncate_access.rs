@@ -51,7 +51,6 @@ fn access_after_truncate(via: Via, held: bool) {
         // Both pages cached: CPU 0's fault passes load_nowait (or find).
         vm.fx.cache(0);
         vm.fx.cache(1);
-        let user = held.then(|| vm.fx.map.find(1).unwrap().unwrap());
         let flags = match via {
             Via::PrivateWrite => MapFlags::PRIVATE,
             _ => MapFlags::SHARED,
@@ -63,6 +62,7 @@ fn access_after_truncate(via: Via, held: bool) {
         };
         let va = vm.space.mmap(req).expect("mmap");
         let vm = Arc::new(vm);
+        let user = held.then(|| vm.fx.map.find(1).unwrap().unwrap());
         let cpu0 = {
             let vm = vm.clone();
             thread::spawn(move || {
