@@ -18,8 +18,9 @@
 //! beyond the new end, and none can appear.** This is Linux's protocol
 //! (`filemap_fault` and `filemap_map_pages` check `i_size` with the folio
 //! locked; `truncate_pagecache` unmaps, truncates the locked folios, and
-//! unmaps again). The loom models `vmr_truncate_fault` check it, for a
-//! shared fault, a copy-on-write fault and a fault-around neighbour.
+//! unmaps again). The loom models `vmr_truncate_fault` and
+//! `vmr_truncate_access` check it, for a shared fault, a copy-on-write fault
+//! and a fault-around neighbour (`docs/design.md`, section 5.7).
 //!
 //! It replaces an install-then-recheck scheme (a SeqCst store-buffering pair
 //! with the zap, the entry taken back when the end had moved): that let
