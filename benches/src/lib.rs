@@ -184,7 +184,7 @@ impl FindPut for Flat {
     }
 }
 
-/// The seed's way: one mutex around a hash map.
+/// The simplest design: one mutex around a hash map.
 pub struct MutexHash(pub Mutex<HashMap<u64, Arc<PageMeta>, Hasher>>);
 
 impl FindPut for MutexHash {

@@ -1,5 +1,6 @@
 //! vmr model 5: a copy-on-write fault against CPUs that cache the shared
-//! page (DESIGN section 9, "COW fault vs ..."; the shootdown ordering).
+//! page (`docs/design.md`, section 8, "COW fault vs CPUs caching the shared
+//! page"; the shootdown ordering).
 //!
 //! Space A maps file page 0 privately. CPU 2 has read it: its TLB holds a
 //! read-only entry for the page-cache frame. Then, concurrently:

@@ -8,9 +8,9 @@
 //! That read must fault with `BeyondEof`, whatever CPU 0's fault did, and no
 //! entry beyond the end may survive.
 //!
-//! The fault holds the page lock from its end-of-file check to its install
-//! (`pagemap::MapGuard`), and truncate zaps, locks every page still cached,
-//! and zaps again. With the old install-then-recheck scheme, CPU 1 could read
+//! The fault holds the page as a `pagemap::MapRef` (counted in the slot
+//! word) from its end-of-file check to its install, and truncate zaps, waits
+//! for every cut page's count to drain, and zaps again. With the old install-then-recheck scheme, CPU 1 could read
 //! through the entry CPU 0 had installed and not yet taken back; these
 //! models fail on it, and on a truncate without its second zap.
 #![cfg(loom)]

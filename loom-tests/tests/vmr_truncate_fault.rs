@@ -3,9 +3,9 @@
 //! File pages 0 and 1 are mapped; CPU 0 writes page 1 (a fault: shared, or
 //! a copy-on-write copy for a private mapping) while the main thread
 //! truncates the file at page 1. Truncate moves the end of file under the
-//! writer lock, zaps the PTEs of the range, locks every page still cached
-//! and zaps again; the fault checks the end and installs its PTE under the
-//! page lock (`pagemap::MapGuard`). Whatever the order: the write either succeeded
+//! writer lock, zaps the PTEs of the range, waits for the faults in flight on
+//! every page still cached and zaps again; the fault counts itself on the
+//! page, checks the end, then installs (`pagemap::MapRef`). Whatever the order: the write either succeeded
 //! before the cut or got `BeyondEof`, no PTE beyond the end survives, a
 //! later access faults with `BeyondEof`, page 0 is untouched, and every
 //! frame is free or cached (no private copy leaked).

@@ -24,7 +24,8 @@
 //! costs two more on another cache line (measured: +25 ns, 15%, on the
 //! simulated minor fault). The loom models `vmr_truncate_access` check it
 //! for a shared fault, a copy-on-write fault and a fault-around neighbour,
-//! and fail without the second zap, without the wait, or without the pair.
+//! and fail without the second zap or without the wait (`docs/design.md`,
+//! section 5.7).
 //!
 //! It replaces an install-then-recheck scheme, which let truncate return
 //! while a fault sat between its install and its recheck, so another CPU

@@ -16,6 +16,102 @@
 //! assert!(page.is_dirty());
 //! # Ok::<(), pagemap::Error>(())
 //! ```
+//!
+//! The design (layers, invariants, protocols, the races and the loom model
+//! that checks each, a glossary of Linux names) is `docs/design.md` in the
+//! repository.
+//!
+//! # Locking
+//!
+//! Lock order, in the style of the comment at the top of Linux's
+//! `mm/rmap.c`: a lock may be taken while holding any of the locks above it
+//! on its path to the root, never while holding one below it. Names marked
+//! `vmr:` belong to the `vmr` crate (or to a kernel's own implementation of
+//! [`Mapper`] and [`FlushTarget`]); page tables have no lock (their entries
+//! are atomic words, changed by one atomic read-modify-write each).
+//!
+//! ```text
+//! vmr: address-space lock       AddressSpace regions, RwLock (read: faults;
+//!  |                            write: mmap munmap mprotect madvise fork teardown)
+//!  +- invalidate lock           PageMap::invalidate_lock_shared (shared: fork's
+//!  |   |                        copy; exclusive: truncate, remove_or_zero)
+//!  |   +- remover lock          one remover per map: free_unused, remove,
+//!  |       |                    try_remove (try-lock), Removal, invalidate,
+//!  |       |                    destroy, truncate, remove_or_zero
+//!  |       +- WRITEBACK bit     page bit lock: one write-back of the page at a
+//!  |       |   |                time, held across the store's write
+//!  |       |   +- LOCKED bit    the page lock: held across the store's read, a
+//!  |       |       |            write(), a write-back's snapshot, truncate's
+//!  |       |       |            zeroing
+//!  |       |       +- wait buckets         hashed mutex + condvar of the bit locks
+//!  |       |       +- the store's own locks (MemStore, FileStore)
+//!  |       +- page-map writer lock  tree shape, slot publish and yank, marks,
+//!  |       |                        end of file
+//!  |       +- reverse-map lock      RwLock over the Mappers (write: add/remove)
+//!  +- (a fault's MapRef: not a lock, but truncate waits for it; see below)
+//!      +- vmr: COW mutex       held while a PTE carries LOCK
+//!          +- vmr: TLB locks   one CPU's at a time (shootdown)
+//!          +- frame free list  FramePool alloc/free
+//! ```
+//!
+//! Reading the tree:
+//!
+//! * The bottom locks are leaves: nothing is taken under the TLB locks, the
+//!   free list, the wait buckets, the store's locks, the writer lock or the
+//!   reverse-map lock. The writer and reverse-map locks are taken with
+//!   nothing held, or under the remover lock or the address-space lock
+//!   (munmap registers pieces and marks harvested pages dirty under it),
+//!   never under a page bit, and never together.
+//! * Page bits are taken WRITEBACK first, then LOCKED, and released before
+//!   the writer lock is taken (a dirty mark is synced after the unlock).
+//!   Exception: a loader holds LOCKED on its new frame while it takes the
+//!   writer lock to publish it; no one can wait on a frame before it is
+//!   published.
+//! * A fault holds its page as a [`MapRef`] (counted in the slot word's
+//!   mapping field) from its end-of-file check to its install; truncate, with
+//!   the invalidate and remover locks held, waits for that count to drain on
+//!   every page it zeroes. So while holding a [`MapRef`] a fault may take its
+//!   space's COW mutex, allocate a frame and shoot down TLBs, but must not
+//!   wait for I/O, for a page lock, or for anything truncate holds.
+//! * The address-space lock is never held across I/O: a fault under it uses
+//!   [`PageMap::load_nowait`], and loads blocking only after dropping it. The
+//!   writer and reverse-map locks are never held across I/O, nor while
+//!   calling a [`FlushTarget`] or a [`Mapper`]'s unmapping methods
+//!   (`revoke`, `reap`, `clean`, `zap`); [`Mapper::file_pages`] and
+//!   [`Mapper::is_pinned`] are called under the reverse-map lock and must
+//!   take no lock. The remover lock is held across a removal's write-back.
+//! * A failed load discards its page under the remover lock taken by
+//!   try-lock only (a remover running will find the page).
+//! * Locks of two page maps, or of two address spaces, are never held at
+//!   once; fork holds the parent's address-space lock while it fills the
+//!   child's, which nobody else can see yet. One thread takes the
+//!   invalidate lock once at a time (a waiting truncate would deadlock a
+//!   second shared acquisition).
+//!
+//! What separates operations that conflict:
+//!
+//! | operations | what could go wrong | what separates them |
+//! | --- | --- | --- |
+//! | lookup ([`find`](PageMap::find), [`load`](PageMap::load)) vs a remover's final pass | freeing a held page | the slot word: a get adds a count and clears REMOVAL; the yank CAS needs no count and REMOVAL still set |
+//! | two loads of one absent page | two reads, two frames | the writer lock around the insert (one publish); the other loader sleeps on LOCKED while LOADING is set |
+//! | insert vs [`truncate`](PageMap::truncate) | a page beyond the end | the end is checked and moved under the writer lock |
+//! | lock-free walk vs node unlink | use of a freed node | the epoch; a held slot keeps its leaf (only empty nodes are unlinked) |
+//! | [`PageRef::write`] or [`mark_dirty`](PageRef::mark_dirty) vs a write-back's snapshot | a torn copy; a clean page missing a write | LOCKED: copy then set DIRTY under it; snapshot and clear DIRTY under it |
+//! | write-back vs write-back of one page | an older snapshot stored last | WRITEBACK, held until the store returns |
+//! | remover vs remover | double yank, wrong reports | the remover lock ([`try_remove`](PageMap::try_remove) says [`Error::Busy`]) |
+//! | fault or lookup vs [`remove`](PageMap::remove) | a freed page still mapped or held | the get clears REMOVAL; [`Mapper::revoke`] and [`Mapper::reap`] re-check each entry in one CAS, and the reap leaves entries a fault made present again |
+//! | remover's write-back vs a fault that maps the page and lets go | freeing a mapped frame | the remover holds with a count that keeps REMOVAL, so any other get still clears it |
+//! | a CPU using a stale TLB entry vs revoke, clean, unmap | a lost write; an access to a reused frame | one acknowledged shootdown per address space ([`ShootdownBatch`]) before frames are freed and before harvested dirty bits are marked |
+//! | an unmapper taking a dirty bit vs a remover | the bit reaching a freed page | the unmapper holds the page ([`PageMap::find_frame`]) until it is marked dirty; a remover's reap owns its [`Victims`] |
+//! | [`add_mapping`](PageMap::add_mapping) / [`remove_mapping`](PageMap::remove_mapping) vs [`free_unused`](PageMap::free_unused), [`invalidate`](PageMap::invalidate), removal's pass 1 | removing a page a new mapping will use; an uncovered mapped page | the reverse-map lock; coverage checked after the mark (a new mapping reaches the page only by a lookup, which unmarks it); a split adds its pieces before the old region leaves |
+//! | a fault installing an entry vs [`truncate`](PageMap::truncate) | an entry beyond the end after truncate returns | [`MapRef`]: the fault counts itself in the slot word, then checks the end (SeqCst pair with truncate's end store); truncate waits for every cut page's count to drain between two zaps |
+//! | copy-on-write fault vs another update of the same entry | two copies; a read of the old page after a write to the copy | vmr: the PTE LOCK bit with the COW mutex; revoke, reap, clean and zap skip locked entries |
+//! | fork's copy vs truncate or [`remove_or_zero`](PageMap::remove_or_zero) | a private frame freed while copied; a child entry beyond the end | the invalidate lock ([`invalidate_lock_shared`](PageMap::invalidate_lock_shared) for fork, exclusive for them) |
+//! | fork's copy vs CPUs writing private pages | a torn copy | vmr: write-protect and one shootdown before copying; the address-space write lock holds off the faults |
+//! | truncate's zeroing vs a write-back in flight | old bytes stored after the cut | truncate takes WRITEBACK before zeroing; a write-back of a page beyond the end drops it |
+//! | [`invalidate`](PageMap::invalidate) vs writers, reads, write-backs | dropping dirty or in-flight data | flags checked after the mark: dirty, LOCKED and WRITEBACK pages are skipped |
+//! | munmap, mprotect vs faults of the same space | a fault on a region being replaced | vmr: the address-space lock; a fault that dropped it restarts if the regions' generation moved |
+//! | kernel-side entry updates vs CPUs setting A/D bits | a lost dirty bit | vmr: every update is one atomic read-modify-write that re-checks the entry |
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

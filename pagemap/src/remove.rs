@@ -1,5 +1,5 @@
 //! Taking pages out of a page map whose pages may be mapped: the multi-pass
-//! removal (DESIGN section 6; Akaros's `pm_remove_contig`), best-effort
+//! removal (`docs/design.md`, section 5.4; Akaros's `pm_remove_contig`), best-effort
 //! invalidate, remove-or-zero, truncate and destroy.
 //!
 //! Removal passes, for the pages of a range:

@@ -20,7 +20,7 @@ use crate::shootdown::ShootdownBatch;
 /// What the page map needs from something that maps its pages.
 ///
 /// The page map calls the unmapping methods from its removal, writeback and
-/// truncate protocols (DESIGN section 6), with no page-map lock held. Page
+/// truncate protocols (`docs/design.md`, section 5), with no page-map lock held. Page
 /// table entries are weak references: an implementation never holds a page
 /// count for an entry, but whoever takes a dirty bit out of an entry of a
 /// cached page must either hold a reference to that page while it does so

@@ -1,5 +1,5 @@
-//! The fault handler, in the shape of OpenBSD's `uvm_fault` after its split
-//! (seed 004): a check phase fills a [`FaultCtx`] or answers "no mapping",
+//! The fault handler, in the shape of OpenBSD's `uvm_fault` after its 2020
+//! split into `uvm_fault_check` and `struct uvm_faultctx`: a check phase fills a [`FaultCtx`] or answers "no mapping",
 //! "protection" or "restart"; resident neighbours are mapped without
 //! blocking; the centre page is taken with `load_nowait` under the
 //! address-space lock, and if that would block, the lock is dropped, the

@@ -1,5 +1,6 @@
-//! Lazy MMU mode, with the nesting semantics of Linux's lazy_mmu_mode
-//! (seed 003): a per-thread `count` and `enabled` state.
+//! Lazy MMU mode, with the nesting semantics of Linux's lazy_mmu_mode (the
+//! 2025 patch "mm: enable lazy_mmu sections to nest"): a per-thread `count`
+//! and `enabled` state.
 //!
 //! | call | architecture hook | count | enabled |
 //! | --- | --- | --- | --- |
@@ -16,8 +17,8 @@
 //! section and settle them (shootdown, dirty bits) after it ends.
 //!
 //! Misuse is caught: `disable` at depth 0 and `enable` past 255 levels panic
-//! (the seed's VM_BUG_ON); `enable` while paused, `pause` when not enabled
-//! and `resume` when not paused are debug assertions (the seed's VM_WARN_ON).
+//! (Linux's VM_BUG_ON there); `enable` while paused, `pause` when not enabled
+//! and `resume` when not paused are debug assertions (Linux's VM_WARN_ON).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -227,7 +228,7 @@ mod tests {
         assert_eq!(in_lazy_mmu_mode(), enabled);
     }
 
-    /// The seed's summary table, line by line.
+    /// The module docs' table (the Linux patch's summary), line by line.
     #[test]
     fn seed_table() {
         step(lazy_mmu_mode_enable, "enter", 1, true);

@@ -9,13 +9,19 @@
 //!   words; `mmap`, `munmap`, `mprotect`, `madvise`, `fork`.
 //! * The fault handler ([`AddressSpace::handle_fault`]) follows UVM's split
 //!   into a check phase ([`AddressSpace::check_fault`]) and resolution.
-//! * [`lazy`]: lazy MMU mode that nests (seed 003); munmap and mprotect
+//! * [`lazy`]: lazy MMU mode that nests (as Linux's does); munmap and mprotect
 //!   batch their PTE changes in it.
 //! * Every region is registered in its file's reverse map
 //!   ([`pagemap::Mapper`]), so the page cache knows who maps what.
 //!
-//! Lock order: address-space lock -> page-map writer lock -> reverse-map
-//! lock -> (page tables are lock-free) -> TLB.
+//! Lock order (the whole tree is in [`pagemap`'s crate docs](pagemap#locking)):
+//! address-space lock -> a file's invalidate lock (fork) -> page lock;
+//! address-space lock -> (a fault's [`pagemap::MapRef`], which truncate
+//! waits for) -> copy-on-write mutex -> TLB locks; the
+//! page-map writer and reverse-map locks are taken under the address-space
+//! lock but never under a page lock. Page tables have no lock: every entry
+//! change is one atomic read-modify-write. The design, with the races and
+//! their loom models, is `docs/design.md` in the repository.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
