@@ -283,7 +283,7 @@ impl Insert for Ours {
 /// radix tree, its locks and the slot word.
 pub struct FillFloor {
     pool: Arc<FramePool>,
-    frames: std::cell::RefCell<Vec<pagemap::FrameId>>,
+    frames: std::cell::RefCell<Vec<pagemap::PrivateFrame>>,
 }
 
 impl Insert for FillFloor {
@@ -297,19 +297,11 @@ impl Insert for FillFloor {
     }
     #[inline]
     fn insert(&self, index: u64) {
-        let frame = self.pool.alloc().expect("frame");
+        let frame = self.pool.alloc_private().expect("frame");
         let mut buf: PageBuf = [0; pagemap::PAGE_SIZE];
         ZeroStore.read_page(index, &mut buf).expect("zero store");
-        self.pool.write_page(frame, &buf);
+        frame.write_page(&buf);
         self.frames.borrow_mut().push(frame);
-    }
-}
-
-impl Drop for FillFloor {
-    fn drop(&mut self) {
-        for f in self.frames.get_mut().drain(..) {
-            self.pool.free(f);
-        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use loom::thread;
 use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
-use pagemap::slot::MAX_REFS;
+use pagemap::MAX_REFS;
 use pagemap::{Error, PageRef};
 
 const IDX: u64 = 6;

@@ -45,8 +45,7 @@ fn fork_copies_private_pages_as_of_one_instant() {
                 let cpu = vm.machine.cpu(0);
                 cpu.write(&vm.space, va, &[1]).unwrap();
                 // The loom-visible step between the writes (see above).
-                let f = vm.fx.pool.alloc().unwrap();
-                vm.fx.pool.free(f);
+                drop(vm.fx.pool.alloc_private().unwrap());
                 cpu.write(&vm.space, va + PAGE, &[1]).unwrap();
             })
         };

@@ -9,6 +9,12 @@
 //!
 //! Free frames are kept on an intrusive list threaded through their `index`
 //! field, so the pool spends 16 bytes of metadata per frame and nothing else.
+//!
+//! Ownership: a frame is free (FREE set, on the list), or owned by a page map
+//! (published in a slot word), or owned by a [`PrivateFrame`] handle (or by
+//! the page table entry that handle was turned into). Allocation and freeing
+//! of raw ids are crate-private, so no safe call outside the crate can free a
+//! frame that a slot or an entry still names; a double free is an assertion.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -69,6 +75,8 @@ pub mod flags {
     pub const PINNED: u32 = 1 << 8;
     /// Mapped by at least one page table entry.
     pub const MAPPED: u32 = 1 << 9;
+    /// On the free list (a second free of the frame is caught by this).
+    pub const FREE: u32 = 1 << 10;
     /// Someone sleeps on LOCKED (internal: lets unlock skip the wake-up).
     pub(crate) const WAITERS: u32 = 1 << 15;
     /// Shift of the 8-bit I/O error kind code.
@@ -94,15 +102,31 @@ const WAIT_BUCKETS: usize = 1;
 
 /// A fixed pool of 4 KiB page frames.
 ///
+/// Page maps take their frames from it; other users (a copy-on-write copy, an
+/// anonymous page) take owning [`PrivateFrame`] handles, which free the frame
+/// when dropped:
+///
 /// ```
+/// use std::sync::Arc;
 /// use pagemap::FramePool;
-/// let pool = FramePool::new(2).unwrap();
-/// let a = pool.alloc().unwrap();
-/// let b = pool.alloc().unwrap();
-/// assert!(pool.alloc().is_err()); // exhausted: an error, not a panic
-/// pool.free(a);
-/// pool.free(b);
+/// let pool = Arc::new(FramePool::new(2).unwrap());
+/// let a = pool.alloc_private().unwrap();
+/// let b = pool.alloc_private().unwrap();
+/// assert!(pool.alloc_private().is_err()); // exhausted: an error, not a panic
+/// drop((a, b));
 /// assert_eq!(pool.free_frames(), 2);
+/// ```
+///
+/// No safe call can free a frame that a page still uses (two pages would
+/// then share it): freeing raw frame ids is crate-private.
+///
+/// ```compile_fail
+/// use std::sync::Arc;
+/// use pagemap::{FramePool, MemStore, PageMap};
+/// let pool = Arc::new(FramePool::new(2).unwrap());
+/// let map = PageMap::new(pool.clone(), Arc::new(MemStore::new()));
+/// let page = map.load(1).unwrap();
+/// pool.free(page.frame()); // private: does not compile
 /// ```
 pub struct FramePool {
     frames: Box<[Frame]>,
@@ -140,7 +164,7 @@ impl FramePool {
         // Free list: 1 -> 2 -> ... -> capacity -> 0.
         let frames: Box<[Frame]> = (0..capacity)
             .map(|i| Frame {
-                flags: AtomicU32::new(0),
+                flags: AtomicU32::new(flags::FREE),
                 owner: AtomicU32::new(0),
                 index: AtomicU64::new(if i + 1 < capacity { i as u64 + 2 } else { 0 }),
             })
@@ -183,7 +207,7 @@ impl FramePool {
 
     /// Takes a free frame; its flags are 0 and its contents whatever the last
     /// owner left (callers fill it before publishing it).
-    pub fn alloc(&self) -> Result<FrameId, Error> {
+    pub(crate) fn alloc(&self) -> Result<FrameId, Error> {
         let mut head = self.free_head.lock();
         let id = FrameId::new(*head).ok_or(Error::PoolExhausted {
             capacity: self.capacity(),
@@ -192,20 +216,34 @@ impl FramePool {
         *head = frame.index.load(Ordering::Relaxed) as u32;
         self.nr_free.fetch_sub(1, Ordering::Relaxed);
         drop(head);
-        debug_assert_eq!(
-            frame.flags.load(Ordering::Relaxed),
-            0,
-            "free frame has flags"
-        );
+        let old = frame.flags.swap(0, Ordering::Relaxed);
+        debug_assert_eq!(old, flags::FREE, "a frame on the free list has flags");
         frame.index.store(0, Ordering::Relaxed);
         Ok(id)
     }
 
+    /// An owned frame for use outside any page map, freed when the handle
+    /// is dropped (see [`PrivateFrame`]).
+    ///
+    /// # Errors
+    /// [`Error::PoolExhausted`] if no frame is free.
+    pub fn alloc_private(self: &std::sync::Arc<Self>) -> Result<PrivateFrame, Error> {
+        let id = self.alloc()?;
+        Ok(PrivateFrame {
+            pool: self.clone(),
+            id,
+        })
+    }
+
     /// Returns a frame to the pool. The caller guarantees nothing can reach it
     /// any more: no slot word, no page table entry, no TLB entry.
-    pub fn free(&self, id: FrameId) {
+    ///
+    /// # Panics
+    /// If the frame is already free (a double free) or page-locked.
+    pub(crate) fn free(&self, id: FrameId) {
         let frame = self.frame(id);
-        let old = frame.flags.swap(0, Ordering::Relaxed);
+        let old = frame.flags.swap(flags::FREE, Ordering::Relaxed);
+        assert!(old & flags::FREE == 0, "double free of frame {id:?}");
         assert!(
             old & flags::LOCKED == 0,
             "freeing a locked frame {id:?} ({old:#x})"
@@ -254,12 +292,12 @@ impl FramePool {
 
     /// Sets bits, returning the old flags. AcqRel: a flag change orders the
     /// contents written before it (Release) and sees the previous setter's (Acquire).
-    pub fn set_flags(&self, id: FrameId, bits: u32) -> u32 {
+    pub(crate) fn set_flags(&self, id: FrameId, bits: u32) -> u32 {
         self.frame(id).flags.fetch_or(bits, Ordering::AcqRel)
     }
 
     /// Clears bits, returning the old flags (orderings as [`set_flags`](Self::set_flags)).
-    pub fn clear_flags(&self, id: FrameId, bits: u32) -> u32 {
+    pub(crate) fn clear_flags(&self, id: FrameId, bits: u32) -> u32 {
         self.frame(id).flags.fetch_and(!bits, Ordering::AcqRel)
     }
 
@@ -288,22 +326,22 @@ impl FramePool {
     // ---- bit locks: LOCKED (the page lock) and WRITEBACK ---------------
 
     /// Tries to take LOCKED. Acquire on success: pairs with the unlocker's Release.
-    pub fn try_lock(&self, id: FrameId) -> bool {
+    pub(crate) fn try_lock(&self, id: FrameId) -> bool {
         self.try_lock_bit(id, flags::LOCKED)
     }
 
     /// Takes LOCKED, sleeping while someone else has it.
-    pub fn lock(&self, id: FrameId) {
+    pub(crate) fn lock(&self, id: FrameId) {
         self.lock_bit(id, flags::LOCKED)
     }
 
     /// Drops LOCKED and wakes sleepers.
-    pub fn unlock(&self, id: FrameId) {
+    pub(crate) fn unlock(&self, id: FrameId) {
         self.unlock_bit(id, flags::LOCKED)
     }
 
     /// Sleeps until LOCKED is clear (it may be taken again right after).
-    pub fn wait_unlocked(&self, id: FrameId) {
+    pub(crate) fn wait_unlocked(&self, id: FrameId) {
         self.wait_bit_clear(id, flags::LOCKED)
     }
 
@@ -365,7 +403,11 @@ impl FramePool {
 
     // ---- contents ---------------------------------------------------------
 
-    /// Copies `buf.len()` bytes at `offset` out of the frame.
+    /// Copies `buf.len()` bytes at `offset` out of the frame (what a CPU
+    /// does through a translation to it; reading changes nothing).
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the page.
     pub fn read(&self, id: FrameId, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         check_range(offset, buf.len())?;
         let words = self.words(id);
@@ -386,7 +428,7 @@ impl FramePool {
 
     /// Copies `data` into the frame at `offset`. Partial words are merged by
     /// CAS, so concurrent writers to other bytes of a word are not lost.
-    pub fn write(&self, id: FrameId, offset: usize, data: &[u8]) -> Result<(), Error> {
+    pub(crate) fn write(&self, id: FrameId, offset: usize, data: &[u8]) -> Result<(), Error> {
         check_range(offset, data.len())?;
         let words = self.words(id);
         let mut pos = offset;
@@ -423,7 +465,7 @@ impl FramePool {
     }
 
     /// Overwrites the whole page.
-    pub fn write_page(&self, id: FrameId, buf: &[u8; PAGE_SIZE]) {
+    pub(crate) fn write_page(&self, id: FrameId, buf: &[u8; PAGE_SIZE]) {
         for (chunk, w) in buf.chunks_exact(8).zip(self.words(id)) {
             w.store(
                 u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
@@ -431,12 +473,115 @@ impl FramePool {
             );
         }
     }
+}
 
-    /// Zeroes the whole page.
-    pub fn zero_page(&self, id: FrameId) {
-        for w in self.words(id) {
-            w.store(0, Ordering::Relaxed);
+impl FramePool {
+    /// Stores `data` at `offset` in frame `id` as a CPU does through a
+    /// writable translation (the simulated MMU's write).
+    ///
+    /// # Safety
+    /// Not memory safety (contents are atomics) but the page cache's
+    /// invariants: the caller must hold a writable translation of `id` that
+    /// the owner of the frame handed out (a page table entry and TLB entry
+    /// of the page map's page or of a [`PrivateFrame`] turned into an
+    /// entry), so that the owner knows the frame may change (the entry's
+    /// dirty bit says so). Writing any other frame corrupts another page.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the page.
+    pub unsafe fn mmu_write(&self, id: FrameId, offset: usize, data: &[u8]) -> Result<(), Error> {
+        self.write(id, offset, data)
+    }
+}
+
+/// An owned frame outside any page map: a private copy-on-write copy, an
+/// anonymous page. Dropping it frees the frame (asserting it is not free
+/// already). [`into_raw`](Self::into_raw) hands the ownership to a page table
+/// entry; [`from_raw`](Self::from_raw) takes it back when the entry is
+/// cleared (then free it only after the shootdown:
+/// [`ShootdownBatch::defer_free`](crate::ShootdownBatch::defer_free)).
+///
+/// ```
+/// use std::sync::Arc;
+/// use pagemap::FramePool;
+///
+/// let pool = Arc::new(FramePool::new(1).unwrap());
+/// let mut page = [0u8; 4096];
+/// page[7] = 42;
+/// let frame = pool.alloc_private().unwrap();
+/// frame.write_page(&page);
+/// let raw = frame.into_raw(); // now owned by, say, a page table entry
+/// assert_eq!(pool.free_frames(), 0);
+/// // SAFETY: `raw` came from `into_raw` on this pool, and the entry that
+/// // owned it is gone: nothing else will take it back.
+/// let frame = unsafe { pagemap::PrivateFrame::from_raw(&pool, raw) };
+/// let mut back = [0u8; 4096];
+/// frame.read_page(&mut back);
+/// assert_eq!(back[7], 42);
+/// drop(frame);
+/// assert_eq!(pool.free_frames(), 1);
+/// ```
+pub struct PrivateFrame {
+    pool: std::sync::Arc<FramePool>,
+    id: FrameId,
+}
+
+impl PrivateFrame {
+    /// The frame's id (what a page table entry names).
+    pub fn id(&self) -> FrameId {
+        self.id
+    }
+
+    /// The pool it belongs to.
+    pub fn pool(&self) -> &std::sync::Arc<FramePool> {
+        &self.pool
+    }
+
+    /// Copies the whole page out.
+    pub fn read_page(&self, buf: &mut [u8; PAGE_SIZE]) {
+        self.pool.read_page(self.id, buf);
+    }
+
+    /// Overwrites the whole page (it is ours alone).
+    pub fn write_page(&self, buf: &[u8; PAGE_SIZE]) {
+        self.pool.write_page(self.id, buf);
+    }
+
+    /// Gives up the handle without freeing: the caller now owns the frame
+    /// through the returned id (e.g. in a page table entry), and must take it
+    /// back with [`from_raw`](Self::from_raw) to free it.
+    #[must_use = "the frame leaks unless taken back with from_raw"]
+    pub fn into_raw(self) -> FrameId {
+        let id = self.id;
+        std::mem::forget(self);
+        id
+    }
+
+    /// Takes back the ownership that [`into_raw`](Self::into_raw) gave up.
+    ///
+    /// # Safety
+    /// `id` must come from `into_raw` of a `PrivateFrame` of this `pool`, and
+    /// this must be the only `from_raw` of it since (the owner that held the
+    /// id, such as a page table entry, has given it up: e.g. a swap or CAS
+    /// took the entry out of the table). Otherwise two handles free one
+    /// frame (the second free panics) or a frame still in use is freed.
+    pub unsafe fn from_raw(pool: &std::sync::Arc<FramePool>, id: FrameId) -> Self {
+        Self {
+            pool: pool.clone(),
+            id,
         }
+    }
+}
+
+impl Drop for PrivateFrame {
+    fn drop(&mut self) {
+        self.pool.free(self.id);
+    }
+}
+
+impl fmt::Debug for PrivateFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PrivateFrame").field(&self.id).finish()
     }
 }
 
@@ -517,6 +662,37 @@ mod tests {
         pool.unlock(id);
         t.join().unwrap();
         assert_eq!(pool.flags(id) & flags::LOCKED, 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "double free")]
+    fn a_double_free_is_caught() {
+        let pool = FramePool::new(2).unwrap();
+        let id = pool.alloc().unwrap();
+        pool.free(id);
+        pool.free(id);
+    }
+
+    #[test]
+    #[should_panic(expected = "double free")]
+    fn a_second_from_raw_is_caught_at_its_drop() {
+        let pool = std::sync::Arc::new(FramePool::new(2).unwrap());
+        let raw = pool.alloc_private().unwrap().into_raw();
+        // SAFETY (violated on purpose, to show the assertion): two handles.
+        let a = unsafe { PrivateFrame::from_raw(&pool, raw) };
+        let b = unsafe { PrivateFrame::from_raw(&pool, raw) };
+        drop(a);
+        drop(b);
+    }
+
+    #[test]
+    fn private_frames_free_themselves() {
+        let pool = std::sync::Arc::new(FramePool::new(1).unwrap());
+        let f = pool.alloc_private().unwrap();
+        assert_eq!(pool.flags(f.id()) & flags::FREE, 0);
+        drop(f);
+        assert_eq!(pool.free_frames(), 1);
+        assert!(pool.alloc_private().is_ok());
     }
 
     #[test]

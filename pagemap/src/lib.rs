@@ -2,7 +2,7 @@
 //!
 //! A file (or block device) is cached in 4 KiB pages. Its [`PageMap`] is a
 //! concurrent radix tree whose leaf slots are single atomic words packing a
-//! holder count, a removal flag and a frame id ([`slot`]), so lookups take no
+//! holder count, a removal flag and a frame id, so lookups take no
 //! lock. Pages live in [`FramePool`] frames; misses are filled from a
 //! [`BackingStore`] ([`MemStore`], [`FileStore`]).
 //!
@@ -121,11 +121,11 @@ mod fault;
 mod flusher;
 mod frame;
 mod map;
-pub mod radix;
+mod radix;
 mod remove;
 mod rmap;
 mod shootdown;
-pub mod slot;
+mod slot;
 mod store;
 pub mod sync;
 
@@ -133,12 +133,13 @@ pub use error::Error;
 pub use fault::MapRef;
 #[cfg(not(loom))]
 pub use flusher::{Flusher, FlusherReport};
-pub use frame::{flags, FrameId, FramePool};
+pub use frame::{flags, FrameId, FramePool, PrivateFrame};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::{Mapper, MappingId, Victims};
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
+pub use slot::{MAX_HELD, MAX_REFS};
 pub use store::{BackingStore, FileStore, MemStore, PageBuf};
 
 /// Bytes in a page.

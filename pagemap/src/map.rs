@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::frame::{flags, FrameId, FramePool};
-use crate::radix::{Locked, Mark, RadixTree};
+use crate::radix::{Mark, RadixTree, WriterLock};
 use crate::rmap::{Mapper, MappingId, ReverseMap};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused, Slot};
@@ -46,7 +46,7 @@ pub struct PageMap {
     pub(crate) id: u32,
     pub(crate) tree: RadixTree,
     /// Writer lock: tree shape, slot publication and marks.
-    pub(crate) lock: Mutex<()>,
+    pub(crate) lock: WriterLock,
     /// One remover at a time (free-unused, removal, truncate, invalidate,
     /// destroy, discarding failed loads).
     pub(crate) remover: Mutex<()>,
@@ -152,7 +152,7 @@ impl PageMap {
         Self {
             id: NEXT_MAP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tree: RadixTree::new(),
-            lock: Mutex::new(()),
+            lock: WriterLock::new(),
             remover: Mutex::new(()),
             rmap: RwLock::new(ReverseMap::new()),
             pool,
@@ -376,8 +376,7 @@ impl PageMap {
     fn insert(&self, index: u64, frame: FrameId) -> Result<Option<PageRef<'_>>, Error> {
         let g = self.lock.lock();
         self.check_end(index)?;
-        let locked = Locked(&g);
-        let at = self.tree.slot_for_insert(index, &locked);
+        let at = self.tree.slot_for_insert(index, &g);
         let slot = at.slot;
         if !Slot::is_vacant(slot.load()) {
             return Ok(None);
@@ -472,7 +471,7 @@ impl PageMap {
             }
         });
         if won.is_ok() {
-            self.tree.remove_yanked(index, &Locked(&g));
+            self.tree.remove_yanked(index, &g);
             self.nr_pages.fetch_sub(1, Ordering::Relaxed);
             drop(g);
             self.pool.free(frame);
@@ -541,11 +540,10 @@ impl PageMap {
     /// last one (under the writer lock) sees the final state.
     pub(crate) fn sync_dirty_mark(&self, index: u64, frame: FrameId) {
         let g = self.lock.lock();
-        let locked = Locked(&g);
         if self.pool.flags(frame) & flags::DIRTY != 0 {
-            self.tree.set_mark(index, Mark::Dirty, &locked);
+            self.tree.set_mark(index, Mark::Dirty, &g);
         } else {
-            self.tree.clear_mark(index, Mark::Dirty, &locked);
+            self.tree.clear_mark(index, Mark::Dirty, &g);
         }
     }
 
@@ -622,7 +620,7 @@ impl PageMap {
         };
         let mappers = self.rmap.read().overlapping(first, last);
         if !mappers.is_empty() {
-            let mut batch = ShootdownBatch::new(self.pool.clone());
+            let mut batch = ShootdownBatch::new();
             let mut harvested: Vec<PageRef<'_>> = Vec::new();
             for m in &mappers {
                 let (mf, ml) = m.file_pages();
@@ -688,14 +686,13 @@ impl PageMap {
 
     fn tag_towrite(&self, first: u64, last: u64) {
         let g = self.lock.lock();
-        let locked = Locked(&g);
         let guard = epoch::pin();
         let mut from = first;
         while let Some((i, _)) = self.tree.next_marked(from, Mark::Dirty, &guard) {
             if i > last {
                 break;
             }
-            self.tree.set_mark(i, Mark::ToWrite, &locked);
+            self.tree.set_mark(i, Mark::ToWrite, &g);
             match i.checked_add(1) {
                 Some(n) => from = n,
                 None => break,
@@ -705,7 +702,7 @@ impl PageMap {
 
     fn clear_mark(&self, index: u64, mark: Mark) {
         let g = self.lock.lock();
-        self.tree.clear_mark(index, mark, &Locked(&g));
+        self.tree.clear_mark(index, mark, &g);
     }
 
     fn clear_mark_if_present(&self, index: u64, mark: Mark) {
@@ -716,7 +713,7 @@ impl PageMap {
             .lookup(index, &guard)
             .is_some_and(|s| slot::is_present(s.load()))
         {
-            self.tree.clear_mark(index, mark, &Locked(&g));
+            self.tree.clear_mark(index, mark, &g);
         }
     }
 

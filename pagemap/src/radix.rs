@@ -16,7 +16,7 @@
 //!   "next marked" skips clean subtrees.
 
 use crate::slot::{self, Slot};
-use crate::sync::{epoch, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{epoch, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// Index bits per level.
 #[cfg(not(loom))]
@@ -40,8 +40,26 @@ pub enum Mark {
 }
 const NR_MARKS: usize = 2;
 
-/// Proof that the caller holds the page map's writer lock.
-pub(crate) struct Locked<'a>(#[allow(dead_code)] pub(crate) &'a ());
+/// The page map's writer lock (tree shape, slot publication and yank,
+/// marks, the end of file). Locking it is the only way to get a [`Locked`].
+#[derive(Debug, Default)]
+pub(crate) struct WriterLock(Mutex<()>);
+
+impl WriterLock {
+    /// An unlocked writer lock.
+    pub(crate) fn new() -> Self {
+        Self(Mutex::new(()))
+    }
+
+    /// Takes the lock; the guard is the proof the tree's writers ask for.
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked(self.0.lock())
+    }
+}
+
+/// Proof that the caller holds the page map's writer lock: the guard of
+/// [`WriterLock::lock`] (it cannot be built otherwise). Dropping it unlocks.
+pub(crate) struct Locked<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
 
 struct Node {
     /// 0 for a leaf; a node at level l covers `BITS * (l + 1)` index bits.

@@ -32,7 +32,6 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::frame::{flags, FrameId};
 use crate::map::{frame_of, inclusive, PageMap, Wrote};
-use crate::radix::Locked;
 use crate::rmap::{Mapper, Victims};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused};
@@ -346,7 +345,7 @@ impl PageMap {
         if mappers.is_empty() {
             return 0;
         }
-        let mut batch = ShootdownBatch::new(self.pool.clone());
+        let mut batch = ShootdownBatch::new();
         for m in &mappers {
             let (mf, ml) = m.file_pages();
             m.zap(first.max(mf), last.min(ml), &mut batch);
@@ -474,8 +473,7 @@ impl PageMap {
         discarded: &mut u64,
     ) -> Vec<FrameId> {
         let mut freed = Vec::with_capacity(marked.len());
-        let g: MutexGuard<'_, ()> = self.lock.lock();
-        let locked = Locked(&g);
+        let g = self.lock.lock();
         let guard = epoch::pin();
         for (index, frame) in marked {
             let Some(slot) = self.tree.lookup(index, &guard) else {
@@ -497,7 +495,7 @@ impl PageMap {
                 self.pool.clear_flags(frame, flags::DIRTY);
                 *discarded += 1;
             }
-            let f = self.tree.remove_yanked(index, &locked);
+            let f = self.tree.remove_yanked(index, &g);
             debug_assert_eq!(f, frame.get());
             self.nr_pages.fetch_sub(1, Ordering::Relaxed);
             freed.push(frame);
@@ -644,8 +642,8 @@ impl<'a> Steps<'a> {
             Pass::Marked => {
                 // Pass 2: entries not present, address spaces into one batch.
                 let mut batch = match self.policy.batching {
-                    Batching::PerSpace => ShootdownBatch::new(map.pool.clone()),
-                    Batching::PerPage => ShootdownBatch::unbatched(map.pool.clone()),
+                    Batching::PerSpace => ShootdownBatch::new(),
+                    Batching::PerPage => ShootdownBatch::unbatched(),
                 };
                 if !self.victims.is_empty() {
                     for m in &self.mappers {

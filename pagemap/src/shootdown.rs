@@ -3,7 +3,7 @@
 //! A remover (munmap, removal, writeback) unmaps pages from many address
 //! spaces. It [`add`](ShootdownBatch::add)s each `(address space, page
 //! range)` it changed and [`defer_free`](ShootdownBatch::defer_free)s the
-//! frames it took away; [`flush`](ShootdownBatch::flush) then issues one
+//! private frames it took away (owned [`PrivateFrame`]s, of any pool); [`flush`](ShootdownBatch::flush) then issues one
 //! acknowledged shootdown per distinct address space (no fixed cap: Akaros
 //! capped a batch at 10 processes), a whole-space flush for a space whose
 //! range grew past the page ceiling (x86 switches above 33 pages), and only
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::frame::{FrameId, FramePool};
+use crate::frame::PrivateFrame;
 
 /// An address space, as a shootdown batch sees it. `vmr` implements it; a
 /// kernel implements it over its real TLB-shootdown IPIs.
@@ -68,8 +68,8 @@ pub struct BatchReport {
 ///
 /// let pool = Arc::new(FramePool::new(4).unwrap());
 /// let a = Arc::new(Space(1, Mutex::default()));
-/// let frame = pool.alloc().unwrap();
-/// let mut batch = ShootdownBatch::new(pool.clone());
+/// let frame = pool.alloc_private().unwrap(); // say, a private copy just unmapped
+/// let mut batch = ShootdownBatch::new();
 /// batch.add(a.clone(), 10, 11);
 /// batch.add(a.clone(), 14, 14); // same space: merged
 /// batch.defer_free(frame);
@@ -80,7 +80,6 @@ pub struct BatchReport {
 /// assert_eq!(pool.free_frames(), 4);
 /// ```
 pub struct ShootdownBatch {
-    pool: Arc<FramePool>,
     ceiling: u64,
     /// The unbatched baseline: every page of every `add` flushed at once.
     per_page: bool,
@@ -89,29 +88,26 @@ pub struct ShootdownBatch {
     pending: Vec<Pending>,
     /// Target id -> position in `pending`.
     index: HashMap<u64, usize>,
-    frames: Vec<FrameId>,
-    /// Frames of other pools (private copies of a simulated machine, say).
-    foreign: Vec<(Arc<FramePool>, FrameId)>,
+    /// Freed (dropped) after the shootdowns.
+    frames: Vec<PrivateFrame>,
     total: BatchReport,
 }
 
 impl ShootdownBatch {
-    /// An empty batch whose deferred frames go back to `pool`.
-    pub fn new(pool: Arc<FramePool>) -> Self {
-        Self::with_ceiling(pool, DEFAULT_CEILING)
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::with_ceiling(DEFAULT_CEILING)
     }
 
     /// An empty batch that flushes a whole space above `ceiling` pages.
-    pub fn with_ceiling(pool: Arc<FramePool>, ceiling: u64) -> Self {
+    pub fn with_ceiling(ceiling: u64) -> Self {
         Self {
-            pool,
             ceiling,
             per_page: false,
             unreported: 0,
             pending: Vec::new(),
             index: HashMap::new(),
             frames: Vec::new(),
-            foreign: Vec::new(),
             total: BatchReport::default(),
         }
     }
@@ -120,8 +116,8 @@ impl ShootdownBatch {
     /// batching at all. Every [`add`](Self::add) flushes each of its pages
     /// at once, one shootdown per page per mapping (frames are still freed
     /// only at [`flush`](Self::flush)).
-    pub fn unbatched(pool: Arc<FramePool>) -> Self {
-        let mut batch = Self::new(pool);
+    pub fn unbatched() -> Self {
+        let mut batch = Self::new();
         batch.per_page = true;
         batch
     }
@@ -172,24 +168,10 @@ impl ShootdownBatch {
         }
     }
 
-    /// Frees `frame` once the pending shootdowns have completed.
-    pub fn defer_free(&mut self, frame: FrameId) {
+    /// Frees `frame` (into its own pool) once the pending shootdowns have
+    /// completed: no CPU can reach it through a stale translation then.
+    pub fn defer_free(&mut self, frame: PrivateFrame) {
         self.frames.push(frame);
-    }
-
-    /// Frees `frame` into `pool` (not necessarily the batch's) once the
-    /// pending shootdowns have completed.
-    pub fn defer_free_in(&mut self, pool: &Arc<FramePool>, frame: FrameId) {
-        if Arc::ptr_eq(pool, &self.pool) {
-            self.frames.push(frame);
-        } else {
-            self.foreign.push((pool.clone(), frame));
-        }
-    }
-
-    /// The pool deferred frames go back to.
-    pub fn pool(&self) -> &Arc<FramePool> {
-        &self.pool
     }
 
     /// Address spaces waiting for a shootdown.
@@ -216,14 +198,8 @@ impl ShootdownBatch {
         }
         self.index.clear();
         // Only now can no CPU reach these frames.
-        for f in self.frames.drain(..) {
-            self.pool.free(f);
-            r.frames_freed += 1;
-        }
-        for (pool, f) in self.foreign.drain(..) {
-            pool.free(f);
-            r.frames_freed += 1;
-        }
+        r.frames_freed = self.frames.len() as u64;
+        self.frames.clear(); // each handle frees its frame
         self.total.shootdowns += r.shootdowns;
         self.total.full_flushes += r.full_flushes;
         self.total.pages += r.pages;
@@ -234,6 +210,12 @@ impl ShootdownBatch {
     /// Everything this batch has flushed so far.
     pub fn totals(&self) -> BatchReport {
         self.total
+    }
+}
+
+impl Default for ShootdownBatch {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -257,6 +239,7 @@ impl fmt::Debug for ShootdownBatch {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::frame::FramePool;
     use std::sync::Mutex;
 
     /// A flush: its page range, and the pool's free frames at that moment.
@@ -292,15 +275,15 @@ mod tests {
                 })
             })
             .collect();
-        let frames: Vec<_> = (0..10).map(|_| pool.alloc().unwrap()).collect();
-        let mut b = ShootdownBatch::new(pool.clone());
+        let frames: Vec<_> = (0..10).map(|_| pool.alloc_private().unwrap()).collect();
+        let mut b = ShootdownBatch::new();
         // 20 spaces (Akaros's cap was 10), three ranges each.
         for s in &spaces {
             for k in 0..3 {
                 b.add(s.clone(), 100 + k, 100 + k);
             }
         }
-        for &f in &frames {
+        for f in frames {
             b.defer_free(f);
         }
         assert_eq!(b.targets(), 20);
@@ -330,7 +313,7 @@ mod tests {
             pool: pool.clone(),
             log: Mutex::default(),
         });
-        let mut b = ShootdownBatch::with_ceiling(pool, 4);
+        let mut b = ShootdownBatch::with_ceiling(4);
         b.add(s.clone(), 0, 3);
         assert_eq!(b.flush().full_flushes, 0);
         b.add(s.clone(), 0, 2);
@@ -349,9 +332,9 @@ mod tests {
             log: Mutex::default(),
         });
         {
-            let mut b = ShootdownBatch::new(pool.clone());
+            let mut b = ShootdownBatch::new();
             b.add(s.clone(), 5, 5);
-            b.defer_free(pool.alloc().unwrap());
+            b.defer_free(pool.alloc_private().unwrap());
         }
         assert_eq!(s.log.lock().unwrap().len(), 1);
         assert_eq!(pool.free_frames(), 2);

@@ -73,20 +73,24 @@ pub const MAX_MAPPING: u64 = (1 << MAPPING_BITS) - 1;
 pub const REF_ONE: u64 = 1 << REF_SHIFT;
 /// Mask of the holder count field.
 pub const REF_MASK: u64 = !0 << REF_SHIFT;
-/// The most holders a slot can have through the user-facing gets ([`get`],
-/// [`Slot::get_fast`] with [`Limit::User`]); one more is refused with
-/// [`Refused::Overflow`] (8,388,607; 7 under loom).
+/// The most holders a page can have through the user-facing gets
+/// ([`PageMap::find`](crate::PageMap::find), [`load`](crate::PageMap::load),
+/// [`PageRef::try_clone`](crate::PageRef::try_clone), a fault's
+/// [`get_for_map`](crate::PageMap::get_for_map)); one more is refused with
+/// [`Error::RefcountOverflow`](crate::Error::RefcountOverflow) (8,388,607;
+/// 7 under loom).
 pub const MAX_REFS: u64 = (1 << (REF_BITS - 2)) - 1;
-/// The most holders a slot can have counting the library's own short holds
-/// ([`get_reserved`], [`get_marked`], [`Limit::Reserved`]), which may use
-/// the reserve between [`MAX_REFS`] and this (8,388,608 more): a user at
-/// its limit can never stop an unmapper, a writeback or a truncate. The
-/// reserve is spent only by holds that end within one operation, bounded by
-/// the threads in such operations, so exhausting it is a bug (the reserved
-/// gets' callers assert). The field's top bit, above this, is a guard:
-/// [`Slot::get_fast`] adds before it checks, and the guard leaves room for
-/// that many transient additions (one per thread in the window) without the
-/// count ever wrapping to zero, which would let a remover free a held page.
+/// The most holders a page can have counting the library's own short holds
+/// (an unmapper holding a page whose dirty bit it took, writeback, truncate's
+/// zeroing, a remover's write-back), which may use the reserve between
+/// [`MAX_REFS`] and this (8,388,608 more): a user at its limit can never stop
+/// an unmapper, a writeback or a truncate (Linux's `try_get_page` keeps the
+/// same kind of headroom). The reserve is spent only by holds that end within
+/// one operation, bounded by the threads in such operations, so exhausting it
+/// is a bug (the reserved gets' callers assert). The count field's top bit,
+/// above this, is a guard: a lookup adds before it checks, and the guard
+/// leaves room for those transient additions without the count ever wrapping
+/// to zero, which would let a remover free a held page.
 pub const MAX_HELD: u64 = (1 << (REF_BITS - 1)) - 1;
 
 /// Which limit a get checks (see [`MAX_REFS`] and [`MAX_HELD`]).
@@ -190,6 +194,8 @@ fn get_within(word: u64, limit: Limit) -> Result<u64, Refused> {
 }
 
 /// put: one holder fewer. Underflow is a bug in the caller.
+// The definition its atomic form (`Slot`) is tested against.
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub fn put(word: u64) -> u64 {
     assert!(refs(word) > 0, "slot put with no holder: {word:#x}");
@@ -215,6 +221,8 @@ pub fn get_for_map(word: u64) -> Result<u64, Refused> {
 }
 
 /// The put of a [`get_for_map`]: one holder and one mapping fewer.
+// The definition its atomic form (`Slot`) is tested against.
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub fn put_mapping(word: u64) -> u64 {
     assert!(
@@ -276,6 +284,8 @@ pub fn yank(word: u64) -> Result<u64, Refused> {
 }
 
 /// The loader's read finished: the page is up to date.
+// The definition its atomic form (`Slot`) is tested against.
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub fn loaded(word: u64) -> u64 {
     debug_assert!(is_present(word) && refs(word) > 0);
@@ -289,6 +299,7 @@ pub struct Slot(AtomicU64);
 
 impl Slot {
     /// An empty slot.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn new() -> Self {
         Self(AtomicU64::new(EMPTY))
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use pagemap::{flags, slot, BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, PAGE_SIZE};
+use pagemap::{flags, BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, PAGE_SIZE};
 
 fn map_with(frames: usize) -> (PageMap, Arc<MemStore>) {
     let store = Arc::new(MemStore::new());
@@ -204,10 +204,10 @@ fn writeback_error_keeps_page_dirty() {
 fn refcount_overflow_is_refused_past_max_holders() {
     let (map, _) = map_with(1);
     let first = map.load(0).unwrap();
-    for _ in 1..slot::MAX_REFS {
+    for _ in 1..pagemap::MAX_REFS {
         std::mem::forget(first.try_clone().unwrap());
     }
-    assert_eq!(first.holders(), slot::MAX_REFS);
+    assert_eq!(first.holders(), pagemap::MAX_REFS);
     assert!(matches!(
         first.try_clone(),
         Err(Error::RefcountOverflow { index: 0 })
@@ -220,7 +220,7 @@ fn refcount_overflow_is_refused_past_max_holders() {
         map.load(0),
         Err(Error::RefcountOverflow { index: 0 })
     ));
-    assert_eq!(first.holders(), slot::MAX_REFS, "nothing wrapped");
+    assert_eq!(first.holders(), pagemap::MAX_REFS, "nothing wrapped");
     drop(first);
     assert!(map.find(0).unwrap().is_some(), "a put makes room again");
     // The forgotten holders can never be put: leak the map rather than trip

@@ -345,12 +345,14 @@ impl AddressSpace {
         old: u64,
     ) -> Result<(), Fault> {
         let pool = self.machine().pool();
-        let copy = pool.alloc().map_err(|_| Fault::OutOfMemory { va })?;
+        let copy = pool
+            .alloc_private()
+            .map_err(|_| Fault::OutOfMemory { va })?;
         let mut buf = [0u8; PAGE_SIZE];
         page.read_page(&mut buf);
-        pool.write_page(copy, &buf);
+        copy.write_page(&buf);
         let new = pte::make(
-            copy.get(),
+            copy.id().get(),
             pte::PRESENT | pte::WRITABLE | pte::PRIVATE | pte::ACCESSED | pte::DIRTY,
         );
         let vpn = va / PAGE;
@@ -359,15 +361,18 @@ impl AddressSpace {
         if p.compare_exchange(old, hidden, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
-            // Someone changed the entry meanwhile: retry the fault.
-            pool.free(copy);
+            // Someone changed the entry meanwhile: retry the fault (dropping
+            // the copy frees it).
             return Ok(());
         }
         if old & pte::PRESENT != 0 {
             // CPUs may still read the shared page through the old entry.
             self.core().shootdown(vpn, vpn);
         }
-        // Release the lock with the copy (SeqCst, as every PTE change).
+        // Release the lock with the copy (SeqCst, as every PTE change); the
+        // entry owns the frame from now on (taken back by whoever clears it:
+        // munmap, truncate's zap, teardown).
+        let _ = copy.into_raw();
         p.store(new, Ordering::SeqCst);
         self.stats.cow.fetch_add(1, Ordering::Relaxed);
         debug_assert!(!v.is_shared());

@@ -253,7 +253,12 @@ impl Cpu {
             data.len(),
             Access::Write,
             &mut |frame, off, range| {
-                pool.write(frame, off, &data[range]).expect("in-page range");
+                // SAFETY: `frame` comes from a TLB entry that allows this
+                // write (`try_access` checked it, holding the TLB lock that
+                // every shootdown of it waits for), so its owner handed out
+                // this writable translation and the entry's dirty bit tells
+                // it the frame changed.
+                unsafe { pool.mmu_write(frame, off, &data[range]) }.expect("in-page range");
             },
         )
     }

@@ -5,7 +5,8 @@ use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
 
 use pagemap::{
-    FlushTarget, FrameId, MappingId, PageMap, PageRef, ShootdownBatch, WritebackReport, PAGE_SIZE,
+    FlushTarget, FrameId, MappingId, PageMap, PageRef, PrivateFrame, ShootdownBatch,
+    WritebackReport, PAGE_SIZE,
 };
 
 use crate::error::{Access, VmError};
@@ -515,13 +516,23 @@ impl AddressSpace {
         // One shootdown for this space (a whole-space flush above the
         // batch's ceiling); the private frames taken go back to the pool only
         // after it has completed.
-        let mut batch = ShootdownBatch::new(self.core.machine.pool().clone());
+        let mut batch = ShootdownBatch::new();
         if !taken.is_empty() {
             batch.add(self.core.clone(), start / PAGE, (end - 1) / PAGE);
         }
-        for t in &taken {
-            if t.old & pte::PRIVATE != 0 && self.pte_frame(t.vpn) != pte::frame(t.old) {
-                batch.defer_free(FrameId::new(pte::frame(t.old)).expect("private PTE has a frame"));
+        if unmap {
+            let pool = self.core.machine.pool();
+            for t in taken.iter().filter(|t| t.old & pte::PRIVATE != 0) {
+                let frame = FrameId::new(pte::frame(t.old)).expect("private PTE has a frame");
+                // SAFETY: a private entry owns its frame (`into_raw` at the
+                // copy-on-write fault or fork), and our swap to 0 took this
+                // entry out of the table: a concurrent zap that got there
+                // first returned it instead, and we saw 0 (filtered above).
+                // So this is the only `from_raw`. (mprotect's updates keep
+                // the frame in the entry, so only munmap frees here; the
+                // entry-still-names-it test it replaces double-freed a copy
+                // that a truncate zapped between mprotect(NONE) and it.)
+                batch.defer_free(unsafe { PrivateFrame::from_raw(pool, frame) });
             }
         }
         batch.flush();
@@ -582,22 +593,12 @@ impl AddressSpace {
             });
     }
 
-    /// The frame the PTE of `vpn` holds now (0: none).
-    fn pte_frame(&self, vpn: u64) -> u32 {
-        pte::frame(
-            self.core
-                .pt
-                .get(vpn)
-                .map_or(0, |p| p.load(Ordering::SeqCst)),
-        )
-    }
-
     /// After the shootdown: dirty bits of shared pages go to the page cache,
     /// through the references `take_ptes` took (in `(tag, vpn)` order).
     fn settle(&self, taken: Vec<Unmapped>, holds: &[Hold<'_>]) {
         for t in taken {
             if t.old & pte::PRIVATE != 0 || t.old & pte::DIRTY == 0 {
-                continue; // private: freed by the shootdown batch if it left its PTE
+                continue; // private: freed by the shootdown batch if unmapped
             }
             let at = holds.binary_search_by_key(&(t.tag, t.vpn), |h| (h.tag, h.vpn));
             match at.ok().map(|i| &holds[i].page) {
@@ -654,14 +655,16 @@ impl AddressSpace {
                             return;
                         }
                         debug_assert_eq!(old & pte::WRITABLE, 0, "copying a writable page");
-                        let Ok(nf) = pool.alloc() else {
+                        let Ok(copy) = pool.alloc_private() else {
                             failed = true;
                             return;
                         };
                         let src = FrameId::new(pte::frame(old)).expect("private frame");
                         let mut buf = [0u8; PAGE_SIZE];
                         pool.read_page(src, &mut buf);
-                        pool.write_page(nf, &buf);
+                        copy.write_page(&buf);
+                        // The child's entry owns it (see `PrivateFrame`).
+                        let nf = copy.into_raw();
                         // Read-only too: the child's first write faults and
                         // takes its rights back, as ours does.
                         let keep = old & (pte::PRESENT | pte::PRIVATE);

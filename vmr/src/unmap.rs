@@ -163,10 +163,14 @@ impl Mapper for Vmr {
         let pool = self.mm.machine.pool();
         for &(_, _, old) in &applied {
             if old & pte::PRIVATE != 0 {
-                // A private copy-on-write copy: nobody else maps it.
                 let frame =
                     pagemap::FrameId::new(pte::frame(old)).expect("private PTE has a frame");
-                batch.defer_free_in(pool, frame);
+                // SAFETY: a private entry owns its frame (the copy-on-write
+                // fault or fork put it there with `into_raw`), and our swap
+                // to 0 (zap_pte) took the entry out of the table: no other
+                // path saw this old value, so this is the only `from_raw`.
+                let copy = unsafe { pagemap::PrivateFrame::from_raw(pool, frame) };
+                batch.defer_free(copy);
             }
         }
         self.add_to_batch(&applied, batch);

@@ -15,7 +15,7 @@
 //!   writing through its writable TLB entry, so the child got a torn page.
 //! * `operations_complete_while_a_user_holds_a_page_at_the_refcount_limit`:
 //!   munmap, mprotect, msync, writeback, teardown, remove and truncate of a
-//!   page held `slot::MAX_REFS` times complete, and do their job. Before, the
+//!   page held `pagemap::MAX_REFS` times complete, and do their job. Before, the
 //!   unmappers spun in `PageMap::find_frame` until the user let go,
 //!   writeback skipped the page without saying so, and truncate left its old
 //!   contents in place.
@@ -46,7 +46,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pagemap::{slot, Error, FramePool, MemStore, PageMap, PageRef, PAGE_SIZE};
+use pagemap::{Error, FramePool, MemStore, PageMap, PageRef, PAGE_SIZE};
 use vmr::{pte, Access, AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot};
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -490,7 +490,7 @@ impl<'m> AtLimit<'m> {
     /// Takes references until the next one is refused.
     fn fill(&mut self) {
         if self.refs.is_empty() {
-            self.refs.reserve_exact(slot::MAX_REFS as usize);
+            self.refs.reserve_exact(pagemap::MAX_REFS as usize);
             let first = self.map.find(self.index).expect("below the limit");
             self.refs.push(first.expect("the page is cached"));
         }
@@ -592,7 +592,7 @@ fn operations_complete_while_a_user_holds_a_page_at_the_refcount_limit() {
     drop(file.load(0).unwrap());
     let mut user = AtLimit::take(&file, 0);
     eprintln!("{} references taken in {:?}", user.refs.len(), t0.elapsed());
-    assert_eq!(user.refs.len() as u64, slot::MAX_REFS);
+    assert_eq!(user.refs.len() as u64, pagemap::MAX_REFS);
     let mut failures = Vec::new();
 
     // A fresh address space mapping the page shared and writable, its PTE
