@@ -17,8 +17,8 @@ LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
 counted() { "$@" 2>&1 | tee -a "$LOG"; }
 
-step "toolchain components"
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+step "setup (installs what is missing: components, MSRV and nightly toolchains, cargo-fuzz)"
+scripts/setup.sh
 cargo --version
 
 step "cargo fmt --check"
@@ -26,6 +26,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "the libraries build with the workspace's rust-version"
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+CARGO_TARGET_DIR="$PWD/target-msrv" cargo "+$msrv" check -p pagemap -p vmr
 
 step "rustdoc (warnings denied: every public item is documented)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p pagemap -p vmr
@@ -36,12 +40,16 @@ counted cargo test --workspace
 step "stress tests in release"
 counted cargo test --release -p pagemap --test stress
 counted cargo test --release -p vmr --test races
+counted cargo test --release -p vmr --test break8 -- --test-threads 1
 
 step "soak test (short; SOAK_SECONDS=600 for a real soak)"
 SOAK_SECONDS="${SOAK_SECONDS:-15}" counted cargo test --release -p vmr --test soak -- --ignored --nocapture
 
 step "example workload"
 cargo run --release -p vmr --example workload -- --ops 5000
+
+step "miri on the tests of the unsafe code"
+counted scripts/miri.sh
 
 step "loom models"
 counted scripts/loom.sh

@@ -384,7 +384,7 @@ impl LookupBench {
     /// The same with `pages` pages (a power of two, a multiple of
     /// [`REMOVE_SLICE`]) in the looked-up map.
     pub fn with_pages(pages: u64) -> Self {
-        assert!(pages.is_power_of_two() && pages % REMOVE_SLICE == 0);
+        assert!(pages.is_power_of_two() && pages.is_multiple_of(REMOVE_SLICE));
         let pool = Arc::new(FramePool::new(pages as usize + 16).expect("frame pool"));
         let map = PageMap::new(pool, Arc::new(ZeroStore));
         for i in 0..pages {

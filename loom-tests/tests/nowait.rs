@@ -18,7 +18,7 @@ fn load_nowait_ignores_page_lock() {
         let fx = Fixture::new(2);
         fx.store_page(IDX, 0x99);
         let frame = fx.cache(IDX);
-        fx.pool.lock(frame);
+        fx.pool.lock_for_model(frame);
         let t = {
             let map = fx.map.clone();
             thread::spawn(move || {
@@ -29,7 +29,7 @@ fn load_nowait_ignores_page_lock() {
             })
         };
         t.join().unwrap(); // with the page lock still held
-        fx.pool.unlock(frame);
+        fx.pool.unlock_for_model(frame);
     });
 }
 

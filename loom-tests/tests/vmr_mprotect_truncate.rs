@@ -40,7 +40,11 @@ fn mprotect_none_vs_truncate_frees_the_copy_once() {
             Err(Fault::BeyondEof { .. })
         ));
         check_frame_accounting(&vm.fx, &[]);
-        out.record(if r.shootdowns > 0 { "zapped" } else { "nothing to zap" });
+        out.record(if r.shootdowns > 0 {
+            "zapped"
+        } else {
+            "nothing to zap"
+        });
     });
     outcomes.assert_seen(&["zapped"]);
 }

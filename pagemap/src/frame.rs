@@ -475,6 +475,22 @@ impl FramePool {
     }
 }
 
+/// Loom builds only: the models hold a page lock as the library's own
+/// paths do (a read, a `write`, a write-back's snapshot), to check what must
+/// not wait for it. Not part of the API of a normal build.
+#[cfg(loom)]
+impl FramePool {
+    /// Takes the page lock of `id` (see [`PageRef::write`](crate::PageRef::write)).
+    pub fn lock_for_model(&self, id: FrameId) {
+        self.lock(id);
+    }
+
+    /// Drops the page lock of `id`.
+    pub fn unlock_for_model(&self, id: FrameId) {
+        self.unlock(id);
+    }
+}
+
 impl FramePool {
     /// Stores `data` at `offset` in frame `id` as a CPU does through a
     /// writable translation (the simulated MMU's write).

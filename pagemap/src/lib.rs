@@ -48,7 +48,7 @@
 //!  |       +- page-map writer lock  tree shape, slot publish and yank, marks,
 //!  |       |                        end of file
 //!  |       +- reverse-map lock      RwLock over the Mappers (write: add/remove)
-//!  +- (a fault's MapRef: not a lock, but truncate waits for it; see below)
+//!  +- (a fault's map_page callback: not a lock, but truncate waits for it)
 //!      +- vmr: COW mutex       held while a PTE carries LOCK
 //!          +- vmr: TLB locks   one CPU's at a time (shootdown)
 //!          +- frame free list  FramePool alloc/free
@@ -67,10 +67,11 @@
 //!   Exception: a loader holds LOCKED on its new frame while it takes the
 //!   writer lock to publish it; no one can wait on a frame before it is
 //!   published.
-//! * A fault holds its page as a [`MapRef`] (counted in the slot word's
-//!   mapping field) from its end-of-file check to its install; truncate, with
-//!   the invalidate and remover locks held, waits for that count to drain on
-//!   every page it zeroes. So while holding a [`MapRef`] a fault may take its
+//! * A fault installs inside [`PageMap::map_page`]'s callback, its page
+//!   counted in the slot word's mapping field from before its end-of-file
+//!   check until the callback returns; truncate, with the invalidate and
+//!   remover locks held, waits for that count to drain on every page it
+//!   zeroes. So inside the callback a fault may take its
 //!   space's COW mutex, allocate a frame and shoot down TLBs, but must not
 //!   wait for I/O, for a page lock, or for anything truncate holds.
 //! * The address-space lock is never held across I/O: a fault under it uses
@@ -104,7 +105,7 @@
 //! | a CPU using a stale TLB entry vs revoke, clean, unmap | a lost write; an access to a reused frame | one acknowledged shootdown per address space ([`ShootdownBatch`]) before frames are freed and before harvested dirty bits are marked |
 //! | an unmapper taking a dirty bit vs a remover | the bit reaching a freed page | the unmapper holds the page ([`PageMap::find_frame`]) until it is marked dirty; a remover's reap owns its [`Victims`] |
 //! | [`add_mapping`](PageMap::add_mapping) / [`remove_mapping`](PageMap::remove_mapping) vs [`free_unused`](PageMap::free_unused), [`invalidate`](PageMap::invalidate), removal's pass 1 | removing a page a new mapping will use; an uncovered mapped page | the reverse-map lock; coverage checked after the mark (a new mapping reaches the page only by a lookup, which unmarks it); a split adds its pieces before the old region leaves |
-//! | a fault installing an entry vs [`truncate`](PageMap::truncate) | an entry beyond the end after truncate returns | [`MapRef`]: the fault counts itself in the slot word, then checks the end (SeqCst pair with truncate's end store); truncate waits for every cut page's count to drain between two zaps |
+//! | a fault installing an entry vs [`truncate`](PageMap::truncate) | an entry beyond the end after truncate returns | [`PageMap::map_page`]: the fault counts itself in the slot word, then checks the end (SeqCst pair with truncate's end store); truncate waits for every cut page's count to drain between two zaps |
 //! | copy-on-write fault vs another update of the same entry | two copies; a read of the old page after a write to the copy | vmr: the PTE LOCK bit with the COW mutex; revoke, reap, clean and zap skip locked entries |
 //! | fork's copy vs truncate or [`remove_or_zero`](PageMap::remove_or_zero) | a private frame freed while copied; a child entry beyond the end | the invalidate lock ([`invalidate_lock_shared`](PageMap::invalidate_lock_shared) for fork, exclusive for them) |
 //! | fork's copy vs CPUs writing private pages | a torn copy | vmr: write-protect and one shootdown before copying; the address-space write lock holds off the faults |
@@ -130,7 +131,6 @@ mod store;
 pub mod sync;
 
 pub use error::Error;
-pub use fault::MapRef;
 #[cfg(not(loom))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, PrivateFrame};

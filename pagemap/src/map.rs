@@ -169,7 +169,7 @@ impl PageMap {
     /// one mapping into another (fork does, for private mappings): truncate
     /// then zaps either the source before the copy or both after it, never
     /// the source alone. Not needed (nor to be held) by faults, which use a
-    /// [`MapRef`](crate::MapRef). Do not take it twice in one thread:
+    /// [`map_page`](Self::map_page). Do not take it twice in one thread:
     /// a truncate waiting between the two would deadlock.
     pub fn invalidate_lock_shared(&self) -> RwLockReadGuard<'_, ()> {
         self.invalidate_lock.read()

@@ -194,7 +194,7 @@ impl PageMap {
     /// When it returns, no page table entry of any mapping shows a page at
     /// or beyond `end`, and none can appear: every access that starts after
     /// it faults with SIGBUS. Faults in flight are waited for (see
-    /// [`MapRef`](crate::MapRef)), a fork copying private pages by
+    /// [`map_page`](Self::map_page)), a fork copying private pages by
     /// [`invalidate_lock_shared`](Self::invalidate_lock_shared).
     ///
     /// ```
@@ -231,7 +231,6 @@ impl PageMap {
         // meanwhile is cleared by the second zap, and a fault after it sees
         // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
         let mut report = self.remove_or_zero_locked(end, u64::MAX);
-        report.shootdowns += self.zap_mappings(end, u64::MAX);
         if let Err(source) = self.store.truncate(end) {
             report.errors.push(Error::Truncate { end, source });
         }
@@ -353,9 +352,15 @@ impl PageMap {
         batch.flush().shootdowns
     }
 
+    /// Zap, remove or zero, zap again (the remover lock held): the cache's
+    /// half of truncate and hole punch. The first zap unmaps everything,
+    /// private copies included ("even cows"), so that nothing maps a page
+    /// about to be zeroed or freed; pages nobody holds are removed; the rest
+    /// are zeroed, each after the faults in flight on it have installed
+    /// their entries (see `crate::fault`); the second zap clears those
+    /// entries (and any private copy a copy-on-write made from the old bytes
+    /// meanwhile). Linux's `truncate_pagecache` has the same shape.
     fn remove_or_zero_locked(&self, first: u64, last: u64) -> RemoveReport {
-        // Unmap everything first, private copies included ("even cows"), so
-        // that nothing maps a page about to be zeroed or freed.
         let shootdowns = self.zap_mappings(first, last);
         let policy = Policy {
             batching: Batching::PerSpace,
@@ -364,29 +369,30 @@ impl PageMap {
         };
         let mut report = self.remove_locked(first, last, policy);
         report.shootdowns += shootdowns;
-        // What is left is in use: zero it.
         let zeroes = [0u8; PAGE_SIZE];
-        let guard = epoch::pin();
         let mut held = Vec::new();
-        self.for_each_present(first, last, &guard, &mut |index, _| held.push(index));
-        drop(guard);
-        for index in held {
-            // Any state, loading included: the page lock waits for a read.
-            // From the reserve: a user at the refcount limit cannot keep the
-            // old bytes from being zeroed.
-            let Some(page) = self.take_reserved(index, true) else {
-                continue;
-            };
+        {
+            let guard = epoch::pin();
+            self.for_each_present(first, last, &guard, &mut |index, slot| {
+                let w = slot.load();
+                if slot::is_present(w) {
+                    held.push((index, frame_of(w)));
+                }
+            });
+        }
+        for (index, frame) in held {
+            // No reference of our own: we hold the remover lock, and only a
+            // remover takes a page out of the tree, so the page (held by
+            // someone, or we would have removed it) and its frame stay. So a
+            // user holding the page at any count cannot stop this.
             // Faults between their end check and their install finish first
-            // (short: no I/O), so the caller's next zap sees their entries.
-            while crate::slot::mapping(page.slot.load_seqcst()) != 0 {
-                crate::sync::spin_hint();
-            }
-            let frame = page.frame();
+            // (short: no I/O), so the second zap sees their entries.
+            self.wait_for_mappers(index);
             // WRITEBACK first: a write of the old contents in flight must
             // reach the store before a truncate cuts it, not after (it would
             // put stale bytes back beyond the end). Later writebacks find the
-            // page clean, or beyond the end and drop it.
+            // page clean, or beyond the end and drop it. LOCKED: any state,
+            // loading included (the page lock waits for a read).
             self.pool.lock_bit(frame, flags::WRITEBACK);
             self.pool.lock(frame);
             self.pool.write_page(frame, &zeroes);
@@ -398,7 +404,26 @@ impl PageMap {
             report.zeroed += 1;
             report.discarded += u64::from(was_dirty);
         }
+        report.shootdowns += self.zap_mappings(first, last);
         report
+    }
+
+    /// Waits until no fault is between its end check and its install on the
+    /// page at `index` (its mapping count, read SeqCst: the second half of
+    /// the pair with `PageMap::map_page`). Faults run only a short callback
+    /// there (no I/O), so this is short.
+    fn wait_for_mappers(&self, index: u64) {
+        loop {
+            let guard = epoch::pin();
+            let Some(slot) = self.tree.lookup(index, &guard) else {
+                return;
+            };
+            if slot::mapping(slot.load_seqcst()) == 0 {
+                return;
+            }
+            drop(guard);
+            crate::sync::spin_hint();
+        }
     }
 
     /// The removal passes over `[first, last]`; the caller is the remover.

@@ -18,7 +18,7 @@
 //! * `mapping` counts the holders that are faults between their end-of-file
 //!   check and their page table entry install ([`get_for_map`]; each is also
 //!   counted in `refcount`). Truncate waits for it to drain on every page it
-//!   cuts (see [`crate::MapRef`]).
+//!   cuts (see [`crate::PageMap::map_page`]).
 //! * `REMOVAL` is set by a remover on an unreferenced page; any new holder
 //!   clears it, which aborts that page's removal.
 //! * `YANKED` marks a page that a remover has won (final CAS done) and is
@@ -75,8 +75,9 @@ pub const REF_ONE: u64 = 1 << REF_SHIFT;
 pub const REF_MASK: u64 = !0 << REF_SHIFT;
 /// The most holders a page can have through the user-facing gets
 /// ([`PageMap::find`](crate::PageMap::find), [`load`](crate::PageMap::load),
-/// [`PageRef::try_clone`](crate::PageRef::try_clone), a fault's
-/// [`get_for_map`](crate::PageMap::get_for_map)); one more is refused with
+/// [`PageRef::try_clone`](crate::PageRef::try_clone); a fault's
+/// [`map_page`](crate::PageMap::map_page) draws on the reserve instead);
+/// one more is refused with
 /// [`Error::RefcountOverflow`](crate::Error::RefcountOverflow) (8,388,607;
 /// 7 under loom).
 pub const MAX_REFS: u64 = (1 << (REF_BITS - 2)) - 1;
@@ -202,16 +203,17 @@ pub fn put(word: u64) -> u64 {
     word - REF_ONE
 }
 
-/// A fault's get ([`crate::PageMap::get_for_map`]): one more holder and
-/// one more mapping, for an up-to-date page only; clears `REMOVAL` as
-/// [`get`] does. Refused with [`Refused::Busy`] at [`MAX_MAPPING`] (the
-/// caller waits for one of those faults to finish).
+/// A fault's get ([`crate::PageMap::map_page`]): one more holder (from the
+/// reserve: a fault's hold lasts one callback) and one more mapping, for an
+/// up-to-date page only; clears `REMOVAL` as [`get`] does. Refused with
+/// [`Refused::Busy`] at [`MAX_MAPPING`] (the caller waits for one of those
+/// callbacks to return).
 #[inline]
 pub fn get_for_map(word: u64) -> Result<u64, Refused> {
     if !is_present(word) || word & LOADING != 0 {
         return Err(Refused::Absent);
     }
-    if refs(word) >= MAX_REFS {
+    if refs(word) >= MAX_HELD {
         return Err(Refused::Overflow);
     }
     if mapping(word) >= MAX_MAPPING {
@@ -392,7 +394,7 @@ impl Slot {
     /// [`MAX_MAPPING`] faults in their window. SeqCst: the first half of a
     /// store-buffering pair with truncate (this RMW, then the fault's load of
     /// the end of file; truncate stores the end, then loads this word): one
-    /// of the two sees the other (see [`crate::MapRef`]).
+    /// of the two sees the other (see [`crate::PageMap::map_page`]).
     #[inline]
     pub fn get_for_map(&self) -> Result<u64, Refused> {
         let mut old = self.0.load(Ordering::Relaxed);

@@ -6,9 +6,9 @@
 //! page is loaded blocking, and the fault restarts (a generation counter
 //! tells whether the regions changed meanwhile).
 //!
-//! Every entry of a file page is installed while the fault holds the page
-//! as a [`pagemap::MapRef`] (counted as a fault in its window, the end of
-//! file checked after the count), so a truncate cannot return while an
+//! Every entry of a file page is installed in the callback of
+//! [`pagemap::PageMap::map_page`] (the page counted as being mapped, the end
+//! of file checked after the count), so a truncate cannot return while an
 //! entry beyond its new end is being installed, and none is installed after
 //! it returns.
 //!
@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use pagemap::{MapRef, PageRef, PAGE_SIZE};
+use pagemap::{PageRef, PAGE_SIZE};
 
 use crate::error::{Access, Fault};
 use crate::pte;
@@ -165,10 +165,13 @@ impl AddressSpace {
                 }
             }
             let index = v.index_of(center_va);
-            match v.file.get_for_map(index) {
-                Ok(page) => {
-                    let r = self.map_center(v, center_va, &page, access, &ctx);
-                    drop(page);
+            // The install runs in the page map's callback: ordered against
+            // truncate (see `pagemap::PageMap::map_page`).
+            let mapped = v.file.map_page(index, |page| {
+                self.map_center(v, center_va, page, access, &ctx)
+            });
+            match mapped {
+                Ok(r) => {
                     if r.is_ok() && !blocked {
                         self.stats.minor.fetch_add(1, Ordering::Relaxed);
                     }
@@ -200,16 +203,16 @@ impl AddressSpace {
             return;
         }
         let index = v.index_of(va);
-        let Ok(page) = v.file.get_for_map(index) else {
-            return; // not cached, or beyond the end of the file
-        };
         let flags = pte::PRESENT | Self::write_flags(v, ctx.enter_prot);
-        let new = pte::make(page.frame().get(), flags);
-        if p.compare_exchange(0, new, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            self.stats.neighbours.fetch_add(1, Ordering::Relaxed);
-        }
+        // Not cached, or beyond the end of the file: skipped.
+        let _ = v.file.map_page(index, |page| {
+            let new = pte::make(page.frame().get(), flags);
+            if p.compare_exchange(0, new, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                self.stats.neighbours.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 
     /// A private copy of ours at `va` (write-protected by fork, or hidden by
@@ -257,12 +260,13 @@ impl AddressSpace {
         &self,
         v: &Vmr,
         va: u64,
-        page: &MapRef<'_>,
+        page: &PageRef<'_>,
         access: Access,
         ctx: &FaultCtx,
     ) -> Result<(), Fault> {
-        // `page` is held (as a MapRef) until the entry is in place or the
-        // copy-on-write copy published: truncate waits for that.
+        // Runs in `map_page`'s callback: `page` is counted as mapping until
+        // the entry is in place or the copy-on-write copy published, and
+        // truncate waits for that.
         let p = self.core().pt.get_or_alloc(va / PAGE);
         let frame = page.frame().get();
         let writable_region = v.prot.contains(Prot::WRITE);

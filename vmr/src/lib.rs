@@ -15,9 +15,9 @@
 //!   ([`pagemap::Mapper`]), so the page cache knows who maps what.
 //!
 //! Lock order (the whole tree is in [`pagemap`'s crate docs](pagemap#locking)):
-//! address-space lock -> a file's invalidate lock (fork) -> page lock;
-//! address-space lock -> (a fault's [`pagemap::MapRef`], which truncate
-//! waits for) -> copy-on-write mutex -> TLB locks; the
+//! address-space lock -> a file's invalidate lock (fork);
+//! address-space lock -> (a fault's [`pagemap::PageMap::map_page`]
+//! callback, which truncate waits for) -> copy-on-write mutex -> TLB locks; the
 //! page-map writer and reverse-map locks are taken under the address-space
 //! lock but never under a page lock. Page tables have no lock: every entry
 //! change is one atomic read-modify-write. The design, with the races and

@@ -31,6 +31,13 @@ pub(crate) struct MmCore {
     pub(crate) pt: PageTable,
     /// Bit i: CPU i may hold translations of this space.
     pub(crate) cpumask: AtomicU64,
+    /// Unmappers of this space (munmap, mprotect, teardown) between their
+    /// first entry change and the end of their shootdown: while non-zero, a
+    /// CPU may still cache an entry that is already gone from the table
+    /// (Linux's `mm->tlb_flush_pending`). Another path that finds an entry
+    /// empty must then shoot the space down itself before it frees or cuts
+    /// the page behind it (see `Vmr::add_to_batch`).
+    pub(crate) flush_pending: AtomicU64,
     pub(crate) machine: Arc<Machine>,
 }
 
@@ -47,6 +54,27 @@ impl MmCore {
         if self.cpumask.load(Ordering::Relaxed) & bit == 0 {
             self.cpumask.fetch_or(bit, Ordering::SeqCst);
         }
+    }
+
+    /// An unmapper is about to change entries of this space. SeqCst, before
+    /// the entry changes: a path that reads an entry this unmapper cleared
+    /// (its SeqCst load reads from our SeqCst swap, Release) then sees this
+    /// count (see [`flush_pending`](Self::flush_pending)).
+    pub(crate) fn begin_flush_pending(&self) {
+        self.flush_pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The unmapper's shootdown has completed. Release: its flush happens
+    /// before a path that sees the count drop.
+    pub(crate) fn end_flush_pending(&self) {
+        let old = self.flush_pending.fetch_sub(1, Ordering::Release);
+        assert!(old > 0, "flush_pending underflow");
+    }
+
+    /// Whether some unmapper's shootdown of this space may still be pending
+    /// (read after the entries it looked at). SeqCst.
+    pub(crate) fn flush_pending(&self) -> bool {
+        self.flush_pending.load(Ordering::SeqCst) != 0
     }
 
     /// Shoots down pages `first..=last` of this space.
@@ -213,6 +241,7 @@ impl AddressSpace {
                 asid: machine.new_asid(),
                 pt: PageTable::new(),
                 cpumask: AtomicU64::new(0),
+                flush_pending: AtomicU64::new(0),
                 machine,
             }),
             regions: RwLock::new(Regions::default()),
@@ -498,6 +527,10 @@ impl AddressSpace {
         // end (or at the caller's flush, if this one is nested). Pages whose
         // dirty bit we may take are held until it is in the page cache.
         let mut holds: Vec<Hold<'_>> = Vec::new();
+        // Entries we clear stay in CPUs' TLBs until our flush below: say so
+        // to truncate and removal, which must not free or cut the pages
+        // behind them without their own shootdown of this space.
+        self.core.begin_flush_pending();
         lazy::lazy_mmu_mode_enable();
         for (tag, (old, lo, hi, prot)) in olds.iter().enumerate() {
             self.take_ptes(&old.vmr, *lo, *hi, unmap, *prot, tag, &mut holds);
@@ -536,6 +569,7 @@ impl AddressSpace {
             }
         }
         batch.flush();
+        self.core.end_flush_pending();
         self.settle(taken, &holds);
         drop(holds);
         for (old, ..) in olds {

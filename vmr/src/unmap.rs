@@ -43,8 +43,8 @@ fn clean_pte(old: u64, frame: u64) -> Option<u64> {
 }
 
 /// Truncate: any entry goes, private copies included. A copy-on-write in
-/// flight (LOCK) is left to it: it holds the page lock, so truncate's second
-/// zap, after it has locked the page, finds the published entry.
+/// flight (LOCK) is left to it: it runs in `map_page`'s callback, which
+/// truncate waits for before its second zap, which then finds the copy.
 fn zap_pte(old: u64, _: u64) -> Option<u64> {
     (old != 0 && old & pte::LOCK == 0).then_some(0)
 }
@@ -59,12 +59,23 @@ impl Vmr {
         lazy::take_applied()
     }
 
-    /// Adds this space to `batch` over the pages `applied` changed.
-    fn add_to_batch(&self, applied: &[(usize, u64, u64)], batch: &mut ShootdownBatch) {
+    /// Adds this space to `batch` over the pages `applied` changed, or over
+    /// `span` (virtual pages) if it changed none but an unmapper of the space
+    /// has cleared entries and not yet shot them down: a CPU may still cache
+    /// one of them, and the caller is about to free or cut the page behind
+    /// it (the entries were read first; see `MmCore::begin_flush_pending`).
+    fn add_to_batch(
+        &self,
+        applied: &[(usize, u64, u64)],
+        span: (u64, u64),
+        batch: &mut ShootdownBatch,
+    ) {
         let lo = applied.iter().map(|a| a.1).min();
         let hi = applied.iter().map(|a| a.1).max();
         if let (Some(lo), Some(hi)) = (lo, hi) {
             batch.add(self.mm.clone(), lo, hi);
+        } else if self.mm.flush_pending() {
+            batch.add(self.mm.clone(), span.0, span.1);
         }
     }
 
@@ -99,7 +110,11 @@ impl Mapper for Vmr {
 
     fn revoke(&self, victims: &Victims, batch: &mut ShootdownBatch) {
         let applied = self.batched(|| self.queue_victims(victims, revoke_pte));
-        self.add_to_batch(&applied, batch);
+        let (first, last) = self.file_pages();
+        let mine = victims.within(first, last);
+        if let (Some(a), Some(b)) = (mine.first(), mine.last()) {
+            self.add_to_batch(&applied, self.vpns(a.0, b.0), batch);
+        }
     }
 
     fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64)) {
@@ -148,7 +163,7 @@ impl Mapper for Vmr {
                 dirty(holds[tag].index(), holds[tag].frame());
             }
         }
-        self.add_to_batch(&applied, batch);
+        self.add_to_batch(&applied, (lo, hi), batch);
     }
 
     fn zap(&self, first: u64, last: u64, batch: &mut ShootdownBatch) {
@@ -173,7 +188,7 @@ impl Mapper for Vmr {
                 batch.defer_free(copy);
             }
         }
-        self.add_to_batch(&applied, batch);
+        self.add_to_batch(&applied, (lo, hi), batch);
     }
 }
 

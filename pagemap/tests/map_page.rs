@@ -1,14 +1,15 @@
 //! The fault side's contract with truncate, driven deterministically with a
 //! toy page table (a kernel's view: `pagemap` alone, its own `Mapper`).
 //!
-//! A fault that took its `MapRef` before truncate moved the end installs
-//! its entry; truncate cannot return before the `MapRef` is dropped, and its
+//! A fault inside `map_page`'s callback when truncate moves the end installs
+//! its entry; truncate cannot return before the callback does, and its
 //! second zap clears that entry. A fault that comes after the truncate gets
-//! `BeyondEof` and installs nothing.
+//! `BeyondEof` and installs nothing. Users holding the page at their
+//! refcount limit stop neither.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -54,9 +55,22 @@ fn setup() -> (Arc<PageMap>, Arc<ToyTable>) {
 fn truncate_waits_for_a_fault_in_flight_and_zaps_its_entry() {
     let (map, table) = setup();
     map.load(5).unwrap().write(0, b"old").unwrap();
-    // The fault: page taken for mapping (end checked: page 5 is inside).
-    let page = map.get_for_map(5).unwrap();
     let held = map.find(5).unwrap().unwrap(); // a user's hold, kept throughout
+    let (in_callback, go) = (mpsc::channel(), mpsc::channel::<()>());
+    let fault = {
+        let (map, table) = (map.clone(), table.clone());
+        let (entered, go) = (in_callback.0, go.1);
+        thread::spawn(move || {
+            // The fault: end checked (page 5 is inside), then it installs
+            // in the callback, slowly.
+            map.map_page(5, |page| {
+                entered.send(()).unwrap();
+                go.recv().unwrap();
+                table.entries.lock().unwrap().insert(5, page.frame());
+            })
+        })
+    };
+    in_callback.1.recv().unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let truncating = {
         let (map, done) = (map.clone(), done.clone());
@@ -67,24 +81,23 @@ fn truncate_waits_for_a_fault_in_flight_and_zaps_its_entry() {
         })
     };
     // Truncate has moved the end and zapped once, and now waits for the
-    // fault to finish on the page it must zero.
+    // fault's callback on the page it must zero.
     while !map.is_beyond_end(5) {
         thread::yield_now();
     }
     thread::sleep(Duration::from_millis(50));
     assert!(
         !done.load(Ordering::SeqCst),
-        "truncate returned while a fault held a page beyond the new end"
+        "truncate returned while a fault was installing a page beyond the new end"
     );
-    // The fault installs its entry, then lets go.
-    table.entries.lock().unwrap().insert(5, page.frame());
-    drop(page);
+    go.0.send(()).unwrap();
+    fault.join().unwrap().unwrap();
     let report = truncating.join().unwrap();
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.zeroed, 1, "held: zeroed, not removed");
     assert!(
         table.entries.lock().unwrap().is_empty(),
-        "the entry installed before truncate locked the page survived"
+        "the entry the fault installed survived"
     );
     assert_eq!(*table.zaps.lock().unwrap(), 2, "zap, zero, zap again");
     let mut buf = [0xffu8; 3];
@@ -92,10 +105,29 @@ fn truncate_waits_for_a_fault_in_flight_and_zaps_its_entry() {
     assert_eq!(buf, [0; 3], "the cut page was zeroed");
     // A fault that comes now is refused, though the page is still cached.
     assert!(matches!(
-        map.get_for_map(5),
+        map.map_page(5, |_| unreachable!("beyond the end: no callback")),
         Err(Error::BeyondEof { index: 5, end: 3 })
     ));
-    assert_eq!(held.holders(), 1, "the refused get left no count behind");
+    assert_eq!(held.holders(), 1, "the refused fault left no count behind");
+}
+
+#[test]
+fn truncate_is_not_held_up_by_users_at_the_refcount_limit() {
+    let (map, table) = setup();
+    drop(map.load(5).unwrap());
+    let first = map.find(5).unwrap().unwrap();
+    let mut refs = Vec::new();
+    while let Ok(r) = first.try_clone() {
+        refs.push(r);
+    }
+    assert_eq!(first.holders(), pagemap::MAX_REFS);
+    // A fault still maps the page (its hold comes from the reserve)...
+    map.map_page(5, |p| table.entries.lock().unwrap().insert(5, p.frame()))
+        .unwrap();
+    // ...and truncate still zeroes it and clears the entry.
+    let r = map.truncate(5);
+    assert_eq!((r.zeroed, r.referenced), (1, 1));
+    assert!(table.entries.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -103,28 +135,32 @@ fn a_fault_inside_the_file_does_not_hold_up_truncate() {
     let (map, _table) = setup();
     drop(map.load(1).unwrap());
     drop(map.load(7).unwrap());
-    let page = map.get_for_map(1).unwrap();
-    // Page 1 stays inside: truncate never waits for it.
-    let report = map.truncate(4);
+    let report = map
+        // (Calling truncate in the callback is allowed only because page 1
+        // stays inside the file; a cut page would wait for this very call.)
+        .map_page(1, |_| map.truncate(4))
+        .unwrap();
     assert_eq!(report.removed, 1);
-    drop(page);
-    assert!(map.get_for_map(1).is_ok());
+    assert!(map.map_page(1, |_| ()).is_ok());
 }
 
 #[test]
-fn get_for_map_refuses_what_a_fault_cannot_map_without_blocking() {
+fn map_page_refuses_what_a_fault_cannot_map_without_blocking() {
     let (map, _table) = setup();
     assert!(matches!(
-        map.get_for_map(2),
+        map.map_page(2, |_| ()),
         Err(Error::WouldBlock { index: 2 })
     ));
     map.truncate(10);
-    assert!(matches!(map.get_for_map(10), Err(Error::BeyondEof { .. })));
+    assert!(matches!(
+        map.map_page(10, |_| ()),
+        Err(Error::BeyondEof { .. })
+    ));
     drop(map.load(2).unwrap());
-    // Many faults on one page at once: all get it (the mapping field's
-    // limit only makes the sixteenth wait for one of the first fifteen).
-    let refs: Vec<_> = (0..15).map(|_| map.get_for_map(2).unwrap()).collect();
-    assert_eq!(refs[0].holders(), 15);
-    drop(refs);
+    // Nested calls (as fault-around inside a fault would be): each counts.
+    let n = map
+        .map_page(2, |a| map.map_page(2, |_| a.holders()).unwrap())
+        .unwrap();
+    assert_eq!(n, 2);
     assert_eq!(map.holders(2), 0);
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what the test scripts need, on a fresh machine with rustup and a C
+# compiler: every install step of the project lives here. Idempotent: each
+# tool is installed only if missing. `.ci/run` calls it before scripts/test.sh.
+#
+#   scripts/setup.sh            # everything below
+#
+# * rustfmt and clippy on the default (stable) toolchain;
+# * the workspace's minimum Rust version (rust-version in Cargo.toml), a
+#   minimal profile, to check that the libraries build with it;
+# * nightly with miri and rust-src, for the miri run over the unsafe code
+#   (miri exists only on nightly; nothing else uses nightly);
+# * cargo-fuzz (built from crates.io with the stable toolchain) and a C++
+#   compiler for libFuzzer.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'setup.sh: %s\n' "$*"; }
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || say "rustfmt/clippy: rustup could not add them"
+
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+    say "installing Rust $msrv (the workspace's rust-version)"
+    rustup toolchain install "$msrv" --profile minimal
+fi
+
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+    say "installing nightly with miri"
+    rustup toolchain install nightly --profile minimal --component miri,rust-src
+fi
+
+if ! command -v c++ >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        say "installing g++ (libFuzzer is C++)"
+        apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+    else
+        say "a C++ compiler (c++) is needed to build libFuzzer" >&2
+        exit 1
+    fi
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
+say "stable $(rustc --version | cut -d' ' -f2), msrv $msrv, $(cargo +nightly miri --version 2>/dev/null | head -1), $(cargo fuzz --version)"
