@@ -48,6 +48,16 @@ impl Stats {
     pub fn has(&self, what: &str) -> bool {
         self.0.get(what).is_some_and(|&n| n > 0)
     }
+
+    /// Panics naming whatever of `must` never happened.
+    pub fn require(&self, what: &str, must: &[&str]) {
+        let missing: Vec<_> = must.iter().filter(|m| !self.has(m)).collect();
+        assert!(
+            missing.is_empty(),
+            "{what} never exercises {missing:?}; got {:?}",
+            self.0
+        );
+    }
 }
 
 /// Runs fuzzer bytes. Panics on any divergence from the model.

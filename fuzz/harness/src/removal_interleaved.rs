@@ -1103,7 +1103,20 @@ impl<'m> Drv<'m> {
     }
 }
 
-/// A readable form of an op (for `examples/removal_replay.rs -v`).
+/// A readable form of an input (for `examples/replay.rs -v`).
+pub fn describe_input(data: &[u8]) -> String {
+    let input = Input::decode(data);
+    let mut out = format!(
+        "frames {} cpus {} layout {:#x}",
+        input.frames, input.cpus, input.layout
+    );
+    for (i, op) in input.ops.iter().enumerate() {
+        out += &format!("\n  #{i}: {}", describe(*op));
+    }
+    out
+}
+
+/// A readable form of an op.
 pub fn describe([k, a, b, c]: [u8; 4]) -> String {
     let sa = a & 1;
     match k % 24 {
