@@ -11,10 +11,10 @@
 //! compared with the model's store (exactly the shared writes), then the
 //! files are dropped and every frame must be back in the pool.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use pagemap::{Error, FramePool, MemStore, PageMap};
+use pagemap::{Error, FrameId, FramePool, MemStore, PageMap};
 use vmr::{Access, AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot, VmError};
 
 use crate::vmr_model::*;
@@ -51,6 +51,10 @@ struct Run {
     foreign: Arc<PageMap>,
     spaces: Vec<Option<Arc<AddressSpace>>>,
     model: VmModel,
+    /// Per file, the cached pages `full_check` last read and found right,
+    /// with their frame: read again only once the model's contents or the
+    /// frame changed (a page freed and reloaded is dropped from here).
+    verified: Vec<BTreeMap<u64, (FrameId, Box<Page>)>>,
     stats: Stats,
     step: usize,
     op: Option<Op>,
@@ -99,6 +103,7 @@ pub fn run_input(input: &VmrInput, strict: bool) -> Stats {
         files,
         foreign,
         model: VmModel::new(input.spaces, input.files, input.frames),
+        verified: vec![BTreeMap::new(); input.files],
         stats: Stats::default(),
         step: 0,
         op: None,
@@ -109,7 +114,10 @@ pub fn run_input(input: &VmrInput, strict: bool) -> Stats {
         run.op = Some(*op);
         run.stats.hit(op.name());
         run.op(op);
-        run.cheap_checks();
+        // The page lists (radix scans) only where they change in bulk and
+        // on `Check`; the counts after every op.
+        let lists = matches!(op, Op::FreeUnused(_) | Op::Writeback(..) | Op::Sync(_));
+        run.cheap_checks(lists);
     }
     run.step = input.ops.len();
     run.op = None;
@@ -520,6 +528,7 @@ impl Run {
                 let f = self.file(f);
                 let r = self.files[f].map.free_unused();
                 let m = self.model.free_unused(f);
+                self.verified[f].clear();
                 let errors: Vec<u64> = r
                     .errors
                     .iter()
@@ -600,7 +609,10 @@ impl Run {
                     .cpu(usize::from(c) % self.machine.cpus().len())
                     .flush_tlb();
             }
-            Op::Check => self.full_check(true),
+            Op::Check => {
+                self.cheap_checks(true);
+                self.full_check(true);
+            }
         }
     }
 
@@ -676,7 +688,9 @@ impl Run {
         });
     }
 
-    fn cheap_checks(&mut self) {
+    /// Regions, mappings, page counts and free frames; with `lists`, the
+    /// cached and dirty indices of every file.
+    fn cheap_checks(&mut self, lists: bool) {
         for s in 0..self.spaces.len() {
             let real = self.spaces[s].as_ref().map(|sp| {
                 sp.regions()
@@ -718,13 +732,14 @@ impl Run {
         }
         for f in 0..self.files.len() {
             let map = &self.files[f].map;
-            let (nr, cached, dirty) = (
-                map.nr_mappings(),
-                map.cached_indices(..),
-                map.dirty_indices(..),
-            );
             let mf = &self.model.files[f];
-            check_eq!(self, nr, self.model.nr_mappings(f), "file {f} nr_mappings");
+            let nr = (map.nr_mappings(), map.nr_pages());
+            let want = (self.model.nr_mappings(f), mf.cache.len() as u64);
+            check_eq!(self, nr, want, "file {f} (nr_mappings, nr_pages)");
+            if !lists {
+                continue;
+            }
+            let (cached, dirty) = (map.cached_indices(..), map.dirty_indices(..));
             check_eq!(
                 self,
                 cached,
@@ -746,15 +761,25 @@ impl Run {
         );
     }
 
-    /// Every cached page's contents; with `store`, every known store page.
+    /// Every cached page's contents (those not verified unchanged since);
+    /// with `store`, every known store page.
     fn full_check(&mut self, store: bool) {
         for f in 0..self.files.len() {
             let mf = &self.model.files[f];
+            let verified = &mut self.verified[f];
+            verified.retain(|i, _| mf.cache.contains_key(i));
             for (&i, want) in &mf.cache {
                 let page = match self.files[f].map.find(i) {
                     Ok(Some(p)) => p,
                     other => self.diverged(format!("file {f} page {i}: find gave {other:?}")),
                 };
+                let frame = page.frame();
+                if verified
+                    .get(&i)
+                    .is_some_and(|(fr, p)| *fr == frame && p[..] == want[..])
+                {
+                    continue;
+                }
                 let mut buf = [0u8; PAGE_SIZE];
                 page.read_page(&mut buf);
                 drop(page);
@@ -767,6 +792,7 @@ impl Run {
                         buf[at], want[at]
                     ));
                 }
+                verified.insert(i, (frame, want.clone()));
             }
             if !store {
                 continue;
@@ -796,7 +822,7 @@ impl Run {
             self.spaces[s] = None;
             self.model.drop_space(s);
         }
-        self.cheap_checks();
+        self.cheap_checks(true);
         for f in 0..self.files.len() {
             check_eq!(
                 self,
@@ -820,7 +846,7 @@ impl Run {
                 );
             }
         }
-        self.cheap_checks();
+        self.cheap_checks(true);
         self.full_check(true);
         self.spaces.clear();
         self.files.clear();
