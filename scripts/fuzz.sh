@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Differential fuzzing of pagemap and vmr (fuzz/, its own cargo-fuzz
-# workspace): targets pagemap_ops, vmr_ops, removal and removal_interleaved.
+# workspace): targets pagemap_ops, vmr_ops and removal_interleaved (the
+# threaded removal stress test runs with the replay tests).
 #
 #   scripts/fuzz.sh                  # replay tests, then 30 s per fuzz target
-#                                    # (20 s for the removal targets: 100 s in all)
+#                                    # (20 s for removal_interleaved: 80 s in all)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh # fuzz longer
 #   FUZZ_SECONDS=0 scripts/fuzz.sh   # replay tests only
 #
@@ -43,7 +44,7 @@ echo "fuzz.sh: clippy on the fuzz workspace (warnings denied)"
 rustup component add clippy >/dev/null 2>&1 || true
 cargo clippy --manifest-path fuzz/Cargo.toml --workspace --all-targets -- -D warnings
 
-echo "fuzz.sh: stable replay of the checked-in seeds"
+echo "fuzz.sh: stable replay of the checked-in seeds, hand seeds, removal stress test"
 replay_ok=1
 cargo test --manifest-path fuzz/Cargo.toml --workspace || replay_ok=0
 
@@ -58,8 +59,8 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
         case "$target" in
             removal*)
                 # Two thirds of the time (20 s by default) and inputs up to
-                # 1 KiB: each run replays, syncs, removes and reloads the
-                # whole file at the end, so they are slower per input.
+                # 1 KiB: each run syncs, removes and reloads the whole file
+                # at the end, so it is slower per input.
                 seconds=$(( FUZZ_SECONDS * 2 / 3 ))
                 [ "$seconds" -gt 0 ] || seconds=1
                 extra=(-max_len=1024)

@@ -4,8 +4,10 @@
 //! concurrency and an independent index (`radix_trie::Trie`).
 
 use std::collections::{HashMap, HashSet};
+use std::io;
 use std::ops::{Bound, RangeBounds};
 
+use pagemap::Error;
 use radix_trie::{Trie, TrieCommon};
 
 /// Bytes in a page.
@@ -14,43 +16,18 @@ pub const PAGE_SIZE: usize = 4096;
 /// A page's bytes.
 pub type Page = Box<[u8; PAGE_SIZE]>;
 
-/// An error, reduced to what the model can predict.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum E {
-    /// `Error::PoolExhausted`.
-    PoolExhausted {
-        /// Frames in the pool.
-        capacity: usize,
-    },
-    /// `Error::RefcountOverflow`.
-    RefcountOverflow {
-        /// Page index.
-        index: u64,
-    },
-    /// `Error::WouldBlock`.
-    WouldBlock {
-        /// Page index.
-        index: u64,
-    },
-    /// `Error::Read` (the harness checks the source separately).
-    Read {
-        /// Page index.
-        index: u64,
-    },
-    /// `Error::Write` (the harness checks the source separately).
-    Write {
-        /// Page index.
-        index: u64,
-    },
-    /// `Error::OutOfBounds`.
-    OutOfBounds {
-        /// Offset.
-        offset: usize,
-        /// Length.
-        len: usize,
-    },
-    /// Anything else (never expected).
-    Other(String),
+/// An error as the harness compares it: the library's own value
+/// (`pagemap::Error`, which has no `PartialEq`) in its `Debug` form, so the
+/// kind, every field and the I/O source all count.
+pub type E = String;
+
+fn err(e: Error) -> E {
+    format!("{e:?}")
+}
+
+/// The error `MemStore` injects.
+fn injected(what: &str, index: u64) -> io::Error {
+    io::Error::other(format!("injected {what} error at page {index}"))
 }
 
 /// A cached page.
@@ -86,7 +63,10 @@ pub struct ModelStore {
 impl ModelStore {
     fn read(&mut self, index: u64) -> Result<Page, E> {
         if self.bad_reads.contains(&index) {
-            return Err(E::Read { index });
+            return Err(err(Error::Read {
+                index,
+                source: injected("read", index),
+            }));
         }
         self.reads += 1;
         Ok(self
@@ -98,7 +78,10 @@ impl ModelStore {
 
     fn write(&mut self, index: u64, data: &Page) -> Result<(), E> {
         if self.bad_writes.contains(&index) {
-            return Err(E::Write { index });
+            return Err(err(Error::Write {
+                index,
+                source: injected("write", index),
+            }));
         }
         self.writes += 1;
         self.pages.insert(index, data.clone());
@@ -139,7 +122,7 @@ pub struct Model {
 fn check_range(offset: usize, len: usize) -> Result<(), E> {
     match offset.checked_add(len) {
         Some(end) if end <= PAGE_SIZE => Ok(()),
-        _ => Err(E::OutOfBounds { offset, len }),
+        _ => Err(err(Error::OutOfBounds { offset, len })),
     }
 }
 
@@ -216,9 +199,9 @@ impl Model {
             return Ok(());
         }
         if self.pages.len() >= self.capacity {
-            return Err(E::PoolExhausted {
+            return Err(err(Error::PoolExhausted {
                 capacity: self.capacity,
-            });
+            }));
         }
         let data = self.store.read(index)?;
         self.pages.insert(
@@ -250,7 +233,7 @@ impl Model {
         if self.find(index) {
             Ok(())
         } else {
-            Err(E::WouldBlock { index })
+            Err(err(Error::WouldBlock { index }))
         }
     }
 

@@ -3,7 +3,7 @@
 //! Decoding goes through [`arbitrary::Unstructured`], one byte at a time, so
 //! that the format is simple enough to write by hand: [`encode`] is the exact
 //! inverse of decoding, which is how the checked-in seeds are generated (see
-//! `examples/gen_seeds.rs`). Every byte string decodes to something; missing
+//! `tests/hand_seeds.rs`). Every byte string decodes to something; missing
 //! trailing bytes read as zero.
 
 use std::ops::Bound;

@@ -1,4 +1,4 @@
-//! The threaded `removal` driver: six threads race over one small file
+//! The threaded removal stress test (`tests/removal_stress.rs`): six threads race over one small file
 //! (see [`crate::removal_world`]) mapped by two address spaces, shared
 //! (window slots 0..8: logical pages 0..6, 10, 11) and private (slots 8..16,
 //! the same pages):
@@ -111,18 +111,10 @@ impl Input {
     }
 }
 
-/// Known bugs [`run`] steps around (none open).
-pub const KNOWN_BUGS: &[&str] = &[];
-
-/// Runs fuzzer bytes; panics on any lost write, stale translation, leaked
+/// Runs input bytes; panics on any lost write, stale translation, leaked
 /// or doubly owned frame, or inconsistent count.
 pub fn run(data: &[u8]) -> Stats {
-    run_input(&Input::decode(data), false)
-}
-
-/// Runs fuzzer bytes without stepping around [`KNOWN_BUGS`].
-pub fn run_strict(data: &[u8]) -> Stats {
-    run_input(&Input::decode(data), true)
+    run_input(&Input::decode(data))
 }
 
 /// A stamp: writer, logical page, slot, sequence number.
@@ -573,7 +565,7 @@ fn compare(got: &[u8], want: &[u8], what: &str) {
 }
 
 /// Runs a decoded input.
-pub fn run_input(input: &Input, _strict: bool) -> Stats {
+pub fn run_input(input: &Input) -> Stats {
     let world = World::new(input.nframes(), 2);
     let spaces: Vec<_> = (0..2)
         .map(|_| AddressSpace::new(world.machine.clone()))

@@ -978,7 +978,8 @@ impl<'m> Drv<'m> {
         }
     }
 
-    fn read_all_mapped(&mut self, what: &str) {
+    /// Reads the first `len` bytes of every mapped page through every CPU.
+    fn read_all_mapped(&mut self, what: &str, len: usize) {
         for s in 0..2 {
             for slot in 0..WINDOW {
                 let Some(want) = self.model.view(s, slot).map(|p| Box::new(*p)) else {
@@ -987,10 +988,15 @@ impl<'m> Drv<'m> {
                 for cpu in 0..self.w.machine.cpus().len() {
                     let mut buf = [0u8; PAGE_SIZE];
                     let space = self.spaces[s].clone();
-                    match self.w.machine.cpu(cpu).read(&space, va(slot), &mut buf) {
+                    match self
+                        .w
+                        .machine
+                        .cpu(cpu)
+                        .read(&space, va(slot), &mut buf[..len])
+                    {
                         Ok(()) => self.compare(
-                            &buf,
-                            &want[..],
+                            &buf[..len],
+                            &want[..len],
                             format!("{what}: CPU {cpu} reading space {s} slot {slot}"),
                         ),
                         Err(f) if is_exhaustion(&f) && self.w.pool.free_frames() == 0 => {}
@@ -1011,7 +1017,7 @@ impl<'m> Drv<'m> {
         self.held.clear();
         self.check();
         self.check_contents();
-        self.read_all_mapped("end");
+        self.read_all_mapped("end", PAGE_SIZE);
         self.check();
         // Sync with the write errors lifted: the store is the model.
         for lp in std::mem::take(&mut self.bad_writes) {
@@ -1055,8 +1061,10 @@ impl<'m> Drv<'m> {
             self.fail(format!("page {i} survived remove(..) unheld and unpinned"));
         }
         self.check();
-        // Reload from the store, through the CPUs and the page map.
-        self.read_all_mapped("after remove(..)");
+        // Reload from the store, through the CPUs (the head of each page:
+        // its index stamp shows a wrong or stale frame) and the page map
+        // (every byte).
+        self.read_all_mapped("after remove(..)", 64);
         for lp in 0..NPAGES {
             match self.map.load(index_of(lp)) {
                 Ok(p) => {
@@ -1103,7 +1111,20 @@ impl<'m> Drv<'m> {
     }
 }
 
-/// A readable form of an op (for `examples/removal_replay.rs -v`).
+/// A readable form of an input (for `examples/replay.rs -v`).
+pub fn describe_input(data: &[u8]) -> String {
+    let input = Input::decode(data);
+    let mut out = format!(
+        "frames {} cpus {} layout {:#x}",
+        input.frames, input.cpus, input.layout
+    );
+    for (i, op) in input.ops.iter().enumerate() {
+        out += &format!("\n  #{i}: {}", describe(*op));
+    }
+    out
+}
+
+/// A readable form of an op.
 pub fn describe([k, a, b, c]: [u8; 4]) -> String {
     let sa = a & 1;
     match k % 24 {

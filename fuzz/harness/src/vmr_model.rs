@@ -14,6 +14,9 @@
 //! from the regions and the writes alone.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use vmr::{Access, Fault, VmError};
 
 pub use crate::model::PAGE_SIZE;
 
@@ -82,119 +85,6 @@ impl MRegion {
             prot,
             advice,
             ..self.clone()
-        }
-    }
-}
-
-/// An I/O error of a fault, as the model predicts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IoErr {
-    /// `pagemap::Error::PoolExhausted`.
-    PoolExhausted {
-        /// Pool capacity.
-        capacity: usize,
-    },
-    /// `pagemap::Error::Read` (an injected read error).
-    Read {
-        /// Page.
-        index: u64,
-    },
-    /// Anything else (never expected).
-    Other(String),
-}
-
-/// A fault, as the model predicts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MFault {
-    /// `Fault::NoMapping`.
-    NoMapping {
-        /// Address.
-        va: u64,
-    },
-    /// `Fault::Protection`.
-    Protection {
-        /// Address.
-        va: u64,
-        /// A write (else a read).
-        write: bool,
-    },
-    /// `Fault::Io`.
-    Io {
-        /// Address.
-        va: u64,
-        /// The page map's error.
-        err: IoErr,
-    },
-    /// `Fault::OutOfMemory` (the address is page-aligned).
-    OutOfMemory {
-        /// Address.
-        va: u64,
-    },
-    /// Anything else (never expected).
-    Other(String),
-}
-
-/// A `VmError`, as the model predicts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmErr {
-    /// `Misaligned`.
-    Misaligned {
-        /// Which argument.
-        what: &'static str,
-        /// Value.
-        value: u64,
-    },
-    /// `ZeroLength`.
-    ZeroLength,
-    /// `Overflow`.
-    Overflow,
-    /// `OutOfRange`.
-    OutOfRange {
-        /// Start.
-        addr: u64,
-        /// Length.
-        len: u64,
-    },
-    /// `Overlap`.
-    Overlap {
-        /// Existing region's base.
-        addr: u64,
-    },
-    /// `NoMapping`.
-    NoMapping {
-        /// First unmapped address.
-        addr: u64,
-    },
-    /// `NoSpace`.
-    NoSpace,
-    /// `InvalidFlags`.
-    InvalidFlags,
-    /// `ForeignPool`.
-    ForeignPool,
-    /// `OutOfMemory`.
-    OutOfMemory,
-    /// `Populate`.
-    Populate(MFault),
-    /// Anything else (never expected).
-    Other(String),
-}
-
-impl VmErr {
-    /// Variant name (statistics).
-    pub fn name(&self) -> &'static str {
-        match self {
-            VmErr::Misaligned { .. } => "Misaligned",
-            VmErr::ZeroLength => "ZeroLength",
-            VmErr::Overflow => "Overflow",
-            VmErr::OutOfRange { .. } => "OutOfRange",
-            VmErr::Overlap { .. } => "Overlap",
-            VmErr::NoMapping { .. } => "NoMapping",
-            VmErr::NoSpace => "NoSpace",
-            VmErr::InvalidFlags => "InvalidFlags",
-            VmErr::ForeignPool => "ForeignPool",
-            VmErr::OutOfMemory => "OutOfMemory",
-            VmErr::Populate(_) => "Populate",
-            VmErr::Other(_) => "Other",
         }
     }
 }
@@ -296,28 +186,34 @@ pub struct VmModel {
     pub capacity: usize,
 }
 
-/// `[addr, addr + len)`: aligned, non-empty, in user space (as `check_range`).
-pub fn check_range(addr: u64, len: u64) -> Result<u64, VmErr> {
-    if !addr.is_multiple_of(PAGE) {
-        return Err(VmErr::Misaligned {
-            what: "address",
-            value: addr,
-        });
+/// The documented argument rules of a range `[addr, addr + len)`, first
+/// broken first: address aligned, length non-zero, length aligned, no
+/// wrap-around, end within user space. Returns the end.
+pub fn check_range(addr: u64, len: u64) -> Result<u64, VmError> {
+    let end = u128::from(addr) + u128::from(len);
+    let broken = [
+        (
+            addr & (PAGE - 1) != 0,
+            VmError::Misaligned {
+                what: "address",
+                value: addr,
+            },
+        ),
+        (len == 0, VmError::ZeroLength),
+        (
+            len & (PAGE - 1) != 0,
+            VmError::Misaligned {
+                what: "length",
+                value: len,
+            },
+        ),
+        (end > u128::from(u64::MAX), VmError::Overflow),
+        (end > u128::from(VA_END), VmError::OutOfRange { addr, len }),
+    ];
+    match broken.into_iter().find(|(bad, _)| *bad) {
+        Some((_, e)) => Err(e),
+        None => Ok(end as u64),
     }
-    if len == 0 {
-        return Err(VmErr::ZeroLength);
-    }
-    if !len.is_multiple_of(PAGE) {
-        return Err(VmErr::Misaligned {
-            what: "length",
-            value: len,
-        });
-    }
-    let end = addr.checked_add(len).ok_or(VmErr::Overflow)?;
-    if end > VA_END {
-        return Err(VmErr::OutOfRange { addr, len });
-    }
-    Ok(end)
 }
 
 /// What the inner part of a reworked range becomes.
@@ -368,7 +264,7 @@ impl VmModel {
     }
 
     /// The first free range of `len` bytes from `MMAP_BASE` (as `find_gap`).
-    fn find_gap(space: &MSpace, len: u64) -> Result<u64, VmErr> {
+    fn find_gap(space: &MSpace, len: u64) -> Result<u64, VmError> {
         let mut candidate = MMAP_BASE;
         for r in space.regions.values() {
             if r.end <= candidate {
@@ -381,7 +277,7 @@ impl VmModel {
         }
         match candidate.checked_add(len) {
             Some(end) if end <= VA_END => Ok(candidate),
-            _ => Err(VmErr::NoSpace),
+            _ => Err(VmError::NoSpace),
         }
     }
 
@@ -397,30 +293,30 @@ impl VmModel {
         file: Option<usize>,
         pgoff: u64,
         advice: u8,
-    ) -> Result<u64, VmErr> {
+    ) -> Result<u64, VmError> {
         let shared = flags & SHARED != 0;
         if shared == (flags & PRIVATE != 0) {
-            return Err(VmErr::InvalidFlags);
+            return Err(VmError::InvalidFlags);
         }
         let Some(file) = file else {
-            return Err(VmErr::ForeignPool);
+            return Err(VmError::ForeignPool);
         };
         if len == 0 {
-            return Err(VmErr::ZeroLength);
+            return Err(VmError::ZeroLength);
         }
         if !len.is_multiple_of(PAGE) {
-            return Err(VmErr::Misaligned {
+            return Err(VmError::Misaligned {
                 what: "length",
                 value: len,
             });
         }
-        pgoff.checked_add(len / PAGE - 1).ok_or(VmErr::Overflow)?;
+        pgoff.checked_add(len / PAGE - 1).ok_or(VmError::Overflow)?;
         let space = self.spaces[s].as_mut().expect("live space");
         let base = match fixed {
             Some(addr) => {
                 let end = check_range(addr, len)?;
                 if let Some(&b) = space.overlapping(addr, end).first() {
-                    return Err(VmErr::Overlap { addr: b });
+                    return Err(VmError::Overlap { addr: b });
                 }
                 addr
             }
@@ -448,7 +344,7 @@ impl VmModel {
                 while va < base + len {
                     if let Err(e) = self.touch(s, va, write) {
                         self.munmap(s, base, len).expect("valid range");
-                        return Err(VmErr::Populate(e));
+                        return Err(VmError::Populate(Box::new(e)));
                     }
                     va += PAGE;
                 }
@@ -460,7 +356,7 @@ impl VmModel {
     /// Faults in the page of `va` for a read or a write (region and
     /// protection already checked): loads the file page, makes the private
     /// copy of a private write. `va` is what a fault reports.
-    fn touch(&mut self, s: usize, va: u64, write: bool) -> Result<(), MFault> {
+    fn touch(&mut self, s: usize, va: u64, write: bool) -> Result<(), Fault> {
         let free = self.free_frames();
         let capacity = self.capacity;
         let space = self.spaces[s].as_mut().expect("live space");
@@ -471,16 +367,13 @@ impl VmModel {
         let mut free = free;
         if !f.cache.contains_key(&index) {
             if free == 0 {
-                return Err(MFault::Io {
-                    va,
-                    err: IoErr::PoolExhausted { capacity },
-                });
+                let source = pagemap::Error::PoolExhausted { capacity };
+                return Err(Fault::Io { va, source });
             }
             if f.bad_reads.contains(&index) {
-                return Err(MFault::Io {
-                    va,
-                    err: IoErr::Read { index },
-                });
+                let source = io::Error::other(format!("injected read error at page {index}"));
+                let source = pagemap::Error::Read { index, source };
+                return Err(Fault::Io { va, source });
             }
             let p = f.store_page(index);
             f.cache.insert(index, p);
@@ -488,7 +381,7 @@ impl VmModel {
         }
         if write && !r.shared() && !space.private.contains_key(&vpn) {
             if free == 0 {
-                return Err(MFault::OutOfMemory { va: vpn * PAGE });
+                return Err(Fault::OutOfMemory { va: vpn * PAGE });
             }
             space.private.insert(vpn, f.cache[&index].clone());
         }
@@ -505,9 +398,9 @@ impl VmModel {
         len: usize,
         data: Option<&[u8]>,
         out: &mut Vec<u8>,
-    ) -> Result<(), MFault> {
+    ) -> Result<(), Fault> {
         if va.checked_add(len as u64).is_none() {
-            return Err(MFault::NoMapping { va });
+            return Err(Fault::NoMapping { va });
         }
         let write = data.is_some();
         let mut done = 0usize;
@@ -517,7 +410,7 @@ impl VmModel {
             let n = (PAGE_SIZE - off).min(len - done);
             let space = self.spaces[s].as_ref().expect("live space");
             let Some(r) = space.find(cur) else {
-                return Err(MFault::NoMapping { va: cur });
+                return Err(Fault::NoMapping { va: cur });
             };
             // Any protection but NONE is readable (as on x86).
             let denied = if write {
@@ -526,7 +419,8 @@ impl VmModel {
                 r.prot == 0
             };
             if denied {
-                return Err(MFault::Protection { va: cur, write });
+                let access = if write { Access::Write } else { Access::Read };
+                return Err(Fault::Protection { va: cur, access });
             }
             let (shared, file, index) = (r.shared(), r.file, r.index_of(cur));
             self.touch(s, cur, write)?;
@@ -551,26 +445,26 @@ impl VmModel {
     }
 
     /// `munmap`.
-    pub fn munmap(&mut self, s: usize, addr: u64, len: u64) -> Result<(), VmErr> {
+    pub fn munmap(&mut self, s: usize, addr: u64, len: u64) -> Result<(), VmError> {
         let end = check_range(addr, len)?;
         self.rework(s, addr, end, Rework::Unmap);
         Ok(())
     }
 
-    fn require_mapped(&self, s: usize, start: u64, end: u64) -> Result<(), VmErr> {
+    fn require_mapped(&self, s: usize, start: u64, end: u64) -> Result<(), VmError> {
         let space = self.spaces[s].as_ref().expect("live space");
         let mut at = start;
         while at < end {
             match space.find(at) {
                 Some(r) => at = r.end,
-                None => return Err(VmErr::NoMapping { addr: at }),
+                None => return Err(VmError::NoMapping { addr: at }),
             }
         }
         Ok(())
     }
 
     /// `mprotect`.
-    pub fn mprotect(&mut self, s: usize, addr: u64, len: u64, prot: u8) -> Result<(), VmErr> {
+    pub fn mprotect(&mut self, s: usize, addr: u64, len: u64, prot: u8) -> Result<(), VmError> {
         let end = check_range(addr, len)?;
         self.require_mapped(s, addr, end)?;
         self.rework(s, addr, end, Rework::Prot(prot));
@@ -578,7 +472,7 @@ impl VmModel {
     }
 
     /// `madvise`.
-    pub fn madvise(&mut self, s: usize, addr: u64, len: u64, advice: u8) -> Result<(), VmErr> {
+    pub fn madvise(&mut self, s: usize, addr: u64, len: u64, advice: u8) -> Result<(), VmError> {
         let end = check_range(addr, len)?;
         self.require_mapped(s, addr, end)?;
         self.rework(s, addr, end, Rework::Advice(advice));
@@ -640,14 +534,14 @@ impl VmModel {
     }
 
     /// `fork` of `src` into `dst` (dropped first). `None`: a no-op.
-    pub fn fork(&mut self, src: usize, dst: usize) -> Option<Result<(), VmErr>> {
+    pub fn fork(&mut self, src: usize, dst: usize) -> Option<Result<(), VmError>> {
         if src == dst || self.spaces[src].is_none() {
             return None;
         }
         self.drop_space(dst);
         let parent = self.spaces[src].as_ref().expect("live");
         if parent.private.len() > self.free_frames() {
-            return Some(Err(VmErr::OutOfMemory));
+            return Some(Err(VmError::OutOfMemory));
         }
         let child = MSpace {
             regions: parent.regions.clone(),

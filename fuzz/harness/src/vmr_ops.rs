@@ -4,7 +4,7 @@
 //! [`arbitrary::Unstructured`], every byte string decodes, missing trailing
 //! bytes read as zero, and [`VmrInput::encode`] is the exact inverse of
 //! decoding (the hand-made seeds are written with it, see
-//! `examples/gen_vmr_seeds.rs`). Fields are kept raw (`u8`, `i8`, `u16`) and
+//! `tests/hand_seeds.rs`). Fields are kept raw (`u8`, `i8`, `u16`) and
 //! interpreted by the runner, some relative to the model's state (the i-th
 //! region of a space, the k-th page the model knows of a file), so that
 //! short inputs hit existing mappings often.
