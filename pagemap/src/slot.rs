@@ -642,6 +642,157 @@ mod tests {
         put_mapping(inserted(4, false));
     }
 
+    /// Every transition against a definition written on decoded fields
+    /// (not on bits), over every combination of flags, every mapping count,
+    /// frames 0, 1 and the largest, and refcounts at every boundary: 0-4,
+    /// around `MAX_REFS`, around `MAX_HELD` and into the guard bit (all of
+    /// them when the field is narrow, as under loom).
+    #[test]
+    fn every_transition_matches_its_definition() {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        struct W {
+            refs: u64,
+            mapping: u64,
+            removal: bool,
+            yanked: bool,
+            loading: bool,
+            frame: u64,
+        }
+        fn enc(w: W) -> u64 {
+            (w.refs << REF_SHIFT)
+                | (w.mapping << MAPPING_SHIFT)
+                | if w.removal { REMOVAL } else { 0 }
+                | if w.yanked { YANKED } else { 0 }
+                | if w.loading { LOADING } else { 0 }
+                | w.frame
+        }
+        let top = (1u64 << REF_BITS) - 1;
+        let counts: Vec<u64> = if REF_BITS <= 8 {
+            (0..=top).collect()
+        } else {
+            let mut v: Vec<u64> = (0..=4).collect();
+            v.extend(MAX_REFS - 2..=MAX_REFS + 2);
+            v.extend(MAX_HELD - 2..=MAX_HELD + 2);
+            v.push(top);
+            v
+        };
+        let mut checked = 0u64;
+        for &r in &counts {
+            for mapping in 0..=MAX_MAPPING {
+                for flags in 0..8u32 {
+                    for frame in [0u64, 1, FRAME_MASK] {
+                        let w = W {
+                            refs: r,
+                            mapping,
+                            removal: flags & 1 != 0,
+                            yanked: flags & 2 != 0,
+                            loading: flags & 4 != 0,
+                            frame,
+                        };
+                        let word = enc(w);
+                        assert_eq!(
+                            (super::refs(word), super::mapping(word), super::frame(word)),
+                            (w.refs, w.mapping, w.frame as u32),
+                            "decoders"
+                        );
+                        let present = w.frame != 0 && !w.yanked;
+                        assert_eq!(is_present(word), present);
+                        let held_get = |limit: u64, keep_removal: bool| {
+                            if !present {
+                                Err(Refused::Absent)
+                            } else if w.refs >= limit {
+                                Err(Refused::Overflow)
+                            } else {
+                                Ok(enc(W {
+                                    refs: w.refs + 1,
+                                    removal: keep_removal && w.removal,
+                                    ..w
+                                }))
+                            }
+                        };
+                        assert_eq!(get(word), held_get(MAX_REFS, false), "get {w:?}");
+                        assert_eq!(get_reserved(word), held_get(MAX_HELD, false));
+                        let want_map = if !present || w.loading {
+                            Err(Refused::Absent)
+                        } else if w.refs >= MAX_HELD {
+                            Err(Refused::Overflow)
+                        } else if w.mapping >= MAX_MAPPING {
+                            Err(Refused::Busy)
+                        } else {
+                            Ok(enc(W {
+                                refs: w.refs + 1,
+                                mapping: w.mapping + 1,
+                                removal: false,
+                                ..w
+                            }))
+                        };
+                        assert_eq!(get_for_map(word), want_map, "get_for_map {w:?}");
+                        let want_marked = if !present {
+                            Err(Refused::Absent)
+                        } else if !w.removal {
+                            Err(Refused::Busy)
+                        } else {
+                            held_get(MAX_HELD, true)
+                        };
+                        assert_eq!(get_marked(word), want_marked, "get_marked {w:?}");
+                        let want_mark = if !present {
+                            Err(Refused::Absent)
+                        } else if w.refs != 0 {
+                            Err(Refused::Busy)
+                        } else {
+                            Ok(enc(W { removal: true, ..w }))
+                        };
+                        assert_eq!(mark_removal(word), want_mark, "mark {w:?}");
+                        let want_yank = if !present {
+                            Err(Refused::Absent)
+                        } else if w.refs != 0 || !w.removal {
+                            Err(Refused::Busy)
+                        } else {
+                            Ok(enc(W {
+                                refs: 0,
+                                mapping: 0,
+                                removal: false,
+                                yanked: true,
+                                loading: false,
+                                frame: w.frame,
+                            }))
+                        };
+                        assert_eq!(yank(word), want_yank, "yank {w:?}");
+                        assert_eq!(
+                            unmark_removal(word),
+                            enc(W {
+                                removal: false,
+                                ..w
+                            })
+                        );
+                        if w.refs > 0 {
+                            assert_eq!(
+                                put(word),
+                                enc(W {
+                                    refs: w.refs - 1,
+                                    ..w
+                                })
+                            );
+                        }
+                        if w.refs > 0 && w.mapping > 0 {
+                            assert_eq!(
+                                put_mapping(word),
+                                enc(W {
+                                    refs: w.refs - 1,
+                                    mapping: w.mapping - 1,
+                                    ..w
+                                })
+                            );
+                        }
+                        assert_eq!(Slot::is_vacant(word), enc(W { refs: 0, ..w }) == EMPTY);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked >= 5 * 16 * 8 * 3);
+    }
+
     #[test]
     fn atomic_put_matches_pure_put() {
         let s = Slot::new();
