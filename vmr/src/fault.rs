@@ -23,7 +23,7 @@ use crate::error::{Access, Fault};
 use crate::pte;
 use crate::region::{MapFlags, Prot, Vmr};
 use crate::space::{AddressSpace, Regions};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::Ordering;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -199,7 +199,7 @@ impl AddressSpace {
     /// Maps a resident, up-to-date neighbour if its PTE is empty. Never blocks.
     fn map_neighbour(&self, v: &Vmr, va: u64, ctx: &FaultCtx) {
         let p = self.core().pt.get_or_alloc(va / PAGE);
-        if p.load(Ordering::SeqCst) != 0 {
+        if p.load() != 0 {
             return;
         }
         let index = v.index_of(va);
@@ -207,9 +207,7 @@ impl AddressSpace {
         // Not cached, or beyond the end of the file: skipped.
         let _ = v.file.map_page(index, |page| {
             let new = pte::make(page.frame().get(), flags);
-            if p.compare_exchange(0, new, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
+            if p.cas(0, new).is_ok() {
                 self.stats.neighbours.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -223,7 +221,7 @@ impl AddressSpace {
     fn restore_private(&self, v: &Vmr, va: u64) -> Option<Result<(), Fault>> {
         let p = self.core().pt.get(va / PAGE)?;
         loop {
-            let old = p.load(Ordering::SeqCst);
+            let old = p.load();
             if old & pte::PRIVATE == 0 || old & pte::LOCK != 0 {
                 return None;
             }
@@ -237,9 +235,7 @@ impl AddressSpace {
                 self.stats.spurious.fetch_add(1, Ordering::Relaxed);
                 return Some(Ok(()));
             }
-            if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
+            if p.cas(old, new).is_ok() {
                 return Some(Ok(()));
             }
         }
@@ -271,7 +267,7 @@ impl AddressSpace {
         let frame = page.frame().get();
         let writable_region = v.prot.contains(Prot::WRITE);
         loop {
-            let old = p.load(Ordering::SeqCst);
+            let old = p.load();
             if old & pte::LOCK != 0 {
                 // Another CPU's copy-on-write of this page is in flight: wait
                 // for it (it holds the space's COW lock while LOCK is set).
@@ -286,9 +282,7 @@ impl AddressSpace {
                     self.stats.spurious.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-                {
+                if p.cas(old, new).is_ok() {
                     return Ok(());
                 }
                 continue;
@@ -321,9 +315,7 @@ impl AddressSpace {
                 self.stats.spurious.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            if p.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
+            if p.cas(old, new).is_ok() {
                 return Ok(());
             }
         }
@@ -344,7 +336,7 @@ impl AddressSpace {
         &self,
         v: &Vmr,
         va: u64,
-        p: &AtomicU64,
+        p: &pte::PteCell,
         page: &PageRef<'_>,
         old: u64,
     ) -> Result<(), Fault> {
@@ -362,9 +354,7 @@ impl AddressSpace {
         let vpn = va / PAGE;
         let _cow = self.cow.lock();
         let hidden = (old & !(pte::PRESENT | pte::WRITABLE)) | pte::LOCK;
-        if p.compare_exchange(old, hidden, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
+        if p.cas(old, hidden).is_err() {
             // Someone changed the entry meanwhile: retry the fault (dropping
             // the copy frees it).
             return Ok(());
@@ -377,7 +367,7 @@ impl AddressSpace {
         // entry owns the frame from now on (taken back by whoever clears it:
         // munmap, truncate's zap, teardown).
         let _ = copy.into_raw();
-        p.store(new, Ordering::SeqCst);
+        p.store(new);
         self.stats.cow.fetch_add(1, Ordering::Relaxed);
         debug_assert!(!v.is_shared());
         Ok(())

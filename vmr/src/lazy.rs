@@ -24,7 +24,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::space::MmCore;
-use crate::sync::Ordering;
 
 /// A PTE change that lazy mode can buffer.
 #[derive(Clone, Copy, Debug)]
@@ -98,16 +97,13 @@ fn apply(s: &mut State) {
         let Some(pte) = p.mm.pt.get(p.vpn) else {
             continue;
         };
-        // SeqCst: as every kernel-side PTE change (pairs with the CPUs'
-        // walks and the shootdown's CPU-mask read).
+        // One atomic read-modify-write each (see `PteCell`).
         let old = match p.op {
-            PteOp::Clear => pte.swap(0, Ordering::SeqCst),
-            PteOp::Update(f, arg) => {
-                match pte.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| f(old, arg)) {
-                    Ok(old) => old,
-                    Err(_) => continue,
-                }
-            }
+            PteOp::Clear => pte.swap(0),
+            PteOp::Update(f, arg) => match pte.update(|old| f(old, arg)) {
+                Ok(old) => old,
+                Err(_) => continue,
+            },
         };
         s.stats.batched += 1;
         s.applied.push((p.tag, p.vpn, old));
@@ -269,26 +265,26 @@ mod tests {
         let space = crate::AddressSpace::new(machine);
         let mm = space.core_arc();
         let p = mm.pt.get_or_alloc(5);
-        p.store(pte::make(1, pte::PRESENT | pte::WRITABLE), Ordering::SeqCst);
+        p.store(pte::make(1, pte::PRESENT | pte::WRITABLE));
         fn ro(old: u64, _: u64) -> Option<u64> {
             Some(old & !pte::WRITABLE)
         }
         lazy_mmu_mode_enable();
         queue(&mm, 5, PteOp::Update(ro, 0), 7);
-        assert_ne!(p.load(Ordering::SeqCst) & pte::WRITABLE, 0, "buffered");
+        assert_ne!(p.load() & pte::WRITABLE, 0, "buffered");
         lazy_mmu_mode_enable();
         queue(&mm, 5, PteOp::Clear, 8);
         lazy_mmu_mode_disable(); // nested: flush
-        assert_eq!(p.load(Ordering::SeqCst), 0, "visible at the nested disable");
+        assert_eq!(p.load(), 0, "visible at the nested disable");
         let applied = take_applied();
         assert_eq!(applied.len(), 2);
         assert_eq!(applied[0].0, 7);
         assert_eq!(applied[1], (8, 5, pte::make(1, pte::PRESENT)));
-        p.store(pte::make(1, pte::PRESENT), Ordering::SeqCst);
+        p.store(pte::make(1, pte::PRESENT));
         queue(&mm, 5, PteOp::Clear, 9);
-        assert_ne!(p.load(Ordering::SeqCst), 0);
+        assert_ne!(p.load(), 0);
         lazy_mmu_mode_disable(); // outermost: leave
-        assert_eq!(p.load(Ordering::SeqCst), 0, "visible at leave");
+        assert_eq!(p.load(), 0, "visible at leave");
         assert_eq!(take_applied().len(), 1);
         queue(&mm, 5, PteOp::Clear, 10);
         assert_eq!(take_applied().len(), 1, "outside the mode: at once");

@@ -321,7 +321,7 @@ impl Cpu {
                 // the PTE atomically, re-checking that it still allows it.
                 let frame = e.frame;
                 let set = mm.pt.get(vpn).is_some_and(|p| {
-                    p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                    p.update(|old| {
                         (pte::frame(old) == frame)
                             .then(|| pte::touched(old, true))
                             .flatten()
@@ -347,18 +347,14 @@ impl Cpu {
         // SeqCst read (the pairing with shootdowns needs a read, not a write).
         // The fault handler installs entries with ACCESSED (and DIRTY for a
         // write), so the access that follows a fault needs no write here.
-        let seen = p.load(Ordering::SeqCst);
+        let seen = p.load();
         let new = match pte::touched(seen, write) {
             None => return false,
             Some(new) if new == seen => new,
-            Some(_) => {
-                match p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
-                    pte::touched(old, write)
-                }) {
-                    Ok(old) => pte::touched(old, write).expect("checked by fetch_update"),
-                    Err(_) => return false,
-                }
-            }
+            Some(_) => match p.update(|old| pte::touched(old, write)) {
+                Ok(old) => pte::touched(old, write).expect("checked by fetch_update"),
+                Err(_) => return false,
+            },
         };
         let e = TlbEntry {
             valid: true,

@@ -5,7 +5,8 @@
 //! Table pages are installed by CAS and never freed before the page table is
 //! dropped, so walks (by CPUs and the kernel side) need no lock and no epoch.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::pte::PteCell;
+use crate::sync::Ordering;
 
 #[cfg(not(loom))]
 const BITS: u32 = 9;
@@ -19,14 +20,17 @@ pub const VA_BITS: u32 = 12 + BITS * LEVELS;
 /// The first address past user space.
 pub const VA_END: u64 = 1 << VA_BITS;
 
+/// A table page: leaf entries are PTEs; an interior entry holds the address
+/// of the next table page (in the same word type, through `raw`, with its
+/// own Acquire/Release orderings).
 struct Table {
-    entries: [AtomicU64; FANOUT],
+    entries: [PteCell; FANOUT],
 }
 
 impl Table {
     fn alloc() -> *mut Table {
         Box::into_raw(Box::new(Table {
-            entries: std::array::from_fn(|_| AtomicU64::new(0)),
+            entries: std::array::from_fn(|_| PteCell::new()),
         }))
     }
 }
@@ -63,12 +67,12 @@ impl PageTable {
 
     /// The PTE of virtual page `vpn`, if its table page exists. Lock-free.
     #[inline]
-    pub fn get(&self, vpn: u64) -> Option<&AtomicU64> {
+    pub fn get(&self, vpn: u64) -> Option<&PteCell> {
         debug_assert!(vpn < VA_END >> 12);
         let mut t = self.root;
         for level in (1..LEVELS).rev() {
             // SAFETY: tables are never freed while `self` lives.
-            let e = unsafe { &(*t).entries[Self::offset(vpn, level)] };
+            let e = unsafe { (*t).entries[Self::offset(vpn, level)].raw() };
             // Acquire: pairs with the Release CAS that installed the table.
             let next = e.load(Ordering::Acquire) as usize as *mut Table;
             if next.is_null() {
@@ -82,12 +86,12 @@ impl PageTable {
 
     /// The PTE of `vpn`, creating table pages on the way (the only
     /// allocation a fault can make, once per 512 pages).
-    pub fn get_or_alloc(&self, vpn: u64) -> &AtomicU64 {
+    pub fn get_or_alloc(&self, vpn: u64) -> &PteCell {
         debug_assert!(vpn < VA_END >> 12);
         let mut t = self.root;
         for level in (1..LEVELS).rev() {
             // SAFETY: tables are never freed while `self` lives.
-            let e = unsafe { &(*t).entries[Self::offset(vpn, level)] };
+            let e = unsafe { (*t).entries[Self::offset(vpn, level)].raw() };
             let mut next = e.load(Ordering::Acquire) as usize as *mut Table;
             if next.is_null() {
                 let fresh = Table::alloc();
@@ -114,14 +118,14 @@ impl PageTable {
     }
 
     /// Calls `f(vpn, pte)` for every non-zero PTE with `first <= vpn <= last`.
-    pub fn for_each(&self, first: u64, last: u64, f: &mut dyn FnMut(u64, &AtomicU64)) {
+    pub fn for_each(&self, first: u64, last: u64, f: &mut dyn FnMut(u64, &PteCell)) {
         fn walk(
             t: *mut Table,
             level: u32,
             base: u64,
             first: u64,
             last: u64,
-            f: &mut dyn FnMut(u64, &AtomicU64),
+            f: &mut dyn FnMut(u64, &PteCell),
         ) {
             let span = 1u64 << (BITS * level);
             for i in 0..FANOUT {
@@ -132,7 +136,13 @@ impl PageTable {
                 }
                 // SAFETY: tables live as long as the page table.
                 let e = unsafe { &(*t).entries[i] };
-                let v = e.load(Ordering::Acquire);
+                // Acquire: a link's pairing (see `get`); a leaf is read SeqCst
+                // by its users (see `PteCell`).
+                let v = if level == 0 {
+                    e.load()
+                } else {
+                    e.raw().load(Ordering::Acquire)
+                };
                 if v == 0 {
                     continue;
                 }
@@ -154,7 +164,7 @@ impl Drop for PageTable {
             let table = unsafe { Box::from_raw(t) };
             if level > 0 {
                 for e in table.entries.iter() {
-                    let v = e.load(Ordering::Relaxed);
+                    let v = e.raw().load(Ordering::Relaxed);
                     if v != 0 {
                         free(v as usize as *mut Table, level - 1);
                     }
@@ -174,14 +184,12 @@ mod tests {
         let pt = PageTable::new();
         let top = (VA_END >> 12) - 1;
         for vpn in [0, 1, 511, 512, 1 << 20, top] {
-            pt.get_or_alloc(vpn).store(vpn + 1, Ordering::Relaxed);
+            pt.get_or_alloc(vpn).store(vpn + 1);
         }
-        assert!(pt.get(2).is_some_and(|p| p.load(Ordering::Relaxed) == 0));
+        assert!(pt.get(2).is_some_and(|p| p.load() == 0));
         assert!(pt.get(1 << 30).is_none());
         let mut seen = Vec::new();
-        pt.for_each(1, top, &mut |vpn, p| {
-            seen.push((vpn, p.load(Ordering::Relaxed)))
-        });
+        pt.for_each(1, top, &mut |vpn, p| seen.push((vpn, p.load())));
         assert_eq!(
             seen,
             vec![

@@ -15,6 +15,76 @@
 //! so every read-modify-write of a PTE is one atomic operation (Akaros lost
 //! dirty bits with plain read-modify-writes: defect 5).
 
+use crate::sync::{AtomicU64, Ordering};
+
+/// One page table entry word. Every access is SeqCst; the reasons are stated
+/// here once instead of at each of its uses:
+///
+/// 1. **CPU walks vs shootdowns.** A CPU sets its bit in the space's CPU mask
+///    (SeqCst), then reads the entry (SeqCst); a kernel path changes the entry
+///    (SeqCst), then its shootdown reads the mask (SeqCst). A store-buffering
+///    pair: either the CPU sees the new entry or the shootdown sees the CPU
+///    and waits for its TLB (`Machine::shootdown`).
+/// 2. **Unmaps in flight.** A zap or revoke that reads an entry an unmapper
+///    cleared reads from the unmapper's swap (a release), so it then sees the
+///    unmapper's `flush_pending` count (`MmCore::begin_flush_pending`).
+/// 3. **A/D bits.** CPUs set ACCESSED and DIRTY while the kernel side changes
+///    entries, so every change is one atomic read-modify-write that re-checks
+///    the entry ([`update`](Self::update), [`cas`](Self::cas),
+///    [`swap`](Self::swap)); a load followed by a store would lose a dirty
+///    bit set in between (Akaros's defect 5). Plain [`store`](Self::store) is
+///    only for an entry nobody else may change: one this thread holds locked
+///    (LOCK) or one in a table nobody else can see yet (fork's child).
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub struct PteCell(AtomicU64);
+
+impl PteCell {
+    /// An empty entry.
+    pub fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// The entry now.
+    #[inline]
+    pub fn load(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Overwrites an entry nobody else may change (see the type's docs).
+    #[inline]
+    pub fn store(&self, pte: u64) {
+        self.0.store(pte, Ordering::SeqCst)
+    }
+
+    /// Replaces the entry, returning the old one.
+    #[inline]
+    pub fn swap(&self, pte: u64) -> u64 {
+        self.0.swap(pte, Ordering::SeqCst)
+    }
+
+    /// Replaces `old` with `new` if the entry is still `old`; `Err(seen)`
+    /// otherwise.
+    #[inline]
+    pub fn cas(&self, old: u64, new: u64) -> Result<u64, u64> {
+        self.0
+            .compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst)
+    }
+
+    /// Applies `f` until it succeeds or returns `None` (`Err(seen)`).
+    #[inline]
+    pub fn update(&self, f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+        self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, f)
+    }
+
+    /// The raw word, for the page table's links between table pages (which
+    /// use their own orderings; see `pagetable`).
+    #[inline]
+    pub(crate) fn raw(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
+
 /// Translations may be used.
 pub const PRESENT: u64 = 1 << 0;
 /// Writes allowed.

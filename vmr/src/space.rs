@@ -279,10 +279,7 @@ impl AddressSpace {
         if va >= VA_END {
             return 0;
         }
-        self.core
-            .pt
-            .get(va / PAGE)
-            .map_or(0, |p| p.load(Ordering::SeqCst))
+        self.core.pt.get(va / PAGE).map_or(0, |p| p.load())
     }
 
     /// Checks `[addr, addr + len)`: aligned, non-empty, in user space.
@@ -609,7 +606,7 @@ impl AddressSpace {
         self.core
             .pt
             .for_each(lo / PAGE, (hi - 1) / PAGE, &mut |vpn, p| {
-                let old = p.load(Ordering::SeqCst);
+                let old = p.load();
                 // The AS write lock keeps faults out, so an entry neither
                 // writable nor dirty now cannot become dirty before our op.
                 if v.is_shared()
@@ -684,7 +681,7 @@ impl AddressSpace {
                 self.core
                     .pt
                     .for_each(v.base / PAGE, (v.end - 1) / PAGE, &mut |vpn, p| {
-                        let old = p.load(Ordering::SeqCst);
+                        let old = p.load();
                         if failed || old & pte::PRIVATE == 0 {
                             return;
                         }
@@ -706,7 +703,7 @@ impl AddressSpace {
                             .core
                             .pt
                             .get_or_alloc(vpn)
-                            .store(pte::make(nf.get(), keep), Ordering::SeqCst);
+                            .store(pte::make(nf.get(), keep));
                     });
                 drop(invalidate);
                 if failed {
@@ -733,7 +730,7 @@ impl AddressSpace {
             self.core
                 .pt
                 .for_each(v.base / PAGE, (v.end - 1) / PAGE, &mut |vpn, p| {
-                    if p.load(Ordering::SeqCst) & pte::PRIVATE != 0 {
+                    if p.load() & pte::PRIVATE != 0 {
                         lazy::queue(&self.core, vpn, PteOp::Update(protect_private, 0), 0);
                     }
                 });

@@ -12,7 +12,6 @@ use pagemap::{FrameId, Mapper, PageRef, ShootdownBatch, Victims, PAGE_SIZE};
 use crate::lazy::{self, PteOp};
 use crate::pte;
 use crate::region::{MapFlags, Prot, Vmr};
-use crate::sync::Ordering;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -92,7 +91,7 @@ impl Vmr {
             let Some(p) = self.mm.pt.get(vpn) else {
                 continue;
             };
-            if pte::frame(p.load(Ordering::SeqCst)) == frame.get() {
+            if pte::frame(p.load()) == frame.get() {
                 lazy::queue(&self.mm, vpn, PteOp::Update(f, u64::from(frame.get())), 0);
             }
         }
@@ -143,7 +142,7 @@ impl Mapper for Vmr {
         let mut holds: Vec<PageRef<'_>> = Vec::new();
         let applied = self.batched(|| {
             self.mm.pt.for_each(lo, hi, &mut |vpn, p| {
-                let v = p.load(Ordering::SeqCst);
+                let v = p.load();
                 if clean_pte(v, u64::from(pte::frame(v))).is_none() {
                     return;
                 }
@@ -170,7 +169,7 @@ impl Mapper for Vmr {
         let (lo, hi) = self.vpns(first, last);
         let applied = self.batched(|| {
             self.mm.pt.for_each(lo, hi, &mut |vpn, p| {
-                if p.load(Ordering::SeqCst) != 0 {
+                if p.load() != 0 {
                     lazy::queue(&self.mm, vpn, PteOp::Update(zap_pte, 0), 0);
                 }
             });
