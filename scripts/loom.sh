@@ -6,7 +6,7 @@
 #   scripts/loom.sh --test node_reclaim      # one model file (extra args go to cargo test)
 #   scripts/loom.sh -- find_vs              # filter by test name
 #
-# Under `--cfg loom` pagemap takes its atomics and locks from loom, the radix
+# Under `--cfg pagemap_loom` pagemap takes its atomics and locks from loom, the radix
 # fan-out is 4, the slot refcount is 5 bits (MAX_REFS 7, MAX_HELD 15, a guard bit) and reclaimed radix nodes are
 # poisoned instead of freed; `--cfg crossbeam_loom` puts crossbeam-epoch on
 # loom too. The build uses its own target dir (the cfgs change every crate).
@@ -22,7 +22,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
 export CARGO_TARGET_DIR="${LOOM_TARGET_DIR:-$PWD/target-loom}"
-export RUSTFLAGS="${RUSTFLAGS:-} --cfg loom --cfg crossbeam_loom"
+# Debug assertions on (the owner-before-publish check, the lazy-MMU checks
+# and the other debug_assert!s run in every execution), warnings denied.
+export RUSTFLAGS="${RUSTFLAGS:-} --cfg pagemap_loom --cfg crossbeam_loom -C debug-assertions -D warnings"
 export LOOM_TIMING="${LOOM_TIMING:-1}"
 # Keep loom's own output (backtraces of every thread) readable on failure.
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
@@ -30,6 +32,9 @@ export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
 start=$(date +%s)
 echo "loom.sh: LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS, target $CARGO_TARGET_DIR, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo test -p loom-tests --release --no-run
+# The loom-only code (cfg(pagemap_loom) paths of pagemap and vmr, the models)
+# gets clippy too.
+cargo clippy -p pagemap -p vmr -p loom-tests --release --tests -- -D warnings
 built=$(date +%s)
 status=0
 cargo test -p loom-tests --release --no-fail-fast "$@" || status=$?

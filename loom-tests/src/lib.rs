@@ -1,10 +1,10 @@
 //! Loom models of `pagemap` live in `tests/`; this crate holds their shared
-//! harness. Everything here only exists under `--cfg loom`.
+//! harness. Everything here only exists under `--cfg pagemap_loom`.
 //!
 //! Run the suite with `scripts/loom.sh` (release build, its own target dir,
 //! `LOOM_MAX_PREEMPTIONS` defaulting to 2). Each model is also bounded in
 //! code ([`model`]), so running a test directly never explores unboundedly.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,7 +7,7 @@
 //! lets go before the re-mark must not have its update lost: after both,
 //! either the store has the writer's bytes, or the page is still cached,
 //! dirty, with them.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{check_quiescent, gated_map, model, page_prefix, Fixture, Outcomes};

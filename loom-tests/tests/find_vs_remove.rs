@@ -1,6 +1,6 @@
 //! Models 1 and 2: lock-free `find` and `put` against `free_unused` (mark,
 //! then final removal) of an unreferenced clean page.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};

@@ -1,6 +1,6 @@
 //! Models 3 and 4: two loaders of one absent index (insert vs insert, one
 //! read of the backing store, read errors to every caller).
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};

@@ -13,7 +13,7 @@
 //! happened during an execution (bags are collected in order, so when the
 //! sentinel has run the retired nodes have been reclaimed too), and the
 //! outcome sets check that reclamation really overlapped the reader.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

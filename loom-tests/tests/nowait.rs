@@ -2,7 +2,7 @@
 //! address-space lock). Each model makes blocking a deadlock: the thing
 //! load_nowait could wait for is released only after load_nowait returns,
 //! so if it ever waited, loom would report the deadlock.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{gated_map, model, page_prefix, Fixture, Outcomes};

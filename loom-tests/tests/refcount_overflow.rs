@@ -3,7 +3,7 @@
 //! Under loom the count field is 4 bits (`MAX_REFS` = 7, the top bit a guard), so the limit is
 //! reached with a handful of references, some held in another thread, while
 //! concurrent puts make room again.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};

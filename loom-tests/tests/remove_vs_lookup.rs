@@ -7,7 +7,7 @@
 //! never freed and keeps its bytes, and a kept page is intact. The mapped
 //! variant has a dirty PTE: a raced removal still hands the dirty bit to
 //! the page (or leaves the entry), so the write reaches the store.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

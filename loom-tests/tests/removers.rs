@@ -2,7 +2,7 @@
 //! * a failing load (its discard of the failed page) vs `free_unused`;
 //! * `writeback` vs `free_unused` of the same dirty page;
 //! * two `free_unused` at once (serialised: each page freed once).
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};

@@ -3,7 +3,7 @@
 //! after the other (`try_remove` returns `Error::Busy` instead of waiting),
 //! every page is removed exactly once, a dirty page is written exactly once,
 //! and the counts add up.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{check_quiescent, model, Fixture, Outcomes};

@@ -4,7 +4,7 @@
 //!
 //! Kept in its own test binary: when it fails, loom aborts the binary, and
 //! the correctness models elsewhere still run.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{model, Fixture};

@@ -13,7 +13,7 @@
 //! the failed read, is reached in every execution at a low preemption bound.
 //!
 //! Own binary: if it fails, loom aborts the binary.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -16,7 +16,7 @@
 //! its stale entry after CPU 1 wrote the copy; that is the window between
 //! `copy_on_write`'s PTE CAS and its shootdown (Linux clears the PTE and
 //! flushes before it installs the new one: `ptep_clear_flush`).
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -14,7 +14,7 @@
 //!
 //! `*_no_shootdown` runs the dirty-entry race with shootdowns disabled and
 //! asserts that a lost write IS reached: the model can fail.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

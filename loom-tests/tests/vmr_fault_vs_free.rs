@@ -12,7 +12,7 @@
 //! `free_unused` can run before the mapping exists, while it exists, and
 //! after it is gone (then it writes the harvested dirty page back and frees
 //! it): the write is never lost and no PTE outlives its frame.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{

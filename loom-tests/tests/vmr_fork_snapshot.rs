@@ -15,7 +15,7 @@
 //! two copies. fork write-protects the private entries
 //! and shoots the space down before copying, so CPU 0's writes after that
 //! fault and wait for fork; without that step this model finds the torn copy.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@
 //! truncate zaps the parent before the copy or both spaces after it: after
 //! both, neither space maps page 1, the child's page 0 is the parent's, and
 //! no frame leaked or was copied after being freed.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 

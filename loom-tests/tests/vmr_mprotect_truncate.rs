@@ -6,7 +6,7 @@
 //! it, and mprotect went through the same code: a zap between mprotect's
 //! update and that test made both free the copy. Now only munmap's own swap
 //! takes a copy out; this model checks the copy is freed exactly once.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@
 //! page's flags before writing, which places its write before or after the
 //! clean and the write-back's snapshot. The `_no_shootdown` variant must
 //! reach a lost update.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! concurrent `free_unused` must therefore either see the region (and keep
 //! the page) or see the page dirty (and write it back before freeing it):
 //! the written bytes are never dropped with the frame.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 

@@ -10,9 +10,9 @@
 //!
 //! munmap may run anywhere, inside the revoke and reap passes' lazy MMU
 //! sections included: `vmr::lazy` keeps its state in a loom thread-local
-//! under `cfg(loom)` (it used a std one, which loom's threads, coroutines on
+//! under `cfg(pagemap_loom)` (it used a std one, which loom's threads, coroutines on
 //! one OS thread, shared, so this model had to serialise the sections).
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

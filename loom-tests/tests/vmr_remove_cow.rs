@@ -10,7 +10,7 @@
 //! read goes through a stale entry to a freed frame. Afterwards the PTE
 //! maps the private copy (never a page-map frame), the shared page is
 //! removed or kept intact, and every frame is free, cached or the copy.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

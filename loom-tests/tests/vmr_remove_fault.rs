@@ -25,7 +25,7 @@
 //! the page's DIRTY flag is clean (the write dirtied the PTE), and the page
 //! is yanked and freed with a present PTE on it: see the `#[ignore]`d model
 //! and `loom-tests/README.md` (Findings).
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! shootdowns disabled the `_no_shootdown` variants must reach the bad
 //! outcome (CPU 0 reads OTHER's bytes, or writes into OTHER's page, through
 //! its stale entry for F), so the model demonstrably can fail.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
 use std::sync::Arc;

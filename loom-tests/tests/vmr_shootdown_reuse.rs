@@ -20,7 +20,7 @@
 //! The `*_no_shootdown` models run the same race with shootdowns disabled
 //! and assert that the bad outcome (a stale access to the reused frame) is
 //! reached, so the model demonstrably can fail.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
 use std::sync::Arc;

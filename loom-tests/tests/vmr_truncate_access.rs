@@ -13,7 +13,7 @@
 //! for every cut page's count to drain, and zaps again. With the old install-then-recheck scheme, CPU 1 could read
 //! through the entry CPU 0 had installed and not yet taken back; these
 //! models fail on it, and on a truncate without its second zap.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! before the cut or got `BeyondEof`, no PTE beyond the end survives, a
 //! later access faults with `BeyondEof`, page 0 is untouched, and every
 //! frame is free or cached (no private copy leaked).
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 

@@ -17,7 +17,7 @@
 //! passes here. The soak test found it, and the deterministic test
 //! `pagemap/tests/writeback_mapped.rs` fails on it; this model covers the
 //! other interleavings of overlapping writebacks.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
 use std::sync::Arc;

@@ -12,7 +12,7 @@
 //! after its flush, and a zap that finds the count non-zero shoots the space
 //! down itself (Linux's `tlb_flush_pending`); without that, this model reads
 //! the other file's bytes.
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Model 8: writeback against a concurrent `PageRef::write` (no lost update,
 //! no lost dirty bit, DIRTY mark in line with the DIRTY flag).
-#![cfg(loom)]
+#![cfg(pagemap_loom)]
 
 use loom::thread;
 use loom_tests::{check_quiescent, gated_map, model, page_prefix, Fixture, Outcomes};

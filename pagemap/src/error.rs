@@ -150,7 +150,7 @@ const KINDS: [io::ErrorKind; 14] = [
     io::ErrorKind::AlreadyExists,
 ];
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

@@ -95,9 +95,9 @@ pub(crate) struct Frame {
     index: AtomicU64,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 const WAIT_BUCKETS: usize = 64;
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 const WAIT_BUCKETS: usize = 1;
 
 /// A fixed pool of 4 KiB page frames.
@@ -478,7 +478,7 @@ impl FramePool {
 /// Loom builds only: the models hold a page lock as the library's own
 /// paths do (a read, a `write`, a write-back's snapshot), to check what must
 /// not wait for it. Not part of the API of a normal build.
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 impl FramePool {
     /// Takes the page lock of `id` (see [`PageRef::write`](crate::PageRef::write)).
     pub fn lock_for_model(&self, id: FrameId) {
@@ -608,7 +608,7 @@ fn check_range(offset: usize, len: usize) -> Result<(), Error> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

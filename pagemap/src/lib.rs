@@ -118,7 +118,7 @@
 
 mod error;
 mod fault;
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 mod flusher;
 mod frame;
 mod map;
@@ -131,7 +131,7 @@ mod store;
 pub mod sync;
 
 pub use error::Error;
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, PrivateFrame};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};

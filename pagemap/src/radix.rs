@@ -19,10 +19,10 @@ use crate::slot::{self, Slot};
 use crate::sync::{epoch, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// Index bits per level.
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub const BITS: u32 = 6;
 /// Index bits per level (loom: fan-out 4).
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 pub const BITS: u32 = 2;
 /// Children per node.
 pub const FANOUT: usize = 1 << BITS;
@@ -71,20 +71,20 @@ struct Node {
     slots: [Slot; FANOUT],
     /// Set instead of freeing under loom, so a model catches a reader that
     /// reaches a reclaimed node without actually touching freed memory.
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     reclaimed: crate::sync::AtomicBool,
 }
 
 impl Node {
     fn alloc(level: u32) -> *mut Node {
-        #[cfg(not(loom))]
+        #[cfg(not(pagemap_loom))]
         {
             // SAFETY: all fields are atomics or integers, for which zero is valid.
             let mut b = unsafe { Box::<Node>::new_zeroed().assume_init() };
             b.level = level;
             Box::into_raw(b)
         }
-        #[cfg(loom)]
+        #[cfg(pagemap_loom)]
         {
             Box::into_raw(Box::new(Node {
                 level,
@@ -131,7 +131,7 @@ impl Node {
         self.count.store(n, Ordering::Relaxed);
     }
 
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     #[inline]
     fn check_live(&self) {
         assert!(
@@ -139,7 +139,7 @@ impl Node {
             "a reader reached a reclaimed radix node"
         );
     }
-    #[cfg(not(loom))]
+    #[cfg(not(pagemap_loom))]
     #[inline]
     fn check_live(&self) {}
 }
@@ -543,10 +543,10 @@ impl InsertSlot<'_> {
 /// # Safety
 /// `p` came from `Node::alloc`, is unlinked, and no reader can be inside it.
 unsafe fn reclaim(p: *mut Node) {
-    #[cfg(not(loom))]
+    #[cfg(not(pagemap_loom))]
     // SAFETY: per the contract, we own the last reference to a boxed node.
     drop(unsafe { Box::from_raw(p) });
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     // SAFETY: per the contract the node is still allocated; it is leaked.
     unsafe {
         (*p).reclaimed.store(true, Ordering::Relaxed)

@@ -305,7 +305,7 @@ impl fmt::Debug for ReverseMap {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

@@ -236,7 +236,7 @@ impl fmt::Debug for ShootdownBatch {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
     use crate::frame::FramePool;

@@ -40,10 +40,10 @@ pub const FRAME_BITS: u32 = 32;
 /// next a reserve for the library's own holds (see [`MAX_REFS`]). Under loom
 /// the field is 5 bits so that the overflow model runs with a handful of
 /// holders.
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub const REF_BITS: u32 = 25;
 /// Bits of the holder count (loom: tiny, see above).
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 pub const REF_BITS: u32 = 5;
 
 const FLAG_SHIFT: u32 = FRAME_BITS;
@@ -491,7 +491,7 @@ impl Slot {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

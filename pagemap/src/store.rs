@@ -280,7 +280,7 @@ impl BackingStore for FileStore {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

@@ -1,18 +1,21 @@
 //! The one place `pagemap` (and `vmr`, which re-exports it) gets its
 //! atomics and locks from. Ordinary users never need it.
 //!
-//! Under plain `cfg(loom)` everything here is loom's model-checked type, so
+//! Under `cfg(pagemap_loom)` everything here is loom's model-checked type, so
 //! the models in `loom-tests/` (another crate) really check this crate's
-//! code. Build them with `RUSTFLAGS="--cfg loom --cfg crossbeam_loom"`:
-//! the second cfg switches crossbeam-epoch to loom too.
+//! code. Build them with `RUSTFLAGS="--cfg pagemap_loom --cfg crossbeam_loom"`:
+//! the second cfg switches crossbeam-epoch to loom too. The cfg is the
+//! crate's own (`pagemap_loom`, as crossbeam has `crossbeam_loom`), so a
+//! dependent built with `--cfg loom` for its own models does not silently
+//! get this crate's loom build (4-bit refcounts and all).
 //!
 //! Page *contents* use `data`, a private module that stays on `std` atomics even under
 //! loom: the models check the control words (slot word, frame flags, locks),
 //! and tracking 512 data words per frame would blow up the state space.
 
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 
 pub use std::sync::atomic::Ordering;
@@ -27,17 +30,17 @@ pub use std::sync::atomic::Ordering;
 /// the fault path paying for a fence.
 #[inline(always)]
 pub fn seqcst_pair() {
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
-/// Per-thread state: loom's under `cfg(loom)`, where every model thread
+/// Per-thread state: loom's under `cfg(pagemap_loom)`, where every model thread
 /// runs on one OS thread and a std thread-local would be shared by all.
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 pub use loom::thread_local;
-/// Per-thread state: loom's under `cfg(loom)`, where every model thread
+/// Per-thread state: loom's under `cfg(pagemap_loom)`, where every model thread
 /// runs on one OS thread and a std thread-local would be shared by all.
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub use std::thread_local;
 
 pub(crate) use crossbeam_epoch as epoch;
@@ -46,9 +49,9 @@ pub(crate) use crossbeam_epoch as epoch;
 /// yields so that the model schedules that thread.
 #[inline]
 pub fn spin_hint() {
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     loom::thread::yield_now();
-    #[cfg(not(loom))]
+    #[cfg(not(pagemap_loom))]
     std::hint::spin_loop();
 }
 
@@ -60,26 +63,26 @@ pub(crate) mod data {
 /// A mutex with one API over parking_lot (normal builds) and loom.
 #[derive(Debug, Default)]
 pub struct Mutex<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(pagemap_loom))]
     inner: parking_lot::Mutex<T>,
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     inner: loom::sync::Mutex<T>,
 }
 
 /// Guard of [`Mutex`].
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
 /// Guard of [`Mutex`] (loom).
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 pub type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
 impl<T> Mutex<T> {
     /// A new lock holding `value`.
     pub fn new(value: T) -> Self {
         Self {
-            #[cfg(not(loom))]
+            #[cfg(not(pagemap_loom))]
             inner: parking_lot::Mutex::new(value),
-            #[cfg(loom)]
+            #[cfg(pagemap_loom)]
             inner: loom::sync::Mutex::new(value),
         }
     }
@@ -87,18 +90,18 @@ impl<T> Mutex<T> {
     #[inline]
     /// Locks, blocking until free.
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        #[cfg(not(loom))]
+        #[cfg(not(pagemap_loom))]
         return self.inner.lock();
-        #[cfg(loom)]
+        #[cfg(pagemap_loom)]
         return self.inner.lock().unwrap();
     }
 
     #[inline]
     /// Locks if free.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        #[cfg(not(loom))]
+        #[cfg(not(pagemap_loom))]
         return self.inner.try_lock();
-        #[cfg(loom)]
+        #[cfg(pagemap_loom)]
         return self.inner.try_lock().ok();
     }
 }
@@ -106,9 +109,9 @@ impl<T> Mutex<T> {
 /// A condition variable with one API over parking_lot and loom.
 #[derive(Debug, Default)]
 pub struct Condvar {
-    #[cfg(not(loom))]
+    #[cfg(not(pagemap_loom))]
     inner: parking_lot::Condvar,
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     inner: loom::sync::Condvar,
 }
 
@@ -121,13 +124,13 @@ impl Condvar {
     /// Blocks until notified (spurious wake-ups allowed: callers re-check).
     #[inline]
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        #[cfg(not(loom))]
+        #[cfg(not(pagemap_loom))]
         {
             let mut guard = guard;
             self.inner.wait(&mut guard);
             guard
         }
-        #[cfg(loom)]
+        #[cfg(pagemap_loom)]
         {
             self.inner.wait(guard).unwrap()
         }
@@ -143,32 +146,32 @@ impl Condvar {
 /// A reader-writer lock with one API over parking_lot and loom.
 #[derive(Debug, Default)]
 pub struct RwLock<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(pagemap_loom))]
     inner: parking_lot::RwLock<T>,
-    #[cfg(loom)]
+    #[cfg(pagemap_loom)]
     inner: loom::sync::RwLock<T>,
 }
 
 /// Read guard of [`RwLock`].
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub type RwLockReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
 /// Read guard of [`RwLock`] (loom).
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 pub type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
 /// Write guard of [`RwLock`].
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 pub type RwLockWriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
 /// Write guard of [`RwLock`] (loom).
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 pub type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
 
 impl<T> RwLock<T> {
     /// A new lock holding `value`.
     pub fn new(value: T) -> Self {
         Self {
-            #[cfg(not(loom))]
+            #[cfg(not(pagemap_loom))]
             inner: parking_lot::RwLock::new(value),
-            #[cfg(loom)]
+            #[cfg(pagemap_loom)]
             inner: loom::sync::RwLock::new(value),
         }
     }
@@ -176,18 +179,18 @@ impl<T> RwLock<T> {
     #[inline]
     /// Locks for reading.
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
-        #[cfg(not(loom))]
+        #[cfg(not(pagemap_loom))]
         return self.inner.read();
-        #[cfg(loom)]
+        #[cfg(pagemap_loom)]
         return self.inner.read().unwrap();
     }
 
     #[inline]
     /// Locks for writing.
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-        #[cfg(not(loom))]
+        #[cfg(not(pagemap_loom))]
         return self.inner.write();
-        #[cfg(loom)]
+        #[cfg(pagemap_loom)]
         return self.inner.write().unwrap();
     }
 }

@@ -71,7 +71,7 @@ crate::sync::thread_local! {
     static STATE: RefCell<State> = RefCell::default();
 }
 
-/// This thread's lazy MMU state (loom's thread-local under `cfg(loom)`, so
+/// This thread's lazy MMU state (loom's thread-local under `cfg(pagemap_loom)`, so
 /// every model thread has its own).
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| f(&mut s.borrow_mut()))
@@ -201,7 +201,7 @@ pub(crate) fn take_applied() -> Vec<Applied> {
     with_state(|s| std::mem::take(&mut s.applied))
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

@@ -8,9 +8,9 @@
 use crate::pte::PteCell;
 use crate::sync::Ordering;
 
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 const BITS: u32 = 9;
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 const BITS: u32 = 2;
 const LEVELS: u32 = 4;
 const FANOUT: usize = 1 << BITS;
@@ -175,7 +175,7 @@ impl Drop for PageTable {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

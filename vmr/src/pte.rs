@@ -131,7 +131,7 @@ pub fn touched(pte: u64, write: bool) -> Option<u64> {
     allows(pte, write).then_some(pte | ACCESSED | if write { DIRTY } else { 0 })
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 

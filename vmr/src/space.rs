@@ -19,9 +19,9 @@ use crate::sync::{AtomicU64, Mutex, Ordering, RwLock, RwLockWriteGuard};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 /// Where chosen (non-fixed) mappings start.
-#[cfg(not(loom))]
+#[cfg(not(pagemap_loom))]
 const MMAP_BASE: u64 = 0x1000_0000;
-#[cfg(loom)]
+#[cfg(pagemap_loom)]
 const MMAP_BASE: u64 = 0x1000;
 
 /// What an address space shares with its regions (which the reverse maps
@@ -642,7 +642,7 @@ impl AddressSpace {
         }
     }
 
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(pagemap_loom)))]
     pub(crate) fn core_arc(&self) -> Arc<MmCore> {
         self.core.clone()
     }

@@ -1,5 +1,5 @@
 //! `vmr`'s atomics and locks: pagemap's shim, which switches to loom under
-//! plain `cfg(loom)` (one shim for both crates, so both are model-checked
+//! plain `cfg(pagemap_loom)` (one shim for both crates, so both are model-checked
 //! the same way).
 
 pub(crate) use pagemap::sync::{

@@ -191,7 +191,7 @@ impl Mapper for Vmr {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 
