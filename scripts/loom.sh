@@ -34,7 +34,8 @@ echo "loom.sh: LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS, target $CARGO_TARGET_
 cargo test -p loom-tests --release --no-run
 # The loom-only code (cfg(pagemap_loom) paths of pagemap and vmr, the models)
 # gets clippy too.
-cargo clippy -p pagemap -p vmr -p loom-tests --release --tests -- -D warnings
+cargo clippy -p pagemap -p vmr --release -- -D warnings
+cargo clippy -p loom-tests --release --tests -- -D warnings
 built=$(date +%s)
 status=0
 cargo test -p loom-tests --release --no-fail-fast "$@" || status=$?

@@ -196,7 +196,7 @@ fn get_within(word: u64, limit: Limit) -> Result<u64, Refused> {
 
 /// put: one holder fewer. Underflow is a bug in the caller.
 // The definition its atomic form (`Slot`) is tested against.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
 #[inline]
 pub fn put(word: u64) -> u64 {
     assert!(refs(word) > 0, "slot put with no holder: {word:#x}");
@@ -224,7 +224,7 @@ pub fn get_for_map(word: u64) -> Result<u64, Refused> {
 
 /// The put of a [`get_for_map`]: one holder and one mapping fewer.
 // The definition its atomic form (`Slot`) is tested against.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
 #[inline]
 pub fn put_mapping(word: u64) -> u64 {
     assert!(
@@ -287,7 +287,7 @@ pub fn yank(word: u64) -> Result<u64, Refused> {
 
 /// The loader's read finished: the page is up to date.
 // The definition its atomic form (`Slot`) is tested against.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
 #[inline]
 pub fn loaded(word: u64) -> u64 {
     debug_assert!(is_present(word) && refs(word) > 0);
@@ -301,7 +301,7 @@ pub struct Slot(AtomicU64);
 
 impl Slot {
     /// An empty slot.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
     pub fn new() -> Self {
         Self(AtomicU64::new(EMPTY))
     }
