@@ -134,7 +134,8 @@ for id in "${ids[@]}"; do
                 elif [ $rc -ne 0 ]; then
                     # A build error of a plain test is not a kill.
                     if grep -q "^error\(\[E[0-9]*\]\)\?: could not compile\|^error: could not compile" "$log"; then status=BUILD-FAILED; else status=KILLED; fi
-                    why="$t"; break
+                    at=$(grep -o -m1 "panicked at [^ ]*tests/[^ ]*" "$log" | sed 's/panicked at //; s/:$//')
+                    why="$t${at:+ ($at)}"; break
                 fi
             done
         fi
