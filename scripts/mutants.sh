@@ -30,7 +30,7 @@ logs="$work/logs"
 tmo="${MUTANT_TIMEOUT:-600}"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
 export CARGO_TARGET_DIR="$work/target"
-export RUSTFLAGS="${RUSTFLAGS:-} --cfg loom --cfg crossbeam_loom"
+export RUSTFLAGS="${RUSTFLAGS:-} --cfg pagemap_loom --cfg crossbeam_loom -C debug-assertions"
 export RUST_BACKTRACE=0
 
 # The catalogue parser / applier (exact, literal, single occurrence).
