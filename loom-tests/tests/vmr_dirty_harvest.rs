@@ -212,6 +212,21 @@ fn dirty_entries_vs_munmap_harvest() {
     );
 }
 
+/// Clean TLB entries (the first write through each sets DIRTY in the PTE,
+/// racing munmap's clear of it), munmap, writeback. munmap must take the
+/// entry with one atomic swap: a load followed by a store of 0 loses a
+/// DIRTY set in between, and the write with it (mutant V01 of
+/// `scripts/mutants.txt`, which survived every other model).
+#[test]
+fn clean_entries_vs_munmap_harvest() {
+    no_lost_write(
+        Entries::Clean,
+        Harvest::Munmap,
+        2,
+        &["w0=stored w1=stored", "w0=fault w1=fault"],
+    );
+}
+
 /// As `dirty_entries_vs_munmap_harvest` with shootdowns disabled: a CPU
 /// keeps writing through its stale dirty entry after the harvest, and the
 /// write is lost. The model must reach that outcome.
