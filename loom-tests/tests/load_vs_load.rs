@@ -138,3 +138,34 @@ fn load_vs_load_read_error() {
     // when the first tried to discard it) are explored.
     outcomes.assert_seen(&["left=0", "left=1"]);
 }
+
+/// A load publishing a page into a leaf that already exists, vs a lookup of
+/// it: the lookup that sees the slot word also sees the frame's owner and
+/// index set before the publish (the debug assertion in every get checks
+/// it; debug assertions are on in the models). The other models start from
+/// an empty tree, where the new leaf's own Release link orders the owner
+/// too, so weakening the publish passed them all (issue 9's mutant (a),
+/// catalogue S03).
+#[test]
+fn publish_into_an_existing_leaf_vs_find() {
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model(move || {
+        let fx = Fixture::new(3);
+        fx.store_page(IDX, 0x77);
+        // The leaf of IDX and IDX + 1 exists before the race.
+        fx.cache(IDX + 1);
+        let map = fx.map.clone();
+        let t = thread::spawn(move || drop(map.load(IDX).expect("load")));
+        let seen = match fx.map.find(IDX).unwrap() {
+            Some(page) => {
+                assert_eq!(page_prefix(&page, 1), [0x77]);
+                "hit"
+            }
+            None => "miss",
+        };
+        t.join().unwrap();
+        out.record(seen);
+    });
+    outcomes.assert_seen(&["hit", "miss"]);
+}
