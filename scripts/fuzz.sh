@@ -24,20 +24,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 start=$(date +%s)
 
-if ! command -v c++ >/dev/null 2>&1; then
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        echo "fuzz.sh: installing g++ (libFuzzer is C++)"
-        apt-get update -qq && apt-get install -y -qq g++ >/dev/null
-    else
-        echo "fuzz.sh: a C++ compiler (c++) is needed to build libFuzzer" >&2
-        exit 1
-    fi
-fi
-
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz.sh: installing cargo-fuzz"
-    cargo install cargo-fuzz --locked
-fi
+# Installs (C++ compiler, cargo-fuzz) live in one place.
+scripts/setup.sh
 cargo fuzz --version
 
 echo "fuzz.sh: clippy on the fuzz workspace (warnings denied)"

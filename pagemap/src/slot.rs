@@ -11,7 +11,7 @@
 //!   page krefs. A mapped PTE is not a holder (a weak reference, as in Akaros).
 //!   Its range has three parts: users may take up to [`MAX_REFS`]; the
 //!   library's own short holds (an unmapper holding a page whose dirty bit it
-//!   took, writeback, truncate's zeroing, a remover's write-back) may go on
+//!   took, writeback, a remover's write-back, a fault) may go on
 //!   up to [`MAX_HELD`], so no path that must finish ever waits for a user's
 //!   put (Linux's `try_get_page` keeps the same kind of headroom); the top
 //!   bit is a guard for transient additions.
@@ -82,8 +82,8 @@ pub const REF_MASK: u64 = !0 << REF_SHIFT;
 /// 7 under loom).
 pub const MAX_REFS: u64 = (1 << (REF_BITS - 2)) - 1;
 /// The most holders a page can have counting the library's own short holds
-/// (an unmapper holding a page whose dirty bit it took, writeback, truncate's
-/// zeroing, a remover's write-back), which may use the reserve between
+/// (an unmapper holding a page whose dirty bit it took, writeback, a
+/// remover's write-back, a fault's `map_page`), which may use the reserve between
 /// [`MAX_REFS`] and this (8,388,608 more): a user at its limit can never stop
 /// an unmapper, a writeback or a truncate (Linux's `try_get_page` keeps the
 /// same kind of headroom). The reserve is spent only by holds that end within
