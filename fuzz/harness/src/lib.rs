@@ -17,6 +17,7 @@ use pagemap::{Error, FramePool, MemStore, PageMap, PageRef};
 pub mod corpus;
 pub mod model;
 pub mod ops;
+pub mod pools;
 pub mod removal;
 pub mod removal_interleaved;
 pub mod removal_world;
@@ -109,7 +110,7 @@ macro_rules! check_eq {
 
 /// Runs a decoded input. Panics on any divergence from the model.
 pub fn run_input(input: &Input) -> Stats {
-    let pool = Arc::new(FramePool::new(input.frames).expect("valid capacity"));
+    let pool = pools::pool(input.frames);
     let store = Arc::new(MemStore::new());
     let map = PageMap::new(pool.clone(), store.clone());
     let (mut model, touched, stats) = execute(input, &map, &pool, &store);

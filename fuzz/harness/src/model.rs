@@ -1,14 +1,18 @@
 //! The sequential reference model of a `PageMap` over a `MemStore`.
 //!
 //! Written from the documented semantics, one operation at a time, with no
-//! concurrency and an independent index (`radix_trie::Trie`).
+//! concurrency and an independent index (a `BTreeMap`: it shares nothing
+//! with the page map's radix tree, and, being `std`'s, most of it runs
+//! without the fuzzer's comparison tracing, which made the instrumented
+//! `radix_trie` the harness's largest cost).
 
-use std::collections::{HashMap, HashSet};
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::collections::btree_map;
+use std::ops::Bound;
 
 use pagemap::Error;
-use radix_trie::{Trie, TrieCommon};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;
@@ -111,12 +115,12 @@ pub struct Model {
     /// Frames in the pool (the map is the pool's only user).
     pub capacity: usize,
     /// Cached pages.
-    pub pages: Trie<u64, ModelPage>,
+    pub pages: BTreeMap<u64, ModelPage>,
     /// The store.
     pub store: ModelStore,
-    /// `pages`' keys in order, rebuilt from the trie after an insert or
-    /// remove (iterating the trie dominated the harness's run time).
-    keys: std::cell::RefCell<Option<Vec<u64>>>,
+    /// [`expected_nodes`](Self::expected_nodes), computed once per change
+    /// of `pages`' keys (it is compared after every op).
+    nodes: Cell<Option<usize>>,
 }
 
 fn check_range(offset: usize, len: usize) -> Result<(), E> {
@@ -131,9 +135,9 @@ impl Model {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            pages: Trie::new(),
+            pages: BTreeMap::new(),
             store: ModelStore::default(),
-            keys: Default::default(),
+            nodes: Cell::new(None),
         }
     }
 
@@ -151,20 +155,28 @@ impl Model {
         self.pages.get_mut(&index).expect("model: page not cached")
     }
 
-    /// All cached indices, ascending (checked: the trie iterates in
-    /// big-endian nibble order, which is numeric order).
+    /// All cached indices, ascending.
     pub fn keys(&self) -> Vec<u64> {
-        self.keys
-            .borrow_mut()
-            .get_or_insert_with(|| {
-                let v: Vec<u64> = self.pages.keys().copied().collect();
-                assert!(
-                    v.windows(2).all(|w| w[0] < w[1]),
-                    "model trie not in order: {v:?}"
-                );
-                v
-            })
-            .clone()
+        self.pages.keys().copied().collect()
+    }
+
+    /// The cached pages in `range` (any bounds: an empty or inverted range
+    /// has none, where `BTreeMap::range` would panic).
+    fn span(&self, range: (Bound<u64>, Bound<u64>)) -> btree_map::Range<'_, u64, ModelPage> {
+        let first = match range.0 {
+            Bound::Included(a) => Some(a),
+            Bound::Excluded(a) => a.checked_add(1),
+            Bound::Unbounded => Some(0),
+        };
+        let last = match range.1 {
+            Bound::Included(b) => Some(b),
+            Bound::Excluded(b) => b.checked_sub(1),
+            Bound::Unbounded => Some(u64::MAX),
+        };
+        match (first, last) {
+            (Some(a), Some(b)) if a <= b => self.pages.range(a..=b),
+            _ => self.pages.range(0..0),
+        }
     }
 
     /// Radix tree nodes a canonical 64-way tree over the cached indices has:
@@ -172,6 +184,15 @@ impl Model {
     /// shrinks when its root is a chain through child 0), and one node per
     /// distinct index prefix at every level (empty nodes are unlinked).
     pub fn expected_nodes(&self) -> usize {
+        if let Some(n) = self.nodes.get() {
+            return n;
+        }
+        let n = self.count_nodes();
+        self.nodes.set(Some(n));
+        n
+    }
+
+    fn count_nodes(&self) -> usize {
         let keys = self.keys();
         let Some(&max) = keys.last() else { return 0 };
         let mut levels = 1u32;
@@ -213,7 +234,7 @@ impl Model {
                 uptodate: true,
             },
         );
-        *self.keys.get_mut() = None;
+        self.nodes.set(None);
         Ok(())
     }
 
@@ -292,7 +313,7 @@ impl Model {
                 }
             }
             self.pages.remove(&index);
-            *self.keys.get_mut() = None;
+            self.nodes.set(None);
             r.freed += 1;
         }
         r
@@ -303,14 +324,9 @@ impl Model {
     pub fn writeback(&mut self, range: (Bound<u64>, Bound<u64>)) -> (u64, Vec<E>) {
         let mut written = 0;
         let mut errors = Vec::new();
-        for index in self.keys() {
-            if !range.contains(&index) {
-                continue;
-            }
-            let p = self.pages.get(&index).expect("listed");
-            if !p.dirty {
-                continue;
-            }
+        let dirty: Vec<u64> = self.dirty(range);
+        for index in dirty {
+            let p = self.page(index);
             let data = p.data.clone();
             match self.store.write(index, &data) {
                 Ok(()) => {
@@ -325,30 +341,28 @@ impl Model {
 
     /// `cached_indices(range)`.
     pub fn cached(&self, range: (Bound<u64>, Bound<u64>)) -> Vec<u64> {
-        self.keys()
-            .into_iter()
-            .filter(|i| range.contains(i))
-            .collect()
+        self.span(range).map(|(&i, _)| i).collect()
     }
 
     /// `dirty_indices(range)`.
     pub fn dirty(&self, range: (Bound<u64>, Bound<u64>)) -> Vec<u64> {
-        self.keys()
-            .into_iter()
-            .filter(|i| range.contains(i) && self.page(*i).dirty)
+        self.span(range)
+            .filter(|(_, p)| p.dirty)
+            .map(|(&i, _)| i)
             .collect()
     }
 
     /// `next_present(from)`.
     pub fn next_present(&self, from: u64) -> Option<u64> {
-        self.keys().into_iter().find(|&i| i >= from)
+        self.pages.range(from..).next().map(|(&i, _)| i)
     }
 
     /// `next_dirty(from)`.
     pub fn next_dirty(&self, from: u64) -> Option<u64> {
-        self.keys()
-            .into_iter()
-            .find(|&i| i >= from && self.page(i).dirty)
+        self.pages
+            .range(from..)
+            .find(|(_, p)| p.dirty)
+            .map(|(&i, _)| i)
     }
 
     /// `MemStore::fail_reads` / `fail_writes`.

@@ -86,7 +86,7 @@ pub struct World {
 
 impl World {
     pub fn new(frames: usize, cpus: usize) -> World {
-        let pool = Arc::new(pagemap::FramePool::new(frames).expect("valid capacity"));
+        let pool = crate::pools::pool(frames);
         let store = Arc::new(MemStore::new());
         for lp in 0..NPAGES {
             store.set_page(index_of(lp), &pattern(lp));
@@ -126,14 +126,15 @@ pub fn cached_frame(map: &PageMap, index: u64) -> Option<FrameId> {
 /// the driver believes slot `slot` of space `s` maps; `held` counts the
 /// references the driver holds per index; `victims` are the pages marked by
 /// a removal in progress (`None`: no removal in progress, and lookups are
-/// then harmless). Returns what is wrong.
+/// then harmless). Returns the cached indices (one radix scan serves the
+/// caller too), or what is wrong.
 pub fn check_structure(
     map: &PageMap,
     pool: &pagemap::FramePool,
     spaces: &[(&AddressSpace, [Option<SlotMap>; WINDOW])],
     held: &BTreeMap<u64, u64>,
     victims: Option<&[(u64, FrameId)]>,
-) -> Result<(), String> {
+) -> Result<Vec<u64>, String> {
     let cached = map.cached_indices(..);
     if cached.windows(2).any(|w| w[0] >= w[1]) {
         return Err(format!(
@@ -266,7 +267,7 @@ pub fn check_structure(
             pool.capacity()
         ));
     }
-    Ok(())
+    Ok(cached)
 }
 
 /// Errors of a removal report other than write errors (which keep the page).

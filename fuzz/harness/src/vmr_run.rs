@@ -79,7 +79,7 @@ macro_rules! check_eq {
 
 /// Runs a decoded input. Panics on any divergence from the model.
 pub fn run_input(input: &VmrInput, strict: bool) -> Stats {
-    let pool = Arc::new(FramePool::new(input.frames).expect("valid capacity"));
+    let pool = crate::pools::pool(input.frames);
     let machine = Machine::new(pool.clone(), input.cpus);
     let files = (0..input.files)
         .map(|_| {
@@ -91,7 +91,7 @@ pub fn run_input(input: &VmrInput, strict: bool) -> Stats {
         })
         .collect();
     let foreign = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(1).expect("valid capacity")),
+        crate::pools::pool(1),
         Arc::new(MemStore::new()),
     ));
     let mut run = Run {
