@@ -65,6 +65,21 @@ pub fn run(data: &[u8]) -> Stats {
     run_input(&Input::decode(data))
 }
 
+/// The first and last index in `range`, if it holds any.
+pub fn first_last(range: (Bound<u64>, Bound<u64>)) -> Option<(u64, u64)> {
+    let first = match range.0 {
+        Bound::Included(a) => Some(a),
+        Bound::Excluded(a) => a.checked_add(1),
+        Bound::Unbounded => Some(0),
+    }?;
+    let last = match range.1 {
+        Bound::Included(b) => Some(b),
+        Bound::Excluded(b) => b.checked_sub(1),
+        Bound::Unbounded => Some(u64::MAX),
+    }?;
+    (first <= last).then_some((first, last))
+}
+
 /// An error as compared with the model's prediction (see [`E`]).
 fn conv(e: &Error) -> E {
     format!("{e:?}")
@@ -213,18 +228,27 @@ impl<'m> Run<'m> {
         }
     }
 
-    fn load(&mut self, index: u64, keep: bool) {
-        let real = self.real.map.load(index);
-        let model = self.model.load(index);
+    /// `load` (or, with `nowait`, `load_nowait`) of `index`, compared.
+    fn load(&mut self, index: u64, keep: bool, nowait: bool) {
+        let (real, model) = if nowait {
+            (
+                self.real.map.load_nowait(index),
+                self.model.load_nowait(index),
+            )
+        } else {
+            (self.real.map.load(index), self.model.load(index))
+        };
+        let what = if nowait { "load_nowait" } else { "load" };
         check_eq!(
             self,
             real.as_ref().map(|_| ()).map_err(conv),
             model,
-            "load({index})"
+            "{what}({index})"
         );
         match real {
             Ok(page) => self.took(index, page, keep),
             Err(e) => self.stats.hit(match e {
+                _ if nowait => "load_nowait.would_block",
                 Error::PoolExhausted { .. } => "load.pool_exhausted",
                 Error::Read { .. } => "load.read_error",
                 _ => "load.other_error",
@@ -236,11 +260,11 @@ impl<'m> Run<'m> {
         match *op {
             Op::Load(i) => {
                 let i = self.idx(i);
-                self.load(i, true);
+                self.load(i, true, false);
             }
             Op::LoadDrop(i) => {
                 let i = self.idx(i);
-                self.load(i, false);
+                self.load(i, false, false);
             }
             Op::Find(i) => {
                 let i = self.idx(i);
@@ -258,18 +282,7 @@ impl<'m> Run<'m> {
             }
             Op::LoadNowait(i) => {
                 let i = self.idx(i);
-                let real = self.real.map.load_nowait(i);
-                let model = self.model.load_nowait(i);
-                check_eq!(
-                    self,
-                    real.as_ref().map(|_| ()).map_err(conv),
-                    model,
-                    "load_nowait({i})"
-                );
-                match real {
-                    Ok(page) => self.took(i, page, true),
-                    Err(_) => self.stats.hit("load_nowait.would_block"),
-                }
+                self.load(i, true, true);
             }
             Op::Put(r) => {
                 if let Some(k) = self.pick(r) {
@@ -393,41 +406,44 @@ impl<'m> Run<'m> {
                 );
                 self.store_check();
             }
-            Op::Cached(s) => {
-                let b = self.span(s);
-                let m = self.model.cached(b);
-                check_eq!(
-                    self,
-                    self.real.map.cached_indices(b),
-                    m,
-                    "cached_indices({b:?})"
-                );
-            }
-            Op::Dirty(s) => {
-                let b = self.span(s);
-                let m = self.model.dirty(b);
-                check_eq!(
-                    self,
-                    self.real.map.dirty_indices(b),
-                    m,
-                    "dirty_indices({b:?})"
-                );
-            }
-            Op::NextPresent(i) => {
-                let i = self.idx(i);
-                let m = self.model.next_present(i);
-                check_eq!(self, self.real.map.next_present(i), m, "next_present({i})");
-            }
-            Op::NextDirty(i) => {
-                let i = self.idx(i);
-                let m = self.model.next_dirty(i);
-                check_eq!(self, self.real.map.next_dirty(i), m, "next_dirty({i})");
-            }
+            Op::Cached(_) | Op::Dirty(_) | Op::NextPresent(_) | Op::NextDirty(_) => self.query(op),
             Op::Check => {
                 self.full_check();
                 self.store_check();
             }
         }
+    }
+
+    /// The range queries: `cached_indices`, `dirty_indices`, `next_present`,
+    /// `next_dirty`, each compared with the model's answer.
+    fn query(&mut self, op: &Op) {
+        let (real, model) = match *op {
+            Op::Cached(s) => {
+                let b = self.span(s);
+                let r = self.real.map.cached_indices(b);
+                (format!("{r:?}"), format!("{:?}", self.model.cached(b)))
+            }
+            Op::Dirty(s) => {
+                let b = self.span(s);
+                let r = self.real.map.dirty_indices(b);
+                (format!("{r:?}"), format!("{:?}", self.model.dirty(b)))
+            }
+            Op::NextPresent(i) => {
+                let i = self.idx(i);
+                let r = self.real.map.next_present(i);
+                (
+                    format!("{r:?}"),
+                    format!("{:?}", self.model.next_present(i)),
+                )
+            }
+            Op::NextDirty(i) => {
+                let i = self.idx(i);
+                let r = self.real.map.next_dirty(i);
+                (format!("{r:?}"), format!("{:?}", self.model.next_dirty(i)))
+            }
+            _ => unreachable!("not a query: {op:?}"),
+        };
+        check_eq!(self, real, model, "{op:?}");
     }
 
     /// After every op: counts, frames, store I/O, held references; with

@@ -7,9 +7,9 @@
 //! `radix_trie` the harness's largest cost).
 
 use std::cell::Cell;
+use std::collections::btree_map;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::collections::btree_map;
 use std::ops::Bound;
 
 use pagemap::Error;
@@ -163,19 +163,9 @@ impl Model {
     /// The cached pages in `range` (any bounds: an empty or inverted range
     /// has none, where `BTreeMap::range` would panic).
     fn span(&self, range: (Bound<u64>, Bound<u64>)) -> btree_map::Range<'_, u64, ModelPage> {
-        let first = match range.0 {
-            Bound::Included(a) => Some(a),
-            Bound::Excluded(a) => a.checked_add(1),
-            Bound::Unbounded => Some(0),
-        };
-        let last = match range.1 {
-            Bound::Included(b) => Some(b),
-            Bound::Excluded(b) => b.checked_sub(1),
-            Bound::Unbounded => Some(u64::MAX),
-        };
-        match (first, last) {
-            (Some(a), Some(b)) if a <= b => self.pages.range(a..=b),
-            _ => self.pages.range(0..0),
+        match crate::first_last(range) {
+            Some((a, b)) => self.pages.range(a..=b),
+            None => self.pages.range(0..0),
         }
     }
 

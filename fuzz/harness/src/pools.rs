@@ -44,7 +44,10 @@ fn reset(pool: &Arc<FramePool>) -> bool {
         .collect();
     frames.sort_by_key(|f| f.id().get());
     assert!(
-        frames.iter().enumerate().all(|(k, f)| f.id().get() as usize == k + 1),
+        frames
+            .iter()
+            .enumerate()
+            .all(|(k, f)| f.id().get() as usize == k + 1),
         "frame ids are not 1..={capacity}"
     );
     while let Some(f) = frames.pop() {

@@ -178,18 +178,9 @@ fn check_report(r: &RemoveReport, what: &str, stats: &mut Stats) {
         r.discarded == 0 && r.zeroed == 0,
         "{what}: a plain removal discarded or zeroed: {r:?}"
     );
-    for (n, name) in [
-        (r.removed, "remove.removed"),
-        (r.referenced, "remove.referenced"),
-        (r.pinned, "remove.pinned"),
-        (r.raced, "remove.raced"),
-        (r.written, "remove.written"),
-        (r.shootdowns, "remove.shootdowns"),
-        (r.errors.len() as u64, "remove.write_error"),
-    ] {
-        if n > 0 {
-            stats.hit(name);
-        }
+    report_stats(r, stats);
+    if !r.errors.is_empty() {
+        stats.hit("remove.write_error");
     }
 }
 

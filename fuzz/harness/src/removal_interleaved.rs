@@ -188,17 +188,7 @@ pub fn range(a: u8, b: u8) -> (Bound<u64>, Bound<u64>) {
 
 /// Whether `r` holds no index (`remove` returns at once).
 pub fn is_empty(r: &(Bound<u64>, Bound<u64>)) -> bool {
-    let first = match r.0 {
-        Bound::Included(a) => Some(a),
-        Bound::Excluded(a) => a.checked_add(1),
-        Bound::Unbounded => Some(0),
-    };
-    let last = match r.1 {
-        Bound::Included(b) => Some(b),
-        Bound::Excluded(b) => b.checked_sub(1),
-        Bound::Unbounded => Some(u64::MAX),
-    };
-    !matches!((first, last), (Some(a), Some(b)) if a <= b)
+    crate::first_last(*r).is_none()
 }
 
 /// What one window slot maps, and its private copy if any.
@@ -921,18 +911,7 @@ impl<'m> Drv<'m> {
             }
             self.stats.hit("remove.write_error");
         }
-        for (n, what) in [
-            (r.removed, "remove.removed"),
-            (r.referenced, "remove.referenced"),
-            (r.pinned, "remove.pinned"),
-            (r.raced, "remove.raced"),
-            (r.written, "remove.written"),
-            (r.shootdowns, "remove.shootdowns"),
-        ] {
-            if n > 0 {
-                self.stats.hit(what);
-            }
-        }
+        report_stats(r, &mut self.stats);
         if r.discarded > 0 || r.zeroed > 0 {
             self.fail(format!("a plain removal discarded or zeroed: {r:?}"));
         }

@@ -270,6 +270,23 @@ pub fn check_structure(
     Ok(cached)
 }
 
+/// Counts what a removal report says happened (`remove.removed`,
+/// `remove.referenced`, ...; write errors are the caller's).
+pub fn report_stats(r: &pagemap::RemoveReport, stats: &mut crate::Stats) {
+    for (n, what) in [
+        (r.removed, "remove.removed"),
+        (r.referenced, "remove.referenced"),
+        (r.pinned, "remove.pinned"),
+        (r.raced, "remove.raced"),
+        (r.written, "remove.written"),
+        (r.shootdowns, "remove.shootdowns"),
+    ] {
+        if n > 0 {
+            stats.hit(what);
+        }
+    }
+}
+
 /// Errors of a removal report other than write errors (which keep the page).
 pub fn non_write_errors(errors: &[pagemap::Error]) -> Vec<String> {
     errors

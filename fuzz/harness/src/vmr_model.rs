@@ -101,28 +101,20 @@ pub struct MSpace {
 }
 
 impl MSpace {
-    /// The region containing `va`.
+    /// The region containing `va` (straight from the definition: regions
+    /// are few, and the model must not borrow the library's search).
     pub fn find(&self, va: u64) -> Option<&MRegion> {
-        self.regions
-            .range(..=va)
-            .next_back()
-            .map(|(_, r)| r)
-            .filter(|r| va < r.end)
+        self.regions.values().find(|r| r.base <= va && va < r.end)
     }
 
+    /// The bases of the regions sharing a byte with `[start, end)` (`start <
+    /// end`), ascending.
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
-        let mut out = Vec::new();
-        if let Some(r) = self.find(start) {
-            out.push(r.base);
-        }
-        out.extend(
-            self.regions
-                .range(start..end)
-                .map(|(b, _)| *b)
-                .filter(|b| *b != start),
-        );
-        out.dedup();
-        out
+        self.regions
+            .values()
+            .filter(|r| r.base < end && start < r.end)
+            .map(|r| r.base)
+            .collect()
     }
 }
 
@@ -301,14 +293,9 @@ impl VmModel {
         let Some(file) = file else {
             return Err(VmError::ForeignPool);
         };
-        if len == 0 {
-            return Err(VmError::ZeroLength);
-        }
-        if !len.is_multiple_of(PAGE) {
-            return Err(VmError::Misaligned {
-                what: "length",
-                value: len,
-            });
+        // The length rules come first (before the offset and the address).
+        if let Err(e @ (VmError::ZeroLength | VmError::Misaligned { .. })) = check_range(0, len) {
+            return Err(e);
         }
         pgoff.checked_add(len / PAGE - 1).ok_or(VmError::Overflow)?;
         let space = self.spaces[s].as_mut().expect("live space");

@@ -74,63 +74,70 @@ pub enum Span {
     To(Pg),
 }
 
+/// The arguments of [`Op::Mmap`]. `fixed`: `Some(addr)` or chosen.
+/// `prot`: `% 8` through [`PROTS`]. `flags`: `& 7` in 0..=2 SHARED, 3..=5
+/// PRIVATE, 6 both, 7 neither; `0x10` POPULATE, `0x20` LOCKED. `f % 8 ==
+/// 7`: a file of another pool (`ForeignPool`). `advice % 3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmapArgs {
+    /// Space.
+    pub s: u8,
+    /// Address, or chosen.
+    pub fixed: Option<Addr>,
+    /// Length.
+    pub len: Len,
+    /// Protection selector.
+    pub prot: u8,
+    /// Flag bits.
+    pub flags: u8,
+    /// File selector.
+    pub f: u8,
+    /// First file page.
+    pub pgoff: Pg,
+    /// Advice selector.
+    pub advice: u8,
+}
+
+/// An address range of a space: what `munmap`, `mprotect` and `madvise`
+/// act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Area {
+    /// Space.
+    pub s: u8,
+    /// Start.
+    pub addr: Addr,
+    /// Length.
+    pub len: Len,
+}
+
+/// Where a CPU access goes: `cpu c`, space `s`, `addr + off % 4096`,
+/// `len % 8200` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At {
+    /// CPU.
+    pub c: u8,
+    /// Space.
+    pub s: u8,
+    /// Page-ish address.
+    pub addr: Addr,
+    /// Byte offset added.
+    pub off: u16,
+    /// Length selector.
+    pub len: u16,
+}
+
 /// One operation. `s` picks an address-space slot (`s % spaces`), `f` a
 /// file (`f % files`), `c` a CPU (`c % cpus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `mmap`. `fixed`: `Some(addr)` or chosen. `prot`: `% 8` through
-    /// [`PROTS`]. `flags`: `& 7` in 0..=2 SHARED, 3..=5 PRIVATE, 6 both, 7
-    /// neither; `0x10` POPULATE, `0x20` LOCKED. `f % 8 == 7`: a file of
-    /// another pool (`ForeignPool`). `advice % 3`.
-    Mmap {
-        /// Space.
-        s: u8,
-        /// Address, or chosen.
-        fixed: Option<Addr>,
-        /// Length.
-        len: Len,
-        /// Protection selector.
-        prot: u8,
-        /// Flag bits.
-        flags: u8,
-        /// File selector.
-        f: u8,
-        /// First file page.
-        pgoff: Pg,
-        /// Advice selector.
-        advice: u8,
-    },
+    /// `mmap`.
+    Mmap(MmapArgs),
     /// `munmap(addr, len)`.
-    Munmap {
-        /// Space.
-        s: u8,
-        /// Start.
-        addr: Addr,
-        /// Length.
-        len: Len,
-    },
+    Munmap(Area),
     /// `mprotect(addr, len, PROTS[prot % 8])`.
-    Mprotect {
-        /// Space.
-        s: u8,
-        /// Start.
-        addr: Addr,
-        /// Length.
-        len: Len,
-        /// Protection selector.
-        prot: u8,
-    },
+    Mprotect(Area, u8),
     /// `madvise(addr, len, advice % 3)`.
-    Madvise {
-        /// Space.
-        s: u8,
-        /// Start.
-        addr: Addr,
-        /// Length.
-        len: Len,
-        /// Advice selector.
-        advice: u8,
-    },
+    Madvise(Area, u8),
     /// `fork` of space `src` into slot `dst` (whose space is dropped first).
     /// No-op if `src` is empty or equal to `dst`.
     Fork {
@@ -143,34 +150,10 @@ pub enum Op {
     Drop(u8),
     /// A fresh empty space in the slot (the old one, if any, dropped).
     New(u8),
-    /// `cpu.read(space, addr + off % 4096, len % 8200 bytes)`.
-    Read {
-        /// CPU.
-        c: u8,
-        /// Space.
-        s: u8,
-        /// Page-ish address.
-        addr: Addr,
-        /// Byte offset added.
-        off: u16,
-        /// Length selector.
-        len: u16,
-    },
-    /// `cpu.write(...)` of a pattern derived from `seed` and the op number.
-    Write {
-        /// CPU.
-        c: u8,
-        /// Space.
-        s: u8,
-        /// Page-ish address.
-        addr: Addr,
-        /// Byte offset added.
-        off: u16,
-        /// Length selector.
-        len: u16,
-        /// Pattern seed.
-        seed: u8,
-    },
+    /// `cpu.read` (see [`At`]).
+    Read(At),
+    /// `cpu.write(...)` of a pattern derived from the seed and the op number.
+    Write(At, u8),
     /// `file.free_unused()`.
     FreeUnused(u8),
     /// `file.writeback(span)`.
@@ -220,78 +203,35 @@ impl Op {
     /// Appends this op's bytes (the inverse of decoding).
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
-            Op::Mmap {
-                s,
-                fixed,
-                len,
-                prot,
-                flags,
-                f,
-                pgoff,
-                advice,
-            } => {
-                out.extend([0, s]);
-                match fixed {
+            Op::Mmap(m) => {
+                out.extend([0, m.s]);
+                match m.fixed {
                     None => out.push(0),
                     Some(a) => {
                         out.push(1);
                         a.encode(out);
                     }
                 }
-                len.encode(out);
-                out.extend([prot, flags, f]);
-                pgoff.encode(out);
-                out.push(advice);
+                m.len.encode(out);
+                out.extend([m.prot, m.flags, m.f]);
+                m.pgoff.encode(out);
+                out.push(m.advice);
             }
-            Op::Munmap { s, addr, len } => {
-                out.extend([1, s]);
-                addr.encode(out);
-                len.encode(out);
-            }
-            Op::Mprotect { s, addr, len, prot } => {
-                out.extend([2, s]);
-                addr.encode(out);
-                len.encode(out);
+            Op::Munmap(area) => area.encode(1, out),
+            Op::Mprotect(area, prot) => {
+                area.encode(2, out);
                 out.push(prot);
             }
-            Op::Madvise {
-                s,
-                addr,
-                len,
-                advice,
-            } => {
-                out.extend([3, s]);
-                addr.encode(out);
-                len.encode(out);
+            Op::Madvise(area, advice) => {
+                area.encode(3, out);
                 out.push(advice);
             }
             Op::Fork { src, dst } => out.extend([4, src, dst]),
             Op::Drop(s) => out.extend([5, s]),
             Op::New(s) => out.extend([6, s]),
-            Op::Read {
-                c,
-                s,
-                addr,
-                off,
-                len,
-            } => {
-                out.extend([7, c, s]);
-                addr.encode(out);
-                out.extend(off.to_le_bytes());
-                out.extend(len.to_le_bytes());
-            }
-            Op::Write {
-                c,
-                s,
-                addr,
-                off,
-                len,
-                seed,
-            } => {
-                out.extend([8, c, s]);
-                addr.encode(out);
-                out.extend(off.to_le_bytes());
-                out.extend(len.to_le_bytes());
+            Op::Read(at) => at.encode(7, out),
+            Op::Write(at, seed) => {
+                at.encode(8, out);
                 out.push(seed);
             }
             Op::FreeUnused(f) => out.extend([9, f]),
@@ -320,6 +260,40 @@ fn u16_(u: &mut Unstructured<'_>) -> Result<u16> {
     let lo = u8::arbitrary(u)?;
     let hi = u8::arbitrary(u)?;
     Ok(u16::from_le_bytes([lo, hi]))
+}
+
+impl Area {
+    fn decode(u: &mut Unstructured<'_>) -> Result<Self> {
+        let (s, addr, len) = (u8::arbitrary(u)?, Addr::decode(u)?, Len::decode(u)?);
+        Ok(Area { s, addr, len })
+    }
+
+    fn encode(&self, tag: u8, out: &mut Vec<u8>) {
+        out.extend([tag, self.s]);
+        self.addr.encode(out);
+        self.len.encode(out);
+    }
+}
+
+impl At {
+    fn decode(u: &mut Unstructured<'_>) -> Result<Self> {
+        let (c, s, addr) = (u8::arbitrary(u)?, u8::arbitrary(u)?, Addr::decode(u)?);
+        let (off, len) = (u16_(u)?, u16_(u)?);
+        Ok(At {
+            c,
+            s,
+            addr,
+            off,
+            len,
+        })
+    }
+
+    fn encode(&self, tag: u8, out: &mut Vec<u8>) {
+        out.extend([tag, self.c, self.s]);
+        self.addr.encode(out);
+        out.extend(self.off.to_le_bytes());
+        out.extend(self.len.to_le_bytes());
+    }
 }
 
 impl Addr {
@@ -429,7 +403,7 @@ impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         // Tag 16 is a second Write (writes are what the model checks most).
         Ok(match u8::arbitrary(u)? % NUM_OPS {
-            0 => Op::Mmap {
+            0 => Op::Mmap(MmapArgs {
                 s: u8::arbitrary(u)?,
                 fixed: match u8::arbitrary(u)? & 1 {
                     0 => None,
@@ -441,45 +415,18 @@ impl<'a> Arbitrary<'a> for Op {
                 f: u8::arbitrary(u)?,
                 pgoff: Pg::decode(u)?,
                 advice: u8::arbitrary(u)?,
-            },
-            1 => Op::Munmap {
-                s: u8::arbitrary(u)?,
-                addr: Addr::decode(u)?,
-                len: Len::decode(u)?,
-            },
-            2 => Op::Mprotect {
-                s: u8::arbitrary(u)?,
-                addr: Addr::decode(u)?,
-                len: Len::decode(u)?,
-                prot: u8::arbitrary(u)?,
-            },
-            3 => Op::Madvise {
-                s: u8::arbitrary(u)?,
-                addr: Addr::decode(u)?,
-                len: Len::decode(u)?,
-                advice: u8::arbitrary(u)?,
-            },
+            }),
+            1 => Op::Munmap(Area::decode(u)?),
+            2 => Op::Mprotect(Area::decode(u)?, u8::arbitrary(u)?),
+            3 => Op::Madvise(Area::decode(u)?, u8::arbitrary(u)?),
             4 => Op::Fork {
                 src: u8::arbitrary(u)?,
                 dst: u8::arbitrary(u)?,
             },
             5 => Op::Drop(u8::arbitrary(u)?),
             6 => Op::New(u8::arbitrary(u)?),
-            7 => Op::Read {
-                c: u8::arbitrary(u)?,
-                s: u8::arbitrary(u)?,
-                addr: Addr::decode(u)?,
-                off: u16_(u)?,
-                len: u16_(u)?,
-            },
-            8 | 16 => Op::Write {
-                c: u8::arbitrary(u)?,
-                s: u8::arbitrary(u)?,
-                addr: Addr::decode(u)?,
-                off: u16_(u)?,
-                len: u16_(u)?,
-                seed: u8::arbitrary(u)?,
-            },
+            7 => Op::Read(At::decode(u)?),
+            8 | 16 => Op::Write(At::decode(u)?, u8::arbitrary(u)?),
             9 => Op::FreeUnused(u8::arbitrary(u)?),
             10 => Op::Writeback(u8::arbitrary(u)?, Span::decode(u)?),
             11 => Op::Sync(u8::arbitrary(u)?),

@@ -18,7 +18,7 @@ use pagemap::{Error, FrameId, FramePool, MemStore, PageMap};
 use vmr::{Access, AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot, VmError};
 
 use crate::vmr_model::*;
-use crate::vmr_ops::{Addr, Len, Op, Pg, Span, VmrInput, PROTS};
+use crate::vmr_ops::{Addr, Area, At, Len, Op, Pg, Span, VmrInput, PROTS};
 use crate::Stats;
 
 /// Runs fuzzer bytes. Panics on any divergence from the model. Steps
@@ -215,6 +215,26 @@ impl Run {
         usize::from(s) % self.spaces.len()
     }
 
+    fn cpu(&self, c: u8) -> &vmr::Cpu {
+        self.machine.cpu(usize::from(c) % self.machine.cpus().len())
+    }
+
+    /// The slot, its live space, and the op's address and length in it.
+    fn range_args(&self, a: Area) -> Option<(usize, Arc<AddressSpace>, u64, u64)> {
+        let s = self.slot(a.s);
+        let space = self.spaces[s].clone()?;
+        Some((s, space, self.addr(s, a.addr), Self::len(a.len)))
+    }
+
+    /// As [`range_args`](Self::range_args) for a CPU access: `off` into the
+    /// page, up to 8199 bytes.
+    fn access_args(&self, at: At) -> Option<(usize, Arc<AddressSpace>, u64, usize)> {
+        let s = self.slot(at.s);
+        let space = self.spaces[s].clone()?;
+        let va = self.addr(s, at.addr).wrapping_add(u64::from(at.off % 4096));
+        Some((s, space, va, usize::from(at.len % 8200)))
+    }
+
     fn file(&self, f: u8) -> usize {
         usize::from(f) % self.files.len()
     }
@@ -309,26 +329,17 @@ impl Run {
 
     fn op(&mut self, op: &Op) {
         match *op {
-            Op::Mmap {
-                s,
-                fixed,
-                len,
-                prot,
-                flags,
-                f,
-                pgoff,
-                advice,
-            } => {
-                let s = self.slot(s);
+            Op::Mmap(m) => {
+                let s = self.slot(m.s);
                 let Some(space) = self.spaces[s].clone() else {
                     return;
                 };
-                let fixed = fixed.map(|a| self.addr(s, a));
-                let len = Self::len(len);
-                let prot = PROTS[usize::from(prot % 8)];
-                let flags = decode_flags(flags);
-                let file = (f % 8 != 7).then(|| self.file(f));
-                let pgoff = self.pg(file.unwrap_or(0), pgoff);
+                let fixed = m.fixed.map(|a| self.addr(s, a));
+                let len = Self::len(m.len);
+                let prot = PROTS[usize::from(m.prot % 8)];
+                let flags = decode_flags(m.flags);
+                let file = (m.f % 8 != 7).then(|| self.file(m.f));
+                let pgoff = self.pg(file.unwrap_or(0), m.pgoff);
                 if let Some(fi) = file {
                     self.prefill(fi, pgoff, len);
                 }
@@ -343,49 +354,38 @@ impl Run {
                     flags: flags_of(flags),
                     file: map,
                     pgoff,
-                    advice: advice_of(advice),
+                    advice: advice_of(m.advice),
                 };
                 let real = space.mmap(req);
                 let model = self
                     .model
-                    .mmap(s, fixed, len, prot, flags, file, pgoff, advice % 3);
+                    .mmap(s, fixed, len, prot, flags, file, pgoff, m.advice % 3);
                 if flags & (POPULATE | LOCKED) != 0 {
                     self.stats.hit("mmap.populate");
                 }
                 self.vm_result("mmap.ok", real, model);
             }
-            Op::Munmap { s, addr, len } => {
-                let s = self.slot(s);
-                let Some(space) = self.spaces[s].clone() else {
+            Op::Munmap(a) => {
+                let Some((s, space, addr, len)) = self.range_args(a) else {
                     return;
                 };
-                let (addr, len) = (self.addr(s, addr), Self::len(len));
                 let real = space.munmap(addr, len);
                 let model = self.model.munmap(s, addr, len);
                 self.vm_result("munmap.ok", real, model);
             }
-            Op::Mprotect { s, addr, len, prot } => {
-                let s = self.slot(s);
-                let Some(space) = self.spaces[s].clone() else {
+            Op::Mprotect(a, prot) => {
+                let Some((s, space, addr, len)) = self.range_args(a) else {
                     return;
                 };
-                let (addr, len) = (self.addr(s, addr), Self::len(len));
                 let prot = PROTS[usize::from(prot % 8)];
                 let real = space.mprotect(addr, len, prot_of(prot));
                 let model = self.model.mprotect(s, addr, len, prot);
                 self.vm_result("mprotect.ok", real, model);
             }
-            Op::Madvise {
-                s,
-                addr,
-                len,
-                advice,
-            } => {
-                let s = self.slot(s);
-                let Some(space) = self.spaces[s].clone() else {
+            Op::Madvise(a, advice) => {
+                let Some((s, space, addr, len)) = self.range_args(a) else {
                     return;
                 };
-                let (addr, len) = (self.addr(s, addr), Self::len(len));
                 let real = space.madvise(addr, len, advice_of(advice));
                 let model = self.model.madvise(s, addr, len, advice % 3);
                 self.vm_result("madvise.ok", real, model);
@@ -421,20 +421,11 @@ impl Run {
                 self.spaces[s] = Some(AddressSpace::new(self.machine.clone()));
                 self.model.spaces[s] = Some(MSpace::default());
             }
-            Op::Read {
-                c,
-                s,
-                addr,
-                off,
-                len,
-            } => {
-                let s = self.slot(s);
-                let Some(space) = self.spaces[s].clone() else {
+            Op::Read(at) => {
+                let Some((s, space, va, len)) = self.access_args(at) else {
                     return;
                 };
-                let va = self.addr(s, addr).wrapping_add(u64::from(off % 4096));
-                let len = usize::from(len % 8200);
-                let cpu = self.machine.cpu(usize::from(c) % self.machine.cpus().len());
+                let cpu = self.cpu(at.c);
                 let mut buf = vec![0u8; len];
                 let real = cpu.read(&space, va, &mut buf);
                 let mut want = Vec::new();
@@ -459,21 +450,11 @@ impl Run {
                     ));
                 }
             }
-            Op::Write {
-                c,
-                s,
-                addr,
-                off,
-                len,
-                seed,
-            } => {
-                let s = self.slot(s);
-                let Some(space) = self.spaces[s].clone() else {
+            Op::Write(at, seed) => {
+                let Some((s, space, va, len)) = self.access_args(at) else {
                     return;
                 };
-                let va = self.addr(s, addr).wrapping_add(u64::from(off % 4096));
-                let len = usize::from(len % 8200);
-                let cpu = self.machine.cpu(usize::from(c) % self.machine.cpus().len());
+                let cpu = self.cpu(at.c);
                 let data = write_data(seed, self.step, len);
                 let private_before = self.model.spaces[s].as_ref().map_or(0, |m| m.private.len());
                 let real = cpu.write(&space, va, &data);
@@ -494,14 +475,7 @@ impl Run {
                 let r = self.files[f].map.free_unused();
                 let m = self.model.free_unused(f);
                 self.verified[f].clear();
-                let errors: Vec<u64> = r
-                    .errors
-                    .iter()
-                    .map(|e| match e {
-                        Error::Write { index, .. } => *index,
-                        other => self.diverged(format!("free_unused error {other:?}")),
-                    })
-                    .collect();
+                let errors = self.write_errors(&r.errors, "free_unused");
                 for (n, what) in [
                     (r.freed, "free_unused.freed"),
                     (r.written, "free_unused.written"),
@@ -547,22 +521,17 @@ impl Run {
                 let r = self.files[f].map.sync();
                 self.wb_compare(f, r, Some((0, u64::MAX)));
             }
-            Op::FailReads(f, p, on) => {
+            Op::FailReads(f, p, on) | Op::FailWrites(f, p, on) => {
                 let f = self.file(f);
                 let i = self.pg(f, p);
-                self.files[f].store.fail_reads(i, on);
-                let set = &mut self.model.files[f].bad_reads;
-                if on {
-                    set.insert(i);
+                let (store, mf) = (&self.files[f].store, &mut self.model.files[f]);
+                let set = if matches!(op, Op::FailReads(..)) {
+                    store.fail_reads(i, on);
+                    &mut mf.bad_reads
                 } else {
-                    set.remove(&i);
-                }
-            }
-            Op::FailWrites(f, p, on) => {
-                let f = self.file(f);
-                let i = self.pg(f, p);
-                self.files[f].store.fail_writes(i, on);
-                let set = &mut self.model.files[f].bad_writes;
+                    store.fail_writes(i, on);
+                    &mut mf.bad_writes
+                };
                 if on {
                     set.insert(i);
                 } else {
@@ -570,9 +539,7 @@ impl Run {
                 }
             }
             Op::FlushTlb(c) => {
-                self.machine
-                    .cpu(usize::from(c) % self.machine.cpus().len())
-                    .flush_tlb();
+                self.cpu(c).flush_tlb();
             }
             Op::Check => {
                 self.cheap_checks(true);
@@ -593,16 +560,20 @@ impl Run {
         }
     }
 
-    fn wb_compare(&mut self, f: usize, r: pagemap::WritebackReport, range: Option<(u64, u64)>) {
-        let m = self.model.writeback(f, range);
-        let errors: Vec<u64> = r
-            .errors
+    /// The indices of a report's errors, which must all be write errors.
+    fn write_errors(&self, errors: &[Error], what: &str) -> Vec<u64> {
+        errors
             .iter()
             .map(|e| match e {
                 Error::Write { index, .. } => *index,
-                other => self.diverged(format!("writeback error {other:?}")),
+                other => self.diverged(format!("{what} error {other:?}")),
             })
-            .collect();
+            .collect()
+    }
+
+    fn wb_compare(&mut self, f: usize, r: pagemap::WritebackReport, range: Option<(u64, u64)>) {
+        let m = self.model.writeback(f, range);
+        let errors = self.write_errors(&r.errors, "writeback");
         if r.written > 0 {
             self.stats.hit("writeback.written");
         }

@@ -156,7 +156,9 @@ mod pagemap_ops {
 /// the frame-exhaustion paths.
 mod vmr_ops {
     use super::target;
-    use pagemap_fuzz_harness::vmr_ops::{Addr, Len, Op, Op::*, Pg, Span, VmrInput, BIG_POOL};
+    use pagemap_fuzz_harness::vmr_ops::{
+        Addr, Area, At, Len, MmapArgs, Op, Op::*, Pg, Span, VmrInput, BIG_POOL,
+    };
 
     // Protection selectors (indices into PROTS).
     const NONE: u8 = 0;
@@ -170,33 +172,38 @@ mod vmr_ops {
     const PR: u8 = 3;
     const BOTH: u8 = 6;
     const NEITHER: u8 = 7;
-    const POP: u8 = 0x10;
-    const LOCK: u8 = 0x20;
+    const POP: u8 = 1 << 4;
+    const LOCK: u8 = 1 << 5;
 
     fn mmap(s: u8, len: u8, prot: u8, flags: u8, f: u8, pgoff: Pg) -> Op {
-        Mmap {
+        mmap_full(s, None, Len::Pages(len), prot, flags, f, pgoff, 0)
+    }
+
+    fn mmap_at(s: u8, at: Addr, len: Len, prot: u8, flags: u8, pgoff: Pg) -> Op {
+        mmap_full(s, Some(at), len, prot, flags, 0, pgoff, 0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mmap_full(
+        s: u8,
+        fixed: Option<Addr>,
+        len: Len,
+        prot: u8,
+        flags: u8,
+        f: u8,
+        pgoff: Pg,
+        advice: u8,
+    ) -> Op {
+        Mmap(MmapArgs {
             s,
-            fixed: None,
-            len: Len::Pages(len),
+            fixed,
+            len,
             prot,
             flags,
             f,
             pgoff,
-            advice: 0,
-        }
-    }
-
-    fn mmap_at(s: u8, at: Addr, len: Len, prot: u8, flags: u8, pgoff: Pg) -> Op {
-        Mmap {
-            s,
-            fixed: Some(at),
-            len,
-            prot,
-            flags,
-            f: 0,
-            pgoff,
-            advice: 0,
-        }
+            advice,
+        })
     }
 
     /// Page `p` (+ `off` bytes) of space `s`'s region `i`.
@@ -204,51 +211,43 @@ mod vmr_ops {
         Addr::Region(i, p + 4)
     }
 
-    fn rd(c: u8, s: u8, a: Addr, off: u16, len: u16) -> Op {
-        Read {
+    fn rd(c: u8, s: u8, addr: Addr, off: u16, len: u16) -> Op {
+        Read(At {
             c,
             s,
-            addr: a,
+            addr,
             off,
             len,
-        }
+        })
     }
 
-    fn wr(c: u8, s: u8, a: Addr, off: u16, len: u16, seed: u8) -> Op {
-        Write {
-            c,
-            s,
-            addr: a,
-            off,
-            len,
+    fn wr(c: u8, s: u8, addr: Addr, off: u16, len: u16, seed: u8) -> Op {
+        Write(
+            At {
+                c,
+                s,
+                addr,
+                off,
+                len,
+            },
             seed,
-        }
+        )
+    }
+
+    fn area(s: u8, addr: Addr, len: Len) -> Area {
+        Area { s, addr, len }
     }
 
     fn munmap(s: u8, a: Addr, pages: u8) -> Op {
-        Munmap {
-            s,
-            addr: a,
-            len: Len::Pages(pages),
-        }
+        Munmap(area(s, a, Len::Pages(pages)))
     }
 
     fn mprotect(s: u8, a: Addr, pages: u8, prot: u8) -> Op {
-        Mprotect {
-            s,
-            addr: a,
-            len: Len::Pages(pages),
-            prot,
-        }
+        Mprotect(area(s, a, Len::Pages(pages)), prot)
     }
 
     fn madvise(s: u8, a: Addr, len: Len, advice: u8) -> Op {
-        Madvise {
-            s,
-            addr: a,
-            len,
-            advice,
-        }
+        Madvise(area(s, a, len), advice)
     }
 
     /// (name, cpus, files, spaces, frames, ops)
@@ -278,10 +277,7 @@ mod vmr_ops {
                 Drop(1), Drop(2), Check,
             ]),
             ("frames_run_out", 1, 1, 2, 8, vec![
-                Mmap {
-                    s: 0, fixed: None, len: Len::Pages(8), prot: RW, flags: PR, f: 0, pgoff: z,
-                    advice: 1,
-                },
+                mmap_full(0, None, Len::Pages(8), RW, PR, 0, z, 1),
                 rd(0, 0, at(0, 0), 0, 1), rd(0, 0, at(0, 1), 0, 1), rd(0, 0, at(0, 2), 0, 1),
                 rd(0, 0, at(0, 3), 0, 1), rd(0, 0, at(0, 4), 0, 1), wr(0, 0, at(0, 0), 0, 1, 7),
                 wr(0, 0, at(0, 1), 0, 1, 7), wr(0, 0, at(0, 2), 0, 1, 7),
@@ -292,10 +288,7 @@ mod vmr_ops {
             ("mmap_errors", 1, 1, 2, BIG_POOL, vec![
                 mmap(0, 4, RW, SH, 0, z), mmap(0, 1, R, BOTH, 0, z),
                 mmap(0, 1, R, NEITHER, 0, z), mmap(0, 1, R, SH, 7, z), mmap(0, 0, R, SH, 0, z),
-                Mmap {
-                    s: 0, fixed: None, len: Len::Bytes(100), prot: R, flags: SH, f: 0, pgoff: z,
-                    advice: 0,
-                },
+                mmap_full(0, None, Len::Bytes(100), R, SH, 0, z, 0),
                 mmap(0, 2, R, SH, 0, Pg::Top(0)), mmap(0, 1, R, SH, 0, Pg::Top(0)),
                 mmap_at(0, Addr::Odd(0, 7), Len::Pages(1), R, SH, z),
                 mmap_at(0, Addr::Max(0), Len::Pages(2), R, SH, z),
@@ -303,32 +296,23 @@ mod vmr_ops {
                 mmap_at(0, Addr::Top(1), Len::Pages(1), R, SH, z),
                 mmap_at(0, at(0, 1), Len::Pages(1), R, SH, z),
                 mmap_at(0, at(0, -1), Len::Pages(2), R, SH, z),
-                Mmap {
-                    s: 0, fixed: None, len: Len::VaEnd(0), prot: R, flags: SH, f: 0, pgoff: z,
-                    advice: 0,
-                },
-                Mmap {
-                    s: 0, fixed: None, len: Len::VaEnd(3), prot: R, flags: SH, f: 0, pgoff: z,
-                    advice: 0,
-                },
-                Mmap {
-                    s: 0, fixed: None, len: Len::Huge(0), prot: R, flags: SH, f: 0, pgoff: z,
-                    advice: 0,
-                },
+                mmap_full(0, None, Len::VaEnd(0), R, SH, 0, z, 0),
+                mmap_full(0, None, Len::VaEnd(3), R, SH, 0, z, 0),
+                mmap_full(0, None, Len::Huge(0), R, SH, 0, z, 0),
                 mmap_at(1, Addr::Low(0), Len::VaEnd(2), NONE, PR, z),
                 rd(0, 1, Addr::Low(5), 0, 1), Check,
             ]),
             ("munmap_mprotect_madvise_errors", 1, 1, 2, BIG_POOL, vec![
                 mmap(0, 4, RW, SH, 0, z),
-                Munmap { s: 0, addr: Addr::Odd(0, 1), len: Len::Pages(1) },
+                Munmap(area(0, Addr::Odd(0, 1), Len::Pages(1))),
                 munmap(0, at(0, 0), 0),
-                Munmap { s: 0, addr: at(0, 0), len: Len::Bytes(4097) },
-                Munmap { s: 0, addr: Addr::Max(0), len: Len::Pages(2) },
-                Munmap { s: 0, addr: at(0, 0), len: Len::Huge(1) },
-                Munmap { s: 0, addr: Addr::Top(1), len: Len::Pages(2) },
+                Munmap(area(0, at(0, 0), Len::Bytes(4097))),
+                Munmap(area(0, Addr::Max(0), Len::Pages(2))),
+                Munmap(area(0, at(0, 0), Len::Huge(1))),
+                Munmap(area(0, Addr::Top(1), Len::Pages(2))),
                 munmap(0, Addr::Low(3), 2), mprotect(0, at(0, 0), 8, R),
                 mprotect(0, at(0, -1), 2, R),
-                Mprotect { s: 0, addr: at(0, 0), len: Len::Bytes(4096 + 5), prot: R },
+                Mprotect(area(0, at(0, 0), Len::Bytes(4096 + 5)), R),
                 madvise(0, at(0, 10), Len::Pages(1), 1), madvise(0, at(0, 0), Len::Pages(0), 1),
                 madvise(0, Addr::Odd(0, 9), Len::Pages(1), 1), mprotect(1, Addr::Low(0), 1, R),
                 Check,
@@ -470,13 +454,13 @@ mod removal_interleaved {
         )
     }
 
-    const BIG: u8 = 0x80;
+    const BIG: u8 = 1 << 7;
     /// Header layout bits.
-    const S0_SHARED: u8 = 1;
-    const S0_PRIVATE: u8 = 2;
-    const S1_SHARED: u8 = 4;
-    const S1_PRIVATE: u8 = 8;
-    const S1_LOCKED: u8 = 0x10;
+    const S0_SHARED: u8 = 1 << 0;
+    const S0_PRIVATE: u8 = 1 << 1;
+    const S1_SHARED: u8 = 1 << 2;
+    const S1_PRIVATE: u8 = 1 << 3;
+    const S1_LOCKED: u8 = 1 << 4;
 
     #[rustfmt::skip]
     #[test]
