@@ -47,6 +47,9 @@ pub struct ModelPage {
     /// discards its page when nobody holds it, and a loading page cannot be
     /// held by anyone but its loader.
     pub uptodate: bool,
+    /// Which version of the contents this is: new for every load and every
+    /// write (the harness reads a page again only once it changes).
+    pub version: u64,
 }
 
 /// The backing store.
@@ -121,6 +124,8 @@ pub struct Model {
     /// [`expected_nodes`](Self::expected_nodes), computed once per change
     /// of `pages`' keys (it is compared after every op).
     nodes: Cell<Option<usize>>,
+    /// The last [`ModelPage::version`] handed out.
+    versions: u64,
 }
 
 fn check_range(offset: usize, len: usize) -> Result<(), E> {
@@ -138,6 +143,7 @@ impl Model {
             pages: BTreeMap::new(),
             store: ModelStore::default(),
             nodes: Cell::new(None),
+            versions: 0,
         }
     }
 
@@ -222,9 +228,11 @@ impl Model {
                 dirty: false,
                 holders: 1,
                 uptodate: true,
+                version: self.versions + 1,
             },
         );
         self.nodes.set(None);
+        self.versions += 1;
         Ok(())
     }
 
@@ -264,9 +272,12 @@ impl Model {
     /// byte dirties the page (an empty write changes nothing).
     pub fn write(&mut self, index: u64, offset: usize, data: &[u8]) -> Result<(), E> {
         check_range(offset, data.len())?;
+        self.versions += 1;
+        let version = self.versions;
         let p = self.page_mut(index);
         p.data[offset..offset + data.len()].copy_from_slice(data);
         p.dirty |= !data.is_empty();
+        p.version = version;
         Ok(())
     }
 
