@@ -518,7 +518,7 @@ impl<'m> Run<'m> {
             .touched
             .iter()
             .copied()
-            .filter(|i| self.model.pages.get(i).is_none())
+            .filter(|i| !self.model.pages.contains_key(i))
             .collect();
         for i in absent {
             check_eq!(
