@@ -33,11 +33,13 @@ pub struct FrameId(NonZeroU32);
 
 impl FrameId {
     /// Wraps a raw id; `None` for 0.
+    #[inline]
     pub fn new(raw: u32) -> Option<Self> {
         NonZeroU32::new(raw).map(Self)
     }
 
     /// The raw id (never 0).
+    #[inline]
     pub fn get(self) -> u32 {
         self.0.get()
     }

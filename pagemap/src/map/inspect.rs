@@ -6,10 +6,9 @@ use std::ops::RangeBounds;
 
 use crate::frame::{flags, FramePool};
 use crate::radix::{Mark, RadixTree};
-use crate::slot;
 use crate::sync::epoch;
 
-use super::{frame_of, inclusive, PageMap};
+use super::{inclusive, PageMap};
 
 /// Metadata memory of a page map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +38,8 @@ impl PageMap {
     pub fn holders(&self, index: u64) -> u64 {
         let guard = epoch::pin();
         self.tree.lookup(index, &guard).map_or(0, |s| {
-            if slot::is_present(s.load()) {
-                slot::refs(s.load())
+            if s.load().is_present() {
+                s.load().refs()
             } else {
                 0
             }
@@ -127,14 +126,11 @@ impl PageMap {
         let mut from = 0;
         while let Some((index, slot)) = self.tree.next_present(from, &guard) {
             let w = slot.load();
-            let frame = frame_of(w);
+            let frame = w.present_frame();
             let f = self.pool.flags(frame);
             let _ = writeln!(
                 s,
-                "  [{index:#x}] {frame:?} refs={} slot={}{}{} frame={}",
-                slot::refs(w),
-                if w & slot::REMOVAL != 0 { "R" } else { "-" },
-                if w & slot::LOADING != 0 { "L" } else { "-" },
+                "  [{index:#x}] {w:?} mark={} frame={}",
                 if self.tree.has_mark(index, Mark::Dirty, &guard) {
                     "D"
                 } else {

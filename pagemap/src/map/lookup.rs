@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use crate::frame::{flags, FrameId};
-use crate::slot::{self, Refused, Slot};
+use crate::slot::{self, Refused, Slot, SlotWord};
 use crate::store::PageBuf;
 use crate::sync::{epoch, Ordering};
 use crate::PAGE_SIZE;
@@ -71,7 +71,7 @@ impl PageMap {
     pub(super) fn get(
         &self,
         index: u64,
-        f: impl FnMut(u64) -> Result<u64, Refused>,
+        f: impl FnMut(SlotWord) -> Result<SlotWord, Refused>,
     ) -> Result<Option<PageRef<'_>>, Error> {
         let guard = epoch::pin();
         let Some(slot) = self.tree.lookup(index, &guard) else {
@@ -86,12 +86,12 @@ impl PageMap {
 
     /// Builds the RAII reference for a slot we now hold.
     #[inline]
-    pub(crate) fn page_ref<'a>(&'a self, slot: &Slot, word: u64, index: u64) -> PageRef<'a> {
+    pub(crate) fn page_ref<'a>(&'a self, slot: &Slot, word: SlotWord, index: u64) -> PageRef<'a> {
         // SAFETY: we hold a count on this slot, so it is non-empty, so its
         // leaf is never unlinked (only empty nodes are) and lives as long as
         // the map, which `'a` borrows. The epoch guard is no longer needed.
         let slot: &'a Slot = unsafe { &*(slot as *const Slot) };
-        let frame = FrameId::new(slot::frame(word)).expect("held slot has a frame");
+        let frame = word.frame().expect("held slot has a frame");
         // The insert set the owner before publishing (Akaros did not: defect 2).
         debug_assert_eq!(
             self.pool.owner(frame),
@@ -198,11 +198,11 @@ impl PageMap {
         // stale_read_error). Only a read that fails while we wait is ours.
         let stale = self.pool.flags(page.frame) & flags::ERROR != 0;
         loop {
-            if page.slot.load() & slot::LOADING == 0 {
+            if !page.slot.load().is_loading() {
                 return Ok(page);
             }
             if self.pool.try_lock(page.frame) {
-                if page.slot.load() & slot::LOADING == 0 {
+                if !page.slot.load().is_loading() {
                     self.pool.unlock(page.frame);
                     return Ok(page);
                 }
@@ -235,7 +235,7 @@ impl PageMap {
             return;
         };
         let won = slot.update(|w| {
-            if slot::frame(w) == frame.get() && w & slot::LOADING != 0 {
+            if w.frame() == Some(frame) && w.is_loading() {
                 slot::yank(slot::mark_removal(w)?)
             } else {
                 Err(Refused::Busy)

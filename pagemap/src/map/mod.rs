@@ -21,10 +21,9 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::frame::{FrameId, FramePool};
+use crate::frame::FramePool;
 use crate::radix::{RadixTree, WriterLock};
 use crate::rmap::ReverseMap;
-use crate::slot;
 use crate::store::BackingStore;
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 
@@ -178,10 +177,6 @@ impl PageMap {
     }
 }
 
-pub(crate) fn frame_of(word: u64) -> FrameId {
-    FrameId::new(slot::frame(word)).expect("present slot has a frame")
-}
-
 impl fmt::Debug for PageMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PageMap")
@@ -207,8 +202,8 @@ impl Drop for PageMap {
         let mut from = 0;
         while let Some((index, slot)) = self.tree.next_present(from, &guard) {
             let w = slot.load();
-            assert_eq!(slot::refs(w), 0, "page map dropped with a held page");
-            self.pool.free(frame_of(w));
+            assert_eq!(w.refs(), 0, "page map dropped with a held page");
+            self.pool.free(w.present_frame());
             match index.checked_add(1) {
                 Some(n) => from = n,
                 None => break,

@@ -44,7 +44,7 @@ impl<'a> PageRef<'a> {
 
     /// Whether the contents are valid.
     pub fn is_uptodate(&self) -> bool {
-        self.slot.load() & slot::LOADING == 0
+        !self.slot.load().is_loading()
     }
 
     /// Whether the page differs from the backing store.
@@ -54,7 +54,7 @@ impl<'a> PageRef<'a> {
 
     /// Holders of this page now (this one included).
     pub fn holders(&self) -> u64 {
-        slot::refs(self.slot.load())
+        self.slot.load().refs()
     }
 
     /// Copies bytes out of the page. Lock-free; a concurrent writer's bytes

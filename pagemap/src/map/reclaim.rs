@@ -8,7 +8,7 @@ use crate::frame::{flags, FrameId};
 use crate::slot::{self, Refused};
 use crate::sync::{epoch, Ordering};
 
-use super::{frame_of, PageMap, Wrote};
+use super::{PageMap, Wrote};
 
 /// What [`PageMap::free_unused`] did.
 #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ impl PageMap {
             let mut from = 0;
             while let Some((index, slot)) = self.tree.next_present(from, &guard) {
                 match slot.update(slot::mark_removal) {
-                    Ok((_, w)) => marked.push((index, frame_of(w))),
+                    Ok((_, w)) => marked.push((index, w.present_frame())),
                     Err(Refused::Busy) => report.referenced += 1,
                     Err(_) => {}
                 }
@@ -106,7 +106,7 @@ impl PageMap {
         let guard = epoch::pin();
         if let Some(slot) = self.tree.lookup(index, &guard) {
             let _ = slot.update(|w| {
-                if slot::frame(w) == frame.get() && w & slot::REMOVAL != 0 {
+                if w.frame() == Some(frame) && w.is_removal() {
                     Ok(slot::unmark_removal(w))
                 } else {
                     Err(Refused::Busy)
@@ -128,7 +128,7 @@ impl PageMap {
     /// test found it.)
     pub(crate) fn write_marked(&self, index: u64, frame: FrameId) -> Result<Option<Wrote>, Error> {
         let Some(page) = self.get(index, |w| {
-            if slot::frame(w) != frame.get() {
+            if w.frame() != Some(frame) {
                 return Err(Refused::Busy);
             }
             slot::get_marked(w)
@@ -140,7 +140,7 @@ impl PageMap {
         let slot = page.slot;
         std::mem::forget(page); // the put is ours, to see the mark after it
         let after = slot.put();
-        let still_marked = after & slot::REMOVAL != 0;
+        let still_marked = after.is_removal();
         match wrote {
             Ok(wrote) if still_marked => Ok(Some(wrote)),
             Ok(_) => Ok(None),
@@ -170,7 +170,7 @@ impl PageMap {
                 continue;
             };
             let won = slot.update(|w| {
-                if slot::frame(w) != frame.get() {
+                if w.frame() != Some(frame) {
                     return Err(Refused::Absent);
                 }
                 slot::yank(w)
@@ -186,7 +186,7 @@ impl PageMap {
                 *discarded += 1;
             }
             let f = self.tree.remove_yanked(index, &g);
-            debug_assert_eq!(f, frame.get());
+            debug_assert_eq!(f, Some(frame));
             self.nr_pages.fetch_sub(1, Ordering::Relaxed);
             freed.push(frame);
         }

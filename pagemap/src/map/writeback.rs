@@ -141,7 +141,7 @@ impl PageMap {
         if self
             .tree
             .lookup(index, &guard)
-            .is_some_and(|s| slot::is_present(s.load()))
+            .is_some_and(|s| s.load().is_present())
         {
             self.tree.clear_mark(index, mark, &g);
         }

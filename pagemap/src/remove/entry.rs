@@ -6,7 +6,7 @@ use std::ops::RangeBounds;
 
 use crate::error::Error;
 use crate::frame::flags;
-use crate::map::{frame_of, inclusive, PageMap};
+use crate::map::{inclusive, PageMap};
 use crate::slot;
 use crate::sync::{epoch, Ordering};
 
@@ -223,12 +223,12 @@ impl PageMap {
                     return;
                 }
                 let Ok((_, w)) = slot.update(slot::mark_removal) else {
-                    if slot::refs(slot.load()) != 0 {
+                    if slot.load().refs() != 0 {
                         report.referenced += 1;
                     }
                     return;
                 };
-                let frame = frame_of(w);
+                let frame = w.present_frame();
                 // After the mark: a writer's DIRTY came before its put, which
                 // our CAS read, so a dirty page is seen here.
                 let f = self.pool.flags(frame);
@@ -275,7 +275,7 @@ impl PageMap {
             self.for_each_present(0, u64::MAX, &guard, &mut |index, slot| {
                 match slot.update(slot::mark_removal) {
                     Ok((_, w)) => {
-                        let frame = frame_of(w);
+                        let frame = w.present_frame();
                         if !discard && self.pool.flags(frame) & flags::DIRTY != 0 {
                             // Its write failed: keep it (no data is lost).
                             self.unmark(index, frame);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::frame::{flags, FrameId};
-use crate::map::{frame_of, PageMap, Wrote};
+use crate::map::{PageMap, Wrote};
 use crate::rmap::{Mapper, Victims};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused};
@@ -66,7 +66,7 @@ impl PageMap {
                 }
             }
             match slot.update(slot::mark_removal) {
-                Ok((_, w)) => pages.push((index, frame_of(w))),
+                Ok((_, w)) => pages.push((index, w.present_frame())),
                 Err(Refused::Busy) => report.referenced += 1,
                 Err(_) => {}
             }

@@ -5,9 +5,8 @@
 //! again.
 
 use crate::frame::flags;
-use crate::map::{frame_of, PageMap};
+use crate::map::PageMap;
 use crate::shootdown::ShootdownBatch;
-use crate::slot;
 use crate::sync::epoch;
 use crate::PAGE_SIZE;
 
@@ -54,8 +53,8 @@ impl PageMap {
             let guard = epoch::pin();
             self.for_each_present(first, last, &guard, &mut |index, slot| {
                 let w = slot.load();
-                if slot::is_present(w) {
-                    held.push((index, frame_of(w)));
+                if w.is_present() {
+                    held.push((index, w.present_frame()));
                 }
             });
         }
@@ -97,7 +96,7 @@ impl PageMap {
             let Some(slot) = self.tree.lookup(index, &guard) else {
                 return;
             };
-            if slot::mapping(slot.load_seqcst()) == 0 {
+            if slot.load_seqcst().mapping() == 0 {
                 return;
             }
             drop(guard);
