@@ -35,7 +35,7 @@ impl PageMap {
     /// for all of them; a [`Flusher`](crate::Flusher) calls it periodically).
     ///
     /// First every mapping of the range write-protects and cleans its page
-    /// table entries ([`Mapper::clean`]), marking the pages it found dirty,
+    /// table entries ([`Mapper::clean`](crate::Mapper::clean)), marking the pages it found dirty,
     /// and one shootdown per address space makes that stick: a write after
     /// it faults or sets a dirty bit again, so it is never lost. Then the
     /// dirty pages are tagged (TOWRITE) and only tagged pages are written, so
