@@ -24,11 +24,12 @@ impl PageMap {
     /// The up-to-date page at `index` if it is still in `frame` (a page table
     /// entry named that frame), else `None` (it was removed, maybe replaced).
     ///
-    /// For unmappers (munmap, mprotect, a [`Mapper::clean`](crate::Mapper::clean)) that must hold
-    /// the page while they move a dirty bit from an entry to it: the hold is
-    /// taken from the reserve above [`slot::MAX_REFS`], so it succeeds even
-    /// while users hold the page at their limit, and it never waits. Such a
-    /// hold must end within the operation that took it.
+    /// For unmappers (munmap, mprotect, a
+    /// [`Mapper::clean`](crate::Mapper::clean)) that must hold the page while
+    /// they move a dirty bit from an entry to it: the hold is taken from the
+    /// reserve above [`slot::MAX_REFS`], so it succeeds even while users
+    /// hold the page at their limit, and it never waits. Such a hold must end
+    /// within the operation that took it.
     ///
     /// # Panics
     /// If the reserve ([`slot::MAX_HELD`]) is exhausted: more than 8 million

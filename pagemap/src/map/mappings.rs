@@ -54,8 +54,8 @@ impl PageMap {
     }
 
     /// Sets a page's DIRTY flag under its page lock (see
-    /// [`PageRef::mark_dirty`]) and its tree mark. The caller holds the page
-    /// or is the remover that owns it.
+    /// [`PageRef::mark_dirty`](crate::PageRef::mark_dirty)) and its tree
+    /// mark. The caller holds the page or is the remover that owns it.
     pub(crate) fn mark_frame_dirty(&self, index: u64, frame: FrameId) {
         self.pool.lock(frame);
         let old = self.pool.set_flags(frame, flags::DIRTY);

@@ -41,6 +41,7 @@ pub use writeback::WritebackReport;
 pub(crate) use writeback::Wrote;
 
 static NEXT_MAP_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 /// The cached pages of one file or block device, indexed by page number.
 ///
 /// Lookups ([`find`](Self::find), the hit path of [`load`](Self::load)) take

@@ -35,14 +35,14 @@ impl PageMap {
     /// for all of them; a [`Flusher`](crate::Flusher) calls it periodically).
     ///
     /// First every mapping of the range write-protects and cleans its page
-    /// table entries ([`Mapper::clean`](crate::Mapper::clean)), marking the pages it found dirty,
-    /// and one shootdown per address space makes that stick: a write after
-    /// it faults or sets a dirty bit again, so it is never lost. Then the
-    /// dirty pages are tagged (TOWRITE) and only tagged pages are written, so
-    /// a writer that keeps dirtying pages cannot make this run forever. Each
-    /// page is copied under its page lock (no torn page) and written with no
-    /// lock held; a page dirtied again meanwhile stays dirty. A write error
-    /// leaves the page dirty and is reported.
+    /// table entries ([`Mapper::clean`](crate::Mapper::clean)), marking the
+    /// pages it found dirty, and one shootdown per address space makes that
+    /// stick: a write after it faults or sets a dirty bit again, so it is
+    /// never lost. Then the dirty pages are tagged (TOWRITE) and only tagged
+    /// pages are written, so a writer that keeps dirtying pages cannot make
+    /// this run forever. Each page is copied under its page lock (no torn
+    /// page) and written with no lock held; a page dirtied again meanwhile
+    /// stays dirty. A write error leaves the page dirty and is reported.
     pub fn writeback(&self, range: impl RangeBounds<u64>) -> WritebackReport {
         let mut report = WritebackReport::default();
         let Some((first, last)) = inclusive(&range) else {

@@ -4,20 +4,20 @@
 //! truncate and destroy. It sits above the page map (`crate::map`) and may
 //! use it (lookups, the reclaim steps: unmark, the remover's write-back,
 //! the final yank; dirty marks) and what the page map uses (the slot word,
-//! the radix tree, frames, the reverse map's [`Mapper`]s, shootdown
-//! batches); the crate's users and `vmr` call it, nothing below it does.
-//!
+//! the radix tree, frames, the reverse map's [`Mapper`](crate::Mapper)s,
+//! shootdown batches); the crate's users and `vmr` call it, nothing below
+//! it does.
 //!
 //! Removal passes, for the pages of a range:
 //! 1. mark every unreferenced page REMOVAL (a CAS on its slot), skipping the
 //!    pages of pinned mappings; snapshot the mappings of the range;
 //! 2. every mapping makes its entries for the marked pages not present
-//!    ([`Mapper::revoke`]) and adds its address space to one
-//!    [`ShootdownBatch`];
+//!    ([`Mapper::revoke`](crate::Mapper::revoke)) and adds its address
+//!    space to one [`ShootdownBatch`](crate::ShootdownBatch);
 //! 3. the batch issues one acknowledged shootdown per address space;
 //! 4. now that no CPU can write through a stale translation, every mapping
 //!    clears those entries, handing their dirty bits to the pages
-//!    ([`Mapper::reap`]);
+//!    ([`Mapper::reap`](crate::Mapper::reap));
 //! 5. dirty pages are written back with no map lock held;
 //! 6. what is still marked is yanked under the writer lock and its frame
 //!    freed.
@@ -28,9 +28,10 @@
 //! refaultable. A mapping added after pass 1 can only reach a marked page
 //! through such a lookup, which is why the snapshot is enough.
 //!
-//! Removers of one map are serialised by one mutex: [`PageMap::remove`]
-//! waits for another remover, [`PageMap::try_remove`] returns
-//! [`Error::Busy`] instead (Akaros returned 0).
+//! Removers of one map are serialised by one mutex:
+//! [`PageMap::remove`](crate::PageMap::remove) waits for another remover,
+//! [`PageMap::try_remove`](crate::PageMap::try_remove) returns
+//! [`Error::Busy`](crate::Error::Busy) instead (Akaros returned 0).
 //!
 //! One concept per file:
 //! * `entry`: what a user calls (remove, try_remove, remove_or_zero,

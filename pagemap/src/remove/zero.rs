@@ -15,7 +15,7 @@ use super::{Batching, RemoveReport};
 
 impl PageMap {
     /// Clears every entry of every mapping of `[first, last]`, private
-    /// copies and pinned mappings included ([`Mapper::zap`]), with one
+    /// copies and pinned mappings included ([`Mapper::zap`](crate::Mapper::zap)), with one
     /// shootdown per address space. Returns the shootdowns issued.
     fn zap_mappings(&self, first: u64, last: u64) -> u64 {
         let mappers = self.rmap.read().overlapping(first, last);
