@@ -17,6 +17,7 @@ use crate::sync::Ordering;
 
 /// How many times one access may fault before giving up.
 const MAX_FAULTS: u32 = 1000;
+
 impl Cpu {
     /// Loads `buf.len()` bytes at `va` in `space`, faulting pages in as needed.
     pub fn read(&self, space: &AddressSpace, va: u64, buf: &mut [u8]) -> Result<(), Fault> {

@@ -141,10 +141,12 @@ pub(crate) struct Faulter<'a> {
 }
 
 impl Faulter<'_> {
+    /// The space's page table and shootdowns.
     fn core(&self) -> &MmCore {
         self.core
     }
 
+    /// The machine, for its frame pool.
     fn machine(&self) -> &Arc<Machine> {
         &self.core.machine
     }
