@@ -79,6 +79,77 @@ where
     }
 }
 
+/// How far a model explores: the environment's preemption bound ([`model`]),
+/// or that bound capped ([`model_capped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// `LOOM_MAX_PREEMPTIONS`, else [`DEFAULT_PREEMPTIONS`].
+    Env,
+    /// At most this many preemptions (three-thread models).
+    Cap(usize),
+}
+
+/// Runs `f` under loom with `bound`.
+pub fn model_bounded<F>(bound: Bound, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    match bound {
+        Bound::Env => model(f),
+        Bound::Cap(cap) => model_capped(cap, f),
+    }
+}
+
+/// Runs `f` under loom with `bound`, recording the outcome each execution
+/// returns; the caller then asserts on what was seen
+/// ([`Outcomes::assert_seen`]). Recording is outside loom (a std mutex), so
+/// it adds no step to the model.
+pub fn explore<F, O>(bound: Bound, f: F) -> Outcomes
+where
+    F: Fn() -> O + Sync + Send + 'static,
+    O: Into<String>,
+{
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model_bounded(bound, move || out.record(f()));
+    outcomes
+}
+
+/// Runs `f` under loom with `bound` and asserts that at least one execution
+/// returned `true`: for the variants that disable a protection and must
+/// reach the bad outcome (`what`, e.g. "a lost update"), so that the model
+/// demonstrably can fail.
+pub fn assert_reachable<F>(bound: Bound, what: &str, f: F)
+where
+    F: Fn() -> bool + Sync + Send + 'static,
+{
+    let bad = Arc::new(AtomicUsize::new(0));
+    let count = bad.clone();
+    model_bounded(bound, move || {
+        if f() {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let n = bad.load(Ordering::Relaxed);
+    if std::env::var_os("LOOM_TIMING").is_some() {
+        eprintln!("{what}: {n} executions");
+    }
+    assert!(n > 0, "{what} must be reachable");
+}
+
+/// Spawns a loom thread that runs `f` on a clone of `shared` (an `Arc`, or
+/// a tuple of them): the clone-then-spawn every model repeats.
+#[track_caller]
+pub fn spawn_with<S, T, F>(shared: &S, f: F) -> loom::thread::JoinHandle<T>
+where
+    S: Clone + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(S) -> T + Send + 'static,
+{
+    let s = shared.clone();
+    loom::thread::spawn(move || f(s))
+}
+
 /// The distinct outcomes seen across a model's executions, so a test can
 /// assert that its interesting interleavings were actually explored (a model
 /// whose race never happens proves nothing).
@@ -151,9 +222,68 @@ impl Fixture {
         self.map.load(index).expect("load").frame()
     }
 
+    /// A map with `frames` frames whose store holds page `index` filled
+    /// with `byte`.
+    pub fn with_page(frames: usize, index: u64, byte: u8) -> Self {
+        let fx = Self::new(frames);
+        fx.store_page(index, byte);
+        fx
+    }
+
+    /// As [`with_page`](Self::with_page), with the page cached (clean,
+    /// unreferenced); returns its frame too.
+    pub fn with_cached(frames: usize, index: u64, byte: u8) -> (Self, FrameId) {
+        let fx = Self::with_page(frames, index, byte);
+        let frame = fx.cache(index);
+        (fx, frame)
+    }
+
+    /// What became of `[byte; 8]` written at the start of page `index`
+    /// (see [`Fate`]).
+    pub fn fate(&self, index: u64, byte: u8) -> Fate {
+        let stored = self.store.page(index).map(|b| b[..8].to_vec());
+        let cached = self
+            .map
+            .find(index)
+            .unwrap()
+            .map(|p| (page_prefix(&p, 8), p.is_dirty()));
+        let durable = stored.as_deref() == Some(&[byte; 8][..]);
+        Fate {
+            stored,
+            cached,
+            durable,
+        }
+    }
+
     /// Frames in the pool.
     pub fn capacity(&self) -> usize {
         self.pool.capacity()
+    }
+}
+
+/// Where a write of 8 bytes ended up, read once everything is quiescent.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fate {
+    /// The first 8 bytes of the page in the store, if it was ever written.
+    pub stored: Option<Vec<u8>>,
+    /// The first 8 bytes of the cached page and its dirty bit, if cached.
+    pub cached: Option<(Vec<u8>, bool)>,
+    /// The store has the write.
+    pub durable: bool,
+}
+
+/// Loads `index` and writes `[byte; 8]` at its start: a dirty page, still
+/// held (drop it for an unreferenced one).
+pub fn dirty(map: &PageMap, index: u64, byte: u8) -> pagemap::PageRef<'_> {
+    let p = map.load(index).unwrap();
+    p.write(0, &[byte; 8]).unwrap();
+    p
+}
+
+/// Asserts that no frame of `pool` is LOCKED (after a failed read).
+pub fn assert_none_locked(pool: &FramePool) {
+    for f in all_frames(pool) {
+        assert_eq!(pool.flags(f) & flags::LOCKED, 0, "frame {f:?} left LOCKED");
     }
 }
 
@@ -345,6 +475,63 @@ impl VmFixture {
         let machine = vmr::Machine::new(fx.pool.clone(), ncpus);
         let space = vmr::AddressSpace::new(machine.clone());
         Self { fx, machine, space }
+    }
+
+    /// As [`new`](Self::new), with file page `index` filled with `byte` in
+    /// the store and mapped (one page, `prot`, `flags`) in `space`; returns
+    /// the mapping's address too.
+    pub fn with_mapped(
+        frames: usize,
+        ncpus: usize,
+        index: u64,
+        byte: u8,
+        prot: vmr::Prot,
+        flags: vmr::MapFlags,
+    ) -> (Self, u64) {
+        let vm = Self::new(frames, ncpus);
+        vm.fx.store_page(index, byte);
+        let va = vm.mmap(index, 1, prot, flags);
+        (vm, va)
+    }
+
+    /// A map with `frames` frames and `ncpus` CPUs, file pages
+    /// `0..copies.len()` mapped private and read-write in `space`, and CPU 0
+    /// writing byte `b` at the start of page `i` for each `copies[i] ==
+    /// Some(b)` (the space's own copy-on-write copy, writable and dirty in
+    /// CPU 0's TLB). Returns the shared fixture and the mapping's address.
+    pub fn with_private_copies(
+        frames: usize,
+        ncpus: usize,
+        copies: &[Option<u8>],
+    ) -> (Arc<Self>, u64) {
+        let vm = Self::new(frames, ncpus);
+        let va = vm.mmap(
+            0,
+            copies.len() as u64,
+            vmr::Prot::RW,
+            vmr::MapFlags::PRIVATE,
+        );
+        let cpu0 = vm.machine.cpu(0);
+        for (i, b) in copies.iter().enumerate() {
+            if let Some(b) = b {
+                cpu0.write(&vm.space, va + i as u64 * PAGE_SIZE as u64, &[*b])
+                    .unwrap();
+            }
+        }
+        (Arc::new(vm), va)
+    }
+
+    /// CPU `cpu` writes `[byte; 8]` at `va` of `space`.
+    pub fn cpu_write(&self, cpu: usize, va: u64, byte: u8) {
+        self.machine
+            .cpu(cpu)
+            .write(&self.space, va, &[byte; 8])
+            .expect("write");
+    }
+
+    /// CPU `cpu` reads `n` bytes at `va` of `space`.
+    pub fn cpu_read(&self, cpu: usize, va: u64, n: usize) -> Vec<u8> {
+        cpu_read(self.machine.cpu(cpu), &self.space, va, n).expect("read")
     }
 
     /// Another address space on the same machine.
