@@ -19,6 +19,18 @@ pub const DEFAULT_PREEMPTIONS: usize = 2;
 /// bookkeeping take more scheduling points than loom's default 1000.
 pub const MAX_BRANCHES: usize = 20_000;
 
+/// Byte patterns shared by the models of a page written twice (the store's
+/// old bytes, then two writes), so that each byte found tells which write
+/// it came from.
+pub mod bytes {
+    /// In the store before the model writes.
+    pub const OLD: u8 = 0x01;
+    /// The first write (before the race).
+    pub const FIRST: u8 = 0xaa;
+    /// The racing write.
+    pub const SECOND: u8 = 0xbb;
+}
+
 /// Runs `f` under loom with a bounded preemption count (the environment's
 /// `LOOM_MAX_PREEMPTIONS` if set, else [`DEFAULT_PREEMPTIONS`]).
 pub fn model<F>(f: F)
@@ -255,6 +267,21 @@ impl Fixture {
         }
     }
 
+    /// Asserts that `[byte; 8]`, written at the start of page `index`
+    /// through a mapping or a reference, is not lost: the store has it, or
+    /// the page is cached, dirty, with it. `what` goes into the message.
+    pub fn assert_not_lost(&self, index: u64, byte: u8, what: &str) -> Fate {
+        let fate = self.fate(index, byte);
+        assert!(
+            fate.durable || fate.cached == Some((vec![byte; 8], true)),
+            "write lost (dirty bit dropped): store {:x?}, cache {:x?}; {what}\n{}",
+            fate.stored,
+            fate.cached,
+            self.map.dump()
+        );
+        fate
+    }
+
     /// Frames in the pool.
     pub fn capacity(&self) -> usize {
         self.pool.capacity()
@@ -443,6 +470,20 @@ impl pagemap::BackingStore for GatedStore {
         self.gate(WRITE_ARMED);
         self.inner.write_page(index, buf)
     }
+}
+
+/// A [`gated_map`] with page `index` dirty (`[byte; 8]` written, not
+/// held) and the gate armed for the next write: the write-back of that page
+/// stops at the gate.
+pub fn gated_dirty(
+    frames: usize,
+    index: u64,
+    byte: u8,
+) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap>) {
+    let (pool, store, map) = gated_map(frames);
+    drop(dirty(&map, index, byte));
+    store.arm_write();
+    (pool, store, map)
 }
 
 /// A page map over a [`GatedStore`] (the main thread's epoch handle is

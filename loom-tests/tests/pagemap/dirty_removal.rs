@@ -8,15 +8,13 @@
 //! either the store has the writer's bytes, or the page is still cached,
 //! dirty, with them.
 
+use loom_tests::bytes::{FIRST, OLD, SECOND};
 use loom_tests::{
-    check_quiescent, dirty, explore, gated_map, model, page_prefix, spawn_with, Bound, Fate,
+    check_quiescent, dirty, explore, gated_dirty, model, page_prefix, spawn_with, Bound, Fate,
     Fixture,
 };
 
 const IDX: u64 = 3;
-const OLD: u8 = 0x01;
-const FIRST: u8 = 0xaa;
-const SECOND: u8 = 0xbb;
 
 #[test]
 fn free_unused_dirty_vs_find_write() {
@@ -78,9 +76,7 @@ fn free_unused_dirty_vs_find_write() {
 #[test]
 fn free_unused_dirty_write_in_writeback_window() {
     model(|| {
-        let (pool, store, map) = gated_map(2);
-        drop(dirty(&map, IDX, FIRST));
-        store.arm_write();
+        let (pool, store, map) = gated_dirty(2, IDX, FIRST);
         let writer = spawn_with(&(map.clone(), store.clone()), |(map, store)| {
             store.wait_for_caller();
             let p = map

@@ -1,15 +1,13 @@
 //! Model 8: writeback against a concurrent `PageRef::write` (no lost update,
 //! no lost dirty bit, DIRTY mark in line with the DIRTY flag).
 
+use loom_tests::bytes::{FIRST, OLD, SECOND};
 use loom_tests::{
-    check_quiescent, dirty, explore, gated_map, model, page_prefix, spawn_with, Bound, Fixture,
+    check_quiescent, dirty, explore, gated_dirty, model, page_prefix, spawn_with, Bound, Fixture,
 };
 use pagemap::flags;
 
 const IDX: u64 = 2;
-const OLD: u8 = 0x01;
-const FIRST: u8 = 0xaa;
-const SECOND: u8 = 0xbb;
 
 /// The page is dirty (FIRST over OLD in the store). One thread writes it
 /// back while another takes it and writes SECOND. Afterwards either the
@@ -75,9 +73,7 @@ fn writeback_vs_write() {
 #[test]
 fn write_during_writeback_io() {
     model(|| {
-        let (_pool, store, map) = gated_map(2);
-        drop(dirty(&map, IDX, FIRST));
-        store.arm_write();
+        let (_pool, store, map) = gated_dirty(2, IDX, FIRST);
         let flusher = spawn_with(&map, |map| {
             let r = map.writeback(..);
             assert_eq!(r.written, 1);

@@ -16,8 +16,7 @@
 use std::sync::Arc;
 
 use loom_tests::{
-    check_frame_accounting, check_ptes, check_quiescent, explore, spawn_with, Bound, Fate,
-    VmFixture,
+    check_frame_accounting, check_ptes, check_quiescent, explore, spawn_with, Bound, VmFixture,
 };
 use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
@@ -117,16 +116,7 @@ fn map_write_unmap_vs_free_unused() {
         cpu.join().unwrap();
 
         assert!(r.errors.is_empty(), "{r:?}");
-        let Fate {
-            stored,
-            cached,
-            durable,
-        } = vm.fx.fate(IDX, NEW);
-        assert!(
-            durable || cached == Some((vec![NEW; 8], true)),
-            "lost write: store {stored:x?}, cache {cached:x?}, {r:?}\n{}",
-            vm.fx.map.dump()
-        );
+        let cached = vm.fx.assert_not_lost(IDX, NEW, &format!("{r:?}")).cached;
         check_quiescent(&vm.fx);
         check_frame_accounting(&vm.fx, &[]);
         format!(

@@ -43,15 +43,8 @@ fn dirty_pte_setup() -> (Arc<VmFixture>, loom::thread::JoinHandle<()>) {
 /// NEW. Returns (stored NEW, cached).
 fn check_not_dropped(vm: &VmFixture, what: &str) -> (bool, bool) {
     let Fate {
-        stored,
-        cached,
-        durable,
-    } = vm.fx.fate(IDX, NEW);
-    assert!(
-        durable || cached == Some((vec![NEW; 8], true)),
-        "dirty bit dropped: store {stored:x?}, cache {cached:x?}; {what}\n{}",
-        vm.fx.map.dump()
-    );
+        cached, durable, ..
+    } = vm.fx.assert_not_lost(IDX, NEW, what);
     if let Some((bytes, _)) = &cached {
         assert_eq!(bytes, &vec![NEW; 8], "cache lost the write");
     }
@@ -61,19 +54,30 @@ fn check_not_dropped(vm: &VmFixture, what: &str) -> (bool, bool) {
     (durable, cached.is_some())
 }
 
+/// One execution: the munmap (spawned by `dirty_pte_setup`) against
+/// `flush` on the main thread, which returns whether its reports are free
+/// of errors, the reports (for messages) and its part of the outcome.
+fn munmap_vs(flush: impl Fn(&pagemap::PageMap) -> (bool, String, String)) -> String {
+    let (vm, unmapper) = dirty_pte_setup();
+    let (ok, reports, outcome) = flush(&vm.fx.map);
+    unmapper.join().unwrap();
+    assert!(ok, "{reports}");
+    let (durable, cached) = check_not_dropped(&vm, &reports);
+    format!("{outcome} durable={durable} cached={cached}")
+}
+
 /// munmap against free_unused.
 #[test]
 fn munmap_vs_free_unused() {
     explore(Bound::Env, || {
-        let (vm, unmapper) = dirty_pte_setup();
-        let r = vm.fx.map.free_unused();
-        unmapper.join().unwrap();
-        assert!(r.errors.is_empty(), "{r:?}");
-        let (durable, cached) = check_not_dropped(&vm, &format!("{r:?}"));
-        format!(
-            "freed={} written={} mapped={} durable={durable} cached={cached}",
-            r.freed, r.written, r.mapped
-        )
+        munmap_vs(|map| {
+            let r = map.free_unused();
+            let outcome = format!(
+                "freed={} written={} mapped={}",
+                r.freed, r.written, r.mapped
+            );
+            (r.errors.is_empty(), format!("{r:?}"), outcome)
+        })
     })
     .assert_seen(&[
         // free_unused saw the region: page kept, dirty.
@@ -88,16 +92,13 @@ fn munmap_vs_free_unused() {
 #[test]
 fn munmap_vs_writeback_then_free_unused() {
     explore(Bound::Env, || {
-        let (vm, unmapper) = dirty_pte_setup();
-        let w = vm.fx.map.writeback(..);
-        let r = vm.fx.map.free_unused();
-        unmapper.join().unwrap();
-        assert!(w.errors.is_empty() && r.errors.is_empty(), "{w:?} {r:?}");
-        let (durable, cached) = check_not_dropped(&vm, &format!("{w:?} {r:?}"));
-        format!(
-            "wb={} freed={} written={} durable={durable} cached={cached}",
-            w.written, r.freed, r.written
-        )
+        munmap_vs(|map| {
+            let w = map.writeback(..);
+            let r = map.free_unused();
+            let ok = w.errors.is_empty() && r.errors.is_empty();
+            let outcome = format!("wb={} freed={} written={}", w.written, r.freed, r.written);
+            (ok, format!("{w:?} {r:?}"), outcome)
+        })
     })
     .assert_seen(&[
         // munmap took the dirty bit (holding the page) before writeback's

@@ -18,14 +18,12 @@
 //! `pagemap/tests/writeback_mapped.rs` fails on it; this model covers the
 //! other interleavings of overlapping writebacks.
 
+use loom_tests::bytes::{FIRST, OLD, SECOND};
 use loom_tests::{assert_reachable, check_quiescent, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
 
 const IDX: u64 = 0;
-const OLD: u8 = 0x01;
-const FIRST: u8 = 0xaa;
-const SECOND: u8 = 0xbb;
 
 /// One execution: `Err` for a lost update.
 fn run(shootdowns: bool) -> Result<String, String> {
