@@ -1,5 +1,6 @@
-//! Loom models of `pagemap` live in `tests/`; this crate holds their shared
-//! harness. Everything here only exists under `--cfg pagemap_loom`.
+//! Loom models of `pagemap` and `vmr` live in `tests/` (two test binaries,
+//! `pagemap` and `vmr`, a module per race); this crate holds their shared
+//! harness and fixtures. Everything here only exists under `--cfg pagemap_loom`.
 //!
 //! Run the suite with `scripts/loom.sh` (release build, its own target dir,
 //! `LOOM_MAX_PREEMPTIONS` defaulting to 2). Each model is also bounded in
@@ -499,7 +500,7 @@ pub fn gated_map(frames: usize) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap
 // ---- vmr ------------------------------------------------------------------
 
 /// A page map ([`Fixture`]) plus a simulated machine and one address space
-/// over its pool, for the models of `vmr` (`tests/vmr_*.rs`).
+/// over its pool, for the models of `vmr` (`tests/vmr/`).
 pub struct VmFixture {
     /// The page map, its pool and store.
     pub fx: Fixture,

@@ -58,7 +58,7 @@ fn writeback_vs_free_unused_dirty() {
         flusher.join().unwrap();
         assert_eq!(fx.store.page(4).expect("written back")[..8], [0xcd; 8]);
         let (_, writes) = fx.store.io_counts();
-        // (Who reports the write is checked in report_accounting.rs.)
+        // (Who reports the write is checked in `report_accounting`.)
         assert!((1..=2).contains(&writes));
         if r.freed == 1 {
             assert!(is_free(&fx.pool, frame));
