@@ -145,7 +145,10 @@ for id in "${ids[@]}"; do
                     # A build error of a plain test is not a kill.
                     if grep -q "^error\(\[E[0-9]*\]\)\?: could not compile\|^error: could not compile" "$log"; then status=BUILD-FAILED; else status=KILLED; fi
                     at=$(grep -o -m1 "panicked at [^ ]*tests/[^ ]*" "$log" | sed 's/panicked at //; s/:$//')
-                    why="$t${at:+ ($at)}"; break
+                    # The test thread that panicked first: the model's path
+                    # in its binary (an entry may select several models).
+                    model=$(grep -o -m1 "^thread '[^']*'.* panicked at" "$log" | sed "s/^thread '//; s/'.*//")
+                    why="$t${model:+ [$model]}${at:+ ($at)}"; break
                 fi
             done
         fi
