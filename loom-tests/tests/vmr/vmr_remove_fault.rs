@@ -25,16 +25,14 @@
 //! the page's DIRTY flag is clean (the write dirtied the PTE), and the page
 //! is yanked and freed with a present PTE on it: see the `#[ignore]`d model
 //! and `loom-tests/README.md` (Findings).
-#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicUsize;
-use loom::thread;
 use loom_tests::{
-    check_frame_accounting, check_ptes, check_quiescent, cpu_read, gated_map, model, pass_of,
-    remove_in_steps, Outcomes, VmFixture,
+    check_frame_accounting, check_ptes, check_quiescent, cpu_read, explore, gated_map, is_free,
+    model, pass_of, remove_in_steps, spawn_with, Bound, VmFixture,
 };
 use pagemap::{flags, Pass, PAGE_SIZE};
 use vmr::{MapFlags, Prot};
@@ -55,33 +53,24 @@ fn expected(dirty: bool) -> Vec<u8> {
 /// only read). `racer`: the CPU that writes SECOND during the removal.
 fn run(dirty: bool, racer: usize) -> String {
     // Two frames: the page, and the page reloaded after its removal.
-    let vm = VmFixture::new(2, 2);
-    vm.fx.store_page(IDX, OLD);
-    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-    let c0 = vm.machine.cpu(0);
+    let (vm, va) = VmFixture::with_mapped(2, 2, IDX, OLD, Prot::RW, MapFlags::SHARED);
     if dirty {
-        c0.write(&vm.space, va, &[FIRST; 8]).expect("write");
+        vm.cpu_write(0, va, FIRST);
         assert_ne!(vm.space.pte(va) & vmr::pte::DIRTY, 0);
     } else {
-        cpu_read(c0, &vm.space, va, 8).expect("read");
+        vm.cpu_read(0, va, 8);
     }
     assert!(vm.fx.map.dirty_indices(..).is_empty());
     let frame = vm.fx.map.find(IDX).unwrap().expect("cached").frame();
     let vm = Arc::new(vm);
     let phase = Arc::new(AtomicUsize::new(Pass::Start as usize));
 
-    let cpu = {
-        let (vm, phase) = (vm.clone(), phase.clone());
-        thread::spawn(move || {
-            let seen = phase.load(Ordering::SeqCst);
-            vm.machine
-                .cpu(racer)
-                .write(&vm.space, va + 8, &[SECOND; 8])
-                .expect("write");
-            let after = phase.load(Ordering::SeqCst);
-            (pass_of(seen), pass_of(after))
-        })
-    };
+    let cpu = spawn_with(&(vm.clone(), phase.clone()), move |(vm, phase)| {
+        let seen = phase.load(Ordering::SeqCst);
+        vm.cpu_write(racer, va + 8, SECOND);
+        let after = phase.load(Ordering::SeqCst);
+        (pass_of(seen), pass_of(after))
+    });
     let r = remove_in_steps(&vm.fx.map, IDX..=IDX, &phase);
     let (seen, after) = cpu.join().unwrap();
 
@@ -97,14 +86,14 @@ fn run(dirty: bool, racer: usize) -> String {
     let pte = vm.space.pte(va);
     let pte_frame = pagemap::FrameId::new(vmr::pte::frame(pte));
     assert!(
-        pte_frame.is_none_or(|f| !loom_tests::is_free(&vm.fx.pool, f)),
+        pte_frame.is_none_or(|f| !is_free(&vm.fx.pool, f)),
         "PTE {pte:#x} maps a freed frame after the removal (racer's write began at {seen:?}, \
          ended at {after:?}; {r:?})\n{dump}"
     );
     check_ptes(&vm.fx, &vm.space, va, 1, IDX);
     if r.removed == 1 {
         assert!(
-            loom_tests::is_free(&vm.fx.pool, frame) || vm.fx.map.find(IDX).unwrap().is_some(),
+            is_free(&vm.fx.pool, frame) || vm.fx.map.find(IDX).unwrap().is_some(),
             "removed page's frame neither free nor reloaded"
         );
     } else {
@@ -117,7 +106,7 @@ fn run(dirty: bool, racer: usize) -> String {
     check_frame_accounting(&vm.fx, &[]);
     // Every CPU reads back both writes, whichever frame it reaches.
     for c in 0..2 {
-        let got = cpu_read(vm.machine.cpu(c), &vm.space, va, 16).expect("read");
+        let got = vm.cpu_read(c, va, 16);
         assert_eq!(
             got,
             expected(dirty),
@@ -140,10 +129,7 @@ fn run(dirty: bool, racer: usize) -> String {
 }
 
 fn fault_vs_removal(dirty: bool, racer: usize, expected: &[&str]) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || out.record(run(dirty, racer)));
-    outcomes.assert_seen(expected);
+    explore(Bound::Env, move || run(dirty, racer)).assert_seen(expected);
 }
 
 /// CPU 1 (no TLB entry) writes a clean page: every write walks the table,
@@ -245,21 +231,19 @@ fn fault_in_writeback_window_of_removal() {
         machine.cpu(0).write(&space, va, &[FIRST; 8]).unwrap();
         let frame = map.find(IDX).unwrap().unwrap().frame();
         store.arm_write();
-        let cpu = {
-            let (machine, space, store) = (machine.clone(), space.clone(), store.clone());
-            thread::spawn(move || {
-                store.wait_for_caller();
-                machine.cpu(1).write(&space, va + 8, &[SECOND; 8]).unwrap();
-                store.open();
-            })
-        };
+        let shared = (machine.clone(), space.clone(), store.clone());
+        let cpu = spawn_with(&shared, move |(machine, space, store)| {
+            store.wait_for_caller();
+            machine.cpu(1).write(&space, va + 8, &[SECOND; 8]).unwrap();
+            store.open();
+        });
         let r = map.remove(IDX..=IDX);
         cpu.join().unwrap();
         let pte = space.pte(va);
         assert_ne!(pte & vmr::pte::PRESENT, 0, "CPU 1's fault mapped the page");
         assert_eq!(vmr::pte::frame(pte), frame.get());
         assert!(
-            !loom_tests::is_free(&pool, frame),
+            !is_free(&pool, frame),
             "page freed under a present PTE (CPU 1 faulted it in during the remover's \
              write-back and let go before the re-mark): {r:?}\n{}",
             map.dump()

@@ -10,42 +10,27 @@
 //! page's flags before writing, which places its write before or after the
 //! clean and the write-back's snapshot. The `_no_shootdown` variant must
 //! reach a lost update.
-#![cfg(pagemap_loom)]
 
-use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
-use std::sync::Arc;
-
-use loom::thread;
-use loom_tests::{check_quiescent, model, Outcomes, VmFixture};
+use loom_tests::bytes::{FIRST, OLD, SECOND};
+use loom_tests::{assert_reachable, check_quiescent, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
 
 const IDX: u64 = 0;
-const OLD: u8 = 0x01;
-const FIRST: u8 = 0xaa;
-const SECOND: u8 = 0xbb;
 
 /// One execution: `Err` for a lost update.
 fn run(racer: usize, shootdowns: bool) -> Result<String, String> {
-    let vm = VmFixture::new(1, 2);
-    vm.fx.store_page(IDX, OLD);
-    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-    vm.machine.cpu(0).write(&vm.space, va, &[FIRST; 8]).unwrap();
+    let (vm, va) = VmFixture::with_mapped(1, 2, IDX, OLD, Prot::RW, MapFlags::SHARED);
+    vm.cpu_write(0, va, FIRST);
     let frame = vm.fx.map.find(IDX).unwrap().unwrap().frame();
     vm.machine.set_shootdowns_enabled(shootdowns);
-    let vm = Arc::new(vm);
-    let writer = {
-        let vm = vm.clone();
-        thread::spawn(move || {
-            // Observations loom can order against the msync.
-            let _ = vm.space.pte(va);
-            let _ = vm.fx.pool.flags(frame);
-            vm.machine
-                .cpu(racer)
-                .write(&vm.space, va, &[SECOND; 8])
-                .unwrap();
-        })
-    };
+    let vm = std::sync::Arc::new(vm);
+    let writer = spawn_with(&vm, move |vm| {
+        // Observations loom can order against the msync.
+        let _ = vm.space.pte(va);
+        let _ = vm.fx.pool.flags(frame);
+        vm.cpu_write(racer, va, SECOND);
+    });
     let r = vm.space.msync(va, PAGE_SIZE as u64).unwrap();
     writer.join().unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
@@ -68,13 +53,10 @@ fn run(racer: usize, shootdowns: bool) -> Result<String, String> {
 }
 
 fn with_shootdowns(racer: usize) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || match run(racer, true) {
-        Ok(o) => out.record(o),
-        Err(why) => panic!("{why}"),
-    });
-    outcomes.assert_seen(&[
+    explore(Bound::Env, move || {
+        run(racer, true).unwrap_or_else(|why| panic!("{why}"))
+    })
+    .assert_seen(&[
         // The write before the snapshot: stored by the first msync.
         "first_msync_stored_second=true pending=false",
         // After it: dirty again (PTE), stored by the second.
@@ -94,16 +76,7 @@ fn fresh_cpu_write_vs_msync() {
 
 #[test]
 fn stale_dirty_entry_write_vs_msync_no_shootdown() {
-    let bad = Arc::new(StdAtomicUsize::new(0));
-    let count = bad.clone();
-    model(move || {
-        if run(0, false).is_err() {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+    assert_reachable(Bound::Env, "a lost update without shootdowns", || {
+        run(0, false).is_err()
     });
-    let n = bad.load(Ordering::Relaxed);
-    if std::env::var_os("LOOM_TIMING").is_some() {
-        eprintln!("lost updates without shootdowns: {n} executions");
-    }
-    assert!(n > 0, "without shootdowns a lost update must be reachable");
 }

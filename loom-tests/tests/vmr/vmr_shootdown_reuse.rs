@@ -20,14 +20,15 @@
 //! The `*_no_shootdown` models run the same race with shootdowns disabled
 //! and assert that the bad outcome (a stale access to the reused frame) is
 //! reached, so the model demonstrably can fail.
-#![cfg(pagemap_loom)]
 
-use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicUsize;
-use loom::thread;
-use loom_tests::{check_frame_accounting, check_ptes, cpu_read, model, Outcomes, VmFixture};
+use loom_tests::{
+    assert_reachable, check_frame_accounting, check_ptes, cpu_read, explore, page_prefix,
+    spawn_with, Bound, VmFixture,
+};
 use pagemap::{FrameId, PAGE_SIZE};
 use vmr::{Fault, MapFlags, Prot};
 
@@ -71,15 +72,10 @@ fn run(op: Op, reuse: Reuse, shootdowns: bool) -> Result<String, String> {
 /// settle with SeqCst).
 fn run_on(op: Op, reuse: Reuse, shootdowns: bool, setup_cpu: usize) -> Result<String, String> {
     // Two frames: the file page and A's private copy.
-    let vm = VmFixture::new(2, 2);
-    vm.fx.store_page(IDX, FILE);
+    let (vm, va) = VmFixture::with_mapped(2, 2, IDX, FILE, Prot::RW, MapFlags::PRIVATE);
     vm.fx.store_page(OTHER, REUSED);
     let len = PAGE_SIZE as u64;
-    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::PRIVATE);
-    vm.machine
-        .cpu(setup_cpu)
-        .write(&vm.space, va, &[PRIV; 8])
-        .expect("COW write");
+    vm.cpu_write(setup_cpu, va, PRIV);
     let pte = vm.space.pte(va);
     assert_ne!(pte & vmr::pte::PRIVATE, 0);
     let f = FrameId::new(vmr::pte::frame(pte)).unwrap();
@@ -91,18 +87,15 @@ fn run_on(op: Op, reuse: Reuse, shootdowns: bool, setup_cpu: usize) -> Result<St
     // 0: nothing done, 1: A's page unmapped, 2: F reused by B.
     let phase = Arc::new(AtomicUsize::new(0));
 
-    let cpu0 = {
-        let (vm, phase) = (vm.clone(), phase.clone());
-        thread::spawn(move || {
-            let seen = phase.load(Ordering::SeqCst);
-            let c = vm.machine.cpu(0);
-            let r = match op {
-                Op::Read => cpu_read(c, &vm.space, va, 8),
-                Op::Write => c.write(&vm.space, va, &[STALE; 8]).map(|()| vec![]),
-            };
-            (seen, r)
-        })
-    };
+    let cpu0 = spawn_with(&(vm.clone(), phase.clone()), move |(vm, phase)| {
+        let seen = phase.load(Ordering::SeqCst);
+        let c = vm.machine.cpu(0);
+        let r = match op {
+            Op::Read => cpu_read(c, &vm.space, va, 8),
+            Op::Write => c.write(&vm.space, va, &[STALE; 8]).map(|()| vec![]),
+        };
+        (seen, r)
+    });
     vm.space.munmap(va, len).unwrap();
     phase.store(1, Ordering::SeqCst);
     let reused = match reuse {
@@ -124,11 +117,11 @@ fn run_on(op: Op, reuse: Reuse, shootdowns: bool, setup_cpu: usize) -> Result<St
         Reuse::Cow => cpu_read(vm.machine.cpu(1), &space_b, vb, 8).unwrap(),
         Reuse::Load => {
             let p = vm.fx.map.find(OTHER).unwrap().expect("cached");
-            loom_tests::page_prefix(&p, 8)
+            page_prefix(&p, 8)
         }
     };
     let file_page = vm.fx.map.find(IDX).unwrap().expect("cached");
-    let file_bytes = loom_tests::page_prefix(&file_page, 8);
+    let file_bytes = page_prefix(&file_page, 8);
     drop(file_page);
     assert_eq!(
         file_bytes,
@@ -162,14 +155,15 @@ fn run_on(op: Op, reuse: Reuse, shootdowns: bool, setup_cpu: usize) -> Result<St
     }
 }
 
+/// Runs `run_on` with shootdowns; panics on a stale access.
+fn explore_reuse(op: Op, reuse: Reuse, setup_cpu: usize) -> loom_tests::Outcomes {
+    explore(Bound::Env, move || {
+        run_on(op, reuse, true, setup_cpu).unwrap_or_else(|why| panic!("stale TLB access: {why}"))
+    })
+}
+
 fn with_shootdowns(op: Op, reuse: Reuse) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || match run(op, reuse, true) {
-        Ok(o) => out.record(o),
-        Err(why) => panic!("stale TLB access: {why}"),
-    });
-    outcomes.assert_seen(&[
+    explore_reuse(op, reuse, 0).assert_seen(&[
         // Before the munmap.
         "seen=0 ok",
         // Started before, shot down before it used the entry.
@@ -181,18 +175,9 @@ fn with_shootdowns(op: Op, reuse: Reuse) {
 }
 
 fn without_shootdowns(op: Op, reuse: Reuse) {
-    let bad = Arc::new(StdAtomicUsize::new(0));
-    let count = bad.clone();
-    model(move || {
-        if run(op, reuse, false).is_err() {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+    assert_reachable(Bound::Env, "a stale access without shootdowns", move || {
+        run(op, reuse, false).is_err()
     });
-    let n = bad.load(Ordering::Relaxed);
-    if std::env::var_os("LOOM_TIMING").is_some() {
-        eprintln!("stale accesses without shootdowns: {n} executions");
-    }
-    assert!(n > 0, "without shootdowns a stale access must be reachable");
 }
 
 #[test]
@@ -219,13 +204,11 @@ fn write_vs_munmap_load_reuse() {
 /// with the munmap's PTE change and mask read.
 #[test]
 fn fresh_cpu_read_vs_munmap_cow_reuse() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || match run_on(Op::Read, Reuse::Cow, true, 1) {
-        Ok(o) => out.record(o),
-        Err(why) => panic!("stale TLB access: {why}"),
-    });
-    outcomes.assert_seen(&["seen=0 ok", "seen=0 nomapping", "seen=2 nomapping"]);
+    explore_reuse(Op::Read, Reuse::Cow, 1).assert_seen(&[
+        "seen=0 ok",
+        "seen=0 nomapping",
+        "seen=2 nomapping",
+    ]);
 }
 
 #[test]

@@ -6,30 +6,20 @@
 //! it, and mprotect went through the same code: a zap between mprotect's
 //! update and that test made both free the copy. Now only munmap's own swap
 //! takes a copy out; this model checks the copy is freed exactly once.
-#![cfg(pagemap_loom)]
 
-use std::sync::Arc;
-
-use loom::thread;
-use loom_tests::{check_frame_accounting, model, Outcomes, VmFixture};
+use loom_tests::{check_frame_accounting, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
-use vmr::{Fault, MapFlags, Prot};
+use vmr::{Fault, Prot};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
 #[test]
 fn mprotect_none_vs_truncate_frees_the_copy_once() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let vm = VmFixture::new(4, 1);
-        let va = vm.mmap(0, 2, Prot::RW, MapFlags::PRIVATE);
-        vm.machine.cpu(0).write(&vm.space, va + PAGE, &[7]).unwrap();
-        let vm = Arc::new(vm);
-        let protect = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.space.mprotect(va + PAGE, PAGE, Prot::NONE).unwrap())
-        };
+    explore(Bound::Env, || {
+        let (vm, va) = VmFixture::with_private_copies(4, 1, &[None, Some(7)]);
+        let protect = spawn_with(&vm, move |vm| {
+            vm.space.mprotect(va + PAGE, PAGE, Prot::NONE).unwrap()
+        });
         let r = vm.fx.map.truncate(1);
         assert!(r.errors.is_empty(), "{r:?}");
         protect.join().unwrap();
@@ -40,11 +30,11 @@ fn mprotect_none_vs_truncate_frees_the_copy_once() {
             Err(Fault::BeyondEof { .. })
         ));
         check_frame_accounting(&vm.fx, &[]);
-        out.record(if r.shootdowns > 0 {
+        if r.shootdowns > 0 {
             "zapped"
         } else {
             "nothing to zap"
-        });
-    });
-    outcomes.assert_seen(&["zapped"]);
+        }
+    })
+    .assert_seen(&["zapped"]);
 }

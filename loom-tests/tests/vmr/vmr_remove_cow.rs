@@ -10,16 +10,14 @@
 //! read goes through a stale entry to a freed frame. Afterwards the PTE
 //! maps the private copy (never a page-map frame), the shared page is
 //! removed or kept intact, and every frame is free, cached or the copy.
-#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicUsize;
-use loom::thread;
 use loom_tests::{
-    check_frame_accounting, check_ptes, cpu_read, model, page_prefix, pass_of, remove_in_steps,
-    Outcomes, VmFixture,
+    check_frame_accounting, check_ptes, explore, page_prefix, pass_of, remove_in_steps, spawn_with,
+    Bound, VmFixture,
 };
 use vmr::{MapFlags, Prot};
 
@@ -29,41 +27,30 @@ const PRIV: u8 = 0x70;
 
 #[test]
 fn cow_fault_vs_removal() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         // The page, the copy, and the page reloaded after its removal.
-        let vm = VmFixture::new(3, 1);
-        vm.fx.store_page(IDX, FILE);
-        let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::PRIVATE);
-        assert_eq!(
-            cpu_read(vm.machine.cpu(0), &vm.space, va, 8).unwrap(),
-            [FILE; 8]
-        );
+        let (vm, va) = VmFixture::with_mapped(3, 1, IDX, FILE, Prot::RW, MapFlags::PRIVATE);
+        assert_eq!(vm.cpu_read(0, va, 8), [FILE; 8]);
         assert_ne!(vm.space.pte(va) & vmr::pte::COW, 0);
         let frame = vm.fx.map.find(IDX).unwrap().unwrap().frame();
         let vm = Arc::new(vm);
         let phase = Arc::new(AtomicUsize::new(0));
-        let cpu = {
-            let (vm, phase) = (vm.clone(), phase.clone());
-            thread::spawn(move || {
-                let seen = pass_of(phase.load(Ordering::SeqCst));
-                let c = vm.machine.cpu(0);
-                let before = cpu_read(c, &vm.space, va, 8).unwrap();
-                assert_eq!(
-                    before, [FILE; 8],
-                    "stale read before the COW write ({seen:?})"
-                );
-                c.write(&vm.space, va, &[PRIV; 8]).unwrap();
-                let after = cpu_read(c, &vm.space, va, 16).unwrap();
-                assert_eq!(
-                    after,
-                    [[PRIV; 8], [FILE; 8]].concat(),
-                    "COW copy wrong or read through a stale entry ({seen:?})"
-                );
-                seen
-            })
-        };
+        let cpu = spawn_with(&(vm.clone(), phase.clone()), move |(vm, phase)| {
+            let seen = pass_of(phase.load(Ordering::SeqCst));
+            let before = vm.cpu_read(0, va, 8);
+            assert_eq!(
+                before, [FILE; 8],
+                "stale read before the COW write ({seen:?})"
+            );
+            vm.cpu_write(0, va, PRIV);
+            let after = vm.cpu_read(0, va, 16);
+            assert_eq!(
+                after,
+                [[PRIV; 8], [FILE; 8]].concat(),
+                "COW copy wrong or read through a stale entry ({seen:?})"
+            );
+            seen
+        });
         let r = remove_in_steps(&vm.fx.map, IDX..=IDX, &phase);
         let seen = cpu.join().unwrap();
         assert!(r.errors.is_empty(), "{r:?}");
@@ -81,18 +68,15 @@ fn cow_fault_vs_removal() {
             }
         }
         check_frame_accounting(&vm.fx, &private);
-        assert_eq!(
-            cpu_read(vm.machine.cpu(0), &vm.space, va, 16).unwrap(),
-            [[PRIV; 8], [FILE; 8]].concat()
-        );
-        out.record(format!(
+        assert_eq!(vm.cpu_read(0, va, 16), [[PRIV; 8], [FILE; 8]].concat());
+        format!(
             "seen={seen:?} removed={} raced={} cached={}",
             r.removed,
             r.raced,
             vm.fx.map.nr_pages()
-        ));
-    });
-    outcomes.assert_seen(&[
+        )
+    })
+    .assert_seen(&[
         // COW before the removal: the page is no longer mapped shared; removed.
         "seen=Start removed=1 raced=0 cached=0",
         // COW fault while the page is marked: its load keeps it.

@@ -7,16 +7,14 @@
 //! never freed and keeps its bytes, and a kept page is intact. The mapped
 //! variant has a dirty PTE: a raced removal still hands the dirty bit to
 //! the page (or leaves the entry), so the write reaches the store.
-#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicUsize;
-use loom::thread;
 use loom_tests::{
-    check_frame_accounting, check_ptes, check_quiescent, is_free, model, model_capped, page_prefix,
-    pass_of, remove_in_steps, Fixture, Outcomes, VmFixture,
+    check_frame_accounting, check_ptes, check_quiescent, explore, is_free, page_prefix, pass_of,
+    remove_in_steps, spawn_with, Bound, Fixture, VmFixture,
 };
 use pagemap::{Pass, PAGE_SIZE};
 use vmr::{MapFlags, Prot};
@@ -26,20 +24,31 @@ const OLD: u8 = 0x3c;
 /// Written through the mapping before the removal (mapped variant).
 const NEW: u8 = 0xc3;
 
-/// The finder: reads the phase, looks IDX up, checks the page while held,
-/// lets go, and returns (phase seen, hit).
+/// The finder, spawned: reads the phase, looks IDX up, checks the page
+/// while held, lets go, and returns (phase seen, hit).
+fn spawn_finder(
+    fx: &Fixture,
+    phase: &Arc<AtomicUsize>,
+    byte: u8,
+) -> loom::thread::JoinHandle<(Pass, bool)> {
+    let shared = (fx.map.clone(), fx.pool.clone(), phase.clone());
+    spawn_with(&shared, move |(map, pool, phase)| {
+        finder(&map, &pool, &phase, byte)
+    })
+}
+
 fn finder(
-    fx_map: Arc<pagemap::PageMap>,
-    pool: Arc<pagemap::FramePool>,
-    phase: Arc<AtomicUsize>,
+    fx_map: &pagemap::PageMap,
+    pool: &pagemap::FramePool,
+    phase: &AtomicUsize,
     byte: u8,
 ) -> (Pass, bool) {
     let seen = pass_of(phase.load(Ordering::SeqCst));
     let hit = match fx_map.find(IDX).expect("find") {
         Some(p) => {
-            assert!(!is_free(&pool, p.frame()), "a held page's frame is free");
+            assert!(!is_free(pool, p.frame()), "a held page's frame is free");
             assert_eq!(page_prefix(&p, 8), vec![byte; 8], "held page not intact");
-            assert!(!is_free(&pool, p.frame()), "a held page's frame was freed");
+            assert!(!is_free(pool, p.frame()), "a held page's frame was freed");
             true
         }
         None => false,
@@ -76,24 +85,17 @@ fn settle(
 /// An unmapped clean page.
 #[test]
 fn lookup_vs_removal() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, OLD);
-        let frame = fx.cache(IDX);
+    explore(Bound::Env, || {
+        let (fx, frame) = Fixture::with_cached(2, IDX, OLD);
         let phase = Arc::new(AtomicUsize::new(0));
-        let t = {
-            let (map, pool, phase) = (fx.map.clone(), fx.pool.clone(), phase.clone());
-            thread::spawn(move || finder(map, pool, phase, OLD))
-        };
+        let t = spawn_finder(&fx, &phase, OLD);
         let r = remove_in_steps(&fx.map, IDX..=IDX, &phase);
         let (seen, hit) = t.join().unwrap();
         let o = settle(&fx, &r, frame, seen, hit);
         check_quiescent(&fx);
-        out.record(o);
-    });
-    outcomes.assert_seen(&[
+        o
+    })
+    .assert_seen(&[
         // Held across the marking pass.
         "seen=Start hit=true removed=0 raced=0 referenced=1",
         // Taken after the mark: the removal is aborted for the page.
@@ -109,19 +111,12 @@ fn lookup_vs_removal() {
 /// preemption bound 1 (27 s at 2; the outcomes are the same).
 #[test]
 fn lookup_vs_removal_mapped_dirty() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model_capped(1, move || {
-        let vm = VmFixture::new(2, 1);
-        vm.fx.store_page(IDX, OLD);
-        let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-        vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]).unwrap();
+    explore(Bound::Cap(1), || {
+        let (vm, va) = VmFixture::with_mapped(2, 1, IDX, OLD, Prot::RW, MapFlags::SHARED);
+        vm.cpu_write(0, va, NEW);
         let frame = vm.fx.map.find(IDX).unwrap().unwrap().frame();
         let phase = Arc::new(AtomicUsize::new(0));
-        let t = {
-            let (map, pool, phase) = (vm.fx.map.clone(), vm.fx.pool.clone(), phase.clone());
-            thread::spawn(move || finder(map, pool, phase, NEW))
-        };
+        let t = spawn_finder(&vm.fx, &phase, NEW);
         let r = remove_in_steps(&vm.fx.map, IDX..=IDX, &phase);
         let (seen, hit) = t.join().unwrap();
         let o = settle(&vm.fx, &r, frame, seen, hit);
@@ -144,9 +139,9 @@ fn lookup_vs_removal_mapped_dirty() {
         vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
         vm.fx.map.writeback(..);
         assert_eq!(vm.fx.store.page(IDX).unwrap()[..8], [NEW; 8], "lost write");
-        out.record(o);
-    });
-    outcomes.assert_seen(&[
+        o
+    })
+    .assert_seen(&[
         "seen=Start hit=true removed=0 raced=0 referenced=1",
         "seen=Marked hit=true removed=0 raced=1 referenced=0",
         "seen=Revoked hit=true removed=0 raced=1 referenced=0",

@@ -7,52 +7,42 @@
 //! lets go before the re-mark must not have its update lost: after both,
 //! either the store has the writer's bytes, or the page is still cached,
 //! dirty, with them.
-#![cfg(pagemap_loom)]
 
-use loom::thread;
-use loom_tests::{check_quiescent, gated_map, model, page_prefix, Fixture, Outcomes};
+use loom_tests::bytes::{FIRST, OLD, SECOND};
+use loom_tests::{
+    check_quiescent, dirty, explore, gated_dirty, model, page_prefix, spawn_with, Bound, Fate,
+    Fixture,
+};
 
 const IDX: u64 = 3;
-const OLD: u8 = 0x01;
-const FIRST: u8 = 0xaa;
-const SECOND: u8 = 0xbb;
 
 #[test]
 fn free_unused_dirty_vs_find_write() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, OLD);
+    explore(Bound::Env, || {
+        let fx = Fixture::with_page(2, IDX, OLD);
         {
-            let p = fx.map.load(IDX).unwrap();
-            p.write(0, &[FIRST; 8]).unwrap();
+            let p = dirty(&fx.map, IDX, FIRST);
             assert!(p.is_dirty());
         }
 
-        let writer = {
-            let map = fx.map.clone();
-            thread::spawn(move || match map.find(IDX).unwrap() {
-                Some(p) => {
-                    p.write(0, &[SECOND; 8]).unwrap();
-                    true
-                }
-                None => false,
-            })
-        };
+        let writer = spawn_with(&fx.map, |map| match map.find(IDX).unwrap() {
+            Some(p) => {
+                p.write(0, &[SECOND; 8]).unwrap();
+                true
+            }
+            None => false,
+        });
         let r = fx.map.free_unused();
         assert!(r.errors.is_empty(), "{r:?}");
         let wrote = writer.join().unwrap();
 
-        let stored = fx.store.page(IDX).map(|b| b[..8].to_vec());
-        let cached = fx
-            .map
-            .find(IDX)
-            .unwrap()
-            .map(|p| (page_prefix(&p, 8), p.is_dirty()));
-        let dump = fx.map.dump();
         let latest = if wrote { SECOND } else { FIRST };
-        let durable = stored.as_deref() == Some(&[latest; 8][..]);
+        let Fate {
+            stored,
+            cached,
+            durable,
+        } = fx.fate(IDX, latest);
+        let dump = fx.map.dump();
         let in_cache = cached
             .as_ref()
             .is_some_and(|(c, dirty)| c == &vec![latest; 8] && (*dirty || durable));
@@ -68,13 +58,13 @@ fn free_unused_dirty_vs_find_write() {
             );
         }
         check_quiescent(&fx);
-        out.record(format!(
+        format!(
             "wrote={wrote} freed={} cached={}",
             r.freed,
             cached.is_some()
-        ));
-    });
-    outcomes.assert_seen(&[
+        )
+    })
+    .assert_seen(&[
         "wrote=false freed=1 cached=false",
         "wrote=true freed=0 cached=true",
     ]);
@@ -86,25 +76,17 @@ fn free_unused_dirty_vs_find_write() {
 #[test]
 fn free_unused_dirty_write_in_writeback_window() {
     model(|| {
-        let (pool, store, map) = gated_map(2);
-        {
-            let p = map.load(IDX).unwrap();
-            p.write(0, &[FIRST; 8]).unwrap();
-        }
-        store.arm_write();
-        let writer = {
-            let (map, store) = (map.clone(), store.clone());
-            thread::spawn(move || {
-                store.wait_for_caller();
-                let p = map
-                    .find(IDX)
-                    .unwrap()
-                    .expect("held by the remover, so cached");
-                p.write(0, &[SECOND; 8]).unwrap();
-                drop(p);
-                store.open();
-            })
-        };
+        let (pool, store, map) = gated_dirty(2, IDX, FIRST);
+        let writer = spawn_with(&(map.clone(), store.clone()), |(map, store)| {
+            store.wait_for_caller();
+            let p = map
+                .find(IDX)
+                .unwrap()
+                .expect("held by the remover, so cached");
+            p.write(0, &[SECOND; 8]).unwrap();
+            drop(p);
+            store.open();
+        });
         let r = map.free_unused();
         writer.join().unwrap();
         let stored = store.inner.page(IDX).map(|b| b[..8].to_vec());

@@ -1,15 +1,13 @@
 //! Model 8: writeback against a concurrent `PageRef::write` (no lost update,
 //! no lost dirty bit, DIRTY mark in line with the DIRTY flag).
-#![cfg(pagemap_loom)]
 
-use loom::thread;
-use loom_tests::{check_quiescent, gated_map, model, page_prefix, Fixture, Outcomes};
+use loom_tests::bytes::{FIRST, OLD, SECOND};
+use loom_tests::{
+    check_quiescent, dirty, explore, gated_dirty, model, page_prefix, spawn_with, Bound, Fixture,
+};
 use pagemap::flags;
 
 const IDX: u64 = 2;
-const OLD: u8 = 0x01;
-const FIRST: u8 = 0xaa;
-const SECOND: u8 = 0xbb;
 
 /// The page is dirty (FIRST over OLD in the store). One thread writes it
 /// back while another takes it and writes SECOND. Afterwards either the
@@ -17,23 +15,14 @@ const SECOND: u8 = 0xbb;
 /// tree, with SECOND; the store never goes back to OLD.
 #[test]
 fn writeback_vs_write() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, OLD);
-        {
-            let p = fx.map.load(IDX).unwrap();
-            p.write(0, &[FIRST; 8]).unwrap();
-        }
-        let flusher = {
-            let map = fx.map.clone();
-            thread::spawn(move || {
-                let r = map.writeback(..);
-                assert!(r.errors.is_empty());
-                assert_eq!(r.written, 1, "the page was dirty when tagged: {r:?}");
-            })
-        };
+    explore(Bound::Env, || {
+        let fx = Fixture::with_page(2, IDX, OLD);
+        drop(dirty(&fx.map, IDX, FIRST));
+        let flusher = spawn_with(&fx.map, |map| {
+            let r = map.writeback(..);
+            assert!(r.errors.is_empty());
+            assert_eq!(r.written, 1, "the page was dirty when tagged: {r:?}");
+        });
         {
             let p = fx.map.find(IDX).unwrap().expect("cached");
             p.write(0, &[SECOND; 8]).unwrap();
@@ -69,14 +58,11 @@ fn writeback_vs_write() {
         fx.map.writeback(..);
         assert_eq!(fx.store.page(IDX).unwrap()[..8], [SECOND; 8]);
         assert!(fx.map.dirty_indices(..).is_empty());
-        out.record(format!(
-            "stored_second={} dirty={dirty}",
-            stored == vec![SECOND; 8]
-        ));
-    });
+        format!("stored_second={} dirty={dirty}", stored == vec![SECOND; 8])
+    })
     // Write before the snapshot (stored, clean); write after it (old
     // snapshot stored, page dirty again).
-    outcomes.assert_seen(&[
+    .assert_seen(&[
         "stored_second=true dirty=false",
         "stored_second=false dirty=true",
     ]);
@@ -87,19 +73,11 @@ fn writeback_vs_write() {
 #[test]
 fn write_during_writeback_io() {
     model(|| {
-        let (_pool, store, map) = gated_map(2);
-        {
-            let p = map.load(IDX).unwrap();
-            p.write(0, &[FIRST; 8]).unwrap();
-        }
-        store.arm_write();
-        let flusher = {
-            let map = map.clone();
-            thread::spawn(move || {
-                let r = map.writeback(..);
-                assert_eq!(r.written, 1);
-            })
-        };
+        let (_pool, store, map) = gated_dirty(2, IDX, FIRST);
+        let flusher = spawn_with(&map, |map| {
+            let r = map.writeback(..);
+            assert_eq!(r.written, 1);
+        });
         store.wait_for_caller();
         {
             let p = map.find(IDX).unwrap().expect("cached");

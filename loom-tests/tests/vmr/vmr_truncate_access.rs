@@ -13,13 +13,11 @@
 //! for every cut page's count to drain, and zaps again. With the old install-then-recheck scheme, CPU 1 could read
 //! through the entry CPU 0 had installed and not yet taken back; these
 //! models fail on it, and on a truncate without its second zap.
-#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use loom::thread;
-use loom_tests::{check_frame_accounting, cpu_read, model, Outcomes, VmFixture};
+use loom_tests::{check_frame_accounting, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
 use vmr::{Advice, Fault, MapFlags, MapRequest, Prot};
 
@@ -42,9 +40,7 @@ enum Via {
 /// store-buffering pair, which these variants check (the unheld ones pass
 /// without it: the mark's CAS on the slot orders them).
 fn access_after_truncate(via: Via, held: bool) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    let outcomes = explore(Bound::Env, move || {
         let vm = VmFixture::new(4, 2);
         vm.fx.store_page(0, 0x10);
         vm.fx.store_page(1, 0x11);
@@ -63,17 +59,14 @@ fn access_after_truncate(via: Via, held: bool) {
         let va = vm.space.mmap(req).expect("mmap");
         let vm = Arc::new(vm);
         let user = held.then(|| vm.fx.map.find(1).unwrap().unwrap());
-        let cpu0 = {
-            let vm = vm.clone();
-            thread::spawn(move || {
-                let cpu = vm.machine.cpu(0);
-                match via {
-                    Via::SharedRead => cpu.read(&vm.space, va + PAGE, &mut [0]),
-                    Via::PrivateWrite => cpu.write(&vm.space, va + PAGE, &[0x99]),
-                    Via::Neighbour => cpu.read(&vm.space, va, &mut [0]),
-                }
-            })
-        };
+        let cpu0 = spawn_with(&vm, move |vm| {
+            let cpu = vm.machine.cpu(0);
+            match via {
+                Via::SharedRead => cpu.read(&vm.space, va + PAGE, &mut [0]),
+                Via::PrivateWrite => cpu.write(&vm.space, va + PAGE, &[0x99]),
+                Via::Neighbour => cpu.read(&vm.space, va, &mut [0]),
+            }
+        });
         let r = vm.fx.map.truncate(1);
         assert!(r.errors.is_empty(), "{r:?}");
         // Starts after truncate returned: must fault.
@@ -96,10 +89,7 @@ fn access_after_truncate(via: Via, held: bool) {
             0,
             "an entry beyond the end survived"
         );
-        assert_eq!(
-            cpu_read(vm.machine.cpu(0), &vm.space, va, 1).unwrap(),
-            [0x10]
-        );
+        assert_eq!(vm.cpu_read(0, va, 1), [0x10]);
         if let Some(page) = &user {
             let mut b = [0xff];
             page.read(0, &mut b).unwrap();
@@ -107,11 +97,11 @@ fn access_after_truncate(via: Via, held: bool) {
         }
         drop(user);
         check_frame_accounting(&vm.fx, &[]);
-        out.record(match via {
+        match via {
             Via::Neighbour if neighbour > 0 => "neighbour mapped",
             Via::Neighbour => "neighbour skipped",
             _ => outcome,
-        });
+        }
     });
     match via {
         // Either the fault or the truncate first.

@@ -9,34 +9,26 @@
 //! before the cut or got `BeyondEof`, no PTE beyond the end survives, a
 //! later access faults with `BeyondEof`, page 0 is untouched, and every
 //! frame is free or cached (no private copy leaked).
-#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 
-use loom::thread;
-use loom_tests::{check_frame_accounting, cpu_read, model, Outcomes, VmFixture};
+use loom_tests::{check_frame_accounting, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
 use vmr::{Fault, MapFlags, Prot};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
 fn truncate_vs_write_fault(flags: MapFlags) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, move || {
         let vm = VmFixture::new(3, 1);
         vm.fx.store_page(0, 0x10);
         vm.fx.store_page(1, 0x11);
         let va = vm.mmap(0, 2, Prot::RW, flags);
-        assert_eq!(
-            cpu_read(vm.machine.cpu(0), &vm.space, va, 1).unwrap(),
-            [0x10]
-        );
+        assert_eq!(vm.cpu_read(0, va, 1), [0x10]);
         let vm = Arc::new(vm);
-        let cpu = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.machine.cpu(0).write(&vm.space, va + PAGE, &[0x99]))
-        };
+        let cpu = spawn_with(&vm, move |vm| {
+            vm.machine.cpu(0).write(&vm.space, va + PAGE, &[0x99])
+        });
         let r = vm.fx.map.truncate(1);
         let wrote = cpu.join().unwrap();
         assert!(r.errors.is_empty(), "{r:?}");
@@ -55,14 +47,11 @@ fn truncate_vs_write_fault(flags: MapFlags) {
             vm.machine.cpu(0).read(&vm.space, va + PAGE, &mut [0]),
             Err(Fault::BeyondEof { .. })
         ));
-        assert_eq!(
-            cpu_read(vm.machine.cpu(0), &vm.space, va, 1).unwrap(),
-            [0x10]
-        );
+        assert_eq!(vm.cpu_read(0, va, 1), [0x10]);
         check_frame_accounting(&vm.fx, &[]);
-        out.record(outcome);
-    });
-    outcomes.assert_seen(&["wrote", "sigbus"]);
+        outcome
+    })
+    .assert_seen(&["wrote", "sigbus"]);
 }
 
 #[test]

@@ -13,13 +13,13 @@
 //! happened during an execution (bags are collected in order, so when the
 //! sentinel has run the retired nodes have been reclaimed too), and the
 //! outcome sets check that reclamation really overlapped the reader.
-#![cfg(pagemap_loom)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use loom::thread;
-use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
+use loom_tests::{
+    check_quiescent, explore, is_free, model, page_prefix, spawn_with, Bound, Fixture,
+};
 
 /// Defers a sentinel behind whatever the current thread retired so far.
 fn defer_sentinel() -> Arc<AtomicBool> {
@@ -42,6 +42,17 @@ fn drive_epoch() {
     }
 }
 
+/// A `find` of `index`: whether it hit; a hit has the bytes `byte`.
+fn find_hit(map: &pagemap::PageMap, index: u64, byte: u8) -> bool {
+    match map.find(index).unwrap() {
+        Some(p) => {
+            assert_eq!(page_prefix(&p, 8), vec![byte; 8]);
+            true
+        }
+        None => false,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReaderOp {
     /// `find` of the removed index, then of the kept one.
@@ -55,9 +66,7 @@ enum ReaderOp {
 
 /// Pages at 0 and 4; the remover holds 0 and frees the unreferenced 4.
 fn reader_vs_leaf_unlink(op: ReaderOp) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    let seen = explore(Bound::Env, move || {
         let fx = Fixture::new(3);
         fx.store_page(0, 0x10);
         fx.store_page(4, 0x14);
@@ -66,38 +75,28 @@ fn reader_vs_leaf_unlink(op: ReaderOp) {
         assert_eq!(fx.map.memory().nodes, 3, "root + two leaves");
         let sentinel: Arc<std::sync::OnceLock<Arc<AtomicBool>>> = Arc::default();
 
-        let reader = {
-            let map = fx.map.clone();
-            let sentinel = sentinel.clone();
-            thread::spawn(move || {
-                let hit4 = match op {
-                    ReaderOp::Find => match map.find(4).unwrap() {
-                        Some(p) => {
-                            assert_eq!(page_prefix(&p, 8), vec![0x14; 8]);
-                            true
-                        }
-                        None => false,
-                    },
-                    ReaderOp::Load => {
-                        let p = map.load(4).expect("load");
-                        assert_eq!(page_prefix(&p, 8), vec![0x14; 8]);
-                        true
-                    }
-                    ReaderOp::Scan => {
-                        let seen = map.cached_indices(..);
-                        assert!(seen == vec![0, 4] || seen == vec![0], "scan saw {seen:?}");
-                        seen.len() == 2
-                    }
-                };
-                // Did reclamation finish before this lookup returned?
-                let reclaimed = sentinel.get().is_some_and(|s| s.load(Ordering::SeqCst));
-                if op == ReaderOp::Find {
-                    let p0 = map.find(0).unwrap().expect("page 0 is held by the remover");
-                    assert_eq!(page_prefix(&p0, 8), vec![0x10; 8]);
+        let reader = spawn_with(&(fx.map.clone(), sentinel.clone()), move |(map, sentinel)| {
+            let hit4 = match op {
+                ReaderOp::Find => find_hit(&map, 4, 0x14),
+                ReaderOp::Load => {
+                    let p = map.load(4).expect("load");
+                    assert_eq!(page_prefix(&p, 8), vec![0x14; 8]);
+                    true
                 }
-                (hit4, reclaimed)
-            })
-        };
+                ReaderOp::Scan => {
+                    let seen = map.cached_indices(..);
+                    assert!(seen == vec![0, 4] || seen == vec![0], "scan saw {seen:?}");
+                    seen.len() == 2
+                }
+            };
+            // Did reclamation finish before this lookup returned?
+            let reclaimed = sentinel.get().is_some_and(|s| s.load(Ordering::SeqCst));
+            if op == ReaderOp::Find {
+                let p0 = map.find(0).unwrap().expect("page 0 is held by the remover");
+                assert_eq!(page_prefix(&p0, 8), vec![0x10; 8]);
+            }
+            (hit4, reclaimed)
+        });
 
         let p0 = fx.map.find(0).unwrap().expect("cached");
         let r = fx.map.free_unused();
@@ -124,12 +123,12 @@ fn reader_vs_leaf_unlink(op: ReaderOp) {
             }
         }
         check_quiescent(&fx);
-        out.record(format!(
+        format!(
             "freed={} hit4={hit4} reclaimed={reclaimed} reclaimed_before_reader_done={reclaimed_early}",
             r.freed
-        ));
-    });
-    let seen = outcomes.seen();
+        )
+    })
+    .seen();
     assert!(
         seen.iter()
             .any(|o| o.contains("freed=1") && o.contains("reclaimed_before_reader_done=true")),
@@ -176,22 +175,9 @@ fn scan_vs_leaf_unlink_and_reclaim() {
 /// unlinked (root pointer cleared) and reclaimed under a reader of it.
 #[test]
 fn find_vs_root_unlink_and_reclaim() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(2);
-        fx.store_page(2, 0x22);
-        let f = fx.cache(2);
-        let reader = {
-            let map = fx.map.clone();
-            thread::spawn(move || match map.find(2).unwrap() {
-                Some(p) => {
-                    assert_eq!(page_prefix(&p, 8), vec![0x22; 8]);
-                    true
-                }
-                None => false,
-            })
-        };
+    let seen = explore(Bound::Env, || {
+        let (fx, f) = Fixture::with_cached(2, 2, 0x22);
+        let reader = spawn_with(&fx.map, |map| find_hit(&map, 2, 0x22));
         let r = fx.map.free_unused();
         let s = defer_sentinel();
         drive_epoch();
@@ -203,13 +189,13 @@ fn find_vs_root_unlink_and_reclaim() {
             assert!(hit);
         }
         check_quiescent(&fx);
-        out.record(format!(
+        format!(
             "freed={} hit={hit} reclaimed={}",
             r.freed,
             s.load(Ordering::SeqCst)
-        ));
-    });
-    let seen = outcomes.seen();
+        )
+    })
+    .seen();
     assert!(
         seen.iter()
             .any(|o| o.contains("freed=1") && o.contains("reclaimed=true")),
@@ -230,13 +216,10 @@ fn reader_vs_tree_growth() {
         fx.store_page(4, 0x14);
         fx.cache(0);
         assert_eq!(fx.map.memory().nodes, 1);
-        let loader = {
-            let map = fx.map.clone();
-            thread::spawn(move || {
-                let p = map.load(4).expect("load");
-                assert_eq!(page_prefix(&p, 8), vec![0x14; 8]);
-            })
-        };
+        let loader = spawn_with(&fx.map, |map| {
+            let p = map.load(4).expect("load");
+            assert_eq!(page_prefix(&p, 8), vec![0x14; 8]);
+        });
         let p = fx.map.find(0).unwrap().expect("page 0 never leaves");
         assert_eq!(page_prefix(&p, 8), vec![0x10; 8]);
         drop(p);

@@ -1,9 +1,10 @@
 //! Models 3 and 4: two loaders of one absent index (insert vs insert, one
 //! read of the backing store, read errors to every caller).
-#![cfg(pagemap_loom)]
 
 use loom::thread;
-use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
+use loom_tests::{
+    assert_none_locked, check_quiescent, explore, is_free, page_prefix, spawn_with, Bound, Fixture,
+};
 use pagemap::{flags, Error, FrameId};
 
 const IDX: u64 = 5;
@@ -36,13 +37,10 @@ fn loader(fx: &Fixture) -> impl FnOnce() -> Loaded + Send + 'static {
 /// the up-to-date contents.
 #[test]
 fn insert_vs_insert_one_read() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         // Three frames: a loser that allocated before losing must not find
         // the pool exhausted.
-        let fx = Fixture::new(3);
-        fx.store_page(IDX, 0x77);
+        let fx = Fixture::with_page(3, IDX, 0x77);
 
         let t = thread::spawn(loader(&fx));
         let a = loader(&fx)();
@@ -70,9 +68,9 @@ fn insert_vs_insert_one_read() {
         check_quiescent(&fx);
         // Which frame won tells whether the second loader lost an insert race
         // (it allocated frame 2 and freed it) or found the page directly.
-        out.record(format!("winner={:?}", a.frame));
-    });
-    outcomes.assert_seen(&["winner=f1", "winner=f2"]);
+        format!("winner={:?}", a.frame)
+    })
+    .assert_seen(&["winner=f1", "winner=f2"]);
 }
 
 /// Model 4b: both load an index whose read fails. Both callers get
@@ -81,11 +79,8 @@ fn insert_vs_insert_one_read() {
 /// removable); once the store heals, a load succeeds.
 #[test]
 fn load_vs_load_read_error() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(3);
-        fx.store_page(IDX, 0x42);
+    explore(Bound::Env, || {
+        let fx = Fixture::with_page(3, IDX, 0x42);
         fx.store.fail_reads(IDX, true);
 
         let failing_loader = || {
@@ -102,13 +97,7 @@ fn load_vs_load_read_error() {
         failing_loader()();
         t.join().unwrap();
 
-        for f in loom_tests::all_frames(&fx.pool) {
-            assert_eq!(
-                fx.pool.flags(f) & flags::LOCKED,
-                0,
-                "frame {f:?} left LOCKED"
-            );
-        }
+        assert_none_locked(&fx.pool);
         let left = fx.map.nr_pages();
         assert!(left <= 1);
         assert_eq!(fx.pool.free_frames() as u64, fx.capacity() as u64 - left);
@@ -132,11 +121,11 @@ fn load_vs_load_read_error() {
         let r = fx.map.free_unused();
         assert_eq!(r.freed, 1);
         assert_eq!(fx.pool.free_frames(), fx.capacity());
-        out.record(format!("left={left}"));
-    });
+        format!("left={left}")
+    })
     // Both a clean discard and a page left behind (the other loader held it
     // when the first tried to discard it) are explored.
-    outcomes.assert_seen(&["left=0", "left=1"]);
+    .assert_seen(&["left=0", "left=1"]);
 }
 
 /// A load publishing a page into a leaf that already exists, vs a lookup of
@@ -148,15 +137,11 @@ fn load_vs_load_read_error() {
 /// catalogue S03).
 #[test]
 fn publish_into_an_existing_leaf_vs_find() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(3);
-        fx.store_page(IDX, 0x77);
+    explore(Bound::Env, || {
+        let fx = Fixture::with_page(3, IDX, 0x77);
         // The leaf of IDX and IDX + 1 exists before the race.
         fx.cache(IDX + 1);
-        let map = fx.map.clone();
-        let t = thread::spawn(move || drop(map.load(IDX).expect("load")));
+        let t = spawn_with(&fx.map, |map| drop(map.load(IDX).expect("load")));
         let seen = match fx.map.find(IDX).unwrap() {
             Some(page) => {
                 assert_eq!(page_prefix(&page, 1), [0x77]);
@@ -165,7 +150,7 @@ fn publish_into_an_existing_leaf_vs_find() {
             None => "miss",
         };
         t.join().unwrap();
-        out.record(seen);
-    });
-    outcomes.assert_seen(&["hit", "miss"]);
+        seen
+    })
+    .assert_seen(&["hit", "miss"]);
 }

@@ -12,11 +12,11 @@
 //! `free_unused` can run before the mapping exists, while it exists, and
 //! after it is gone (then it writes the harvested dirty page back and frees
 //! it): the write is never lost and no PTE outlives its frame.
-#![cfg(pagemap_loom)]
 
-use loom::thread;
+use std::sync::Arc;
+
 use loom_tests::{
-    check_frame_accounting, check_ptes, check_quiescent, cpu_read, model, Outcomes, VmFixture,
+    check_frame_accounting, check_ptes, check_quiescent, explore, spawn_with, Bound, VmFixture,
 };
 use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
@@ -34,31 +34,25 @@ fn check_pte_now(vm: &VmFixture, va: u64) {
 }
 
 fn fault_vs_free_unused(precached: bool) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    let outcomes = explore(Bound::Env, move || {
         let vm = VmFixture::new(2, 1);
         vm.fx.store_page(IDX, OLD);
         if precached {
             vm.fx.cache(IDX);
         }
         let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-        let vm = std::sync::Arc::new(vm);
+        let vm = Arc::new(vm);
 
-        let cpu = {
-            let vm = vm.clone();
-            thread::spawn(move || {
-                let c = vm.machine.cpu(0);
-                // The write faults the page in (major or minor), the read
-                // then hits the TLB.
-                c.write(&vm.space, va, &[NEW; 8]).expect("write");
-                check_pte_now(&vm, va);
-                let got = cpu_read(c, &vm.space, va, 16).expect("read");
-                let mut want = vec![NEW; 8];
-                want.extend_from_slice(&[OLD; 8]);
-                assert_eq!(got, want, "the access saw the wrong bytes");
-            })
-        };
+        let cpu = spawn_with(&vm, move |vm| {
+            // The write faults the page in (major or minor), the read
+            // then hits the TLB.
+            vm.cpu_write(0, va, NEW);
+            check_pte_now(&vm, va);
+            let got = vm.cpu_read(0, va, 16);
+            let mut want = vec![NEW; 8];
+            want.extend_from_slice(&[OLD; 8]);
+            assert_eq!(got, want, "the access saw the wrong bytes");
+        });
         let r = vm.fx.map.free_unused();
         cpu.join().unwrap();
 
@@ -76,7 +70,7 @@ fn fault_vs_free_unused(precached: bool) {
         let stored = vm.fx.store.page(IDX).unwrap();
         assert_eq!(&stored[..16], &[[NEW; 8], [OLD; 8]].concat()[..]);
         check_frame_accounting(&vm.fx, &[]);
-        out.record(format!("mapped={} referenced={}", r.mapped, r.referenced));
+        format!("mapped={} referenced={}", r.mapped, r.referenced)
     });
     let mut expected = vec!["mapped=1 referenced=0", "mapped=0 referenced=1"];
     if !precached {
@@ -105,52 +99,34 @@ fn fault_minor_vs_free_unused() {
 /// store, or the page is cached and dirty with it; no frame leaked.
 #[test]
 fn map_write_unmap_vs_free_unused() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         let vm = VmFixture::new(2, 1);
         vm.fx.store_page(IDX, OLD);
         vm.fx.cache(IDX);
-        let vm = std::sync::Arc::new(vm);
+        let vm = Arc::new(vm);
 
-        let cpu = {
-            let vm = vm.clone();
-            thread::spawn(move || {
-                let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-                let c = vm.machine.cpu(0);
-                c.write(&vm.space, va, &[NEW; 8]).expect("write");
-                check_pte_now(&vm, va);
-                vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
-                assert_eq!(vm.space.pte(va), 0);
-            })
-        };
+        let cpu = spawn_with(&vm, |vm| {
+            let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
+            vm.cpu_write(0, va, NEW);
+            check_pte_now(&vm, va);
+            vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
+            assert_eq!(vm.space.pte(va), 0);
+        });
         let r = vm.fx.map.free_unused();
         cpu.join().unwrap();
 
         assert!(r.errors.is_empty(), "{r:?}");
-        let stored = vm.fx.store.page(IDX).map(|b| b[..8].to_vec());
-        let cached = vm
-            .fx
-            .map
-            .find(IDX)
-            .unwrap()
-            .map(|p| (loom_tests::page_prefix(&p, 8), p.is_dirty()));
-        let durable = stored.as_deref() == Some(&[NEW; 8][..]);
-        assert!(
-            durable || cached == Some((vec![NEW; 8], true)),
-            "lost write: store {stored:x?}, cache {cached:x?}, {r:?}\n{}",
-            vm.fx.map.dump()
-        );
+        let cached = vm.fx.assert_not_lost(IDX, NEW, &format!("{r:?}")).cached;
         check_quiescent(&vm.fx);
         check_frame_accounting(&vm.fx, &[]);
-        out.record(format!(
+        format!(
             "freed={} written={} cached={}",
             r.freed,
             r.written,
             cached.is_some()
-        ));
-    });
-    outcomes.assert_seen(&[
+        )
+    })
+    .assert_seen(&[
         // free_unused before the mmap: freed clean; the fault reloads it.
         "freed=1 written=0 cached=true",
         // free_unused after the munmap: the harvested dirty page is written

@@ -2,11 +2,12 @@
 //! * a failing load (its discard of the failed page) vs `free_unused`;
 //! * `writeback` vs `free_unused` of the same dirty page;
 //! * two `free_unused` at once (serialised: each page freed once).
-#![cfg(pagemap_loom)]
 
-use loom::thread;
-use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
-use pagemap::{flags, Error};
+use loom_tests::{
+    assert_none_locked, check_quiescent, dirty, explore, is_free, model, page_prefix, spawn_with,
+    Bound, Fixture,
+};
+use pagemap::Error;
 
 /// A load whose read fails, while `free_unused` runs: the loader gets
 /// `Error::Read`; the failed page is discarded by the loader, removed by the
@@ -14,37 +15,26 @@ use pagemap::{flags, Error};
 /// or leaked frame; nr_pages and the pool agree.
 #[test]
 fn failed_load_vs_free_unused() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         let fx = Fixture::new(2);
         fx.store.fail_reads(7, true);
-        let loader = {
-            let map = fx.map.clone();
-            thread::spawn(move || match map.load(7) {
-                Err(Error::Read { index: 7, .. }) => {}
-                other => panic!("expected a read error, got {other:?}"),
-            })
-        };
+        let loader = spawn_with(&fx.map, |map| match map.load(7) {
+            Err(Error::Read { index: 7, .. }) => {}
+            other => panic!("expected a read error, got {other:?}"),
+        });
         let r = fx.map.free_unused();
         assert!(r.errors.is_empty());
         loader.join().unwrap();
-        for f in loom_tests::all_frames(&fx.pool) {
-            assert_eq!(
-                fx.pool.flags(f) & flags::LOCKED,
-                0,
-                "frame {f:?} left LOCKED"
-            );
-        }
+        assert_none_locked(&fx.pool);
         let left = fx.map.nr_pages();
         check_quiescent(&fx);
         // Whatever was left is removable now.
         let again = fx.map.free_unused();
         assert_eq!(again.freed, left);
         assert_eq!(fx.pool.free_frames(), fx.capacity());
-        out.record(format!("remover_freed={} left={left}", r.freed));
-    });
-    outcomes.assert_seen(&[
+        format!("remover_freed={} left={left}", r.freed)
+    })
+    .assert_seen(&[
         "remover_freed=0 left=0",
         "remover_freed=1 left=0",
         "remover_freed=0 left=1",
@@ -56,28 +46,19 @@ fn failed_load_vs_free_unused() {
 /// and if it stays it is consistent (flag and mark agree).
 #[test]
 fn writeback_vs_free_unused_dirty() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    let outcomes = explore(Bound::Env, || {
         let fx = Fixture::new(2);
-        let frame = {
-            let p = fx.map.load(4).unwrap();
-            p.write(0, &[0xcd; 8]).unwrap();
-            p.frame()
-        };
-        let flusher = {
-            let map = fx.map.clone();
-            thread::spawn(move || {
-                let r = map.writeback(..);
-                assert!(r.errors.is_empty());
-            })
-        };
+        let frame = dirty(&fx.map, 4, 0xcd).frame();
+        let flusher = spawn_with(&fx.map, |map| {
+            let r = map.writeback(..);
+            assert!(r.errors.is_empty());
+        });
         let r = fx.map.free_unused();
         assert!(r.errors.is_empty());
         flusher.join().unwrap();
         assert_eq!(fx.store.page(4).expect("written back")[..8], [0xcd; 8]);
         let (_, writes) = fx.store.io_counts();
-        // (Who reports the write is checked in report_accounting.rs.)
+        // (Who reports the write is checked in `report_accounting`.)
         assert!((1..=2).contains(&writes));
         if r.freed == 1 {
             assert!(is_free(&fx.pool, frame));
@@ -88,7 +69,7 @@ fn writeback_vs_free_unused_dirty() {
             assert!(!p.is_dirty());
         }
         check_quiescent(&fx);
-        out.record(format!("freed={} writes={writes}", r.freed));
+        format!("freed={} writes={writes}", r.freed)
     });
     outcomes.assert_seen(&["freed=1 writes=1", "freed=0 writes=1"]);
     // Both writing it (the page redirtied in between cannot happen here:
@@ -107,10 +88,7 @@ fn two_removers() {
         let fx = Fixture::new(2);
         fx.cache(0);
         fx.cache(5);
-        let other = {
-            let map = fx.map.clone();
-            thread::spawn(move || map.free_unused().freed)
-        };
+        let other = spawn_with(&fx.map, |map| map.free_unused().freed);
         let mine = fx.map.free_unused().freed;
         let theirs = other.join().unwrap();
         assert_eq!(mine + theirs, 2);

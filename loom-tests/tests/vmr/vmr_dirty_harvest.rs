@@ -14,13 +14,12 @@
 //!
 //! `*_no_shootdown` runs the dirty-entry race with shootdowns disabled and
 //! asserts that a lost write IS reached: the model can fail.
-#![cfg(pagemap_loom)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use loom::thread;
-use loom_tests::{check_frame_accounting, model_capped, page_prefix, Outcomes, VmFixture};
+use loom_tests::{
+    assert_reachable, check_frame_accounting, explore, page_prefix, spawn_with, Bound, VmFixture,
+};
 use pagemap::PAGE_SIZE;
 use vmr::{Fault, MapFlags, Prot};
 
@@ -55,9 +54,7 @@ struct Verdict {
 }
 
 fn run(entries: Entries, harvest: Harvest, shootdowns: bool) -> Verdict {
-    let vm = VmFixture::new(1, 2);
-    vm.fx.store_page(IDX, OLD);
-    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
+    let (vm, va) = VmFixture::with_mapped(1, 2, IDX, OLD, Prot::RW, MapFlags::SHARED);
     vm.machine.set_shootdowns_enabled(shootdowns);
     let mut before = [OLD; 2];
     for c in 0..2 {
@@ -77,8 +74,7 @@ fn run(entries: Entries, harvest: Harvest, shootdowns: bool) -> Verdict {
     let vm = Arc::new(vm);
     let writers: Vec<_> = (0..2)
         .map(|c| {
-            let vm = vm.clone();
-            thread::spawn(move || {
+            spawn_with(&vm, move |vm| {
                 let r = vm
                     .machine
                     .cpu(c)
@@ -163,16 +159,14 @@ fn run(entries: Entries, harvest: Harvest, shootdowns: bool) -> Verdict {
 /// Runs the race with shootdowns on (at most `cap` preemptions: the
 /// mprotect models take minutes at 2); panics on a lost write.
 fn no_lost_write(entries: Entries, harvest: Harvest, cap: usize, expected: &[&str]) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model_capped(cap, move || {
+    explore(Bound::Cap(cap), move || {
         let v = run(entries, harvest, true);
         if let Some(why) = v.lost {
             panic!("lost dirty bit / write: {why} ({})", v.outcome);
         }
-        out.record(v.outcome);
-    });
-    outcomes.assert_seen(expected);
+        v.outcome
+    })
+    .assert_seen(expected);
 }
 
 /// The outcomes of the mprotect models (symmetric in the two CPUs).
@@ -232,16 +226,7 @@ fn clean_entries_vs_munmap_harvest() {
 /// write is lost. The model must reach that outcome.
 #[test]
 fn dirty_entries_vs_munmap_harvest_no_shootdown() {
-    let lost = Arc::new(AtomicUsize::new(0));
-    let seen = lost.clone();
-    model_capped(1, move || {
-        if run(Entries::Dirty, Harvest::Munmap, false).lost.is_some() {
-            seen.fetch_add(1, Ordering::Relaxed);
-        }
+    assert_reachable(Bound::Cap(1), "a lost write without shootdowns", || {
+        run(Entries::Dirty, Harvest::Munmap, false).lost.is_some()
     });
-    let n = lost.load(Ordering::Relaxed);
-    if std::env::var_os("LOOM_TIMING").is_some() {
-        eprintln!("lost writes without shootdowns: {n} executions");
-    }
-    assert!(n > 0, "without shootdowns a lost write must be reachable");
 }

@@ -10,16 +10,14 @@
 //! shootdowns disabled the `_no_shootdown` variants must reach the bad
 //! outcome (CPU 0 reads OTHER's bytes, or writes into OTHER's page, through
 //! its stale entry for F), so the model demonstrably can fail.
-#![cfg(pagemap_loom)]
 
-use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicUsize;
-use loom::thread;
 use loom_tests::{
-    check_frame_accounting, check_ptes, check_quiescent, cpu_read, model, page_prefix,
-    remove_in_steps, Outcomes, VmFixture,
+    assert_reachable, check_frame_accounting, check_ptes, check_quiescent, explore, page_prefix,
+    remove_in_steps, spawn_with, Bound, VmFixture,
 };
 use pagemap::{Pass, PAGE_SIZE};
 use vmr::{MapFlags, Prot};
@@ -35,33 +33,24 @@ const REUSED_PHASE: usize = Pass::Done as usize + 1;
 
 /// One execution; `Err` for a stale access.
 fn run(write: bool, shootdowns: bool) -> Result<String, String> {
-    let vm = VmFixture::new(2, 1);
-    vm.fx.store_page(IDX, FILE);
+    let (vm, va) = VmFixture::with_mapped(2, 1, IDX, FILE, Prot::RW, MapFlags::SHARED);
     vm.fx.store_page(OTHER, REUSED);
-    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-    assert_eq!(
-        cpu_read(vm.machine.cpu(0), &vm.space, va, 8).unwrap(),
-        [FILE; 8]
-    );
+    assert_eq!(vm.cpu_read(0, va, 8), [FILE; 8]);
     let f = vm.fx.map.find(IDX).unwrap().unwrap().frame();
     vm.machine.set_shootdowns_enabled(shootdowns);
     let vm = Arc::new(vm);
     let phase = Arc::new(AtomicUsize::new(0));
 
-    let cpu0 = {
-        let (vm, phase) = (vm.clone(), phase.clone());
-        thread::spawn(move || {
-            let seen = phase.load(Ordering::SeqCst);
-            let c = vm.machine.cpu(0);
-            let got = if write {
-                c.write(&vm.space, va, &[STALE; 8]).expect("write");
-                vec![]
-            } else {
-                cpu_read(c, &vm.space, va, 8).expect("read")
-            };
-            (seen, got)
-        })
-    };
+    let cpu0 = spawn_with(&(vm.clone(), phase.clone()), move |(vm, phase)| {
+        let seen = phase.load(Ordering::SeqCst);
+        let got = if write {
+            vm.cpu_write(0, va, STALE);
+            vec![]
+        } else {
+            vm.cpu_read(0, va, 8)
+        };
+        (seen, got)
+    });
     let r = remove_in_steps(&vm.fx.map, IDX..=IDX, &phase);
     let other = vm.fx.cache(OTHER);
     phase.store(REUSED_PHASE, Ordering::SeqCst);
@@ -84,7 +73,7 @@ fn run(write: bool, shootdowns: bool) -> Result<String, String> {
     }
     if write {
         // The write is not lost: CPU 0 reads it back, and it reaches the store.
-        let back = cpu_read(vm.machine.cpu(0), &vm.space, va, 8).unwrap();
+        let back = vm.cpu_read(0, va, 8);
         vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
         vm.fx.map.writeback(..);
         let stored = vm.fx.store.page(IDX).unwrap()[..8].to_vec();
@@ -103,28 +92,16 @@ fn run(write: bool, shootdowns: bool) -> Result<String, String> {
 }
 
 fn with_shootdowns(write: bool, expected: &[&str]) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || match run(write, true) {
-        Ok(o) => out.record(o),
-        Err(why) => panic!("stale TLB access: {why}"),
-    });
-    outcomes.assert_seen(expected);
+    explore(Bound::Env, move || {
+        run(write, true).unwrap_or_else(|why| panic!("stale TLB access: {why}"))
+    })
+    .assert_seen(expected);
 }
 
 fn without_shootdowns(write: bool) {
-    let bad = Arc::new(StdAtomicUsize::new(0));
-    let count = bad.clone();
-    model(move || {
-        if run(write, false).is_err() {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+    assert_reachable(Bound::Env, "a stale access without shootdowns", move || {
+        run(write, false).is_err()
     });
-    let n = bad.load(Ordering::Relaxed);
-    if std::env::var_os("LOOM_TIMING").is_some() {
-        eprintln!("stale accesses without shootdowns: {n} executions");
-    }
-    assert!(n > 0, "without shootdowns a stale access must be reachable");
 }
 
 #[test]

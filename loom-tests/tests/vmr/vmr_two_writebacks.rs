@@ -17,42 +17,22 @@
 //! passes here. The soak test found it, and the deterministic test
 //! `pagemap/tests/writeback_mapped.rs` fails on it; this model covers the
 //! other interleavings of overlapping writebacks.
-#![cfg(pagemap_loom)]
 
-use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering};
-use std::sync::Arc;
-
-use loom::thread;
-use loom_tests::{check_quiescent, model_capped, Outcomes, VmFixture};
+use loom_tests::bytes::{FIRST, OLD, SECOND};
+use loom_tests::{assert_reachable, check_quiescent, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
 
 const IDX: u64 = 0;
-const OLD: u8 = 0x01;
-const FIRST: u8 = 0xaa;
-const SECOND: u8 = 0xbb;
 
 /// One execution: `Err` for a lost update.
 fn run(shootdowns: bool) -> Result<String, String> {
-    let vm = VmFixture::new(1, 1);
-    vm.fx.store_page(IDX, OLD);
-    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-    vm.machine.cpu(0).write(&vm.space, va, &[FIRST; 8]).unwrap();
+    let (vm, va) = VmFixture::with_mapped(1, 1, IDX, OLD, Prot::RW, MapFlags::SHARED);
+    vm.cpu_write(0, va, FIRST);
     vm.machine.set_shootdowns_enabled(shootdowns);
-    let vm = Arc::new(vm);
-    let flusher = {
-        let vm = vm.clone();
-        thread::spawn(move || vm.fx.map.writeback(..))
-    };
-    let writer = {
-        let vm = vm.clone();
-        thread::spawn(move || {
-            vm.machine
-                .cpu(0)
-                .write(&vm.space, va, &[SECOND; 8])
-                .unwrap()
-        })
-    };
+    let vm = std::sync::Arc::new(vm);
+    let flusher = spawn_with(&vm, |vm| vm.fx.map.writeback(..));
+    let writer = spawn_with(&vm, move |vm| vm.cpu_write(0, va, SECOND));
     let r = vm.space.msync(va, PAGE_SIZE as u64).unwrap();
     let w = flusher.join().unwrap();
     writer.join().unwrap();
@@ -71,14 +51,11 @@ fn run(shootdowns: bool) -> Result<String, String> {
 
 #[test]
 fn two_writebacks_vs_stale_writer() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
     // Three threads: bound 1 keeps it to seconds.
-    model_capped(1, move || match run(true) {
-        Ok(o) => out.record(o),
-        Err(why) => panic!("{why}"),
-    });
-    outcomes.assert_seen(&[
+    explore(Bound::Cap(1), || {
+        run(true).unwrap_or_else(|why| panic!("{why}"))
+    })
+    .assert_seen(&[
         // One write-back took FIRST and SECOND together.
         "written=1+0 then 0",
         // Both wrote (the second after the write re-dirtied the page).
@@ -91,13 +68,7 @@ fn two_writebacks_vs_stale_writer() {
 
 #[test]
 fn two_writebacks_vs_stale_writer_no_shootdown() {
-    let bad = Arc::new(StdAtomicUsize::new(0));
-    let count = bad.clone();
-    model_capped(1, move || {
-        if run(false).is_err() {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+    assert_reachable(Bound::Cap(1), "a lost update without shootdowns", || {
+        run(false).is_err()
     });
-    let n = bad.load(Ordering::Relaxed);
-    assert!(n > 0, "without shootdowns a lost update must be reachable");
 }

@@ -3,26 +3,19 @@
 //! after the other (`try_remove` returns `Error::Busy` instead of waiting),
 //! every page is removed exactly once, a dirty page is written exactly once,
 //! and the counts add up.
-#![cfg(pagemap_loom)]
 
-use loom::thread;
-use loom_tests::{check_quiescent, model, Fixture, Outcomes};
+use loom_tests::{check_quiescent, dirty, explore, spawn_with, Bound, Fixture};
 use pagemap::Error;
 
 /// `remove(0..=1)` against `try_remove(1..=2)`, pages 0 and 1 cached (page 1
 /// dirty).
 #[test]
 fn remove_vs_try_remove() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         let fx = Fixture::new(2);
         fx.cache(0);
-        fx.map.load(1).unwrap().write(0, &[0x5e; 8]).unwrap();
-        let other = {
-            let map = fx.map.clone();
-            thread::spawn(move || map.try_remove(1..=2))
-        };
+        drop(dirty(&fx.map, 1, 0x5e));
+        let other = spawn_with(&fx.map, |map| map.try_remove(1..=2));
         let mine = fx.map.remove(0..=1);
         let theirs = other.join().unwrap();
         assert!(mine.errors.is_empty(), "{mine:?}");
@@ -44,26 +37,21 @@ fn remove_vs_try_remove() {
         assert_eq!(fx.map.nr_pages(), 0);
         assert_eq!(fx.pool.free_frames(), fx.capacity(), "double free or leak");
         check_quiescent(&fx);
-        out.record(outcome);
-    });
+        outcome
+    })
     // Refused while remove ran; ran first (took page 1); ran after (nothing left).
-    outcomes.assert_seen(&["busy", "ok removed=1", "ok removed=0"]);
+    .assert_seen(&["busy", "ok removed=1", "ok removed=0"]);
 }
 
 /// `remove(0..=1)` against `free_unused()` (whole map), pages 0 and 1
 /// cached, page 0 dirty.
 #[test]
 fn remove_vs_free_unused() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         let fx = Fixture::new(2);
-        fx.map.load(0).unwrap().write(0, &[0x6f; 8]).unwrap();
+        drop(dirty(&fx.map, 0, 0x6f));
         fx.cache(1);
-        let other = {
-            let map = fx.map.clone();
-            thread::spawn(move || map.free_unused())
-        };
+        let other = spawn_with(&fx.map, |map| map.free_unused());
         let mine = fx.map.remove(0..=1);
         let f = other.join().unwrap();
         assert!(mine.errors.is_empty() && f.errors.is_empty());
@@ -74,7 +62,7 @@ fn remove_vs_free_unused() {
         assert_eq!(fx.store.page(0).unwrap()[..8], [0x6f; 8]);
         assert_eq!(fx.pool.free_frames(), fx.capacity(), "double free or leak");
         check_quiescent(&fx);
-        out.record(format!("remove={} free_unused={}", mine.removed, f.freed));
-    });
-    outcomes.assert_seen(&["remove=2 free_unused=0", "remove=0 free_unused=2"]);
+        format!("remove={} free_unused={}", mine.removed, f.freed)
+    })
+    .assert_seen(&["remove=2 free_unused=0", "remove=0 free_unused=2"]);
 }

@@ -12,17 +12,16 @@
 //! sections included: `vmr::lazy` keeps its state in a loom thread-local
 //! under `cfg(pagemap_loom)` (it used a std one, which loom's threads, coroutines on
 //! one OS thread, shared, so this model had to serialise the sections).
-#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicUsize;
-use loom::thread;
 use loom_tests::{
-    check_frame_accounting, check_quiescent, model, page_prefix, pass_of, Outcomes, VmFixture,
+    check_frame_accounting, check_quiescent, explore, pass_of, remove_in_steps, spawn_with, Bound,
+    Fate, VmFixture,
 };
-use pagemap::{Batching, Pass, PAGE_SIZE};
+use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
 
 const IDX: u64 = 0;
@@ -31,49 +30,24 @@ const NEW: u8 = 0xdd;
 
 #[test]
 fn munmap_vs_removal() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let vm = VmFixture::new(2, 1);
-        vm.fx.store_page(IDX, OLD);
-        let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-        vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]).unwrap();
+    explore(Bound::Env, || {
+        let (vm, va) = VmFixture::with_mapped(2, 1, IDX, OLD, Prot::RW, MapFlags::SHARED);
+        vm.cpu_write(0, va, NEW);
         assert!(vm.fx.map.dirty_indices(..).is_empty());
         let vm = Arc::new(vm);
         let phase = Arc::new(AtomicUsize::new(0));
-        let unmapper = {
-            let (vm, phase) = (vm.clone(), phase.clone());
-            thread::spawn(move || {
-                let seen = pass_of(phase.load(Ordering::SeqCst));
-                vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
-                seen
-            })
-        };
-        let mut removal = vm.fx.map.begin_remove(IDX..=IDX, Batching::PerSpace);
-        loop {
-            let pass = removal.step();
-            phase.store(pass as usize, Ordering::SeqCst);
-            if pass == Pass::Done {
-                break;
-            }
-        }
-        let r = removal.finish();
+        let unmapper = spawn_with(&(vm.clone(), phase.clone()), move |(vm, phase)| {
+            let seen = pass_of(phase.load(Ordering::SeqCst));
+            vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
+            seen
+        });
+        let r = remove_in_steps(&vm.fx.map, IDX..=IDX, &phase);
         let seen = unmapper.join().unwrap();
         assert!(r.errors.is_empty(), "{r:?}");
         assert_eq!(r.removed + r.raced + r.referenced, 1, "{r:?}");
-        let stored = vm.fx.store.page(IDX).map(|b| b[..8].to_vec());
-        let cached = vm
-            .fx
-            .map
-            .find(IDX)
-            .unwrap()
-            .map(|p| (page_prefix(&p, 8), p.is_dirty()));
-        let durable = stored.as_deref() == Some(&[NEW; 8][..]);
-        assert!(
-            durable || cached == Some((vec![NEW; 8], true)),
-            "dirty bit dropped: store {stored:x?}, cache {cached:x?}; {r:?}\n{}",
-            vm.fx.map.dump()
-        );
+        let Fate {
+            cached, durable, ..
+        } = vm.fx.assert_not_lost(IDX, NEW, &format!("{r:?}"));
         if r.removed == 1 {
             assert!(durable && r.written == 1, "removed unwritten: {r:?}");
             assert!(cached.is_none());
@@ -82,12 +56,12 @@ fn munmap_vs_removal() {
         assert_eq!(vm.fx.map.nr_mappings(), 0);
         check_quiescent(&vm.fx);
         check_frame_accounting(&vm.fx, &[]);
-        out.record(format!(
+        format!(
             "seen={seen:?} removed={} raced={} written={}",
             r.removed, r.raced, r.written
-        ));
-    });
-    outcomes.assert_seen(&[
+        )
+    })
+    .assert_seen(&[
         // munmap first: the page is dirty, unmapped; the removal writes it.
         "seen=Start removed=1 raced=0 written=1",
         // munmap after the mark: its lookup keeps the page (dirty).

@@ -16,14 +16,12 @@
 //! its stale entry after CPU 1 wrote the copy; that is the window between
 //! `copy_on_write`'s PTE CAS and its shootdown (Linux clears the PTE and
 //! flushes before it installs the new one: `ptep_clear_flush`).
-#![cfg(pagemap_loom)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use loom::sync::atomic::AtomicBool;
-use loom::thread;
-use loom_tests::{cpu_read, model_capped, Outcomes, VmFixture};
+use loom_tests::{explore, spawn_with, Bound, VmFixture};
 use vmr::{MapFlags, Prot};
 
 const IDX: u64 = 0;
@@ -35,42 +33,27 @@ const ZERO: u8 = 0x60;
 
 #[test]
 fn cow_fault_vs_stale_reader() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model_capped(2, move || {
+    explore(Bound::Cap(2), || {
         // The file page and two private copies (both faulters may copy; the
         // loser frees its copy).
-        let vm = VmFixture::new(3, 3);
-        vm.fx.store_page(IDX, FILE);
-        let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::PRIVATE);
+        let (vm, va) = VmFixture::with_mapped(3, 3, IDX, FILE, Prot::RW, MapFlags::PRIVATE);
         // CPU 2 caches the shared page, read-only (COW).
-        assert_eq!(
-            cpu_read(vm.machine.cpu(2), &vm.space, va, 8).unwrap(),
-            vec![FILE; 8]
-        );
+        assert_eq!(vm.cpu_read(2, va, 8), vec![FILE; 8]);
         assert_ne!(vm.space.pte(va) & vmr::pte::COW, 0);
         let vm = Arc::new(vm);
         let done = Arc::new(AtomicBool::new(false));
 
-        let writer = {
-            let (vm, done) = (vm.clone(), done.clone());
-            thread::spawn(move || {
-                vm.machine.cpu(1).write(&vm.space, va, &[ONE; 8]).unwrap();
-                done.store(true, Ordering::SeqCst);
-            })
-        };
-        let reader = {
-            let (vm, done) = (vm.clone(), done.clone());
-            thread::spawn(move || {
-                let after = done.load(Ordering::SeqCst);
-                let got = cpu_read(vm.machine.cpu(2), &vm.space, va, 8).unwrap();
-                (after, got)
-            })
-        };
-        vm.machine
-            .cpu(0)
-            .write(&vm.space, va + 8, &[ZERO; 8])
-            .unwrap();
+        let shared = (vm.clone(), done.clone());
+        let writer = spawn_with(&shared, move |(vm, done)| {
+            vm.cpu_write(1, va, ONE);
+            done.store(true, Ordering::SeqCst);
+        });
+        let reader = spawn_with(&shared, move |(vm, done)| {
+            let after = done.load(Ordering::SeqCst);
+            let got = vm.cpu_read(2, va, 8);
+            (after, got)
+        });
+        vm.cpu_write(0, va + 8, ZERO);
         writer.join().unwrap();
         let (after, got) = reader.join().unwrap();
 
@@ -80,10 +63,10 @@ fn cow_fault_vs_stale_reader() {
              (stale TLB entry for the shared page still in use after the PTE \
              pointed at the private copy)"
         );
-        let all = cpu_read(vm.machine.cpu(0), &vm.space, va, 16).unwrap();
+        let all = vm.cpu_read(0, va, 16);
         assert_eq!(all, [[ONE; 8], [ZERO; 8]].concat());
         let stale = got == vec![FILE; 8];
-        out.record(format!("after={after} stale={stale}"));
-    });
-    outcomes.assert_seen(&["after=true stale=false", "after=false stale=true"]);
+        format!("after={after} stale={stale}")
+    })
+    .assert_seen(&["after=true stale=false", "after=false stale=true"]);
 }

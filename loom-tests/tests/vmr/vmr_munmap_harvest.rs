@@ -8,13 +8,11 @@
 //! concurrent `free_unused` must therefore either see the region (and keep
 //! the page) or see the page dirty (and write it back before freeing it):
 //! the written bytes are never dropped with the frame.
-#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 
-use loom::thread;
 use loom_tests::{
-    check_frame_accounting, check_quiescent, model, page_prefix, Outcomes, VmFixture,
+    check_frame_accounting, check_quiescent, explore, spawn_with, Bound, Fate, VmFixture,
 };
 use pagemap::PAGE_SIZE;
 use vmr::{MapFlags, Prot};
@@ -24,39 +22,29 @@ const OLD: u8 = 0x22;
 const NEW: u8 = 0xdd;
 
 /// A file page mapped shared and written by CPU 0: PTE dirty, page clean.
-fn dirty_pte_setup() -> (Arc<VmFixture>, u64) {
-    let vm = VmFixture::new(2, 1);
-    vm.fx.store_page(IDX, OLD);
-    let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-    vm.machine
-        .cpu(0)
-        .write(&vm.space, va, &[NEW; 8])
-        .expect("write");
+/// The munmap of it is already spawned.
+fn dirty_pte_setup() -> (Arc<VmFixture>, loom::thread::JoinHandle<()>) {
+    let (vm, va) = VmFixture::with_mapped(2, 1, IDX, OLD, Prot::RW, MapFlags::SHARED);
+    vm.cpu_write(0, va, NEW);
     let pte = vm.space.pte(va);
     assert_ne!(pte & vmr::pte::DIRTY, 0);
     assert!(
         vm.fx.map.dirty_indices(..).is_empty(),
         "page clean in the cache"
     );
-    (Arc::new(vm), va)
+    let vm = Arc::new(vm);
+    let unmapper = spawn_with(&vm, move |vm| {
+        vm.space.munmap(va, PAGE_SIZE as u64).unwrap()
+    });
+    (vm, unmapper)
 }
 
 /// After everything: the store has NEW, or the page is cached, dirty, with
 /// NEW. Returns (stored NEW, cached).
 fn check_not_dropped(vm: &VmFixture, what: &str) -> (bool, bool) {
-    let stored = vm.fx.store.page(IDX).map(|b| b[..8].to_vec());
-    let cached = vm
-        .fx
-        .map
-        .find(IDX)
-        .unwrap()
-        .map(|p| (page_prefix(&p, 8), p.is_dirty()));
-    let durable = stored.as_deref() == Some(&[NEW; 8][..]);
-    assert!(
-        durable || cached == Some((vec![NEW; 8], true)),
-        "dirty bit dropped: store {stored:x?}, cache {cached:x?}; {what}\n{}",
-        vm.fx.map.dump()
-    );
+    let Fate {
+        cached, durable, ..
+    } = vm.fx.assert_not_lost(IDX, NEW, what);
     if let Some((bytes, _)) = &cached {
         assert_eq!(bytes, &vec![NEW; 8], "cache lost the write");
     }
@@ -66,27 +54,32 @@ fn check_not_dropped(vm: &VmFixture, what: &str) -> (bool, bool) {
     (durable, cached.is_some())
 }
 
+/// One execution: the munmap (spawned by `dirty_pte_setup`) against
+/// `flush` on the main thread, which returns whether its reports are free
+/// of errors, the reports (for messages) and its part of the outcome.
+fn munmap_vs(flush: impl Fn(&pagemap::PageMap) -> (bool, String, String)) -> String {
+    let (vm, unmapper) = dirty_pte_setup();
+    let (ok, reports, outcome) = flush(&vm.fx.map);
+    unmapper.join().unwrap();
+    assert!(ok, "{reports}");
+    let (durable, cached) = check_not_dropped(&vm, &reports);
+    format!("{outcome} durable={durable} cached={cached}")
+}
+
 /// munmap against free_unused.
 #[test]
 fn munmap_vs_free_unused() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let (vm, va) = dirty_pte_setup();
-        let unmapper = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.space.munmap(va, PAGE_SIZE as u64).unwrap())
-        };
-        let r = vm.fx.map.free_unused();
-        unmapper.join().unwrap();
-        assert!(r.errors.is_empty(), "{r:?}");
-        let (durable, cached) = check_not_dropped(&vm, &format!("{r:?}"));
-        out.record(format!(
-            "freed={} written={} mapped={} durable={durable} cached={cached}",
-            r.freed, r.written, r.mapped
-        ));
-    });
-    outcomes.assert_seen(&[
+    explore(Bound::Env, || {
+        munmap_vs(|map| {
+            let r = map.free_unused();
+            let outcome = format!(
+                "freed={} written={} mapped={}",
+                r.freed, r.written, r.mapped
+            );
+            (r.errors.is_empty(), format!("{r:?}"), outcome)
+        })
+    })
+    .assert_seen(&[
         // free_unused saw the region: page kept, dirty.
         "freed=0 written=0 mapped=1 durable=false cached=true",
         // free_unused after munmap: written back, then freed.
@@ -98,25 +91,16 @@ fn munmap_vs_free_unused() {
 /// unused pages.
 #[test]
 fn munmap_vs_writeback_then_free_unused() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let (vm, va) = dirty_pte_setup();
-        let unmapper = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.space.munmap(va, PAGE_SIZE as u64).unwrap())
-        };
-        let w = vm.fx.map.writeback(..);
-        let r = vm.fx.map.free_unused();
-        unmapper.join().unwrap();
-        assert!(w.errors.is_empty() && r.errors.is_empty(), "{w:?} {r:?}");
-        let (durable, cached) = check_not_dropped(&vm, &format!("{w:?} {r:?}"));
-        out.record(format!(
-            "wb={} freed={} written={} durable={durable} cached={cached}",
-            w.written, r.freed, r.written
-        ));
-    });
-    outcomes.assert_seen(&[
+    explore(Bound::Env, || {
+        munmap_vs(|map| {
+            let w = map.writeback(..);
+            let r = map.free_unused();
+            let ok = w.errors.is_empty() && r.errors.is_empty();
+            let outcome = format!("wb={} freed={} written={}", w.written, r.freed, r.written);
+            (ok, format!("{w:?} {r:?}"), outcome)
+        })
+    })
+    .assert_seen(&[
         // munmap took the dirty bit (holding the page) before writeback's
         // clean looked and marked the page dirty only after both flusher
         // steps (free_unused skipped it: still mapped): kept, dirty.
@@ -135,26 +119,17 @@ fn munmap_vs_writeback_then_free_unused() {
 /// it takes minutes).
 #[test]
 fn munmap_vs_writeback_vs_free_unused() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    loom_tests::model_capped(1, move || {
-        let (vm, va) = dirty_pte_setup();
-        let unmapper = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.space.munmap(va, PAGE_SIZE as u64).unwrap())
-        };
-        let flusher = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.fx.map.writeback(..))
-        };
+    explore(Bound::Cap(1), || {
+        let (vm, unmapper) = dirty_pte_setup();
+        let flusher = spawn_with(&vm, |vm| vm.fx.map.writeback(..));
         let r = vm.fx.map.free_unused();
         unmapper.join().unwrap();
         let w = flusher.join().unwrap();
         assert!(w.errors.is_empty() && r.errors.is_empty(), "{w:?} {r:?}");
         let (durable, cached) = check_not_dropped(&vm, &format!("{w:?} {r:?}"));
-        out.record(format!("durable={durable} cached={cached}"));
-    });
-    outcomes.assert_seen(&[
+        format!("durable={durable} cached={cached}")
+    })
+    .assert_seen(&[
         "durable=false cached=true",
         "durable=true cached=false",
         "durable=true cached=true",

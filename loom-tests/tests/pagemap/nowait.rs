@@ -2,10 +2,8 @@
 //! address-space lock). Each model makes blocking a deadlock: the thing
 //! load_nowait could wait for is released only after load_nowait returns,
 //! so if it ever waited, loom would report the deadlock.
-#![cfg(pagemap_loom)]
 
-use loom::thread;
-use loom_tests::{gated_map, model, page_prefix, Fixture, Outcomes};
+use loom_tests::{explore, gated_map, model, page_prefix, spawn_with, Bound, Fixture};
 use pagemap::Error;
 
 const IDX: u64 = 9;
@@ -15,19 +13,14 @@ const IDX: u64 = 9;
 #[test]
 fn load_nowait_ignores_page_lock() {
     model(|| {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, 0x99);
-        let frame = fx.cache(IDX);
+        let (fx, frame) = Fixture::with_cached(2, IDX, 0x99);
         fx.pool.lock_for_model(frame);
-        let t = {
-            let map = fx.map.clone();
-            thread::spawn(move || {
-                let p = map
-                    .load_nowait(IDX)
-                    .expect("up to date: returned even while locked");
-                assert_eq!(p.frame(), frame);
-            })
-        };
+        let t = spawn_with(&fx.map, move |map| {
+            let p = map
+                .load_nowait(IDX)
+                .expect("up to date: returned even while locked");
+            assert_eq!(p.frame(), frame);
+        });
         t.join().unwrap(); // with the page lock still held
         fx.pool.unlock_for_model(frame);
     });
@@ -38,19 +31,14 @@ fn load_nowait_ignores_page_lock() {
 /// load_nowait says WouldBlock, or the page if the read already finished.
 #[test]
 fn load_nowait_vs_loading_page() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         let (_pool, store, map) = gated_map(2);
         store.inner.set_page(IDX, &[0x99; pagemap::PAGE_SIZE]);
         store.arm_read();
-        let loader = {
-            let map = map.clone();
-            thread::spawn(move || {
-                let p = map.load(IDX).expect("load");
-                assert_eq!(page_prefix(&p, 8), vec![0x99; 8]);
-            })
-        };
+        let loader = spawn_with(&map, |map| {
+            let p = map.load(IDX).expect("load");
+            assert_eq!(page_prefix(&p, 8), vec![0x99; 8]);
+        });
         let r = map.load_nowait(IDX).map(|p| page_prefix(&p, 8));
         let outcome = match &r {
             Err(Error::WouldBlock { index }) => {
@@ -72,7 +60,7 @@ fn load_nowait_vs_loading_page() {
             page_prefix(&map.load_nowait(IDX).unwrap(), 8),
             vec![0x99; 8]
         );
-        out.record(outcome);
-    });
-    outcomes.assert_seen(&["would_block"]);
+        outcome
+    })
+    .assert_seen(&["would_block"]);
 }

@@ -15,40 +15,25 @@
 //! two copies. fork write-protects the private entries
 //! and shoots the space down before copying, so CPU 0's writes after that
 //! fault and wait for fork; without that step this model finds the torn copy.
-#![cfg(pagemap_loom)]
 
-use std::sync::Arc;
-
-use loom::thread;
-use loom_tests::{cpu_read, model, Outcomes, VmFixture};
+use loom_tests::{cpu_read, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
-use vmr::{MapFlags, Prot};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
 #[test]
 fn fork_copies_private_pages_as_of_one_instant() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         // 2 cached + 2 private copies + 2 child copies + the writer's.
-        let vm = VmFixture::new(7, 2);
-        let va = vm.mmap(0, 2, Prot::RW, MapFlags::PRIVATE);
-        let cpu0 = vm.machine.cpu(0);
         // Our own copies, writable and dirty in CPU 0's TLB.
-        cpu0.write(&vm.space, va, &[0]).unwrap();
-        cpu0.write(&vm.space, va + PAGE, &[0]).unwrap();
-        let vm = Arc::new(vm);
-        let writer = {
-            let vm = vm.clone();
-            thread::spawn(move || {
-                let cpu = vm.machine.cpu(0);
-                cpu.write(&vm.space, va, &[1]).unwrap();
-                // The loom-visible step between the writes (see above).
-                drop(vm.fx.pool.alloc_private().unwrap());
-                cpu.write(&vm.space, va + PAGE, &[1]).unwrap();
-            })
-        };
+        let (vm, va) = VmFixture::with_private_copies(7, 2, &[Some(0), Some(0)]);
+        let writer = spawn_with(&vm, move |vm| {
+            let cpu = vm.machine.cpu(0);
+            cpu.write(&vm.space, va, &[1]).unwrap();
+            // The loom-visible step between the writes (see above).
+            drop(vm.fx.pool.alloc_private().unwrap());
+            cpu.write(&vm.space, va + PAGE, &[1]).unwrap();
+        });
         let child = vm.space.fork().expect("fork");
         let cpu1 = vm.machine.cpu(1);
         let a = cpu_read(cpu1, &child, va, 1).unwrap()[0];
@@ -63,8 +48,8 @@ fn fork_copies_private_pages_as_of_one_instant() {
         assert_eq!(cpu_read(cpu1, &vm.space, va + PAGE, 1).unwrap(), [1]);
         assert_eq!(cpu_read(cpu1, &child, va, 1).unwrap(), [a]);
         drop(child);
-        out.record(format!("child {a}{b}"));
-    });
+        format!("child {a}{b}")
+    })
     // Before the writes, after them, and between the two.
-    outcomes.assert_seen(&["child 00", "child 10", "child 11"]);
+    .assert_seen(&["child 00", "child 10", "child 11"]);
 }

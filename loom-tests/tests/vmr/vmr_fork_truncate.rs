@@ -9,33 +9,19 @@
 //! truncate zaps the parent before the copy or both spaces after it: after
 //! both, neither space maps page 1, the child's page 0 is the parent's, and
 //! no frame leaked or was copied after being freed.
-#![cfg(pagemap_loom)]
 
-use std::sync::Arc;
-
-use loom::thread;
-use loom_tests::{check_frame_accounting, cpu_read, model, Outcomes, VmFixture};
+use loom_tests::{check_frame_accounting, cpu_read, explore, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
-use vmr::{Fault, MapFlags, Prot};
+use vmr::Fault;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
 #[test]
 fn fork_vs_truncate_of_private_copies() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         // 2 cached + 2 private copies + 2 child copies.
-        let vm = VmFixture::new(6, 2);
-        let va = vm.mmap(0, 2, Prot::RW, MapFlags::PRIVATE);
-        let cpu0 = vm.machine.cpu(0);
-        cpu0.write(&vm.space, va, &[0xa0]).unwrap();
-        cpu0.write(&vm.space, va + PAGE, &[0xa1]).unwrap();
-        let vm = Arc::new(vm);
-        let forker = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.space.fork().expect("fork"))
-        };
+        let (vm, va) = VmFixture::with_private_copies(6, 2, &[Some(0xa0), Some(0xa1)]);
+        let forker = spawn_with(&vm, |vm| vm.space.fork().expect("fork"));
         let r = vm.fx.map.truncate(1);
         assert!(r.errors.is_empty(), "{r:?}");
         let child = forker.join().unwrap();
@@ -55,12 +41,13 @@ fn fork_vs_truncate_of_private_copies() {
             .map(|p| pagemap::FrameId::new(vmr::pte::frame(p)).expect("private copy"));
         assert_ne!(copies[0], copies[1]);
         check_frame_accounting(&vm.fx, &copies);
-        out.record(if r.shootdowns > 1 {
+        let outcome = if r.shootdowns > 1 {
             "truncate after fork"
         } else {
             "truncate before fork"
-        });
+        };
         drop(child);
-    });
-    outcomes.assert_seen(&["truncate before fork", "truncate after fork"]);
+        outcome
+    })
+    .assert_seen(&["truncate before fork", "truncate after fork"]);
 }

@@ -3,10 +3,10 @@
 //! Under loom the count field is 4 bits (`MAX_REFS` = 7, the top bit a guard), so the limit is
 //! reached with a handful of references, some held in another thread, while
 //! concurrent puts make room again.
-#![cfg(pagemap_loom)]
 
-use loom::thread;
-use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
+use loom_tests::{
+    check_quiescent, explore, is_free, model, page_prefix, spawn_with, Bound, Fixture,
+};
 use pagemap::MAX_REFS;
 use pagemap::{Error, PageRef};
 
@@ -33,9 +33,7 @@ fn overflow<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
 #[test]
 fn refusal_at_the_limit() {
     model(|| {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, 0x66);
-        fx.cache(IDX);
+        let (fx, _) = Fixture::with_cached(2, IDX, 0x66);
         let first = fx.map.find(IDX).unwrap().unwrap();
         let mut refs: Vec<PageRef<'_>> = vec![];
         while (refs.len() as u64) < MAX_REFS - 1 {
@@ -72,12 +70,8 @@ fn refusal_at_the_limit() {
 /// let go the count is back at zero (the page is removable).
 #[test]
 fn overflow_vs_concurrent_put() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, 0x66);
-        let frame = fx.cache(IDX);
+    explore(Bound::Env, || {
+        let (fx, frame) = Fixture::with_cached(2, IDX, 0x66);
         let first = fx.map.find(IDX).unwrap().unwrap();
         let mut held = vec![];
         for _ in 0..MAX_REFS - 2 {
@@ -85,21 +79,18 @@ fn overflow_vs_concurrent_put() {
         }
         assert_eq!(first.holders(), MAX_REFS - 1);
 
-        let taker = {
-            let map = fx.map.clone();
-            thread::spawn(move || {
-                let a = map.find(IDX).unwrap().expect("room for one more");
-                assert!(a.holders() <= MAX_REFS);
-                let b = map.find(IDX);
-                let refused = overflow(&b);
-                if let Ok(Some(b)) = &b {
-                    assert!(b.holders() <= MAX_REFS);
-                    assert_eq!(page_prefix(b, 8), vec![0x66; 8]);
-                }
-                drop(b);
-                refused
-            })
-        };
+        let taker = spawn_with(&fx.map, |map| {
+            let a = map.find(IDX).unwrap().expect("room for one more");
+            assert!(a.holders() <= MAX_REFS);
+            let b = map.find(IDX);
+            let refused = overflow(&b);
+            if let Ok(Some(b)) = &b {
+                assert!(b.holders() <= MAX_REFS);
+                assert_eq!(page_prefix(b, 8), vec![0x66; 8]);
+            }
+            drop(b);
+            refused
+        });
 
         // A concurrent put makes room; then take one (may itself be refused
         // if the taker holds two at that moment).
@@ -118,11 +109,9 @@ fn overflow_vs_concurrent_put() {
         assert!(!is_free(&fx.pool, frame));
         check_quiescent(&fx);
         assert_eq!(fx.map.free_unused().freed, 1, "count did not return to 0");
-        out.record(format!(
-            "taker_refused={taker_refused} mine_refused={mine_refused}"
-        ));
-    });
-    outcomes.assert_seen(&[
+        format!("taker_refused={taker_refused} mine_refused={mine_refused}")
+    })
+    .assert_seen(&[
         "taker_refused=false mine_refused=false",
         "taker_refused=true mine_refused=false",
         "taker_refused=false mine_refused=true",

@@ -12,14 +12,14 @@
 //! other loader holds the page too, so the interesting case, a waiter of
 //! the failed read, is reached in every execution at a low preemption bound.
 //!
-//! Own binary: if it fails, loom aborts the binary.
-#![cfg(pagemap_loom)]
+//! (It had its own binary, as loom aborts the binary on a failure; now a
+//! failure here stops the models after it in the `pagemap` binary.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use loom::thread;
-use loom_tests::{model, Outcomes};
+use loom_tests::{explore, spawn_with, Bound};
 use pagemap::{BackingStore, Error, FramePool, MemStore, PageBuf, PageMap};
 
 /// Fails the first read (once both loaders hold the page), then behaves.
@@ -49,9 +49,7 @@ impl BackingStore for FailOnce {
 
 #[test]
 fn load_after_failed_read_retries() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         drop(crossbeam_epoch::pin());
         let pool = Arc::new(FramePool::new(3).unwrap());
         let store = Arc::new(FailOnce::default());
@@ -59,14 +57,11 @@ fn load_after_failed_read_retries() {
         let map = Arc::new(PageMap::new(pool, store.clone()));
         store.map.set(Arc::downgrade(&map)).ok().unwrap();
 
-        let other = {
-            let map = map.clone();
-            thread::spawn(move || match map.load(1) {
-                Ok(_) => "ok",
-                Err(Error::Read { .. }) => "read_error",
-                Err(e) => panic!("unexpected {e}"),
-            })
-        };
+        let other = spawn_with(&map, |map| match map.load(1) {
+            Ok(_) => "ok",
+            Err(Error::Read { .. }) => "read_error",
+            Err(e) => panic!("unexpected {e}"),
+        });
         // First load: succeeds only if the other loader did the failing read
         // first and this one retried.
         let first = match map.load(1) {
@@ -87,7 +82,7 @@ fn load_after_failed_read_retries() {
             store.reads.load(Ordering::SeqCst),
             map.dump()
         );
-        out.record(format!("first={first} other={o}"));
-    });
-    outcomes.assert_seen(&["first=read_error other=read_error"]);
+        format!("first={first} other={o}")
+    })
+    .assert_seen(&["first=read_error other=read_error"]);
 }

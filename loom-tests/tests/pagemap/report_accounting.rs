@@ -2,12 +2,11 @@
 //! `free_unused` report was a real store write, and every store write is
 //! reported by one of them (as written, or as a page the remover lost).
 //!
-//! Kept in its own test binary: when it fails, loom aborts the binary, and
-//! the correctness models elsewhere still run.
-#![cfg(pagemap_loom)]
+//! It had its own test binary so that its failure (loom aborts the binary)
+//! could not hide the correctness models; in the merged `pagemap` binary a
+//! failure here stops the models after it, as any model's does.
 
-use loom::thread;
-use loom_tests::{model, Fixture};
+use loom_tests::{dirty, model, spawn_with, Fixture};
 
 /// `writeback` and `free_unused` on one dirty page (nobody writes it again,
 /// so the store sees exactly one write).
@@ -15,14 +14,8 @@ use loom_tests::{model, Fixture};
 fn writeback_vs_free_unused_reports_match_store_writes() {
     model(|| {
         let fx = Fixture::new(2);
-        {
-            let p = fx.map.load(4).unwrap();
-            p.write(0, &[0xcd; 8]).unwrap();
-        }
-        let flusher = {
-            let map = fx.map.clone();
-            thread::spawn(move || map.writeback(..).written)
-        };
+        drop(dirty(&fx.map, 4, 0xcd));
+        let flusher = spawn_with(&fx.map, |map| map.writeback(..).written);
         let r = fx.map.free_unused();
         let flushed = flusher.join().unwrap();
         let (_, writes) = fx.store.io_counts();

@@ -1,9 +1,8 @@
 //! Models 1 and 2: lock-free `find` and `put` against `free_unused` (mark,
 //! then final removal) of an unreferenced clean page.
-#![cfg(pagemap_loom)]
 
 use loom::thread;
-use loom_tests::{check_quiescent, is_free, model, page_prefix, Fixture, Outcomes};
+use loom_tests::{check_quiescent, explore, is_free, page_prefix, spawn_with, Bound, Fixture};
 
 const IDX: u64 = 1;
 
@@ -17,12 +16,8 @@ enum Seen {
 /// `find` racing with `free_unused`: the finder runs in `find_in_spawned`'s
 /// thread choice, the remover in the other one.
 fn find_vs_free_unused(find_in_spawned: bool) {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, 0xab);
-        let frame = fx.cache(IDX);
+    explore(Bound::Env, move || {
+        let (fx, frame) = Fixture::with_cached(2, IDX, 0xab);
 
         let finder = {
             let map = fx.map.clone();
@@ -77,11 +72,11 @@ fn find_vs_free_unused(find_in_spawned: bool) {
             assert_eq!(fx.pool.free_frames(), fx.capacity() - 1);
         }
         check_quiescent(&fx);
-        out.record(format!("{seen:?} freed={freed}"));
-    });
+        format!("{seen:?} freed={freed}")
+    })
     // Hit and kept (removal aborted), hit then freed (find before the mark),
     // miss and freed (removal first).
-    outcomes.assert_seen(&["Hit freed=0", "Hit freed=1", "Miss freed=1"]);
+    .assert_seen(&["Hit freed=0", "Hit freed=1", "Miss freed=1"]);
 }
 
 /// Model 1a: the finder is the spawned thread.
@@ -100,23 +95,16 @@ fn find_vs_final_removal_remover_spawned() {
 /// may or may not be freed, but never while it is held.
 #[test]
 fn put_vs_removal() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
-        let fx = Fixture::new(2);
-        fx.store_page(IDX, 0x5a);
-        let frame = fx.cache(IDX);
+    explore(Bound::Env, || {
+        let (fx, frame) = Fixture::with_cached(2, IDX, 0x5a);
         let page = fx.map.find(IDX).unwrap().expect("cached");
 
-        let remover = {
-            let map = fx.map.clone();
-            thread::spawn(move || {
-                let r = map.free_unused();
-                assert!(r.errors.is_empty());
-                assert_eq!(r.freed + r.referenced + r.raced, 1, "{r:?}");
-                r.freed
-            })
-        };
+        let remover = spawn_with(&fx.map, |map| {
+            let r = map.free_unused();
+            assert!(r.errors.is_empty());
+            assert_eq!(r.freed + r.referenced + r.raced, 1, "{r:?}");
+            r.freed
+        });
 
         // Still held: alive and intact.
         assert!(!is_free(&fx.pool, frame));
@@ -128,7 +116,7 @@ fn put_vs_removal() {
         assert_eq!(fx.map.nr_pages(), 1 - freed);
         assert_eq!(is_free(&fx.pool, frame), freed == 1);
         check_quiescent(&fx);
-        out.record(format!("freed={freed}"));
-    });
-    outcomes.assert_seen(&["freed=0", "freed=1"]);
+        format!("freed={freed}")
+    })
+    .assert_seen(&["freed=0", "freed=1"]);
 }

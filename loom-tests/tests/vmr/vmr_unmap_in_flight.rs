@@ -12,20 +12,16 @@
 //! after its flush, and a zap that finds the count non-zero shoots the space
 //! down itself (Linux's `tlb_flush_pending`); without that, this model reads
 //! the other file's bytes.
-#![cfg(pagemap_loom)]
 
 use std::sync::Arc;
 
-use loom::thread;
-use loom_tests::{model, Outcomes, VmFixture};
+use loom_tests::{explore, spawn_with, Bound, VmFixture};
 use pagemap::{MemStore, PageMap};
 use vmr::{Fault, MapFlags, Prot};
 
 #[test]
 fn truncate_during_munmap_never_frees_a_frame_a_tlb_holds() {
-    let outcomes = Outcomes::new();
-    let out = outcomes.clone();
-    model(move || {
+    explore(Bound::Env, || {
         // Exactly one frame: the other file's load must reuse page 0's.
         let vm = VmFixture::new(1, 2);
         vm.fx.store_page(0, 0x10);
@@ -35,10 +31,9 @@ fn truncate_during_munmap_never_frees_a_frame_a_tlb_holds() {
         vm.machine.cpu(1).read(&vm.space, va, &mut b).unwrap();
         assert_eq!(b, [0x10]);
         let vm = Arc::new(vm);
-        let unmapper = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.space.munmap(va, pagemap::PAGE_SIZE as u64).unwrap())
-        };
+        let unmapper = spawn_with(&vm, move |vm| {
+            vm.space.munmap(va, pagemap::PAGE_SIZE as u64).unwrap()
+        });
         let r = vm.fx.map.truncate(0);
         assert!(r.errors.is_empty(), "{r:?}");
         let outcome = match other.load(0) {
@@ -58,7 +53,7 @@ fn truncate_during_munmap_never_frees_a_frame_a_tlb_holds() {
         };
         unmapper.join().unwrap();
         drop(other);
-        out.record(outcome);
-    });
-    outcomes.assert_seen(&["frame reused"]);
+        outcome
+    })
+    .assert_seen(&["frame reused"]);
 }
