@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runs the loom models of pagemap and vmr (loom-tests/tests/*.rs) in release mode.
+# Runs the loom models of pagemap and vmr in release mode. They are linked
+# into two test binaries, `pagemap` (loom-tests/tests/pagemap/) and `vmr`
+# (loom-tests/tests/vmr/), one module per former model file, under its old
+# name.
 #
-#   scripts/loom.sh                          # whole suite, preemption bound 2
-#   LOOM_MAX_PREEMPTIONS=3 scripts/loom.sh   # deeper (much slower)
-#   scripts/loom.sh --test node_reclaim      # one model file (extra args go to cargo test)
-#   scripts/loom.sh -- find_vs              # filter by test name
+#   scripts/loom.sh                                  # whole suite, preemption bound 2
+#   LOOM_MAX_PREEMPTIONS=3 scripts/loom.sh           # deeper (much slower)
+#   scripts/loom.sh --test pagemap -- node_reclaim   # one module (extra args go to cargo test)
+#   scripts/loom.sh --test vmr -- fork_snapshot      # (a filter is a substring of the test path)
+#   scripts/loom.sh -- find_vs                       # filter by test name, both binaries
 #
 # Under `--cfg pagemap_loom` pagemap takes its atomics and locks from loom, the radix
 # fan-out is 4, the slot refcount is 5 bits (MAX_REFS 7, MAX_HELD 15, a guard bit) and reclaimed radix nodes are
@@ -15,8 +19,11 @@
 # bound when LOOM_MAX_PREEMPTIONS is unset), so `cargo test` run directly is
 # bounded as well. LOOM_TIMING=1 prints executions, time and the outcomes
 # each model explored. A failing model prints loom's assertion first; loom
-# then aborts that test binary (a panic while tearing down the execution),
-# so the other binaries are still run (--no-fail-fast) and the script fails.
+# then aborts that test binary (a panic while tearing down the execution).
+# With the models merged into two binaries, that hides the results of every
+# model of the same binary that had not finished (the one running beside it
+# and all after it): fix or filter out the first failure to see the rest.
+# The other binary is still run (--no-fail-fast), and the script fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -15,6 +15,15 @@
 #   MUTANT_TIMEOUT   seconds per model run and per build (default 600)
 #   LOOM_MAX_PREEMPTIONS  as for scripts/loom.sh (default 2)
 #
+# A mutant's `tests:` entries name the loom models that should kill it, as
+# BINARY::FILTER: BINARY is a loom test binary (`pagemap` or `vmr`, the
+# directories of loom-tests/tests/), FILTER a substring of the test path,
+# usually a module (one former model file) with its `::`, e.g.
+# `vmr::vmr_fork_snapshot::` or `pagemap::removers::` (the `::` keeps it
+# from also selecting `removers_remove`); plain:PKG:TEST is a non-loom test.
+# Each entry is a separate run, in order; the first failure kills the
+# mutant. A failing loom model aborts its binary, which is enough here.
+#
 # Results per mutant: KILLED (a named model failed, panicked or aborted),
 # SURVIVED (all named models passed), DID-NOT-APPLY (search string not found
 # exactly once), BUILD-FAILED, TIMEOUT (a model ran past MUTANT_TIMEOUT; not
@@ -115,7 +124,8 @@ for id in "${ids[@]}"; do
         result[$id]="APPLIES"
     else
         # Build the named loom binaries once, then run each (first failure kills).
-        targs=(); for t in $tests; do case "$t" in plain:*) ;; *) targs+=(--test "${t%%::*}");; esac; done
+        # Each binary once (several entries usually name the same one).
+        targs=(); for t in $tests; do case "$t" in plain:*) ;; *) case " ${targs[*]} " in *" ${t%%::*} "*) ;; *) targs+=(--test "${t%%::*}");; esac;; esac; done
         status=SURVIVED; why=""
         if [ ${#targs[@]} -gt 0 ] && ! (cd "$src" && timeout "$tmo" cargo test -p loom-tests --release --no-run "${targs[@]}") >>"$log" 2>&1; then
             status=BUILD-FAILED
@@ -135,7 +145,10 @@ for id in "${ids[@]}"; do
                     # A build error of a plain test is not a kill.
                     if grep -q "^error\(\[E[0-9]*\]\)\?: could not compile\|^error: could not compile" "$log"; then status=BUILD-FAILED; else status=KILLED; fi
                     at=$(grep -o -m1 "panicked at [^ ]*tests/[^ ]*" "$log" | sed 's/panicked at //; s/:$//')
-                    why="$t${at:+ ($at)}"; break
+                    # The test thread that panicked first: the model's path
+                    # in its binary (an entry may select several models).
+                    model=$(grep -o -m1 "^thread '[^']*'.* panicked at" "$log" | sed "s/^thread '//; s/'.*//")
+                    why="$t${model:+ [$model]}${at:+ ($at)}"; break
                 fi
             done
         fi

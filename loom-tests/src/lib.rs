@@ -1,5 +1,6 @@
-//! Loom models of `pagemap` live in `tests/`; this crate holds their shared
-//! harness. Everything here only exists under `--cfg pagemap_loom`.
+//! Loom models of `pagemap` and `vmr` live in `tests/` (two test binaries,
+//! `pagemap` and `vmr`, a module per race); this crate holds their shared
+//! harness and fixtures. Everything here only exists under `--cfg pagemap_loom`.
 //!
 //! Run the suite with `scripts/loom.sh` (release build, its own target dir,
 //! `LOOM_MAX_PREEMPTIONS` defaulting to 2). Each model is also bounded in
@@ -18,6 +19,18 @@ pub const DEFAULT_PREEMPTIONS: usize = 2;
 /// Branch budget per execution: the page map plus crossbeam-epoch's
 /// bookkeeping take more scheduling points than loom's default 1000.
 pub const MAX_BRANCHES: usize = 20_000;
+
+/// Byte patterns shared by the models of a page written twice (the store's
+/// old bytes, then two writes), so that each byte found tells which write
+/// it came from.
+pub mod bytes {
+    /// In the store before the model writes.
+    pub const OLD: u8 = 0x01;
+    /// The first write (before the race).
+    pub const FIRST: u8 = 0xaa;
+    /// The racing write.
+    pub const SECOND: u8 = 0xbb;
+}
 
 /// Runs `f` under loom with a bounded preemption count (the environment's
 /// `LOOM_MAX_PREEMPTIONS` if set, else [`DEFAULT_PREEMPTIONS`]).
@@ -77,6 +90,77 @@ where
             b.preemption_bound
         );
     }
+}
+
+/// How far a model explores: the environment's preemption bound ([`model`]),
+/// or that bound capped ([`model_capped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// `LOOM_MAX_PREEMPTIONS`, else [`DEFAULT_PREEMPTIONS`].
+    Env,
+    /// At most this many preemptions (three-thread models).
+    Cap(usize),
+}
+
+/// Runs `f` under loom with `bound`.
+pub fn model_bounded<F>(bound: Bound, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    match bound {
+        Bound::Env => model(f),
+        Bound::Cap(cap) => model_capped(cap, f),
+    }
+}
+
+/// Runs `f` under loom with `bound`, recording the outcome each execution
+/// returns; the caller then asserts on what was seen
+/// ([`Outcomes::assert_seen`]). Recording is outside loom (a std mutex), so
+/// it adds no step to the model.
+pub fn explore<F, O>(bound: Bound, f: F) -> Outcomes
+where
+    F: Fn() -> O + Sync + Send + 'static,
+    O: Into<String>,
+{
+    let outcomes = Outcomes::new();
+    let out = outcomes.clone();
+    model_bounded(bound, move || out.record(f()));
+    outcomes
+}
+
+/// Runs `f` under loom with `bound` and asserts that at least one execution
+/// returned `true`: for the variants that disable a protection and must
+/// reach the bad outcome (`what`, e.g. "a lost update"), so that the model
+/// demonstrably can fail.
+pub fn assert_reachable<F>(bound: Bound, what: &str, f: F)
+where
+    F: Fn() -> bool + Sync + Send + 'static,
+{
+    let bad = Arc::new(AtomicUsize::new(0));
+    let count = bad.clone();
+    model_bounded(bound, move || {
+        if f() {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let n = bad.load(Ordering::Relaxed);
+    if std::env::var_os("LOOM_TIMING").is_some() {
+        eprintln!("{what}: {n} executions");
+    }
+    assert!(n > 0, "{what} must be reachable");
+}
+
+/// Spawns a loom thread that runs `f` on a clone of `shared` (an `Arc`, or
+/// a tuple of them): the clone-then-spawn every model repeats.
+#[track_caller]
+pub fn spawn_with<S, T, F>(shared: &S, f: F) -> loom::thread::JoinHandle<T>
+where
+    S: Clone + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(S) -> T + Send + 'static,
+{
+    let s = shared.clone();
+    loom::thread::spawn(move || f(s))
 }
 
 /// The distinct outcomes seen across a model's executions, so a test can
@@ -151,9 +235,83 @@ impl Fixture {
         self.map.load(index).expect("load").frame()
     }
 
+    /// A map with `frames` frames whose store holds page `index` filled
+    /// with `byte`.
+    pub fn with_page(frames: usize, index: u64, byte: u8) -> Self {
+        let fx = Self::new(frames);
+        fx.store_page(index, byte);
+        fx
+    }
+
+    /// As [`with_page`](Self::with_page), with the page cached (clean,
+    /// unreferenced); returns its frame too.
+    pub fn with_cached(frames: usize, index: u64, byte: u8) -> (Self, FrameId) {
+        let fx = Self::with_page(frames, index, byte);
+        let frame = fx.cache(index);
+        (fx, frame)
+    }
+
+    /// What became of `[byte; 8]` written at the start of page `index`
+    /// (see [`Fate`]).
+    pub fn fate(&self, index: u64, byte: u8) -> Fate {
+        let stored = self.store.page(index).map(|b| b[..8].to_vec());
+        let cached = self
+            .map
+            .find(index)
+            .unwrap()
+            .map(|p| (page_prefix(&p, 8), p.is_dirty()));
+        let durable = stored.as_deref() == Some(&[byte; 8][..]);
+        Fate {
+            stored,
+            cached,
+            durable,
+        }
+    }
+
+    /// Asserts that `[byte; 8]`, written at the start of page `index`
+    /// through a mapping or a reference, is not lost: the store has it, or
+    /// the page is cached, dirty, with it. `what` goes into the message.
+    pub fn assert_not_lost(&self, index: u64, byte: u8, what: &str) -> Fate {
+        let fate = self.fate(index, byte);
+        assert!(
+            fate.durable || fate.cached == Some((vec![byte; 8], true)),
+            "write lost (dirty bit dropped): store {:x?}, cache {:x?}; {what}\n{}",
+            fate.stored,
+            fate.cached,
+            self.map.dump()
+        );
+        fate
+    }
+
     /// Frames in the pool.
     pub fn capacity(&self) -> usize {
         self.pool.capacity()
+    }
+}
+
+/// Where a write of 8 bytes ended up, read once everything is quiescent.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fate {
+    /// The first 8 bytes of the page in the store, if it was ever written.
+    pub stored: Option<Vec<u8>>,
+    /// The first 8 bytes of the cached page and its dirty bit, if cached.
+    pub cached: Option<(Vec<u8>, bool)>,
+    /// The store has the write.
+    pub durable: bool,
+}
+
+/// Loads `index` and writes `[byte; 8]` at its start: a dirty page, still
+/// held (drop it for an unreferenced one).
+pub fn dirty(map: &PageMap, index: u64, byte: u8) -> pagemap::PageRef<'_> {
+    let p = map.load(index).unwrap();
+    p.write(0, &[byte; 8]).unwrap();
+    p
+}
+
+/// Asserts that no frame of `pool` is LOCKED (after a failed read).
+pub fn assert_none_locked(pool: &FramePool) {
+    for f in all_frames(pool) {
+        assert_eq!(pool.flags(f) & flags::LOCKED, 0, "frame {f:?} left LOCKED");
     }
 }
 
@@ -315,6 +473,20 @@ impl pagemap::BackingStore for GatedStore {
     }
 }
 
+/// A [`gated_map`] with page `index` dirty (`[byte; 8]` written, not
+/// held) and the gate armed for the next write: the write-back of that page
+/// stops at the gate.
+pub fn gated_dirty(
+    frames: usize,
+    index: u64,
+    byte: u8,
+) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap>) {
+    let (pool, store, map) = gated_map(frames);
+    drop(dirty(&map, index, byte));
+    store.arm_write();
+    (pool, store, map)
+}
+
 /// A page map over a [`GatedStore`] (the main thread's epoch handle is
 /// registered first, as in [`Fixture::new`]).
 pub fn gated_map(frames: usize) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap>) {
@@ -328,7 +500,7 @@ pub fn gated_map(frames: usize) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap
 // ---- vmr ------------------------------------------------------------------
 
 /// A page map ([`Fixture`]) plus a simulated machine and one address space
-/// over its pool, for the models of `vmr` (`tests/vmr_*.rs`).
+/// over its pool, for the models of `vmr` (`tests/vmr/`).
 pub struct VmFixture {
     /// The page map, its pool and store.
     pub fx: Fixture,
@@ -345,6 +517,63 @@ impl VmFixture {
         let machine = vmr::Machine::new(fx.pool.clone(), ncpus);
         let space = vmr::AddressSpace::new(machine.clone());
         Self { fx, machine, space }
+    }
+
+    /// As [`new`](Self::new), with file page `index` filled with `byte` in
+    /// the store and mapped (one page, `prot`, `flags`) in `space`; returns
+    /// the mapping's address too.
+    pub fn with_mapped(
+        frames: usize,
+        ncpus: usize,
+        index: u64,
+        byte: u8,
+        prot: vmr::Prot,
+        flags: vmr::MapFlags,
+    ) -> (Self, u64) {
+        let vm = Self::new(frames, ncpus);
+        vm.fx.store_page(index, byte);
+        let va = vm.mmap(index, 1, prot, flags);
+        (vm, va)
+    }
+
+    /// A map with `frames` frames and `ncpus` CPUs, file pages
+    /// `0..copies.len()` mapped private and read-write in `space`, and CPU 0
+    /// writing byte `b` at the start of page `i` for each `copies[i] ==
+    /// Some(b)` (the space's own copy-on-write copy, writable and dirty in
+    /// CPU 0's TLB). Returns the shared fixture and the mapping's address.
+    pub fn with_private_copies(
+        frames: usize,
+        ncpus: usize,
+        copies: &[Option<u8>],
+    ) -> (Arc<Self>, u64) {
+        let vm = Self::new(frames, ncpus);
+        let va = vm.mmap(
+            0,
+            copies.len() as u64,
+            vmr::Prot::RW,
+            vmr::MapFlags::PRIVATE,
+        );
+        let cpu0 = vm.machine.cpu(0);
+        for (i, b) in copies.iter().enumerate() {
+            if let Some(b) = b {
+                cpu0.write(&vm.space, va + i as u64 * PAGE_SIZE as u64, &[*b])
+                    .unwrap();
+            }
+        }
+        (Arc::new(vm), va)
+    }
+
+    /// CPU `cpu` writes `[byte; 8]` at `va` of `space`.
+    pub fn cpu_write(&self, cpu: usize, va: u64, byte: u8) {
+        self.machine
+            .cpu(cpu)
+            .write(&self.space, va, &[byte; 8])
+            .expect("write");
+    }
+
+    /// CPU `cpu` reads `n` bytes at `va` of `space`.
+    pub fn cpu_read(&self, cpu: usize, va: u64, n: usize) -> Vec<u8> {
+        cpu_read(self.machine.cpu(cpu), &self.space, va, n).expect("read")
     }
 
     /// Another address space on the same machine.

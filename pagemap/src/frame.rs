@@ -33,11 +33,13 @@ pub struct FrameId(NonZeroU32);
 
 impl FrameId {
     /// Wraps a raw id; `None` for 0.
+    #[inline]
     pub fn new(raw: u32) -> Option<Self> {
         NonZeroU32::new(raw).map(Self)
     }
 
     /// The raw id (never 0).
+    #[inline]
     pub fn get(self) -> u32 {
         self.0.get()
     }
@@ -568,9 +570,13 @@ impl PrivateFrame {
     /// back with [`from_raw`](Self::from_raw) to free it.
     #[must_use = "the frame leaks unless taken back with from_raw"]
     pub fn into_raw(self) -> FrameId {
-        let id = self.id;
-        std::mem::forget(self);
-        id
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped nor used again, so moving the Arc
+        // out of it is the field's only drop: the pool's count goes back
+        // down here (forgetting the whole handle leaked one count a call,
+        // so a pool whose frames went through page tables was never freed).
+        drop(unsafe { std::ptr::read(&this.pool) });
+        this.id
     }
 
     /// Takes back the ownership that [`into_raw`](Self::into_raw) gave up.
@@ -611,6 +617,20 @@ fn check_range(offset: usize, len: usize) -> Result<(), Error> {
 #[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn into_raw_and_from_raw_keep_the_pool_count() {
+        let pool = Arc::new(FramePool::new(2).unwrap());
+        let raw = pool.alloc_private().unwrap().into_raw();
+        assert_eq!(Arc::strong_count(&pool), 1, "into_raw leaked the pool");
+        // SAFETY: `raw` came from `into_raw` above and nothing else owns it.
+        let frame = unsafe { PrivateFrame::from_raw(&pool, raw) };
+        assert_eq!(Arc::strong_count(&pool), 2);
+        drop(frame);
+        assert_eq!(Arc::strong_count(&pool), 1);
+        assert_eq!(pool.free_frames(), 2);
+    }
 
     #[test]
     fn metadata_is_16_bytes() {

@@ -15,7 +15,8 @@
 //!   (leaf) or some slot under child i (interior) carries the mark, so
 //!   "next marked" skips clean subtrees.
 
-use crate::slot::{self, Slot};
+use crate::frame::FrameId;
+use crate::slot::{Slot, SlotWord};
 use crate::sync::{epoch, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// Index bits per level.
@@ -307,8 +308,8 @@ impl RadixTree {
     }
 
     /// Empties the yanked slot of `index`, clears its marks, and unlinks
-    /// and retires nodes that became empty. Returns the frame id it held.
-    pub(crate) fn remove_yanked(&self, index: u64, lock: &Locked<'_>) -> u32 {
+    /// and retires nodes that became empty. Returns the frame it held.
+    pub(crate) fn remove_yanked(&self, index: u64, lock: &Locked<'_>) -> Option<FrameId> {
         let path = self.path(index, lock);
         let path = path.as_slice();
         let leaf = *path.last().expect("yanked slot has a leaf");
@@ -486,7 +487,7 @@ impl RadixTree {
             let start = base + ((i as u64) << shift);
             if node.level == 0 {
                 let w = node.slots[i].load();
-                if slot::frame(w) != 0 && w & slot::YANKED == 0 {
+                if w.is_present() {
                     return Some((start, &node.slots[i]));
                 }
                 continue;
@@ -532,7 +533,7 @@ pub(crate) struct InsertSlot<'a> {
 
 impl InsertSlot<'_> {
     /// Publishes `word` into the (empty) slot and counts it in the leaf.
-    pub(crate) fn fill(&self, word: u64) {
+    pub(crate) fn fill(&self, word: SlotWord) {
         self.slot.publish(word);
         self.leaf.add_count(1);
     }

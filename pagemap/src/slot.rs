@@ -29,9 +29,14 @@
 //!   without touching the frame (one cache miss fewer on the hot path).
 //! * `EMPTY` is the all-zero word (frame id 0 is never allocated).
 //!
-//! Every transition is a pure function `old -> Result<new, _>` applied by a
-//! CAS loop in [`Slot`]; the functions are unit-tested on their own.
+//! A word is a [`SlotWord`], decoded only by its accessors (page indices
+//! stay plain `u64`s, so the two cannot be mixed up). Every transition is a
+//! pure function `old -> Result<new, _>` on it, applied by a CAS loop in
+//! [`Slot`]; the functions are unit-tested on their own.
 
+use std::fmt;
+
+use crate::frame::FrameId;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Bits of the frame id.
@@ -113,8 +118,6 @@ impl Limit {
         }
     }
 }
-/// The empty slot.
-pub const EMPTY: u64 = 0;
 
 // The fields must fit side by side in 64 bits without overlap.
 const _: () = assert!(
@@ -137,70 +140,140 @@ pub enum Refused {
     Busy,
 }
 
-/// Frame id of a slot word (0 when empty).
-#[inline]
-pub const fn frame(word: u64) -> u32 {
-    (word & FRAME_MASK) as u32
+/// One slot word: `{ refcount | mapping | flags | frame id }` (see the
+/// module docs). Its fields are read only through the accessors below, the
+/// one decoder of the layout; `Debug` prints them decoded.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotWord(u64);
+
+impl SlotWord {
+    /// The empty slot.
+    pub(crate) const EMPTY: SlotWord = SlotWord(0);
+
+    /// The frame id field (0 when empty).
+    #[inline]
+    const fn frame_id(self) -> u32 {
+        (self.0 & FRAME_MASK) as u32
+    }
+
+    /// The frame of the page in the slot (`None` when empty; a yanked
+    /// word still names its frame).
+    #[inline]
+    pub(crate) fn frame(self) -> Option<FrameId> {
+        FrameId::new(self.frame_id())
+    }
+
+    /// The frame of a word that holds a page.
+    ///
+    /// # Panics
+    /// If the word is empty.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn present_frame(self) -> FrameId {
+        self.frame().expect("present slot has a frame")
+    }
+
+    /// Holder count.
+    #[inline]
+    pub(crate) const fn refs(self) -> u64 {
+        self.0 >> REF_SHIFT
+    }
+
+    /// Mapping count: faults between their end check and their install
+    /// (each also a holder).
+    #[inline]
+    pub(crate) const fn mapping(self) -> u64 {
+        (self.0 & MAPPING_MASK) >> MAPPING_SHIFT
+    }
+
+    /// `REMOVAL`: a remover marked the page and nobody took it since.
+    #[inline]
+    pub(crate) const fn is_removal(self) -> bool {
+        self.0 & REMOVAL != 0
+    }
+
+    /// `YANKED`: a remover won the page (lookups see it as absent).
+    #[inline]
+    pub(crate) const fn is_yanked(self) -> bool {
+        self.0 & YANKED != 0
+    }
+
+    /// `LOADING`: the page's contents are not (yet) up to date.
+    #[inline]
+    pub(crate) const fn is_loading(self) -> bool {
+        self.0 & LOADING != 0
+    }
+
+    /// Whether the word holds a page that lookups may take.
+    #[inline]
+    pub(crate) const fn is_present(self) -> bool {
+        self.frame_id() != 0 && !self.is_yanked()
+    }
 }
 
-/// Holder count of a slot word.
-#[inline]
-pub const fn refs(word: u64) -> u64 {
-    word >> REF_SHIFT
-}
-
-/// Mapping count of a slot word: faults between their end check and their
-/// install (each also a holder).
-#[inline]
-pub const fn mapping(word: u64) -> u64 {
-    (word & MAPPING_MASK) >> MAPPING_SHIFT
-}
-
-/// Whether the word holds a page that lookups may take.
-#[inline]
-pub const fn is_present(word: u64) -> bool {
-    frame(word) != 0 && word & YANKED == 0
+/// The fields, decoded: `SlotWord { refs: 2, mapping: 1, removal, frame: Some(f17) }`
+/// (flags only when set).
+impl fmt::Debug for SlotWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SlotWord {{ refs: {}, mapping: {}",
+            self.refs(),
+            self.mapping()
+        )?;
+        for (set, name) in [
+            (self.is_removal(), "removal"),
+            (self.is_yanked(), "yanked"),
+            (self.is_loading(), "loading"),
+        ] {
+            if set {
+                write!(f, ", {name}")?;
+            }
+        }
+        write!(f, ", frame: {:?} }}", self.frame())
+    }
 }
 
 /// The word a fresh insert publishes: one holder (the inserter), `LOADING`.
 #[inline]
-pub fn inserted(frame_id: u32, loading: bool) -> u64 {
+pub fn inserted(frame_id: u32, loading: bool) -> SlotWord {
     assert!(frame_id != 0, "frame id 0 is the empty slot");
-    REF_ONE | if loading { LOADING } else { 0 } | frame_id as u64
+    SlotWord(REF_ONE | if loading { LOADING } else { 0 } | frame_id as u64)
 }
 
 /// find: one more holder; clears `REMOVAL` so that a removal in progress
 /// aborts. Refused at [`MAX_REFS`].
 #[inline]
-pub fn get(word: u64) -> Result<u64, Refused> {
+pub fn get(word: SlotWord) -> Result<SlotWord, Refused> {
     get_within(word, Limit::User)
 }
 
 /// [`get`] for the library's own short holds: may use the reserve up to
 /// [`MAX_HELD`].
 #[inline]
-pub fn get_reserved(word: u64) -> Result<u64, Refused> {
+pub fn get_reserved(word: SlotWord) -> Result<SlotWord, Refused> {
     get_within(word, Limit::Reserved)
 }
 
 #[inline]
-fn get_within(word: u64, limit: Limit) -> Result<u64, Refused> {
-    if !is_present(word) {
+fn get_within(word: SlotWord, limit: Limit) -> Result<SlotWord, Refused> {
+    if !word.is_present() {
         return Err(Refused::Absent);
     }
-    if refs(word) >= limit.max() {
+    if word.refs() >= limit.max() {
         return Err(Refused::Overflow);
     }
-    Ok((word & !REMOVAL) + REF_ONE)
+    Ok(SlotWord((word.0 & !REMOVAL) + REF_ONE))
 }
 
 /// put: one holder fewer. Underflow is a bug in the caller.
 // The definition its atomic form (`Slot`) is tested against.
 #[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
 #[inline]
-pub fn put(word: u64) -> u64 {
-    assert!(refs(word) > 0, "slot put with no holder: {word:#x}");
-    word - REF_ONE
+pub fn put(word: SlotWord) -> SlotWord {
+    assert!(word.refs() > 0, "slot put with no holder: {word:?}");
+    SlotWord(word.0 - REF_ONE)
 }
 
 /// A fault's get ([`crate::PageMap::map_page`]): one more holder (from the
@@ -209,41 +282,41 @@ pub fn put(word: u64) -> u64 {
 /// [`Refused::Busy`] at [`MAX_MAPPING`] (the caller waits for one of those
 /// callbacks to return).
 #[inline]
-pub fn get_for_map(word: u64) -> Result<u64, Refused> {
-    if !is_present(word) || word & LOADING != 0 {
+pub fn get_for_map(word: SlotWord) -> Result<SlotWord, Refused> {
+    if !word.is_present() || word.is_loading() {
         return Err(Refused::Absent);
     }
-    if refs(word) >= MAX_HELD {
+    if word.refs() >= MAX_HELD {
         return Err(Refused::Overflow);
     }
-    if mapping(word) >= MAX_MAPPING {
+    if word.mapping() >= MAX_MAPPING {
         return Err(Refused::Busy);
     }
-    Ok((word & !REMOVAL) + REF_ONE + MAPPING_ONE)
+    Ok(SlotWord((word.0 & !REMOVAL) + REF_ONE + MAPPING_ONE))
 }
 
 /// The put of a [`get_for_map`]: one holder and one mapping fewer.
 // The definition its atomic form (`Slot`) is tested against.
 #[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
 #[inline]
-pub fn put_mapping(word: u64) -> u64 {
+pub fn put_mapping(word: SlotWord) -> SlotWord {
     assert!(
-        refs(word) > 0 && mapping(word) > 0,
-        "mapping put with no mapping holder: {word:#x}"
+        word.refs() > 0 && word.mapping() > 0,
+        "mapping put with no mapping holder: {word:?}"
     );
-    word - REF_ONE - MAPPING_ONE
+    SlotWord(word.0 - REF_ONE - MAPPING_ONE)
 }
 
 /// mark for removal: `{0, frame}` -> `{0, REMOVAL, frame}`.
 #[inline]
-pub fn mark_removal(word: u64) -> Result<u64, Refused> {
-    if !is_present(word) {
+pub fn mark_removal(word: SlotWord) -> Result<SlotWord, Refused> {
+    if !word.is_present() {
         return Err(Refused::Absent);
     }
-    if refs(word) != 0 {
+    if word.refs() != 0 {
         return Err(Refused::Busy);
     }
-    Ok(word | REMOVAL)
+    Ok(SlotWord(word.0 | REMOVAL))
 }
 
 /// The remover's own hold on a page it marked (to write it back): one more
@@ -251,23 +324,23 @@ pub fn mark_removal(word: u64) -> Result<u64, Refused> {
 /// its put the remover can tell whether anyone else came (yank needs zero
 /// holders, so the page cannot go while held).
 #[inline]
-pub fn get_marked(word: u64) -> Result<u64, Refused> {
-    if !is_present(word) {
+pub fn get_marked(word: SlotWord) -> Result<SlotWord, Refused> {
+    if !word.is_present() {
         return Err(Refused::Absent);
     }
-    if word & REMOVAL == 0 {
+    if !word.is_removal() {
         return Err(Refused::Busy);
     }
-    if refs(word) >= MAX_HELD {
+    if word.refs() >= MAX_HELD {
         return Err(Refused::Overflow);
     }
-    Ok(word + REF_ONE)
+    Ok(SlotWord(word.0 + REF_ONE))
 }
 
 /// Take back a removal mark the remover itself set (no-op if a holder cleared it).
 #[inline]
-pub fn unmark_removal(word: u64) -> u64 {
-    word & !REMOVAL
+pub fn unmark_removal(word: SlotWord) -> SlotWord {
+    SlotWord(word.0 & !REMOVAL)
 }
 
 /// final removal: `{0, REMOVAL, frame}` -> `YANKED | frame`.
@@ -275,23 +348,23 @@ pub fn unmark_removal(word: u64) -> u64 {
 /// Refused if anyone took the page since it was marked (they cleared
 /// `REMOVAL`), even if they already let go again.
 #[inline]
-pub fn yank(word: u64) -> Result<u64, Refused> {
-    if !is_present(word) {
+pub fn yank(word: SlotWord) -> Result<SlotWord, Refused> {
+    if !word.is_present() {
         return Err(Refused::Absent);
     }
-    if refs(word) != 0 || word & REMOVAL == 0 {
+    if word.refs() != 0 || !word.is_removal() {
         return Err(Refused::Busy);
     }
-    Ok(YANKED | (word & FRAME_MASK))
+    Ok(SlotWord(YANKED | (word.0 & FRAME_MASK)))
 }
 
 /// The loader's read finished: the page is up to date.
 // The definition its atomic form (`Slot`) is tested against.
 #[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
 #[inline]
-pub fn loaded(word: u64) -> u64 {
-    debug_assert!(is_present(word) && refs(word) > 0);
-    word & !LOADING
+pub fn loaded(word: SlotWord) -> SlotWord {
+    debug_assert!(word.is_present() && word.refs() > 0);
+    SlotWord(word.0 & !LOADING)
 }
 
 /// The slot word as it sits in a leaf. All transitions go through here.
@@ -303,7 +376,7 @@ impl Slot {
     /// An empty slot.
     #[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
     pub fn new() -> Self {
-        Self(AtomicU64::new(EMPTY))
+        Self(AtomicU64::new(SlotWord::EMPTY.0))
     }
 
     /// The raw word (the radix tree keeps child pointers in interior slots).
@@ -315,8 +388,8 @@ impl Slot {
     /// Current word. Acquire: pairs with the Release that published it, so a
     /// reader who sees a frame id also sees that frame's metadata.
     #[inline]
-    pub fn load(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+    pub fn load(&self) -> SlotWord {
+        SlotWord(self.0.load(Ordering::Acquire))
     }
 
     /// Applies `f` by CAS until it succeeds or refuses; returns `(old, new)`.
@@ -327,17 +400,17 @@ impl Slot {
     #[inline]
     pub fn update(
         &self,
-        mut f: impl FnMut(u64) -> Result<u64, Refused>,
-    ) -> Result<(u64, u64), Refused> {
-        let mut old = self.0.load(Ordering::Acquire);
+        mut f: impl FnMut(SlotWord) -> Result<SlotWord, Refused>,
+    ) -> Result<(SlotWord, SlotWord), Refused> {
+        let mut old = SlotWord(self.0.load(Ordering::Acquire));
         loop {
             let new = f(old)?;
             match self
                 .0
-                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(old.0, new.0, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok((old, new)),
-                Err(seen) => old = seen,
+                Err(seen) => old = SlotWord(seen),
             }
         }
     }
@@ -357,11 +430,11 @@ impl Slot {
     /// Acquire: pairs with the insert's Release publish (frame metadata) and
     /// the loader's Release [`set_loaded`](Self::set_loaded) (contents).
     #[inline]
-    pub fn get_fast(&self, allow_loading: bool, limit: Limit) -> Result<u64, Refused> {
-        let old = self.0.fetch_add(REF_ONE, Ordering::Acquire);
-        let refused = if !is_present(old) || (!allow_loading && old & LOADING != 0) {
+    pub fn get_fast(&self, allow_loading: bool, limit: Limit) -> Result<SlotWord, Refused> {
+        let old = SlotWord(self.0.fetch_add(REF_ONE, Ordering::Acquire));
+        let refused = if !old.is_present() || (!allow_loading && old.is_loading()) {
             Some(Refused::Absent)
-        } else if refs(old) >= limit.max() {
+        } else if old.refs() >= limit.max() {
             Some(Refused::Overflow)
         } else {
             None
@@ -371,23 +444,25 @@ impl Slot {
             self.0.fetch_sub(REF_ONE, Ordering::Relaxed);
             return Err(why);
         }
-        debug_assert!(refs(old) + 1 < 1 << REF_BITS);
-        if old & REMOVAL != 0 {
+        debug_assert!(old.refs() + 1 < 1 << REF_BITS);
+        if old.is_removal() {
             // A new user aborts a removal in progress.
-            return Ok(self.0.fetch_and(!REMOVAL, Ordering::AcqRel) & !REMOVAL);
+            return Ok(SlotWord(
+                self.0.fetch_and(!REMOVAL, Ordering::AcqRel) & !REMOVAL,
+            ));
         }
-        Ok(old + REF_ONE)
+        Ok(SlotWord(old.0 + REF_ONE))
     }
 
     /// put as one `fetch_sub` (the refcount is the top field, so no carry
     /// reaches the other fields). Release: everything the holder did to the
     /// page happens-before a remover that later sees the count at zero.
     #[inline]
-    pub fn put(&self) -> u64 {
-        let old = self.0.fetch_sub(REF_ONE, Ordering::Release);
+    pub fn put(&self) -> SlotWord {
+        let old = SlotWord(self.0.fetch_sub(REF_ONE, Ordering::Release));
         // Underflow wrapped the field: unsound to go on (a remover could free a held page).
-        assert!(refs(old) > 0, "slot put with no holder: {old:#x}");
-        old - REF_ONE
+        assert!(old.refs() > 0, "slot put with no holder: {old:?}");
+        SlotWord(old.0 - REF_ONE)
     }
 
     /// [`get_for_map`] by CAS, waiting (spinning) while the page has
@@ -396,24 +471,24 @@ impl Slot {
     /// the end of file; truncate stores the end, then loads this word): one
     /// of the two sees the other (see [`crate::PageMap::map_page`]).
     #[inline]
-    pub fn get_for_map(&self) -> Result<u64, Refused> {
-        let mut old = self.0.load(Ordering::Relaxed);
+    pub fn get_for_map(&self) -> Result<SlotWord, Refused> {
+        let mut old = SlotWord(self.0.load(Ordering::Relaxed));
         loop {
             let new = match get_for_map(old) {
                 Ok(new) => new,
                 Err(Refused::Busy) => {
                     crate::sync::spin_hint();
-                    old = self.0.load(Ordering::Relaxed);
+                    old = SlotWord(self.0.load(Ordering::Relaxed));
                     continue;
                 }
                 Err(why) => return Err(why),
             };
             match self
                 .0
-                .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(old.0, new.0, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => return Ok(new),
-                Err(seen) => old = seen,
+                Err(seen) => old = SlotWord(seen),
             }
         }
     }
@@ -425,18 +500,18 @@ impl Slot {
     /// the zap that follows.
     #[inline]
     pub fn put_mapping(&self) {
-        let old = self.0.fetch_sub(REF_ONE + MAPPING_ONE, Ordering::Release);
+        let old = SlotWord(self.0.fetch_sub(REF_ONE + MAPPING_ONE, Ordering::Release));
         assert!(
-            refs(old) > 0 && mapping(old) > 0,
-            "mapping put with no mapping holder: {old:#x}"
+            old.refs() > 0 && old.mapping() > 0,
+            "mapping put with no mapping holder: {old:?}"
         );
     }
 
     /// The word, read as the second half of truncate's store-buffering pair
     /// (see [`get_for_map`](Self::get_for_map)). SeqCst (so also Acquire).
     #[inline]
-    pub fn load_seqcst(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+    pub fn load_seqcst(&self) -> SlotWord {
+        SlotWord(self.0.load(Ordering::SeqCst))
     }
 
     /// Clears `LOADING` once the page is up to date. Release: pairs with the
@@ -449,45 +524,51 @@ impl Slot {
     /// Whether the word is empty but for transient counts of refused
     /// [`get_fast`](Self::get_fast)s (which will drain).
     #[inline]
-    pub fn is_vacant(word: u64) -> bool {
-        word & !REF_MASK == EMPTY
+    pub fn is_vacant(word: SlotWord) -> bool {
+        word.0 & !REF_MASK == SlotWord::EMPTY.0
     }
 
     /// Publishes a word into an empty slot (writer lock held), waiting for
     /// transient counts to drain so none is overwritten. Release: the
     /// frame's metadata, written before, is visible to whoever sees the word.
     #[inline]
-    pub fn publish(&self, word: u64) {
-        while let Err(seen) =
-            self.0
-                .compare_exchange_weak(EMPTY, word, Ordering::Release, Ordering::Relaxed)
-        {
+    pub fn publish(&self, word: SlotWord) {
+        while let Err(seen) = self.0.compare_exchange_weak(
+            SlotWord::EMPTY.0,
+            word.0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            let seen = SlotWord(seen);
             assert!(
                 Self::is_vacant(seen),
-                "publishing into an occupied slot: {seen:#x}"
+                "publishing into an occupied slot: {seen:?}"
             );
             crate::sync::spin_hint();
         }
     }
 
     /// Empties a yanked slot (writer lock held; the remover owns the word),
-    /// waiting for transient counts to drain so none is lost.
+    /// waiting for transient counts to drain so none is lost. Returns the
+    /// frame it named.
     #[inline]
-    pub fn clear_yanked(&self) -> u32 {
-        let old = self.0.load(Ordering::Relaxed);
+    pub fn clear_yanked(&self) -> Option<FrameId> {
+        let old = SlotWord(self.0.load(Ordering::Relaxed));
         assert!(
-            old & YANKED != 0,
-            "clearing a slot that was not yanked: {old:#x}"
+            old.is_yanked(),
+            "clearing a slot that was not yanked: {old:?}"
         );
-        let yanked = old & !REF_MASK;
-        while let Err(seen) =
-            self.0
-                .compare_exchange_weak(yanked, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        let yanked = old.0 & !REF_MASK;
+        while let Err(seen) = self.0.compare_exchange_weak(
+            yanked,
+            SlotWord::EMPTY.0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
             assert_eq!(seen & !REF_MASK, yanked, "a yanked slot changed");
             crate::sync::spin_hint();
         }
-        frame(yanked)
+        SlotWord(yanked).frame()
     }
 }
 
@@ -497,10 +578,11 @@ mod tests {
 
     #[test]
     fn empty_is_zero_and_absent() {
-        assert_eq!(EMPTY, 0);
-        assert!(!is_present(EMPTY));
-        assert_eq!(get(EMPTY), Err(Refused::Absent));
-        assert_eq!(mark_removal(EMPTY), Err(Refused::Absent));
+        assert_eq!(SlotWord::EMPTY.0, 0);
+        assert!(!SlotWord::EMPTY.is_present());
+        assert_eq!(SlotWord::EMPTY.frame(), None);
+        assert_eq!(get(SlotWord::EMPTY), Err(Refused::Absent));
+        assert_eq!(mark_removal(SlotWord::EMPTY), Err(Refused::Absent));
     }
 
     #[test]
@@ -509,9 +591,9 @@ mod tests {
         let w = put(w);
         let w = mark_removal(w).unwrap();
         let y = yank(w).unwrap();
-        assert_eq!(y, YANKED | 7);
-        assert_eq!(frame(y), 7);
-        assert!(!is_present(y));
+        assert_eq!(y, SlotWord(YANKED | 7));
+        assert_eq!(y.frame(), FrameId::new(7));
+        assert!(y.is_yanked() && !y.is_present());
         assert_eq!(get(y), Err(Refused::Absent));
     }
 
@@ -519,8 +601,8 @@ mod tests {
     fn get_clears_removal_and_yank_then_fails() {
         let w = mark_removal(put(inserted(3, false))).unwrap();
         let held = get(w).unwrap();
-        assert_eq!(held & REMOVAL, 0);
-        assert_eq!(refs(held), 1);
+        assert!(!held.is_removal());
+        assert_eq!(held.refs(), 1);
         let released = put(held);
         // Refcount is back to zero but REMOVAL is gone: the removal aborts.
         assert_eq!(yank(released), Err(Refused::Busy));
@@ -530,7 +612,7 @@ mod tests {
     fn the_removers_hold_keeps_the_mark_and_others_still_clear_it() {
         let marked = mark_removal(put(inserted(3, false))).unwrap();
         let ours = get_marked(marked).unwrap();
-        assert_eq!((refs(ours), ours & REMOVAL), (1, REMOVAL));
+        assert_eq!((ours.refs(), ours.is_removal()), (1, true));
         assert_eq!(yank(ours), Err(Refused::Busy), "not while held");
         // Nobody else came: after our put the page is still marked.
         assert!(yank(put(ours)).is_ok());
@@ -548,41 +630,44 @@ mod tests {
 
     #[test]
     fn overflow_is_refused_not_wrapped() {
-        let full = (MAX_REFS << (64 - REF_BITS)) | 9;
-        assert_eq!(refs(full), MAX_REFS);
+        let full = SlotWord((MAX_REFS << (64 - REF_BITS)) | 9);
+        assert_eq!(full.refs(), MAX_REFS);
         assert_eq!(get(full), Err(Refused::Overflow));
-        assert_eq!(frame(full), 9);
-        assert_eq!(refs(put(full)), MAX_REFS - 1);
+        assert_eq!(full.frame(), FrameId::new(9));
+        assert_eq!(put(full).refs(), MAX_REFS - 1);
         // The library's own holds go on into the reserve, up to MAX_HELD.
         let more = get_reserved(full).unwrap();
-        assert_eq!(refs(more), MAX_REFS + 1);
+        assert_eq!(more.refs(), MAX_REFS + 1);
         assert_eq!(get(more), Err(Refused::Overflow), "users stay out");
-        let top = (MAX_HELD << (64 - REF_BITS)) | 9;
+        let top = SlotWord((MAX_HELD << (64 - REF_BITS)) | 9);
         assert_eq!(get_reserved(top), Err(Refused::Overflow));
-        assert_eq!(get_marked(top | REMOVAL), Err(Refused::Overflow));
-        assert!(get_marked(full | REMOVAL).is_ok());
+        assert_eq!(
+            get_marked(SlotWord(top.0 | REMOVAL)),
+            Err(Refused::Overflow)
+        );
+        assert!(get_marked(SlotWord(full.0 | REMOVAL)).is_ok());
     }
 
     #[test]
     #[should_panic(expected = "no holder")]
     fn underflow_asserts() {
-        put(5);
+        put(SlotWord(5));
     }
 
     #[test]
     fn loading_survives_refcount_changes() {
         let w = inserted(11, true);
         let w = get(w).unwrap();
-        assert_ne!(w & LOADING, 0);
-        assert_eq!(loaded(w) & LOADING, 0);
-        assert_eq!(frame(loaded(w)), 11);
+        assert!(w.is_loading());
+        assert!(!loaded(w).is_loading());
+        assert_eq!(loaded(w).frame(), FrameId::new(11));
     }
 
     #[test]
     fn get_fast_matches_pure_get_and_leaves_no_trace_when_refused() {
         let s = Slot::new();
         assert_eq!(s.get_fast(true, Limit::User), Err(Refused::Absent));
-        assert_eq!(s.load(), EMPTY, "refused get undone");
+        assert_eq!(s.load(), SlotWord::EMPTY, "refused get undone");
         s.publish(inserted(5, true));
         assert_eq!(
             s.get_fast(false, Limit::User),
@@ -596,14 +681,14 @@ mod tests {
         s.update(mark_removal).unwrap();
         let w = s.load();
         assert_eq!(s.get_fast(false, Limit::User), get(w), "clears REMOVAL");
-        assert_eq!(s.load() & REMOVAL, 0);
-        let full = (MAX_REFS << (64 - REF_BITS)) | 5;
-        let s = Slot(AtomicU64::new(full));
+        assert!(!s.load().is_removal());
+        let full = SlotWord((MAX_REFS << (64 - REF_BITS)) | 5);
+        let s = Slot(AtomicU64::new(full.0));
         assert_eq!(s.get_fast(false, Limit::User), Err(Refused::Overflow));
         assert_eq!(s.load(), full);
         assert_eq!(s.get_fast(false, Limit::Reserved), get_reserved(full));
-        let top = (MAX_HELD << (64 - REF_BITS)) | 5;
-        let s = Slot(AtomicU64::new(top));
+        let top = SlotWord((MAX_HELD << (64 - REF_BITS)) | 5);
+        let s = Slot(AtomicU64::new(top.0));
         assert_eq!(s.get_fast(true, Limit::Reserved), Err(Refused::Overflow));
         assert_eq!(s.load(), top);
     }
@@ -612,7 +697,7 @@ mod tests {
     fn a_faults_get_counts_a_holder_and_a_mapping() {
         let w = put(inserted(4, false));
         let m = get_for_map(mark_removal(w).unwrap()).unwrap();
-        assert_eq!((refs(m), mapping(m), m & REMOVAL), (1, 1, 0));
+        assert_eq!((m.refs(), m.mapping(), m.is_removal()), (1, 1, false));
         assert_eq!(mark_removal(m), Err(Refused::Busy), "held");
         assert_eq!(put_mapping(m), w);
         assert_eq!(
@@ -626,11 +711,11 @@ mod tests {
         }
         assert_eq!(get_for_map(full), Err(Refused::Busy));
         assert_eq!(
-            refs(get(full).unwrap()),
+            get(full).unwrap().refs(),
             MAX_MAPPING + 1,
             "others still get"
         );
-        let s = Slot(AtomicU64::new(w));
+        let s = Slot(AtomicU64::new(w.0));
         assert_eq!(s.get_for_map(), Ok(m));
         s.put_mapping();
         assert_eq!(s.load(), w);
@@ -658,13 +743,15 @@ mod tests {
             loading: bool,
             frame: u64,
         }
-        fn enc(w: W) -> u64 {
-            (w.refs << REF_SHIFT)
-                | (w.mapping << MAPPING_SHIFT)
-                | if w.removal { REMOVAL } else { 0 }
-                | if w.yanked { YANKED } else { 0 }
-                | if w.loading { LOADING } else { 0 }
-                | w.frame
+        fn enc(w: W) -> SlotWord {
+            SlotWord(
+                (w.refs << REF_SHIFT)
+                    | (w.mapping << MAPPING_SHIFT)
+                    | if w.removal { REMOVAL } else { 0 }
+                    | if w.yanked { YANKED } else { 0 }
+                    | if w.loading { LOADING } else { 0 }
+                    | w.frame,
+            )
         }
         let top = (1u64 << REF_BITS) - 1;
         let counts: Vec<u64> = if REF_BITS <= 8 {
@@ -691,12 +778,17 @@ mod tests {
                         };
                         let word = enc(w);
                         assert_eq!(
-                            (super::refs(word), super::mapping(word), super::frame(word)),
-                            (w.refs, w.mapping, w.frame as u32),
+                            (word.refs(), word.mapping(), word.frame()),
+                            (w.refs, w.mapping, FrameId::new(w.frame as u32)),
                             "decoders"
                         );
+                        assert_eq!(
+                            (word.is_removal(), word.is_yanked(), word.is_loading()),
+                            (w.removal, w.yanked, w.loading),
+                            "flag decoders"
+                        );
                         let present = w.frame != 0 && !w.yanked;
-                        assert_eq!(is_present(word), present);
+                        assert_eq!(word.is_present(), present);
                         let held_get = |limit: u64, keep_removal: bool| {
                             if !present {
                                 Err(Refused::Absent)
@@ -784,7 +876,10 @@ mod tests {
                                 })
                             );
                         }
-                        assert_eq!(Slot::is_vacant(word), enc(W { refs: 0, ..w }) == EMPTY);
+                        assert_eq!(
+                            Slot::is_vacant(word),
+                            enc(W { refs: 0, ..w }) == SlotWord::EMPTY
+                        );
                         checked += 1;
                     }
                 }
@@ -799,6 +894,25 @@ mod tests {
         s.publish(inserted(5, false));
         s.update(get).unwrap();
         assert_eq!(s.put(), inserted(5, false));
-        assert_eq!(s.put(), 5);
+        assert_eq!(s.put(), SlotWord(5));
+    }
+
+    #[test]
+    fn debug_decodes_the_fields() {
+        let w = get_for_map(get(put(inserted(17, false))).unwrap()).unwrap();
+        let w = SlotWord(w.0 | REMOVAL);
+        assert_eq!(
+            format!("{w:?}"),
+            "SlotWord { refs: 2, mapping: 1, removal, frame: Some(f17) }"
+        );
+        assert_eq!(
+            format!("{:?}", SlotWord::EMPTY),
+            "SlotWord { refs: 0, mapping: 0, frame: None }"
+        );
+        let y = yank(mark_removal(put(inserted(3, true))).unwrap()).unwrap();
+        assert_eq!(
+            format!("{y:?}"),
+            "SlotWord { refs: 0, mapping: 0, yanked, frame: Some(f3) }"
+        );
     }
 }

@@ -14,18 +14,42 @@
 //!
 //! A minor fault (page cached) allocates nothing and takes no lock beyond
 //! the address-space read lock: the page map lookup is lock-free.
+//!
+//! Layer: above `regions`, `region` and `mm`; below `space`, whose
+//! `AddressSpace::handle_fault` and `check_fault` lend it the space's parts
+//! (a [`Faulter`]).
 
+use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
 
 use pagemap::{PageRef, PAGE_SIZE};
 
 use crate::error::{Access, Fault};
+use crate::machine::Machine;
+use crate::mm::MmCore;
 use crate::pte;
 use crate::region::{MapFlags, Prot, Vmr};
-use crate::space::{AddressSpace, Regions};
-use crate::sync::Ordering;
+use crate::regions::Regions;
+use crate::sync::{Mutex, Ordering, RwLock};
 
 const PAGE: u64 = PAGE_SIZE as u64;
+
+/// Fault counters of an address space.
+#[derive(Debug, Default)]
+pub struct FaultStats {
+    /// Faults resolved without blocking (the page was cached; spurious ones included).
+    pub minor: StdAtomicU64,
+    /// Faults that read the page (the handler dropped its lock and blocked).
+    pub major: StdAtomicU64,
+    /// Private copies made by write faults.
+    pub cow: StdAtomicU64,
+    /// Neighbouring pages mapped by fault-around.
+    pub neighbours: StdAtomicU64,
+    /// Faults restarted because the regions changed while blocked.
+    pub restarts: StdAtomicU64,
+    /// Faults that found the translation already there.
+    pub spurious: StdAtomicU64,
+}
 
 /// What the check phase decided (UVM's `uvm_faultctx`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,34 +129,31 @@ pub(crate) fn fault_check<'r>(
     Ok(v)
 }
 
-impl AddressSpace {
-    /// Runs the check phase alone for a first-pass (wide) fault at `va`:
-    /// what the handler would decide, without mapping anything.
-    pub fn check_fault(&self, va: u64, access: Access) -> Result<(FaultCtx, Arc<Vmr>), CheckError> {
-        let mut ctx = FaultCtx {
-            enter_prot: Prot::NONE,
-            start_va: 0,
-            npages: 0,
-            center: 0,
-            narrow: false,
-            wired: false,
-        };
-        let v = fault_check(&self.regions.read(), va, access, &mut ctx, None)?.clone();
-        Ok((ctx, v))
+/// The fault handler over one address space: the parts of it that a fault
+/// uses, lent by the `AddressSpace` for one fault.
+pub(crate) struct Faulter<'a> {
+    /// The address-space lock.
+    pub(crate) regions: &'a RwLock<Regions>,
+    pub(crate) core: &'a MmCore,
+    /// The space's copy-on-write mutex (see `copy_on_write`).
+    pub(crate) cow: &'a Mutex<()>,
+    pub(crate) stats: &'a FaultStats,
+}
+
+impl Faulter<'_> {
+    /// The space's page table and shootdowns.
+    fn core(&self) -> &MmCore {
+        self.core
     }
 
-    /// Resolves a fault at `va` (what a CPU does on a missing or insufficient
-    /// translation). Spurious faults (already mapped) are fine.
-    pub fn handle_fault(&self, va: u64, access: Access) -> Result<(), Fault> {
-        self.fault(va, access, false)
+    /// The machine, for its frame pool.
+    fn machine(&self) -> &Arc<Machine> {
+        &self.core.machine
     }
 
-    /// A narrow fault (no neighbours): populate and wiring.
-    pub(crate) fn fault_narrow(&self, va: u64, access: Access) -> Result<(), Fault> {
-        self.fault(va, access, true)
-    }
-
-    fn fault(&self, va: u64, access: Access, wire: bool) -> Result<(), Fault> {
+    /// Resolves a fault at `va`; `wire`: a narrow fault (no neighbours), for
+    /// populate and wiring.
+    pub(crate) fn fault(&self, va: u64, access: Access, wire: bool) -> Result<(), Fault> {
         let mut ctx = FaultCtx {
             enter_prot: Prot::NONE,
             start_va: 0,

@@ -19,11 +19,15 @@
 //! Misuse is caught: `disable` at depth 0 and `enable` past 255 levels panic
 //! (Linux's VM_BUG_ON there); `enable` while paused, `pause` when not enabled
 //! and `resume` when not paused are debug assertions (Linux's VM_WARN_ON).
+//!
+//! Layer (within the crate): above `mm`, the core of an address space, whose
+//! page table the buffered updates go to; below the paths that change entries
+//! in batches (the unmap paths, fork, the page map's removal protocols).
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::space::MmCore;
+use crate::mm::MmCore;
 
 /// A PTE change that lazy mode can buffer.
 #[derive(Clone, Copy, Debug)]
@@ -262,8 +266,7 @@ mod tests {
         use crate::pte;
         use pagemap::FramePool;
         let machine = crate::Machine::new(Arc::new(FramePool::new(1).unwrap()), 1);
-        let space = crate::AddressSpace::new(machine);
-        let mm = space.core_arc();
+        let mm = Arc::new(MmCore::new(machine));
         let p = mm.pt.get_or_alloc(5);
         p.store(pte::make(1, pte::PRESENT | pte::WRITABLE));
         fn ro(old: u64, _: u64) -> Option<u64> {

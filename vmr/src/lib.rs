@@ -22,22 +22,58 @@
 //! lock but never under a page lock. Page tables have no lock: every entry
 //! change is one atomic read-modify-write. The design, with the races and
 //! their loom models, is `docs/design.md` in the repository.
+//!
+//! Layers, bottom to top: each module uses only modules listed before it
+//! (and [`pagemap`]), so the module graph has no cycle, and nothing but
+//! `access` uses `space`.
+//!
+//! 1. `sync` (std or loom atomics and locks, from pagemap's shim): nothing.
+//! 2. `error` (errors and [`Access`]): nothing. [`pte`] (the PTE word and
+//!    its transitions): `sync`.
+//! 3. [`pagetable`] (the radix tree of PTE words): `pte`, `sync`.
+//! 4. `machine` ([`Machine`], [`Cpu`] and its TLB, shootdown delivery to an
+//!    ASID's CPU mask): `sync`.
+//! 5. `mm` (`MmCore`: a space's page table, ASID, CPU mask and
+//!    `flush_pending`, shared with its regions; the space's
+//!    [`pagemap::FlushTarget`]): `machine`, `pagetable`, `sync`.
+//! 6. [`lazy`] (lazy MMU mode, buffered PTE updates): `mm`, `sync`.
+//!    `region` ([`Vmr`], [`Prot`], [`MapFlags`], [`Advice`]): `mm`.
+//! 7. `unmap` (a region's side of the page map's removal, writeback and
+//!    truncate: [`pagemap::Mapper`] for [`Vmr`]): `lazy`, `pte`, `region`.
+//!    `regions` (a space's region map: find, overlap, gap, insert, split):
+//!    `error`, `pagetable`, `region`.
+//! 8. `fault` (the fault handler, on a space's parts lent as a `Faulter`;
+//!    [`FaultCtx`], [`FaultStats`]): `error`, `machine`, `mm`, `pte`,
+//!    `region`, `regions`, `sync`. `rework` (munmap, mprotect, madvise,
+//!    teardown and fork's write protection: split, batched PTE changes, one
+//!    shootdown, dirty bits settled): `lazy`, `mm`, `pte`, `region`,
+//!    `regions`, `sync`.
+//! 9. `space` ([`AddressSpace`]: owns the core, the region map and its lock,
+//!    and has the public entry points): everything above but `lazy` and
+//!    `unmap` directly.
+//! 10. `access` ([`Cpu::read`], [`Cpu::write`]: a CPU's accesses through its
+//!     TLB, page walks, faults): `space`, `machine`, `pagetable`, `pte`,
+//!     `error`, `sync`.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod access;
 mod error;
 mod fault;
 pub mod lazy;
 mod machine;
+mod mm;
 pub mod pagetable;
 pub mod pte;
 mod region;
+mod regions;
+mod rework;
 mod space;
 mod sync;
 mod unmap;
 
 pub use error::{Access, Fault, VmError};
-pub use fault::{CheckError, FaultCtx};
+pub use fault::{CheckError, FaultCtx, FaultStats};
 pub use machine::{Cpu, CpuStats, Machine, ShootdownStats, TLB_ENTRIES};
 pub use region::{Advice, MapFlags, Prot, Vmr};
-pub use space::{AddressSpace, FaultStats, MapRequest};
+pub use space::{AddressSpace, MapRequest};

@@ -7,35 +7,36 @@
 //! drops the entries: when it returns, every target has acknowledged and no
 //! access through an old translation is in flight (Akaros's shootdown was
 //! asynchronous: defect 6).
+//!
+//! Layer: bottom (it uses only `sync`); it knows an address space only as
+//! an ASID and a CPU mask. The accesses themselves, which walk a space's page
+//! table and call its fault handler, are in `access.rs`, at the top.
 
 use std::sync::atomic::{AtomicBool, AtomicU64 as StdAtomicU64};
 use std::sync::Arc;
 
-use pagemap::{FrameId, FramePool, PAGE_SIZE};
+use pagemap::FramePool;
 
-use crate::error::{Access, Fault};
-use crate::pte;
-use crate::space::{AddressSpace, MmCore};
-use crate::sync::{Mutex, Ordering};
+use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// Entries in each CPU's TLB (direct-mapped).
 pub const TLB_ENTRIES: usize = 64;
 
 #[derive(Clone, Copy, Debug, Default)]
-struct TlbEntry {
-    valid: bool,
-    writable: bool,
+pub(crate) struct TlbEntry {
+    pub(crate) valid: bool,
+    pub(crate) writable: bool,
     /// The PTE's DIRTY bit is known set: writes need no PTE update.
-    dirty: bool,
-    frame: u32,
-    asid: u64,
-    vpn: u64,
+    pub(crate) dirty: bool,
+    pub(crate) frame: u32,
+    pub(crate) asid: u64,
+    pub(crate) vpn: u64,
 }
 
 /// A TLB: cached translations, used without walking the page table.
 #[derive(Debug)]
 pub(crate) struct Tlb {
-    entries: [TlbEntry; TLB_ENTRIES],
+    pub(crate) entries: [TlbEntry; TLB_ENTRIES],
 }
 
 impl Tlb {
@@ -46,12 +47,12 @@ impl Tlb {
     }
 
     #[inline]
-    fn slot(asid: u64, vpn: u64) -> usize {
+    pub(crate) fn slot(asid: u64, vpn: u64) -> usize {
         ((vpn ^ asid.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize) % TLB_ENTRIES
     }
 
     #[inline]
-    fn lookup(&mut self, asid: u64, vpn: u64) -> Option<&mut TlbEntry> {
+    pub(crate) fn lookup(&mut self, asid: u64, vpn: u64) -> Option<&mut TlbEntry> {
         let e = &mut self.entries[Self::slot(asid, vpn)];
         (e.valid && e.asid == asid && e.vpn == vpn).then_some(e)
     }
@@ -82,9 +83,10 @@ pub struct CpuStats {
 
 /// A simulated CPU. Threads access memory through one.
 pub struct Cpu {
-    id: usize,
-    tlb: Mutex<Tlb>,
-    stats: CpuStats,
+    pub(crate) id: usize,
+    /// Held for each whole access (see the module docs).
+    pub(crate) tlb: Mutex<Tlb>,
+    pub(crate) stats: CpuStats,
 }
 
 /// Shootdown counters of a machine.
@@ -176,9 +178,10 @@ impl Machine {
         self.shootdowns_enabled.store(on, Ordering::SeqCst);
     }
 
-    /// Drops the translations of pages `first..=last` of `mm` from every CPU
-    /// that may cache them, and returns when all have done so.
-    pub(crate) fn shootdown(&self, mm: &MmCore, first: u64, last: u64) {
+    /// Drops the translations of pages `first..=last` of the address space
+    /// `asid` from every CPU that may cache them (the space's `cpumask`),
+    /// and returns when all have done so.
+    pub(crate) fn shootdown(&self, asid: u64, cpumask: &AtomicU64, first: u64, last: u64) {
         if !self.shootdowns_enabled.load(Ordering::SeqCst) {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -186,11 +189,11 @@ impl Machine {
         // SeqCst: pairs with the CPU's SeqCst mask update before its walk; the
         // caller changed the PTEs (SeqCst) before calling us. Either the CPU
         // saw the new PTE, or we see its bit and flush it.
-        let mask = mm.cpumask.load(Ordering::SeqCst);
+        let mask = cpumask.load(Ordering::SeqCst);
         let (mut ipis, mut dropped) = (0, 0);
         for cpu in self.cpus.iter().filter(|c| mask & (1 << c.id) != 0) {
             // Waits for the CPU's access in flight, if any: the acknowledgement.
-            dropped += cpu.tlb.lock().invalidate(mm.asid, first, last);
+            dropped += cpu.tlb.lock().invalidate(asid, first, last);
             ipis += 1;
         }
         self.shootdowns.fetch_add(1, Ordering::Relaxed);
@@ -210,9 +213,6 @@ impl std::fmt::Debug for Machine {
     }
 }
 
-/// How many times one access may fault before giving up.
-const MAX_FAULTS: u32 = 1000;
-
 impl Cpu {
     /// This CPU's number.
     pub fn id(&self) -> usize {
@@ -227,147 +227,6 @@ impl Cpu {
     /// Drops every cached translation (as a context switch without ASIDs would).
     pub fn flush_tlb(&self) {
         *self.tlb.lock() = Tlb::new();
-    }
-
-    /// Loads `buf.len()` bytes at `va` in `space`, faulting pages in as needed.
-    pub fn read(&self, space: &AddressSpace, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        let pool = space.machine().pool();
-        self.access(
-            space,
-            va,
-            buf.len(),
-            Access::Read,
-            &mut |frame, off, range| {
-                pool.read(frame, off, &mut buf[range])
-                    .expect("in-page range");
-            },
-        )
-    }
-
-    /// Stores `data` at `va` in `space`, faulting pages in as needed.
-    pub fn write(&self, space: &AddressSpace, va: u64, data: &[u8]) -> Result<(), Fault> {
-        let pool = space.machine().pool();
-        self.access(
-            space,
-            va,
-            data.len(),
-            Access::Write,
-            &mut |frame, off, range| {
-                // SAFETY: `frame` comes from a TLB entry that allows this
-                // write (`try_access` checked it, holding the TLB lock that
-                // every shootdown of it waits for), so its owner handed out
-                // this writable translation and the entry's dirty bit tells
-                // it the frame changed.
-                unsafe { pool.mmu_write(frame, off, &data[range]) }.expect("in-page range");
-            },
-        )
-    }
-
-    fn access(
-        &self,
-        space: &AddressSpace,
-        va: u64,
-        len: usize,
-        access: Access,
-        f: &mut dyn FnMut(FrameId, usize, std::ops::Range<usize>),
-    ) -> Result<(), Fault> {
-        let page = PAGE_SIZE as u64;
-        if va.checked_add(len as u64).is_none() {
-            return Err(Fault::NoMapping { va });
-        }
-        let mut done = 0usize;
-        while done < len {
-            let cur = va + done as u64;
-            let off = (cur % page) as usize;
-            let n = (PAGE_SIZE - off).min(len - done);
-            let mut faults = 0;
-            while !self.try_access(space, cur / page, access == Access::Write, &mut |frame| {
-                f(frame, off, done..done + n)
-            }) {
-                self.stats.faults.fetch_add(1, Ordering::Relaxed);
-                space.handle_fault(cur, access)?;
-                faults += 1;
-                if faults >= MAX_FAULTS {
-                    return Err(Fault::Livelock { va: cur });
-                }
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// One access to one page, as the hardware does it. `false`: it faults.
-    #[inline]
-    fn try_access(
-        &self,
-        space: &AddressSpace,
-        vpn: u64,
-        write: bool,
-        f: &mut dyn FnMut(FrameId),
-    ) -> bool {
-        let mm = space.core();
-        if vpn >= crate::pagetable::VA_END / PAGE_SIZE as u64 {
-            return false;
-        }
-        // Held for the whole access: shootdowns wait for it to finish.
-        let mut tlb = self.tlb.lock();
-        if let Some(e) = tlb.lookup(mm.asid, vpn) {
-            if write && !e.writable {
-                e.valid = false;
-                return false;
-            }
-            if write && !e.dirty {
-                // First write through this entry: the hardware sets DIRTY in
-                // the PTE atomically, re-checking that it still allows it.
-                let frame = e.frame;
-                let set = mm.pt.get(vpn).is_some_and(|p| {
-                    p.update(|old| {
-                        (pte::frame(old) == frame)
-                            .then(|| pte::touched(old, true))
-                            .flatten()
-                    })
-                    .is_ok()
-                });
-                if !set {
-                    e.valid = false;
-                    return false;
-                }
-                e.dirty = true;
-            }
-            let frame = FrameId::new(e.frame).expect("TLB entry has a frame");
-            self.stats.tlb_hits.fetch_add(1, Ordering::Relaxed);
-            f(frame);
-            return true;
-        }
-        // Miss: announce ourselves before reading the PTE (see `shootdown`).
-        mm.note_cpu(self.id);
-        let Some(p) = mm.pt.get(vpn) else {
-            return false;
-        };
-        // SeqCst read (the pairing with shootdowns needs a read, not a write).
-        // The fault handler installs entries with ACCESSED (and DIRTY for a
-        // write), so the access that follows a fault needs no write here.
-        let seen = p.load();
-        let new = match pte::touched(seen, write) {
-            None => return false,
-            Some(new) if new == seen => new,
-            Some(_) => match p.update(|old| pte::touched(old, write)) {
-                Ok(old) => pte::touched(old, write).expect("checked by fetch_update"),
-                Err(_) => return false,
-            },
-        };
-        let e = TlbEntry {
-            valid: true,
-            writable: new & pte::WRITABLE != 0,
-            dirty: new & pte::DIRTY != 0,
-            frame: pte::frame(new),
-            asid: mm.asid,
-            vpn,
-        };
-        tlb.entries[Tlb::slot(mm.asid, vpn)] = e;
-        self.stats.tlb_misses.fetch_add(1, Ordering::Relaxed);
-        f(FrameId::new(e.frame).expect("present PTE has a frame"));
-        true
     }
 }
 

@@ -4,12 +4,16 @@
 //! of a region replace it by new pieces, which are added to the file's
 //! reverse map before the old region leaves it, so every mapped page stays
 //! covered throughout (Akaros shrank the old region first: defect 4).
+//!
+//! Layer: above `mm` (a region holds its space's core); the region map of a
+//! space is in `regions.rs`, a region's side of the page map's protocols in
+//! `unmap.rs`.
 
 use std::sync::Arc;
 
 use pagemap::{PageMap, PAGE_SIZE};
 
-use crate::space::MmCore;
+use crate::mm::MmCore;
 
 /// Memory protection of a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

@@ -1,0 +1,252 @@
+//! Lookups and loads: the lock-free hit path (`find`, `take`), the miss path
+//! (insert under the writer lock, fill from the store with no lock held), and
+//! waiting for a page another loader is reading.
+
+use crate::error::Error;
+use crate::frame::{flags, FrameId};
+use crate::slot::{self, Refused, Slot, SlotWord};
+use crate::store::PageBuf;
+use crate::sync::{epoch, Ordering};
+use crate::PAGE_SIZE;
+
+use super::{PageMap, PageRef};
+
+impl PageMap {
+    /// The up-to-date page at `index`, if cached. Never blocks; lock-free.
+    ///
+    /// A page still loading (or whose read failed) counts as absent here;
+    /// [`load`](Self::load) waits for it instead.
+    #[inline]
+    pub fn find(&self, index: u64) -> Result<Option<PageRef<'_>>, Error> {
+        self.take(index, false, slot::Limit::User)
+    }
+
+    /// The up-to-date page at `index` if it is still in `frame` (a page table
+    /// entry named that frame), else `None` (it was removed, maybe replaced).
+    ///
+    /// For unmappers (munmap, mprotect, a
+    /// [`Mapper::clean`](crate::Mapper::clean)) that must hold the page while
+    /// they move a dirty bit from an entry to it: the hold is taken from the
+    /// reserve above [`slot::MAX_REFS`], so it succeeds even while users
+    /// hold the page at their limit, and it never waits. Such a hold must end
+    /// within the operation that took it.
+    ///
+    /// # Panics
+    /// If the reserve ([`slot::MAX_HELD`]) is exhausted: more than 8 million
+    /// short holds of one page at once means some caller keeps them.
+    pub fn find_frame(&self, index: u64, frame: FrameId) -> Option<PageRef<'_>> {
+        self.take_reserved(index, false)
+            .filter(|p| p.frame == frame)
+    }
+
+    /// A hold from the reserve (see [`find_frame`](Self::find_frame)).
+    pub(crate) fn take_reserved(&self, index: u64, allow_loading: bool) -> Option<PageRef<'_>> {
+        match self.take(index, allow_loading, slot::Limit::Reserved) {
+            Ok(page) => page,
+            Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
+        }
+    }
+
+    /// Takes a reference with [`Slot::get_fast`] (`allow_loading`: also a
+    /// page that is not up to date yet) within `limit`.
+    #[inline]
+    pub(crate) fn take(
+        &self,
+        index: u64,
+        allow_loading: bool,
+        limit: slot::Limit,
+    ) -> Result<Option<PageRef<'_>>, Error> {
+        let guard = epoch::pin();
+        let Some(slot) = self.tree.lookup(index, &guard) else {
+            return Ok(None);
+        };
+        match slot.get_fast(allow_loading, limit) {
+            Ok(word) => Ok(Some(self.page_ref(slot, word, index))),
+            Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Takes a reference with the transition `f`.
+    #[inline]
+    pub(super) fn get(
+        &self,
+        index: u64,
+        f: impl FnMut(SlotWord) -> Result<SlotWord, Refused>,
+    ) -> Result<Option<PageRef<'_>>, Error> {
+        let guard = epoch::pin();
+        let Some(slot) = self.tree.lookup(index, &guard) else {
+            return Ok(None);
+        };
+        match slot.update(f) {
+            Ok((_, new)) => Ok(Some(self.page_ref(slot, new, index))),
+            Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Builds the RAII reference for a slot we now hold.
+    #[inline]
+    pub(crate) fn page_ref<'a>(&'a self, slot: &Slot, word: SlotWord, index: u64) -> PageRef<'a> {
+        // SAFETY: we hold a count on this slot, so it is non-empty, so its
+        // leaf is never unlinked (only empty nodes are) and lives as long as
+        // the map, which `'a` borrows. The epoch guard is no longer needed.
+        let slot: &'a Slot = unsafe { &*(slot as *const Slot) };
+        let frame = word.frame().expect("held slot has a frame");
+        // The insert set the owner before publishing (Akaros did not: defect 2).
+        debug_assert_eq!(
+            self.pool.owner(frame),
+            (self.id, index),
+            "frame owner not published"
+        );
+        PageRef {
+            map: self,
+            slot,
+            frame,
+            index,
+        }
+    }
+
+    /// The page at `index`, read from the backing store on a miss.
+    ///
+    /// Concurrent loaders of one index cause exactly one read; the others
+    /// sleep until it finishes. A read error goes to the loader and to every
+    /// waiter of that read; the page is left unlocked (a later `load` retries).
+    pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
+        self.check_end(index)?;
+        loop {
+            if let Some(page) = self.take(index, true, slot::Limit::User)? {
+                return self.wait_uptodate(page);
+            }
+            // Miss: allocate and initialise the frame before taking the lock.
+            let frame = self.pool.alloc()?;
+            self.pool
+                .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
+            match self.insert(index, frame) {
+                Ok(Some(page)) => return self.fill(page),
+                inserted => {
+                    // Benign race: someone inserted first (use theirs), or
+                    // a truncate moved the end below `index`.
+                    self.pool.clear_flags(frame, !0);
+                    self.pool.free(frame);
+                    inserted?;
+                }
+            }
+        }
+    }
+
+    /// The page at `index` if cached and up to date, else [`Error::WouldBlock`].
+    /// Never sleeps (the fault handler calls it under an address-space lock).
+    pub fn load_nowait(&self, index: u64) -> Result<PageRef<'_>, Error> {
+        self.check_end(index)?;
+        self.find(index)?.ok_or(Error::WouldBlock { index })
+    }
+
+    /// Publishes `frame` (LOCKED, owner set) at `index`, holding one count.
+    /// `None` if the slot is taken; `BeyondEof` if a truncate got there first
+    /// (checked under the writer lock, which truncate takes to move the end).
+    fn insert(&self, index: u64, frame: FrameId) -> Result<Option<PageRef<'_>>, Error> {
+        let g = self.lock.lock();
+        self.check_end(index)?;
+        let at = self.tree.slot_for_insert(index, &g);
+        let slot = at.slot;
+        if !Slot::is_vacant(slot.load()) {
+            return Ok(None);
+        }
+        let word = slot::inserted(frame.get(), true);
+        // Release inside: frame owner/index/flags set before are visible to
+        // any reader that sees this word (Akaros published first: defect 2).
+        at.fill(word);
+        self.nr_pages.fetch_add(1, Ordering::Relaxed);
+        drop(g);
+        Ok(Some(self.page_ref(slot, word, index)))
+    }
+
+    /// Reads a page whose frame lock we hold, then unlocks it.
+    fn fill<'a>(&'a self, page: PageRef<'a>) -> Result<PageRef<'a>, Error> {
+        let mut buf: PageBuf = [0; PAGE_SIZE];
+        let frame = page.frame;
+        // A new read: an earlier read's error is no longer this page's news.
+        self.pool
+            .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
+        match self.store.read_page(page.index, &mut buf) {
+            Ok(()) => {
+                self.pool.write_page(frame, &buf);
+                self.pool
+                    .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
+                self.pool.set_flags(frame, flags::UPTODATE);
+                // Release: contents before the word that says "up to date".
+                page.slot.set_loaded();
+                self.pool.unlock(frame);
+                Ok(page)
+            }
+            Err(source) => {
+                self.pool.set_error(frame, source.kind());
+                self.pool.unlock(frame);
+                let index = page.index;
+                drop(page);
+                self.discard_failed(index, frame);
+                Err(Error::Read { index, source })
+            }
+        }
+    }
+
+    /// Waits for a page we hold to be up to date, or fills it ourselves if
+    /// nobody is loading it (a previous read failed).
+    fn wait_uptodate<'a>(&'a self, page: PageRef<'a>) -> Result<PageRef<'a>, Error> {
+        // An ERROR already there when we arrive is an earlier read's: we
+        // retry rather than report it (found by the loom model
+        // stale_read_error). Only a read that fails while we wait is ours.
+        let stale = self.pool.flags(page.frame) & flags::ERROR != 0;
+        loop {
+            if !page.slot.load().is_loading() {
+                return Ok(page);
+            }
+            if self.pool.try_lock(page.frame) {
+                if !page.slot.load().is_loading() {
+                    self.pool.unlock(page.frame);
+                    return Ok(page);
+                }
+                let f = self.pool.flags(page.frame);
+                if !stale && f & flags::ERROR != 0 {
+                    // The read we waited for failed: report it, do not retry.
+                    let kind = self.pool.error_kind(page.frame);
+                    self.pool.unlock(page.frame);
+                    let index = page.index;
+                    return Err(Error::Read {
+                        index,
+                        source: std::io::Error::new(kind, "read failed in another loader"),
+                    });
+                }
+                return self.fill(page);
+            }
+            self.pool.wait_unlocked(page.frame);
+        }
+    }
+
+    /// Removes a page whose read failed, if nobody holds it and no remover
+    /// runs (if one does, it will find the page).
+    fn discard_failed(&self, index: u64, frame: FrameId) {
+        let Some(_r) = self.remover.try_lock() else {
+            return;
+        };
+        let g = self.lock.lock();
+        let guard = epoch::pin();
+        let Some(slot) = self.tree.lookup(index, &guard) else {
+            return;
+        };
+        let won = slot.update(|w| {
+            if w.frame() == Some(frame) && w.is_loading() {
+                slot::yank(slot::mark_removal(w)?)
+            } else {
+                Err(Refused::Busy)
+            }
+        });
+        if won.is_ok() {
+            self.tree.remove_yanked(index, &g);
+            self.nr_pages.fetch_sub(1, Ordering::Relaxed);
+            drop(g);
+            self.pool.free(frame);
+        }
+    }
+}

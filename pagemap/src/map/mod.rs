@@ -1,0 +1,214 @@
+//! The page map layer: one file's (or block device's) cached pages, a
+//! [`PageMap`] and its [`PageRef`]s. It may use the layers below it: the
+//! slot word (`crate::slot`), the radix tree (`crate::radix`), the frame
+//! pool (`crate::frame`), the backing store (`crate::store`), the reverse
+//! map (`crate::rmap`) and shootdown batches (`crate::shootdown`). Above it
+//! the removal protocols (`crate::remove`), faults (`crate::fault`), the
+//! flusher and the crate's users call it; it calls none of them.
+//!
+//! One concept per file:
+//! * `lookup`: find, load and fill (the lock-free hit path, the miss path);
+//! * `page_ref`: [`PageRef`], the counted reference to a page;
+//! * `mappings`: registering mappings, and the DIRTY mark kept in step with
+//!   the frame's DIRTY flag;
+//! * `writeback`: writeback and sync, and the write of one page;
+//! * `reclaim`: free_unused, and what every remover shares with it (taking
+//!   a REMOVAL mark back, the remover's write-back hold, the final yank);
+//! * `inspect`: read-only views (holders, memory, iteration, the dump).
+
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::frame::FramePool;
+use crate::radix::{RadixTree, WriterLock};
+use crate::rmap::ReverseMap;
+use crate::store::BackingStore;
+use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
+
+mod inspect;
+mod lookup;
+mod mappings;
+mod page_ref;
+mod reclaim;
+mod writeback;
+
+pub use inspect::MemoryStats;
+pub use page_ref::PageRef;
+pub use reclaim::FreeReport;
+pub use writeback::WritebackReport;
+pub(crate) use writeback::Wrote;
+
+static NEXT_MAP_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// The cached pages of one file or block device, indexed by page number.
+///
+/// Lookups ([`find`](Self::find), the hit path of [`load`](Self::load)) take
+/// no lock and do not allocate: an epoch pin, a walk of the radix tree, and
+/// one CAS on the page's slot word. Misses insert under the writer lock and
+/// read from the [`BackingStore`] with no lock held.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pagemap::{FramePool, MemStore, PageMap};
+///
+/// let pool = Arc::new(FramePool::new(64).unwrap());
+/// let map = PageMap::new(pool, Arc::new(MemStore::new()));
+/// {
+///     let page = map.load(7).unwrap();       // miss: read from the store
+///     page.write(0, b"hello").unwrap();      // marks the page dirty
+/// }                                          // dropping the reference is the put
+/// let page = map.find(7).unwrap().unwrap();  // hit: lock-free
+/// let mut buf = [0u8; 5];
+/// page.read(0, &mut buf).unwrap();
+/// assert_eq!(&buf, b"hello");
+/// drop(page);
+/// assert_eq!(map.writeback(..).written, 1);
+/// assert_eq!(map.free_unused().freed, 1);
+/// assert_eq!(map.nr_pages(), 0);
+/// ```
+pub struct PageMap {
+    pub(crate) id: u32,
+    pub(crate) tree: RadixTree,
+    /// Writer lock: tree shape, slot publication and marks.
+    pub(crate) lock: WriterLock,
+    /// One remover at a time (free-unused, removal, truncate, invalidate,
+    /// destroy, discarding failed loads).
+    pub(crate) remover: Mutex<()>,
+    /// The mappings of this file, by file-page range (lock order: after `lock`).
+    pub(crate) rmap: RwLock<ReverseMap>,
+    pub(crate) pool: Arc<FramePool>,
+    pub(crate) store: Arc<dyn BackingStore>,
+    pub(crate) nr_pages: AtomicU64,
+    /// The first page beyond the end of the file (`u64::MAX`: no end).
+    /// Changed under the writer lock; loads and inserts refuse pages from
+    /// here on.
+    pub(crate) end: AtomicU64,
+    /// Linux's `invalidate_lock`: truncate holds it exclusively (lock order:
+    /// before `remover`); paths that copy entries of this file's pages from
+    /// one mapping to another without the page lock (fork) hold it shared.
+    pub(crate) invalidate_lock: RwLock<()>,
+}
+
+/// Turns any range of page indices into `(first, last)`, `None` if empty.
+pub(crate) fn inclusive(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
+    let first = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let last = match range.end_bound() {
+        Bound::Included(&e) => e,
+        Bound::Excluded(&e) => e.checked_sub(1)?,
+        Bound::Unbounded => u64::MAX,
+    };
+    (first <= last).then_some((first, last))
+}
+
+impl PageMap {
+    /// An empty page map caching `store`, taking frames from `pool`.
+    pub fn new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Self {
+        Self {
+            id: NEXT_MAP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tree: RadixTree::new(),
+            lock: WriterLock::new(),
+            remover: Mutex::new(()),
+            rmap: RwLock::new(ReverseMap::new()),
+            pool,
+            store,
+            nr_pages: AtomicU64::new(0),
+            end: AtomicU64::new(u64::MAX),
+            invalidate_lock: RwLock::new(()),
+        }
+    }
+
+    /// Holds off [`truncate`](Self::truncate) (Linux's
+    /// `filemap_invalidate_lock_shared`) while the caller copies page table
+    /// entries that show this file's pages, or private copies of them, from
+    /// one mapping into another (fork does, for private mappings): truncate
+    /// then zaps either the source before the copy or both after it, never
+    /// the source alone. Not needed (nor to be held) by faults, which use a
+    /// [`map_page`](Self::map_page). Do not take it twice in one thread:
+    /// a truncate waiting between the two would deadlock.
+    pub fn invalidate_lock_shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.invalidate_lock.read()
+    }
+
+    /// The first page beyond the end of the file: `u64::MAX` (no end: every
+    /// page, `u64::MAX` included, can be loaded) until a
+    /// [`truncate`](Self::truncate). Loads of pages from here on fail with
+    /// [`Error::BeyondEof`].
+    #[inline]
+    pub fn end(&self) -> u64 {
+        // SeqCst: a fault reads it after its SeqCst count on the slot word;
+        // truncate stores it, then reads the slot words: one of the two sees
+        // the other (see `crate::fault`).
+        self.end.load(Ordering::SeqCst)
+    }
+
+    /// Whether page `index` is at or beyond the end of the file.
+    #[inline]
+    pub fn is_beyond_end(&self, index: u64) -> bool {
+        self.check_end(index).is_err()
+    }
+
+    #[inline]
+    pub(crate) fn check_end(&self, index: u64) -> Result<(), Error> {
+        let end = self.end();
+        if index >= end && end != u64::MAX {
+            return Err(Error::BeyondEof { index, end });
+        }
+        Ok(())
+    }
+
+    /// The frame pool.
+    pub fn pool(&self) -> &Arc<FramePool> {
+        &self.pool
+    }
+
+    /// The backing store.
+    pub fn store(&self) -> &Arc<dyn BackingStore> {
+        &self.store
+    }
+
+    /// Pages in the map (up to date, loading, or left by a failed read).
+    pub fn nr_pages(&self) -> u64 {
+        self.nr_pages.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for PageMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageMap")
+            .field("id", &self.id)
+            .field("pages", &self.nr_pages())
+            .field("nodes", &self.tree.nodes())
+            .finish()
+    }
+}
+
+impl Drop for PageMap {
+    /// Writes back dirty pages (best effort: call [`PageMap::sync`] first to
+    /// see errors), then returns every frame to the pool.
+    fn drop(&mut self) {
+        let report = self.sync();
+        for e in &report.errors {
+            eprintln!(
+                "pagemap: dropping page map #{}: {e}; that page's data is lost",
+                self.id
+            );
+        }
+        let guard = epoch::pin();
+        let mut from = 0;
+        while let Some((index, slot)) = self.tree.next_present(from, &guard) {
+            let w = slot.load();
+            assert_eq!(w.refs(), 0, "page map dropped with a held page");
+            self.pool.free(w.present_frame());
+            match index.checked_add(1) {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Writeback: cleaning the mappings' entries of a range, then writing its
+//! dirty pages (tagged first, so that a writer that keeps dirtying cannot
+//! make it run forever), each under WRITEBACK.
+
+use std::ops::RangeBounds;
+
+use crate::error::Error;
+use crate::frame::flags;
+use crate::radix::Mark;
+use crate::shootdown::ShootdownBatch;
+use crate::slot;
+use crate::store::PageBuf;
+use crate::sync::epoch;
+use crate::PAGE_SIZE;
+
+use super::{inclusive, PageMap, PageRef};
+
+/// What [`PageMap::writeback`] did.
+#[derive(Debug, Default)]
+pub struct WritebackReport {
+    /// Pages written.
+    pub written: u64,
+    /// Pages whose dirty bits were harvested from page table entries.
+    pub harvested: u64,
+    /// Shootdowns issued to write-protect mapped pages (one per address space).
+    pub shootdowns: u64,
+    /// Dirty pages beyond the end of the file, dropped instead of written.
+    pub discarded: u64,
+    /// Write errors: those pages stay dirty.
+    pub errors: Vec<Error>,
+}
+
+impl PageMap {
+    /// Writes back the dirty pages in `range` (msync; [`sync`](Self::sync)
+    /// for all of them; a [`Flusher`](crate::Flusher) calls it periodically).
+    ///
+    /// First every mapping of the range write-protects and cleans its page
+    /// table entries ([`Mapper::clean`](crate::Mapper::clean)), marking the
+    /// pages it found dirty, and one shootdown per address space makes that
+    /// stick: a write after it faults or sets a dirty bit again, so it is
+    /// never lost. Then the dirty pages are tagged (TOWRITE) and only tagged
+    /// pages are written, so a writer that keeps dirtying pages cannot make
+    /// this run forever. Each page is copied under its page lock (no torn
+    /// page) and written with no lock held; a page dirtied again meanwhile
+    /// stays dirty. A write error leaves the page dirty and is reported.
+    pub fn writeback(&self, range: impl RangeBounds<u64>) -> WritebackReport {
+        let mut report = WritebackReport::default();
+        let Some((first, last)) = inclusive(&range) else {
+            return report;
+        };
+        let mappers = self.rmap.read().overlapping(first, last);
+        if !mappers.is_empty() {
+            let mut batch = ShootdownBatch::new();
+            let mut harvested: Vec<PageRef<'_>> = Vec::new();
+            for m in &mappers {
+                let (mf, ml) = m.file_pages();
+                m.clean(
+                    first.max(mf),
+                    last.min(ml),
+                    &mut batch,
+                    &mut |index, frame| {
+                        // The mapper holds the page: it is here, so this finds it.
+                        match self.find_frame(index, frame) {
+                            Some(page) => harvested.push(page),
+                            None => panic!("page {index} left the cache while a mapper held it"),
+                        }
+                    },
+                );
+            }
+            report.shootdowns = batch.flush().shootdowns;
+            // Only now: no CPU writes through the old entries any more.
+            for page in &harvested {
+                page.mark_dirty();
+            }
+            report.harvested = harvested.len() as u64;
+        }
+        self.tag_towrite(first, last);
+        let mut from = first;
+        loop {
+            let next = {
+                let guard = epoch::pin();
+                self.tree
+                    .next_marked(from, Mark::ToWrite, &guard)
+                    .map(|(i, _)| i)
+            };
+            let Some(index) = next.filter(|&i| i <= last) else {
+                break;
+            };
+            // From the reserve: a user at the refcount limit must not keep
+            // this page from being written.
+            match self.get(index, slot::get_reserved) {
+                Ok(Some(page)) => {
+                    self.clear_mark(index, Mark::ToWrite);
+                    match self.write_one(&page) {
+                        Ok(Wrote::Written) => report.written += 1,
+                        Ok(Wrote::Discarded) => report.discarded += 1,
+                        Ok(Wrote::Clean) => {}
+                        Err(e) => report.errors.push(e),
+                    }
+                }
+                Ok(None) => self.clear_mark_if_present(index, Mark::ToWrite), // removed
+                Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
+            }
+            match index.checked_add(1) {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        report
+    }
+
+    /// Writes back every dirty page.
+    pub fn sync(&self) -> WritebackReport {
+        self.writeback(..)
+    }
+
+    fn tag_towrite(&self, first: u64, last: u64) {
+        let g = self.lock.lock();
+        let guard = epoch::pin();
+        let mut from = first;
+        while let Some((i, _)) = self.tree.next_marked(from, Mark::Dirty, &guard) {
+            if i > last {
+                break;
+            }
+            self.tree.set_mark(i, Mark::ToWrite, &g);
+            match i.checked_add(1) {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+    }
+
+    fn clear_mark(&self, index: u64, mark: Mark) {
+        let g = self.lock.lock();
+        self.tree.clear_mark(index, mark, &g);
+    }
+
+    fn clear_mark_if_present(&self, index: u64, mark: Mark) {
+        let g = self.lock.lock();
+        let guard = epoch::pin();
+        if self
+            .tree
+            .lookup(index, &guard)
+            .is_some_and(|s| s.load().is_present())
+        {
+            self.tree.clear_mark(index, mark, &g);
+        }
+    }
+
+    /// Writes one page if dirty (beyond the end of the file, drops its data
+    /// instead: a truncate discarded it).
+    ///
+    /// WRITEBACK is held from the snapshot until the store has the bytes, so
+    /// two write-backs of one page never overlap: otherwise an older snapshot
+    /// could reach the store after a newer one and leave stale bytes behind a
+    /// clean page (caught by the stress test; Linux waits on PG_writeback).
+    pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
+        let frame = page.frame;
+        let mut buf: PageBuf = [0; PAGE_SIZE];
+        self.pool.lock_bit(frame, flags::WRITEBACK);
+        self.pool.lock(frame);
+        if self.pool.flags(frame) & flags::DIRTY == 0 {
+            self.pool.unlock(frame);
+            self.pool.unlock_bit(frame, flags::WRITEBACK);
+            return Ok(Wrote::Clean);
+        }
+        if self.is_beyond_end(page.index) {
+            // Never extend the file with a page a truncate cut off.
+            self.pool.clear_flags(frame, flags::DIRTY);
+            self.pool.unlock(frame);
+            self.pool.unlock_bit(frame, flags::WRITEBACK);
+            self.sync_dirty_mark(page.index, frame);
+            return Ok(Wrote::Discarded);
+        }
+        // Snapshot under the page lock, then clean: a write after this point
+        // dirties the page again, so nothing is lost. Writers do not wait for
+        // WRITEBACK; the page lock alone keeps a copy from being torn.
+        self.pool.read_page(frame, &mut buf);
+        self.pool.clear_flags(frame, flags::DIRTY);
+        self.pool.unlock(frame);
+        let result = self.store.write_page(page.index, &buf);
+        if result.is_err() {
+            // Keep the data: the page is dirty again (Akaros lost it: defect 7).
+            self.pool.set_flags(frame, flags::DIRTY);
+        }
+        self.pool.unlock_bit(frame, flags::WRITEBACK);
+        self.sync_dirty_mark(page.index, frame);
+        result
+            .map(|()| Wrote::Written)
+            .map_err(|source| Error::Write {
+                index: page.index,
+                source,
+            })
+    }
+}
+
+/// What [`PageMap::write_one`] did with a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wrote {
+    /// It was clean: nothing to do.
+    Clean,
+    /// Written to the store.
+    Written,
+    /// Beyond the end of the file: its data dropped.
+    Discarded,
+}

@@ -1,0 +1,312 @@
+//! The removal entry points, what a user calls, and their reports: each
+//! takes the locks its protocol needs and runs the passes (`super::passes`)
+//! or zap-and-zero (`super::zero`).
+
+use std::ops::RangeBounds;
+
+use crate::error::Error;
+use crate::frame::flags;
+use crate::map::{inclusive, PageMap};
+use crate::slot;
+use crate::sync::{epoch, Ordering};
+
+use super::passes::{Policy, Removal, Steps, REMOVE};
+
+/// What a removal ([`PageMap::remove`], [`PageMap::remove_or_zero`],
+/// [`PageMap::truncate`]) did, page by page of the cached pages in its range.
+#[derive(Debug, Default)]
+pub struct RemoveReport {
+    /// Pages removed and their frames returned to the pool.
+    pub removed: u64,
+    /// Pages skipped because someone held a reference when the removal
+    /// began (for remove-or-zero and truncate, see `zeroed`).
+    pub referenced: u64,
+    /// Pages skipped because a pinned (MAP_LOCKED) mapping covers them.
+    pub pinned: u64,
+    /// Pages someone took while the removal was in progress (kept intact).
+    pub raced: u64,
+    /// Dirty pages written back before being removed.
+    pub written: u64,
+    /// Dirty pages whose data was dropped (remove-or-zero, truncate, or a
+    /// page beyond the end of the file).
+    pub discarded: u64,
+    /// Pages in use that remove-or-zero zeroed instead of removing.
+    pub zeroed: u64,
+    /// Shootdowns issued: one per address space mapping the range.
+    pub shootdowns: u64,
+    /// Write errors (those pages are kept, dirty, with their data) and, for
+    /// truncate, a store that failed to shrink.
+    pub errors: Vec<Error>,
+}
+
+/// What [`PageMap::invalidate`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct InvalidateReport {
+    /// Clean, unused, unmapped pages removed.
+    pub invalidated: u64,
+    /// Skipped: dirty.
+    pub dirty: u64,
+    /// Skipped: someone held a reference.
+    pub referenced: u64,
+    /// Skipped: a mapping covers the page.
+    pub mapped: u64,
+    /// Skipped: locked (being read) or under writeback.
+    pub busy: u64,
+    /// Skipped: taken while the invalidate ran.
+    pub raced: u64,
+}
+
+/// What [`PageMap::destroy`] did.
+#[derive(Debug, Default)]
+pub struct DestroyReport {
+    /// Dirty pages written back first.
+    pub written: u64,
+    /// Pages freed.
+    pub freed: u64,
+    /// Dirty pages whose data was dropped (`discard`).
+    pub discarded: u64,
+    /// Write errors: those pages are kept in the map, dirty, with their data.
+    pub errors: Vec<Error>,
+}
+
+/// How a removal batches its TLB shootdowns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Batching {
+    /// One acknowledged shootdown per address space mapping the range,
+    /// whatever the number of pages or mappings: the protocol.
+    #[default]
+    PerSpace,
+    /// One shootdown per page per mapping, as a remover without batching
+    /// would issue: a baseline for benchmarks and tests.
+    PerPage,
+}
+
+impl PageMap {
+    /// Removes the cached pages of `range` that nobody holds, mapped or not:
+    /// the multi-pass protocol of the module docs. Pages held, pinned by a
+    /// MAP_LOCKED mapping, or taken during the call are kept; dirty pages
+    /// are written first and kept (dirty) if the write fails. Waits for a
+    /// removal already running on this map.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pagemap::{FramePool, MemStore, PageMap};
+    ///
+    /// let store = Arc::new(MemStore::new());
+    /// let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone());
+    /// map.load(1).unwrap().write(0, b"x").unwrap();
+    /// let held = map.load(2).unwrap();
+    /// let report = map.remove(0..4);
+    /// assert_eq!((report.removed, report.written, report.referenced), (1, 1, 1));
+    /// assert_eq!(store.page(1).unwrap()[0], b'x');
+    /// drop(held);
+    /// assert_eq!(map.nr_pages(), 1);
+    /// ```
+    pub fn remove(&self, range: impl RangeBounds<u64>) -> RemoveReport {
+        let Some((first, last)) = inclusive(&range) else {
+            return RemoveReport::default();
+        };
+        let _remover = self.remover.lock();
+        self.remove_locked(first, last, REMOVE)
+    }
+
+    /// [`remove`](Self::remove) with the given shootdown [`Batching`] (the
+    /// per-page strategy is a baseline to measure the protocol against).
+    pub fn remove_with(&self, range: impl RangeBounds<u64>, batching: Batching) -> RemoveReport {
+        let Some((first, last)) = inclusive(&range) else {
+            return RemoveReport::default();
+        };
+        let _remover = self.remover.lock();
+        self.remove_locked(first, last, Policy { batching, ..REMOVE })
+    }
+
+    /// [`remove`](Self::remove), or [`Error::Busy`] at once if another
+    /// remover is running on this map.
+    pub fn try_remove(&self, range: impl RangeBounds<u64>) -> Result<RemoveReport, Error> {
+        let Some((first, last)) = inclusive(&range) else {
+            return Ok(RemoveReport::default());
+        };
+        let Some(_remover) = self.remover.try_lock() else {
+            return Err(Error::Busy);
+        };
+        Ok(self.remove_locked(first, last, REMOVE))
+    }
+
+    /// Discards the cached data of `range` (the cache's half of a truncate
+    /// or a hole punch; Akaros's remove-or-zero): every mapping's entries
+    /// there are cleared, private copy-on-write copies and pinned mappings
+    /// included; unused pages are removed, and pages in use are zeroed and
+    /// cleaned instead. Dirty data in the range is dropped, not written.
+    pub fn remove_or_zero(&self, range: impl RangeBounds<u64>) -> RemoveReport {
+        let Some((first, last)) = inclusive(&range) else {
+            return RemoveReport::default();
+        };
+        // It frees private copies: not while a fork copies them.
+        let _invalidate = self.invalidate_lock.write();
+        let _remover = self.remover.lock();
+        self.remove_or_zero_locked(first, last)
+    }
+
+    /// Cuts the file at page `end`: from now on loads (and so faults) of a
+    /// page at or after `end` fail with [`Error::BeyondEof`]; then
+    /// everything cached or mapped from `end` on is discarded as by
+    /// [`remove_or_zero`](Self::remove_or_zero), and the store is shrunk
+    /// ([`BackingStore::truncate`](crate::BackingStore::truncate)). An `end`
+    /// at or past the current one only moves the end.
+    ///
+    /// When it returns, no page table entry of any mapping shows a page at
+    /// or beyond `end`, and none can appear: every access that starts after
+    /// it faults with SIGBUS. Faults in flight are waited for (see
+    /// [`map_page`](Self::map_page)), a fork copying private pages by
+    /// [`invalidate_lock_shared`](Self::invalidate_lock_shared).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pagemap::{Error, FramePool, MemStore, PageMap};
+    ///
+    /// let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), Arc::new(MemStore::new()));
+    /// map.load(5).unwrap().write(0, b"gone").unwrap();
+    /// let report = map.truncate(3);
+    /// assert_eq!((report.removed, report.discarded), (1, 1));
+    /// assert!(matches!(map.load(5), Err(Error::BeyondEof { index: 5, end: 3 })));
+    /// assert!(map.load(2).is_ok());
+    /// ```
+    pub fn truncate(&self, end: u64) -> RemoveReport {
+        // Waits for a fork copying private copies of our pages (see
+        // `invalidate_lock_shared`).
+        let _invalidate = self.invalidate_lock.write();
+        let _remover = self.remover.lock();
+        {
+            // Under the writer lock: an insert checks the end under it too,
+            // so no page beyond the new end appears after this.
+            let _g = self.lock.lock();
+            let shrink = end < self.end();
+            self.end.store(end, Ordering::SeqCst);
+            if !shrink {
+                return RemoveReport::default();
+            }
+        }
+        // Before the zero loop reads the slots' mapping counts: the first half
+        // of the pair with the faults (see `crate::fault`).
+        crate::sync::seqcst_pair();
+        // Zap, remove or zero (waiting for the faults in their window on
+        // every page still cached), zap again: an entry a fault installed
+        // meanwhile is cleared by the second zap, and a fault after it sees
+        // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
+        let mut report = self.remove_or_zero_locked(end, u64::MAX);
+        if let Err(source) = self.store.truncate(end) {
+            report.errors.push(Error::Truncate { end, source });
+        }
+        report
+    }
+
+    /// Best-effort invalidate of `range`: removes the pages that are clean,
+    /// unused, unmapped, not locked and not under writeback; skips (and
+    /// counts) the others. Never writes, never unmaps, never waits for a
+    /// page.
+    pub fn invalidate(&self, range: impl RangeBounds<u64>) -> InvalidateReport {
+        let mut report = InvalidateReport::default();
+        let Some((first, last)) = inclusive(&range) else {
+            return report;
+        };
+        let _remover = self.remover.lock();
+        let mut marked = Vec::new();
+        {
+            // The reverse map is read-locked while marking, so no mapping
+            // appears between the "mapped?" check and the mark; one added
+            // later reaches the page only through a lookup, which unmarks it.
+            let rmap = self.rmap.read();
+            let guard = epoch::pin();
+            self.for_each_present(first, last, &guard, &mut |index, slot| {
+                if rmap.covers(index) {
+                    report.mapped += 1;
+                    return;
+                }
+                let Ok((_, w)) = slot.update(slot::mark_removal) else {
+                    if slot.load().refs() != 0 {
+                        report.referenced += 1;
+                    }
+                    return;
+                };
+                let frame = w.present_frame();
+                // After the mark: a writer's DIRTY came before its put, which
+                // our CAS read, so a dirty page is seen here.
+                let f = self.pool.flags(frame);
+                if f & flags::DIRTY != 0 {
+                    report.dirty += 1;
+                } else if f & (flags::LOCKED | flags::WRITEBACK) != 0 {
+                    report.busy += 1;
+                } else {
+                    marked.push((index, frame));
+                    return;
+                }
+                self.unmark(index, frame);
+            });
+        }
+        let mut raced = 0;
+        let freed = self.yank_marked(marked, false, &mut raced, &mut 0);
+        report.raced = raced;
+        report.invalidated = freed.len() as u64;
+        for frame in freed {
+            self.pool.free(frame);
+        }
+        report
+    }
+
+    /// Empties the map for good: writes back every dirty page first (unless
+    /// `discard`), then frees every page.
+    ///
+    /// # Panics
+    /// If a mapping is registered or a page is held: destroying a map in use
+    /// is a bug in the caller.
+    pub fn destroy(&self, discard: bool) -> DestroyReport {
+        let _remover = self.remover.lock();
+        let mapped = self.nr_mappings();
+        assert_eq!(mapped, 0, "destroying a page map with {mapped} mappings");
+        let mut report = DestroyReport::default();
+        if !discard {
+            let wb = self.writeback(..);
+            report.written = wb.written;
+            report.errors = wb.errors;
+        }
+        let mut marked = Vec::new();
+        {
+            let guard = epoch::pin();
+            self.for_each_present(0, u64::MAX, &guard, &mut |index, slot| {
+                match slot.update(slot::mark_removal) {
+                    Ok((_, w)) => {
+                        let frame = w.present_frame();
+                        if !discard && self.pool.flags(frame) & flags::DIRTY != 0 {
+                            // Its write failed: keep it (no data is lost).
+                            self.unmark(index, frame);
+                        } else {
+                            marked.push((index, frame));
+                        }
+                    }
+                    Err(_) => panic!("destroying a page map whose page {index} is held"),
+                }
+            });
+        }
+        let mut raced = 0;
+        let freed = self.yank_marked(marked, discard, &mut raced, &mut report.discarded);
+        assert_eq!(raced, 0, "a page was taken while its map was destroyed");
+        report.freed = freed.len() as u64;
+        for frame in freed {
+            self.pool.free(frame);
+        }
+        report
+    }
+
+    /// Starts a removal of `range` that runs one pass per
+    /// [`Removal::step`], so that a test, a model or a deterministic fuzzer
+    /// can act between the passes. Holds the remover lock until dropped
+    /// (dropping it early finishes the remaining passes).
+    pub fn begin_remove(&self, range: impl RangeBounds<u64>, batching: Batching) -> Removal<'_> {
+        let remover = self.remover.lock();
+        let (first, last) = inclusive(&range).unwrap_or((1, 0));
+        Removal {
+            steps: Steps::new(self, first, last, Policy { batching, ..REMOVE }),
+            _remover: remover,
+        }
+    }
+}
