@@ -1,9 +1,9 @@
 //! Frame pools reused from one input to the next (per thread).
 //!
 //! A new pool of 256 frames is a megabyte of zeroed memory, and each new
-//! page of it faults in; `PrivateFrame::into_raw` also leaks the pool's
-//! `Arc` (see the fuzz README), so a fresh pool per input was never freed
-//! and the fuzzer's memory grew by up to a megabyte per input. [`pool`]
+//! page of it faults in (until cb0ac08, `PrivateFrame::into_raw` also
+//! leaked the pool's `Arc`, so such a pool was never freed and the fuzzer
+//! grew by up to a megabyte per input; see the fuzz README). [`pool`]
 //! hands back the pool of the same capacity the last input used once it is
 //! reset: every frame free, and handing frames out in the order a new pool
 //! does (1, 2, 3, ...), so that which frame an op gets, and with it every
