@@ -101,20 +101,27 @@ pub struct MSpace {
 }
 
 impl MSpace {
-    /// The region containing `va` (straight from the definition: regions
-    /// are few, and the model must not borrow the library's search).
+    /// The region containing `va`: the last one starting at or below it,
+    /// if `va` is below its end.
     pub fn find(&self, va: u64) -> Option<&MRegion> {
-        self.regions.values().find(|r| r.base <= va && va < r.end)
+        let (_, r) = self.regions.range(..=va).last()?;
+        (va < r.end).then_some(r)
     }
 
     /// The bases of the regions sharing a byte with `[start, end)` (`start <
-    /// end`), ascending.
+    /// end`), ascending: those starting below `end`, walked down while they
+    /// still end above `start` (regions do not overlap, so their ends grow
+    /// with their bases).
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
-        self.regions
-            .values()
-            .filter(|r| r.base < end && start < r.end)
-            .map(|r| r.base)
-            .collect()
+        let mut bases: Vec<u64> = self
+            .regions
+            .range(..end)
+            .rev()
+            .take_while(|(_, r)| start < r.end)
+            .map(|(&b, _)| b)
+            .collect();
+        bases.reverse();
+        bases
     }
 }
 
