@@ -49,11 +49,13 @@ fn mprotect_read_vs_first_write() {
         let vm = Arc::new(vm);
         let writer = {
             let vm = vm.clone();
-            thread::spawn(move || match vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]) {
-                Ok(()) => true,
-                Err(Fault::Protection { .. }) => false,
-                Err(e) => panic!("unexpected fault {e:?}"),
-            })
+            thread::spawn(
+                move || match vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]) {
+                    Ok(()) => true,
+                    Err(Fault::Protection { .. }) => false,
+                    Err(e) => panic!("unexpected fault {e:?}"),
+                },
+            )
         };
         vm.space.mprotect(va, PAGE_SIZE as u64, Prot::READ).unwrap();
         let wrote = writer.join().unwrap();
@@ -92,15 +94,20 @@ fn munmap_vs_writeback_vs_stale_writer() {
         let vm = VmFixture::new(1, 1);
         vm.fx.store_page(IDX, OLD);
         let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-        vm.machine.cpu(0).write(&vm.space, va, &[OLD + 1; 8]).unwrap();
+        vm.machine
+            .cpu(0)
+            .write(&vm.space, va, &[OLD + 1; 8])
+            .unwrap();
         let vm = Arc::new(vm);
         let writer = {
             let vm = vm.clone();
-            thread::spawn(move || match vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]) {
-                Ok(()) => true,
-                Err(Fault::NoMapping { .. }) => false,
-                Err(e) => panic!("unexpected fault {e:?}"),
-            })
+            thread::spawn(
+                move || match vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]) {
+                    Ok(()) => true,
+                    Err(Fault::NoMapping { .. }) => false,
+                    Err(e) => panic!("unexpected fault {e:?}"),
+                },
+            )
         };
         let flusher = {
             let vm = vm.clone();

@@ -20,7 +20,12 @@ fn a_dirty_unheld_page_is_written_back_and_freed() {
     let report = map.free_unused();
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(
-        (report.written, report.freed, report.raced, report.referenced),
+        (
+            report.written,
+            report.freed,
+            report.raced,
+            report.referenced
+        ),
         (1, 1, 0, 0),
         "{report:?}"
     );
