@@ -218,6 +218,9 @@ impl PageMap {
             // so no page beyond the new end appears after this.
             let _g = self.lock.lock();
             let shrink = end < self.end();
+            // SeqCst, through `sb`: the first half of the store-buffering
+            // pair with the faults (then our reads of the slot words; see
+            // `crate::fault`).
             crate::sync::sb::store(&self.end, end, Ordering::SeqCst);
             if !shrink {
                 return RemoveReport::default();
