@@ -142,7 +142,6 @@ impl PageMap {
         // After our count, before the install: the second half of the pair
         // with truncate's end store (see the module docs). Dropping `page`
         // on error undoes the count.
-        crate::sync::seqcst_pair();
         self.check_end(index)?;
         Ok(page)
     }

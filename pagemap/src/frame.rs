@@ -97,6 +97,20 @@ pub(crate) struct Frame {
     index: AtomicU64,
 }
 
+/// Loom builds only: a frame's ownership token (see
+/// [`FramePool::track_access`]).
+#[cfg(pagemap_loom)]
+#[derive(Debug)]
+struct OwnerToken(loom::cell::UnsafeCell<()>);
+
+// SAFETY: the cell holds no data (`()`); it exists only so that loom tracks
+// who accesses it, and loom's tracking is itself safe to use from any thread.
+#[cfg(pagemap_loom)]
+unsafe impl Sync for OwnerToken {}
+// SAFETY: as for Sync (no data to send).
+#[cfg(pagemap_loom)]
+unsafe impl Send for OwnerToken {}
+
 #[cfg(not(pagemap_loom))]
 const WAIT_BUCKETS: usize = 64;
 #[cfg(pagemap_loom)]
@@ -139,6 +153,18 @@ pub struct FramePool {
     nr_free: AtomicUsize,
     /// Hashed wait queues for LOCKED, as Linux's page wait table.
     waitq: Box<[(Mutex<()>, Condvar)]>,
+    /// Loom builds only: one ownership token per frame, which makes the
+    /// frame's lifetime visible to loom (contents are std atomics, invisible
+    /// to it). Allocation and free write the token, every content access
+    /// reads it, so loom reports any content access that does not
+    /// happen-after the frame's allocation or that races its free (see
+    /// [`track_access`](Self::track_access)).
+    #[cfg(pagemap_loom)]
+    tokens: Box<[OwnerToken]>,
+    /// Loom builds only: whether content accesses are tracked (models that
+    /// disable shootdowns to show a stale access turn it off).
+    #[cfg(pagemap_loom)]
+    tracking: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for FramePool {
@@ -189,6 +215,12 @@ impl FramePool {
             free_head: Mutex::new(1),
             nr_free: AtomicUsize::new(capacity),
             waitq,
+            #[cfg(pagemap_loom)]
+            tokens: (0..capacity)
+                .map(|_| OwnerToken(loom::cell::UnsafeCell::new(())))
+                .collect(),
+            #[cfg(pagemap_loom)]
+            tracking: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -221,6 +253,7 @@ impl FramePool {
         let old = frame.flags.swap(0, Ordering::Relaxed);
         debug_assert_eq!(old, flags::FREE, "a frame on the free list has flags");
         frame.index.store(0, Ordering::Relaxed);
+        self.track_owner_change(id);
         Ok(id)
     }
 
@@ -243,6 +276,7 @@ impl FramePool {
     /// # Panics
     /// If the frame is already free (a double free) or page-locked.
     pub(crate) fn free(&self, id: FrameId) {
+        self.track_owner_change(id);
         let frame = self.frame(id);
         let old = frame.flags.swap(flags::FREE, Ordering::Relaxed);
         assert!(old & flags::FREE == 0, "double free of frame {id:?}");
@@ -262,8 +296,37 @@ impl FramePool {
     }
 
     fn words(&self, id: FrameId) -> &[data::AtomicU64] {
+        self.track_access(id);
         let start = id.slot() * PAGE_WORDS;
         &self.data[start..start + PAGE_WORDS]
+    }
+
+    /// A content access of frame `id` (a read or write of its bytes by
+    /// anyone: the library, a holder, a CPU through a TLB entry). Nothing
+    /// outside loom; under loom a read of the frame's ownership token, so
+    /// loom fails the execution if the access is not ordered after the
+    /// frame's allocation or not ordered before its free. Concurrent content
+    /// accesses do not conflict with each other (they are all reads).
+    #[inline(always)]
+    fn track_access(&self, id: FrameId) {
+        #[cfg(pagemap_loom)]
+        if self.tracking.load(std::sync::atomic::Ordering::Relaxed) {
+            self.tokens[id.slot()].0.with(|_| ());
+        }
+        #[cfg(not(pagemap_loom))]
+        let _ = id;
+    }
+
+    /// The frame changes hands (allocation or free): under loom a write of
+    /// its ownership token, which must happen-after every earlier content
+    /// access (see [`track_access`](Self::track_access)). Always tracked:
+    /// allocation and free are ordered by the free list's lock.
+    #[inline(always)]
+    fn track_owner_change(&self, id: FrameId) {
+        #[cfg(pagemap_loom)]
+        self.tokens[id.slot()].0.with_mut(|_| ());
+        #[cfg(not(pagemap_loom))]
+        let _ = id;
     }
 
     // ---- metadata -------------------------------------------------------
@@ -490,6 +553,16 @@ impl FramePool {
     /// Drops the page lock of `id`.
     pub fn unlock_for_model(&self, id: FrameId) {
         self.unlock(id);
+    }
+
+    /// Turns the ownership tracking of content accesses off or on (see
+    /// [`track_access`](Self::track_access)): off for a model that shows a
+    /// stale access (shootdowns disabled), which loom would otherwise
+    /// report as a race with the free instead of letting the model see it.
+    pub fn set_access_tracking(&self, on: bool) {
+        // Relaxed: loom runs every model thread on one OS thread.
+        self.tracking
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

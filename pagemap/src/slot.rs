@@ -483,10 +483,13 @@ impl Slot {
                 }
                 Err(why) => return Err(why),
             };
-            match self
-                .0
-                .compare_exchange_weak(old.0, new.0, Ordering::SeqCst, Ordering::Relaxed)
-            {
+            match crate::sync::sb::compare_exchange_weak(
+                &self.0,
+                old.0,
+                new.0,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Ok(new),
                 Err(seen) => old = SlotWord(seen),
             }
@@ -511,7 +514,7 @@ impl Slot {
     /// (see [`get_for_map`](Self::get_for_map)). SeqCst (so also Acquire).
     #[inline]
     pub fn load_seqcst(&self) -> SlotWord {
-        SlotWord(self.0.load(Ordering::SeqCst))
+        SlotWord(crate::sync::sb::load(&self.0, Ordering::SeqCst))
     }
 
     /// Clears `LOADING` once the page is up to date. Release: pairs with the

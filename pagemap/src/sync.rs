@@ -20,18 +20,77 @@ pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 
 pub use std::sync::atomic::Ordering;
 
-/// Marks a store-buffering pair of SeqCst accesses (a SeqCst store or RMW,
-/// then a SeqCst load of another location, on each of two threads: one of
-/// the two loads sees the other thread's store). The Rust (C++20) memory
-/// model already guarantees that for SeqCst accesses, so normally this is
-/// nothing. Loom does not model SeqCst loads and stores (it treats them as
-/// AcqRel; it does model SeqCst fences), so under loom this is a SeqCst
-/// fence, and the models check the pairing the real code relies on without
-/// the fault path paying for a fence.
-#[inline(always)]
-pub fn seqcst_pair() {
+/// The accesses of a store-buffering pair (a SeqCst store or RMW, then a
+/// SeqCst load of another location, on each of two threads: one of the two
+/// loads sees the other thread's store). The Rust (C++20) memory model
+/// guarantees that for SeqCst accesses, so outside loom these are the plain
+/// accesses with the ordering the caller passes. Loom does not model SeqCst
+/// loads and stores (it treats them as AcqRel; it does model SeqCst
+/// fences), so under loom a SeqCst store or successful RMW here marks the
+/// thread, and a later SeqCst load here issues a SeqCst fence first if the
+/// thread is marked: the fence stands for the pair's SeqCst ordering,
+/// exactly when both halves ask for it. Weakening either access's ordering
+/// argument therefore loses the fence too, and the models see it.
+pub mod sb {
+    use super::{AtomicU64, Ordering};
+
     #[cfg(pagemap_loom)]
-    loom::sync::atomic::fence(Ordering::SeqCst);
+    loom::thread_local! {
+        /// A SeqCst store of a pair was made and no SeqCst load followed yet.
+        static STORED: std::cell::Cell<bool> = std::cell::Cell::new(false);
+    }
+
+    /// After a store or RMW with `order`.
+    #[inline(always)]
+    fn stored(order: Ordering) {
+        #[cfg(pagemap_loom)]
+        if order == Ordering::SeqCst {
+            STORED.with(|s| s.set(true));
+        }
+        #[cfg(not(pagemap_loom))]
+        let _ = order;
+    }
+
+    /// Before a load with `order`.
+    #[inline(always)]
+    fn loading(order: Ordering) {
+        #[cfg(pagemap_loom)]
+        if order == Ordering::SeqCst && STORED.with(|s| s.replace(false)) {
+            loom::sync::atomic::fence(Ordering::SeqCst);
+        }
+        #[cfg(not(pagemap_loom))]
+        let _ = order;
+    }
+
+    /// `a.store(v, order)`, the store half of a pair.
+    #[inline(always)]
+    pub fn store(a: &AtomicU64, v: u64, order: Ordering) {
+        a.store(v, order);
+        stored(order);
+    }
+
+    /// `a.load(order)`, the load half of a pair.
+    #[inline(always)]
+    pub fn load(a: &AtomicU64, order: Ordering) -> u64 {
+        loading(order);
+        a.load(order)
+    }
+
+    /// `a.compare_exchange_weak(..)`, the RMW half of a pair when it succeeds.
+    #[inline(always)]
+    pub fn compare_exchange_weak(
+        a: &AtomicU64,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        let r = a.compare_exchange_weak(current, new, success, failure);
+        if r.is_ok() {
+            stored(success);
+        }
+        r
+    }
 }
 
 /// Per-thread state: loom's under `cfg(pagemap_loom)`, where every model thread

@@ -176,6 +176,10 @@ impl Machine {
     /// simulation catches a missing shootdown as a stale read or lost write.
     pub fn set_shootdowns_enabled(&self, on: bool) {
         self.shootdowns_enabled.store(on, Ordering::SeqCst);
+        // Under loom, a stale access to a freed frame is what such a test
+        // wants to reach: loom's ownership tracking would fail it first.
+        #[cfg(pagemap_loom)]
+        self.pool.set_access_tracking(on);
     }
 
     /// Drops the translations of pages `first..=last` of the address space

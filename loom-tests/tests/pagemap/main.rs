@@ -12,6 +12,7 @@
 mod dirty_removal;
 mod find_vs_remove;
 mod load_vs_load;
+mod mutant_killers;
 mod node_reclaim;
 mod nowait;
 mod refcount_overflow;

@@ -10,6 +10,7 @@
 //! run: fix or filter the first failure to see the rest.
 #![cfg(pagemap_loom)]
 
+mod mutant_killers;
 mod vmr_cow_shootdown;
 mod vmr_dirty_harvest;
 mod vmr_fault_vs_free;

@@ -35,14 +35,8 @@ impl PageMap {
     /// If the reserve ([`slot::MAX_HELD`]) is exhausted: more than 8 million
     /// short holds of one page at once means some caller keeps them.
     pub fn find_frame(&self, index: u64, frame: FrameId) -> Option<PageRef<'_>> {
-        self.take_reserved(index, false)
-            .filter(|p| p.frame == frame)
-    }
-
-    /// A hold from the reserve (see [`find_frame`](Self::find_frame)).
-    pub(crate) fn take_reserved(&self, index: u64, allow_loading: bool) -> Option<PageRef<'_>> {
-        match self.take(index, allow_loading, slot::Limit::Reserved) {
-            Ok(page) => page,
+        match self.take(index, false, slot::Limit::Reserved) {
+            Ok(page) => page.filter(|p| p.frame == frame),
             Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
         }
     }

@@ -144,7 +144,7 @@ impl PageMap {
         // SeqCst: a fault reads it after its SeqCst count on the slot word;
         // truncate stores it, then reads the slot words: one of the two sees
         // the other (see `crate::fault`).
-        self.end.load(Ordering::SeqCst)
+        crate::sync::sb::load(&self.end, Ordering::SeqCst)
     }
 
     /// Whether page `index` is at or beyond the end of the file.

@@ -181,14 +181,14 @@ impl PageMap {
             // so no page beyond the new end appears after this.
             let _g = self.lock.lock();
             let shrink = end < self.end();
-            self.end.store(end, Ordering::SeqCst);
+            // SeqCst, through `sb`: the first half of the store-buffering
+            // pair with the faults (then our reads of the slot words; see
+            // `crate::fault`).
+            crate::sync::sb::store(&self.end, end, Ordering::SeqCst);
             if !shrink {
                 return RemoveReport::default();
             }
         }
-        // Before the zero loop reads the slots' mapping counts: the first half
-        // of the pair with the faults (see `crate::fault`).
-        crate::sync::seqcst_pair();
         // Zap, remove or zero (waiting for the faults in their window on
         // every page still cached), zap again: an entry a fault installed
         // meanwhile is cleared by the second zap, and a fault after it sees
