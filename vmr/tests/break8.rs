@@ -453,13 +453,7 @@ fn remove_or_zero_leaves_no_private_copy_of_the_old_bytes() {
     store.inner.set_page(p, &[OLD; PAGE_SIZE]);
     let rig = Rig::with_store(16, 2, store);
     let (file, store, machine) = (&rig.file, &rig.store, &rig.machine);
-    let space = rig.space();
-    let va = space
-        .mmap(MapRequest {
-            advice: Advice::Random,
-            ..rig.request(2, Prot::RW, MapFlags::PRIVATE)
-        })
-        .unwrap();
+    let (space, va) = rig.mapped_random(2, Prot::RW, MapFlags::PRIVATE);
     // Page q dirty (a write-back of it will be in flight); page p held by a
     // reader (a read() in progress), so the punch zeroes it in place.
     file.load(q).unwrap().write(0, b"q").unwrap();
@@ -590,13 +584,7 @@ fn many_concurrent_faults_of_one_page_vs_truncate() {
     let _serial = serial();
     let rig = Rig::new(64, 2);
     let (file, machine) = (&rig.file, &rig.machine);
-    let space = rig.space();
-    let va = space
-        .mmap(MapRequest {
-            advice: Advice::Random,
-            ..rig.request(2, Prot::RW, MapFlags::SHARED)
-        })
-        .unwrap();
+    let (space, va) = rig.mapped_random(2, Prot::RW, MapFlags::SHARED);
     file.truncate(2);
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();

@@ -67,8 +67,7 @@ fn per_page_baseline_issues_one_shootdown_per_page_per_mapping() {
 #[test]
 fn pinned_and_referenced_pages_stay() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let locked = w.map_at(&s, 0, 2, Prot::READ, MapFlags::SHARED | MapFlags::LOCKED);
+    let (s, locked) = w.mapped(2, Prot::READ, MapFlags::SHARED | MapFlags::LOCKED);
     let plain = w.map_at(&s, 2, 4, Prot::READ, MapFlags::SHARED);
     for i in 0..4 {
         w.read_byte(0, &s, plain + i * PAGE).unwrap();
@@ -90,8 +89,7 @@ fn pinned_and_referenced_pages_stay() {
 #[test]
 fn a_fault_between_not_present_and_clear_keeps_the_page_and_its_dirty_bit() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 1, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
     w.write_byte(0, &s, va, 1);
     let mut removal = w.file.begin_remove(0..1, Batching::PerSpace);
     assert_eq!(removal.step(), Pass::Marked);
@@ -120,8 +118,7 @@ fn a_fault_between_not_present_and_clear_keeps_the_page_and_its_dirty_bit() {
 #[test]
 fn a_fault_after_the_reap_reloads_and_the_dirty_data_is_written() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 1, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
     w.write_byte(0, &s, va, 9);
     let mut removal = w.file.begin_remove(0..1, Batching::PerSpace);
     while removal.pass() < Pass::Reaped {
@@ -158,8 +155,7 @@ fn a_lookup_during_removal_aborts_it_for_that_page() {
 #[test]
 fn munmap_during_removal_hands_its_dirty_bit_to_the_cache() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 1, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
     w.write_byte(0, &s, va, 7);
     let mut removal = w.file.begin_remove(0..1, Batching::PerSpace);
     removal.step(); // marked
@@ -175,8 +171,7 @@ fn munmap_during_removal_hands_its_dirty_bit_to_the_cache() {
 #[test]
 fn a_write_error_keeps_the_page_dirty_and_mapped_data_safe() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 2, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(2, Prot::RW, MapFlags::SHARED);
     w.write_byte(0, &s, va, 5);
     w.write_byte(0, &s, va + PAGE, 6);
     w.store.fail_writes(1, true);
@@ -195,8 +190,7 @@ fn a_write_error_keeps_the_page_dirty_and_mapped_data_safe() {
 /// removed and its frame reused for page 1; then the CPU reads page 0 again.
 fn read_after_removal(shootdowns: bool) -> u8 {
     let w = Rig::seeded(2, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 2, Prot::READ, MapFlags::SHARED);
+    let (s, va) = w.mapped(2, Prot::READ, MapFlags::SHARED);
     assert_eq!(w.read_byte(0, &s, va).unwrap(), 0x10);
     let old = w.file.find(0).unwrap().unwrap().frame();
     w.machine.set_shootdowns_enabled(shootdowns);
@@ -219,8 +213,7 @@ fn a_missing_removal_shootdown_is_a_stale_read() {
 #[test]
 fn msync_cleans_write_protects_and_a_later_write_dirties_again() {
     let w = Rig::seeded(64, 2, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 4, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(4, Prot::RW, MapFlags::SHARED);
     for i in 0..4 {
         w.write_byte(0, &s, va + i * PAGE, 0x40 + i as u8);
     }
@@ -248,8 +241,7 @@ fn msync_cleans_write_protects_and_a_later_write_dirties_again() {
 #[test]
 fn writeback_error_keeps_the_harvested_page_dirty() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 1, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
     w.write_byte(0, &s, va, 3);
     w.store.fail_writes(0, true);
     let r = s.msync(va, PAGE).unwrap();
@@ -263,8 +255,7 @@ fn writeback_error_keeps_the_harvested_page_dirty() {
 #[test]
 fn truncate_unmaps_shared_and_private_pages_and_later_faults_get_sigbus() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let shared = w.map_at(&s, 0, 8, Prot::RW, MapFlags::SHARED);
+    let (s, shared) = w.mapped(8, Prot::RW, MapFlags::SHARED);
     let private = w.map_at(&s, 0, 8, Prot::RW, MapFlags::PRIVATE);
     for i in 0..8 {
         w.write_byte(0, &s, shared + i * PAGE, 0x50 + i as u8);
@@ -334,8 +325,7 @@ fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
 #[test]
 fn remove_or_zero_discards_mapped_data() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 4, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(4, Prot::RW, MapFlags::SHARED);
     for i in 0..4 {
         w.write_byte(0, &s, va + i * PAGE, 0xee);
     }
@@ -351,8 +341,7 @@ fn remove_or_zero_discards_mapped_data() {
 #[test]
 fn invalidate_skips_mapped_dirty_and_referenced_pages() {
     let w = Rig::seeded(64, 1, 64);
-    let s = w.space();
-    let va = w.map_at(&s, 0, 1, Prot::READ, MapFlags::SHARED);
+    let (s, va) = w.mapped(1, Prot::READ, MapFlags::SHARED);
     w.read_byte(0, &s, va).unwrap(); // page 0 mapped
     w.file.load(1).unwrap().write(0, b"d").unwrap(); // page 1 dirty
     let held = w.file.load(2).unwrap(); // page 2 referenced

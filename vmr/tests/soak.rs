@@ -188,14 +188,27 @@ fn owner(f: usize, file: &File, machine: &Arc<Machine>, stop: &AtomicBool, c: &C
     model
 }
 
+/// A new space with the first `pages` pages of each file mapped: the space
+/// and each file's address.
+fn map_each(
+    files: &[File],
+    machine: &Arc<Machine>,
+    pages: u64,
+    prot: Prot,
+    flags: MapFlags,
+) -> (Arc<AddressSpace>, Vec<u64>) {
+    let space = AddressSpace::new(machine.clone());
+    let vas = files
+        .iter()
+        .map(|f| map(&space, &f.map, pages, prot, flags))
+        .collect();
+    (space, vas)
+}
+
 /// Private copy-on-write writes below `KEEP`, checked against their own model.
 fn private(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) {
     let mut rng = Rng(0x1234_5678);
-    let space = AddressSpace::new(machine.clone());
-    let vas: Vec<u64> = files
-        .iter()
-        .map(|f| map(&space, &f.map, KEEP, Prot::RW, MapFlags::PRIVATE))
-        .collect();
+    let (space, vas) = map_each(files, machine, KEEP, Prot::RW, MapFlags::PRIVATE);
     let cpu = machine.cpu(FILES);
     let mut mine: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -221,11 +234,7 @@ fn private(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts
 /// Reads through shared read-only mappings and holds pages through lookups.
 fn reader(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) {
     let mut rng = Rng(0xabcd_ef01);
-    let space = AddressSpace::new(machine.clone());
-    let vas: Vec<u64> = files
-        .iter()
-        .map(|f| map(&space, &f.map, PAGES, Prot::READ, MapFlags::SHARED))
-        .collect();
+    let (space, vas) = map_each(files, machine, PAGES, Prot::READ, MapFlags::SHARED);
     let cpu = machine.cpu(FILES + 1);
     let mut held = Vec::new();
     while !stop.load(Ordering::Relaxed) {

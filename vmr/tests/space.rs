@@ -22,8 +22,7 @@ fn regions(s: &AddressSpace) -> Vec<(u64, u64, u64)> {
 #[test]
 fn bad_input_is_a_typed_error_and_changes_nothing() {
     let w = Rig::seeded(32, 1, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 4, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(4, Prot::RW, MapFlags::SHARED);
     let before = regions(&s);
     let req = |addr: Option<u64>, len: u64| MapRequest {
         addr,
@@ -224,8 +223,7 @@ fn private_writes_stay_private() {
 #[test]
 fn munmap_and_mprotect_split_without_holes() {
     let w = Rig::seeded(32, 1, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 8, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(8, Prot::RW, MapFlags::SHARED);
     s.munmap(va + 2 * PAGE, 2 * PAGE).unwrap();
     assert_eq!(
         regions(&s),
@@ -264,8 +262,7 @@ fn munmap_and_mprotect_split_without_holes() {
 #[test]
 fn mprotect_read_only_harvests_dirty_bits_and_blocks_writes() {
     let w = Rig::seeded(32, 2, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 1, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
     w.machine.cpu(1).write(&s, va, b"before").unwrap();
     s.mprotect(va, PAGE, Prot::READ).unwrap();
     assert_eq!(
@@ -291,8 +288,7 @@ fn mprotect_read_only_harvests_dirty_bits_and_blocks_writes() {
 #[test]
 fn private_data_survives_prot_none() {
     let w = Rig::seeded(32, 1, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 1, Prot::RW, MapFlags::PRIVATE);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     let cpu = w.machine.cpu(0);
     cpu.write(&s, va, b"mine").unwrap();
     s.mprotect(va, PAGE, Prot::NONE).unwrap();
@@ -306,8 +302,7 @@ fn private_data_survives_prot_none() {
 #[test]
 fn teardown_harvests_dirty_bits() {
     let w = Rig::seeded(32, 1, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 3, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(3, Prot::RW, MapFlags::SHARED);
     w.machine.cpu(0).write(&s, va + 2 * PAGE, b"exit").unwrap();
     drop(s);
     assert_eq!(
@@ -323,8 +318,7 @@ fn teardown_harvests_dirty_bits() {
 #[test]
 fn fork_shares_shared_and_copies_private() {
     let w = Rig::seeded(32, 2, 16);
-    let parent = w.space();
-    let sh = w.mmap(&parent, 1, Prot::RW, MapFlags::SHARED);
+    let (parent, sh) = w.mapped(1, Prot::RW, MapFlags::SHARED);
     let pr = w.mmap(&parent, 1, Prot::RW, MapFlags::PRIVATE);
     let (c0, c1) = (w.machine.cpu(0), w.machine.cpu(1));
     c0.write(&parent, pr, b"parent").unwrap();
@@ -346,8 +340,7 @@ fn fork_shares_shared_and_copies_private() {
 #[test]
 fn fork_out_of_frames_changes_nothing() {
     let w = Rig::seeded(5, 1, 16);
-    let parent = w.space();
-    let pr = w.mmap(&parent, 2, Prot::RW, MapFlags::PRIVATE);
+    let (parent, pr) = w.mapped(2, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(0).write(&parent, pr, b"a").unwrap(); // page 0 cached + copy
     w.machine.cpu(0).write(&parent, pr + PAGE, b"b").unwrap(); // pool now empty-ish
     let free = w.machine.pool().free_frames();
@@ -360,8 +353,7 @@ fn fork_out_of_frames_changes_nothing() {
 #[test]
 fn check_phase_chooses_the_window() {
     let w = Rig::seeded(64, 1, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 16, Prot::RW, MapFlags::SHARED);
+    let (s, va) = w.mapped(16, Prot::RW, MapFlags::SHARED);
     let (ctx, _) = s.check_fault(va + 5 * PAGE + 9, Access::Read).unwrap();
     assert_eq!(
         (ctx.start_va, ctx.npages, ctx.center),
@@ -418,8 +410,7 @@ fn fault_around_maps_cached_neighbours_only() {
 #[test]
 fn populate_and_locked() {
     let w = Rig::seeded(64, 1, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 4, Prot::READ, MapFlags::SHARED | MapFlags::POPULATE);
+    let (s, va) = w.mapped(4, Prot::READ, MapFlags::SHARED | MapFlags::POPULATE);
     for i in 0..4 {
         assert_ne!(
             s.pte(va + i * PAGE) & pte::PRESENT,
@@ -467,8 +458,7 @@ fn populate_failure_unmaps_and_reports() {
 #[test]
 fn free_unused_skips_mapped_pages() {
     let w = Rig::seeded(64, 1, 16);
-    let s = w.space();
-    let va = w.mmap(&s, 2, Prot::READ, MapFlags::SHARED);
+    let (s, va) = w.mapped(2, Prot::READ, MapFlags::SHARED);
     let mut b = [0u8; 1];
     w.machine.cpu(0).read(&s, va, &mut b).unwrap();
     drop(w.file.load(5).unwrap());
@@ -508,8 +498,7 @@ fn full_64_bit_page_indices() {
 fn cow_then_read(shootdowns: bool) -> u8 {
     let w = Rig::seeded(32, 2, 16);
     w.machine.set_shootdowns_enabled(shootdowns);
-    let s = w.space();
-    let va = w.mmap(&s, 1, Prot::RW, MapFlags::PRIVATE);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     let mut b = [0u8; 1];
     w.machine.cpu(1).read(&s, va, &mut b).unwrap(); // CPU 1 caches the RO entry
     w.machine.cpu(0).write(&s, va, b"N").unwrap(); // COW
@@ -533,12 +522,10 @@ fn missing_cow_shootdown_is_a_stale_read() {
 fn write_after_munmap(shootdowns: bool) -> (Result<(), Fault>, u8) {
     let w = Rig::seeded(32, 2, 16);
     w.machine.set_shootdowns_enabled(shootdowns);
-    let s = w.space();
-    let va = w.mmap(&s, 1, Prot::RW, MapFlags::PRIVATE);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(1).write(&s, va, b"1").unwrap(); // private frame F cached writable
     s.munmap(va, PAGE).unwrap(); // F back to the pool
-    let other = w.space();
-    let ov = w.mmap(&other, 1, Prot::RW, MapFlags::PRIVATE);
+    let (other, ov) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(0).write(&other, ov, b"2").unwrap(); // COW takes F again
     let r = w.machine.cpu(1).write(&s, va, b"X");
     let mut b = [0u8; 1];
@@ -559,8 +546,7 @@ fn missing_munmap_shootdown_is_a_lost_write() {
 #[test]
 fn one_shootdown_per_munmap_whatever_the_regions() {
     let w = Rig::seeded(64, 2, 16);
-    let s = w.space();
-    let base = w.mmap(&s, 12, Prot::RW, MapFlags::PRIVATE);
+    let (s, base) = w.mapped(12, Prot::RW, MapFlags::PRIVATE);
     // Split it into three regions and touch every page from both CPUs.
     s.mprotect(base + 4 * PAGE, 4 * PAGE, Prot::READ).unwrap();
     for p in 0..12 {

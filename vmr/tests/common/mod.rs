@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pagemap::{BackingStore, FramePool, MemStore, PageMap, PAGE_SIZE};
-use vmr::{AddressSpace, Fault, Machine, MapFlags, MapRequest, Prot};
+use vmr::{AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot};
 
 pub mod rng;
 
@@ -93,6 +93,24 @@ impl<S: BackingStore + 'static> Rig<S> {
     pub fn mapped(&self, pages: u64, prot: Prot, flags: MapFlags) -> (Arc<AddressSpace>, u64) {
         let space = self.space();
         let va = self.mmap(&space, pages, prot, flags);
+        (space, va)
+    }
+
+    /// As [`Rig::mapped`], with `Advice::Random` (each fault maps its own
+    /// page only, none around it).
+    pub fn mapped_random(
+        &self,
+        pages: u64,
+        prot: Prot,
+        flags: MapFlags,
+    ) -> (Arc<AddressSpace>, u64) {
+        let space = self.space();
+        let va = space
+            .mmap(MapRequest {
+                advice: Advice::Random,
+                ..self.request(pages, prot, flags)
+            })
+            .unwrap();
         (space, va)
     }
 
