@@ -49,16 +49,11 @@ struct Args {
     file: Option<PathBuf>,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+// The tests' generator (`below` is theirs only).
+#[allow(dead_code)]
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// Byte `i` of page `p` in the file as created.
 fn initial_byte(p: u64, i: usize) -> u8 {

@@ -317,22 +317,22 @@ impl AddressSpace {
 
     /// Changes the protection of `[addr, addr + len)`, which must be mapped.
     pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), VmError> {
-        let end = Self::check_range(addr, len)?;
-        let mut regions = self.regions.write();
-        regions.require_mapped(addr, end)?;
-        rework(
-            &self.core,
-            &mut regions,
-            addr,
-            end,
-            &|v| Some((prot, v.advice)),
-            false,
-        );
-        Ok(())
+        self.set_attrs(addr, len, &|v| (prot, v.advice))
     }
 
     /// Sets the advice of `[addr, addr + len)`, which must be mapped.
     pub fn madvise(&self, addr: u64, len: u64, advice: Advice) -> Result<(), VmError> {
+        self.set_attrs(addr, len, &|v| (v.prot, advice))
+    }
+
+    /// mprotect and madvise: gives each region of `[addr, addr + len)`,
+    /// which must be mapped, the protection and advice `attrs` makes of it.
+    fn set_attrs(
+        &self,
+        addr: u64,
+        len: u64,
+        attrs: &dyn Fn(&Vmr) -> (Prot, Advice),
+    ) -> Result<(), VmError> {
         let end = Self::check_range(addr, len)?;
         let mut regions = self.regions.write();
         regions.require_mapped(addr, end)?;
@@ -341,7 +341,7 @@ impl AddressSpace {
             &mut regions,
             addr,
             end,
-            &|v| Some((v.prot, advice)),
+            &|v| Some(attrs(v)),
             false,
         );
         Ok(())

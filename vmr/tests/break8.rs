@@ -19,14 +19,9 @@ use std::time::{Duration, Instant};
 use pagemap::{BackingStore, FramePool, MemStore, PageBuf, PageMap, PAGE_SIZE};
 use vmr::{pte, Access, AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot};
 
-const PAGE: u64 = PAGE_SIZE as u64;
-
-/// One test of this file at a time (the races need both cores).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+#[allow(dead_code)]
+mod common;
+use common::{serial, Rig, PAGE};
 
 /// Spins until `cond` or `limit`; whether `cond` became true.
 fn spin_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -84,7 +79,7 @@ struct UnmapCase {
 }
 
 /// Machine, target file (page 0), filler file (FILLER pages, cached).
-struct Rig {
+struct FillerRig {
     pool: Arc<FramePool>,
     machine: Arc<Machine>,
     store: Arc<MemStore>,
@@ -92,8 +87,8 @@ struct Rig {
     filler: Arc<PageMap>,
 }
 
-impl Rig {
-    fn new(extra: usize) -> Rig {
+impl FillerRig {
+    fn new(extra: usize) -> FillerRig {
         let pool = Arc::new(FramePool::new(FILLER as usize + 64 + extra).unwrap());
         let store = Arc::new(MemStore::new());
         let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
@@ -101,7 +96,7 @@ impl Rig {
         for i in 0..FILLER {
             drop(filler.load(i).unwrap());
         }
-        Rig {
+        FillerRig {
             machine: Machine::new(pool.clone(), 2),
             pool,
             store,
@@ -138,7 +133,7 @@ impl Rig {
 }
 
 /// One case, up to `rounds` rounds; the first bad access, if any.
-fn unmap_in_flight(rig: &Rig, case: UnmapCase, rounds: u32) -> (u32, u32, Option<String>) {
+fn unmap_in_flight(rig: &FillerRig, case: UnmapCase, rounds: u32) -> (u32, u32, Option<String>) {
     const OLD: u8 = 0xaa;
     const OTHER: u8 = 0xbb;
     let other_store = Arc::new(MemStore::new());
@@ -231,7 +226,7 @@ fn unmap_in_flight(rig: &Rig, case: UnmapCase, rounds: u32) -> (u32, u32, Option
 
 fn unmap_cases(cases: &[UnmapCase]) {
     let _serial = serial();
-    let rig = Rig::new(16);
+    let rig = FillerRig::new(16);
     let mut bad = Vec::new();
     for &case in cases {
         let t = Instant::now();
@@ -330,7 +325,7 @@ fn mprotect_of_private_copies_racing_truncate_frees_each_copy_once() {
     let mut report = Vec::new();
     'prots: for prot in [Prot::NONE, Prot::READ] {
         // A rig per protection: a double free corrupts the pool for good.
-        let rig = Rig::new(16);
+        let rig = FillerRig::new(16);
         let cap = rig.pool.capacity();
         let mut raced_rounds = 0;
         for round in 0..50 {
@@ -454,18 +449,11 @@ fn remove_or_zero_leaves_no_private_copy_of_the_old_bytes() {
     let _serial = serial();
     const OLD: u8 = 0xaa;
     let (q, p) = (0u64, 1u64);
-    let pool = Arc::new(FramePool::new(16).unwrap());
     let store = Arc::new(GatedStore::new(q));
     store.inner.set_page(p, &[OLD; PAGE_SIZE]);
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
-    let machine = Machine::new(pool, 2);
-    let space = AddressSpace::new(machine.clone());
-    let va = space
-        .mmap(MapRequest {
-            advice: Advice::Random,
-            ..MapRequest::new(file.clone(), 2 * PAGE, Prot::RW, MapFlags::PRIVATE)
-        })
-        .unwrap();
+    let rig = Rig::with_store(16, 2, store);
+    let (file, store, machine) = (&rig.file, &rig.store, &rig.machine);
+    let (space, va) = rig.mapped_random(2, Prot::RW, MapFlags::PRIVATE);
     // Page q dirty (a write-back of it will be in flight); page p held by a
     // reader (a read() in progress), so the punch zeroes it in place.
     file.load(q).unwrap().write(0, b"q").unwrap();
@@ -522,18 +510,10 @@ fn remove_or_zero_leaves_no_private_copy_of_the_old_bytes() {
 #[test]
 fn a_fault_succeeds_while_a_user_holds_the_page_at_the_refcount_limit() {
     let _serial = serial();
-    let pool = Arc::new(FramePool::new(16).unwrap());
-    let file = Arc::new(PageMap::new(pool.clone(), Arc::new(MemStore::new())));
-    let machine = Machine::new(pool, 2);
-    let space = AddressSpace::new(machine.clone());
-    let va = space
-        .mmap(MapRequest::new(
-            file.clone(),
-            PAGE,
-            Prot::READ,
-            MapFlags::SHARED,
-        ))
-        .unwrap();
+    let rig = Rig::new(16, 2);
+    let (space, va) = rig.mapped(1, Prot::READ, MapFlags::SHARED);
+    // The file is leaked below: out of the rig with it.
+    let Rig { file, machine, .. } = rig;
     {
         let first = file.load(0).unwrap();
         // Leak the user's references (the test leaks the map afterwards).
@@ -563,18 +543,9 @@ fn a_fault_succeeds_while_a_user_holds_the_page_at_the_refcount_limit() {
 #[test]
 fn fork_of_fork_with_hidden_copies_keeps_every_write() {
     let _serial = serial();
-    let pool = Arc::new(FramePool::new(256).unwrap());
-    let file = Arc::new(PageMap::new(pool.clone(), Arc::new(MemStore::new())));
-    let machine = Machine::new(pool, 2);
-    let space = AddressSpace::new(machine.clone());
-    let va = space
-        .mmap(MapRequest::new(
-            file.clone(),
-            4 * PAGE,
-            Prot::RW,
-            MapFlags::PRIVATE,
-        ))
-        .unwrap();
+    let rig = Rig::new(256, 2);
+    let machine = &rig.machine;
+    let (space, va) = rig.mapped(4, Prot::RW, MapFlags::PRIVATE);
     let cpu0 = machine.cpu(0);
     for i in 0..4u8 {
         cpu0.write(&space, va + i as u64 * PAGE, &[i + 1; 16])
@@ -611,16 +582,9 @@ fn fork_of_fork_with_hidden_copies_keeps_every_write() {
 #[test]
 fn many_concurrent_faults_of_one_page_vs_truncate() {
     let _serial = serial();
-    let pool = Arc::new(FramePool::new(64).unwrap());
-    let file = Arc::new(PageMap::new(pool.clone(), Arc::new(MemStore::new())));
-    let machine = Machine::new(pool, 2);
-    let space = AddressSpace::new(machine.clone());
-    let va = space
-        .mmap(MapRequest {
-            advice: Advice::Random,
-            ..MapRequest::new(file.clone(), 2 * PAGE, Prot::RW, MapFlags::SHARED)
-        })
-        .unwrap();
+    let rig = Rig::new(64, 2);
+    let (file, machine) = (&rig.file, &rig.machine);
+    let (space, va) = rig.mapped_random(2, Prot::RW, MapFlags::SHARED);
     file.truncate(2);
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();

@@ -2,29 +2,19 @@
 //! no write may be lost on its way to the file.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
 
-use pagemap::{FramePool, MemStore, PageMap, PAGE_SIZE};
-use vmr::{AddressSpace, Fault, Machine, MapFlags, MapRequest, Prot};
+use vmr::{Fault, MapFlags, Prot};
 
-const PAGE: u64 = PAGE_SIZE as u64;
+#[allow(dead_code)]
+mod common;
+use common::{Rig, PAGE};
 
 #[test]
 fn no_lost_dirty_bit_under_mprotect_and_writeback() {
-    let pool = Arc::new(FramePool::new(64).unwrap());
-    let store = Arc::new(MemStore::new());
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
-    let machine = Machine::new(pool, 3);
-    let space = AddressSpace::new(machine.clone());
-    let va = space
-        .mmap(MapRequest::new(
-            file.clone(),
-            2 * PAGE,
-            Prot::RW,
-            MapFlags::SHARED,
-        ))
-        .unwrap();
+    let rig = Rig::new(64, 3);
+    let (file, store, machine) = (&rig.file, &rig.store, &rig.machine);
+    let (space, va) = rig.mapped(2, Prot::RW, MapFlags::SHARED);
     let stop = AtomicBool::new(false);
     const WRITES: u64 = 3000;
     thread::scope(|s| {

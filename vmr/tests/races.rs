@@ -42,21 +42,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pagemap::{Error, FramePool, MemStore, PageMap, PageRef, PAGE_SIZE};
-use vmr::{pte, Access, AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot};
+use vmr::{pte, Access, Advice, Fault, MapFlags, MapRequest, Prot};
 
-const PAGE: u64 = PAGE_SIZE as u64;
-
-/// One test of this file at a time (see the module docs).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+#[allow(dead_code)]
+mod common;
+use common::{serial, Rig, PAGE};
 
 fn spin_for(d: Duration) {
     let t = Instant::now();
@@ -216,11 +211,9 @@ struct TruncateOutcome {
 /// the same address space) until the fault is over. Stops at the first read
 /// that succeeds.
 fn race_truncate(case: TruncateCase, budget: Duration) -> TruncateOutcome {
-    let pool = Arc::new(FramePool::new(64).unwrap());
-    let store = Arc::new(MemStore::new());
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
-    let machine = Machine::new(pool, 2);
-    let space = AddressSpace::new(machine.clone());
+    let rig = Rig::new(64, 2);
+    let (file, store, machine) = (&rig.file, &rig.store, &rig.machine);
+    let space = rig.space();
     file.truncate(FILE_PAGES);
     for i in CUT - 4..CUT + 4 {
         store.set_page(i, &[0xa5; PAGE_SIZE]);
@@ -232,7 +225,7 @@ fn race_truncate(case: TruncateCase, budget: Duration) -> TruncateOutcome {
             } else {
                 Advice::Random
             },
-            ..MapRequest::new(file.clone(), FILE_PAGES * PAGE, Prot::RW, case.flags)
+            ..rig.request(FILE_PAGES, Prot::RW, case.flags)
         })
         .unwrap();
     let fault_page = if case.around { CUT - 1 } else { CUT };
@@ -401,18 +394,9 @@ fn fork_copies_a_snapshot() {
     let _serial = serial();
     let t0 = Instant::now();
     let budget = Duration::from_secs(2);
-    let pool = Arc::new(FramePool::new(64).unwrap());
-    let file = Arc::new(PageMap::new(pool.clone(), Arc::new(MemStore::new())));
-    let machine = Machine::new(pool, 2);
-    let space = AddressSpace::new(machine.clone());
-    let va = space
-        .mmap(MapRequest::new(
-            file.clone(),
-            PAGE,
-            Prot::RW,
-            MapFlags::PRIVATE,
-        ))
-        .unwrap();
+    let rig = Rig::new(64, 2);
+    let machine = &rig.machine;
+    let (space, va) = rig.mapped(1, Prot::RW, MapFlags::PRIVATE);
     const LAST: u64 = PAGE - 8;
     // The parent's private copy, and CPU 1's writable TLB entry for it.
     machine
@@ -585,12 +569,10 @@ fn stored(store: &MemStore, mark: &[u8]) -> bool {
 fn operations_complete_while_a_user_holds_a_page_at_the_refcount_limit() {
     let _serial = serial();
     let t0 = Instant::now();
-    let pool = Arc::new(FramePool::new(16).unwrap());
-    let store = Arc::new(MemStore::new());
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
-    let machine = Machine::new(pool, 2);
+    let rig = Rig::new(16, 2);
+    let (file, store, machine) = (&rig.file, &rig.store, &rig.machine);
     drop(file.load(0).unwrap());
-    let mut user = AtLimit::take(&file, 0);
+    let mut user = AtLimit::take(file, 0);
     eprintln!("{} references taken in {:?}", user.refs.len(), t0.elapsed());
     assert_eq!(user.refs.len() as u64, pagemap::MAX_REFS);
     let mut failures = Vec::new();
@@ -600,15 +582,7 @@ fn operations_complete_while_a_user_holds_a_page_at_the_refcount_limit() {
     let dirty_mapping = |user: &mut AtLimit<'_>, mark: &[u8]| {
         user.spare(|| {
             assert!(file.sync().errors.is_empty());
-            let space = AddressSpace::new(machine.clone());
-            let va = space
-                .mmap(MapRequest::new(
-                    file.clone(),
-                    PAGE,
-                    Prot::RW,
-                    MapFlags::SHARED,
-                ))
-                .unwrap();
+            let (space, va) = rig.mapped(1, Prot::RW, MapFlags::SHARED);
             machine.cpu(0).write(&space, va + AT as u64, mark).unwrap();
             assert_ne!(space.pte(va) & pte::DIRTY, 0);
             assert!(file.dirty_indices(..).is_empty(), "dirty only in the PTE");
@@ -647,7 +621,7 @@ fn operations_complete_while_a_user_holds_a_page_at_the_refcount_limit() {
     let (space, va) = dirty_mapping(&mut user, b"msync");
     let (report, written) = user.hold_during("msync", &mut failures, || {
         let r = space.msync(va, PAGE).unwrap();
-        (r, stored(&store, b"msync"))
+        (r, stored(store, b"msync"))
     });
     if !written || report.written != 1 {
         failures.push(format!(
@@ -660,7 +634,7 @@ fn operations_complete_while_a_user_holds_a_page_at_the_refcount_limit() {
     let (space, _) = dirty_mapping(&mut user, b"writeback");
     let (report, written) = user.hold_during("writeback (mapped)", &mut failures, || {
         let r = file.writeback(..);
-        (r, stored(&store, b"writeback"))
+        (r, stored(store, b"writeback"))
     });
     if !written || report.written != 1 {
         failures.push(format!(
@@ -674,7 +648,7 @@ fn operations_complete_while_a_user_holds_a_page_at_the_refcount_limit() {
     user.refs[0].write(AT, b"unmapped").unwrap();
     let (report, written) = user.hold_during("writeback (unmapped)", &mut failures, || {
         let r = file.writeback(..);
-        (r, stored(&store, b"unmapped"))
+        (r, stored(store, b"unmapped"))
     });
     if !written || report.written != 1 {
         failures.push(format!(
@@ -692,7 +666,7 @@ fn operations_complete_while_a_user_holds_a_page_at_the_refcount_limit() {
         failures.push("teardown: the PTE's dirty bit did not reach the page cache".into());
     }
     user.spare(|| assert!(file.sync().errors.is_empty()));
-    if !stored(&store, b"teardown") {
+    if !stored(store, b"teardown") {
         failures.push("teardown: the write through the mapping was lost".into());
     }
 

@@ -1,66 +1,26 @@
 //! The page map's removal, writeback, truncate, invalidate and destroy
 //! protocols over mapped pages, end to end through simulated CPUs.
 
-use std::sync::Arc;
+use pagemap::{Batching, Error, Pass};
+use vmr::{pte, Fault, MapFlags, Prot};
 
-use pagemap::{Batching, Error, FramePool, MemStore, PageMap, Pass, PAGE_SIZE};
-use vmr::{pte, AddressSpace, Fault, Machine, MapFlags, MapRequest, Prot};
-
-const PAGE: u64 = PAGE_SIZE as u64;
-
-struct World {
-    pool: Arc<FramePool>,
-    machine: Arc<Machine>,
-    store: Arc<MemStore>,
-    file: Arc<PageMap>,
-}
-
-fn world(frames: usize, cpus: usize) -> World {
-    let pool = Arc::new(FramePool::new(frames).unwrap());
-    let store = Arc::new(MemStore::new());
-    for i in 0..64u64 {
-        store.set_page(i, &[i as u8 + 0x10; PAGE_SIZE]);
-    }
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
-    World {
-        machine: Machine::new(pool.clone(), cpus),
-        pool,
-        store,
-        file,
-    }
-}
-
-fn map_at(w: &World, s: &AddressSpace, pgoff: u64, pages: u64, prot: Prot, flags: MapFlags) -> u64 {
-    s.mmap(MapRequest {
-        pgoff,
-        ..MapRequest::new(w.file.clone(), pages * PAGE, prot, flags)
-    })
-    .unwrap()
-}
-
-fn read_byte(w: &World, cpu: usize, s: &AddressSpace, va: u64) -> Result<u8, Fault> {
-    let mut b = [0u8];
-    w.machine.cpu(cpu).read(s, va, &mut b)?;
-    Ok(b[0])
-}
-
-fn write_byte(w: &World, cpu: usize, s: &AddressSpace, va: u64, v: u8) {
-    w.machine.cpu(cpu).write(s, va, &[v]).unwrap();
-}
+#[allow(dead_code)]
+mod common;
+use common::{Rig, PAGE};
 
 #[test]
 fn removal_unmaps_every_space_with_one_shootdown_each_and_keeps_dirty_data() {
-    let w = world(64, 2);
-    let a = AddressSpace::new(w.machine.clone());
-    let b = AddressSpace::new(w.machine.clone());
+    let w = Rig::seeded(64, 2, 64);
+    let a = w.space();
+    let b = w.space();
     // Three regions over pages 0..8: two in `a`, one in `b`.
-    let a1 = map_at(&w, &a, 0, 8, Prot::RW, MapFlags::SHARED);
-    let a2 = map_at(&w, &a, 0, 8, Prot::READ, MapFlags::SHARED);
-    let b1 = map_at(&w, &b, 0, 8, Prot::RW, MapFlags::SHARED);
+    let a1 = w.map_at(&a, 0, 8, Prot::RW, MapFlags::SHARED);
+    let a2 = w.map_at(&a, 0, 8, Prot::READ, MapFlags::SHARED);
+    let b1 = w.map_at(&b, 0, 8, Prot::RW, MapFlags::SHARED);
     for i in 0..8 {
-        write_byte(&w, 0, &a, a1 + i * PAGE, 0xa0 + i as u8);
-        assert_eq!(read_byte(&w, 1, &a, a2 + i * PAGE).unwrap(), 0xa0 + i as u8);
-        assert_eq!(read_byte(&w, 1, &b, b1 + i * PAGE).unwrap(), 0xa0 + i as u8);
+        w.write_byte(0, &a, a1 + i * PAGE, 0xa0 + i as u8);
+        assert_eq!(w.read_byte(1, &a, a2 + i * PAGE).unwrap(), 0xa0 + i as u8);
+        assert_eq!(w.read_byte(1, &b, b1 + i * PAGE).unwrap(), 0xa0 + i as u8);
     }
     assert!(
         w.file.dirty_indices(..).is_empty(),
@@ -85,20 +45,20 @@ fn removal_unmaps_every_space_with_one_shootdown_each_and_keeps_dirty_data() {
     }
     // Refaults read the written data back from the store.
     for i in 0..8 {
-        assert_eq!(read_byte(&w, 0, &b, b1 + i * PAGE).unwrap(), 0xa0 + i as u8);
+        assert_eq!(w.read_byte(0, &b, b1 + i * PAGE).unwrap(), 0xa0 + i as u8);
     }
 }
 
 #[test]
 fn per_page_baseline_issues_one_shootdown_per_page_per_mapping() {
-    let w = world(64, 1);
-    let a = AddressSpace::new(w.machine.clone());
-    let b = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &a, 0, 4, Prot::READ, MapFlags::SHARED);
-    let vb = map_at(&w, &b, 0, 4, Prot::READ, MapFlags::SHARED);
+    let w = Rig::seeded(64, 1, 64);
+    let a = w.space();
+    let b = w.space();
+    let va = w.map_at(&a, 0, 4, Prot::READ, MapFlags::SHARED);
+    let vb = w.map_at(&b, 0, 4, Prot::READ, MapFlags::SHARED);
     for i in 0..4 {
-        read_byte(&w, 0, &a, va + i * PAGE).unwrap();
-        read_byte(&w, 0, &b, vb + i * PAGE).unwrap();
+        w.read_byte(0, &a, va + i * PAGE).unwrap();
+        w.read_byte(0, &b, vb + i * PAGE).unwrap();
     }
     let r = w.file.remove_with(0..4, Batching::PerPage);
     assert_eq!((r.removed, r.shootdowns), (4, 8), "{r:?}");
@@ -106,19 +66,11 @@ fn per_page_baseline_issues_one_shootdown_per_page_per_mapping() {
 
 #[test]
 fn pinned_and_referenced_pages_stay() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let locked = map_at(
-        &w,
-        &s,
-        0,
-        2,
-        Prot::READ,
-        MapFlags::SHARED | MapFlags::LOCKED,
-    );
-    let plain = map_at(&w, &s, 2, 4, Prot::READ, MapFlags::SHARED);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, locked) = w.mapped(2, Prot::READ, MapFlags::SHARED | MapFlags::LOCKED);
+    let plain = w.map_at(&s, 2, 4, Prot::READ, MapFlags::SHARED);
     for i in 0..4 {
-        read_byte(&w, 0, &s, plain + i * PAGE).unwrap();
+        w.read_byte(0, &s, plain + i * PAGE).unwrap();
     }
     let held = w.file.find(3).unwrap().unwrap();
     let r = w.file.remove(..);
@@ -136,10 +88,9 @@ fn pinned_and_referenced_pages_stay() {
 
 #[test]
 fn a_fault_between_not_present_and_clear_keeps_the_page_and_its_dirty_bit() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 1, Prot::RW, MapFlags::SHARED);
-    write_byte(&w, 0, &s, va, 1);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
+    w.write_byte(0, &s, va, 1);
     let mut removal = w.file.begin_remove(0..1, Batching::PerSpace);
     assert_eq!(removal.step(), Pass::Marked);
     assert_eq!(removal.step(), Pass::Revoked);
@@ -148,7 +99,7 @@ fn a_fault_between_not_present_and_clear_keeps_the_page_and_its_dirty_bit() {
     assert_ne!(hidden & pte::DIRTY, 0, "dirty bit kept while not present");
     assert_eq!(removal.step(), Pass::ShotDown);
     // The fault maps the page again (taking a reference: removal aborted).
-    write_byte(&w, 0, &s, va + 1, 2);
+    w.write_byte(0, &s, va + 1, 2);
     assert_ne!(s.pte(va) & pte::PRESENT, 0);
     let r = removal.finish();
     assert_eq!((r.removed, r.raced), (0, 1), "{r:?}");
@@ -157,7 +108,7 @@ fn a_fault_between_not_present_and_clear_keeps_the_page_and_its_dirty_bit() {
         0,
         "the reap left the live entry alone"
     );
-    assert_eq!(read_byte(&w, 0, &s, va).unwrap(), 1);
+    assert_eq!(w.read_byte(0, &s, va).unwrap(), 1);
     // Nothing lost: msync writes both bytes.
     let wb = s.msync(va, PAGE).unwrap();
     assert_eq!(wb.written, 1);
@@ -166,10 +117,9 @@ fn a_fault_between_not_present_and_clear_keeps_the_page_and_its_dirty_bit() {
 
 #[test]
 fn a_fault_after_the_reap_reloads_and_the_dirty_data_is_written() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 1, Prot::RW, MapFlags::SHARED);
-    write_byte(&w, 0, &s, va, 9);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
+    w.write_byte(0, &s, va, 9);
     let mut removal = w.file.begin_remove(0..1, Batching::PerSpace);
     while removal.pass() < Pass::Reaped {
         removal.step();
@@ -179,7 +129,7 @@ fn a_fault_after_the_reap_reloads_and_the_dirty_data_is_written() {
     let r = removal.finish();
     assert_eq!((r.removed, r.written), (1, 1));
     assert_eq!(
-        read_byte(&w, 0, &s, va).unwrap(),
+        w.read_byte(0, &s, va).unwrap(),
         9,
         "reloaded from the store"
     );
@@ -187,7 +137,7 @@ fn a_fault_after_the_reap_reloads_and_the_dirty_data_is_written() {
 
 #[test]
 fn a_lookup_during_removal_aborts_it_for_that_page() {
-    let w = world(64, 1);
+    let w = Rig::seeded(64, 1, 64);
     for i in 0..3 {
         drop(w.file.load(i).unwrap());
     }
@@ -204,10 +154,9 @@ fn a_lookup_during_removal_aborts_it_for_that_page() {
 
 #[test]
 fn munmap_during_removal_hands_its_dirty_bit_to_the_cache() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 1, Prot::RW, MapFlags::SHARED);
-    write_byte(&w, 0, &s, va, 7);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
+    w.write_byte(0, &s, va, 7);
     let mut removal = w.file.begin_remove(0..1, Batching::PerSpace);
     removal.step(); // marked
     removal.step(); // revoked: entry not present, still dirty
@@ -221,17 +170,16 @@ fn munmap_during_removal_hands_its_dirty_bit_to_the_cache() {
 
 #[test]
 fn a_write_error_keeps_the_page_dirty_and_mapped_data_safe() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 2, Prot::RW, MapFlags::SHARED);
-    write_byte(&w, 0, &s, va, 5);
-    write_byte(&w, 0, &s, va + PAGE, 6);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, va) = w.mapped(2, Prot::RW, MapFlags::SHARED);
+    w.write_byte(0, &s, va, 5);
+    w.write_byte(0, &s, va + PAGE, 6);
     w.store.fail_writes(1, true);
     let r = w.file.remove(0..2);
     assert_eq!((r.removed, r.written, r.errors.len()), (1, 1, 1), "{r:?}");
     assert!(matches!(r.errors[0], Error::Write { index: 1, .. }));
     assert_eq!(w.file.dirty_indices(..), vec![1], "kept, dirty");
-    assert_eq!(read_byte(&w, 0, &s, va + PAGE).unwrap(), 6);
+    assert_eq!(w.read_byte(0, &s, va + PAGE).unwrap(), 6);
     w.store.fail_writes(1, false);
     let r = w.file.remove(0..2);
     assert_eq!((r.removed, r.written), (1, 1));
@@ -241,17 +189,16 @@ fn a_write_error_keeps_the_page_dirty_and_mapped_data_safe() {
 /// A CPU reads page 0 (its TLB caches the translation), the page is
 /// removed and its frame reused for page 1; then the CPU reads page 0 again.
 fn read_after_removal(shootdowns: bool) -> u8 {
-    let w = world(2, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 2, Prot::READ, MapFlags::SHARED);
-    assert_eq!(read_byte(&w, 0, &s, va).unwrap(), 0x10);
+    let w = Rig::seeded(2, 1, 64);
+    let (s, va) = w.mapped(2, Prot::READ, MapFlags::SHARED);
+    assert_eq!(w.read_byte(0, &s, va).unwrap(), 0x10);
     let old = w.file.find(0).unwrap().unwrap().frame();
     w.machine.set_shootdowns_enabled(shootdowns);
     assert_eq!(w.file.remove(0..1).removed, 1);
     let reused = w.file.load(1).unwrap().frame(); // page 1 (0x11)
     assert_eq!(reused, old, "the freed frame went to page 1");
     w.machine.set_shootdowns_enabled(true);
-    let b = read_byte(&w, 0, &s, va).unwrap();
+    let b = w.read_byte(0, &s, va).unwrap();
     w.machine.cpu(0).flush_tlb();
     b
 }
@@ -265,11 +212,10 @@ fn a_missing_removal_shootdown_is_a_stale_read() {
 
 #[test]
 fn msync_cleans_write_protects_and_a_later_write_dirties_again() {
-    let w = world(64, 2);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 4, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(64, 2, 64);
+    let (s, va) = w.mapped(4, Prot::RW, MapFlags::SHARED);
     for i in 0..4 {
-        write_byte(&w, 0, &s, va + i * PAGE, 0x40 + i as u8);
+        w.write_byte(0, &s, va + i * PAGE, 0x40 + i as u8);
     }
     let r = s.msync(va, 4 * PAGE).unwrap();
     assert_eq!((r.written, r.harvested, r.shootdowns), (4, 4, 1), "{r:?}");
@@ -284,7 +230,7 @@ fn msync_cleans_write_protects_and_a_later_write_dirties_again() {
     }
     assert!(w.file.dirty_indices(..).is_empty());
     // A write after the msync faults, sets the dirty bit again: not lost.
-    write_byte(&w, 1, &s, va + 2 * PAGE, 0x99);
+    w.write_byte(1, &s, va + 2 * PAGE, 0x99);
     let r = s.msync(va, 4 * PAGE).unwrap();
     assert_eq!(r.written, 1);
     assert_eq!(w.store.page(2).unwrap()[0], 0x99);
@@ -294,10 +240,9 @@ fn msync_cleans_write_protects_and_a_later_write_dirties_again() {
 
 #[test]
 fn writeback_error_keeps_the_harvested_page_dirty() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 1, Prot::RW, MapFlags::SHARED);
-    write_byte(&w, 0, &s, va, 3);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
+    w.write_byte(0, &s, va, 3);
     w.store.fail_writes(0, true);
     let r = s.msync(va, PAGE).unwrap();
     assert_eq!((r.written, r.errors.len()), (0, 1));
@@ -309,13 +254,12 @@ fn writeback_error_keeps_the_harvested_page_dirty() {
 
 #[test]
 fn truncate_unmaps_shared_and_private_pages_and_later_faults_get_sigbus() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let shared = map_at(&w, &s, 0, 8, Prot::RW, MapFlags::SHARED);
-    let private = map_at(&w, &s, 0, 8, Prot::RW, MapFlags::PRIVATE);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, shared) = w.mapped(8, Prot::RW, MapFlags::SHARED);
+    let private = w.map_at(&s, 0, 8, Prot::RW, MapFlags::PRIVATE);
     for i in 0..8 {
-        write_byte(&w, 0, &s, shared + i * PAGE, 0x50 + i as u8);
-        write_byte(&w, 0, &s, private + i * PAGE, 0x70 + i as u8); // COW copies
+        w.write_byte(0, &s, shared + i * PAGE, 0x50 + i as u8);
+        w.write_byte(0, &s, private + i * PAGE, 0x70 + i as u8); // COW copies
     }
     w.file.sync();
     let free_before = w.pool.free_frames();
@@ -332,34 +276,34 @@ fn truncate_unmaps_shared_and_private_pages_and_later_faults_get_sigbus() {
         assert_eq!(s.pte(shared + i * PAGE), 0);
         assert_eq!(s.pte(private + i * PAGE), 0, "even cows");
         assert!(matches!(
-            read_byte(&w, 0, &s, shared + i * PAGE),
+            w.read_byte(0, &s, shared + i * PAGE),
             Err(Fault::BeyondEof { .. })
         ));
         assert!(matches!(
-            read_byte(&w, 0, &s, private + i * PAGE),
+            w.read_byte(0, &s, private + i * PAGE),
             Err(Fault::BeyondEof { .. })
         ));
         assert!(w.store.page(i).is_none(), "store shrunk");
     }
     for i in 0..4 {
         assert_eq!(
-            read_byte(&w, 0, &s, shared + i * PAGE).unwrap(),
+            w.read_byte(0, &s, shared + i * PAGE).unwrap(),
             0x50 + i as u8
         );
         assert_eq!(
-            read_byte(&w, 0, &s, private + i * PAGE).unwrap(),
+            w.read_byte(0, &s, private + i * PAGE).unwrap(),
             0x70 + i as u8
         );
     }
     // Extending again: the pages read as the (now empty) store says.
     let r = w.file.truncate(8);
     assert_eq!(r.removed, 0);
-    assert_eq!(read_byte(&w, 0, &s, shared + 5 * PAGE).unwrap(), 0);
+    assert_eq!(w.read_byte(0, &s, shared + 5 * PAGE).unwrap(), 0);
 }
 
 #[test]
 fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
-    let w = world(64, 1);
+    let w = Rig::seeded(64, 1, 64);
     let held = w.file.load(6).unwrap();
     held.write(0, b"doomed").unwrap();
     let r = w.file.truncate(2);
@@ -380,27 +324,25 @@ fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
 
 #[test]
 fn remove_or_zero_discards_mapped_data() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 4, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(64, 1, 64);
+    let (s, va) = w.mapped(4, Prot::RW, MapFlags::SHARED);
     for i in 0..4 {
-        write_byte(&w, 0, &s, va + i * PAGE, 0xee);
+        w.write_byte(0, &s, va + i * PAGE, 0xee);
     }
     let held = w.file.find(1).unwrap().unwrap();
     let r = w.file.remove_or_zero(0..4);
     assert_eq!((r.removed, r.zeroed), (3, 1), "{r:?}");
     drop(held);
     // Page 1 stayed, zeroed; the others reload from the store (never written).
-    assert_eq!(read_byte(&w, 0, &s, va + PAGE).unwrap(), 0);
-    assert_eq!(read_byte(&w, 0, &s, va).unwrap(), 0x10);
+    assert_eq!(w.read_byte(0, &s, va + PAGE).unwrap(), 0);
+    assert_eq!(w.read_byte(0, &s, va).unwrap(), 0x10);
 }
 
 #[test]
 fn invalidate_skips_mapped_dirty_and_referenced_pages() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map_at(&w, &s, 0, 1, Prot::READ, MapFlags::SHARED);
-    read_byte(&w, 0, &s, va).unwrap(); // page 0 mapped
+    let w = Rig::seeded(64, 1, 64);
+    let (s, va) = w.mapped(1, Prot::READ, MapFlags::SHARED);
+    w.read_byte(0, &s, va).unwrap(); // page 0 mapped
     w.file.load(1).unwrap().write(0, b"d").unwrap(); // page 1 dirty
     let held = w.file.load(2).unwrap(); // page 2 referenced
     drop(w.file.load(3).unwrap()); // page 3 clean, unused, unmapped
@@ -416,7 +358,7 @@ fn invalidate_skips_mapped_dirty_and_referenced_pages() {
 
 #[test]
 fn destroy_writes_back_then_empties() {
-    let w = world(64, 1);
+    let w = Rig::seeded(64, 1, 64);
     w.file.load(1).unwrap().write(0, b"keep").unwrap();
     w.file.load(2).unwrap().write(0, b"fail").unwrap();
     w.store.fail_writes(2, true);
@@ -436,16 +378,16 @@ fn destroy_writes_back_then_empties() {
 #[test]
 #[should_panic(expected = "mappings")]
 fn destroy_refuses_a_mapped_map() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    map_at(&w, &s, 0, 1, Prot::READ, MapFlags::SHARED);
+    let w = Rig::seeded(64, 1, 64);
+    let s = w.space();
+    w.map_at(&s, 0, 1, Prot::READ, MapFlags::SHARED);
     w.file.destroy(true);
 }
 
 #[test]
 #[should_panic(expected = "is held")]
 fn destroy_refuses_a_held_page() {
-    let w = world(64, 1);
+    let w = Rig::seeded(64, 1, 64);
     let _held = w.file.load(0).unwrap();
     w.file.destroy(true);
 }

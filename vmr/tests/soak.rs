@@ -25,29 +25,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pagemap::{Batching, Error, FileStore, Flusher, FramePool, PageMap, PAGE_SIZE};
-use vmr::{AddressSpace, Fault, Machine, MapFlags, MapRequest, Prot};
+use vmr::{AddressSpace, Fault, Machine, MapFlags, Prot};
 
-const PAGE: u64 = PAGE_SIZE as u64;
+#[allow(dead_code)]
+mod common;
+use common::rng::Rng;
+use common::{map, PAGE};
+
 const FILES: usize = 2;
 const PAGES: u64 = 48;
 /// Truncates never cut below this page (private copies live below it).
 const KEEP: u64 = 16;
 const CPUS: usize = FILES + 2;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 struct File {
     map: Arc<PageMap>,
@@ -112,14 +101,7 @@ fn transient(e: &Error) -> bool {
 fn owner(f: usize, file: &File, machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) -> Vec<u8> {
     let mut rng = Rng(0x9e37_79b9 + f as u64);
     let space = AddressSpace::new(machine.clone());
-    let va = space
-        .mmap(MapRequest::new(
-            file.map.clone(),
-            PAGES * PAGE,
-            Prot::RW,
-            MapFlags::SHARED,
-        ))
-        .unwrap();
+    let va = map(&space, &file.map, PAGES, Prot::RW, MapFlags::SHARED);
     let cpu = machine.cpu(f);
     let mut model = initial(f, (PAGES * PAGE) as usize);
     let mut seq = 0u32;
@@ -206,23 +188,27 @@ fn owner(f: usize, file: &File, machine: &Arc<Machine>, stop: &AtomicBool, c: &C
     model
 }
 
+/// A new space with the first `pages` pages of each file mapped: the space
+/// and each file's address.
+fn map_each(
+    files: &[File],
+    machine: &Arc<Machine>,
+    pages: u64,
+    prot: Prot,
+    flags: MapFlags,
+) -> (Arc<AddressSpace>, Vec<u64>) {
+    let space = AddressSpace::new(machine.clone());
+    let vas = files
+        .iter()
+        .map(|f| map(&space, &f.map, pages, prot, flags))
+        .collect();
+    (space, vas)
+}
+
 /// Private copy-on-write writes below `KEEP`, checked against their own model.
 fn private(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) {
     let mut rng = Rng(0x1234_5678);
-    let space = AddressSpace::new(machine.clone());
-    let vas: Vec<u64> = files
-        .iter()
-        .map(|f| {
-            space
-                .mmap(MapRequest::new(
-                    f.map.clone(),
-                    KEEP * PAGE,
-                    Prot::RW,
-                    MapFlags::PRIVATE,
-                ))
-                .unwrap()
-        })
-        .collect();
+    let (space, vas) = map_each(files, machine, KEEP, Prot::RW, MapFlags::PRIVATE);
     let cpu = machine.cpu(FILES);
     let mut mine: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -248,20 +234,7 @@ fn private(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts
 /// Reads through shared read-only mappings and holds pages through lookups.
 fn reader(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) {
     let mut rng = Rng(0xabcd_ef01);
-    let space = AddressSpace::new(machine.clone());
-    let vas: Vec<u64> = files
-        .iter()
-        .map(|f| {
-            space
-                .mmap(MapRequest::new(
-                    f.map.clone(),
-                    PAGES * PAGE,
-                    Prot::READ,
-                    MapFlags::SHARED,
-                ))
-                .unwrap()
-        })
-        .collect();
+    let (space, vas) = map_each(files, machine, PAGES, Prot::READ, MapFlags::SHARED);
     let cpu = machine.cpu(FILES + 1);
     let mut held = Vec::new();
     while !stop.load(Ordering::Relaxed) {

@@ -3,38 +3,14 @@
 
 use std::sync::Arc;
 
-use pagemap::{FramePool, MemStore, PageMap, PAGE_SIZE};
+use pagemap::{FramePool, MemStore, PageMap};
 use vmr::{
-    pte, Access, AddressSpace, Advice, CheckError, Fault, Machine, MapFlags, MapRequest, Prot,
-    VmError,
+    pte, Access, AddressSpace, Advice, CheckError, Fault, MapFlags, MapRequest, Prot, VmError,
 };
 
-const PAGE: u64 = PAGE_SIZE as u64;
-
-struct World {
-    machine: Arc<Machine>,
-    store: Arc<MemStore>,
-    file: Arc<PageMap>,
-}
-
-fn world(frames: usize, cpus: usize) -> World {
-    let pool = Arc::new(FramePool::new(frames).unwrap());
-    let store = Arc::new(MemStore::new());
-    for i in 0..16u64 {
-        store.set_page(i, &[i as u8 + 0x10; PAGE_SIZE]);
-    }
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
-    World {
-        machine: Machine::new(pool, cpus),
-        store,
-        file,
-    }
-}
-
-fn map(w: &World, s: &AddressSpace, pages: u64, prot: Prot, flags: MapFlags) -> u64 {
-    s.mmap(MapRequest::new(w.file.clone(), pages * PAGE, prot, flags))
-        .unwrap()
-}
+#[allow(dead_code)]
+mod common;
+use common::{Rig, PAGE};
 
 fn regions(s: &AddressSpace) -> Vec<(u64, u64, u64)> {
     s.regions()
@@ -45,9 +21,8 @@ fn regions(s: &AddressSpace) -> Vec<(u64, u64, u64)> {
 
 #[test]
 fn bad_input_is_a_typed_error_and_changes_nothing() {
-    let w = world(32, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 4, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(32, 1, 16);
+    let (s, va) = w.mapped(4, Prot::RW, MapFlags::SHARED);
     let before = regions(&s);
     let req = |addr: Option<u64>, len: u64| MapRequest {
         addr,
@@ -123,11 +98,11 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
 
 #[test]
 fn protection_faults() {
-    let w = world(32, 1);
-    let s = AddressSpace::new(w.machine.clone());
+    let w = Rig::seeded(32, 1, 16);
+    let s = w.space();
     let cpu = w.machine.cpu(0);
-    let ro = map(&w, &s, 2, Prot::READ, MapFlags::SHARED);
-    let none = map(&w, &s, 1, Prot::NONE, MapFlags::SHARED);
+    let ro = w.mmap(&s, 2, Prot::READ, MapFlags::SHARED);
+    let none = w.mmap(&s, 1, Prot::NONE, MapFlags::SHARED);
     let mut b = [0u8; 4];
     cpu.read(&s, ro, &mut b).unwrap();
     assert_eq!(b, [0x10; 4]);
@@ -165,11 +140,11 @@ fn protection_faults() {
 
 #[test]
 fn shared_mappings_share_and_reach_the_file() {
-    let w = world(32, 2);
-    let a = AddressSpace::new(w.machine.clone());
-    let b = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &a, 4, Prot::RW, MapFlags::SHARED);
-    let vb = map(&w, &b, 4, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(32, 2, 16);
+    let a = w.space();
+    let b = w.space();
+    let va = w.mmap(&a, 4, Prot::RW, MapFlags::SHARED);
+    let vb = w.mmap(&b, 4, Prot::RW, MapFlags::SHARED);
     w.machine
         .cpu(0)
         .write(&a, va + PAGE + 7, b"shared")
@@ -194,11 +169,11 @@ fn shared_mappings_share_and_reach_the_file() {
 
 #[test]
 fn private_writes_stay_private() {
-    let w = world(32, 2);
-    let a = AddressSpace::new(w.machine.clone());
-    let b = AddressSpace::new(w.machine.clone());
-    let pa = map(&w, &a, 2, Prot::RW, MapFlags::PRIVATE);
-    let sb = map(&w, &b, 2, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(32, 2, 16);
+    let a = w.space();
+    let b = w.space();
+    let pa = w.mmap(&a, 2, Prot::RW, MapFlags::PRIVATE);
+    let sb = w.mmap(&b, 2, Prot::RW, MapFlags::SHARED);
     let mut buf = [0u8; 1];
     w.machine.cpu(0).read(&a, pa, &mut buf).unwrap();
     assert_eq!(buf[0], 0x10, "a private mapping reads the file");
@@ -247,9 +222,8 @@ fn private_writes_stay_private() {
 
 #[test]
 fn munmap_and_mprotect_split_without_holes() {
-    let w = world(32, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 8, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(32, 1, 16);
+    let (s, va) = w.mapped(8, Prot::RW, MapFlags::SHARED);
     s.munmap(va + 2 * PAGE, 2 * PAGE).unwrap();
     assert_eq!(
         regions(&s),
@@ -287,9 +261,8 @@ fn munmap_and_mprotect_split_without_holes() {
 
 #[test]
 fn mprotect_read_only_harvests_dirty_bits_and_blocks_writes() {
-    let w = world(32, 2);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 1, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(32, 2, 16);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::SHARED);
     w.machine.cpu(1).write(&s, va, b"before").unwrap();
     s.mprotect(va, PAGE, Prot::READ).unwrap();
     assert_eq!(
@@ -314,9 +287,8 @@ fn mprotect_read_only_harvests_dirty_bits_and_blocks_writes() {
 
 #[test]
 fn private_data_survives_prot_none() {
-    let w = world(32, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 1, Prot::RW, MapFlags::PRIVATE);
+    let w = Rig::seeded(32, 1, 16);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     let cpu = w.machine.cpu(0);
     cpu.write(&s, va, b"mine").unwrap();
     s.mprotect(va, PAGE, Prot::NONE).unwrap();
@@ -329,9 +301,8 @@ fn private_data_survives_prot_none() {
 
 #[test]
 fn teardown_harvests_dirty_bits() {
-    let w = world(32, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 3, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(32, 1, 16);
+    let (s, va) = w.mapped(3, Prot::RW, MapFlags::SHARED);
     w.machine.cpu(0).write(&s, va + 2 * PAGE, b"exit").unwrap();
     drop(s);
     assert_eq!(
@@ -346,10 +317,9 @@ fn teardown_harvests_dirty_bits() {
 
 #[test]
 fn fork_shares_shared_and_copies_private() {
-    let w = world(32, 2);
-    let parent = AddressSpace::new(w.machine.clone());
-    let sh = map(&w, &parent, 1, Prot::RW, MapFlags::SHARED);
-    let pr = map(&w, &parent, 1, Prot::RW, MapFlags::PRIVATE);
+    let w = Rig::seeded(32, 2, 16);
+    let (parent, sh) = w.mapped(1, Prot::RW, MapFlags::SHARED);
+    let pr = w.mmap(&parent, 1, Prot::RW, MapFlags::PRIVATE);
     let (c0, c1) = (w.machine.cpu(0), w.machine.cpu(1));
     c0.write(&parent, pr, b"parent").unwrap();
     let child = parent.fork().unwrap();
@@ -369,9 +339,8 @@ fn fork_shares_shared_and_copies_private() {
 
 #[test]
 fn fork_out_of_frames_changes_nothing() {
-    let w = world(5, 1);
-    let parent = AddressSpace::new(w.machine.clone());
-    let pr = map(&w, &parent, 2, Prot::RW, MapFlags::PRIVATE);
+    let w = Rig::seeded(5, 1, 16);
+    let (parent, pr) = w.mapped(2, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(0).write(&parent, pr, b"a").unwrap(); // page 0 cached + copy
     w.machine.cpu(0).write(&parent, pr + PAGE, b"b").unwrap(); // pool now empty-ish
     let free = w.machine.pool().free_frames();
@@ -383,9 +352,8 @@ fn fork_out_of_frames_changes_nothing() {
 
 #[test]
 fn check_phase_chooses_the_window() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 16, Prot::RW, MapFlags::SHARED);
+    let w = Rig::seeded(64, 1, 16);
+    let (s, va) = w.mapped(16, Prot::RW, MapFlags::SHARED);
     let (ctx, _) = s.check_fault(va + 5 * PAGE + 9, Access::Read).unwrap();
     assert_eq!(
         (ctx.start_va, ctx.npages, ctx.center),
@@ -412,7 +380,7 @@ fn check_phase_chooses_the_window() {
         s.check_fault(va, Access::Write).unwrap_err(),
         CheckError::Protection
     );
-    let p = map(&w, &s, 2, Prot::RW, MapFlags::PRIVATE);
+    let p = w.mmap(&s, 2, Prot::RW, MapFlags::PRIVATE);
     let (ctx, _) = s.check_fault(p, Access::Read).unwrap();
     assert!(
         !ctx.enter_prot.contains(Prot::WRITE),
@@ -422,12 +390,12 @@ fn check_phase_chooses_the_window() {
 
 #[test]
 fn fault_around_maps_cached_neighbours_only() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
+    let w = Rig::seeded(64, 1, 16);
+    let s = w.space();
     for i in [3u64, 4, 10] {
         drop(w.file.load(i).unwrap());
     }
-    let va = map(&w, &s, 16, Prot::READ, MapFlags::SHARED);
+    let va = w.mmap(&s, 16, Prot::READ, MapFlags::SHARED);
     let mut b = [0u8; 1];
     w.machine.cpu(0).read(&s, va + 5 * PAGE, &mut b).unwrap();
     assert_ne!(s.pte(va + 3 * PAGE) & pte::PRESENT, 0);
@@ -441,9 +409,8 @@ fn fault_around_maps_cached_neighbours_only() {
 
 #[test]
 fn populate_and_locked() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 4, Prot::READ, MapFlags::SHARED | MapFlags::POPULATE);
+    let w = Rig::seeded(64, 1, 16);
+    let (s, va) = w.mapped(4, Prot::READ, MapFlags::SHARED | MapFlags::POPULATE);
     for i in 0..4 {
         assert_ne!(
             s.pte(va + i * PAGE) & pte::PRESENT,
@@ -474,8 +441,8 @@ fn populate_and_locked() {
 
 #[test]
 fn populate_failure_unmaps_and_reports() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
+    let w = Rig::seeded(64, 1, 16);
+    let s = w.space();
     w.store.fail_reads(2, true);
     let r = s.mmap(MapRequest::new(
         w.file.clone(),
@@ -490,9 +457,8 @@ fn populate_failure_unmaps_and_reports() {
 
 #[test]
 fn free_unused_skips_mapped_pages() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 2, Prot::READ, MapFlags::SHARED);
+    let w = Rig::seeded(64, 1, 16);
+    let (s, va) = w.mapped(2, Prot::READ, MapFlags::SHARED);
     let mut b = [0u8; 1];
     w.machine.cpu(0).read(&s, va, &mut b).unwrap();
     drop(w.file.load(5).unwrap());
@@ -510,8 +476,8 @@ fn free_unused_skips_mapped_pages() {
 
 #[test]
 fn full_64_bit_page_indices() {
-    let w = world(64, 1);
-    let s = AddressSpace::new(w.machine.clone());
+    let w = Rig::seeded(64, 1, 16);
+    let s = w.space();
     let mut req = MapRequest::new(w.file.clone(), 2 * PAGE, Prot::RW, MapFlags::SHARED);
     req.pgoff = u64::MAX - 1;
     let va = s.mmap(req).unwrap();
@@ -530,10 +496,9 @@ fn full_64_bit_page_indices() {
 /// write copies the page. Without the COW shootdown the first CPU keeps
 /// reading the old page: the simulation shows the missing shootdown.
 fn cow_then_read(shootdowns: bool) -> u8 {
-    let w = world(32, 2);
+    let w = Rig::seeded(32, 2, 16);
     w.machine.set_shootdowns_enabled(shootdowns);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 1, Prot::RW, MapFlags::PRIVATE);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     let mut b = [0u8; 1];
     w.machine.cpu(1).read(&s, va, &mut b).unwrap(); // CPU 1 caches the RO entry
     w.machine.cpu(0).write(&s, va, b"N").unwrap(); // COW
@@ -555,14 +520,12 @@ fn missing_cow_shootdown_is_a_stale_read() {
 /// frame and a new mapping reuses it. Without the shootdown the old CPU's
 /// write lands in the new owner's page.
 fn write_after_munmap(shootdowns: bool) -> (Result<(), Fault>, u8) {
-    let w = world(32, 2);
+    let w = Rig::seeded(32, 2, 16);
     w.machine.set_shootdowns_enabled(shootdowns);
-    let s = AddressSpace::new(w.machine.clone());
-    let va = map(&w, &s, 1, Prot::RW, MapFlags::PRIVATE);
+    let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(1).write(&s, va, b"1").unwrap(); // private frame F cached writable
     s.munmap(va, PAGE).unwrap(); // F back to the pool
-    let other = AddressSpace::new(w.machine.clone());
-    let ov = map(&w, &other, 1, Prot::RW, MapFlags::PRIVATE);
+    let (other, ov) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(0).write(&other, ov, b"2").unwrap(); // COW takes F again
     let r = w.machine.cpu(1).write(&s, va, b"X");
     let mut b = [0u8; 1];
@@ -582,9 +545,8 @@ fn missing_munmap_shootdown_is_a_lost_write() {
 
 #[test]
 fn one_shootdown_per_munmap_whatever_the_regions() {
-    let w = world(64, 2);
-    let s = AddressSpace::new(w.machine.clone());
-    let base = map(&w, &s, 12, Prot::RW, MapFlags::PRIVATE);
+    let w = Rig::seeded(64, 2, 16);
+    let (s, base) = w.mapped(12, Prot::RW, MapFlags::PRIVATE);
     // Split it into three regions and touch every page from both CPUs.
     s.mprotect(base + 4 * PAGE, 4 * PAGE, Prot::READ).unwrap();
     for p in 0..12 {

@@ -10,7 +10,7 @@
 //!   `load_vs_load`'s models let a Relaxed publish pass.
 
 use loom::thread;
-use loom_tests::{model, page_prefix, Fixture, Outcomes};
+use loom_tests::{explore, page_prefix, Bound, Fixture};
 
 const IDX: u64 = 0;
 const OLD: u8 = 0x31;
@@ -21,9 +21,7 @@ const OLD: u8 = 0x31;
 /// assertion). One store read; both see the stored bytes.
 #[test]
 fn load_vs_load_in_an_existing_leaf() {
-    let outcomes = Outcomes::new();
-    let seen = outcomes.clone();
-    model(move || {
+    let seen = explore(Bound::Env, || {
         let fx = Fixture::new(3);
         fx.store_page(IDX, OLD);
         fx.cache(IDX + 1);
@@ -34,7 +32,7 @@ fn load_vs_load_in_an_existing_leaf() {
         let theirs = t.join().unwrap();
         assert_eq!((mine, theirs), (vec![OLD], vec![OLD]));
         assert_eq!(fx.store.io_counts().0 - reads_before, 1, "one store read");
-        outcomes.record(format!("free={}", fx.pool.free_frames()));
+        format!("free={}", fx.pool.free_frames())
     });
     seen.assert_seen(&["free=1"]);
 }

@@ -15,14 +15,26 @@
 
 use std::sync::Arc;
 
-use loom::thread;
-use loom_tests::{model, model_capped, page_prefix, Outcomes, VmFixture};
+use loom::thread::JoinHandle;
+use loom_tests::{explore, page_prefix, spawn_with, Bound, VmFixture};
 use pagemap::PAGE_SIZE;
 use vmr::{Fault, MapFlags, Prot};
 
 const IDX: u64 = 0;
 const OLD: u8 = 0x31;
 const NEW: u8 = 0xc4;
+
+/// CPU 0 writes `[NEW; 8]` at `va` on a thread of its own: whether the
+/// write completed (it may fail only with a fault `expected` accepts).
+fn spawn_writer(vm: &Arc<VmFixture>, va: u64, expected: fn(&Fault) -> bool) -> JoinHandle<bool> {
+    spawn_with(vm, move |vm| {
+        match vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]) {
+            Ok(()) => true,
+            Err(e) if expected(&e) => false,
+            Err(e) => panic!("unexpected fault {e:?}"),
+        }
+    })
+}
 
 /// V11. CPU 0 holds a clean, writable TLB entry for a shared page (it read
 /// it) and writes it (its first write sets DIRTY in the PTE) while the main
@@ -31,25 +43,11 @@ const NEW: u8 = 0xc4;
 /// (and is in the page) or faulted.
 #[test]
 fn mprotect_read_vs_first_write() {
-    let outcomes = Outcomes::new();
-    let seen = outcomes.clone();
-    model(move || {
-        let vm = VmFixture::new(1, 1);
-        vm.fx.store_page(IDX, OLD);
-        let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-        let mut b = [0u8; 8];
-        vm.machine.cpu(0).read(&vm.space, va, &mut b).unwrap();
+    let seen = explore(Bound::Env, || {
+        let (vm, va) = VmFixture::with_mapped(1, 1, IDX, OLD, Prot::RW, MapFlags::SHARED);
+        vm.cpu_read(0, va, 8);
         let vm = Arc::new(vm);
-        let writer = {
-            let vm = vm.clone();
-            thread::spawn(
-                move || match vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]) {
-                    Ok(()) => true,
-                    Err(Fault::Protection { .. }) => false,
-                    Err(e) => panic!("unexpected fault {e:?}"),
-                },
-            )
-        };
+        let writer = spawn_writer(&vm, va, |e| matches!(e, Fault::Protection { .. }));
         vm.space.mprotect(va, PAGE_SIZE as u64, Prot::READ).unwrap();
         let wrote = writer.join().unwrap();
         let pte = vm.space.pte(va);
@@ -68,7 +66,11 @@ fn mprotect_read_vs_first_write() {
         assert_eq!(page_prefix(&page, 8), vec![want; 8]);
         drop(page);
         vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
-        outcomes.record(if wrote { "written" } else { "faulted" });
+        if wrote {
+            "written"
+        } else {
+            "faulted"
+        }
     });
     seen.assert_seen(&["written", "faulted"]);
 }
@@ -81,31 +83,12 @@ fn mprotect_read_vs_first_write() {
 /// 12k executions; at bound 1 the lost write is not reached).
 #[test]
 fn munmap_vs_writeback_vs_stale_writer() {
-    let outcomes = Outcomes::new();
-    let seen = outcomes.clone();
-    model_capped(2, move || {
-        let vm = VmFixture::new(1, 1);
-        vm.fx.store_page(IDX, OLD);
-        let va = vm.mmap(IDX, 1, Prot::RW, MapFlags::SHARED);
-        vm.machine
-            .cpu(0)
-            .write(&vm.space, va, &[OLD + 1; 8])
-            .unwrap();
+    let seen = explore(Bound::Cap(2), || {
+        let (vm, va) = VmFixture::with_mapped(1, 1, IDX, OLD, Prot::RW, MapFlags::SHARED);
+        vm.cpu_write(0, va, OLD + 1);
         let vm = Arc::new(vm);
-        let writer = {
-            let vm = vm.clone();
-            thread::spawn(
-                move || match vm.machine.cpu(0).write(&vm.space, va, &[NEW; 8]) {
-                    Ok(()) => true,
-                    Err(Fault::NoMapping { .. }) => false,
-                    Err(e) => panic!("unexpected fault {e:?}"),
-                },
-            )
-        };
-        let flusher = {
-            let vm = vm.clone();
-            thread::spawn(move || vm.fx.map.writeback(..).written)
-        };
+        let writer = spawn_writer(&vm, va, |e| matches!(e, Fault::NoMapping { .. }));
+        let flusher = spawn_with(&vm, |vm| vm.fx.map.writeback(..).written);
         vm.space.munmap(va, PAGE_SIZE as u64).unwrap();
         let wrote = writer.join().unwrap();
         let written = flusher.join().unwrap();
@@ -113,7 +96,7 @@ fn munmap_vs_writeback_vs_stale_writer() {
         let stored = vm.fx.store.page(IDX).expect("stored")[..8].to_vec();
         let want = if wrote { NEW } else { OLD + 1 };
         assert_eq!(stored, vec![want; 8], "a completed write was lost");
-        outcomes.record(format!("wrote={wrote} written={written}"));
+        format!("wrote={wrote} written={written}")
     });
     seen.assert_seen(&["wrote=true written=1", "wrote=false written=1"]);
 }
