@@ -96,6 +96,13 @@ elif cmd == "sync":
             a = os.path.join(d, f); b = os.path.join(old, os.path.relpath(a, new))
             if not os.path.exists(b) or not filecmp.cmp(a, b, shallow=False):
                 os.makedirs(os.path.dirname(b), exist_ok=True); shutil.copy2(a, b)
+    # Files that HEAD no longer has (a module moved into a folder) must go,
+    # or the scratch copy holds both `map.rs` and `map/mod.rs`.
+    for d, _, files in os.walk(old):
+        for f in files:
+            b = os.path.join(d, f)
+            if not os.path.exists(os.path.join(new, os.path.relpath(b, old))):
+                os.remove(b)
 PY
 }
 
