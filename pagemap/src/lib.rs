@@ -48,6 +48,10 @@
 //!  |       +- page-map writer lock  tree shape, slot publish and yank, marks,
 //!  |       |                        end of file
 //!  |       +- reverse-map lock      RwLock over the Mappers (write: add/remove)
+//!  |       +- vmr: TLB locks        a removal's pass 3, truncate's zaps (the
+//!  |       |                        batch's shootdown, remover lock held)
+//!  |       +- frame free list       a removal's frees, the batch's deferred
+//!  |                                frees of private frames (truncate)
 //!  +- (a fault's map_page callback: not a lock, but truncate waits for it)
 //!      +- vmr: COW mutex       held while a PTE carries LOCK
 //!          +- vmr: TLB locks   one CPU's at a time (shootdown)
@@ -58,7 +62,9 @@
 //!
 //! * The bottom locks are leaves: nothing is taken under the TLB locks, the
 //!   free list, the wait buckets, the store's locks, the writer lock or the
-//!   reverse-map lock. The writer and reverse-map locks are taken with
+//!   reverse-map lock. (A [`Flusher`]'s own two mutexes, its wake-up flag
+//!   and its report, are leaves taken with nothing held: it calls
+//!   [`PageMap::sync`] with neither held.) The writer and reverse-map locks are taken with
 //!   nothing held, or under the remover lock or the address-space lock
 //!   (munmap registers pieces and marks harvested pages dirty under it),
 //!   never under a page bit, and never together.
