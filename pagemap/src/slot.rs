@@ -730,11 +730,14 @@ mod tests {
         put_mapping(inserted(4, false));
     }
 
-    /// Every transition against a definition written on decoded fields
-    /// (not on bits), over every combination of flags, every mapping count,
-    /// frames 0, 1 and the largest, and refcounts at every boundary: 0-4,
-    /// around `MAX_REFS`, around `MAX_HELD` and into the guard bit (all of
-    /// them when the field is narrow, as under loom).
+    /// Every transition, pure and atomic (`Slot`'s `get_fast`, `put`,
+    /// `put_mapping`, `get_for_map`, `set_loaded`), against a definition
+    /// written on decoded fields (not on bits), over every combination of
+    /// flags, every mapping count, frames 0, 1 and the largest, and
+    /// refcounts at every boundary: 0-4, around `MAX_REFS`, around
+    /// `MAX_HELD` and into the guard bit. (This module is not built under
+    /// `pagemap_loom`, so the 5-bit loom width, where every count would be
+    /// enumerated, is not what runs here.)
     #[test]
     fn every_transition_matches_its_definition() {
         #[derive(Clone, Copy, Debug, PartialEq)]
@@ -883,6 +886,60 @@ mod tests {
                             Slot::is_vacant(word),
                             enc(W { refs: 0, ..w }) == SlotWord::EMPTY
                         );
+                        // The atomic forms against the same definitions:
+                        // result and the word left in the slot.
+                        for allow_loading in [false, true] {
+                            for (limit, max) in
+                                [(Limit::User, MAX_REFS), (Limit::Reserved, MAX_HELD)]
+                            {
+                                let s = Slot(AtomicU64::new(word.0));
+                                let want = if present && w.loading && !allow_loading {
+                                    Err(Refused::Absent)
+                                } else {
+                                    held_get(max, false)
+                                };
+                                assert_eq!(
+                                    s.get_fast(allow_loading, limit),
+                                    want,
+                                    "get_fast({allow_loading}, {limit:?}) {w:?}"
+                                );
+                                assert_eq!(s.load(), want.unwrap_or(word), "get_fast left {w:?}");
+                            }
+                        }
+                        if w.refs > 0 {
+                            let s = Slot(AtomicU64::new(word.0));
+                            assert_eq!(s.put(), put(word), "Slot::put {w:?}");
+                            assert_eq!(s.load(), put(word));
+                        }
+                        if w.refs > 0 && w.mapping > 0 {
+                            let s = Slot(AtomicU64::new(word.0));
+                            s.put_mapping();
+                            assert_eq!(s.load(), put_mapping(word), "Slot::put_mapping {w:?}");
+                        }
+                        // (Busy makes the atomic form wait: not called then.)
+                        if want_map != Err(Refused::Busy) {
+                            let s = Slot(AtomicU64::new(word.0));
+                            assert_eq!(s.get_for_map(), want_map, "Slot::get_for_map {w:?}");
+                            assert_eq!(s.load(), want_map.unwrap_or(word));
+                        }
+                        if present && w.refs > 0 {
+                            let s = Slot(AtomicU64::new(word.0));
+                            s.set_loaded();
+                            assert_eq!(
+                                s.load(),
+                                enc(W {
+                                    loading: false,
+                                    ..w
+                                })
+                            );
+                            assert_eq!(
+                                loaded(word),
+                                enc(W {
+                                    loading: false,
+                                    ..w
+                                })
+                            );
+                        }
                         checked += 1;
                     }
                 }
