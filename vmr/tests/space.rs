@@ -531,7 +531,9 @@ fn full_64_bit_page_indices() {
 /// reading the old page: the simulation shows the missing shootdown.
 fn cow_then_read(shootdowns: bool) -> u8 {
     let w = world(32, 2);
-    w.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { w.machine.set_shootdowns_enabled(shootdowns) };
     let s = AddressSpace::new(w.machine.clone());
     let va = map(&w, &s, 1, Prot::RW, MapFlags::PRIVATE);
     let mut b = [0u8; 1];
@@ -556,7 +558,9 @@ fn missing_cow_shootdown_is_a_stale_read() {
 /// write lands in the new owner's page.
 fn write_after_munmap(shootdowns: bool) -> (Result<(), Fault>, u8) {
     let w = world(32, 2);
-    w.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { w.machine.set_shootdowns_enabled(shootdowns) };
     let s = AddressSpace::new(w.machine.clone());
     let va = map(&w, &s, 1, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(1).write(&s, va, b"1").unwrap(); // private frame F cached writable
