@@ -193,8 +193,10 @@ impl fmt::Debug for FramePool {
 }
 
 impl FramePool {
-    /// The largest pool: frame ids must fit the slot word's frame field.
-    pub const MAX_CAPACITY: usize = crate::slot::FRAME_MASK as usize - 1;
+    /// The largest pool: frame ids are `u32`s, all ones excluded (the slot
+    /// word's frame field is exactly a `u32`, which `slot` asserts, so this
+    /// layer does not depend on the one above it).
+    pub const MAX_CAPACITY: usize = u32::MAX as usize - 1;
 
     /// A pool of `capacity` zeroed frames. Memory for contents is reserved
     /// zeroed, so untouched frames cost no resident memory on most systems.

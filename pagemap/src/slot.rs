@@ -127,6 +127,8 @@ const _: () = assert!(
 const _: () = assert!(MAPPING_MASK & (FLAGS_MASK | REF_MASK | FRAME_MASK) == 0);
 const _: () = assert!(FRAME_MASK & FLAGS_MASK == 0 && FLAGS_MASK & REF_MASK == 0);
 const _: () = assert!(REF_BITS >= 3 && REF_BITS <= 31);
+// A frame id is a `u32` (`FramePool::MAX_CAPACITY` relies on it).
+const _: () = assert!(FRAME_MASK == u32::MAX as u64);
 const _: () = assert!(MAX_REFS < MAX_HELD && MAX_HELD < (1 << REF_BITS) - 1);
 
 /// Why a transition was refused.
