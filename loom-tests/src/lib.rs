@@ -7,6 +7,15 @@
 //! code ([`model`]), so running a test directly never explores unboundedly.
 #![cfg(pagemap_loom)]
 
+// The models also run the libraries' debug assertions (the owner check
+// before a slot is published, the lazy-MMU checks): a loom build without
+// them (`cargo test --release` run directly, without scripts/loom.sh's
+// RUSTFLAGS) would pass while checking less, so it does not build.
+#[cfg(not(debug_assertions))]
+compile_error!(
+    "loom models need debug assertions: run scripts/loom.sh, or add `-C debug-assertions` to RUSTFLAGS"
+);
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

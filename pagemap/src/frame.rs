@@ -143,6 +143,22 @@ const WAIT_BUCKETS: usize = 1;
 /// let map = PageMap::new(pool.clone(), Arc::new(MemStore::new()));
 /// let page = map.load(1).unwrap();
 /// pool.free(page.frame()); // private: does not compile
+/// let other = map.load(2).unwrap();
+/// assert_ne!(page.frame(), other.frame());
+/// ```
+///
+/// The same program without the free compiles and runs (so the example
+/// above fails for the free alone: `compile_fail` cannot name the error
+/// on stable Rust), and the two pages have two frames:
+///
+/// ```
+/// use std::sync::Arc;
+/// use pagemap::{FramePool, MemStore, PageMap};
+/// let pool = Arc::new(FramePool::new(2).unwrap());
+/// let map = PageMap::new(pool.clone(), Arc::new(MemStore::new()));
+/// let page = map.load(1).unwrap();
+/// let other = map.load(2).unwrap();
+/// assert_ne!(page.frame(), other.frame());
 /// ```
 pub struct FramePool {
     frames: Box<[Frame]>,
@@ -177,8 +193,10 @@ impl fmt::Debug for FramePool {
 }
 
 impl FramePool {
-    /// The largest pool: frame ids must fit the slot word's frame field.
-    pub const MAX_CAPACITY: usize = crate::slot::FRAME_MASK as usize - 1;
+    /// The largest pool: frame ids are `u32`s, all ones excluded (the slot
+    /// word's frame field is exactly a `u32`, which `slot` asserts, so this
+    /// layer does not depend on the one above it).
+    pub const MAX_CAPACITY: usize = u32::MAX as usize - 1;
 
     /// A pool of `capacity` zeroed frames. Memory for contents is reserved
     /// zeroed, so untouched frames cost no resident memory on most systems.
@@ -660,7 +678,19 @@ impl PrivateFrame {
     /// id, such as a page table entry, has given it up: e.g. a swap or CAS
     /// took the entry out of the table). Otherwise two handles free one
     /// frame (the second free panics) or a frame still in use is freed.
+    ///
+    /// # Panics
+    /// If the frame is free, or is a page map's (its PAGEMAP flag is set):
+    /// either way `id` did not come from `into_raw`, and freeing it on drop
+    /// would make two pages share one frame. (A frame that went back to the
+    /// pool and was taken again by another `PrivateFrame` cannot be told
+    /// apart: that misuse stays the caller's.)
     pub unsafe fn from_raw(pool: &std::sync::Arc<FramePool>, id: FrameId) -> Self {
+        let f = pool.flags(id);
+        assert!(
+            f & (flags::FREE | flags::PAGEMAP) == 0,
+            "PrivateFrame::from_raw of frame {id:?}, which is not a private frame ({f:#x})"
+        );
         Self {
             pool: pool.clone(),
             id,
@@ -792,6 +822,25 @@ mod tests {
         let b = unsafe { PrivateFrame::from_raw(&pool, raw) };
         drop(a);
         drop(b);
+    }
+
+    /// The issue-9 reproduction (free a published page's frame, load another
+    /// page, compare frames), through the one remaining route, which is
+    /// `unsafe`: it now panics before the free instead of letting two pages
+    /// share a frame. (The safe route, `FramePool::free`, does not compile:
+    /// see the `compile_fail` example on [`FramePool`].)
+    #[test]
+    #[should_panic(expected = "not a private frame")]
+    fn a_page_maps_frame_cannot_become_a_private_frame() {
+        let pool = Arc::new(FramePool::new(2).unwrap());
+        let map = crate::PageMap::new(pool.clone(), Arc::new(crate::MemStore::new()));
+        let page = map.load(1).unwrap();
+        // SAFETY (violated on purpose, to show the assertion): the frame is
+        // the page map's, not one that `into_raw` gave up.
+        let stolen = unsafe { PrivateFrame::from_raw(&pool, page.frame()) };
+        drop(stolen);
+        let other = map.load(2).unwrap();
+        assert_ne!(page.frame(), other.frame(), "two pages share a frame");
     }
 
     #[test]

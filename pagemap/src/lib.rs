@@ -21,6 +21,33 @@
 //! that checks each, a glossary of Linux names) is `docs/design.md` in the
 //! repository.
 //!
+//! # For page-table code
+//!
+//! A file's users need only [`PageMap`], [`PageRef`], [`FramePool`] and a
+//! [`BackingStore`]. What maps pages into address spaces (the `vmr` crate,
+//! or a kernel implementing [`Mapper`] over real page tables) uses this
+//! small interface besides, and nothing else:
+//!
+//! * registering: [`PageMap::add_mapping`], [`PageMap::remove_mapping`]
+//!   (a [`Mapper`] per region; [`MappingId`]);
+//! * the page map's calls into it: [`Mapper`] (`revoke` and `reap` over
+//!   [`Victims`], `clean`, `zap`), each adding its address space to a
+//!   [`ShootdownBatch`] through a [`FlushTarget`] (its TLB shootdown);
+//! * faults: [`PageMap::map_page`] (install under a count that truncate
+//!   waits for; [`Error::WouldBlock`]: drop the address-space lock and
+//!   [`PageMap::load`]; [`Error::BeyondEof`]: SIGBUS);
+//! * dirty bits taken out of entries: [`PageMap::find_frame`] (hold the
+//!   page the entry named) then [`PageRef::mark_dirty`];
+//! * private frames (copy-on-write copies): [`FramePool::alloc_private`],
+//!   [`PrivateFrame::into_raw`] into an entry, `unsafe`
+//!   [`PrivateFrame::from_raw`] when the entry is cleared, freed after the
+//!   shootdown by [`ShootdownBatch::defer_free`];
+//! * a CPU's stores through a translation: `unsafe` [`FramePool::mmu_write`]
+//!   (loads: [`FramePool::read`]);
+//! * fork's copy: [`PageMap::invalidate_lock_shared`].
+//!
+//! The lock order those calls must keep is below.
+//!
 //! # Locking
 //!
 //! Lock order, in the style of the comment at the top of Linux's
@@ -48,6 +75,10 @@
 //!  |       +- page-map writer lock  tree shape, slot publish and yank, marks,
 //!  |       |                        end of file
 //!  |       +- reverse-map lock      RwLock over the Mappers (write: add/remove)
+//!  |       +- vmr: TLB locks        a removal's pass 3, truncate's zaps (the
+//!  |       |                        batch's shootdown, remover lock held)
+//!  |       +- frame free list       a removal's frees, the batch's deferred
+//!  |                                frees of private frames (truncate)
 //!  +- (a fault's map_page callback: not a lock, but truncate waits for it)
 //!      +- vmr: COW mutex       held while a PTE carries LOCK
 //!          +- vmr: TLB locks   one CPU's at a time (shootdown)
@@ -58,7 +89,9 @@
 //!
 //! * The bottom locks are leaves: nothing is taken under the TLB locks, the
 //!   free list, the wait buckets, the store's locks, the writer lock or the
-//!   reverse-map lock. The writer and reverse-map locks are taken with
+//!   reverse-map lock. (A [`Flusher`]'s own two mutexes, its wake-up flag
+//!   and its report, are leaves taken with nothing held: it calls
+//!   [`PageMap::sync`] with neither held.) The writer and reverse-map locks are taken with
 //!   nothing held, or under the remover lock or the address-space lock
 //!   (munmap registers pieces and marks harvested pages dirty under it),
 //!   never under a page bit, and never together.
@@ -75,7 +108,8 @@
 //!   space's COW mutex, allocate a frame and shoot down TLBs, but must not
 //!   wait for I/O, for a page lock, or for anything truncate holds.
 //! * The address-space lock is never held across I/O: a fault under it uses
-//!   [`PageMap::load_nowait`], and loads blocking only after dropping it. The
+//!   [`PageMap::map_page`], which answers [`Error::WouldBlock`] instead of
+//!   waiting, and loads blocking only after dropping it. The
 //!   writer and reverse-map locks are never held across I/O, nor while
 //!   calling a [`FlushTarget`] or a [`Mapper`]'s unmapping methods
 //!   (`revoke`, `reap`, `clean`, `zap`); [`Mapper::file_pages`] and

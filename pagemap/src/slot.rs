@@ -127,6 +127,8 @@ const _: () = assert!(
 const _: () = assert!(MAPPING_MASK & (FLAGS_MASK | REF_MASK | FRAME_MASK) == 0);
 const _: () = assert!(FRAME_MASK & FLAGS_MASK == 0 && FLAGS_MASK & REF_MASK == 0);
 const _: () = assert!(REF_BITS >= 3 && REF_BITS <= 31);
+// A frame id is a `u32` (`FramePool::MAX_CAPACITY` relies on it).
+const _: () = assert!(FRAME_MASK == u32::MAX as u64);
 const _: () = assert!(MAX_REFS < MAX_HELD && MAX_HELD < (1 << REF_BITS) - 1);
 
 /// Why a transition was refused.
@@ -730,11 +732,50 @@ mod tests {
         put_mapping(inserted(4, false));
     }
 
-    /// Every transition against a definition written on decoded fields
-    /// (not on bits), over every combination of flags, every mapping count,
-    /// frames 0, 1 and the largest, and refcounts at every boundary: 0-4,
-    /// around `MAX_REFS`, around `MAX_HELD` and into the guard bit (all of
-    /// them when the field is narrow, as under loom).
+    #[test]
+    fn atomic_put_matches_pure_put() {
+        let s = Slot::new();
+        s.publish(inserted(5, false));
+        s.update(get).unwrap();
+        assert_eq!(s.put(), inserted(5, false));
+        assert_eq!(s.put(), SlotWord(5));
+    }
+
+    #[test]
+    fn debug_decodes_the_fields() {
+        let w = get_for_map(get(put(inserted(17, false))).unwrap()).unwrap();
+        let w = SlotWord(w.0 | REMOVAL);
+        assert_eq!(
+            format!("{w:?}"),
+            "SlotWord { refs: 2, mapping: 1, removal, frame: Some(f17) }"
+        );
+        assert_eq!(
+            format!("{:?}", SlotWord::EMPTY),
+            "SlotWord { refs: 0, mapping: 0, frame: None }"
+        );
+        let y = yank(mark_removal(put(inserted(3, true))).unwrap()).unwrap();
+        assert_eq!(
+            format!("{y:?}"),
+            "SlotWord { refs: 0, mapping: 0, yanked, frame: Some(f3) }"
+        );
+    }
+}
+
+/// The exhaustive check of the slot word, built in both configurations:
+/// at the normal width it takes the counts at every boundary, at the loom
+/// width every count (`scripts/loom.sh` runs it there).
+#[cfg(test)]
+mod transitions {
+    use super::*;
+
+    /// Every transition, pure and atomic (`Slot`'s `get_fast`, `put`,
+    /// `put_mapping`, `get_for_map`, `set_loaded`), against a definition
+    /// written on decoded fields (not on bits), over every combination of
+    /// flags, every mapping count, frames 0, 1 and the largest, and
+    /// refcounts at every boundary: 0-4, around `MAX_REFS`, around
+    /// `MAX_HELD` and into the guard bit. Under `pagemap_loom` (the 5-bit count of
+    /// the loom build, every count enumerated) the pure transitions only:
+    /// `scripts/loom.sh` runs it there, since `Slot`'s atomics are loom's.
     #[test]
     fn every_transition_matches_its_definition() {
         #[derive(Clone, Copy, Debug, PartialEq)]
@@ -883,39 +924,78 @@ mod tests {
                             Slot::is_vacant(word),
                             enc(W { refs: 0, ..w }) == SlotWord::EMPTY
                         );
+                        // Not under miri: `Slot` has no unsafe code, and
+                        // these would make the miri run minutes long.
+                        #[cfg(not(any(pagemap_loom, miri)))]
+                        {
+                            // The atomic forms against the same definitions:
+                            // result and the word left in the slot.
+                            for allow_loading in [false, true] {
+                                for (limit, max) in
+                                    [(Limit::User, MAX_REFS), (Limit::Reserved, MAX_HELD)]
+                                {
+                                    let s = Slot(AtomicU64::new(word.0));
+                                    let want = if present && w.loading && !allow_loading {
+                                        Err(Refused::Absent)
+                                    } else {
+                                        held_get(max, false)
+                                    };
+                                    assert_eq!(
+                                        s.get_fast(allow_loading, limit),
+                                        want,
+                                        "get_fast({allow_loading}, {limit:?}) {w:?}"
+                                    );
+                                    assert_eq!(
+                                        s.load(),
+                                        want.unwrap_or(word),
+                                        "get_fast left {w:?}"
+                                    );
+                                }
+                            }
+                            if w.refs > 0 {
+                                let s = Slot(AtomicU64::new(word.0));
+                                assert_eq!(s.put(), put(word), "Slot::put {w:?}");
+                                assert_eq!(s.load(), put(word));
+                            }
+                            if w.refs > 0 && w.mapping > 0 {
+                                let s = Slot(AtomicU64::new(word.0));
+                                s.put_mapping();
+                                assert_eq!(s.load(), put_mapping(word), "Slot::put_mapping {w:?}");
+                            }
+                            // (Busy makes the atomic form wait: not called then.)
+                            if want_map != Err(Refused::Busy) {
+                                let s = Slot(AtomicU64::new(word.0));
+                                assert_eq!(s.get_for_map(), want_map, "Slot::get_for_map {w:?}");
+                                assert_eq!(s.load(), want_map.unwrap_or(word));
+                            }
+                            if present && w.refs > 0 {
+                                let s = Slot(AtomicU64::new(word.0));
+                                s.set_loaded();
+                                assert_eq!(
+                                    s.load(),
+                                    enc(W {
+                                        loading: false,
+                                        ..w
+                                    })
+                                );
+                                assert_eq!(
+                                    loaded(word),
+                                    enc(W {
+                                        loading: false,
+                                        ..w
+                                    })
+                                );
+                            }
+                        }
                         checked += 1;
                     }
                 }
             }
         }
         assert!(checked >= 5 * 16 * 8 * 3);
-    }
-
-    #[test]
-    fn atomic_put_matches_pure_put() {
-        let s = Slot::new();
-        s.publish(inserted(5, false));
-        s.update(get).unwrap();
-        assert_eq!(s.put(), inserted(5, false));
-        assert_eq!(s.put(), SlotWord(5));
-    }
-
-    #[test]
-    fn debug_decodes_the_fields() {
-        let w = get_for_map(get(put(inserted(17, false))).unwrap()).unwrap();
-        let w = SlotWord(w.0 | REMOVAL);
-        assert_eq!(
-            format!("{w:?}"),
-            "SlotWord { refs: 2, mapping: 1, removal, frame: Some(f17) }"
-        );
-        assert_eq!(
-            format!("{:?}", SlotWord::EMPTY),
-            "SlotWord { refs: 0, mapping: 0, frame: None }"
-        );
-        let y = yank(mark_removal(put(inserted(3, true))).unwrap()).unwrap();
-        assert_eq!(
-            format!("{y:?}"),
-            "SlotWord { refs: 0, mapping: 0, yanked, frame: Some(f3) }"
-        );
+        if REF_BITS <= 8 {
+            // Every word but for the frame field: every count, mapping, flag.
+            assert_eq!(checked, (1 << REF_BITS) * (MAX_MAPPING + 1) * 8 * 3);
+        }
     }
 }

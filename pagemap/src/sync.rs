@@ -3,7 +3,8 @@
 //!
 //! Under `cfg(pagemap_loom)` everything here is loom's model-checked type, so
 //! the models in `loom-tests/` (another crate) really check this crate's
-//! code. Build them with `RUSTFLAGS="--cfg pagemap_loom --cfg crossbeam_loom"`:
+//! code. Build them with `RUSTFLAGS="--cfg pagemap_loom --cfg crossbeam_loom
+//! -C debug-assertions"` (what `scripts/loom.sh` does):
 //! the second cfg switches crossbeam-epoch to loom too. The cfg is the
 //! crate's own (`pagemap_loom`, as crossbeam has `crossbeam_loom`), so a
 //! dependent built with `--cfg loom` for its own models does not silently

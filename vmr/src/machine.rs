@@ -174,7 +174,16 @@ impl Machine {
 
     /// Turns shootdowns off (or on again). Only for tests that show the
     /// simulation catches a missing shootdown as a stale read or lost write.
-    pub fn set_shootdowns_enabled(&self, on: bool) {
+    ///
+    /// # Safety
+    /// Not memory safety (frame contents are atomics) but the page cache's
+    /// invariants: with shootdowns off, a CPU keeps using translations to
+    /// frames that were freed and reused, so its writes land in another
+    /// page (another file's, or a private copy) without marking it dirty.
+    /// The caller must accept that for every address space of this machine
+    /// until shootdowns are on again and every CPU's TLB flushed; only a
+    /// test that looks for that corruption should do this.
+    pub unsafe fn set_shootdowns_enabled(&self, on: bool) {
         self.shootdowns_enabled.store(on, Ordering::SeqCst);
         // Under loom, a stale access to a freed frame is what such a test
         // wants to reach: loom's ownership tracking would fail it first.

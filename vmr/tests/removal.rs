@@ -193,11 +193,15 @@ fn read_after_removal(shootdowns: bool) -> u8 {
     let (s, va) = w.mapped(2, Prot::READ, MapFlags::SHARED);
     assert_eq!(w.read_byte(0, &s, va).unwrap(), 0x10);
     let old = w.file.find(0).unwrap().unwrap().frame();
-    w.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { w.machine.set_shootdowns_enabled(shootdowns) };
     assert_eq!(w.file.remove(0..1).removed, 1);
     let reused = w.file.load(1).unwrap().frame(); // page 1 (0x11)
     assert_eq!(reused, old, "the freed frame went to page 1");
-    w.machine.set_shootdowns_enabled(true);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { w.machine.set_shootdowns_enabled(true) };
     let b = w.read_byte(0, &s, va).unwrap();
     w.machine.cpu(0).flush_tlb();
     b

@@ -497,7 +497,9 @@ fn full_64_bit_page_indices() {
 /// reading the old page: the simulation shows the missing shootdown.
 fn cow_then_read(shootdowns: bool) -> u8 {
     let w = Rig::seeded(32, 2, 16);
-    w.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { w.machine.set_shootdowns_enabled(shootdowns) };
     let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     let mut b = [0u8; 1];
     w.machine.cpu(1).read(&s, va, &mut b).unwrap(); // CPU 1 caches the RO entry
@@ -521,7 +523,9 @@ fn missing_cow_shootdown_is_a_stale_read() {
 /// write lands in the new owner's page.
 fn write_after_munmap(shootdowns: bool) -> (Result<(), Fault>, u8) {
     let w = Rig::seeded(32, 2, 16);
-    w.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { w.machine.set_shootdowns_enabled(shootdowns) };
     let (s, va) = w.mapped(1, Prot::RW, MapFlags::PRIVATE);
     w.machine.cpu(1).write(&s, va, b"1").unwrap(); // private frame F cached writable
     s.munmap(va, PAGE).unwrap(); // F back to the pool

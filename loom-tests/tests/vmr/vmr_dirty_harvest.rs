@@ -55,7 +55,9 @@ struct Verdict {
 
 fn run(entries: Entries, harvest: Harvest, shootdowns: bool) -> Verdict {
     let (vm, va) = VmFixture::with_mapped(1, 2, IDX, OLD, Prot::RW, MapFlags::SHARED);
-    vm.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { vm.machine.set_shootdowns_enabled(shootdowns) };
     let mut before = [OLD; 2];
     for c in 0..2 {
         let cpu = vm.machine.cpu(c);

@@ -23,7 +23,9 @@ fn run(racer: usize, shootdowns: bool) -> Result<String, String> {
     let (vm, va) = VmFixture::with_mapped(1, 2, IDX, OLD, Prot::RW, MapFlags::SHARED);
     vm.cpu_write(0, va, FIRST);
     let frame = vm.fx.map.find(IDX).unwrap().unwrap().frame();
-    vm.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { vm.machine.set_shootdowns_enabled(shootdowns) };
     let vm = std::sync::Arc::new(vm);
     let writer = spawn_with(&vm, move |vm| {
         // Observations loom can order against the msync.

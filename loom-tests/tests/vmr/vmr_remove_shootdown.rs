@@ -37,7 +37,9 @@ fn run(write: bool, shootdowns: bool) -> Result<String, String> {
     vm.fx.store_page(OTHER, REUSED);
     assert_eq!(vm.cpu_read(0, va, 8), [FILE; 8]);
     let f = vm.fx.map.find(IDX).unwrap().unwrap().frame();
-    vm.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { vm.machine.set_shootdowns_enabled(shootdowns) };
     let vm = Arc::new(vm);
     let phase = Arc::new(AtomicUsize::new(0));
 

@@ -82,7 +82,9 @@ fn run_on(op: Op, reuse: Reuse, shootdowns: bool, setup_cpu: usize) -> Result<St
     assert_eq!(vm.fx.pool.free_frames(), 0);
     let space_b = vm.new_space();
     let vb = vm.mmap_in(&space_b, IDX, 1, Prot::RW, MapFlags::PRIVATE);
-    vm.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { vm.machine.set_shootdowns_enabled(shootdowns) };
     let vm = Arc::new(vm);
     // 0: nothing done, 1: A's page unmapped, 2: F reused by B.
     let phase = Arc::new(AtomicUsize::new(0));

@@ -29,7 +29,9 @@ const IDX: u64 = 0;
 fn run(shootdowns: bool) -> Result<String, String> {
     let (vm, va) = VmFixture::with_mapped(1, 1, IDX, OLD, Prot::RW, MapFlags::SHARED);
     vm.cpu_write(0, va, FIRST);
-    vm.machine.set_shootdowns_enabled(shootdowns);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { vm.machine.set_shootdowns_enabled(shootdowns) };
     let vm = std::sync::Arc::new(vm);
     let flusher = spawn_with(&vm, |vm| vm.fx.map.writeback(..));
     let writer = spawn_with(&vm, move |vm| vm.cpu_write(0, va, SECOND));
@@ -37,7 +39,9 @@ fn run(shootdowns: bool) -> Result<String, String> {
     let w = flusher.join().unwrap();
     writer.join().unwrap();
     assert!(r.errors.is_empty() && w.errors.is_empty(), "{r:?} {w:?}");
-    vm.machine.set_shootdowns_enabled(true);
+    // SAFETY: a test of what a missing shootdown breaks; the stale
+    // accesses it allows are what it looks for.
+    unsafe { vm.machine.set_shootdowns_enabled(true) };
     let r2 = vm.space.msync(va, PAGE_SIZE as u64).unwrap();
     assert!(r2.errors.is_empty(), "{r2:?}");
     let stored = vm.fx.store.page(IDX).unwrap()[..8].to_vec();
