@@ -54,13 +54,20 @@ impl WriterLock {
 
     /// Takes the lock; the guard is the proof the tree's writers ask for.
     pub(crate) fn lock(&self) -> Locked<'_> {
-        Locked(self.0.lock())
+        Locked {
+            lock: self,
+            _guard: self.0.lock(),
+        }
     }
 }
 
 /// Proof that the caller holds the page map's writer lock: the guard of
 /// [`WriterLock::lock`] (it cannot be built otherwise). Dropping it unlocks.
-pub(crate) struct Locked<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+/// It names its lock, so a tree refuses the proof of another map's lock.
+pub(crate) struct Locked<'a> {
+    lock: &'a WriterLock,
+    _guard: MutexGuard<'a, ()>,
+}
 
 struct Node {
     /// 0 for a leaf; a node at level l covers `BITS * (l + 1)` index bits.
@@ -150,6 +157,9 @@ pub(crate) struct RadixTree {
     /// Root node pointer (0 = empty tree). Its level gives the height.
     root: AtomicU64,
     nodes: AtomicUsize,
+    /// The page map's writer lock, here so that a writer's proof can be
+    /// checked against the tree it writes (see [`Locked`]).
+    writer: WriterLock,
 }
 
 /// Node pointer as stored in a slot word.
@@ -162,7 +172,24 @@ impl RadixTree {
         Self {
             root: AtomicU64::new(0),
             nodes: AtomicUsize::new(0),
+            writer: WriterLock::new(),
         }
+    }
+
+    /// Takes the page map's writer lock (see [`WriterLock`]).
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        self.writer.lock()
+    }
+
+    /// The writers' check of their proof: a guard of another map's lock
+    /// would let two writers change this tree at once (a data race on its
+    /// shape), so this is an `assert!`, one pointer compare.
+    #[inline]
+    fn check_locked(&self, lock: &Locked<'_>) {
+        assert!(
+            std::ptr::eq(lock.lock, &self.writer),
+            "the writer lock of another page map"
+        );
     }
 
     /// Bytes of one node.
@@ -230,7 +257,8 @@ impl RadixTree {
 
     /// Finds or creates the leaf slot for `index`, growing the tree.
     /// Returns the slot (maybe non-empty: the caller checks).
-    pub(crate) fn slot_for_insert<'a>(&'a self, index: u64, _lock: &Locked<'_>) -> InsertSlot<'a> {
+    pub(crate) fn slot_for_insert<'a>(&'a self, index: u64, lock: &Locked<'_>) -> InsertSlot<'a> {
+        self.check_locked(lock);
         let mut r = self.root_ptr();
         if r.is_null() {
             let mut level = 0;
@@ -285,7 +313,8 @@ impl RadixTree {
 
     /// Nodes from the root down to the leaf holding `index` (writer lock
     /// held). A fixed array: marking a page dirty allocates nothing.
-    fn path<'a>(&'a self, index: u64, _lock: &Locked<'_>) -> Path<'a> {
+    fn path<'a>(&'a self, index: u64, lock: &Locked<'_>) -> Path<'a> {
+        self.check_locked(lock);
         let mut out = Path {
             nodes: [None; MAX_HEIGHT],
             len: 0,
@@ -570,5 +599,25 @@ impl Drop for RadixTree {
             }
         }
         free(self.root_ptr());
+    }
+}
+
+#[cfg(all(test, not(pagemap_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_takes_the_proof_of_its_own_lock() {
+        let tree = RadixTree::new();
+        let g = tree.lock();
+        drop(tree.slot_for_insert(3, &g));
+    }
+
+    #[test]
+    #[should_panic(expected = "the writer lock of another page map")]
+    fn a_tree_refuses_the_proof_of_another_maps_lock() {
+        let (a, b) = (RadixTree::new(), RadixTree::new());
+        let g = a.lock();
+        drop(b.slot_for_insert(3, &g));
     }
 }

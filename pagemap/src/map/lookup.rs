@@ -140,7 +140,7 @@ impl PageMap {
     /// `None` if the slot is taken; `BeyondEof` if a truncate got there first
     /// (checked under the writer lock, which truncate takes to move the end).
     fn insert(&self, index: u64, frame: FrameId) -> Result<Option<PageRef<'_>>, Error> {
-        let g = self.lock.lock();
+        let g = self.tree.lock();
         self.check_end(index)?;
         let at = self.tree.slot_for_insert(index, &g);
         let slot = at.slot;
@@ -224,7 +224,7 @@ impl PageMap {
         let Some(_r) = self.remover.try_lock() else {
             return;
         };
-        let g = self.lock.lock();
+        let g = self.tree.lock();
         let guard = epoch::pin();
         let Some(slot) = self.tree.lookup(index, &guard) else {
             return;

@@ -69,7 +69,7 @@ impl PageMap {
     /// Every clean<->dirty flag change is followed by one of these, so the
     /// last one (under the writer lock) sees the final state.
     pub(crate) fn sync_dirty_mark(&self, index: u64, frame: FrameId) {
-        let g = self.lock.lock();
+        let g = self.tree.lock();
         if self.pool.flags(frame) & flags::DIRTY != 0 {
             self.tree.set_mark(index, Mark::Dirty, &g);
         } else {

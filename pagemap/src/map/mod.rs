@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::frame::FramePool;
-use crate::radix::{RadixTree, WriterLock};
+use crate::radix::RadixTree;
 use crate::rmap::ReverseMap;
 use crate::store::BackingStore;
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
@@ -70,9 +70,9 @@ static NEXT_MAP_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32:
 /// ```
 pub struct PageMap {
     pub(crate) id: u32,
+    /// The tree, and in it the writer lock (tree shape, slot publication
+    /// and marks, the end of file): `tree.lock()`.
     pub(crate) tree: RadixTree,
-    /// Writer lock: tree shape, slot publication and marks.
-    pub(crate) lock: WriterLock,
     /// One remover at a time (free-unused, removal, truncate, invalidate,
     /// destroy, discarding failed loads).
     pub(crate) remover: Mutex<()>,
@@ -112,7 +112,6 @@ impl PageMap {
         Self {
             id: NEXT_MAP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tree: RadixTree::new(),
-            lock: WriterLock::new(),
             remover: Mutex::new(()),
             rmap: RwLock::new(ReverseMap::new()),
             pool,

@@ -163,7 +163,7 @@ impl PageMap {
         discarded: &mut u64,
     ) -> Vec<FrameId> {
         let mut freed = Vec::with_capacity(marked.len());
-        let g = self.lock.lock();
+        let g = self.tree.lock();
         let guard = epoch::pin();
         for (index, frame) in marked {
             let Some(slot) = self.tree.lookup(index, &guard) else {

@@ -115,7 +115,7 @@ impl PageMap {
     }
 
     fn tag_towrite(&self, first: u64, last: u64) {
-        let g = self.lock.lock();
+        let g = self.tree.lock();
         let guard = epoch::pin();
         let mut from = first;
         while let Some((i, _)) = self.tree.next_marked(from, Mark::Dirty, &guard) {
@@ -131,12 +131,12 @@ impl PageMap {
     }
 
     fn clear_mark(&self, index: u64, mark: Mark) {
-        let g = self.lock.lock();
+        let g = self.tree.lock();
         self.tree.clear_mark(index, mark, &g);
     }
 
     fn clear_mark_if_present(&self, index: u64, mark: Mark) {
-        let g = self.lock.lock();
+        let g = self.tree.lock();
         let guard = epoch::pin();
         if self
             .tree

@@ -179,7 +179,7 @@ impl PageMap {
         {
             // Under the writer lock: an insert checks the end under it too,
             // so no page beyond the new end appears after this.
-            let _g = self.lock.lock();
+            let _g = self.tree.lock();
             let shrink = end < self.end();
             // SeqCst, through `sb`: the first half of the store-buffering
             // pair with the faults (then our reads of the slot words; see
