@@ -610,7 +610,7 @@ mod tests {
     fn a_tree_takes_the_proof_of_its_own_lock() {
         let tree = RadixTree::new();
         let g = tree.lock();
-        drop(tree.slot_for_insert(3, &g));
+        let _slot = tree.slot_for_insert(3, &g);
     }
 
     #[test]
@@ -618,6 +618,6 @@ mod tests {
     fn a_tree_refuses_the_proof_of_another_maps_lock() {
         let (a, b) = (RadixTree::new(), RadixTree::new());
         let g = a.lock();
-        drop(b.slot_for_insert(3, &g));
+        let _slot = b.slot_for_insert(3, &g);
     }
 }
