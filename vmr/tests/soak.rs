@@ -17,6 +17,8 @@
 //! shared read-only mappings, and write private copy-on-write copies
 //! (checked against their own model). Every race there must leave the
 //! owners' data intact.
+// Uses the Flusher (a real thread), which the loom build leaves out.
+#![cfg(not(pagemap_loom))]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
