@@ -37,7 +37,7 @@ impl<'a> PageRef<'a> {
         self.map
     }
 
-    /// Frame flags now (see [`flags`](crate::flags)).
+    /// Frame flags now (see [`crate::flags`]).
     pub fn flags(&self) -> u32 {
         self.map.pool.flags(self.frame)
     }

@@ -15,6 +15,13 @@
 //! the page table entry that handle was turned into). Allocation and freeing
 //! of raw ids are crate-private, so no safe call outside the crate can free a
 //! frame that a slot or an entry still names; a double free is an assertion.
+//!
+//! One file per concept: this one holds [`FrameId`], the flags and the pool
+//! itself (allocation, the free list, owner and flags metadata, the loom
+//! ownership tokens); `lock` the bit locks (LOCKED, WRITEBACK) and their wait
+//! buckets; `contents` the page bytes (reads, writes, the MMU's write);
+//! `private` the owning [`PrivateFrame`] handle. The frame layer is the
+//! bottom of `pagemap`: it uses only `error` and `sync`.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -22,6 +29,12 @@ use std::num::NonZeroU32;
 use crate::error::{code_to_kind, kind_to_code, Error};
 use crate::sync::{data, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::PAGE_SIZE;
+
+mod contents;
+mod lock;
+mod private;
+
+pub use private::PrivateFrame;
 
 /// Words of page contents.
 const PAGE_WORDS: usize = PAGE_SIZE / 8;
@@ -405,157 +418,6 @@ impl FramePool {
     pub(crate) fn error_kind(&self, id: FrameId) -> std::io::ErrorKind {
         code_to_kind((self.flags(id) & flags::ERRKIND_MASK) >> flags::ERRKIND_SHIFT)
     }
-
-    // ---- bit locks: LOCKED (the page lock) and WRITEBACK ---------------
-
-    /// Tries to take LOCKED. Acquire on success: pairs with the unlocker's Release.
-    pub(crate) fn try_lock(&self, id: FrameId) -> bool {
-        self.try_lock_bit(id, flags::LOCKED)
-    }
-
-    /// Takes LOCKED, sleeping while someone else has it.
-    pub(crate) fn lock(&self, id: FrameId) {
-        self.lock_bit(id, flags::LOCKED)
-    }
-
-    /// Drops LOCKED and wakes sleepers.
-    pub(crate) fn unlock(&self, id: FrameId) {
-        self.unlock_bit(id, flags::LOCKED)
-    }
-
-    /// Sleeps until LOCKED is clear (it may be taken again right after).
-    pub(crate) fn wait_unlocked(&self, id: FrameId) {
-        self.wait_bit_clear(id, flags::LOCKED)
-    }
-
-    /// Tries to take a lock bit (LOCKED or WRITEBACK). Acquire on success:
-    /// pairs with the Release of the previous holder's unlock.
-    pub(crate) fn try_lock_bit(&self, id: FrameId, bit: u32) -> bool {
-        self.frame(id).flags.fetch_or(bit, Ordering::Acquire) & bit == 0
-    }
-
-    /// Takes a lock bit, sleeping while someone else has it.
-    pub(crate) fn lock_bit(&self, id: FrameId, bit: u32) {
-        while !self.try_lock_bit(id, bit) {
-            self.wait_bit_clear(id, bit);
-        }
-    }
-
-    /// Drops a lock bit and wakes sleepers. Release: what was done under the
-    /// bit is visible to the next holder and to waiters.
-    pub(crate) fn unlock_bit(&self, id: FrameId, bit: u32) {
-        let old = self
-            .frame(id)
-            .flags
-            .fetch_and(!(bit | flags::WAITERS), Ordering::Release);
-        assert!(
-            old & bit != 0,
-            "unlocking a clear bit {bit:#x} of frame {id:?}"
-        );
-        if old & flags::WAITERS != 0 {
-            let (m, cv) = self.bucket(id);
-            // Taking the bucket lock orders this wake-up after any waiter
-            // that saw the bit set under it is asleep: no lost wake-up.
-            drop(m.lock());
-            cv.notify_all();
-        }
-    }
-
-    /// Sleeps until `bit` is clear.
-    pub(crate) fn wait_bit_clear(&self, id: FrameId, bit: u32) {
-        let (m, cv) = self.bucket(id);
-        let mut guard = m.lock();
-        loop {
-            // Announce the sleeper before the re-check, both under the
-            // bucket lock: an unlocker either sees WAITERS or we see it clear.
-            // One WAITERS bit serves both lock bits: a wake-up wakes all.
-            let now = self
-                .frame(id)
-                .flags
-                .fetch_or(flags::WAITERS, Ordering::Acquire);
-            if now & bit == 0 {
-                return;
-            }
-            guard = cv.wait(guard);
-        }
-    }
-
-    fn bucket(&self, id: FrameId) -> &(Mutex<()>, Condvar) {
-        &self.waitq[id.get() as usize % self.waitq.len()]
-    }
-
-    // ---- contents ---------------------------------------------------------
-
-    /// Copies `buf.len()` bytes at `offset` out of the frame (what a CPU
-    /// does through a translation to it; reading changes nothing).
-    ///
-    /// # Errors
-    /// [`Error::OutOfBounds`] if the range leaves the page.
-    pub fn read(&self, id: FrameId, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
-        check_range(offset, buf.len())?;
-        let words = self.words(id);
-        let mut pos = offset;
-        let mut out = 0;
-        while out < buf.len() {
-            let w = pos / 8;
-            let b = pos % 8;
-            let n = (8 - b).min(buf.len() - out);
-            // Relaxed: contents are ordered by the slot word, the flags or the page lock.
-            let bytes = words[w].load(Ordering::Relaxed).to_le_bytes();
-            buf[out..out + n].copy_from_slice(&bytes[b..b + n]);
-            pos += n;
-            out += n;
-        }
-        Ok(())
-    }
-
-    /// Copies `data` into the frame at `offset`. Partial words are merged by
-    /// CAS, so concurrent writers to other bytes of a word are not lost.
-    pub(crate) fn write(&self, id: FrameId, offset: usize, data: &[u8]) -> Result<(), Error> {
-        check_range(offset, data.len())?;
-        let words = self.words(id);
-        let mut pos = offset;
-        let mut inp = 0;
-        while inp < data.len() {
-            let w = pos / 8;
-            let b = pos % 8;
-            let n = (8 - b).min(data.len() - inp);
-            if n == 8 {
-                let v = u64::from_le_bytes(data[inp..inp + 8].try_into().expect("8 bytes"));
-                words[w].store(v, Ordering::Relaxed);
-            } else {
-                let mut mask_bytes = [0u8; 8];
-                let mut val_bytes = [0u8; 8];
-                mask_bytes[b..b + n].fill(0xff);
-                val_bytes[b..b + n].copy_from_slice(&data[inp..inp + n]);
-                let mask = u64::from_le_bytes(mask_bytes);
-                let val = u64::from_le_bytes(val_bytes);
-                let _ = words[w].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                    Some((old & !mask) | val)
-                });
-            }
-            pos += n;
-            inp += n;
-        }
-        Ok(())
-    }
-
-    /// Copies the whole page out.
-    pub fn read_page(&self, id: FrameId, buf: &mut [u8; PAGE_SIZE]) {
-        for (chunk, w) in buf.chunks_exact_mut(8).zip(self.words(id)) {
-            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-        }
-    }
-
-    /// Overwrites the whole page.
-    pub(crate) fn write_page(&self, id: FrameId, buf: &[u8; PAGE_SIZE]) {
-        for (chunk, w) in buf.chunks_exact(8).zip(self.words(id)) {
-            w.store(
-                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
-                Ordering::Relaxed,
-            );
-        }
-    }
 }
 
 /// Loom builds only: the models hold a page lock as the library's own
@@ -581,139 +443,6 @@ impl FramePool {
         // Relaxed: loom runs every model thread on one OS thread.
         self.tracking
             .store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl FramePool {
-    /// Stores `data` at `offset` in frame `id` as a CPU does through a
-    /// writable translation (the simulated MMU's write).
-    ///
-    /// # Safety
-    /// Not memory safety (contents are atomics) but the page cache's
-    /// invariants: the caller must hold a writable translation of `id` that
-    /// the owner of the frame handed out (a page table entry and TLB entry
-    /// of the page map's page or of a [`PrivateFrame`] turned into an
-    /// entry), so that the owner knows the frame may change (the entry's
-    /// dirty bit says so). Writing any other frame corrupts another page.
-    ///
-    /// # Errors
-    /// [`Error::OutOfBounds`] if the range leaves the page.
-    pub unsafe fn mmu_write(&self, id: FrameId, offset: usize, data: &[u8]) -> Result<(), Error> {
-        self.write(id, offset, data)
-    }
-}
-
-/// An owned frame outside any page map: a private copy-on-write copy, an
-/// anonymous page. Dropping it frees the frame (asserting it is not free
-/// already). [`into_raw`](Self::into_raw) hands the ownership to a page table
-/// entry; [`from_raw`](Self::from_raw) takes it back when the entry is
-/// cleared (then free it only after the shootdown:
-/// [`ShootdownBatch::defer_free`](crate::ShootdownBatch::defer_free)).
-///
-/// ```
-/// use std::sync::Arc;
-/// use pagemap::FramePool;
-///
-/// let pool = Arc::new(FramePool::new(1).unwrap());
-/// let mut page = [0u8; 4096];
-/// page[7] = 42;
-/// let frame = pool.alloc_private().unwrap();
-/// frame.write_page(&page);
-/// let raw = frame.into_raw(); // now owned by, say, a page table entry
-/// assert_eq!(pool.free_frames(), 0);
-/// // SAFETY: `raw` came from `into_raw` on this pool, and the entry that
-/// // owned it is gone: nothing else will take it back.
-/// let frame = unsafe { pagemap::PrivateFrame::from_raw(&pool, raw) };
-/// let mut back = [0u8; 4096];
-/// frame.read_page(&mut back);
-/// assert_eq!(back[7], 42);
-/// drop(frame);
-/// assert_eq!(pool.free_frames(), 1);
-/// ```
-pub struct PrivateFrame {
-    pool: std::sync::Arc<FramePool>,
-    id: FrameId,
-}
-
-impl PrivateFrame {
-    /// The frame's id (what a page table entry names).
-    pub fn id(&self) -> FrameId {
-        self.id
-    }
-
-    /// The pool it belongs to.
-    pub fn pool(&self) -> &std::sync::Arc<FramePool> {
-        &self.pool
-    }
-
-    /// Copies the whole page out.
-    pub fn read_page(&self, buf: &mut [u8; PAGE_SIZE]) {
-        self.pool.read_page(self.id, buf);
-    }
-
-    /// Overwrites the whole page (it is ours alone).
-    pub fn write_page(&self, buf: &[u8; PAGE_SIZE]) {
-        self.pool.write_page(self.id, buf);
-    }
-
-    /// Gives up the handle without freeing: the caller now owns the frame
-    /// through the returned id (e.g. in a page table entry), and must take it
-    /// back with [`from_raw`](Self::from_raw) to free it.
-    #[must_use = "the frame leaks unless taken back with from_raw"]
-    pub fn into_raw(self) -> FrameId {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped nor used again, so moving the Arc
-        // out of it is the field's only drop: the pool's count goes back
-        // down here (forgetting the whole handle leaked one count a call,
-        // so a pool whose frames went through page tables was never freed).
-        drop(unsafe { std::ptr::read(&this.pool) });
-        this.id
-    }
-
-    /// Takes back the ownership that [`into_raw`](Self::into_raw) gave up.
-    ///
-    /// # Safety
-    /// `id` must come from `into_raw` of a `PrivateFrame` of this `pool`, and
-    /// this must be the only `from_raw` of it since (the owner that held the
-    /// id, such as a page table entry, has given it up: e.g. a swap or CAS
-    /// took the entry out of the table). Otherwise two handles free one
-    /// frame (the second free panics) or a frame still in use is freed.
-    ///
-    /// # Panics
-    /// If the frame is free, or is a page map's (its PAGEMAP flag is set):
-    /// either way `id` did not come from `into_raw`, and freeing it on drop
-    /// would make two pages share one frame. (A frame that went back to the
-    /// pool and was taken again by another `PrivateFrame` cannot be told
-    /// apart: that misuse stays the caller's.)
-    pub unsafe fn from_raw(pool: &std::sync::Arc<FramePool>, id: FrameId) -> Self {
-        let f = pool.flags(id);
-        assert!(
-            f & (flags::FREE | flags::PAGEMAP) == 0,
-            "PrivateFrame::from_raw of frame {id:?}, which is not a private frame ({f:#x})"
-        );
-        Self {
-            pool: pool.clone(),
-            id,
-        }
-    }
-}
-
-impl Drop for PrivateFrame {
-    fn drop(&mut self) {
-        self.pool.free(self.id);
-    }
-}
-
-impl fmt::Debug for PrivateFrame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PrivateFrame").field(&self.id).finish()
-    }
-}
-
-fn check_range(offset: usize, len: usize) -> Result<(), Error> {
-    match offset.checked_add(len) {
-        Some(end) if end <= PAGE_SIZE => Ok(()),
-        _ => Err(Error::OutOfBounds { offset, len }),
     }
 }
 
