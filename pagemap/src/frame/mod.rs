@@ -82,14 +82,16 @@ pub mod flags {
     pub const WRITEBACK: u32 = 1 << 4;
     /// The last read failed (the error kind is in the high byte).
     pub const ERROR: u32 = 1 << 5;
-    /// Demand paging: the frame is being paged in or out.
+    /// Demand paging: the frame is being paged in or out (reserved: nothing
+    /// sets it yet).
     pub const BUSY: u32 = 1 << 6;
-    /// Demand paging: a clean copy exists in the backing store.
+    /// Demand paging: a clean copy exists in the backing store (reserved:
+    /// nothing sets it yet).
     pub const BACKED: u32 = 1 << 7;
-    /// Demand paging: never evict.
+    /// Demand paging: never evict (reserved: nothing sets it yet).
     pub const PINNED: u32 = 1 << 8;
-    /// Mapped by at least one page table entry.
-    pub const MAPPED: u32 = 1 << 9;
+    // Bit 9 is free: a `MAPPED` flag was never set (whether a page is
+    // mapped is the reverse map's answer: `PageMap::is_mapped`).
     /// On the free list (a second free of the frame is caught by this).
     pub const FREE: u32 = 1 << 10;
     /// Someone sleeps on LOCKED (internal: lets unlock skip the wake-up).

@@ -155,7 +155,6 @@ pub(super) fn flag_names(f: u32) -> String {
         (flags::PAGEMAP, "PAGEMAP"),
         (flags::WRITEBACK, "WRITEBACK"),
         (flags::ERROR, "ERROR"),
-        (flags::MAPPED, "MAPPED"),
         (flags::PINNED, "PINNED"),
     ];
     let v: Vec<&str> = names

@@ -20,7 +20,8 @@ use super::{inclusive, PageMap, PageRef};
 pub struct WritebackReport {
     /// Pages written.
     pub written: u64,
-    /// Pages whose dirty bits were harvested from page table entries.
+    /// Dirty page table entries harvested (entries, not pages: a page that
+    /// two address spaces map dirty counts twice).
     pub harvested: u64,
     /// Shootdowns issued to write-protect mapped pages (one per address space).
     pub shootdowns: u64,
