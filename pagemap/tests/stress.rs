@@ -6,17 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use pagemap::{Error, FileStore, FramePool, PageMap, PAGE_SIZE};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use pagemap::{Error, FileStore, FramePool, PageMap, PAGE_SIZE};
 
 const THREADS: usize = 4;
 const PAGES: u64 = 48;
@@ -47,10 +40,10 @@ fn no_lost_writes_under_eviction_and_writeback() {
             .map(|t| {
                 let map = &map;
                 s.spawn(move || {
-                    let mut rng = XorShift(0x9e37_79b9 + t as u64);
+                    let mut rng = StdRng::seed_from_u64(0x9e37_79b9 + t as u64);
                     let mut last = vec![0u64; PAGES as usize];
                     for n in 1..=OPS {
-                        let index = rng.next() % PAGES;
+                        let index = rng.next_u64() % PAGES;
                         let page = load_retrying(map, index);
                         let mut cur = [0u8; 8];
                         page.read(t * 8, &mut cur).unwrap();

@@ -51,9 +51,8 @@ struct Args {
 
 // The tests' generator (`below` is theirs only).
 #[allow(dead_code)]
-#[path = "../tests/common/rng.rs"]
-mod rng;
-use rng::Rng;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
 /// Byte `i` of page `p` in the file as created.
 fn initial_byte(p: u64, i: usize) -> u8 {
@@ -102,10 +101,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let (map, loads, exhausted) = (&map, &loads, &exhausted);
                 let (pages, ops) = (args.pages, args.ops);
                 s.spawn(move || -> Result<Vec<u64>, Error> {
-                    let mut rng = Rng(0x5eed + t as u64);
+                    let mut rng = StdRng::seed_from_u64(0x5eed + t as u64);
                     let mut last = vec![0u64; pages as usize];
                     for n in 1..=ops {
-                        let index = rng.next() % pages;
+                        let index = rng.next_u64() % pages;
                         let page = loop {
                             match map.load(index) {
                                 Ok(p) => break p,
@@ -251,12 +250,12 @@ fn mapping_phase(
     // for even p, and 8 bytes further through the private view for odd p.
     thread::scope(|s| -> Result<(), vmr::Fault> {
         let remover = s.spawn(|| {
-            let mut rng = Rng(0x5eed);
+            let mut rng = StdRng::seed_from_u64(0x5eed);
             let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64);
             while writing.load(Ordering::Relaxed) {
-                let a = rng.next() % pages;
-                let b = (a + 1 + rng.next() % 32).min(pages);
-                if rng.next().is_multiple_of(4) {
+                let a = rng.next_u64() % pages;
+                let b = (a + 1 + rng.next_u64() % 32).min(pages);
+                if rng.next_u64().is_multiple_of(4) {
                     let r = shared
                         .msync(sva + a * PAGE_SIZE as u64, (b - a) * PAGE_SIZE as u64)
                         .expect("msync of a mapped range");

@@ -31,8 +31,9 @@ use vmr::{AddressSpace, Fault, Machine, MapFlags, Prot};
 
 #[allow(dead_code)]
 mod common;
-use common::rng::Rng;
 use common::{map, PAGE};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
 
 const FILES: usize = 2;
 const PAGES: u64 = 48;
@@ -101,7 +102,7 @@ fn transient(e: &Error) -> bool {
 
 /// The owner of file `f`: writes, reads back, msyncs and truncates.
 fn owner(f: usize, file: &File, machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) -> Vec<u8> {
-    let mut rng = Rng(0x9e37_79b9 + f as u64);
+    let mut rng = StdRng::seed_from_u64(0x9e37_79b9 + f as u64);
     let space = AddressSpace::new(machine.clone());
     let va = map(&space, &file.map, PAGES, Prot::RW, MapFlags::SHARED);
     let cpu = machine.cpu(f);
@@ -112,15 +113,15 @@ fn owner(f: usize, file: &File, machine: &Arc<Machine>, stop: &AtomicBool, c: &C
         .contains("truncate");
     while !stop.load(Ordering::Relaxed) {
         c.ops.fetch_add(1, Ordering::Relaxed);
-        let p = rng.below(PAGES);
-        let off = rng.below(PAGE - 64) as usize;
-        let len = 1 + rng.below(63) as usize;
+        let p = rng.random_range(0..PAGES);
+        let off = rng.random_range(0..PAGE - 64) as usize;
+        let len = 1 + rng.random_range(0..63) as usize;
         seq = seq.wrapping_add(1);
         let data: Vec<u8> = (0..len)
             .map(|i| (seq as usize * 31 + i + f) as u8)
             .collect();
         let at = (p * PAGE) as usize + off;
-        let what = match rng.below(100) {
+        let what = match rng.random_range(0..100) {
             94.. if !truncates => 0,
             w => w,
         };
@@ -168,7 +169,7 @@ fn owner(f: usize, file: &File, machine: &Arc<Machine>, stop: &AtomicBool, c: &C
                 c.written.fetch_add(r.written, Ordering::Relaxed);
             }
             _ => {
-                let end = KEEP + rng.below(PAGES - KEEP);
+                let end = KEEP + rng.random_range(0..PAGES - KEEP);
                 let r = file.map.truncate(end);
                 assert!(r.errors.is_empty(), "{:?}", r.errors);
                 c.truncates.fetch_add(1, Ordering::Relaxed);
@@ -209,17 +210,17 @@ fn map_each(
 
 /// Private copy-on-write writes below `KEEP`, checked against their own model.
 fn private(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) {
-    let mut rng = Rng(0x1234_5678);
+    let mut rng = StdRng::seed_from_u64(0x1234_5678);
     let (space, vas) = map_each(files, machine, KEEP, Prot::RW, MapFlags::PRIVATE);
     let cpu = machine.cpu(FILES);
     let mut mine: HashMap<(usize, u64), Vec<u8>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         c.ops.fetch_add(1, Ordering::Relaxed);
-        let f = rng.below(FILES as u64) as usize;
-        let p = rng.below(KEEP);
+        let f = rng.random_range(0..FILES as u64) as usize;
+        let p = rng.random_range(0..KEEP);
         let addr = vas[f] + p * PAGE;
-        if rng.below(2) == 0 {
-            let v = rng.next() as u8;
+        if rng.random_range(0..2) == 0 {
+            let v = rng.next_u64() as u8;
             retry(|| cpu.write(&space, addr + 100, &[v]), transient_fault).unwrap();
             let mut page = vec![0u8; PAGE_SIZE];
             retry(|| cpu.read(&space, addr, &mut page), transient_fault).unwrap();
@@ -235,15 +236,15 @@ fn private(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts
 
 /// Reads through shared read-only mappings and holds pages through lookups.
 fn reader(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts) {
-    let mut rng = Rng(0xabcd_ef01);
+    let mut rng = StdRng::seed_from_u64(0xabcd_ef01);
     let (space, vas) = map_each(files, machine, PAGES, Prot::READ, MapFlags::SHARED);
     let cpu = machine.cpu(FILES + 1);
     let mut held = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         c.ops.fetch_add(1, Ordering::Relaxed);
-        let f = rng.below(FILES as u64) as usize;
-        let p = rng.below(PAGES);
-        match rng.below(3) {
+        let f = rng.random_range(0..FILES as u64) as usize;
+        let p = rng.random_range(0..PAGES);
+        match rng.random_range(0..3) {
             0 => {
                 let mut b = [0u8; 8];
                 match retry(
@@ -261,7 +262,7 @@ fn reader(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts)
             }
             _ => {
                 if !held.is_empty() {
-                    held.swap_remove(rng.below(held.len() as u64) as usize);
+                    held.swap_remove(rng.random_range(0..held.len() as u64) as usize);
                 }
             }
         }
@@ -273,17 +274,21 @@ fn reader(files: &[File], machine: &Arc<Machine>, stop: &AtomicBool, c: &Counts)
 
 /// Removes, frees, invalidates at random.
 fn remover(files: &[File], stop: &AtomicBool, c: &Counts) {
-    let mut rng = Rng(0x5151_5151);
+    let mut rng = StdRng::seed_from_u64(0x5151_5151);
     let only: u64 = std::env::var("SOAK_REMOVER_OP")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(99);
     while !stop.load(Ordering::Relaxed) {
         c.ops.fetch_add(1, Ordering::Relaxed);
-        let file = &files[rng.below(FILES as u64) as usize].map;
-        let a = rng.below(PAGES);
-        let b = a + rng.below(PAGES - a);
-        let op = if only < 10 { only } else { rng.below(10) };
+        let file = &files[rng.random_range(0..FILES as u64) as usize].map;
+        let a = rng.random_range(0..PAGES);
+        let b = a + rng.random_range(0..PAGES - a);
+        let op = if only < 10 {
+            only
+        } else {
+            rng.random_range(0..10)
+        };
         let r = match op {
             0..=5 => file.remove(a..=b),
             6 => file.remove_with(a..=b, Batching::PerPage),
@@ -306,21 +311,21 @@ fn remover(files: &[File], stop: &AtomicBool, c: &Counts) {
         c.removed.fetch_add(r.removed, Ordering::Relaxed);
         c.raced.fetch_add(r.raced, Ordering::Relaxed);
         c.shootdowns.fetch_add(r.shootdowns, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_micros(rng.below(200)));
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..200)));
     }
 }
 
 /// Writes back ranges at random.
 fn writer_back(files: &[File], stop: &AtomicBool, c: &Counts) {
-    let mut rng = Rng(0x7777);
+    let mut rng = StdRng::seed_from_u64(0x7777);
     while !stop.load(Ordering::Relaxed) {
         c.ops.fetch_add(1, Ordering::Relaxed);
-        let file = &files[rng.below(FILES as u64) as usize].map;
-        let a = rng.below(PAGES);
-        let r = file.writeback(a..a + 1 + rng.below(8));
+        let file = &files[rng.random_range(0..FILES as u64) as usize].map;
+        let a = rng.random_range(0..PAGES);
+        let r = file.writeback(a..a + 1 + rng.random_range(0..8));
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         c.written.fetch_add(r.written, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_micros(rng.below(300)));
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..300)));
     }
 }
 

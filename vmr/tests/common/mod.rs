@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use pagemap::{BackingStore, FramePool, MemStore, PageMap, PAGE_SIZE};
 use vmr::{AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot};
 
-pub mod rng;
-
 /// A page, as an address-space length.
 pub const PAGE: u64 = PAGE_SIZE as u64;
 
