@@ -6,8 +6,9 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use crate::frame::{flags, FrameId};
+use crate::mapper::Mapper;
 use crate::radix::Mark;
-use crate::rmap::{Mapper, MappingId};
+use crate::rmap::MappingId;
 
 use super::{inclusive, PageMap};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::frame::{flags, FrameId};
 use crate::map::{PageMap, Wrote};
-use crate::rmap::{Mapper, Victims};
+use crate::mapper::{Mapper, Victims};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused};
 use crate::sync::{epoch, MutexGuard};
