@@ -15,7 +15,6 @@ pub mod removal;
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,11 +57,11 @@ pub fn meta(index: u64) -> Arc<PageMeta> {
 pub struct ZeroStore;
 
 impl BackingStore for ZeroStore {
-    fn read_page(&self, _index: u64, buf: &mut PageBuf) -> io::Result<()> {
+    fn read_page(&self, _index: u64, buf: &mut PageBuf) -> Result<(), pagemap::StoreError> {
         buf.fill(0);
         Ok(())
     }
-    fn write_page(&self, _index: u64, _buf: &PageBuf) -> io::Result<()> {
+    fn write_page(&self, _index: u64, _buf: &PageBuf) -> Result<(), pagemap::StoreError> {
         Ok(())
     }
 }

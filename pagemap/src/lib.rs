@@ -165,7 +165,7 @@ mod slot;
 mod store;
 pub mod sync;
 
-pub use error::Error;
+pub use error::{Error, StoreError};
 #[cfg(not(pagemap_loom))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, PrivateFrame};

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::error::StoreError;
 use crate::PAGE_SIZE;
 
 /// One page of bytes.
@@ -17,16 +18,16 @@ pub type PageBuf = [u8; PAGE_SIZE];
 /// never holds its locks across these calls.
 pub trait BackingStore: Send + Sync {
     /// Fills `buf` with page `index`. Bytes past the end of the store read as zero.
-    fn read_page(&self, index: u64, buf: &mut PageBuf) -> io::Result<()>;
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError>;
 
     /// Writes page `index`. On error the store may hold part of it; the page
     /// map keeps the page dirty and retries later.
-    fn write_page(&self, index: u64, buf: &PageBuf) -> io::Result<()>;
+    fn write_page(&self, index: u64, buf: &PageBuf) -> Result<(), StoreError>;
 
     /// Writes the contiguous pages `start, start + 1, ...` (an extent). The
     /// default writes them one by one; stores override it to batch I/O.
     /// On error, `Err((n, e))` says that the first `n` pages were written.
-    fn write_extent(&self, start: u64, pages: &[&PageBuf]) -> Result<(), (usize, io::Error)> {
+    fn write_extent(&self, start: u64, pages: &[&PageBuf]) -> Result<(), (usize, StoreError)> {
         for (i, p) in pages.iter().enumerate() {
             self.write_page(start + i as u64, p).map_err(|e| (i, e))?;
         }
@@ -35,19 +36,17 @@ pub trait BackingStore: Send + Sync {
 
     /// Drops every page from `end` on (a truncate). The default does nothing,
     /// for stores that cannot shrink.
-    fn truncate(&self, end: u64) -> io::Result<()> {
+    fn truncate(&self, end: u64) -> Result<(), StoreError> {
         let _ = end;
         Ok(())
     }
 }
 
-fn byte_offset(index: u64) -> io::Result<u64> {
-    index.checked_mul(PAGE_SIZE as u64).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("page {index} is beyond 2^64 bytes"),
-        )
-    })
+fn byte_offset(index: u64) -> Result<u64, StoreError> {
+    index.checked_mul(PAGE_SIZE as u64).ok_or(StoreError::new(
+        StoreError::EINVAL,
+        "page beyond 2^64 bytes",
+    ))
 }
 
 /// An in-memory store, with injectable errors for tests and fuzzers.
@@ -120,12 +119,10 @@ impl MemStore {
 }
 
 impl BackingStore for MemStore {
-    fn read_page(&self, index: u64, buf: &mut PageBuf) -> io::Result<()> {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if g.bad_reads.contains(&index) {
-            return Err(io::Error::other(format!(
-                "injected read error at page {index}"
-            )));
+            return Err(StoreError::new(StoreError::EIO, "injected read error"));
         }
         g.reads += 1;
         match g.pages.get(&index) {
@@ -135,17 +132,15 @@ impl BackingStore for MemStore {
         Ok(())
     }
 
-    fn truncate(&self, end: u64) -> io::Result<()> {
+    fn truncate(&self, end: u64) -> Result<(), StoreError> {
         self.inner.lock().pages.retain(|&i, _| i < end);
         Ok(())
     }
 
-    fn write_page(&self, index: u64, buf: &PageBuf) -> io::Result<()> {
+    fn write_page(&self, index: u64, buf: &PageBuf) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if g.bad_writes.contains(&index) {
-            return Err(io::Error::other(format!(
-                "injected write error at page {index}"
-            )));
+            return Err(StoreError::new(StoreError::EIO, "injected write error"));
         }
         g.writes += 1;
         g.pages.insert(index, Box::new(*buf));
@@ -239,7 +234,7 @@ impl FileStore {
 }
 
 impl BackingStore for FileStore {
-    fn read_page(&self, index: u64, buf: &mut PageBuf) -> io::Result<()> {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         let off = byte_offset(index)?;
         let mut done = 0;
         while done < PAGE_SIZE {
@@ -247,18 +242,18 @@ impl BackingStore for FileStore {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         buf[done..].fill(0);
         Ok(())
     }
 
-    fn write_page(&self, index: u64, buf: &PageBuf) -> io::Result<()> {
-        self.write_at(byte_offset(index)?, buf)
+    fn write_page(&self, index: u64, buf: &PageBuf) -> Result<(), StoreError> {
+        Ok(self.write_at(byte_offset(index)?, buf)?)
     }
 
-    fn truncate(&self, end: u64) -> io::Result<()> {
+    fn truncate(&self, end: u64) -> Result<(), StoreError> {
         // An end beyond 2^64 bytes drops nothing.
         let Ok(bytes) = byte_offset(end) else {
             return Ok(());
@@ -269,14 +264,14 @@ impl BackingStore for FileStore {
         Ok(())
     }
 
-    fn write_extent(&self, start: u64, pages: &[&PageBuf]) -> Result<(), (usize, io::Error)> {
+    fn write_extent(&self, start: u64, pages: &[&PageBuf]) -> Result<(), (usize, StoreError)> {
         let off = byte_offset(start).map_err(|e| (0, e))?;
         let mut joined = Vec::with_capacity(pages.len() * PAGE_SIZE);
         for p in pages {
             joined.extend_from_slice(&p[..]);
         }
         // One pwrite for the extent; on error, report none as written.
-        self.write_at(off, &joined).map_err(|e| (0, e))
+        self.write_at(off, &joined).map_err(|e| (0, e.into()))
     }
 }
 
@@ -320,7 +315,7 @@ mod tests {
         let s = FileStore::open(&path).unwrap();
         let mut b = [0u8; PAGE_SIZE];
         let e = s.read_page(u64::MAX, &mut b).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(e.code(), StoreError::EINVAL);
         assert!(s.write_page(u64::MAX, &b).is_err());
         std::fs::remove_file(&path).unwrap();
     }

@@ -26,7 +26,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
-use crate::error::{code_to_kind, kind_to_code, Error};
+use crate::error::{Error, StoreError};
 use crate::sync::{data, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::PAGE_SIZE;
 
@@ -80,7 +80,7 @@ pub mod flags {
     pub const PAGEMAP: u32 = 1 << 3;
     /// A write-back of this page is in progress.
     pub const WRITEBACK: u32 = 1 << 4;
-    /// The last read failed (the error kind is in the high byte).
+    /// The last read failed (its errno is in the high byte).
     pub const ERROR: u32 = 1 << 5;
     /// Demand paging: the frame is being paged in or out (reserved: nothing
     /// sets it yet).
@@ -96,10 +96,10 @@ pub mod flags {
     pub const FREE: u32 = 1 << 10;
     /// Someone sleeps on LOCKED (internal: lets unlock skip the wake-up).
     pub(crate) const WAITERS: u32 = 1 << 15;
-    /// Shift of the 8-bit I/O error kind code.
-    pub(crate) const ERRKIND_SHIFT: u32 = 24;
-    /// Mask of the error kind code.
-    pub(crate) const ERRKIND_MASK: u32 = 0xff << ERRKIND_SHIFT;
+    /// Shift of the 8-bit errno of a failed read.
+    pub(crate) const ERRNO_SHIFT: u32 = 24;
+    /// Mask of the errno of a failed read.
+    pub(crate) const ERRNO_MASK: u32 = 0xff << ERRNO_SHIFT;
 }
 
 /// One frame's metadata: 16 bytes.
@@ -399,13 +399,16 @@ impl FramePool {
         self.frame(id).flags.fetch_and(!bits, Ordering::AcqRel)
     }
 
-    /// Records a read error kind with ERROR, in one step.
-    pub(crate) fn set_error(&self, id: FrameId, kind: std::io::ErrorKind) {
-        let code = kind_to_code(kind) << flags::ERRKIND_SHIFT;
+    /// Records a failed read's errno with ERROR, in one step.
+    pub(crate) fn set_error(&self, id: FrameId, e: StoreError) {
+        // `StoreError` keeps codes in 1..=255: they fit the 8 bits.
+        let code = (e.code() as u32) << flags::ERRNO_SHIFT;
         let f = self.frame(id);
         let mut old = f.flags.load(Ordering::Relaxed);
         loop {
-            let new = (old & !flags::ERRKIND_MASK) | flags::ERROR | code;
+            let new = (old & !flags::ERRNO_MASK) | flags::ERROR | code;
+            // AcqRel, as `set_flags`: the loader's waiters read it after
+            // the unlock (Release) that follows.
             match f
                 .flags
                 .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Relaxed)
@@ -416,9 +419,11 @@ impl FramePool {
         }
     }
 
-    /// The error kind recorded with ERROR.
-    pub(crate) fn error_kind(&self, id: FrameId) -> std::io::ErrorKind {
-        code_to_kind((self.flags(id) & flags::ERRKIND_MASK) >> flags::ERRKIND_SHIFT)
+    /// The error recorded with ERROR (its errno; the note says it came
+    /// from another loader's read).
+    pub(crate) fn read_error(&self, id: FrameId) -> StoreError {
+        let code = (self.flags(id) & flags::ERRNO_MASK) >> flags::ERRNO_SHIFT;
+        StoreError::new(code as i32, "read failed in another loader")
     }
 }
 
@@ -585,11 +590,11 @@ mod tests {
     }
 
     #[test]
-    fn error_kind_is_kept() {
+    fn read_errno_is_kept() {
         let pool = FramePool::new(1).unwrap();
         let id = pool.alloc().unwrap();
-        pool.set_error(id, std::io::ErrorKind::PermissionDenied);
+        pool.set_error(id, StoreError::new(StoreError::EACCES, "denied"));
         assert_ne!(pool.flags(id) & flags::ERROR, 0);
-        assert_eq!(pool.error_kind(id), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(pool.read_error(id).code(), StoreError::EACCES);
     }
 }

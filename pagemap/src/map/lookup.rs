@@ -162,12 +162,12 @@ impl PageMap {
         let frame = page.frame;
         // A new read: an earlier read's error is no longer this page's news.
         self.pool
-            .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
+            .clear_flags(frame, flags::ERROR | flags::ERRNO_MASK);
         match self.store.read_page(page.index, &mut buf) {
             Ok(()) => {
                 self.pool.write_page(frame, &buf);
                 self.pool
-                    .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
+                    .clear_flags(frame, flags::ERROR | flags::ERRNO_MASK);
                 self.pool.set_flags(frame, flags::UPTODATE);
                 // Release: contents before the word that says "up to date".
                 page.slot.set_loaded();
@@ -175,7 +175,7 @@ impl PageMap {
                 Ok(page)
             }
             Err(source) => {
-                self.pool.set_error(frame, source.kind());
+                self.pool.set_error(frame, source);
                 self.pool.unlock(frame);
                 let index = page.index;
                 drop(page);
@@ -204,13 +204,10 @@ impl PageMap {
                 let f = self.pool.flags(page.frame);
                 if !stale && f & flags::ERROR != 0 {
                     // The read we waited for failed: report it, do not retry.
-                    let kind = self.pool.error_kind(page.frame);
+                    let source = self.pool.read_error(page.frame);
                     self.pool.unlock(page.frame);
                     let index = page.index;
-                    return Err(Error::Read {
-                        index,
-                        source: std::io::Error::new(kind, "read failed in another loader"),
-                    });
+                    return Err(Error::Read { index, source });
                 }
                 return self.fill(page);
             }
