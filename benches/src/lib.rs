@@ -61,7 +61,11 @@ impl BackingStore for ZeroStore {
         buf.fill(0);
         Ok(())
     }
-    fn write_page(&self, _index: u64, _buf: &PageBuf) -> Result<(), pagemap::StoreError> {
+    fn write_page(
+        &self,
+        _index: u64,
+        _src: pagemap::PageSrc<'_>,
+    ) -> Result<(), pagemap::StoreError> {
         Ok(())
     }
 }

@@ -476,7 +476,7 @@ impl pagemap::BackingStore for GatedStore {
         self.inner.read_page(index, buf)
     }
 
-    fn write_page(&self, index: u64, buf: &pagemap::PageBuf) -> Result<(), pagemap::StoreError> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), pagemap::StoreError> {
         self.gate(WRITE_ARMED);
         self.inner.write_page(index, buf)
     }

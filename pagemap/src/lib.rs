@@ -150,6 +150,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
 mod error;
 mod fault;
 #[cfg(not(pagemap_loom))]
@@ -168,7 +170,7 @@ pub mod sync;
 pub use error::{Error, StoreError};
 #[cfg(not(pagemap_loom))]
 pub use flusher::{Flusher, FlusherReport};
-pub use frame::{flags, FrameId, FramePool, PrivateFrame};
+pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use mapper::{Mapper, Victims};
 pub use radix::Mark;
@@ -176,7 +178,7 @@ pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, Remov
 pub use rmap::MappingId;
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
 pub use slot::{MAX_HELD, MAX_REFS};
-pub use store::{BackingStore, FileStore, MemStore, PageBuf};
+pub use store::{BackingStore, FileStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;

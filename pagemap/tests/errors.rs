@@ -56,7 +56,7 @@ impl BackingStore for GatedStore {
         buf.fill(0xab);
         Ok(())
     }
-    fn write_page(&self, _index: u64, _buf: &PageBuf) -> Result<(), StoreError> {
+    fn write_page(&self, _index: u64, _src: pagemap::PageSrc<'_>) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -291,7 +291,7 @@ impl BackingStore for NoShrink {
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         self.0.read_page(index, buf)
     }
-    fn write_page(&self, index: u64, buf: &PageBuf) -> Result<(), StoreError> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), StoreError> {
         self.0.write_page(index, buf)
     }
     fn truncate(&self, _: u64) -> Result<(), StoreError> {

@@ -428,7 +428,7 @@ impl BackingStore for GatedStore {
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), pagemap::StoreError> {
         self.inner.read_page(index, buf)
     }
-    fn write_page(&self, index: u64, buf: &PageBuf) -> Result<(), pagemap::StoreError> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), pagemap::StoreError> {
         if index == self.gated {
             let mut open = self.open.lock().unwrap();
             self.waiting.store(true, Ordering::SeqCst);

@@ -45,7 +45,7 @@ impl BackingStore for FailOnce {
         self.inner.read_page(index, buf)
     }
 
-    fn write_page(&self, index: u64, buf: &PageBuf) -> Result<(), pagemap::StoreError> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), pagemap::StoreError> {
         self.inner.write_page(index, buf)
     }
 }
