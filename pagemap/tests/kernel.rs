@@ -1,0 +1,495 @@
+//! `pagemap` used the way a kernel uses it, with no `vmr`: frames from a
+//! region of "physical memory" the kernel owns (an anonymous mmap with a
+//! made-up physical base; a heap region under miri), page tables of its own
+//! whose entries hold physical frame numbers (x86-64's layout), CPUs with
+//! TLBs that set accessed and dirty bits, a [`Mapper`](pagemap::Mapper)
+//! and [`FlushTarget`](pagemap::FlushTarget) over those tables, and a fault
+//! handler over [`PageMap::map_page`]. Each scenario checks the data
+//! through the raw frame memory (the direct map) and the store.
+//!
+//! Mutants of the mapper (a reap that drops dirty bits, a revoke or a clean
+//! without a shootdown) must make a scenario fail: the harness can fail.
+//!
+//! Modules: `phys` (the region and its addresses), `mmu` (entries, page
+//! tables, CPUs), `vma` (mappings, the Mapper, faults, munmap), `dev` (a
+//! completion-based store served by a device thread).
+
+mod kernel {
+    pub mod dev;
+    pub mod mmu;
+    pub mod phys;
+    pub mod vma;
+}
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use kernel::dev::Device;
+use kernel::mmu::{self, pte, Hw};
+use kernel::vma::{shootdowns, Fault, Mutant, Space};
+use pagemap::{FrameId, MemStore, PageMap, PAGE_SIZE};
+
+/// Frames of "physical memory" (small under miri).
+const FRAMES: usize = if cfg!(miri) { 16 } else { 64 };
+/// First virtual page of every address space here.
+const VBASE: u64 = 0x100;
+/// Virtual pages per address space.
+const VPAGES: usize = 64;
+
+/// The machine: owns the hardware, and checks at the end that the pool
+/// is gone before the memory behind it, with every frame back in the
+/// region's free list.
+struct Machine {
+    hw: Option<Arc<Hw>>,
+}
+
+impl Machine {
+    fn new(cpus: usize) -> Self {
+        Self {
+            hw: Some(Arc::new(Hw::new(FRAMES, cpus))),
+        }
+    }
+
+    fn hw(&self) -> &Arc<Hw> {
+        self.hw.as_ref().unwrap()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let hw = self.hw.take().unwrap();
+        match Arc::try_unwrap(hw) {
+            Ok(mut hw) => {
+                if Arc::strong_count(&hw.pool) != 1 {
+                    // Something still reaches frames: keep the memory.
+                    hw.mem.leak();
+                    assert!(std::thread::panicking(), "the frame pool outlives its memory");
+                } else if !std::thread::panicking() {
+                    assert_eq!(
+                        hw.pool.free_frames(),
+                        FRAMES,
+                        "every frame back in the region's free list"
+                    );
+                }
+                // Fields drop in order: the pool, then the memory (munmap).
+            }
+            Err(hw) => {
+                std::mem::forget(hw);
+                assert!(std::thread::panicking(), "the machine outlives its users");
+            }
+        }
+    }
+}
+
+/// The virtual address of byte `off` of virtual page `vpn`.
+fn va(vpn: u64, off: usize) -> u64 {
+    vpn * PAGE_SIZE as u64 + off as u64
+}
+
+/// The bytes the store holds for page `index` before any write.
+fn pattern(index: u64) -> [u8; PAGE_SIZE] {
+    let mut p = [0u8; PAGE_SIZE];
+    for (i, b) in p.iter_mut().enumerate() {
+        *b = (index as u8).wrapping_mul(31) ^ (i as u8);
+    }
+    p
+}
+
+fn store_with(pages: u64) -> Arc<MemStore> {
+    let store = Arc::new(MemStore::new());
+    for i in 0..pages {
+        store.set_page(i, &pattern(i));
+    }
+    store
+}
+
+/// The frame caching page `index` now.
+fn frame_of(file: &PageMap, index: u64) -> FrameId {
+    file.find(index).unwrap().expect("cached").frame()
+}
+
+/// A frame's bytes as the raw memory holds them (through the direct map,
+/// from its physical address, not through the pool).
+fn raw(hw: &Hw, frame: FrameId) -> Vec<u8> {
+    mmu::frame_bytes(hw.mem.ptr_of_phys(hw.pool.phys_addr(frame)))
+}
+
+#[test]
+fn physical_memory_is_the_region() {
+    let m = Machine::new(1);
+    let hw = m.hw();
+    // (`pool_over` checked every frame's address and physical address.)
+    let f = hw.pool.alloc_private().unwrap();
+    let p = hw.pool.frame_ptr(f.id());
+    assert!(hw.mem.contains(p));
+    assert_eq!(hw.frame_of_phys(hw.pool.phys_addr(f.id())), f.id());
+    // The pool's view and the raw memory are one.
+    mmu::copy_in(p, 4088, b"rawbytes");
+    let mut b = [0u8; 8];
+    hw.pool.read(f.id(), 4088, &mut b).unwrap();
+    assert_eq!(&b, b"rawbytes");
+    f.write_page(&pattern(9));
+    assert_eq!(raw(hw, f.id()), pattern(9));
+    assert_eq!(hw.pool.free_frames(), FRAMES - 1);
+    drop(f);
+    assert_eq!(hw.pool.free_frames(), FRAMES);
+
+    // A load reads straight into a frame of the region.
+    let store = store_with(2);
+    let file = PageMap::new(hw.pool.clone(), store.clone());
+    let page = file.load(1).unwrap();
+    assert!(hw.mem.contains(hw.pool.frame_ptr(page.frame())));
+    assert_eq!(raw(hw, page.frame()), pattern(1));
+    drop(page);
+}
+
+#[test]
+fn fault_then_access() {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let store = store_with(4);
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(&file, VBASE, 0, 4, Mutant::None);
+
+    // A read fault: not cached (WouldBlock), loaded, retried; read-only.
+    let mut b = [0u8; 16];
+    space.read(0, va(VBASE + 1, 100), &mut b).unwrap();
+    assert_eq!(b[..], pattern(1)[100..116]);
+    let e = space.pt.get(VBASE + 1);
+    let frame = frame_of(&file, 1);
+    assert_eq!(pte::phys(e), hw.pool.phys_addr(frame), "the entry holds the physical address");
+    assert_eq!(e & (pte::P | pte::A | pte::W | pte::D), pte::P | pte::A);
+    assert_eq!(raw(hw, frame), pattern(1));
+
+    // A write through it: a write-protect fault makes it writable, and the
+    // CPU sets the dirty bit. The bytes are in the frame's raw memory; the
+    // page map does not know yet (only the entry does).
+    space.write(1, va(VBASE + 1, 8), b"kernel!!").unwrap();
+    let e = space.pt.get(VBASE + 1);
+    assert_eq!(e & (pte::W | pte::D), pte::W | pte::D);
+    assert_eq!(&raw(hw, frame)[8..16], b"kernel!!");
+    assert!(!file.find(1).unwrap().unwrap().is_dirty());
+    // The other CPU's cached read-only translation reaches the same memory.
+    space.read(0, va(VBASE + 1, 8), &mut b[..8]).unwrap();
+    assert_eq!(&b[..8], b"kernel!!");
+
+    // A write fault on an empty entry.
+    space.write(0, va(VBASE + 2, 0), b"x").unwrap();
+    assert_eq!(space.pt.get(VBASE + 2) & (pte::P | pte::W | pte::D), pte::P | pte::W | pte::D);
+
+    // No mapping there.
+    assert!(matches!(space.read(0, va(VBASE + 10, 0), &mut b), Err(Fault::Segv(_))));
+
+    // The store sees the write only once munmap hands the dirty bit over
+    // and the page is written back.
+    assert_eq!(store.page(1).unwrap()[..], pattern(1)[..]);
+    space.munmap(VBASE);
+    assert_eq!(space.nr_regions(), 0);
+    assert_eq!(space.pt.get(VBASE + 1), 0);
+    assert_eq!(file.dirty_indices(..), vec![1, 2]);
+    assert_eq!(file.sync().written, 2);
+    assert_eq!(&store.page(1).unwrap()[8..16], b"kernel!!");
+    assert_eq!(store.page(2).unwrap()[0], b'x');
+}
+
+/// Two spaces write to a shared file; a writeback harvests the dirty bits
+/// with one shootdown per space; writes after it fault and are written by
+/// the next one.
+fn writeback_scenario(mutant: Mutant) {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let store = store_with(4);
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    let a = Space::new(hw, VBASE, VPAGES);
+    let b = Space::new(hw, VBASE, VPAGES);
+    a.mmap(&file, VBASE, 0, 4, mutant);
+    b.mmap(&file, VBASE + 16, 0, 4, mutant);
+    a.write(0, va(VBASE, 0), b"a0").unwrap();
+    b.write(1, va(VBASE + 17, 0), b"b1").unwrap();
+    b.write(0, va(VBASE + 18, 0), b"b2").unwrap();
+    let mut x = [0u8; 4];
+    a.read(1, va(VBASE + 3, 0), &mut x).unwrap();
+    let (sa, sb) = (shootdowns(&a), shootdowns(&b));
+
+    let r = file.writeback(..);
+    assert!(r.errors.is_empty());
+    assert_eq!((r.harvested, r.written), (3, 3), "{r:?}");
+    assert_eq!(&store.page(0).unwrap()[..2], b"a0");
+    assert_eq!(&store.page(1).unwrap()[..2], b"b1");
+    assert_eq!(&store.page(2).unwrap()[..2], b"b2");
+    for (s, vpn) in [(&a, VBASE), (&b, VBASE + 17), (&b, VBASE + 18)] {
+        assert_eq!(s.pt.get(vpn) & (pte::W | pte::D), 0, "write-protected and clean");
+    }
+    assert!(file.dirty_indices(..).is_empty());
+
+    // The CPU writes again: its translation was shot down, so it faults,
+    // the entry becomes writable and dirty, and the next writeback has it.
+    a.write(0, va(VBASE, 0), b"A0").unwrap();
+    let r2 = file.writeback(..);
+    let stored = store.page(0).unwrap();
+    assert!(
+        &stored[..2] == b"A0",
+        "lost write: the store has {:?} after a writeback, the frame {:?}",
+        &stored[..2],
+        &raw(hw, frame_of(&file, 0))[..2]
+    );
+    assert_eq!((r2.harvested, r2.written, r2.shootdowns), (1, 1, 1), "{r2:?}");
+    assert_eq!(r.shootdowns, 2, "one shootdown per address space");
+    assert_eq!((shootdowns(&a), shootdowns(&b)), (sa + 2, sb + 1));
+    assert!(!a.pt.cached(VBASE) && !b.pt.cached(VBASE + 17));
+}
+
+#[test]
+fn writeback_harvests_dirty_bits() {
+    writeback_scenario(Mutant::None);
+}
+
+#[test]
+#[should_panic(expected = "lost write")]
+fn mutant_clean_without_shootdown_is_caught() {
+    writeback_scenario(Mutant::CleanNoShootdown);
+}
+
+/// Removal of mapped pages: entries cleared, dirty data written first,
+/// frames back in the region; a later access refaults.
+fn removal_scenario(mutant: Mutant) {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let store = store_with(4);
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(&file, VBASE, 0, 4, mutant);
+    space.write(0, va(VBASE + 1, 0), b"dirty").unwrap();
+    let mut x = [0u8; 4];
+    space.read(1, va(VBASE + 2, 0), &mut x).unwrap();
+    space.read(0, va(VBASE + 3, 0), &mut x).unwrap();
+    let old = frame_of(&file, 1);
+    assert_eq!(hw.pool.free_frames(), FRAMES - 3);
+
+    let r = file.remove(..);
+    assert!(r.errors.is_empty());
+    let stored = store.page(1).unwrap();
+    assert!(
+        &stored[..5] == b"dirty",
+        "lost write: removal freed the page without writing the CPU's bytes"
+    );
+    assert_eq!((r.removed, r.written), (3, 1), "{r:?}");
+    for vpn in VBASE..VBASE + 4 {
+        assert_eq!(space.pt.get(vpn), 0, "entry of vpn {vpn:#x} cleared");
+    }
+    assert_eq!(file.nr_pages(), 0);
+    assert_eq!(hw.pool.free_frames(), FRAMES, "frames back in the region's free list");
+    assert_ne!(hw.pool.flags(old) & pagemap::flags::FREE, 0);
+
+    // An access now refaults and reads the data back from the store (a
+    // translation the removal forgot to shoot down reaches a free frame).
+    space.write(0, va(VBASE + 1, 8), b"again").unwrap();
+    let mut b = [0u8; 13];
+    space.read(1, va(VBASE + 1, 0), &mut b).unwrap();
+    assert_eq!(&b[..5], b"dirty");
+    assert_eq!(&b[8..], b"again");
+    assert_eq!(&raw(hw, frame_of(&file, 1))[..5], b"dirty");
+    assert_eq!(r.shootdowns, 1, "one shootdown for the space");
+    assert!(!space.pt.cached(VBASE + 2) && !space.pt.cached(VBASE + 3));
+}
+
+#[test]
+fn removal_of_mapped_pages() {
+    removal_scenario(Mutant::None);
+}
+
+#[test]
+#[should_panic(expected = "lost write")]
+fn mutant_reap_dropping_dirty_bits_is_caught() {
+    removal_scenario(Mutant::ReapDropsDirty);
+}
+
+#[test]
+#[should_panic(expected = "stale translation")]
+fn mutant_revoke_without_shootdown_is_caught() {
+    removal_scenario(Mutant::RevokeNoShootdown);
+}
+
+#[test]
+fn truncate_cuts_mapped_pages() {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let store = store_with(8);
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(&file, VBASE, 0, 8, Mutant::None);
+    for i in 0..8 {
+        space.write((i % 2) as usize, va(VBASE + i, 0), b"data").unwrap();
+    }
+    // Someone holds page 6 (a read in progress): it is zeroed, not freed.
+    let held = file.find(6).unwrap().unwrap();
+
+    let r = file.truncate(4);
+    assert_eq!((r.removed, r.zeroed), (3, 1), "{r:?}");
+    for i in 4..8 {
+        assert_eq!(space.pt.get(VBASE + i), 0, "entry of cut page {i} cleared");
+        assert!(!space.pt.cached(VBASE + i), "translation of cut page {i} shot down");
+    }
+    for i in 0..4 {
+        assert_ne!(space.pt.get(VBASE + i) & pte::P, 0, "page {i} kept");
+    }
+    assert_eq!(file.cached_indices(..), vec![0, 1, 2, 3, 6]);
+    assert!(raw(hw, held.frame()).iter().all(|&b| b == 0), "the cut page is zeroed");
+    assert!(!held.is_dirty());
+    assert!(matches!(
+        space.read(0, va(VBASE + 5, 0), &mut [0u8; 1]),
+        Err(Fault::Sigbus(_))
+    ));
+    assert!(matches!(space.write(1, va(VBASE + 6, 0), b"z"), Err(Fault::Sigbus(_))));
+    assert!(store.page(5).is_none(), "the store was cut too");
+    let mut b = [0u8; 4];
+    space.read(1, va(VBASE + 2, 0), &mut b).unwrap();
+    assert_eq!(&b, b"data");
+    drop(held);
+    drop(space);
+    file.sync();
+    assert_eq!(&store.page(3).unwrap()[..4], b"data");
+    assert!(store.page(6).is_none(), "the cut page is not written back");
+}
+
+#[test]
+fn free_unused_after_munmap() {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let store = store_with(6);
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(&file, VBASE, 0, 6, Mutant::None);
+    let mut x = [0u8; 1];
+    for i in 0..6 {
+        if i < 3 {
+            space.write(0, va(VBASE + i, 1), b"w").unwrap();
+        } else {
+            space.read(1, va(VBASE + i, 1), &mut x).unwrap();
+        }
+    }
+    let r = file.free_unused();
+    assert_eq!((r.freed, r.mapped), (0, 6), "mapped pages stay: {r:?}");
+
+    space.munmap(VBASE);
+    assert_eq!(file.dirty_indices(..), vec![0, 1, 2], "munmap handed the dirty bits over");
+    for i in 0..6 {
+        assert_eq!(space.pt.get(VBASE + i), 0);
+        assert!(!space.pt.cached(VBASE + i));
+    }
+    let r = file.free_unused();
+    assert!(r.errors.is_empty());
+    assert_eq!((r.freed, r.written), (6, 3), "{r:?}");
+    assert_eq!(hw.pool.free_frames(), FRAMES);
+    for i in 0..3 {
+        assert_eq!(store.page(i).unwrap()[1], b'w');
+    }
+}
+
+/// How many writes a racing CPU makes.
+const RACE_WRITES: u64 = 20_000;
+const RACE_PAGES: u64 = 4;
+
+/// Page and word of racing write `i` (1-based); the value written is `i`.
+fn race_slot(i: u64) -> (u64, usize) {
+    (i % RACE_PAGES, ((i / RACE_PAGES) % 512) as usize)
+}
+
+/// The pages' contents after the racing writes (over zeroed pages).
+fn race_expected() -> Vec<[u8; PAGE_SIZE]> {
+    let mut pages = vec![[0u8; PAGE_SIZE]; RACE_PAGES as usize];
+    for i in 1..=RACE_WRITES {
+        let (p, w) = race_slot(i);
+        pages[p as usize][w * 8..w * 8 + 8].copy_from_slice(&i.to_le_bytes());
+    }
+    pages
+}
+
+/// A CPU writes while another thread keeps writing back (or removing) the
+/// file; at the end the store holds every last write: none lost.
+fn race(file: &Arc<PageMap>, hw: &Arc<Hw>, remove: bool, stored: &dyn Fn(u64) -> Vec<u8>) {
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(file, VBASE, 0, RACE_PAGES, Mutant::None);
+    let done = AtomicBool::new(false);
+    let rounds = std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            let mut rounds = 0u64;
+            // Relaxed: a stop flag; the join orders everything else.
+            while !done.load(Ordering::Relaxed) {
+                if remove {
+                    file.remove(..);
+                } else {
+                    assert!(file.writeback(..).errors.is_empty());
+                }
+                rounds += 1;
+            }
+            rounds
+        });
+        for i in 1..=RACE_WRITES {
+            let (p, w) = race_slot(i);
+            space.write(0, va(VBASE + p, w * 8), &i.to_le_bytes()).unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        other.join().unwrap()
+    });
+    assert!(rounds > 0);
+    // The frames hold every last write (read through the raw memory).
+    let expected = race_expected();
+    for p in 0..RACE_PAGES {
+        let mut got = vec![0u8; PAGE_SIZE];
+        space.read(1, va(VBASE + p, 0), &mut got).unwrap();
+        assert!(got[..] == expected[p as usize][..], "lost update in the frame of page {p}");
+    }
+    drop(space); // munmap: the last dirty bits
+    assert!(file.sync().errors.is_empty());
+    for p in 0..RACE_PAGES {
+        assert!(stored(p)[..] == expected[p as usize][..], "lost update in the store, page {p}");
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "threads: too slow under miri")]
+fn cpu_writes_race_writeback() {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let store = Arc::new(MemStore::new());
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    race(&file, hw, false, &|p| store.page(p).unwrap().to_vec());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "threads: too slow under miri")]
+fn cpu_writes_race_removal() {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let store = Arc::new(MemStore::new());
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    race(&file, hw, true, &|p| store.page(p).unwrap().to_vec());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "threads: too slow under miri")]
+fn completion_store_races() {
+    let m = Machine::new(2);
+    let hw = m.hw();
+    let dev = Arc::new(Device::new(hw));
+    for i in 0..2 {
+        dev.set_page(i, &pattern(i));
+    }
+    let file = Arc::new(PageMap::with_submit_store(hw.pool.clone(), dev.clone()));
+    // A fault's load completes on the device thread, into the frame.
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(&file, VBASE + 32, 0, 2, Mutant::None);
+    let mut b = [0u8; 8];
+    space.read(0, va(VBASE + 33, 16), &mut b).unwrap();
+    assert_eq!(b[..], pattern(1)[16..24]);
+    assert_eq!(raw(hw, frame_of(&file, 1)), pattern(1));
+    drop(space);
+    file.remove(..);
+    for i in 0..2 {
+        dev.set_page(i, &[0; PAGE_SIZE]);
+    }
+    race(&file, hw, false, &|p| dev.page(p).unwrap().to_vec());
+    race(&file, hw, true, &|p| dev.page(p).unwrap().to_vec());
+}
