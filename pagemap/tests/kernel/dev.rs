@@ -79,7 +79,10 @@ impl Device {
 
     fn send(&self, req: Req) {
         let q = self.queue.lock().unwrap();
-        q.as_ref().expect("device running").send(req).expect("device thread alive");
+        q.as_ref()
+            .expect("device running")
+            .send(req)
+            .expect("device thread alive");
     }
 }
 

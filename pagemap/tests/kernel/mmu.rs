@@ -72,9 +72,8 @@ impl Cpu {
     }
 
     fn invalidate(&self, space: u64, pages: Option<(u64, u64)>) {
-        self.tlb().retain(|e| {
-            e.space != space || pages.is_some_and(|(lo, hi)| e.vpn < lo || e.vpn > hi)
-        });
+        self.tlb()
+            .retain(|e| e.space != space || pages.is_some_and(|(lo, hi)| e.vpn < lo || e.vpn > hi));
     }
 }
 
@@ -118,7 +117,11 @@ impl Hw {
     pub fn frame_mem(&self, phys: u64) -> NonNull<u8> {
         let id = self.frame_of_phys(phys);
         let p = self.mem.ptr_of_phys(phys);
-        assert_eq!(p, self.pool.frame_ptr(id), "direct map disagrees with the pool");
+        assert_eq!(
+            p,
+            self.pool.frame_ptr(id),
+            "direct map disagrees with the pool"
+        );
         assert!(
             self.pool.flags(id) & flags::FREE == 0,
             "stale translation: a CPU reached free frame {id:?} (phys {phys:#x})"

@@ -154,8 +154,15 @@ pub fn pool_over(mem: &PhysMem) -> Arc<FramePool> {
 /// The frame whose memory has physical address `phys` (the inverse of
 /// `phys_addr`: the kernel's pfn -> frame id).
 pub fn frame_of_phys(mem: &PhysMem, phys: u64) -> FrameId {
-    assert_eq!(phys % PAGE_SIZE as u64, 0, "{phys:#x} is not a frame address");
+    assert_eq!(
+        phys % PAGE_SIZE as u64,
+        0,
+        "{phys:#x} is not a frame address"
+    );
     let off = phys - PHYS_BASE;
-    assert!(off < (mem.frames() * PAGE_SIZE) as u64, "{phys:#x} is not in the region");
+    assert!(
+        off < (mem.frames() * PAGE_SIZE) as u64,
+        "{phys:#x} is not in the region"
+    );
     FrameId::new((off / PAGE_SIZE as u64) as u32 + 1).unwrap()
 }

@@ -243,7 +243,9 @@ impl Space {
     pub fn mmap(&self, file: &Arc<PageMap>, start: u64, first: u64, len: u64, mutant: Mutant) {
         let mut regions = self.write_lock();
         assert!(
-            regions.iter().all(|r| start + len <= r.vma.start || r.vma.start + r.len <= start),
+            regions
+                .iter()
+                .all(|r| start + len <= r.vma.start || r.vma.start + r.len <= start),
             "overlapping mappings"
         );
         let vma = Arc::new(Vma {
@@ -313,7 +315,10 @@ impl Space {
                 .find(|r| (r.vma.start..r.vma.start + r.len).contains(&vpn))
                 .ok_or(Fault::Segv(vpn))?;
             let index = r.vma.index(vpn);
-            match r.file.map_page(index, |page| r.vma.install(vpn, page, write)) {
+            match r
+                .file
+                .map_page(index, |page| r.vma.install(vpn, page, write))
+            {
                 Ok(()) => return Ok(()),
                 Err(Error::WouldBlock { .. }) => {
                     // Not cached: read it with no lock held, then retry
@@ -352,13 +357,17 @@ impl Space {
     /// CPU `cpu` loads `buf.len()` bytes at virtual address `va` (one page).
     pub fn read(&self, cpu: usize, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
         let off = (va % PAGE_SIZE as u64) as usize;
-        self.access(cpu, va / PAGE_SIZE as u64, false, |m| mmu::copy_out(m, off, buf))
+        self.access(cpu, va / PAGE_SIZE as u64, false, |m| {
+            mmu::copy_out(m, off, buf)
+        })
     }
 
     /// CPU `cpu` stores `data` at virtual address `va` (one page).
     pub fn write(&self, cpu: usize, va: u64, data: &[u8]) -> Result<(), Fault> {
         let off = (va % PAGE_SIZE as u64) as usize;
-        self.access(cpu, va / PAGE_SIZE as u64, true, |m| mmu::copy_in(m, off, data))
+        self.access(cpu, va / PAGE_SIZE as u64, true, |m| {
+            mmu::copy_in(m, off, data)
+        })
     }
 
     // A mutant's detected loss panics in a test; its unwinding still
