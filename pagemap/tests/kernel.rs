@@ -437,99 +437,176 @@ fn free_unused_after_munmap() {
     }
 }
 
-/// How many writes a racing CPU makes.
-const RACE_WRITES: u64 = 20_000;
+/// How many writes each racing CPU makes.
+const RACE_WRITES: u64 = 10_000;
 const RACE_PAGES: u64 = 4;
 
-/// Page and word of racing write `i` (1-based); the value written is `i`.
-fn race_slot(i: u64) -> (u64, usize) {
-    (i % RACE_PAGES, ((i / RACE_PAGES) % 512) as usize)
+/// Page, word and value of write `i` (1-based) of writer `k` (0 or 1):
+/// the writers own alternate words.
+fn race_slot(k: u64, i: u64) -> (u64, usize, u64) {
+    let word = 2 * ((i / RACE_PAGES) % 256) + k;
+    (i % RACE_PAGES, word as usize, (i << 1) | k)
 }
 
 /// The pages' contents after the racing writes (over zeroed pages).
-fn race_expected() -> Vec<[u8; PAGE_SIZE]> {
+fn race_expected(writers: u64) -> Vec<[u8; PAGE_SIZE]> {
     let mut pages = vec![[0u8; PAGE_SIZE]; RACE_PAGES as usize];
-    for i in 1..=RACE_WRITES {
-        let (p, w) = race_slot(i);
-        pages[p as usize][w * 8..w * 8 + 8].copy_from_slice(&i.to_le_bytes());
+    for k in 0..writers {
+        for i in 1..=RACE_WRITES {
+            let (p, w, v) = race_slot(k, i);
+            pages[p as usize][w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
     }
     pages
 }
 
-/// A CPU writes while another thread keeps writing back (or removing) the
-/// file; at the end the store holds every last write: none lost.
-fn race(file: &Arc<PageMap>, hw: &Arc<Hw>, remove: bool, stored: &dyn Fn(u64) -> Vec<u8>) {
-    let space = Space::new(hw, VBASE, VPAGES);
-    space.mmap(file, VBASE, 0, RACE_PAGES, Mutant::None);
+/// What runs against the writing CPUs.
+#[derive(Clone, Copy, Debug)]
+struct Race {
+    /// Writing CPUs, each in an address space of its own (1 or 2).
+    writers: u64,
+    /// A thread writing the file back in a loop.
+    writeback: bool,
+    /// A thread removing every page in a loop (mapped ones are revoked,
+    /// reaped and refaulted).
+    remove: bool,
+    /// The writers munmap and mmap again every 64 writes.
+    remap: bool,
+}
+
+/// CPUs write while other threads keep writing back or removing the
+/// file; at the end the frames and then the store hold every last write:
+/// none lost. `stored(p)`: page `p` as the store holds it.
+fn race(file: &Arc<PageMap>, hw: &Arc<Hw>, race: Race, stored: &dyn Fn(u64) -> Vec<u8>) {
     let done = AtomicBool::new(false);
     let rounds = std::thread::scope(|s| {
-        let other = s.spawn(|| {
-            let mut rounds = 0u64;
-            // Relaxed: a stop flag; the join orders everything else.
-            while !done.load(Ordering::Relaxed) {
-                if remove {
-                    file.remove(..);
-                } else {
-                    assert!(file.writeback(..).errors.is_empty());
-                }
-                rounds += 1;
-            }
-            rounds
-        });
-        for i in 1..=RACE_WRITES {
-            let (p, w) = race_slot(i);
-            space
-                .write(0, va(VBASE + p, w * 8), &i.to_le_bytes())
-                .unwrap();
+        let background: Vec<_> = [(race.writeback, false), (race.remove, true)]
+            .into_iter()
+            .filter(|&(on, _)| on)
+            .map(|(_, remove)| {
+                let done = &done;
+                s.spawn(move || {
+                    let mut rounds = 0u64;
+                    // Relaxed: a stop flag; the join orders everything else.
+                    while !done.load(Ordering::Relaxed) {
+                        if remove {
+                            assert!(file.remove(..).errors.is_empty());
+                        } else {
+                            assert!(file.writeback(..).errors.is_empty());
+                        }
+                        rounds += 1;
+                    }
+                    rounds
+                })
+            })
+            .collect();
+        // Stops the loops even if a writer's check panics (the scope
+        // waits for every thread before it unwinds).
+        let _stop = SetOnDrop(&done);
+        let writers: Vec<_> = (0..race.writers)
+            .map(|k| {
+                s.spawn(move || {
+                    let space = Space::new(hw, VBASE, VPAGES);
+                    space.mmap(file, VBASE, 0, RACE_PAGES, Mutant::None);
+                    for i in 1..=RACE_WRITES {
+                        let (p, w, v) = race_slot(k, i);
+                        space
+                            .write(k as usize, va(VBASE + p, w * 8), &v.to_le_bytes())
+                            .unwrap();
+                        if race.remap && i % 64 == 0 {
+                            space.munmap(VBASE);
+                            space.mmap(file, VBASE, 0, RACE_PAGES, Mutant::None);
+                        }
+                    }
+                    // Exit: munmap hands the last dirty bits over.
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
         }
         done.store(true, Ordering::Relaxed);
-        other.join().unwrap()
+        background
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<u64>>()
     });
-    assert!(rounds > 0);
-    // The frames hold every last write (read through the raw memory).
-    let expected = race_expected();
+    assert!(rounds.iter().all(|&r| r > 0), "{rounds:?}");
+    let expected = race_expected(race.writers);
+    // The frames hold every last write (read by another CPU).
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(file, VBASE, 0, RACE_PAGES, Mutant::None);
     for p in 0..RACE_PAGES {
         let mut got = vec![0u8; PAGE_SIZE];
-        space.read(1, va(VBASE + p, 0), &mut got).unwrap();
+        space.read(2, va(VBASE + p, 0), &mut got).unwrap();
         assert!(
             got[..] == expected[p as usize][..],
-            "lost update in the frame of page {p}"
+            "{race:?}: lost update in page {p}"
         );
+        assert!(raw(hw, frame_of(file, p))[..] == expected[p as usize][..]);
     }
-    drop(space); // munmap: the last dirty bits
+    drop(space);
     assert!(file.sync().errors.is_empty());
     for p in 0..RACE_PAGES {
+        let got = stored(p);
         assert!(
-            stored(p)[..] == expected[p as usize][..],
-            "lost update in the store, page {p}"
+            got[..] == expected[p as usize][..],
+            "{race:?}: lost update in the store, page {p}"
         );
+    }
+}
+
+/// Sets its flag when dropped, unwinding included.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        // SeqCst: the stop flags' loads are SeqCst or Relaxed; either way
+        // only termination depends on it.
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Every combination worth running, over one file.
+fn races(file: &Arc<PageMap>, hw: &Arc<Hw>, stored: &dyn Fn(u64) -> Vec<u8>) {
+    for (writeback, remove, remap) in [
+        (true, false, false),
+        (false, true, false),
+        (true, true, false),
+        (true, true, true),
+    ] {
+        let r = Race {
+            writers: 2,
+            writeback,
+            remove,
+            remap,
+        };
+        race(file, hw, r, stored);
+        // The next round starts over zeroed pages.
+        assert!(file.remove(..).errors.is_empty());
+        assert_eq!(file.nr_pages(), 0);
+        for p in 0..RACE_PAGES {
+            file.load(p).unwrap().write(0, &[0; PAGE_SIZE]).unwrap();
+        }
+        assert!(file.sync().errors.is_empty());
+        file.remove(..);
     }
 }
 
 #[test]
 #[cfg_attr(miri, ignore = "threads: too slow under miri")]
-fn cpu_writes_race_writeback() {
-    let m = Machine::new(2);
+fn cpu_writes_race_writeback_and_removal() {
+    let m = Machine::new(3);
     let hw = m.hw();
     let store = Arc::new(MemStore::new());
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
-    race(&file, hw, false, &|p| store.page(p).unwrap().to_vec());
-}
-
-#[test]
-#[cfg_attr(miri, ignore = "threads: too slow under miri")]
-fn cpu_writes_race_removal() {
-    let m = Machine::new(2);
-    let hw = m.hw();
-    let store = Arc::new(MemStore::new());
-    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
-    race(&file, hw, true, &|p| store.page(p).unwrap().to_vec());
+    races(&file, hw, &|p| store.page(p).unwrap().to_vec());
 }
 
 #[test]
 #[cfg_attr(miri, ignore = "threads: too slow under miri")]
 fn completion_store_races() {
-    let m = Machine::new(2);
+    let m = Machine::new(3);
     let hw = m.hw();
     let dev = Arc::new(Device::new(hw));
     for i in 0..2 {
@@ -543,11 +620,66 @@ fn completion_store_races() {
     space.read(0, va(VBASE + 33, 16), &mut b).unwrap();
     assert_eq!(b[..], pattern(1)[16..24]);
     assert_eq!(raw(hw, frame_of(&file, 1)), pattern(1));
+    // A write-back DMAs out of the frame on the device thread.
+    space.write(1, va(VBASE + 32, 0), b"dma").unwrap();
     drop(space);
+    assert_eq!(file.sync().written, 1);
+    assert_eq!(&dev.page(0).unwrap()[..3], b"dma");
     file.remove(..);
-    for i in 0..2 {
+    for i in 0..RACE_PAGES {
         dev.set_page(i, &[0; PAGE_SIZE]);
     }
-    race(&file, hw, false, &|p| dev.page(p).unwrap().to_vec());
-    race(&file, hw, true, &|p| dev.page(p).unwrap().to_vec());
+    races(&file, hw, &|p| dev.page(p).unwrap().to_vec());
+}
+
+/// A CPU keeps writing every page while the file is truncated: once
+/// truncate has returned, every access to a cut page is SIGBUS (no entry
+/// and no translation survives it), and no access reaches a freed frame.
+#[test]
+#[cfg_attr(miri, ignore = "threads: too slow under miri")]
+fn truncate_races_a_writing_cpu() {
+    for round in 0..20u64 {
+        let m = Machine::new(2);
+        let hw = m.hw();
+        let store = Arc::new(MemStore::new());
+        let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+        let truncated = AtomicBool::new(false);
+        let abort = AtomicBool::new(false);
+        let end = 2 + round % 5;
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let space = Space::new(hw, VBASE, VPAGES);
+                space.mmap(&file, VBASE, 0, 8, Mutant::None);
+                let mut sigbus = [false; 8];
+                let mut i = 0u64;
+                while sigbus[end as usize..].iter().any(|&b| !b) && !abort.load(Ordering::SeqCst) {
+                    let p = i % 8;
+                    i += 1;
+                    // SeqCst: read before the access starts; truncate's
+                    // return happens-before the flag's store.
+                    let after = truncated.load(Ordering::SeqCst);
+                    match space.write(0, va(VBASE + p, 0), &i.to_le_bytes()) {
+                        Ok(()) => assert!(
+                            !(after && p >= end),
+                            "page {p} written after truncate to {end} returned"
+                        ),
+                        Err(Fault::Sigbus(_)) => {
+                            assert!(p >= end, "SIGBUS on page {p} inside the file");
+                            sigbus[p as usize] = true;
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                i
+            });
+            let _abort = SetOnDrop(&abort); // a failed check below ends the writer
+            std::thread::yield_now();
+            file.truncate(end);
+            truncated.store(true, Ordering::SeqCst);
+            assert!(writer.join().unwrap() > 0);
+        });
+        assert_eq!(file.cached_indices(end..), Vec::<u64>::new());
+        assert!(file.sync().errors.is_empty());
+        assert!(store.page(end).is_none());
+    }
 }
