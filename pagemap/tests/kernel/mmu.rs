@@ -316,10 +316,16 @@ pub fn copy_in(frame: NonNull<u8>, offset: usize, data: &[u8]) {
     for (k, &b) in data.iter().enumerate() {
         let pos = offset + k;
         let shift = (pos % 8) * 8;
+        let w = word(frame, pos / 8);
         // Relaxed: as `copy_out`; the CAS loop keeps neighbouring bytes.
-        let _ = word(frame, pos / 8).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-            Some((w & !(0xff << shift)) | (u64::from(b) << shift))
-        });
+        let mut old = w.load(Ordering::Relaxed);
+        loop {
+            let new = (old & !(0xff << shift)) | (u64::from(b) << shift);
+            match w.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(v) => old = v,
+            }
+        }
     }
 }
 

@@ -105,13 +105,19 @@ impl Vma {
 
     /// Applies `f` to the entry of `vpn` atomically; `f` returns the new
     /// value or `None` to leave it. Returns the old value if changed.
-    fn update(&self, vpn: u64, mut f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
-        // AcqRel: every kernel-side change is one read-modify-write that
-        // re-checks the entry against the CPUs' A/D updates and faults.
-        self.pt
-            .entry(vpn)
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, &mut f)
-            .ok()
+    fn update(&self, vpn: u64, f: impl Fn(u64) -> Option<u64>) -> Option<u64> {
+        let entry = self.pt.entry(vpn);
+        // Acquire, and AcqRel on success: every kernel-side change is one
+        // read-modify-write that re-checks the entry against the CPUs' A/D
+        // updates (their CAS) and faults (their Release install).
+        let mut old = entry.load(Ordering::Acquire);
+        loop {
+            let new = f(old)?;
+            match entry.compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(old),
+                Err(v) => old = v,
+            }
+        }
     }
 }
 
