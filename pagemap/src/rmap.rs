@@ -31,7 +31,8 @@
 //! * `add`, `remove`: O(log n): one root-to-node path walked, rebalanced and
 //!   its subtree maxima recomputed (AVL height is at most 1.44 log2(n + 2),
 //!   so the recursion is at most ~46 frames deep even at 2^32 mappings).
-//!   `add` pushes onto the arena only when no slot is free.
+//!   `add` pushes onto the arena only when no slot is free (the `Vec`'s
+//!   doubling makes that amortised O(1); see Memory).
 //! * `covers` stops at the first hit: O(log n). `for_each_overlapping`,
 //!   `overlapping`, `pinned_until`, `pinned_covers` (which stops at the
 //!   first pinned hit): the
