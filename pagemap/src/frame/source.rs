@@ -82,6 +82,36 @@ pub unsafe trait FrameSource: Send + Sync {
     }
 }
 
+// SAFETY: forwards every call to the shared source, whose guarantees hold
+// whoever holds it (a kernel shares one source between its pool and its own
+// frees, e.g. `ShootdownBatch::defer_free_to`).
+unsafe impl<T: FrameSource + ?Sized> FrameSource for alloc::sync::Arc<T> {
+    fn capacity(&self) -> usize {
+        (**self).capacity()
+    }
+    fn alloc(&self) -> Option<FrameId> {
+        (**self).alloc()
+    }
+    fn free(&self, id: FrameId) {
+        (**self).free(id)
+    }
+    fn free_frames(&self) -> usize {
+        (**self).free_frames()
+    }
+    fn frame_ptr(&self, id: FrameId) -> NonNull<u8> {
+        (**self).frame_ptr(id)
+    }
+    fn phys_addr(&self, id: FrameId) -> u64 {
+        (**self).phys_addr(id)
+    }
+    fn linear_base(&self) -> Option<NonNull<u8>> {
+        (**self).linear_base()
+    }
+    fn metadata_bytes_per_frame(&self) -> usize {
+        (**self).metadata_bytes_per_frame()
+    }
+}
+
 /// Frames carved out of one contiguous memory region, with a free list of
 /// 4 bytes per frame (links in an array beside the region, so free frames'
 /// memory is never touched).
@@ -296,5 +326,109 @@ impl fmt::Debug for RegionFrames {
             .field("phys_base", &format_args!("{:#x}", self.phys_base))
             .field("free", &self.free_frames())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(pagemap_loom)))]
+mod tests {
+    use super::*;
+    use crate::frame::FramePool;
+    use alloc::sync::Arc;
+
+    /// A page-aligned zeroed region of `frames` frames the test owns.
+    struct Region {
+        base: NonNull<u8>,
+        layout: Layout,
+    }
+
+    impl Region {
+        fn new(frames: usize) -> Self {
+            let layout = Layout::from_size_align(frames * PAGE_SIZE, PAGE_SIZE).unwrap();
+            // SAFETY: non-zero size.
+            let base = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
+            Self { base, layout }
+        }
+    }
+
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout; every user is gone.
+            unsafe { dealloc(self.base.as_ptr(), self.layout) };
+        }
+    }
+
+    #[test]
+    fn a_region_hands_out_each_frame_once_with_its_addresses() {
+        let region = Region::new(3);
+        // SAFETY: the region is ours, unused, and outlives the source.
+        let src = unsafe { RegionFrames::new(region.base, 3, 0x4000_0000).unwrap() };
+        let ids: alloc::vec::Vec<_> = (0..3).map(|_| src.alloc().unwrap()).collect();
+        assert!(src.alloc().is_none());
+        assert_eq!(src.free_frames(), 0);
+        for id in &ids {
+            let i = id.get() as usize - 1;
+            assert_eq!(
+                src.frame_ptr(*id).as_ptr() as usize,
+                region.base.as_ptr() as usize + i * PAGE_SIZE
+            );
+            assert_eq!(src.phys_addr(*id), 0x4000_0000 + (i * PAGE_SIZE) as u64);
+        }
+        src.free(ids[1]);
+        assert_eq!(src.alloc(), Some(ids[1]));
+        for id in ids {
+            src.free(id);
+        }
+        assert_eq!(src.free_frames(), 3);
+    }
+
+    #[test]
+    fn a_page_map_over_a_region_keeps_its_bytes_in_the_region() {
+        let region = Region::new(4);
+        // SAFETY: as above.
+        let src = unsafe { RegionFrames::new(region.base, 4, 0x1000) }.unwrap();
+        let pool = Arc::new(FramePool::with_source(src).unwrap());
+        let map = crate::PageMap::new(pool.clone(), Arc::new(crate::MemStore::new()));
+        let page = map.load(7).unwrap();
+        page.write(100, b"in the region").unwrap();
+        let at = page.frame().get() as usize - 1;
+        // SAFETY: reading 13 bytes of the region, which outlives the pool;
+        // nobody writes the page meanwhile (this thread holds the only ref).
+        let raw = unsafe {
+            core::slice::from_raw_parts(region.base.as_ptr().add(at * PAGE_SIZE + 100), 13)
+        };
+        assert_eq!(raw, b"in the region");
+        assert_eq!(
+            pool.phys_addr(page.frame()),
+            0x1000 + (at * PAGE_SIZE) as u64
+        );
+        drop(page);
+        assert_eq!(map.free_unused().freed, 1);
+        assert_eq!(pool.free_frames(), 4);
+        drop(map);
+        drop(pool);
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        assert!(RegionFrames::heap(0).is_err());
+        assert!(RegionFrames::heap(RegionFrames::MAX_FRAMES + 1).is_err());
+        let region = Region::new(1);
+        // SAFETY: nothing is accessed: the call fails.
+        assert!(unsafe { RegionFrames::new(region.base, 0, 0) }.is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "not from this region")]
+    fn a_foreign_frame_is_refused() {
+        let src = RegionFrames::heap(2).unwrap();
+        src.free(FrameId::new(3).unwrap());
+    }
+
+    #[test]
+    #[should_panic(expected = "not in this pool")]
+    fn a_frame_id_beyond_the_pool_is_refused() {
+        let pool = FramePool::new(2).unwrap();
+        let mut b = [0u8; 1];
+        let _ = pool.read(FrameId::new(3).unwrap(), 0, &mut b);
     }
 }

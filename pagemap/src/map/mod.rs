@@ -35,7 +35,7 @@ mod reclaim;
 mod writeback;
 
 pub use inspect::MemoryStats;
-pub use page_ref::PageRef;
+pub use page_ref::{OwnedPageRef, PageRef};
 pub use reclaim::FreeReport;
 pub use writeback::WritebackReport;
 pub(crate) use writeback::Wrote;
