@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use kernel::dev::Device;
 use kernel::mmu::{self, pte, Hw};
+use kernel::phys::Layout;
 use kernel::vma::{shootdowns, Fault, Mutant, Space};
 use pagemap::{Error, FrameId, MemStore, PageMap, StoreError, PAGE_SIZE};
 
@@ -33,6 +34,8 @@ use pagemap::{Error, FrameId, MemStore, PageMap, StoreError, PAGE_SIZE};
 const FRAMES: usize = if cfg!(miri) { 16 } else { 64 };
 /// First virtual page of every address space here.
 const VBASE: u64 = 0x100;
+/// Both frame sources: `pagemap`'s RegionFrames, the kernel's own.
+const LAYOUTS: [Layout; 2] = [Layout::Region, Layout::Kernel];
 /// Virtual pages per address space.
 const VPAGES: usize = 64;
 
@@ -44,9 +47,9 @@ struct Machine {
 }
 
 impl Machine {
-    fn new(cpus: usize) -> Self {
+    fn new(cpus: usize, layout: Layout) -> Self {
         Self {
-            hw: Some(Arc::new(Hw::new(FRAMES, cpus))),
+            hw: Some(Arc::new(Hw::new(FRAMES, cpus, layout))),
         }
     }
 
@@ -119,7 +122,13 @@ fn raw(hw: &Hw, frame: FrameId) -> Vec<u8> {
 
 #[test]
 fn physical_memory_is_the_region() {
-    let m = Machine::new(1);
+    for layout in LAYOUTS {
+        physical_memory_is_the_region_on(layout);
+    }
+}
+
+fn physical_memory_is_the_region_on(layout: Layout) {
+    let m = Machine::new(1, layout);
     let hw = m.hw();
     // (`pool_over` checked every frame's address and physical address.)
     let f = hw.pool.alloc_private().unwrap();
@@ -148,7 +157,13 @@ fn physical_memory_is_the_region() {
 
 #[test]
 fn fault_then_access() {
-    let m = Machine::new(2);
+    for layout in LAYOUTS {
+        fault_then_access_on(layout);
+    }
+}
+
+fn fault_then_access_on(layout: Layout) {
+    let m = Machine::new(2, layout);
     let hw = m.hw();
     let store = store_with(4);
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
@@ -220,8 +235,8 @@ fn fault_then_access() {
 /// Two spaces write to a shared file; a writeback harvests the dirty bits
 /// with one shootdown per space; writes after it fault and are written by
 /// the next one.
-fn writeback_scenario(mutant: Mutant) {
-    let m = Machine::new(2);
+fn writeback_scenario(mutant: Mutant, layout: Layout) {
+    let m = Machine::new(2, layout);
     let hw = m.hw();
     let store = store_with(4);
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
@@ -274,19 +289,21 @@ fn writeback_scenario(mutant: Mutant) {
 
 #[test]
 fn writeback_harvests_dirty_bits() {
-    writeback_scenario(Mutant::None);
+    for layout in LAYOUTS {
+        writeback_scenario(Mutant::None, layout);
+    }
 }
 
 #[test]
 #[should_panic(expected = "lost write")]
 fn mutant_clean_without_shootdown_is_caught() {
-    writeback_scenario(Mutant::CleanNoShootdown);
+    writeback_scenario(Mutant::CleanNoShootdown, Layout::Kernel);
 }
 
 /// Removal of mapped pages: entries cleared, dirty data written first,
 /// frames back in the region; a later access refaults.
-fn removal_scenario(mutant: Mutant) {
-    let m = Machine::new(2);
+fn removal_scenario(mutant: Mutant, layout: Layout) {
+    let m = Machine::new(2, layout);
     let hw = m.hw();
     let store = store_with(4);
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
@@ -332,24 +349,32 @@ fn removal_scenario(mutant: Mutant) {
 
 #[test]
 fn removal_of_mapped_pages() {
-    removal_scenario(Mutant::None);
+    for layout in LAYOUTS {
+        removal_scenario(Mutant::None, layout);
+    }
 }
 
 #[test]
 #[should_panic(expected = "lost write")]
 fn mutant_reap_dropping_dirty_bits_is_caught() {
-    removal_scenario(Mutant::ReapDropsDirty);
+    removal_scenario(Mutant::ReapDropsDirty, Layout::Region);
 }
 
 #[test]
 #[should_panic(expected = "stale translation")]
 fn mutant_revoke_without_shootdown_is_caught() {
-    removal_scenario(Mutant::RevokeNoShootdown);
+    removal_scenario(Mutant::RevokeNoShootdown, Layout::Region);
 }
 
 #[test]
 fn truncate_cuts_mapped_pages() {
-    let m = Machine::new(2);
+    for layout in LAYOUTS {
+        truncate_cuts_mapped_pages_on(layout);
+    }
+}
+
+fn truncate_cuts_mapped_pages_on(layout: Layout) {
+    let m = Machine::new(2, layout);
     let hw = m.hw();
     let store = store_with(8);
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
@@ -401,7 +426,13 @@ fn truncate_cuts_mapped_pages() {
 
 #[test]
 fn free_unused_after_munmap() {
-    let m = Machine::new(2);
+    for layout in LAYOUTS {
+        free_unused_after_munmap_on(layout);
+    }
+}
+
+fn free_unused_after_munmap_on(layout: Layout) {
+    let m = Machine::new(2, layout);
     let hw = m.hw();
     let store = store_with(6);
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
@@ -596,7 +627,7 @@ fn races(file: &Arc<PageMap>, hw: &Arc<Hw>, stored: &dyn Fn(u64) -> Vec<u8>) {
 #[test]
 #[cfg_attr(miri, ignore = "threads: too slow under miri")]
 fn cpu_writes_race_writeback_and_removal() {
-    let m = Machine::new(3);
+    let m = Machine::new(3, Layout::Kernel);
     let hw = m.hw();
     let store = Arc::new(MemStore::new());
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
@@ -606,7 +637,7 @@ fn cpu_writes_race_writeback_and_removal() {
 #[test]
 #[cfg_attr(miri, ignore = "threads: too slow under miri")]
 fn completion_store_races() {
-    let m = Machine::new(3);
+    let m = Machine::new(3, Layout::Region);
     let hw = m.hw();
     let dev = Arc::new(Device::new(hw));
     for i in 0..2 {
@@ -639,7 +670,7 @@ fn completion_store_races() {
 #[cfg_attr(miri, ignore = "threads: too slow under miri")]
 fn truncate_races_a_writing_cpu() {
     for round in 0..20u64 {
-        let m = Machine::new(2);
+        let m = Machine::new(2, LAYOUTS[round as usize % 2]);
         let hw = m.hw();
         let store = Arc::new(MemStore::new());
         let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));

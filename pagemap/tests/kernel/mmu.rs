@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pagemap::{flags, FlushTarget, FrameId, FramePool, PAGE_SIZE};
 
-use super::phys::{self, PhysMem};
+use super::phys::{self, Layout, PhysMem};
 
 /// Page table entry bits (x86-64's positions).
 pub mod pte {
@@ -82,6 +82,8 @@ pub struct Hw {
     /// Frames over `mem` (dropped before it: see `Machine`).
     pub pool: Arc<FramePool>,
     pub mem: PhysMem,
+    /// Which frame lives where in `mem`.
+    pub layout: Layout,
     pub cpus: Vec<Cpu>,
     next_space: AtomicU64,
 }
@@ -91,12 +93,13 @@ pub struct Hw {
 pub struct NotMapped;
 
 impl Hw {
-    pub fn new(frames: usize, cpus: usize) -> Self {
+    pub fn new(frames: usize, cpus: usize, layout: Layout) -> Self {
         let mem = PhysMem::new(frames);
-        let pool = phys::pool_over(&mem);
+        let pool = phys::pool_over(&mem, layout);
         Self {
             pool,
             mem,
+            layout,
             cpus: (0..cpus).map(|_| Cpu::default()).collect(),
             next_space: AtomicU64::new(1),
         }
@@ -104,7 +107,7 @@ impl Hw {
 
     /// The frame an entry's physical address names.
     pub fn frame_of_phys(&self, phys: u64) -> FrameId {
-        phys::frame_of_phys(&self.mem, phys)
+        phys::frame_of_phys(&self.mem, self.layout, phys)
     }
 
     /// The memory of the frame at `phys`, through the direct map, checked
