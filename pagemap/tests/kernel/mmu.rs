@@ -334,8 +334,10 @@ pub fn copy_in(frame: NonNull<u8>, offset: usize, data: &[u8]) {
 
 /// A whole frame's bytes, read through the direct map (for checks).
 pub fn frame_bytes(frame: NonNull<u8>) -> Vec<u8> {
-    // Relaxed: as `copy_out`.
-    (0..PAGE_SIZE / 8)
-        .flat_map(|i| word(frame, i).load(Ordering::Relaxed).to_le_bytes())
-        .collect()
+    let mut v = Vec::with_capacity(PAGE_SIZE);
+    for i in 0..PAGE_SIZE / 8 {
+        // Relaxed: as `copy_out`.
+        v.extend_from_slice(&word(frame, i).load(Ordering::Relaxed).to_le_bytes());
+    }
+    v
 }
