@@ -28,5 +28,10 @@ cargo +nightly miri test -p pagemap --lib -- frame:: slot:: shootdown:: \
 # store, completed inline: the threaded tests sleep in parking_lot too).
 cargo +nightly miri test -p pagemap --test submit -- \
     a_failed_read_reaches_the_loader a_dropped_request_is_a_cancelled_error
+# The kernel-style harness (tests/kernel.rs): frames over raw memory (a
+# heap region under miri, an mmap natively) read and written by its CPUs
+# through pointers; its single-threaded scenarios (the threaded ones and
+# the mutants are ignored under miri). About 30 s.
+cargo +nightly miri test -p pagemap --test kernel
 cargo +nightly miri test -p vmr --lib -- pagetable::
 echo "miri.sh: $(( $(date +%s) - start )) s"
