@@ -490,6 +490,57 @@ fn free_unused_after_munmap_on(layout: Layout) {
     }
 }
 
+/// Memory pressure: a mapped file twice the size of memory. When a fault
+/// finds no free frame the kernel reclaims, removing the file's other
+/// pages (mapped ones too: revoked, reaped, written back), and retries.
+#[test]
+#[cfg_attr(miri, ignore = "hundreds of page loads: too slow under miri")]
+fn reclaim_under_memory_pressure() {
+    for layout in LAYOUTS {
+        let m = Machine::new(2, layout);
+        let hw = m.hw();
+        let pages = 2 * FRAMES as u64;
+        let store = Arc::new(MemStore::new());
+        let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+        let space = Space::new(hw, VBASE, pages as usize);
+        space.mmap(&file, VBASE, 0, pages, Mutant::None);
+        let mut reclaims = 0;
+        for round in 0..3usize {
+            for p in 0..pages {
+                let v = p * 10 + round as u64;
+                loop {
+                    let cpu = (p % 2) as usize;
+                    match space.write(cpu, va(VBASE + p, round * 8), &v.to_le_bytes()) {
+                        Ok(()) => break,
+                        Err(Fault::Io(Error::PoolExhausted { .. })) => {
+                            reclaims += 1;
+                            let r1 = file.remove(..p);
+                            let r2 = file.remove(p + 1..);
+                            assert!(r1.errors.is_empty() && r2.errors.is_empty());
+                            assert!(r1.removed + r2.removed > 0, "nothing to reclaim");
+                        }
+                        Err(e) => panic!("page {p}: {e:?}"),
+                    }
+                }
+            }
+        }
+        assert!(reclaims >= 3, "{reclaims} reclaims");
+        drop(space);
+        assert!(file.sync().errors.is_empty());
+        for p in 0..pages {
+            let stored = store.page(p).unwrap();
+            for round in 0..3 {
+                let v = p * 10 + round as u64;
+                assert_eq!(
+                    stored[round * 8..round * 8 + 8],
+                    v.to_le_bytes(),
+                    "page {p}"
+                );
+            }
+        }
+    }
+}
+
 /// How many writes each racing CPU makes.
 const RACE_WRITES: u64 = 10_000;
 const RACE_PAGES: u64 = 4;
