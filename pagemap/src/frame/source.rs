@@ -168,10 +168,11 @@ impl RegionFrames {
     /// # Errors
     /// [`Error::InvalidCapacity`] for 0 frames or more than
     /// [`MAX_FRAMES`](Self::MAX_FRAMES), or a region past the end of the
-    /// address space.
+    /// address space (virtual or physical).
     ///
     /// # Panics
-    /// If `base` is not 8-byte aligned.
+    /// If `base` is not 8-byte aligned, or `phys_base` not page aligned (a
+    /// page table entry cannot name such a frame).
     ///
     /// # Safety
     /// The region must be valid for reads and writes for as long as the
@@ -182,6 +183,10 @@ impl RegionFrames {
             (base.as_ptr() as usize).is_multiple_of(8),
             "a frame region must be 8-byte aligned (contents are 64-bit words)"
         );
+        assert!(
+            phys_base.is_multiple_of(PAGE_SIZE as u64),
+            "a frame region's physical base must be page aligned"
+        );
         let invalid = Error::InvalidCapacity {
             requested: frames,
             max: Self::MAX_FRAMES,
@@ -190,7 +195,10 @@ impl RegionFrames {
             return Err(invalid);
         }
         let bytes = frames.checked_mul(PAGE_SIZE).ok_or(invalid)?;
-        if (base.as_ptr() as usize).checked_add(bytes).is_none() {
+        // Every frame's physical address must exist too (`phys_addr` adds).
+        if (base.as_ptr() as usize).checked_add(bytes).is_none()
+            || phys_base.checked_add(bytes as u64).is_none()
+        {
             return Err(Error::InvalidCapacity {
                 requested: frames,
                 max: Self::MAX_FRAMES,
@@ -415,6 +423,16 @@ mod tests {
         let region = Region::new(1);
         // SAFETY: nothing is accessed: the call fails.
         assert!(unsafe { RegionFrames::new(region.base, 0, 0) }.is_err());
+        // SAFETY: as above. A physical range past the end of the space.
+        assert!(unsafe { RegionFrames::new(region.base, 1, u64::MAX - 4095) }.is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "page aligned")]
+    fn an_unaligned_physical_base_is_refused() {
+        let region = Region::new(1);
+        // SAFETY: nothing is accessed: the call panics.
+        let _ = unsafe { RegionFrames::new(region.base, 1, 0x1234) };
     }
 
     #[test]
