@@ -28,7 +28,7 @@ use kernel::dev::Device;
 use kernel::mmu::{self, pte, Hw};
 use kernel::phys::Layout;
 use kernel::vma::{shootdowns, Fault, Mutant, Space};
-use pagemap::{Error, FrameId, MemStore, PageMap, StoreError, PAGE_SIZE};
+use pagemap::{Batching, Error, FrameId, MemStore, PageMap, Pass, StoreError, PAGE_SIZE};
 
 /// Frames of "physical memory" (small under miri).
 const FRAMES: usize = if cfg!(miri) { 16 } else { 64 };
@@ -388,6 +388,115 @@ fn mutant_revoke_without_shootdown_is_caught() {
     removal_scenario(Mutant::RevokeNoShootdown, Layout::Region);
 }
 
+/// A removal stepped pass by pass, the CPUs acting in between: a cached
+/// translation still works until the shootdown; after it, a refault
+/// rebuilds the revoked entry (its dirty bit kept) and keeps the page; the
+/// reap leaves that entry and hands the others' dirty bits over.
+#[test]
+fn cpus_act_between_removal_passes() {
+    for &layout in SCENARIO_LAYOUTS {
+        cpus_act_between_removal_passes_on(layout);
+    }
+}
+
+fn cpus_act_between_removal_passes_on(layout: Layout) {
+    let m = Machine::new(2, layout);
+    let hw = m.hw();
+    let store = store_with(3);
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(&file, VBASE, 0, 3, Mutant::None);
+    space.write(0, va(VBASE, 0), b"zero").unwrap();
+    space.write(0, va(VBASE + 1, 0), b"one").unwrap();
+    space.read(1, va(VBASE + 2, 0), &mut [0u8; 4]).unwrap();
+    let frame0 = frame_of(&file, 0);
+
+    let mut rm = file.begin_remove(.., Batching::PerSpace);
+    assert_eq!(rm.step(), Pass::Marked);
+    assert_eq!(rm.victims().len(), 3);
+    assert_eq!(rm.step(), Pass::Revoked);
+    let e = space.pt.get(VBASE);
+    assert_eq!(
+        e & (pte::P | pte::D),
+        pte::D,
+        "revoked: not present, dirty bit kept"
+    );
+    assert_eq!(
+        pte::phys(e),
+        hw.pool.phys_addr(frame0),
+        "and still naming its frame"
+    );
+    // Until the shootdown, CPU 0's cached translation is live.
+    space.write(0, va(VBASE, 16), b"before").unwrap();
+    assert_eq!(rm.step(), Pass::ShotDown);
+    assert!(!space.pt.cached(VBASE));
+    // Now an access faults and rebuilds the entry: the page stays.
+    space.write(1, va(VBASE, 32), b"refault").unwrap();
+    assert_eq!(space.pt.get(VBASE) & (pte::P | pte::D), pte::P | pte::D);
+    assert_eq!(rm.step(), Pass::Reaped);
+    assert_ne!(
+        space.pt.get(VBASE) & pte::P,
+        0,
+        "a refaulted entry is not reaped"
+    );
+    assert_eq!(space.pt.get(VBASE + 1), 0);
+    assert_eq!(space.pt.get(VBASE + 2), 0);
+    let r = rm.finish();
+    assert_eq!((r.removed, r.written, r.raced), (2, 1, 1), "{r:?}");
+    assert_eq!(file.cached_indices(..), vec![0]);
+    assert_eq!(frame_of(&file, 0), frame0);
+    assert_eq!(&store.page(1).unwrap()[..3], b"one");
+    let bytes = raw(hw, frame0);
+    assert_eq!(&bytes[..4], b"zero");
+    assert_eq!(&bytes[16..22], b"before");
+    assert_eq!(&bytes[32..39], b"refault");
+    drop(space);
+    assert_eq!(file.sync().written, 1);
+    assert_eq!(&store.page(0).unwrap()[16..22], b"before");
+}
+
+/// Write errors keep mapped data: a failed write-back leaves the page
+/// dirty, a removal keeps it (its entries gone), a refault finds the data,
+/// and a later writeback stores it.
+#[test]
+fn write_errors_keep_mapped_data() {
+    let layout = Layout::Region;
+    let m = Machine::new(2, layout);
+    let hw = m.hw();
+    let store = store_with(2);
+    let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
+    let space = Space::new(hw, VBASE, VPAGES);
+    space.mmap(&file, VBASE, 0, 2, Mutant::None);
+    space.write(0, va(VBASE, 0), b"ok").unwrap();
+    space.write(1, va(VBASE + 1, 0), b"kept").unwrap();
+    store.fail_writes(1, true);
+    let r = file.writeback(..);
+    assert_eq!((r.written, r.errors.len()), (1, 1), "{r:?}");
+    assert_eq!(file.dirty_indices(..), vec![1]);
+    space.write(1, va(VBASE + 1, 8), b"more").unwrap();
+    let r = file.remove(..);
+    assert_eq!((r.removed, r.errors.len()), (1, 1), "{r:?}");
+    assert_eq!(file.cached_indices(..), vec![1]);
+    assert_eq!(
+        space.pt.get(VBASE + 1),
+        0,
+        "its entries are gone all the same"
+    );
+    let mut b = [0u8; 12];
+    space.read(0, va(VBASE + 1, 0), &mut b).unwrap();
+    assert_eq!(&b[..4], b"kept");
+    assert_eq!(&b[8..], b"more");
+    assert_eq!(
+        &store.page(1).unwrap()[..],
+        &pattern(1)[..],
+        "nothing stored yet"
+    );
+    store.fail_writes(1, false);
+    drop(space);
+    assert_eq!(file.sync().written, 1);
+    assert_eq!(&store.page(1).unwrap()[..12], &b[..]);
+}
+
 #[test]
 fn truncate_cuts_mapped_pages() {
     for &layout in SCENARIO_LAYOUTS {
@@ -470,6 +579,9 @@ fn free_unused_after_munmap_on(layout: Layout) {
     }
     let r = file.free_unused();
     assert_eq!((r.freed, r.mapped), (0, 6), "mapped pages stay: {r:?}");
+    let r = file.invalidate(..);
+    assert_eq!((r.invalidated, r.mapped), (0, 6), "{r:?}");
+    assert!((0..6).all(|i| space.pt.get(VBASE + i) & pte::P != 0));
 
     space.munmap(VBASE);
     assert_eq!(
