@@ -930,7 +930,7 @@ fn truncates_race_writes_and_writeback() {
             while !stop.load(Ordering::Relaxed) {
                 // Cut, then regrow, each for about PAGES writes: writes land
                 // on pages the next cut zeroes or removes, and SIGBUS between.
-                let r = file.truncate(if phase % 2 == 0 { KEPT } else { PAGES });
+                let r = file.truncate(if phase.is_multiple_of(2) { KEPT } else { PAGES });
                 assert!(r.errors.is_empty(), "{r:?}");
                 phase += 1;
                 phases.store(phase, Ordering::Relaxed);
