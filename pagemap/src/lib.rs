@@ -171,7 +171,9 @@ pub use error::{Error, StoreError};
 #[cfg(not(pagemap_loom))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
-pub use map::{FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport};
+pub use map::{
+    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, REMOVE_BATCH,
+};
 pub use mapper::{Mapper, Victims};
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
