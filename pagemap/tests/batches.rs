@@ -10,7 +10,10 @@ const N: u64 = (REMOVE_BATCH as u64) * 2 + 77;
 
 fn filled() -> (Arc<MemStore>, PageMap) {
     let store = Arc::new(MemStore::new());
-    let map = PageMap::new(Arc::new(FramePool::new(N as usize + 8).unwrap()), store.clone());
+    let map = PageMap::new(
+        Arc::new(FramePool::new(N as usize + 8).unwrap()),
+        store.clone(),
+    );
     for i in 0..N {
         let page = map.load(i * 3).unwrap();
         if i % 7 == 0 {
@@ -27,7 +30,10 @@ fn dirty_count() -> u64 {
 #[test]
 fn remove_over_several_batches() {
     let (store, map) = filled();
-    let held: Vec<_> = (0..N).step_by(100).map(|i| map.find(i * 3).unwrap().unwrap()).collect();
+    let held: Vec<_> = (0..N)
+        .step_by(100)
+        .map(|i| map.find(i * 3).unwrap().unwrap())
+        .collect();
     let r = map.remove(..);
     let held_dirty = (0..N).step_by(100).filter(|i| i % 7 == 0).count() as u64;
     assert_eq!(r.removed, N - held.len() as u64);

@@ -5,7 +5,11 @@
 //! again.
 
 use crate::frame::flags;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
 use crate::map::{PageMap, Scratch};
+use crate::mapper::Mapper;
 use crate::shootdown::ShootdownBatch;
 use crate::sync::epoch;
 use crate::PAGE_SIZE;
@@ -16,17 +20,25 @@ use super::{Batching, RemoveReport};
 impl PageMap {
     /// Clears every entry of every mapping of `[first, last]`, private
     /// copies and pinned mappings included ([`Mapper::zap`](crate::Mapper::zap)), with one
-    /// shootdown per address space. Returns the shootdowns issued.
-    fn zap_mappings(&self, first: u64, last: u64) -> u64 {
-        let mappers = self.rmap.read().overlapping(first, last);
+    /// shootdown per address space. Returns the shootdowns issued. The
+    /// mappings are snapshotted into the remover's reusable `mappers`.
+    fn zap_mappings(&self, mappers: &mut Vec<Arc<dyn Mapper>>, first: u64, last: u64) -> u64 {
+        mappers.clear();
+        self.rmap
+            .read()
+            .for_each_overlapping(first, last, &mut |_, m| {
+                mappers.push(m.clone());
+                true
+            });
         if mappers.is_empty() {
             return 0;
         }
         let mut batch = ShootdownBatch::new();
-        for m in &mappers {
+        for m in mappers.iter() {
             let (mf, ml) = m.file_pages();
             m.zap(first.max(mf), last.min(ml), &mut batch);
         }
+        mappers.clear();
         batch.flush().shootdowns
     }
 
@@ -44,7 +56,7 @@ impl PageMap {
         first: u64,
         last: u64,
     ) -> RemoveReport {
-        let shootdowns = self.zap_mappings(first, last);
+        let shootdowns = self.zap_mappings(&mut scratch.mappers, first, last);
         let policy = Policy {
             batching: Batching::PerSpace,
             skip_pinned: false,
@@ -95,7 +107,7 @@ impl PageMap {
             report.zeroed += 1;
             report.discarded += u64::from(was_dirty);
         }
-        report.shootdowns += self.zap_mappings(first, last);
+        report.shootdowns += self.zap_mappings(&mut scratch.mappers, first, last);
         report
     }
 
