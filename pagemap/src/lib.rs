@@ -170,11 +170,11 @@ pub use error::Error;
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, PrivateFrame};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
-pub use mapper::{Mapper, Victims};
+pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::MappingId;
-pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
+pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, Vpn, DEFAULT_CEILING};
 pub use slot::{MAX_HELD, MAX_REFS};
 pub use store::{BackingStore, FileStore, MemStore, PageBuf};
 

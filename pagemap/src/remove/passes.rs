@@ -241,17 +241,25 @@ impl<'a> Steps<'a> {
                 let mut dirty = Vec::new();
                 if !self.victims.is_empty() {
                     for m in &self.mappers {
-                        m.reap(&self.victims, &mut |index| dirty.push(index));
+                        m.reap(&self.victims, &mut |index, frame| dirty.push((index, frame)));
                     }
                 }
-                for index in dirty {
-                    let frame = self
-                        .victims
-                        .frame_at(index)
-                        .expect("a mapper reaped a page that is not a victim");
-                    // We own the page (marked, or kept by whoever took it),
-                    // and only a remover frees pages: the frame is this page's.
-                    map.mark_frame_dirty(index, frame);
+                for (index, frame) in dirty {
+                    if self.victims.frame_at(index) == Some(frame) {
+                        // We own the page (marked, or kept by whoever took
+                        // it), and only a remover frees pages: the frame is
+                        // this page's.
+                        map.mark_frame_dirty(index, frame);
+                        continue;
+                    }
+                    // Not ours (a mapper broke the contract). Its bit may
+                    // still be data a CPU wrote into that page: keep it if
+                    // the page is still cached in that frame; else there is
+                    // nothing left to keep it in.
+                    self.report.not_victims += 1;
+                    if let Some(page) = map.find_frame(index, frame) {
+                        page.mark_dirty();
+                    }
                 }
                 Pass::Reaped
             }
