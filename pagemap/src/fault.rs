@@ -205,6 +205,7 @@ impl PageMap {
     /// [`refault`](Self::refault)), not here: `want` should refuse it.
     ///
     /// ```
+    /// use std::cell::Cell;
     /// use std::sync::Arc;
     /// use pagemap::{FramePool, MemStore, PageMap};
     ///
@@ -212,13 +213,14 @@ impl PageMap {
     /// for i in [1, 2, 4] {
     ///     drop(map.load(i).unwrap());
     /// }
-    /// map.truncate(4);
-    /// let mut ptes = [0u32; 6]; // a toy page table: frame ids, 0 empty
-    /// let n = map.map_pages(0, 5, |i| i != 2 && ptes[i as usize] == 0, |page| {
-    ///     ptes[page.index() as usize] = page.frame().get();
+    /// map.truncate(4); // page 4 is cut off
+    /// let ptes: [Cell<u32>; 6] = Default::default(); // a toy page table: frame ids, 0 empty
+    /// let n = map.map_pages(0, 5, |i| i != 2 && ptes[i as usize].get() == 0, |page| {
+    ///     ptes[page.index() as usize].set(page.frame().get());
     ///     true
     /// });
     /// assert_eq!(n, 1, "page 1 only: 2 refused, 0 and 3 not cached, 4 cut off");
+    /// assert_ne!(ptes[1].get(), 0);
     /// ```
     pub fn map_pages(
         &self,
@@ -277,7 +279,7 @@ impl PageMap {
     /// let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), Arc::new(MemStore::new()));
     /// let frame = map.load(3).unwrap().frame(); // an entry names it
     /// assert_eq!(map.refault(3, frame, |page| page.frame()).unwrap(), Some(frame));
-    /// map.free_unused(..); // a removal takes the page
+    /// map.free_unused(); // a removal takes the page
     /// assert_eq!(map.refault(3, frame, |page| page.frame()).unwrap(), None);
     /// ```
     #[inline]

@@ -115,13 +115,7 @@ pub trait Mapper: Send + Sync {
     /// write-back that snapshot the page in between would clean it without
     /// those writes. After the flush, a write faults
     /// ([`PageMap::page_mkwrite`]) or sets a dirty bit again.
-    fn clean(
-        &self,
-        first: u64,
-        last: u64,
-        batch: &mut ShootdownBatch,
-        harvest: &mut Harvest<'_>,
-    );
+    fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch, harvest: &mut Harvest<'_>);
 
     /// Truncate and hole punch, under the invalidate lock (exclusive) and
     /// the remover lock: clears every entry of file pages `[first, last]`

@@ -273,7 +273,9 @@ impl Faulter<'_> {
             },
         );
         if installed != 0 {
-            self.stats.neighbours.fetch_add(installed, Ordering::Relaxed);
+            self.stats
+                .neighbours
+                .fetch_add(installed, Ordering::Relaxed);
         }
     }
 

@@ -127,13 +127,7 @@ impl Mapper for Vmr {
         }
     }
 
-    fn clean(
-        &self,
-        first: u64,
-        last: u64,
-        batch: &mut ShootdownBatch,
-        harvest: &mut Harvest<'_>,
-    ) {
+    fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch, harvest: &mut Harvest<'_>) {
         if !self.is_shared() || !self.prot.contains(Prot::WRITE) {
             return; // its entries are never writable
         }

@@ -241,7 +241,9 @@ impl<'a> Steps<'a> {
                 let mut dirty = Vec::new();
                 if !self.victims.is_empty() {
                     for m in &self.mappers {
-                        m.reap(&self.victims, &mut |index, frame| dirty.push((index, frame)));
+                        m.reap(&self.victims, &mut |index, frame| {
+                            dirty.push((index, frame))
+                        });
                     }
                 }
                 for (index, frame) in dirty {
