@@ -149,7 +149,7 @@ impl PageMap {
     /// the page is inside the file for the whole call, and a truncate that
     /// cuts it waits for the call to return and then zaps what it installed,
     /// or this returns [`Error::BeyondEof`] without calling `install`. See
-    /// the module docs ([`fault`](crate::PageMap::map_page)) for the
+    /// the module docs ([`crate::fault`]) for the
     /// protocol and `vmr`'s fault handler for the worked example.
     ///
     /// Never sleeps and takes no lock (a fault handler calls it under its

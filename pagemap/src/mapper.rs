@@ -58,9 +58,8 @@ use crate::shootdown::ShootdownBatch;
 /// or write): they must return at once, take no lock and call nothing of
 /// the page map.
 ///
-/// The fault side (what a fault does with entries in each state) is in the
-/// docs of [`PageMap::map_page`]'s module (`crate::fault`), with the state
-/// machine of an entry; `vmr`'s `Vmr` is the worked example of both sides.
+/// The fault side (what a fault does with entries in each state) is
+/// [`crate::fault`], with the state machine of an entry; `vmr`'s `Vmr` is the worked example of both sides.
 pub trait Mapper: Send + Sync {
     /// The file pages it covers, `(first, last)` inclusive (so a mapping can
     /// reach index `u64::MAX`). Must not change while it is in a reverse map.
