@@ -163,6 +163,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
 mod error;
 pub mod fault;
 #[cfg(not(pagemap_loom))]
@@ -178,18 +180,20 @@ mod slot;
 mod store;
 pub mod sync;
 
-pub use error::Error;
+pub use error::{Error, StoreError};
 #[cfg(not(pagemap_loom))]
 pub use flusher::{Flusher, FlusherReport};
-pub use frame::{flags, FrameId, FramePool, PrivateFrame};
-pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
+pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
+pub use map::{
+    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, REMOVE_BATCH,
+};
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::MappingId;
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, Vpn, DEFAULT_CEILING};
 pub use slot::{MAX_HELD, MAX_REFS};
-pub use store::{BackingStore, FileStore, MemStore, PageBuf};
+pub use store::{BackingStore, FileStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;

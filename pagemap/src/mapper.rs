@@ -7,6 +7,8 @@
 //! crate implements it for its VM regions, and a kernel linking `pagemap`
 //! alone implements it over its real page tables.
 
+use alloc::vec::Vec;
+
 use crate::frame::FrameId;
 use crate::map::{PageMap, PageRef};
 use crate::shootdown::ShootdownBatch;
@@ -205,8 +207,8 @@ impl<'a> Harvest<'a> {
     }
 }
 
-impl std::fmt::Debug for Harvest<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Harvest<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Harvest")
             .field("dirty", &self.dirty.len())
             .finish()
@@ -246,6 +248,16 @@ impl Victims {
     /// All of them, in page order.
     pub fn pages(&self) -> &[(u64, FrameId)] {
         &self.pages
+    }
+
+    /// Where page `index` is in [`pages`](Self::pages), if it is a victim.
+    pub(crate) fn position(&self, index: u64) -> Option<usize> {
+        self.pages.binary_search_by_key(&index, |&(i, _)| i).ok()
+    }
+
+    /// Takes the pages out (the buffer goes back to the remover's scratch).
+    pub(crate) fn take_pages(&mut self) -> alloc::vec::Vec<(u64, FrameId)> {
+        core::mem::take(&mut self.pages)
     }
 
     /// The frame being removed at `index`, if that page is a victim.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::ops::RangeBounds;
 
-use crate::frame::{flags, FramePool};
+use crate::frame::flags;
 use crate::radix::{Mark, RadixTree};
 use crate::sync::epoch;
 
@@ -54,7 +54,7 @@ impl PageMap {
             pages,
             nodes,
             node_bytes: nodes * RadixTree::NODE_BYTES,
-            frame_bytes: pages as usize * FramePool::metadata_bytes_per_frame(),
+            frame_bytes: pages as usize * self.pool.metadata_bytes_per_frame(),
         }
     }
 

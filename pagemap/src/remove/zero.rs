@@ -5,7 +5,7 @@
 //! again.
 
 use crate::frame::flags;
-use crate::map::PageMap;
+use crate::map::{PageMap, Scratch};
 use crate::shootdown::ShootdownBatch;
 use crate::sync::epoch;
 use crate::PAGE_SIZE;
@@ -38,27 +38,40 @@ impl PageMap {
     /// their entries (see `crate::fault`); the second zap clears those
     /// entries (and any private copy a copy-on-write made from the old bytes
     /// meanwhile). Linux's `truncate_pagecache` has the same shape.
-    pub(super) fn remove_or_zero_locked(&self, first: u64, last: u64) -> RemoveReport {
+    pub(super) fn remove_or_zero_locked(
+        &self,
+        scratch: &mut Scratch,
+        first: u64,
+        last: u64,
+    ) -> RemoveReport {
         let shootdowns = self.zap_mappings(first, last);
         let policy = Policy {
             batching: Batching::PerSpace,
             skip_pinned: false,
             discard: true,
         };
-        let mut report = self.remove_locked(first, last, policy);
+        let mut report = self.remove_locked(scratch, first, last, policy);
         report.shootdowns += shootdowns;
         let zeroes = [0u8; PAGE_SIZE];
-        let mut held = Vec::new();
-        {
-            let guard = epoch::pin();
-            self.for_each_present(first, last, &guard, &mut |index, slot| {
-                let w = slot.load();
-                if w.is_present() {
-                    held.push((index, w.present_frame()));
-                }
-            });
-        }
-        for (index, frame) in held {
+        // The pages left are in use: zero each, one at a time (no list of
+        // them: a walk from the last one zeroed).
+        let mut from = Some(first);
+        while let Some(at) = from {
+            let next = {
+                let guard = epoch::pin();
+                self.tree
+                    .next_present(at, &guard)
+                    .filter(|&(index, _)| index <= last)
+                    .map(|(index, slot)| (index, slot.load()))
+            };
+            let Some((index, w)) = next else {
+                break;
+            };
+            from = index.checked_add(1);
+            if !w.is_present() {
+                continue;
+            }
+            let frame = w.present_frame();
             // No reference of our own: we hold the remover lock, and only a
             // remover takes a page out of the tree, so the page (held by
             // someone, or we would have removed it) and its frame stay. So a
