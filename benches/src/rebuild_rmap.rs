@@ -201,7 +201,7 @@ impl Mapper for Span {
         false
     }
     fn revoke(&self, _: &Victims, _: &mut ShootdownBatch) {}
-    fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64)) {}
-    fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch, _: &mut dyn FnMut(u64, FrameId)) {}
+    fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64, FrameId)) {}
+    fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch, _: &mut pagemap::Harvest<'_>) {}
     fn zap(&self, _: u64, _: u64, _: &mut ShootdownBatch) {}
 }

@@ -29,18 +29,30 @@
 //! A file's users need only [`PageMap`], [`PageRef`], [`FramePool`] and a
 //! [`BackingStore`]. What maps pages into address spaces (the `vmr` crate,
 //! or a kernel implementing [`Mapper`] over real page tables) uses this
-//! small interface besides, and nothing else:
+//! small interface besides, and nothing else. The `vmr` crate is the worked
+//! example of all of it: its fault handler (`vmr/src/fault.rs`) of the
+//! fault side, its `impl Mapper for Vmr` (`vmr/src/unmap.rs`) of the
+//! contract, its munmap (`vmr/src/rework.rs`) of the dirty-bit rule.
 //!
 //! * registering: [`PageMap::add_mapping`], [`PageMap::remove_mapping`]
 //!   (a [`Mapper`] per region; [`MappingId`]);
 //! * the page map's calls into it: [`Mapper`] (`revoke` and `reap` over
-//!   [`Victims`], `clean`, `zap`), each adding its address space to a
-//!   [`ShootdownBatch`] through a [`FlushTarget`] (its TLB shootdown);
-//! * faults: [`PageMap::map_page`] (install under a count that truncate
-//!   waits for; [`Error::WouldBlock`]: drop the address-space lock and
-//!   [`PageMap::load`]; [`Error::BeyondEof`]: SIGBUS);
-//! * dirty bits taken out of entries: [`PageMap::find_frame`] (hold the
-//!   page the entry named) then [`PageRef::mark_dirty`];
+//!   [`Victims`], `clean` handing dirty pages over through a [`Harvest`],
+//!   `zap`), each adding its address space to a [`ShootdownBatch`] through
+//!   a [`FlushTarget`] (its TLB shootdown, over virtual page numbers,
+//!   [`Vpn`]); the trait's docs are the contract, method by method (locks
+//!   held, end state, blocking, order against the shootdown);
+//! * faults, the fault-side interface ([`fault`] tabulates the calls, the
+//!   page table entry's states and who changes them): [`PageMap::map_page`] (install under a count
+//!   that truncate waits for; [`Error::WouldBlock`]: drop the
+//!   address-space lock and [`PageMap::load`]; [`Error::BeyondEof`]:
+//!   SIGBUS), [`PageMap::map_pages`] (fault-around),
+//!   [`PageMap::refault`] (an entry a removal revoked),
+//!   [`PageMap::page_mkwrite`] (a write to a read-only shared entry);
+//! * dirty bits taken out of entries by the kernel's own unmapping
+//!   (munmap, mprotect): [`PageMap::find_frame`] (hold the page the entry
+//!   named) before taking the bit, then [`PageRef::mark_dirty`] after the
+//!   shootdown;
 //! * private frames (copy-on-write copies): [`FramePool::alloc_private`],
 //!   [`PrivateFrame::into_raw`] into an entry, `unsafe`
 //!   [`PrivateFrame::from_raw`] when the entry is cleared, freed after the
@@ -143,7 +155,8 @@
 //! | fault or lookup vs [`remove`](PageMap::remove) | a freed page still mapped or held | the get clears REMOVAL; [`Mapper::revoke`] and [`Mapper::reap`] re-check each entry in one CAS, and the reap leaves entries a fault made present again |
 //! | remover's write-back vs a fault that maps the page and lets go | freeing a mapped frame | the remover holds with a count that keeps REMOVAL, so any other get still clears it |
 //! | a CPU using a stale TLB entry vs revoke, clean, unmap | a lost write; an access to a reused frame | one acknowledged shootdown per address space ([`ShootdownBatch`]) before frames are freed and before harvested dirty bits are marked |
-//! | an unmapper taking a dirty bit vs a remover | the bit reaching a freed page | the unmapper holds the page ([`PageMap::find_frame`]) until it is marked dirty; a remover's reap owns its [`Victims`] |
+//! | an unmapper taking a dirty bit vs a remover | the bit reaching a freed page | the unmapper holds the page ([`PageMap::find_frame`]; for [`Mapper::clean`], [`Harvest::hold`], whose [`Held`] value is the only way to report the bit) until it is marked dirty; a remover's reap owns its [`Victims`] |
+//! | a fault refaulting a revoked entry vs the removal's yank | a present entry on a freed frame | [`PageMap::refault`] takes the page only if still in the entry's frame, and its count clears REMOVAL (the yank fails); if the yank won, the reap cleared the entry first |
 //! | [`add_mapping`](PageMap::add_mapping) / [`remove_mapping`](PageMap::remove_mapping) vs [`free_unused`](PageMap::free_unused), [`invalidate`](PageMap::invalidate), removal's pass 1 | removing a page a new mapping will use; an uncovered mapped page | the reverse-map lock; coverage checked after the mark (a new mapping reaches the page only by a lookup, which unmarks it); a split adds its pieces before the old region leaves |
 //! | a fault installing an entry vs [`truncate`](PageMap::truncate) | an entry beyond the end after truncate returns | [`PageMap::map_page`]: the fault counts itself in the slot word, then checks the end (SeqCst pair with truncate's end store); truncate waits for every cut page's count to drain between two zaps |
 //! | copy-on-write fault vs another update of the same entry | two copies; a read of the old page after a write to the copy | vmr: the PTE LOCK bit with the COW mutex; revoke, reap, clean and zap skip locked entries |
@@ -159,7 +172,7 @@
 extern crate alloc;
 
 mod error;
-mod fault;
+pub mod fault;
 #[cfg(not(pagemap_loom))]
 mod flusher;
 mod frame;
@@ -180,11 +193,11 @@ pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, R
 pub use map::{
     FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, REMOVE_BATCH,
 };
-pub use mapper::{Mapper, Victims};
+pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::MappingId;
-pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
+pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, Vpn, DEFAULT_CEILING};
 pub use slot::{MAX_HELD, MAX_REFS};
 pub use store::{BackingStore, FileStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo};
 

@@ -501,8 +501,8 @@ mod tests {
             self.2
         }
         fn revoke(&self, _: &Victims, _: &mut ShootdownBatch) {}
-        fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64)) {}
-        fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch, _: &mut dyn FnMut(u64, FrameId)) {}
+        fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64, FrameId)) {}
+        fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch, _: &mut crate::Harvest<'_>) {}
         fn zap(&self, _: u64, _: u64, _: &mut ShootdownBatch) {}
     }
 

@@ -1,8 +1,8 @@
 //! Batched TLB shootdowns, in the spirit of Linux's mmu_gather.
 //!
 //! A remover (munmap, removal, writeback) unmaps pages from many address
-//! spaces. It [`add`](ShootdownBatch::add)s each `(address space, page
-//! range)` it changed and [`defer_free`](ShootdownBatch::defer_free)s the
+//! spaces. It [`add`](ShootdownBatch::add)s each `(address space, virtual
+//! page range)` it changed ([`Vpn`]s) and [`defer_free`](ShootdownBatch::defer_free)s the
 //! private frames it took away (owned [`PrivateFrame`]s, of any pool); [`flush`](ShootdownBatch::flush) then issues one
 //! acknowledged shootdown per distinct address space (no fixed cap: Akaros
 //! capped a batch at 10 processes), a whole-space flush for a space whose
@@ -16,15 +16,22 @@ use std::sync::Arc;
 
 use crate::frame::{FrameId, FrameSource, PrivateFrame};
 
+/// A virtual page number: a virtual address divided by [`PAGE_SIZE`](crate::PAGE_SIZE)
+/// (`va >> 12`), in the address space a [`FlushTarget`] stands for. The page
+/// numbers a [`ShootdownBatch`] and a [`FlushTarget`] take are these, never
+/// file page indices: a mapper converts (`vmr`: `Vmr::va_of(index) / PAGE`).
+pub type Vpn = u64;
+
 /// An address space, as a shootdown batch sees it. `vmr` implements it; a
 /// kernel implements it over its real TLB-shootdown IPIs.
 pub trait FlushTarget: Send + Sync {
     /// Identity: two targets with the same id are the same address space.
     fn id(&self) -> u64;
 
-    /// Drops every CPU's translations of virtual pages `first..=last` (all of
-    /// them for `None`) and returns once every CPU has done so.
-    fn flush(&self, pages: Option<(u64, u64)>);
+    /// Drops every CPU's translations of virtual pages `first..=last` of
+    /// this space (`vpns`, inclusive; all of them for `None`) and returns
+    /// once every CPU has done so.
+    fn flush(&self, vpns: Option<(Vpn, Vpn)>);
 }
 
 /// Up to this many spaces a batch finds one by scanning, beyond by hashing.
@@ -71,7 +78,7 @@ pub struct BatchReport {
 /// struct Space(u64, Mutex<Vec<Option<(u64, u64)>>>);
 /// impl FlushTarget for Space {
 ///     fn id(&self) -> u64 { self.0 }
-///     fn flush(&self, pages: Option<(u64, u64)>) { self.1.lock().unwrap().push(pages) }
+///     fn flush(&self, vpns: Option<(u64, u64)>) { self.1.lock().unwrap().push(vpns) }
 /// }
 ///
 /// let pool = Arc::new(FramePool::new(4).unwrap());
@@ -130,8 +137,9 @@ impl ShootdownBatch {
         batch
     }
 
-    /// Records that pages `first..=last` of `target` changed.
-    pub fn add(&mut self, target: Arc<dyn FlushTarget>, first: u64, last: u64) {
+    /// Records that virtual pages `first..=last` of `target` changed (their
+    /// entries lost a right: a translation a CPU caches must go).
+    pub fn add(&mut self, target: Arc<dyn FlushTarget>, first: Vpn, last: Vpn) {
         assert!(first <= last, "empty page range {first}..={last}");
         if self.per_page {
             for page in first..=last {

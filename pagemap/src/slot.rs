@@ -472,15 +472,39 @@ impl Slot {
     /// store-buffering pair with truncate (this RMW, then the fault's load of
     /// the end of file; truncate stores the end, then loads this word): one
     /// of the two sees the other (see [`crate::PageMap::map_page`]).
+    // Tested against its definition; the page map uses `get_for_map_of`.
+    #[cfg_attr(any(not(test), pagemap_loom), allow(dead_code))]
     #[inline]
     pub fn get_for_map(&self) -> Result<SlotWord, Refused> {
-        let mut old = SlotWord(self.0.load(Ordering::Relaxed));
+        self.get_for_map_of(None)
+    }
+
+    /// [`get_for_map`](Self::get_for_map), refused ([`Refused::Absent`])
+    /// unless the slot holds `frame` (if given): a refault takes the page an
+    /// entry still names, never a page that replaced it, and so never
+    /// clears another page's `REMOVAL`. Same orderings.
+    #[inline]
+    pub fn get_for_map_of(&self, frame: Option<u32>) -> Result<SlotWord, Refused> {
+        // A refault told "refused" clears its entry next, which must not
+        // come before the reap that preceded the yank it saw: Acquire on
+        // its reads pairs with the yank's release (`Slot::update`'s AcqRel
+        // CAS), and so orders the reap's entry update before the fault's.
+        // A plain fault acts on no refusal: Relaxed.
+        let read = if frame.is_some() {
+            Ordering::Acquire
+        } else {
+            Ordering::Relaxed
+        };
+        let mut old = SlotWord(self.0.load(read));
         loop {
+            if frame.is_some_and(|f| old.frame_id() != f) {
+                return Err(Refused::Absent);
+            }
             let new = match get_for_map(old) {
                 Ok(new) => new,
                 Err(Refused::Busy) => {
                     crate::sync::spin_hint();
-                    old = SlotWord(self.0.load(Ordering::Relaxed));
+                    old = SlotWord(self.0.load(read));
                     continue;
                 }
                 Err(why) => return Err(why),
@@ -490,7 +514,7 @@ impl Slot {
                 old.0,
                 new.0,
                 Ordering::SeqCst,
-                Ordering::Relaxed,
+                read,
             ) {
                 Ok(_) => return Ok(new),
                 Err(seen) => old = SlotWord(seen),

@@ -175,10 +175,10 @@ fn fault_then_access() {
 fn fault_then_access_on(layout: Layout) {
     let m = Machine::new(2, layout);
     let hw = m.hw();
-    let store = store_with(4);
+    let store = store_with(5);
     let file = Arc::new(PageMap::new(hw.pool.clone(), store.clone()));
     let space = Space::new(hw, VBASE, VPAGES);
-    space.mmap(&file, VBASE, 0, 4, Mutant::None);
+    space.mmap(&file, VBASE, 0, 5, Mutant::None);
 
     // A read fault: not cached (WouldBlock), loaded, retried; read-only.
     let mut b = [0u8; 16];
@@ -206,7 +206,23 @@ fn fault_then_access_on(layout: Layout) {
     space.read(0, va(VBASE + 1, 8), &mut b[..8]).unwrap();
     assert_eq!(&b[..8], b"kernel!!");
 
-    // A write fault on an empty entry.
+    // Fault-around: a read fault maps the cached neighbours read-only.
+    drop(file.load(3).unwrap());
+    assert_eq!(space.pt.get(VBASE + 3), 0);
+    space.read(0, va(VBASE + 2, 0), &mut b).unwrap();
+    assert_eq!(space.pt.get(VBASE + 3) & (pte::P | pte::W), pte::P);
+    assert_eq!(
+        pte::phys(space.pt.get(VBASE + 3)),
+        hw.pool.phys_addr(frame_of(&file, 3))
+    );
+    assert_eq!(space.pt.get(VBASE), 0, "not cached: not mapped");
+
+    // A write fault on an empty entry (page 0), and on a read-only one.
+    space.write(0, va(VBASE, 0), b"y").unwrap();
+    assert_eq!(
+        space.pt.get(VBASE) & (pte::P | pte::W | pte::D),
+        pte::P | pte::W | pte::D
+    );
     space.write(0, va(VBASE + 2, 0), b"x").unwrap();
     assert_eq!(
         space.pt.get(VBASE + 2) & (pte::P | pte::W | pte::D),
@@ -219,16 +235,16 @@ fn fault_then_access_on(layout: Layout) {
     );
     // A failed read reaches the faulting access as an I/O error, with the
     // store's errno; the page can be faulted once the store recovers.
-    store.fail_reads(3, true);
-    match space.read(1, va(VBASE + 3, 0), &mut b) {
-        Err(Fault::Io(Error::Read { index: 3, source })) => {
+    store.fail_reads(4, true);
+    match space.read(1, va(VBASE + 4, 0), &mut b) {
+        Err(Fault::Io(Error::Read { index: 4, source })) => {
             assert_eq!(source.code(), StoreError::EIO)
         }
         other => panic!("expected an I/O error, got {other:?}"),
     }
-    store.fail_reads(3, false);
-    space.read(1, va(VBASE + 3, 0), &mut b).unwrap();
-    assert_eq!(b[..], pattern(3)[..16]);
+    store.fail_reads(4, false);
+    space.read(1, va(VBASE + 4, 0), &mut b).unwrap();
+    assert_eq!(b[..], pattern(4)[..16]);
 
     // The store sees the write only once munmap hands the dirty bit over
     // and the page is written back.
@@ -236,10 +252,11 @@ fn fault_then_access_on(layout: Layout) {
     space.munmap(VBASE);
     assert_eq!(space.nr_regions(), 0);
     assert_eq!(space.pt.get(VBASE + 1), 0);
-    assert_eq!(file.dirty_indices(..), vec![1, 2]);
-    assert_eq!(file.sync().written, 2);
+    assert_eq!(file.dirty_indices(..), vec![0, 1, 2]);
+    assert_eq!(file.sync().written, 3);
     assert_eq!(&store.page(1).unwrap()[8..16], b"kernel!!");
     assert_eq!(store.page(2).unwrap()[0], b'x');
+    assert_eq!(store.page(0).unwrap()[0], b'y');
 }
 
 /// Two spaces write to a shared file; a writeback harvests the dirty bits

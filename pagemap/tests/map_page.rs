@@ -13,7 +13,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use pagemap::{Error, FrameId, FramePool, Mapper, MemStore, PageMap, ShootdownBatch, Victims};
+use pagemap::{
+    Error, FrameId, FramePool, Harvest, Mapper, MemStore, PageMap, ShootdownBatch, Victims,
+};
 
 /// A page table of one mapping of the whole file: index -> frame.
 #[derive(Default)]
@@ -30,8 +32,8 @@ impl Mapper for ToyTable {
         false
     }
     fn revoke(&self, _: &Victims, _: &mut ShootdownBatch) {}
-    fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64)) {}
-    fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch, _: &mut dyn FnMut(u64, FrameId)) {}
+    fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64, FrameId)) {}
+    fn clean(&self, _: u64, _: u64, _: &mut ShootdownBatch, _: &mut Harvest<'_>) {}
     fn zap(&self, first: u64, last: u64, _: &mut ShootdownBatch) {
         self.entries
             .lock()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use pagemap::{
-    FlushTarget, FrameId, FramePool, Mapper, MemStore, PageMap, ShootdownBatch, Victims,
+    FlushTarget, FrameId, FramePool, Harvest, Mapper, MemStore, PageMap, ShootdownBatch, Victims,
 };
 
 /// A mapping of page 0 whose PTE is dirty once. Its `clean` hands the dirty
@@ -41,21 +41,15 @@ impl Mapper for Scripted {
         false
     }
     fn revoke(&self, _: &Victims, _: &mut ShootdownBatch) {}
-    fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64)) {}
+    fn reap(&self, _: &Victims, _: &mut dyn FnMut(u64, FrameId)) {}
     fn zap(&self, _: u64, _: u64, _: &mut ShootdownBatch) {}
-    fn clean(
-        &self,
-        _: u64,
-        _: u64,
-        batch: &mut ShootdownBatch,
-        dirty: &mut dyn FnMut(u64, FrameId),
-    ) {
+    fn clean(&self, _: u64, _: u64, batch: &mut ShootdownBatch, harvest: &mut Harvest<'_>) {
         let map = self.map.lock().unwrap().upgrade().unwrap();
         if !self.pte_dirty.swap(false, Ordering::SeqCst) {
             return;
         }
         let page = map.find(0).unwrap().unwrap();
-        dirty(0, page.frame());
+        harvest.dirty(harvest.hold(0, page.frame()).unwrap());
         batch.add(self.flushes.clone(), 0, 0);
         if !self.nested.swap(true, Ordering::SeqCst) {
             // Another writeback overlaps ours, between our harvest and our

@@ -1,16 +1,28 @@
 //! The fault handler, in the shape of OpenBSD's `uvm_fault` after its 2020
 //! split into `uvm_fault_check` and `struct uvm_faultctx`: a check phase fills a [`FaultCtx`] or answers "no mapping",
 //! "protection" or "restart"; resident neighbours are mapped without
-//! blocking; the centre page is taken with `load_nowait` under the
+//! blocking; the centre page is taken without blocking under the
 //! address-space lock, and if that would block, the lock is dropped, the
 //! page is loaded blocking, and the fault restarts (a generation counter
 //! tells whether the regions changed meanwhile).
 //!
-//! Every entry of a file page is installed in the callback of
-//! [`pagemap::PageMap::map_page`] (the page counted as being mapped, the end
-//! of file checked after the count), so a truncate cannot return while an
-//! entry beyond its new end is being installed, and none is installed after
-//! it returns.
+//! It is the worked example of pagemap's fault-side interface (the module
+//! docs of `pagemap`'s `fault`, with the page table entry's state machine),
+//! and uses nothing else of the page map:
+//! * fault-around: [`pagemap::PageMap::map_pages`] over the window, for the
+//!   empty entries;
+//! * the centre, entry empty: [`pagemap::PageMap::map_page`]
+//!   ([`pagemap::Error::WouldBlock`]: drop the lock, [`pagemap::PageMap::load`],
+//!   restart);
+//! * the centre, entry naming a page-cache frame: revoked by a removal,
+//!   [`pagemap::PageMap::refault`]; present and read-only under a write to
+//!   a shared mapping, [`pagemap::PageMap::page_mkwrite`]; if the page has
+//!   left that frame, the entry is cleared and the fault takes the miss path.
+//!
+//! Every entry of a file page is installed in one of those calls' callbacks
+//! (the page counted as being mapped, the end of file checked after the
+//! count), so a truncate cannot return while an entry beyond its new end is
+//! being installed, and none is installed after it returns.
 //!
 //! A minor fault (page cached) allocates nothing and takes no lock beyond
 //! the address-space read lock: the page map lookup is lock-free.
@@ -180,17 +192,41 @@ impl Faulter<'_> {
             if let Some(done) = self.restore_private(v, center_va) {
                 return done;
             }
-            for i in 0..ctx.npages {
-                if i != ctx.center {
-                    self.map_neighbour(v, ctx.start_va + i * PAGE, &ctx);
-                }
+            if ctx.npages > 1 {
+                self.map_neighbours(v, &ctx);
             }
             let index = v.index_of(center_va);
             // The install runs in the page map's callback: ordered against
             // truncate (see `pagemap::PageMap::map_page`).
-            let mapped = v.file.map_page(index, |page| {
-                self.map_center(v, center_va, page, access, &ctx)
-            });
+            let install = |page: &PageRef<'_>| self.map_center(v, center_va, page, access, &ctx);
+            let mapped = match self.named_frame(center_va) {
+                // The entry names a page-cache frame: a revoked entry, or a
+                // present one (a write to a read-only entry, a spurious
+                // fault). Take that page only if it is still in that frame.
+                Some((old, frame)) => {
+                    let mkwrite =
+                        old & pte::PRESENT != 0 && access == Access::Write && v.is_shared();
+                    let refaulted = if mkwrite {
+                        v.file.page_mkwrite(index, frame, install)
+                    } else {
+                        v.file.refault(index, frame, install)
+                    };
+                    match refaulted {
+                        Ok(Some(r)) => Ok(r),
+                        Ok(None) => {
+                            // Gone: the removal reaped this entry before it
+                            // took the page, so our read was stale; clear it
+                            // if it is still there and take the miss path.
+                            if let Some(p) = self.core().pt.get(center_va / PAGE) {
+                                let _ = p.cas(old, 0);
+                            }
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => v.file.map_page(index, install),
+            };
             match mapped {
                 Ok(r) => {
                     if r.is_ok() && !blocked {
@@ -217,21 +253,41 @@ impl Faulter<'_> {
         }
     }
 
-    /// Maps a resident, up-to-date neighbour if its PTE is empty. Never blocks.
-    fn map_neighbour(&self, v: &Vmr, va: u64, ctx: &FaultCtx) {
-        let p = self.core().pt.get_or_alloc(va / PAGE);
-        if p.load() != 0 {
-            return;
-        }
-        let index = v.index_of(va);
+    /// Fault-around: maps the resident, up-to-date pages of the window
+    /// whose PTEs are empty, the centre excepted, through the page map's
+    /// [`pagemap::PageMap::map_pages`] (each install ordered against
+    /// truncate). Never blocks.
+    fn map_neighbours(&self, v: &Vmr, ctx: &FaultCtx) {
+        let first = v.index_of(ctx.start_va);
+        let center = first + ctx.center;
         let flags = pte::PRESENT | Self::write_flags(v, ctx.enter_prot);
-        // Not cached, or beyond the end of the file: skipped.
-        let _ = v.file.map_page(index, |page| {
-            let new = pte::make(page.frame().get(), flags);
-            if p.cas(0, new).is_ok() {
-                self.stats.neighbours.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        let pt = &self.core().pt;
+        let installed = v.file.map_pages(
+            first,
+            first + (ctx.npages - 1),
+            // Only empty entries: a revoked one is left to its own fault.
+            |index| index != center && pt.get(v.va_of(index) / PAGE).is_none_or(|p| p.load() == 0),
+            |page| {
+                let p = pt.get_or_alloc(v.va_of(page.index()) / PAGE);
+                p.cas(0, pte::make(page.frame().get(), flags)).is_ok()
+            },
+        );
+        if installed != 0 {
+            self.stats
+                .neighbours
+                .fetch_add(installed, Ordering::Relaxed);
+        }
+    }
+
+    /// The entry at `va` and the page-cache frame it names, if it names one
+    /// that no copy-on-write of ours is changing (not empty, not a private
+    /// copy, not locked).
+    fn named_frame(&self, va: u64) -> Option<(u64, pagemap::FrameId)> {
+        let old = self.core().pt.get(va / PAGE)?.load();
+        if old & (pte::PRIVATE | pte::LOCK) != 0 {
+            return None;
+        }
+        pagemap::FrameId::new(pte::frame(old)).map(|f| (old, f))
     }
 
     /// A private copy of ours at `va` (write-protected by fork, or hidden by

@@ -91,8 +91,8 @@ impl FlushTarget for MmCore {
         self.asid
     }
 
-    fn flush(&self, pages: Option<(u64, u64)>) {
-        let (first, last) = pages.unwrap_or((0, u64::MAX));
+    fn flush(&self, vpns: Option<(u64, u64)>) {
+        let (first, last) = vpns.unwrap_or((0, u64::MAX));
         self.machine
             .shootdown(self.asid, &self.cpumask, first, last);
     }

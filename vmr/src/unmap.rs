@@ -7,7 +7,7 @@
 //! fault, munmap or copy-on-write fault wins or loses cleanly; an entry with
 //! `pte::LOCK` belongs to a copy-on-write fault in flight and is left to it.
 
-use pagemap::{FrameId, Mapper, PageRef, ShootdownBatch, Victims, PAGE_SIZE};
+use pagemap::{FrameId, Harvest, Held, Mapper, ShootdownBatch, Victims, PAGE_SIZE};
 
 use crate::lazy::{self, PteOp};
 use crate::pte;
@@ -116,30 +116,26 @@ impl Mapper for Vmr {
         }
     }
 
-    fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64)) {
+    fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64, FrameId)) {
         // No shootdown: these entries have been not present since pass 2,
         // and pass 3 flushed every translation made before.
         for (_, vpn, old) in self.batched(|| self.queue_victims(victims, reap_pte)) {
             if old & pte::DIRTY != 0 {
-                dirty(self.index_of(vpn * PAGE));
+                let frame = FrameId::new(pte::frame(old)).expect("reaped PTE has a frame");
+                dirty(self.index_of(vpn * PAGE), frame);
             }
         }
     }
 
-    fn clean(
-        &self,
-        first: u64,
-        last: u64,
-        batch: &mut ShootdownBatch,
-        dirty: &mut dyn FnMut(u64, FrameId),
-    ) {
+    fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch, harvest: &mut Harvest<'_>) {
         if !self.is_shared() || !self.prot.contains(Prot::WRITE) {
             return; // its entries are never writable
         }
         let (lo, hi) = self.vpns(first, last);
-        // Hold each page whose dirty bit we may take until the caller holds
-        // it, so that no remover frees it in between.
-        let mut holds: Vec<PageRef<'_>> = Vec::new();
+        // Hold each page whose dirty bit we may take before the update that
+        // takes it (applied at the end of the lazy section), so that no
+        // remover frees it in between; the dirty ones are handed over.
+        let mut holds: Vec<Option<Held<'_>>> = Vec::new();
         let applied = self.batched(|| {
             self.mm.pt.for_each(lo, hi, &mut |vpn, p| {
                 let v = p.load();
@@ -148,18 +144,21 @@ impl Mapper for Vmr {
                 }
                 let index = self.index_of(vpn * PAGE);
                 let frame = FrameId::new(pte::frame(v)).expect("PTE has a frame");
-                let Some(page) = self.file.find_frame(index, frame) else {
+                let Some(page) = harvest.hold(index, frame) else {
                     return; // reaped meanwhile: nothing to clean
                 };
                 let tag = holds.len();
-                holds.push(page);
+                holds.push(Some(page));
                 let op = PteOp::Update(clean_pte, u64::from(pte::frame(v)));
                 lazy::queue(&self.mm, vpn, op, tag);
             });
         });
         for &(tag, _, old) in &applied {
             if old & pte::DIRTY != 0 {
-                dirty(holds[tag].index(), holds[tag].frame());
+                // Each tag is applied once (one queued op per entry).
+                if let Some(page) = holds[tag].take() {
+                    harvest.dirty(page);
+                }
             }
         }
         self.add_to_batch(&applied, (lo, hi), batch);

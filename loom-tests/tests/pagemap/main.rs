@@ -10,6 +10,7 @@
 #![cfg(pagemap_loom)]
 
 mod dirty_removal;
+mod fault_iface;
 mod find_vs_remove;
 mod load_vs_load;
 mod mutant_killers;

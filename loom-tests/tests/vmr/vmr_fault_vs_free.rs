@@ -88,7 +88,7 @@ fn fault_major_vs_free_unused() {
 }
 
 /// The page is cached, clean and unreferenced: free_unused would free it but
-/// for the mapping; the fault takes it with `load_nowait`.
+/// for the mapping; the fault takes it with `map_page`, without blocking.
 #[test]
 fn fault_minor_vs_free_unused() {
     fault_vs_free_unused(true);

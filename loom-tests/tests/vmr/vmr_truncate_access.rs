@@ -44,7 +44,7 @@ fn access_after_truncate(via: Via, held: bool) {
         let vm = VmFixture::new(4, 2);
         vm.fx.store_page(0, 0x10);
         vm.fx.store_page(1, 0x11);
-        // Both pages cached: CPU 0's fault passes load_nowait (or find).
+        // Both pages cached: CPU 0's fault takes them without blocking.
         vm.fx.cache(0);
         vm.fx.cache(1);
         let flags = match via {

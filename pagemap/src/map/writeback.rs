@@ -6,6 +6,7 @@ use std::ops::RangeBounds;
 
 use crate::error::Error;
 use crate::frame::flags;
+use crate::mapper::Harvest;
 use crate::radix::Mark;
 use crate::shootdown::ShootdownBatch;
 use crate::slot;
@@ -50,24 +51,16 @@ impl PageMap {
         let mappers = self.rmap.read().overlapping(first, last);
         if !mappers.is_empty() {
             let mut batch = ShootdownBatch::new();
-            let mut harvested: Vec<PageRef<'_>> = Vec::new();
+            // The mappers hand over the pages they held before taking each
+            // dirty bit (the only way to report one: see `Harvest`).
+            let mut harvest = Harvest::new(self);
             for m in &mappers {
                 let (mf, ml) = m.file_pages();
-                m.clean(
-                    first.max(mf),
-                    last.min(ml),
-                    &mut batch,
-                    &mut |index, frame| {
-                        // The mapper holds the page: it is here, so this finds it.
-                        match self.find_frame(index, frame) {
-                            Some(page) => harvested.push(page),
-                            None => panic!("page {index} left the cache while a mapper held it"),
-                        }
-                    },
-                );
+                m.clean(first.max(mf), last.min(ml), &mut batch, &mut harvest);
             }
             report.shootdowns = batch.flush().shootdowns;
             // Only now: no CPU writes through the old entries any more.
+            let harvested = harvest.into_pages();
             for page in &harvested {
                 page.mark_dirty();
             }

@@ -34,6 +34,10 @@ pub struct RemoveReport {
     pub zeroed: u64,
     /// Shootdowns issued: one per address space mapping the range.
     pub shootdowns: u64,
+    /// Dirty bits a [`Mapper::reap`](crate::Mapper::reap) reported for a
+    /// page that was not a victim (a mapper bug): each handed to its page
+    /// if still cached in that frame, none a panic.
+    pub not_victims: u64,
     /// Write errors (those pages are kept, dirty, with their data) and, for
     /// truncate, a store that failed to shrink.
     pub errors: Vec<Error>,

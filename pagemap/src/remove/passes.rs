@@ -294,14 +294,21 @@ impl<'a> Steps<'a> {
                 // victims came back dirty: one bit each (a batch is at most
                 // REMOVE_BATCH pages), so no list grows with the mappers.
                 let mut dirty = [0u64; REMOVE_BATCH / 64];
+                let mut strays: Vec<(u64, FrameId)> = Vec::new();
                 if !self.victims.is_empty() {
                     let victims = &self.victims;
                     for m in &self.mappers {
-                        m.reap(victims, &mut |index| {
-                            let at = victims
-                                .position(index)
-                                .expect("a mapper reaped a page that is not a victim");
-                            dirty[at / 64] |= 1 << (at % 64);
+                        m.reap(victims, &mut |index, frame| {
+                            match victims.position(index) {
+                                Some(at) if victims.pages()[at].1 == frame => {
+                                    dirty[at / 64] |= 1 << (at % 64);
+                                }
+                                // Not a victim (a mapper broke the
+                                // contract): kept for after the reaps (the
+                                // mapper may hold its own locks here). A
+                                // list only in that case.
+                                _ => strays.push((index, frame)),
+                            }
                         });
                     }
                 }
@@ -311,6 +318,15 @@ impl<'a> Steps<'a> {
                         // it), and only a remover frees pages: the frame is
                         // this page's.
                         map.mark_frame_dirty(index, frame);
+                    }
+                }
+                // A stray bit may still be data a CPU wrote into that page:
+                // keep it if the page is still cached in that frame; else
+                // there is nothing left to keep it in.
+                self.report.not_victims += strays.len() as u64;
+                for (index, frame) in strays {
+                    if let Some(page) = map.find_frame(index, frame) {
+                        page.mark_dirty();
                     }
                 }
                 Pass::Reaped

@@ -5,11 +5,11 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use pagemap::{
-    Error, FlushTarget, FrameId, Mapper, MappingId, PageMap, PageRef, ShootdownBatch, Victims,
-    PAGE_SIZE,
+    Error, FlushTarget, FrameId, Harvest, Mapper, MappingId, PageMap, PageRef, ShootdownBatch,
+    Victims, PAGE_SIZE,
 };
 
 use super::mmu::{self, pte, Hw, NotMapped, PageTable};
@@ -42,7 +42,6 @@ pub enum Fault {
 /// show file pages `first..first + len`.
 pub struct Vma {
     pt: Arc<PageTable>,
-    file: Weak<PageMap>,
     start: u64,
     first: u64,
     last: u64,
@@ -79,7 +78,9 @@ impl Vma {
         // with its AcqRel); the CAS below is Release.
         let mut old = entry.load(Ordering::Acquire);
         loop {
-            let want = pte::P | if write { pte::W } else { 0 };
+            // A write fault makes the entry writable and dirty at once
+            // (page_mkwrite's contract; the CPU would set the bit anyway).
+            let want = pte::P | if write { pte::W | pte::D } else { 0 };
             let new = if old == 0 {
                 pte::make(phys, want)
             } else if pte::phys(old) != phys {
@@ -155,7 +156,7 @@ impl Mapper for Vma {
         }
     }
 
-    fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64)) {
+    fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64, FrameId)) {
         // No shootdown: these entries were not present since the revoke,
         // whose shootdown dropped every translation cached before.
         for &(index, frame) in victims.within(self.first, self.last) {
@@ -164,21 +165,12 @@ impl Mapper for Vma {
                 (e != 0 && e & pte::P == 0 && pte::phys(e) == phys).then_some(0)
             });
             if old.is_some_and(|e| e & pte::D != 0) && self.mutant != Mutant::ReapDropsDirty {
-                dirty(index);
+                dirty(index, frame);
             }
         }
     }
 
-    fn clean(
-        &self,
-        first: u64,
-        last: u64,
-        batch: &mut ShootdownBatch,
-        dirty: &mut dyn FnMut(u64, FrameId),
-    ) {
-        let Some(file) = self.file.upgrade() else {
-            return; // the file is being dropped: nothing maps it any more
-        };
+    fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch, harvest: &mut Harvest<'_>) {
         let mut changed = None;
         for index in first..=last {
             let vpn = self.vpn(index);
@@ -187,9 +179,9 @@ impl Mapper for Vma {
                 continue;
             }
             let frame = self.hw().frame_of_phys(pte::phys(e));
-            // Hold the page while its dirty bit is out of the entry.
-            let Some(page) = file.find_frame(index, frame) else {
-                continue; // reaped meanwhile: nothing to clean
+            // Hold the page from before its dirty bit leaves the entry.
+            let Some(page) = harvest.hold(index, frame) else {
+                continue; // gone: a removal's reap owns the entry
             };
             let phys = pte::phys(e);
             let old = self.update(vpn, |e| {
@@ -199,7 +191,7 @@ impl Mapper for Vma {
             if let Some(old) = old {
                 widen(&mut changed, vpn);
                 if old & pte::D != 0 {
-                    dirty(index, page.frame());
+                    harvest.dirty(page);
                 }
             }
         }
@@ -219,6 +211,9 @@ impl Mapper for Vma {
         self.add(batch, changed);
     }
 }
+
+/// Pages around a read fault that fault-around may map.
+const FAULT_AROUND: u64 = 4;
 
 /// A mapping as its address space keeps it.
 struct Region {
@@ -256,7 +251,6 @@ impl Space {
         );
         let vma = Arc::new(Vma {
             pt: self.pt.clone(),
-            file: Arc::downgrade(file),
             start,
             first,
             last: first + len - 1,
@@ -312,7 +306,12 @@ impl Space {
         r.file.remove_mapping(r.id).expect("registered");
     }
 
-    /// The page fault handler for virtual page `vpn`.
+    /// The page fault handler for virtual page `vpn`: by the state of its
+    /// entry (`pagemap`'s fault docs), the miss path ([`PageMap::map_page`],
+    /// loading with no lock held on [`Error::WouldBlock`]), a refault of
+    /// an entry a removal revoked ([`PageMap::refault`]), or a write to a
+    /// read-only entry ([`PageMap::page_mkwrite`]); each installs in its
+    /// callback.
     pub fn fault(&self, vpn: u64, write: bool) -> Result<(), Fault> {
         loop {
             let regions = self.read_lock();
@@ -321,11 +320,38 @@ impl Space {
                 .find(|r| (r.vma.start..r.vma.start + r.len).contains(&vpn))
                 .ok_or(Fault::Segv(vpn))?;
             let index = r.vma.index(vpn);
-            match r
-                .file
-                .map_page(index, |page| r.vma.install(vpn, page, write))
-            {
-                Ok(()) => return Ok(()),
+            let e = self.pt.get(vpn);
+            let install = |page: &PageRef<'_>| r.vma.install(vpn, page, write);
+            let done = if e == 0 {
+                let done = r.file.map_page(index, install).map(Some);
+                if done.is_ok() && !write {
+                    self.fault_around(r, index);
+                }
+                done
+            } else {
+                let frame = self.pt.hw.frame_of_phys(pte::phys(e));
+                if e & pte::P == 0 {
+                    r.file.refault(index, frame, install)
+                } else if write && e & pte::W == 0 {
+                    r.file.page_mkwrite(index, frame, install)
+                } else {
+                    return Ok(()); // another CPU's fault installed it
+                }
+            };
+            match done {
+                Ok(Some(())) => return Ok(()),
+                Ok(None) => {
+                    // The page left that frame, so a removal reaped the
+                    // entry first: this CAS on the value read fails (but
+                    // clears it if a page table ever kept such an entry).
+                    // AcqRel: as every kernel-side update.
+                    let _ = self.pt.entry(vpn).compare_exchange(
+                        e,
+                        0,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
                 Err(Error::WouldBlock { .. }) => {
                     // Not cached: read it with no lock held, then retry
                     // (the page may be gone again by then: the loop).
@@ -341,6 +367,28 @@ impl Space {
                 Err(e) => return Err(Fault::Io(e)),
             }
         }
+    }
+
+    /// Fault-around (Linux's `map_pages`): maps the cached neighbours of
+    /// a read fault's page read-only, where their entries are empty.
+    fn fault_around(&self, r: &Region, index: u64) {
+        let vma = &r.vma;
+        let first = index.saturating_sub(FAULT_AROUND / 2).max(vma.first);
+        let last = (index + FAULT_AROUND / 2).min(vma.last);
+        let empty = |i: u64| i != index && self.pt.get(vma.vpn(i)) == 0;
+        r.file.map_pages(first, last, empty, |page| {
+            let phys = self.pt.hw.pool.phys_addr(page.frame());
+            // Release: as `install` (the CPU's walk acquires the contents).
+            self.pt
+                .entry(vma.vpn(page.index()))
+                .compare_exchange(
+                    0,
+                    pte::make(phys, pte::P),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        });
     }
 
     /// CPU `cpu` runs `f` on the memory of virtual page `vpn`, faulting
