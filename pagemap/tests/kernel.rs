@@ -1,18 +1,22 @@
 //! `pagemap` used the way a kernel uses it, with no `vmr`: frames from a
 //! region of "physical memory" the kernel owns (an anonymous mmap with a
-//! made-up physical base; a heap region under miri), page tables of its own
-//! whose entries hold physical frame numbers (x86-64's layout), CPUs with
-//! TLBs that set accessed and dirty bits, a [`Mapper`](pagemap::Mapper)
-//! and [`FlushTarget`](pagemap::FlushTarget) over those tables, and a fault
-//! handler over [`PageMap::map_page`]. Each scenario checks the data
-//! through the raw frame memory (the direct map) and the store.
+//! made-up physical base; a heap region under miri), handed out by
+//! `pagemap`'s `RegionFrames` or by a frame source of the kernel's own;
+//! page tables of its own whose entries hold physical frame numbers
+//! (x86-64's layout); CPUs with TLBs that set accessed and dirty bits; a
+//! [`Mapper`](pagemap::Mapper) and [`FlushTarget`](pagemap::FlushTarget)
+//! over those tables; and a fault handler over the fault interface
+//! ([`PageMap::map_page`], `map_pages`, `refault`, `page_mkwrite`). Each
+//! scenario checks the data through the raw frame memory (the direct map)
+//! and the store.
 //!
 //! Mutants of the mapper (a reap that drops dirty bits, a revoke or a clean
 //! without a shootdown) must make a scenario fail: the harness can fail.
 //!
-//! Modules: `phys` (the region and its addresses), `mmu` (entries, page
-//! tables, CPUs), `vma` (mappings, the Mapper, faults, munmap), `dev` (a
-//! completion-based store served by a device thread).
+//! Modules: `phys` (the region, the frame sources and their addresses),
+//! `mmu` (entries, page tables, CPUs), `vma` (mappings, the Mapper, faults,
+//! munmap), `dev` (a completion-based store served by a device thread).
+//! `scripts/miri.sh` runs the single-threaded scenarios under miri.
 
 mod kernel {
     pub mod dev;
