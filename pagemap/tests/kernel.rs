@@ -762,6 +762,7 @@ fn race(file: &Arc<PageMap>, hw: &Arc<Hw>, race: Race, stored: &dyn Fn(u64) -> V
         for w in writers {
             w.join().unwrap();
         }
+        // Relaxed: the stop flag (the joins order the rest).
         done.store(true, Ordering::Relaxed);
         background
             .into_iter()
@@ -889,6 +890,7 @@ fn truncate_races_a_writing_cpu() {
                 space.mmap(&file, VBASE, 0, 8, Mutant::None);
                 let mut sigbus = [false; 8];
                 let mut i = 0u64;
+                // SeqCst: as the flags'; only ends the loop.
                 while sigbus[end as usize..].iter().any(|&b| !b) && !abort.load(Ordering::SeqCst) {
                     let p = i % 8;
                     i += 1;
@@ -965,6 +967,7 @@ fn truncates_race_writes_and_writeback() {
             phase
         });
         let flusher = s.spawn(move || {
+            // Relaxed: as the cutter's.
             while !stop.load(Ordering::Relaxed) {
                 assert!(file.writeback(..).errors.is_empty());
             }
@@ -991,6 +994,7 @@ fn truncates_race_writes_and_writeback() {
                 Err(e) => panic!("write {i} to page {p}: {e:?}"),
             }
         }
+        // Relaxed: the stop flag (the joins order the rest).
         done.store(true, Ordering::Relaxed);
         assert!(cutter.join().unwrap() > 0);
         flusher.join().unwrap();

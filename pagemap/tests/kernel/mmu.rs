@@ -135,6 +135,7 @@ impl Hw {
     /// A new page table of `pages` entries for virtual pages `vbase..`.
     pub fn page_table(self: &Arc<Self>, vbase: u64, pages: usize) -> Arc<PageTable> {
         Arc::new(PageTable {
+            // Relaxed: a unique id is all it gives.
             id: self.next_space.fetch_add(1, Ordering::Relaxed),
             vbase,
             ptes: (0..pages).map(|_| AtomicU64::new(0)).collect(),
