@@ -34,7 +34,7 @@
 //! while a fault sat between its install and its recheck, so another CPU
 //! could read the cut page after truncate had returned.
 
-use std::ops::Deref;
+use core::ops::Deref;
 
 use crate::error::Error;
 use crate::map::{PageMap, PageRef};
@@ -45,7 +45,7 @@ use crate::sync::epoch;
 /// known to be inside the file (see the module docs). Dereferences to the
 /// [`PageRef`]; dropping it is the put of both counts.
 pub(crate) struct MapRef<'a> {
-    page: std::mem::ManuallyDrop<PageRef<'a>>,
+    page: core::mem::ManuallyDrop<PageRef<'a>>,
 }
 
 impl<'a> Deref for MapRef<'a> {
@@ -65,8 +65,8 @@ impl Drop for MapRef<'_> {
     }
 }
 
-impl std::fmt::Debug for MapRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for MapRef<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_tuple("MapRef").field(&*self.page).finish()
     }
 }
@@ -137,7 +137,7 @@ impl PageMap {
             Err(_) => return Err(Error::WouldBlock { index }),
         };
         let page = MapRef {
-            page: std::mem::ManuallyDrop::new(self.page_ref(slot, word, index)),
+            page: core::mem::ManuallyDrop::new(self.page_ref(slot, word, index)),
         };
         // After our count, before the install: the second half of the pair
         // with truncate's end store (see the module docs). Dropping `page`

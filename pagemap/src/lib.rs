@@ -147,16 +147,24 @@
 //! | [`invalidate`](PageMap::invalidate) vs writers, reads, write-backs | dropping dirty or in-flight data | flags checked after the mark: dirty, LOCKED and WRITEBACK pages are skipped |
 //! | munmap, mprotect vs faults of the same space | a fault on a region being replaced | vmr: the address-space lock; a fault that dropped it restarts if the regions' generation moved |
 //! | kernel-side entry updates vs CPUs setting A/D bits | a lost dirty bit | vmr: every update is one atomic read-modify-write that re-checks the entry |
+#![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
+// The loom build models std threads; it has no no_std form.
+#[cfg(all(pagemap_loom, not(feature = "std")))]
+compile_error!("cfg(pagemap_loom) needs pagemap's `std` feature");
+
 mod error;
 mod fault;
-#[cfg(not(pagemap_loom))]
+#[cfg(all(feature = "std", not(pagemap_loom)))]
 mod flusher;
 mod frame;
 mod map;
 mod mapper;
+pub mod platform;
 mod radix;
 mod remove;
 mod rmap;
@@ -166,17 +174,20 @@ mod store;
 pub mod sync;
 
 pub use error::Error;
-#[cfg(not(pagemap_loom))]
+#[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, PrivateFrame};
 pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
 pub use mapper::{Mapper, Victims};
+pub use platform::{set_platform, Platform};
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::MappingId;
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
 pub use slot::{MAX_HELD, MAX_REFS};
-pub use store::{BackingStore, FileStore, MemStore, PageBuf};
+pub use store::{BackingStore, PageBuf};
+#[cfg(feature = "std")]
+pub use store::{FileStore, MemStore};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;

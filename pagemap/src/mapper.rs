@@ -9,6 +9,7 @@
 
 use crate::frame::FrameId;
 use crate::shootdown::ShootdownBatch;
+use alloc::vec::Vec;
 
 /// What the page map needs from something that maps its pages.
 ///

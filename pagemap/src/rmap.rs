@@ -9,8 +9,9 @@
 //! adding both halves before removing the whole, so no page is ever left
 //! uncovered in between (Akaros shrank first: defect 4).
 
-use std::fmt;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
 
 use crate::mapper::Mapper;
 

@@ -2,7 +2,10 @@
 //! WRITEBACK) and the wait buckets their waiters sleep in.
 
 use super::{flags, FrameId, FramePool};
-use crate::sync::{Condvar, Mutex, Ordering};
+use crate::sync::raw::Park;
+use crate::sync::Ordering;
+#[cfg(any(feature = "std", pagemap_loom))]
+use crate::sync::{Condvar, Mutex};
 
 impl FramePool {
     // ---- bit locks: LOCKED (the page lock) and WRITEBACK ---------------
@@ -52,16 +55,35 @@ impl FramePool {
             "unlocking a clear bit {bit:#x} of frame {id:?}"
         );
         if old & flags::WAITERS != 0 {
+            self.wake_bit_waiters(id);
+        }
+    }
+
+    /// Sleeps until `bit` is clear.
+    pub(crate) fn wait_bit_clear(&self, id: FrameId, bit: u32) {
+        #[cfg(any(feature = "std", pagemap_loom))]
+        self.wait_bit_clear_bucket(id, bit);
+        #[cfg(not(any(feature = "std", pagemap_loom)))]
+        self.wait_bit_clear_parked::<crate::platform::PlatformPark>(id, bit);
+    }
+
+    /// Wakes every sleeper on a bit of `id` (they re-check).
+    fn wake_bit_waiters(&self, id: FrameId) {
+        #[cfg(any(feature = "std", pagemap_loom))]
+        {
             let (m, cv) = self.bucket(id);
             // Taking the bucket lock orders this wake-up after any waiter
             // that saw the bit set under it is asleep: no lost wake-up.
             drop(m.lock());
             cv.notify_all();
         }
+        #[cfg(not(any(feature = "std", pagemap_loom)))]
+        self.wake_bit_parked::<crate::platform::PlatformPark>(id);
     }
 
-    /// Sleeps until `bit` is clear.
-    pub(crate) fn wait_bit_clear(&self, id: FrameId, bit: u32) {
+    /// The std and loom wait: in a hashed bucket's condition variable.
+    #[cfg(any(feature = "std", pagemap_loom))]
+    fn wait_bit_clear_bucket(&self, id: FrameId, bit: u32) {
         let (m, cv) = self.bucket(id);
         let mut guard = m.lock();
         loop {
@@ -79,6 +101,36 @@ impl FramePool {
         }
     }
 
+    /// The park key of `id`'s bits: its flags word's address (Linux waits
+    /// on the page itself).
+    fn bit_key(&self, id: FrameId) -> usize {
+        &self.frame(id).flags as *const _ as usize
+    }
+
+    /// The no_std wait: parked on the flags word's address through `P` (the
+    /// platform's park; generic so the std tests run it over `StdPark`).
+    #[cfg_attr(any(feature = "std", pagemap_loom), allow(dead_code))]
+    pub(crate) fn wait_bit_clear_parked<P: Park>(&self, id: FrameId, bit: u32) {
+        let flags = &self.frame(id).flags;
+        // Acquire: pairs with the unlocker's Release (what was done under
+        // the bit is visible once we see it clear).
+        while flags.load(Ordering::Acquire) & bit != 0 {
+            // Announce the sleeper in the park's check, ordered with the
+            // unlocker's wake-up by the park's contract: an unlocker either
+            // sees WAITERS (and its unpark_all wakes us) or we see it clear.
+            P::park(self.bit_key(id), &|| {
+                flags.fetch_or(flags::WAITERS, Ordering::Acquire) & bit != 0
+            });
+        }
+    }
+
+    /// The no_std wake-up of [`wait_bit_clear_parked`](Self::wait_bit_clear_parked).
+    #[cfg_attr(any(feature = "std", pagemap_loom), allow(dead_code))]
+    pub(crate) fn wake_bit_parked<P: Park>(&self, id: FrameId) {
+        P::unpark_all(self.bit_key(id));
+    }
+
+    #[cfg(any(feature = "std", pagemap_loom))]
     fn bucket(&self, id: FrameId) -> &(Mutex<()>, Condvar) {
         &self.waitq[id.get() as usize % self.waitq.len()]
     }

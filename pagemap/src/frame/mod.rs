@@ -23,11 +23,14 @@
 //! `private` the owning [`PrivateFrame`] handle. The frame layer is the
 //! bottom of `pagemap`: it uses only `error` and `sync`.
 
-use std::fmt;
-use std::num::NonZeroU32;
+use alloc::boxed::Box;
+use core::fmt;
+use core::num::NonZeroU32;
 
 use crate::error::{code_to_kind, kind_to_code, Error};
-use crate::sync::{data, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+#[cfg(any(feature = "std", pagemap_loom))]
+use crate::sync::Condvar;
+use crate::sync::{data, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::PAGE_SIZE;
 
 mod contents;
@@ -126,7 +129,7 @@ unsafe impl Sync for OwnerToken {}
 #[cfg(pagemap_loom)]
 unsafe impl Send for OwnerToken {}
 
-#[cfg(not(pagemap_loom))]
+#[cfg(all(feature = "std", not(pagemap_loom)))]
 const WAIT_BUCKETS: usize = 64;
 #[cfg(pagemap_loom)]
 const WAIT_BUCKETS: usize = 1;
@@ -183,6 +186,7 @@ pub struct FramePool {
     free_head: Mutex<u32>,
     nr_free: AtomicUsize,
     /// Hashed wait queues for LOCKED, as Linux's page wait table.
+    #[cfg(any(feature = "std", pagemap_loom))]
     waitq: Box<[(Mutex<()>, Condvar)]>,
     /// Loom builds only: one ownership token per frame, which makes the
     /// frame's lifetime visible to loom (contents are std atomics, invisible
@@ -239,6 +243,7 @@ impl FramePool {
         let data = Box::<[data::AtomicU64]>::new_zeroed_slice(words);
         // SAFETY: an all-zero bit pattern is a valid AtomicU64 (it is a u64).
         let data = unsafe { data.assume_init() };
+        #[cfg(any(feature = "std", pagemap_loom))]
         let waitq = (0..WAIT_BUCKETS)
             .map(|_| (Mutex::new(()), Condvar::new()))
             .collect();
@@ -247,6 +252,7 @@ impl FramePool {
             data,
             free_head: Mutex::new(1),
             nr_free: AtomicUsize::new(capacity),
+            #[cfg(any(feature = "std", pagemap_loom))]
             waitq,
             #[cfg(pagemap_loom)]
             tokens: (0..capacity)

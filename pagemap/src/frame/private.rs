@@ -1,6 +1,6 @@
 //! [`PrivateFrame`]: the owning handle of a frame outside any page map.
 
-use std::fmt;
+use core::fmt;
 
 use super::{flags, FrameId, FramePool};
 use crate::PAGE_SIZE;

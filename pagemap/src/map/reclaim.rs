@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::frame::{flags, FrameId};
 use crate::slot::{self, Refused};
 use crate::sync::{epoch, Ordering};
+use alloc::vec::Vec;
 
 use super::{PageMap, Wrote};
 
@@ -138,7 +139,7 @@ impl PageMap {
         };
         let wrote = self.write_one(&page);
         let slot = page.slot;
-        std::mem::forget(page); // the put is ours, to see the mark after it
+        core::mem::forget(page); // the put is ours, to see the mark after it
         let after = slot.put();
         let still_marked = after.is_removal();
         match wrote {

@@ -2,7 +2,8 @@
 //! write back, yank (the module docs of `crate::remove` list them), one
 //! pass per [`Steps::step`], and [`Removal`], which lets a caller step it.
 
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use crate::frame::{flags, FrameId};
 use crate::map::{PageMap, Wrote};
@@ -161,7 +162,7 @@ impl Removal<'_> {
     /// Runs the remaining passes and returns the report.
     pub fn finish(mut self) -> RemoveReport {
         while self.steps.step() != Pass::Done {}
-        std::mem::take(&mut self.steps.report)
+        core::mem::take(&mut self.steps.report)
     }
 }
 
@@ -280,7 +281,7 @@ impl<'a> Steps<'a> {
             Pass::WrittenBack => {
                 // Pass 6: yank what is still marked; free after the writer lock.
                 let freed = map.yank_marked(
-                    std::mem::take(&mut self.marked),
+                    core::mem::take(&mut self.marked),
                     self.policy.discard,
                     &mut self.report.raced,
                     &mut self.report.discarded,

@@ -9,6 +9,7 @@ use crate::map::PageMap;
 use crate::shootdown::ShootdownBatch;
 use crate::sync::epoch;
 use crate::PAGE_SIZE;
+use alloc::vec::Vec;
 
 use super::passes::Policy;
 use super::{Batching, RemoveReport};
