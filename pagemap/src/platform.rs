@@ -200,3 +200,53 @@ impl crate::sync::raw::Park for PlatformPark {
         get().unpark_all(key)
     }
 }
+
+#[cfg(all(test, feature = "std", not(pagemap_loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::raw::{Park, RawMutex, StdPark};
+    use std::sync::Arc;
+
+    /// A platform over parking_lot_core and crossbeam's global collector:
+    /// the std build never calls it, this test does (through
+    /// `PlatformPark`, the no_std locks' park).
+    struct Test;
+    impl Platform for Test {
+        fn park(&self, key: usize, should_park: &dyn Fn() -> bool) {
+            StdPark::park(key, should_park)
+        }
+        fn unpark_all(&self, key: usize) {
+            StdPark::unpark_all(key)
+        }
+        fn pin(&self) -> epoch::Guard {
+            epoch::pin()
+        }
+    }
+    static TEST: Test = Test;
+
+    #[test]
+    fn the_installed_platform_parks_the_raw_locks_and_pins() {
+        // The only installer in this test binary.
+        set_platform(&TEST).unwrap();
+        assert_eq!(set_platform(&TEST), Err(SetPlatformError(())));
+        let m = Arc::new(lock_api::Mutex::<RawMutex<PlatformPark>, u64>::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5_000 {
+                        let mut g = m.lock();
+                        let v = *g;
+                        *g = std::hint::black_box(v) + 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*m.lock(), 20_000);
+        let _guard = get().pin();
+        assert!(epoch::is_pinned());
+    }
+}

@@ -46,6 +46,13 @@ impl FramePool {
     /// Drops a lock bit and wakes sleepers. Release: what was done under the
     /// bit is visible to the next holder and to waiters.
     pub(crate) fn unlock_bit(&self, id: FrameId, bit: u32) {
+        if self.clear_lock_bit(id, bit) {
+            self.wake_bit_waiters(id);
+        }
+    }
+
+    /// Clears a lock bit and WAITERS; whether there were waiters to wake.
+    fn clear_lock_bit(&self, id: FrameId, bit: u32) -> bool {
         let old = self
             .frame(id)
             .flags
@@ -54,9 +61,7 @@ impl FramePool {
             old & bit != 0,
             "unlocking a clear bit {bit:#x} of frame {id:?}"
         );
-        if old & flags::WAITERS != 0 {
-            self.wake_bit_waiters(id);
-        }
+        old & flags::WAITERS != 0
     }
 
     /// Sleeps until `bit` is clear.
@@ -133,5 +138,69 @@ impl FramePool {
     #[cfg(any(feature = "std", pagemap_loom))]
     fn bucket(&self, id: FrameId) -> &(Mutex<()>, Condvar) {
         &self.waitq[id.get() as usize % self.waitq.len()]
+    }
+}
+
+#[cfg(all(test, feature = "std", not(pagemap_loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::raw::StdPark;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    /// The no_std build's page lock, over parking_lot_core instead of a
+    /// platform: `lock_bit` and `unlock_bit` with the parked wait.
+    fn lock(pool: &FramePool, id: FrameId) {
+        while !pool.try_lock_bit(id, flags::LOCKED) {
+            pool.wait_bit_clear_parked::<StdPark>(id, flags::LOCKED);
+        }
+    }
+
+    fn unlock(pool: &FramePool, id: FrameId) {
+        if pool.clear_lock_bit(id, flags::LOCKED) {
+            pool.wake_bit_parked::<StdPark>(id);
+        }
+    }
+
+    #[test]
+    fn parked_page_lock_excludes() {
+        let pool = Arc::new(FramePool::new(1).unwrap());
+        let id = pool.alloc().unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (pool, count) = (pool.clone(), count.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        lock(&pool, id);
+                        // Load then store: an update is lost if two hold it.
+                        let v = count.load(Ordering::Relaxed);
+                        count.store(v + 1, Ordering::Relaxed);
+                        unlock(&pool, id);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(count.load(Ordering::Relaxed), 40_000);
+        assert_eq!(pool.flags(id) & (flags::LOCKED | flags::WAITERS), 0);
+    }
+
+    #[test]
+    fn parked_page_waiter_is_woken() {
+        let pool = Arc::new(FramePool::new(1).unwrap());
+        let id = pool.alloc().unwrap();
+        lock(&pool, id);
+        let t = {
+            let pool = pool.clone();
+            std::thread::spawn(move || pool.wait_bit_clear_parked::<StdPark>(id, flags::LOCKED))
+        };
+        while pool.flags(id) & flags::WAITERS == 0 {
+            std::thread::yield_now();
+        }
+        unlock(&pool, id);
+        t.join().unwrap();
     }
 }

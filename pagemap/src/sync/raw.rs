@@ -567,19 +567,24 @@ mod tests {
 
     #[test]
     fn mutex_sleeper_is_woken() {
-        let m = Arc::new(Mutex::new(()));
-        let g = m.lock();
+        let m = Arc::new(RawMutex::<StdPark>::new());
+        m.lock();
         let t = {
             let m = m.clone();
-            std::thread::spawn(move || drop(m.lock()))
+            std::thread::spawn(move || {
+                m.lock();
+                // SAFETY: taken just above.
+                unsafe { m.unlock() };
+            })
         };
         // Past the spins: the waiter parks (PARKED set) and must be woken.
-        while m.raw().state.load(Ordering::Relaxed) & PARKED == 0 {
+        while m.state.load(Ordering::Relaxed) & PARKED == 0 {
             std::thread::yield_now();
         }
-        drop(g);
+        // SAFETY: taken above, by this thread.
+        unsafe { m.unlock() };
         t.join().unwrap();
-        assert!(m.try_lock().is_some());
+        assert!(m.try_lock());
     }
 
     #[test]
@@ -615,20 +620,28 @@ mod tests {
 
     #[test]
     fn rwlock_two_readers_at_once_and_a_waiting_writer_holds_off_readers() {
-        let l = Arc::new(RwLock::new(()));
-        let r1 = l.read();
-        let r2 = l.try_read().expect("readers share");
-        assert!(l.try_write().is_none());
+        let l = Arc::new(RawRwLock::<StdPark>::new());
+        l.lock_shared();
+        assert!(l.try_lock_shared(), "readers share");
+        assert!(!l.try_lock_exclusive());
         let w = {
             let l = l.clone();
-            std::thread::spawn(move || drop(l.write()))
+            std::thread::spawn(move || {
+                l.lock_exclusive();
+                // SAFETY: taken just above.
+                unsafe { l.unlock_exclusive() };
+            })
         };
-        while l.raw().state.load(Ordering::Relaxed) & WAITING == 0 {
+        while l.state.load(Ordering::Relaxed) & WAITING == 0 {
             std::thread::yield_now();
         }
-        assert!(l.try_read().is_none(), "a waiting writer holds off readers");
-        drop((r1, r2));
+        assert!(!l.try_lock_shared(), "a waiting writer holds off readers");
+        // SAFETY: the two shared holds taken above.
+        unsafe {
+            l.unlock_shared();
+            l.unlock_shared();
+        }
         w.join().unwrap();
-        assert!(l.try_read().is_some());
+        assert!(l.try_lock_shared());
     }
 }
