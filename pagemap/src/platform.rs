@@ -60,7 +60,10 @@
 //! `read_unlock` and `defer_free(ptr, drop_fn)` in place of `pin`, and
 //! `Tree::retire` would call `defer_free`; every other use of the guard is
 //! as a token proving a read-side section, which stays. (Under loom the
-//! tree poisons and leaks nodes instead, which does not change.)
+//! tree poisons and leaks nodes instead, which does not change.) A
+//! crossbeam pin is also a SeqCst fence, an RCU read lock is not; pagemap
+//! does not lean on that: the one store-buffering pair (truncate's end
+//! against a fault's count, `sync::sb`) has SeqCst accesses of its own.
 //!
 //! # Example
 //!
