@@ -48,6 +48,69 @@
 //!
 //! The lock order those calls must keep is below.
 //!
+//! # no_std
+//!
+//! The `std` feature is on by default. With default features off, `pagemap`
+//! is `#![no_std]` and needs only `alloc` (built in CI for
+//! `x86_64-unknown-none`):
+//!
+//! * `std` brings [`FileStore`] and [`MemStore`], the [`Flusher`] thread,
+//!   and the std implementations the crate then uses directly, with no
+//!   indirection: parking_lot's mutexes and reader-writer locks, hashed
+//!   mutex + condition-variable buckets for page waiters, crossbeam-epoch's
+//!   global collector;
+//! * without it the locks are `lock_api` locks over the raw locks of
+//!   [`sync::raw`] (one atomic word each), page waiters park on their frame's
+//!   flags word, and both sleep and wake through a [`Platform`] the kernel
+//!   installs once with [`set_platform`], which also pins the epoch. Nothing
+//!   else differs: the page map, removal, writeback and the [`Mapper`]
+//!   interface are the same code. Failures are the crate's own [`Error`].
+//!
+//! A kernel implements three methods: `park(key, should_park)` and
+//! `unpark_all(key)` (Linux's `wait_var_event` / `wake_up_var`: sleep on an
+//! address if a condition, checked in order with the wake-up, still holds;
+//! wake everyone sleeping on it) and `pin()` (a crossbeam-epoch `Guard` from
+//! the kernel's `Collector`, through the current task's `LocalHandle`). The
+//! [`platform`] module has the contract, what to do with per-CPU handles,
+//! how a kernel with RCU maps the epoch, and a runnable example over std
+//! stand-ins. Its skeleton in a kernel:
+//!
+//! ```ignore
+//! use pagemap::platform::{epoch, set_platform, Platform};
+//!
+//! struct Kernel;
+//!
+//! impl Platform for Kernel {
+//!     fn park(&self, key: usize, should_park: &dyn Fn() -> bool) {
+//!         let wq = wait_table::bucket(key);          // the kernel's hashed wait queues
+//!         let mut q = wq.lock_irqsave();
+//!         if !should_park() {                        // checked under the queue lock:
+//!             return;                                // no wake-up can slip in between
+//!         }
+//!         q.enqueue(current_task(), key);
+//!         set_current_state(TaskState::Uninterruptible);
+//!         drop(q);
+//!         schedule();                                // woken by unpark_all (or spuriously)
+//!     }
+//!
+//!     fn unpark_all(&self, key: usize) {
+//!         let wq = wait_table::bucket(key);
+//!         wq.lock_irqsave().wake_all_with_key(key);  // always takes the lock
+//!     }
+//!
+//!     fn pin(&self) -> epoch::Guard {
+//!         current_task().epoch_handle.pin()          // a LocalHandle per task, registered
+//!     }                                              // with the kernel's one Collector
+//! }
+//!
+//! static KERNEL: Kernel = Kernel;
+//!
+//! fn mm_init() {
+//!     set_platform(&KERNEL).expect("installed once");
+//!     // from here on: FramePool, PageMap, ...
+//! }
+//! ```
+//!
 //! # Locking
 //!
 //! Lock order, in the style of the comment at the top of Linux's
@@ -71,6 +134,7 @@
 //!  |       |       |            write(), a write-back's snapshot, truncate's
 //!  |       |       |            zeroing
 //!  |       |       +- wait buckets         hashed mutex + condvar of the bit locks
+//!  |       |       |                       (no_std: the platform's park queue)
 //!  |       |       +- the store's own locks (MemStore, FileStore)
 //!  |       +- page-map writer lock  tree shape, slot publish and yank, marks,
 //!  |       |                        end of file
