@@ -2,7 +2,8 @@
 # Runs the tests that exercise the crates' `unsafe` code under miri (nightly
 # only; scripts/setup.sh installs it): radix nodes (allocated zeroed, walked
 # lock-free, unlinked and freed through the epoch), the page reference that
-# outlives its lookup's guard, the zeroed frame pool, PrivateFrame's raw ids,
+# outlives its lookup's guard, frame sources over raw memory (RegionFrames,
+# the pool's words and a store's direct access), PrivateFrame's raw ids,
 # and vmr's page-table nodes. Small configurations: about 2 minutes on 2 cores.
 #
 # MIRIFLAGS: Tree Borrows, because crossbeam-epoch is sound under Tree Borrows
@@ -23,5 +24,9 @@ cargo +nightly miri test -p pagemap --test unsafe_paths
 # (an argument type in parking_lot_core's variadic syscall, not our code).
 cargo +nightly miri test -p pagemap --lib -- frame:: slot:: shootdown:: \
     --skip page_lock_wakes_waiter
+# The completion-based store's requests (raw frame memory handed to the
+# store, completed inline: the threaded tests sleep in parking_lot too).
+cargo +nightly miri test -p pagemap --test submit -- \
+    a_failed_read_reaches_the_loader a_dropped_request_is_a_cancelled_error
 cargo +nightly miri test -p vmr --lib -- pagetable::
 echo "miri.sh: $(( $(date +%s) - start )) s"

@@ -37,8 +37,9 @@ else
 fi
 
 step "pagemap without std: build and clippy for a no_std target (x86_64-unknown-none)"
-# A target without a std library, so anything that still needs std fails to
-# link; counted as one test (a build has no runner line of its own).
+# A target with no std library, so any use of std, the crate's or a
+# dependency's, fails to compile; counted as one test (a build has no
+# runner line of its own).
 nostd() {
     cargo build -p pagemap --no-default-features --target x86_64-unknown-none
     cargo clippy -p pagemap --no-default-features --target x86_64-unknown-none -- -D warnings

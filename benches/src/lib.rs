@@ -11,11 +11,11 @@
 //! and shared by every benchmark that needs them.
 
 pub mod fault;
+pub mod rebuild_rmap;
 pub mod removal;
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,11 +58,15 @@ pub fn meta(index: u64) -> Arc<PageMeta> {
 pub struct ZeroStore;
 
 impl BackingStore for ZeroStore {
-    fn read_page(&self, _index: u64, buf: &mut PageBuf) -> io::Result<()> {
+    fn read_page(&self, _index: u64, buf: &mut PageBuf) -> Result<(), pagemap::StoreError> {
         buf.fill(0);
         Ok(())
     }
-    fn write_page(&self, _index: u64, _buf: &PageBuf) -> io::Result<()> {
+    fn write_page(
+        &self,
+        _index: u64,
+        _src: pagemap::PageSrc<'_>,
+    ) -> Result<(), pagemap::StoreError> {
         Ok(())
     }
 }

@@ -471,12 +471,12 @@ impl GatedStore {
 }
 
 impl pagemap::BackingStore for GatedStore {
-    fn read_page(&self, index: u64, buf: &mut pagemap::PageBuf) -> std::io::Result<()> {
+    fn read_page(&self, index: u64, buf: &mut pagemap::PageBuf) -> Result<(), pagemap::StoreError> {
         self.gate(READ_ARMED);
         self.inner.read_page(index, buf)
     }
 
-    fn write_page(&self, index: u64, buf: &pagemap::PageBuf) -> std::io::Result<()> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), pagemap::StoreError> {
         self.gate(WRITE_ARMED);
         self.inner.write_page(index, buf)
     }

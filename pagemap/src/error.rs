@@ -1,6 +1,6 @@
 //! The crate's error type: every failure is typed and changes nothing.
 
-use std::{fmt, io};
+use core::fmt;
 
 /// What went wrong. Every operation that fails with one of these has left the
 /// page map as it was (a failed write keeps its page dirty and cached).
@@ -28,15 +28,15 @@ pub enum Error {
     Read {
         /// Page index.
         index: u64,
-        /// What the store said (for waiters: the same kind, re-created).
-        source: io::Error,
+        /// What the store said (for waiters of that read: the same code).
+        source: StoreError,
     },
     /// The backing store failed to write the page; the page stays DIRTY and cached.
     Write {
         /// Page index.
         index: u64,
         /// What the store said.
-        source: io::Error,
+        source: StoreError,
     },
     /// A byte range outside the 4 KiB page.
     OutOfBounds {
@@ -67,7 +67,7 @@ pub enum Error {
         /// The first page that should be gone.
         end: u64,
         /// What the store said.
-        source: io::Error,
+        source: StoreError,
     },
 }
 
@@ -102,8 +102,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Error::Read { source, .. }
             | Error::Write { source, .. }
@@ -113,62 +113,146 @@ impl std::error::Error for Error {
     }
 }
 
-/// Packs an [`io::ErrorKind`] into 8 bits (kept in a frame's flags so that
-/// waiters of a failed load get the loader's kind of error).
-pub(crate) fn kind_to_code(kind: io::ErrorKind) -> u32 {
-    KINDS
-        .iter()
-        .position(|k| *k == kind)
-        .map_or(0, |i| i as u32 + 1)
+/// An I/O error from a backing store, without `std::io`: the driver's error
+/// code, an errno value (Linux's numbering: `EIO` = 5, ...), and a static
+/// note of what failed. With the `std` feature it converts from and to
+/// [`std::io::Error`] (the OS error code is kept; an error without one gets
+/// the errno of its kind).
+///
+/// ```
+/// use pagemap::StoreError;
+/// let e = StoreError::new(StoreError::ENOSPC, "disk full");
+/// assert_eq!(e.code(), 28);
+/// assert_eq!(e.to_string(), "disk full (errno 28)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StoreError {
+    code: i32,
+    what: &'static str,
 }
 
-/// Inverse of [`kind_to_code`]; unknown codes are `Other`.
-pub(crate) fn code_to_kind(code: u32) -> io::ErrorKind {
-    match code {
-        1..=255 => KINDS
-            .get(code as usize - 1)
-            .copied()
-            .unwrap_or(io::ErrorKind::Other),
-        _ => io::ErrorKind::Other,
+impl StoreError {
+    /// Operation not permitted.
+    pub const EPERM: i32 = 1;
+    /// Interrupted call.
+    pub const EINTR: i32 = 4;
+    /// I/O error: what a code outside `1..=255` becomes.
+    pub const EIO: i32 = 5;
+    /// Out of memory.
+    pub const ENOMEM: i32 = 12;
+    /// Permission denied.
+    pub const EACCES: i32 = 13;
+    /// Invalid argument (e.g. a page beyond 2^64 bytes).
+    pub const EINVAL: i32 = 22;
+    /// File too large.
+    pub const EFBIG: i32 = 27;
+    /// No space left on the device.
+    pub const ENOSPC: i32 = 28;
+    /// Operation not supported.
+    pub const EOPNOTSUPP: i32 = 95;
+    /// Timed out.
+    pub const ETIMEDOUT: i32 = 110;
+    /// Cancelled: a completion-based request dropped without completing.
+    pub const ECANCELED: i32 = 125;
+
+    /// An error with driver code `code` (an errno value; one outside
+    /// `1..=255` is kept as [`EIO`](Self::EIO), since a frame records the
+    /// code of a failed read in 8 bits for the read's waiters).
+    pub const fn new(code: i32, what: &'static str) -> Self {
+        let code = if code >= 1 && code <= 255 {
+            code
+        } else {
+            Self::EIO
+        };
+        Self { code, what }
+    }
+
+    /// The errno value.
+    pub const fn code(&self) -> i32 {
+        self.code
+    }
+
+    /// What failed, as the store said it.
+    pub const fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// The [`std::io::ErrorKind`] of the code.
+    #[cfg(feature = "std")]
+    pub fn kind(&self) -> std::io::ErrorKind {
+        std::io::Error::from_raw_os_error(self.code).kind()
     }
 }
 
-const KINDS: [io::ErrorKind; 14] = [
-    io::ErrorKind::NotFound,
-    io::ErrorKind::PermissionDenied,
-    io::ErrorKind::Interrupted,
-    io::ErrorKind::UnexpectedEof,
-    io::ErrorKind::InvalidInput,
-    io::ErrorKind::InvalidData,
-    io::ErrorKind::TimedOut,
-    io::ErrorKind::WriteZero,
-    io::ErrorKind::Unsupported,
-    io::ErrorKind::OutOfMemory,
-    io::ErrorKind::Other,
-    io::ErrorKind::WouldBlock,
-    io::ErrorKind::BrokenPipe,
-    io::ErrorKind::AlreadyExists,
-];
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (errno {})", self.what, self.code)
+    }
+}
+
+impl core::error::Error for StoreError {}
+
+#[cfg(feature = "std")]
+impl From<std::io::Error> for StoreError {
+    /// Keeps the OS error code; an error without one gets its kind's errno.
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let code = e.raw_os_error().unwrap_or(match e.kind() {
+            K::PermissionDenied => Self::EACCES,
+            K::Interrupted => Self::EINTR,
+            K::InvalidInput | K::InvalidData => Self::EINVAL,
+            K::OutOfMemory => Self::ENOMEM,
+            K::TimedOut => Self::ETIMEDOUT,
+            K::Unsupported => Self::EOPNOTSUPP,
+            K::StorageFull => Self::ENOSPC,
+            K::FileTooLarge => Self::EFBIG,
+            _ => Self::EIO,
+        });
+        Self::new(code, "store I/O error")
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<StoreError> for std::io::Error {
+    fn from(e: StoreError) -> Self {
+        std::io::Error::from_raw_os_error(e.code)
+    }
+}
 
 #[cfg(all(test, not(pagemap_loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    fn kinds_round_trip() {
-        for k in KINDS {
-            assert_eq!(code_to_kind(kind_to_code(k)), k);
-        }
-        assert!(kind_to_code(io::ErrorKind::Other) < 256);
+    fn codes_are_kept_or_become_eio() {
+        assert_eq!(StoreError::new(28, "x").code(), 28);
+        assert_eq!(StoreError::new(0, "x").code(), StoreError::EIO);
+        assert_eq!(StoreError::new(-3, "x").code(), StoreError::EIO);
+        assert_eq!(StoreError::new(4096, "x").code(), StoreError::EIO);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn io_errors_convert_both_ways() {
+        let e = StoreError::from(std::io::Error::from_raw_os_error(28));
+        assert_eq!(e.code(), StoreError::ENOSPC);
+        assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+        let e = StoreError::from(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            std::io::Error::from(e).raw_os_error(),
+            Some(StoreError::EACCES)
+        );
     }
 
     #[test]
     fn errors_display_and_chain() {
         let e = Error::Write {
             index: 3,
-            source: io::Error::other("disk on fire"),
+            source: StoreError::new(StoreError::EIO, "disk on fire"),
         };
         assert!(e.to_string().contains("page 3"));
-        assert!(std::error::Error::source(&e).is_some());
+        assert!(e.to_string().contains("disk on fire"));
+        assert!(core::error::Error::source(&e).is_some());
     }
 }

@@ -54,7 +54,8 @@
 //! is `#![no_std]` and needs only `alloc` (built in CI for
 //! `x86_64-unknown-none`):
 //!
-//! * `std` brings [`FileStore`] and [`MemStore`], the [`Flusher`] thread,
+//! * `std` brings [`FileStore`], the [`Flusher`] thread, `std::io::Error`
+//!   conversions of [`StoreError`],
 //!   and the std implementations the crate then uses directly, with no
 //!   indirection: parking_lot's mutexes and reader-writer locks, hashed
 //!   mutex + condition-variable buckets for page waiters, crossbeam-epoch's
@@ -237,11 +238,11 @@ mod slot;
 mod store;
 pub mod sync;
 
-pub use error::Error;
+pub use error::{Error, StoreError};
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use flusher::{Flusher, FlusherReport};
-pub use frame::{flags, FrameId, FramePool, PrivateFrame};
-pub use map::{FreeReport, MemoryStats, PageMap, PageRef, WritebackReport};
+pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
+pub use map::{FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport};
 pub use mapper::{Mapper, Victims};
 pub use platform::{set_platform, Platform};
 pub use radix::Mark;
@@ -249,9 +250,9 @@ pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, Remov
 pub use rmap::MappingId;
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, DEFAULT_CEILING};
 pub use slot::{MAX_HELD, MAX_REFS};
-pub use store::{BackingStore, PageBuf};
 #[cfg(feature = "std")]
-pub use store::{FileStore, MemStore};
+pub use store::FileStore;
+pub use store::{BackingStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;

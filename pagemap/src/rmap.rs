@@ -1,6 +1,6 @@
 //! The reverse map: which mappings (VM regions) map a page map, indexed by
-//! file-page range so that "who maps page i" and "who maps [a, b]" cost
-//! O(log n + k), not a scan of every mapping.
+//! file-page range so that "who maps page i" and "who maps [a, b]" do not
+//! scan every mapping, and adding or removing a mapping costs O(log n).
 //!
 //! The mappers themselves are `crate::mapper`'s [`Mapper`] trait objects.
 //!
@@ -8,36 +8,106 @@
 //! `Arc`), and stays until removed: a VM region that is split is replaced by
 //! adding both halves before removing the whole, so no page is ever left
 //! uncovered in between (Akaros shrank first: defect 4).
+//!
+//! # Structure
+//!
+//! An interval tree in the manner of Linux's augmented-rbtree
+//! `interval_tree`, balanced as an AVL tree instead: one node per mapping,
+//! ordered by `(first page, add sequence number)` (unique, so several
+//! mappers with identical ranges are distinct nodes, visited in the order
+//! they were added), each node also holding the largest inclusive last page
+//! in its subtree. A query for `[a, b]` descends only into subtrees whose
+//! largest last page reaches `a`, and stops at the first node (in order)
+//! that starts beyond `b`.
+//!
+//! Nodes live in an arena (a `Vec`) linked by `u32` slot numbers, with a
+//! free list threaded through the freed slots. A [`MappingId`] carries its
+//! node's slot and the mapping's sequence number, so `remove` finds the
+//! node directly and rejects a stale id (its slot freed or reused) by the
+//! sequence number, which is never reused.
+//!
+//! # Costs (n mappings, k of them reported)
+//!
+//! * `add`, `remove`: O(log n): one root-to-node path walked, rebalanced and
+//!   its subtree maxima recomputed (AVL height is at most 1.44 log2(n + 2),
+//!   so the recursion is at most ~46 frames deep even at 2^32 mappings).
+//!   `add` pushes onto the arena only when no slot is free (the `Vec`'s
+//!   doubling makes that amortised O(1); see Memory).
+//! * `covers` stops at the first hit: O(log n). `for_each_overlapping`,
+//!   `overlapping`, `pinned_until`, `pinned_covers` (which stops at the
+//!   first pinned hit): the
+//!   nodes visited are the search path of `b` plus the ancestors of the k
+//!   reported nodes, O(log n + k log(n / k)) in the worst case, O(log n + k)
+//!   when the hits are neighbours in page order (the common case of a page
+//!   mapped by a few regions).
+//!
+//! # Memory
+//!
+//! The arena holds as many nodes as the most mappings ever present at once
+//! (its high-water mark), 64 bytes each; a freed slot is reused by the next
+//! `add`, so once the high-water mark is reached add and remove never
+//! allocate. The arena is freed when the map is dropped.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::cmp::Ordering;
 use core::fmt;
 
 use crate::mapper::Mapper;
 
 /// Names one entry of a reverse map (returned by `add_mapping`).
+///
+/// Ordered by when the entry was added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MappingId(u64);
-
-struct Entry {
-    first: u64,
-    last: u64,
-    id: MappingId,
-    mapper: Arc<dyn Mapper>,
+pub struct MappingId {
+    /// The add sequence number: unique over the map's life (never 0).
+    seq: u64,
+    /// The arena slot of the entry's node.
+    slot: u32,
 }
 
-/// Interval index: entries sorted by `first`, with an implicit segment tree
-/// of the largest `last` over each run of entries for pruning. Queries are
-/// O(log n + k); changes rebuild the tree in O(n) (mmap and munmap are rare
-/// next to the lookups removal and writeback make).
-#[derive(Default)]
+/// No node (a child link, or the end of the free list).
+const NIL: u32 = u32::MAX;
+
+/// One mapping, a node of the tree; or, while `mapper` is `None`, a free
+/// arena slot whose `left` links the free list.
+struct Node {
+    first: u64,
+    last: u64,
+    /// The largest `last` in this node's subtree, itself included.
+    max_last: u64,
+    /// The add sequence number; the tie-break of the order and the check
+    /// that a `MappingId` still names this node. 0 while free.
+    seq: u64,
+    mapper: Option<Arc<dyn Mapper>>,
+    left: u32,
+    right: u32,
+    /// Of this node's subtree (a leaf is 1); at most ~46 for 2^32 nodes.
+    height: u8,
+}
+
+/// Interval index: an augmented AVL tree in an arena (see the module docs).
 pub(crate) struct ReverseMap {
-    entries: Vec<Entry>,
-    /// `max_last[size + i]` = entry i's last; inner nodes the max of children.
-    max_last: Vec<u64>,
-    size: usize,
-    next_id: u64,
+    nodes: Vec<Node>,
+    root: u32,
+    /// Head of the free-slot list (through `Node::left`).
+    free: u32,
+    len: usize,
+    next_seq: u64,
     pinned: usize,
+}
+
+impl Default for ReverseMap {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            root: NIL,
+            free: NIL,
+            len: 0,
+            next_seq: 0,
+            pinned: 0,
+        }
+    }
 }
 
 impl ReverseMap {
@@ -46,55 +116,199 @@ impl ReverseMap {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub(crate) fn add(&mut self, mapper: Arc<dyn Mapper>) -> MappingId {
         let (first, last) = mapper.file_pages();
         assert!(first <= last, "mapper covers no page: {first}..={last}");
-        self.next_id += 1;
-        let id = MappingId(self.next_id);
-        let pos = self
-            .entries
-            .partition_point(|e| (e.first, e.id) < (first, id));
+        self.next_seq += 1;
+        let seq = self.next_seq;
         if mapper.is_pinned() {
             self.pinned += 1;
         }
-        self.entries.insert(
-            pos,
-            Entry {
-                first,
-                last,
-                id,
-                mapper,
-            },
-        );
-        self.rebuild();
-        id
+        let node = Node {
+            first,
+            last,
+            max_last: last,
+            seq,
+            mapper: Some(mapper),
+            left: NIL,
+            right: NIL,
+            height: 1,
+        };
+        let slot = if self.free != NIL {
+            let slot = self.free;
+            self.free = self.nodes[slot as usize].left;
+            self.nodes[slot as usize] = node;
+            slot
+        } else {
+            // NIL itself is not a slot.
+            let slot = u32::try_from(self.nodes.len())
+                .ok()
+                .filter(|&s| s != NIL)
+                .expect("reverse map full (2^32 - 1 mappings)");
+            self.nodes.push(node);
+            slot
+        };
+        self.root = self.insert(self.root, slot);
+        self.len += 1;
+        MappingId { seq, slot }
     }
 
     pub(crate) fn remove(&mut self, id: MappingId) -> Option<Arc<dyn Mapper>> {
-        let pos = self.entries.iter().position(|e| e.id == id)?;
-        let e = self.entries.remove(pos);
-        if e.mapper.is_pinned() {
+        let node = self.nodes.get(id.slot as usize)?;
+        // A freed slot has seq 0; a reused one a later seq.
+        if node.seq != id.seq || node.mapper.is_none() {
+            return None;
+        }
+        let key = (node.first, node.seq);
+        self.root = self.delete(self.root, key);
+        let node = &mut self.nodes[id.slot as usize];
+        let mapper = node.mapper.take().expect("live node has a mapper");
+        node.seq = 0;
+        node.left = self.free;
+        node.right = NIL;
+        self.free = id.slot;
+        self.len -= 1;
+        if mapper.is_pinned() {
             self.pinned -= 1;
         }
-        self.rebuild();
-        Some(e.mapper)
+        Some(mapper)
     }
 
-    fn rebuild(&mut self) {
-        let n = self.entries.len();
-        self.size = n.next_power_of_two().max(1);
-        self.max_last.clear();
-        self.max_last.resize(2 * self.size, 0);
-        for (i, e) in self.entries.iter().enumerate() {
-            self.max_last[self.size + i] = e.last;
-        }
-        for i in (1..self.size).rev() {
-            self.max_last[i] = self.max_last[2 * i].max(self.max_last[2 * i + 1]);
+    // ---- the AVL tree ----------------------------------------------------
+
+    fn key(&self, n: u32) -> (u64, u64) {
+        let n = &self.nodes[n as usize];
+        (n.first, n.seq)
+    }
+
+    fn height(&self, n: u32) -> u8 {
+        if n == NIL {
+            0
+        } else {
+            self.nodes[n as usize].height
         }
     }
+
+    /// Recomputes `n`'s height and subtree maximum from its children's.
+    fn update(&mut self, n: u32) {
+        let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+        let mut max_last = self.nodes[n as usize].last;
+        for c in [l, r] {
+            if c != NIL {
+                max_last = max_last.max(self.nodes[c as usize].max_last);
+            }
+        }
+        let height = 1 + self.height(l).max(self.height(r));
+        let node = &mut self.nodes[n as usize];
+        node.max_last = max_last;
+        node.height = height;
+    }
+
+    fn rotate_right(&mut self, n: u32) -> u32 {
+        let l = self.nodes[n as usize].left;
+        self.nodes[n as usize].left = self.nodes[l as usize].right;
+        self.nodes[l as usize].right = n;
+        self.update(n);
+        self.update(l);
+        l
+    }
+
+    fn rotate_left(&mut self, n: u32) -> u32 {
+        let r = self.nodes[n as usize].right;
+        self.nodes[n as usize].right = self.nodes[r as usize].left;
+        self.nodes[r as usize].left = n;
+        self.update(n);
+        self.update(r);
+        r
+    }
+
+    /// Updates `n` after a change below it and restores the AVL balance
+    /// (children's heights differ by at most 1); returns the subtree's root.
+    fn rebalance(&mut self, n: u32) -> u32 {
+        self.update(n);
+        let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+        let (hl, hr) = (self.height(l), self.height(r));
+        if hl > hr + 1 {
+            let (ll, lr) = (self.nodes[l as usize].left, self.nodes[l as usize].right);
+            if self.height(ll) < self.height(lr) {
+                self.nodes[n as usize].left = self.rotate_left(l);
+            }
+            self.rotate_right(n)
+        } else if hr > hl + 1 {
+            let (rl, rr) = (self.nodes[r as usize].left, self.nodes[r as usize].right);
+            if self.height(rr) < self.height(rl) {
+                self.nodes[n as usize].right = self.rotate_right(r);
+            }
+            self.rotate_left(n)
+        } else {
+            n
+        }
+    }
+
+    /// Links the detached node `new` into the subtree at `n`; returns the
+    /// subtree's new root.
+    fn insert(&mut self, n: u32, new: u32) -> u32 {
+        if n == NIL {
+            return new;
+        }
+        if self.key(new) < self.key(n) {
+            let l = self.insert(self.nodes[n as usize].left, new);
+            self.nodes[n as usize].left = l;
+        } else {
+            let r = self.insert(self.nodes[n as usize].right, new);
+            self.nodes[n as usize].right = r;
+        }
+        self.rebalance(n)
+    }
+
+    /// Unlinks the node with `key` (present) from the subtree at `n`;
+    /// returns the subtree's new root.
+    fn delete(&mut self, n: u32, key: (u64, u64)) -> u32 {
+        debug_assert_ne!(n, NIL, "reverse map node {key:?} not in the tree");
+        match key.cmp(&self.key(n)) {
+            Ordering::Less => {
+                let l = self.delete(self.nodes[n as usize].left, key);
+                self.nodes[n as usize].left = l;
+            }
+            Ordering::Greater => {
+                let r = self.delete(self.nodes[n as usize].right, key);
+                self.nodes[n as usize].right = r;
+            }
+            Ordering::Equal => {
+                let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+                // A lone child is already a balanced, updated subtree.
+                if l == NIL {
+                    return r;
+                }
+                if r == NIL {
+                    return l;
+                }
+                // Two children: n's in-order successor takes its place.
+                let (r, succ) = self.take_min(r);
+                self.nodes[succ as usize].left = l;
+                self.nodes[succ as usize].right = r;
+                return self.rebalance(succ);
+            }
+        }
+        self.rebalance(n)
+    }
+
+    /// Unlinks the first node of the subtree at `n` (not NIL); returns the
+    /// subtree's new root and that node.
+    fn take_min(&mut self, n: u32) -> (u32, u32) {
+        let l = self.nodes[n as usize].left;
+        if l == NIL {
+            return (self.nodes[n as usize].right, n);
+        }
+        let (l, min) = self.take_min(l);
+        self.nodes[n as usize].left = l;
+        (self.rebalance(n), min)
+    }
+
+    // ---- queries ---------------------------------------------------------
 
     /// Calls `f` on every mapper overlapping `[first, last]`, in order of
     /// their first page; stops early if `f` returns false.
@@ -104,33 +318,44 @@ impl ReverseMap {
         last: u64,
         f: &mut dyn FnMut(MappingId, &Arc<dyn Mapper>) -> bool,
     ) {
-        // Only entries starting at or before `last` can overlap.
-        let end = self.entries.partition_point(|e| e.first <= last);
-        if end > 0 {
-            self.visit(1, 0, self.size, end, first, f);
-        }
+        self.visit(self.root, first, last, f);
     }
 
-    /// Depth-first over tree node `node` covering entries `[lo, hi)`.
+    /// In-order over the subtree at `n`, skipping subtrees that end before
+    /// `first`; false if `f` asked to stop.
     fn visit(
         &self,
-        node: usize,
-        lo: usize,
-        hi: usize,
-        end: usize,
+        mut n: u32,
         first: u64,
+        last: u64,
         f: &mut dyn FnMut(MappingId, &Arc<dyn Mapper>) -> bool,
     ) -> bool {
-        if lo >= end || self.max_last[node] < first {
-            return true;
+        // The right child is a loop, not a call: the recursion is only as
+        // deep as the left turns.
+        while n != NIL {
+            let node = &self.nodes[n as usize];
+            if node.max_last < first {
+                return true;
+            }
+            if !self.visit(node.left, first, last, f) {
+                return false;
+            }
+            if node.first > last {
+                // So does everything after it in order.
+                return true;
+            }
+            if node.last >= first {
+                let id = MappingId {
+                    seq: node.seq,
+                    slot: n,
+                };
+                if !f(id, node.mapper.as_ref().expect("live node has a mapper")) {
+                    return false;
+                }
+            }
+            n = node.right;
         }
-        if hi - lo == 1 {
-            let e = &self.entries[lo];
-            return f(e.id, &e.mapper);
-        }
-        let mid = (lo + hi) / 2;
-        self.visit(2 * node, lo, mid, end, first, f)
-            && self.visit(2 * node + 1, mid, hi, end, first, f)
+        true
     }
 
     /// Whether any mapper covers `index`.
@@ -186,13 +411,76 @@ impl ReverseMap {
 
 impl fmt::Debug for ReverseMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(
-                self.entries
-                    .iter()
-                    .map(|e| (e.id, e.first, e.last, e.mapper.is_pinned())),
-            )
-            .finish()
+        let mut list = f.debug_list();
+        self.for_each_overlapping(0, u64::MAX, &mut |id, m| {
+            let (first, last) = m.file_pages();
+            list.entry(&(id, first, last, m.is_pinned()));
+            true
+        });
+        list.finish()
+    }
+}
+
+#[cfg(all(test, not(pagemap_loom)))]
+impl ReverseMap {
+    /// Asserts the tree's invariants: keys in order, AVL balance, heights
+    /// and subtree maxima right, counts and the free list consistent.
+    fn check_invariants(&self) {
+        let mut seen = 0;
+        let mut prev = None;
+        self.check_subtree(self.root, &mut prev, &mut seen);
+        assert_eq!(seen, self.len, "reachable nodes");
+        let mut free = 0;
+        let mut s = self.free;
+        while s != NIL {
+            let n = &self.nodes[s as usize];
+            assert!(n.mapper.is_none() && n.seq == 0, "free slot {s} in use");
+            free += 1;
+            assert!(free <= self.nodes.len(), "free list cycles");
+            s = n.left;
+        }
+        assert_eq!(free + self.len, self.nodes.len(), "leaked slots");
+        let pinned = self
+            .nodes
+            .iter()
+            .filter(|n| n.mapper.as_ref().is_some_and(|m| m.is_pinned()))
+            .count();
+        assert_eq!(pinned, self.pinned, "pinned count");
+    }
+
+    /// Checks the subtree at `n` (keys after `prev`); returns its height
+    /// and maximum last page.
+    fn check_subtree(&self, n: u32, prev: &mut Option<(u64, u64)>, seen: &mut usize) -> (u8, u64) {
+        if n == NIL {
+            return (0, 0);
+        }
+        let node = &self.nodes[n as usize];
+        assert!(
+            node.mapper.is_some() && node.seq != 0,
+            "free slot {n} linked"
+        );
+        assert!(node.seq <= self.next_seq);
+        let (hl, ml) = self.check_subtree(node.left, prev, seen);
+        let key = (node.first, node.seq);
+        assert!(prev.is_none_or(|p| p < key), "order: {prev:?} then {key:?}");
+        *prev = Some(key);
+        *seen += 1;
+        assert_eq!(
+            node.mapper.as_ref().map(|m| m.file_pages()),
+            Some((node.first, node.last))
+        );
+        let (hr, mr) = self.check_subtree(node.right, prev, seen);
+        assert!(hl.abs_diff(hr) <= 1, "unbalanced at {n}: {hl} vs {hr}");
+        assert_eq!(node.height, 1 + hl.max(hr), "height at {n}");
+        let mut max = node.last;
+        if node.left != NIL {
+            max = max.max(ml);
+        }
+        if node.right != NIL {
+            max = max.max(mr);
+        }
+        assert_eq!(node.max_last, max, "max_last at {n}");
+        (node.height, max)
     }
 }
 
@@ -202,6 +490,8 @@ mod tests {
     use crate::frame::FrameId;
     use crate::mapper::Victims;
     use crate::shootdown::ShootdownBatch;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     struct R(u64, u64, bool);
     impl Mapper for R {
@@ -282,5 +572,182 @@ mod tests {
         assert!(!r.covers(u64::MAX));
         assert!(r.remove(id).is_none());
         assert_eq!(r.len(), 1);
+    }
+
+    /// A random range: mostly small ones over a few hundred pages (so they
+    /// overlap and repeat), some at the top of the index space, a few whole.
+    fn random_range(rng: &mut StdRng) -> (u64, u64) {
+        match rng.random_range(0..10) {
+            0..=5 => {
+                let first = rng.random_range(0..300);
+                (first, first + rng.random_range(0..40))
+            }
+            6 | 7 => {
+                let last = u64::MAX - rng.random_range(0..3);
+                (last - rng.random_range(0..60), last)
+            }
+            8 => (rng.random_range(0..5), u64::MAX - rng.random_range(0..5)),
+            _ => {
+                let first = rng.random_range(0..=u64::MAX);
+                (first, rng.random_range(first..=u64::MAX))
+            }
+        }
+    }
+
+    fn random_query(rng: &mut StdRng) -> (u64, u64) {
+        if rng.random_bool(0.7) {
+            random_range(rng)
+        } else {
+            // A single page, often the very top.
+            let i = if rng.random_bool(0.3) {
+                u64::MAX - rng.random_range(0..4)
+            } else {
+                rng.random_range(0..350)
+            };
+            (i, i)
+        }
+    }
+
+    /// Thousands of interleaved adds, removes (live and stale ids) and
+    /// queries against a Vec scanned naively, the tree's invariants checked
+    /// after every operation.
+    #[test]
+    fn random_operations_match_a_naive_scan() {
+        let mut rng = StdRng::seed_from_u64(0x5eed_0a1a);
+        let mut r = ReverseMap::new();
+        // (first, last, pinned, id), in the order added.
+        let mut model: Vec<(u64, u64, bool, MappingId)> = Vec::new();
+        let mut dead: Vec<MappingId> = Vec::new();
+        for step in 0..12_000 {
+            match rng.random_range(0..20) {
+                // Add: a fresh range, or a copy of a live one.
+                0..=6 => {
+                    let (first, last) = match model.len() {
+                        n if n > 0 && rng.random_bool(0.25) => {
+                            let e = model[rng.random_range(0..n)];
+                            (e.0, e.1)
+                        }
+                        _ => random_range(&mut rng),
+                    };
+                    let pinned = rng.random_bool(0.2);
+                    let id = r.add(Arc::new(R(first, last, pinned)));
+                    assert!(model.iter().all(|e| e.3 != id), "id reused");
+                    model.push((first, last, pinned, id));
+                }
+                // Remove a live mapping.
+                7..=12 if !model.is_empty() => {
+                    let e = model.remove(rng.random_range(0..model.len()));
+                    let m = r.remove(e.3).expect("live id removes");
+                    assert_eq!(m.file_pages(), (e.0, e.1));
+                    dead.push(e.3);
+                }
+                // A removed id names nothing, even once its slot is reused.
+                13 if !dead.is_empty() => {
+                    let id = dead[rng.random_range(0..dead.len())];
+                    assert!(r.remove(id).is_none(), "stale {id:?} removed");
+                }
+                // Now and then empty the map (all slots go free).
+                _ if step % 3000 == 2999 => {
+                    for e in model.drain(..) {
+                        assert!(r.remove(e.3).is_some());
+                        dead.push(e.3);
+                    }
+                }
+                _ => {
+                    let (a, b) = random_query(&mut rng);
+                    let mut want: Vec<_> = model
+                        .iter()
+                        .filter(|e| e.0 <= b && e.1 >= a)
+                        .copied()
+                        .collect();
+                    // In order of first page, ties in order added.
+                    want.sort_by_key(|e| (e.0, e.3));
+                    let want_ids: Vec<_> = want.iter().map(|e| e.3).collect();
+                    let mut got = Vec::new();
+                    r.for_each_overlapping(a, b, &mut |id, m| {
+                        got.push((id, m.file_pages()));
+                        true
+                    });
+                    let got_ids: Vec<_> = got.iter().map(|g| g.0).collect();
+                    assert_eq!(got_ids, want_ids, "query {a}..={b}");
+                    assert!(got.iter().zip(&want).all(|(g, w)| g.1 == (w.0, w.1)));
+                    let snap = r.overlapping(a, b);
+                    assert_eq!(snap.len(), want.len());
+                    // Stopping early yields a prefix.
+                    if !want.is_empty() {
+                        let stop = rng.random_range(1..=want.len());
+                        let mut prefix = Vec::new();
+                        r.for_each_overlapping(a, b, &mut |id, _| {
+                            prefix.push(id);
+                            prefix.len() < stop
+                        });
+                        assert_eq!(prefix, want_ids[..stop]);
+                    }
+                    let covering: Vec<_> = model.iter().filter(|e| e.0 <= a && e.1 >= a).collect();
+                    assert_eq!(r.covers(a), !covering.is_empty(), "covers {a}");
+                    assert_eq!(
+                        r.pinned_covers(a),
+                        covering.iter().any(|e| e.2),
+                        "pinned_covers {a}"
+                    );
+                    assert_eq!(
+                        r.pinned_until(a),
+                        covering.iter().filter(|e| e.2).map(|e| e.1).max(),
+                        "pinned_until {a}"
+                    );
+                }
+            }
+            assert_eq!(r.len(), model.len());
+            r.check_invariants();
+        }
+    }
+
+    /// Once the arena has reached the high-water mark, adding and removing
+    /// reuses freed slots: the arena neither grows nor reallocates.
+    #[test]
+    fn steady_state_reuses_slots() {
+        let mut r = ReverseMap::new();
+        let mut live: Vec<_> = (0..100)
+            .map(|i| r.add(Arc::new(R(i * 3, i * 3 + 10, false))))
+            .collect();
+        let (len, cap, ptr) = (r.nodes.len(), r.nodes.capacity(), r.nodes.as_ptr());
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let id = live.swap_remove(rng.random_range(0..live.len()));
+            assert!(r.remove(id).is_some());
+            let first = rng.random_range(0..400);
+            live.push(r.add(Arc::new(R(first, first + 5, false))));
+        }
+        r.check_invariants();
+        assert_eq!(
+            (r.nodes.len(), r.nodes.capacity(), r.nodes.as_ptr()),
+            (len, cap, ptr)
+        );
+        assert!(
+            std::mem::size_of::<Node>() <= 64,
+            "a node fits a cache line"
+        );
+    }
+
+    #[test]
+    fn identical_ranges_in_order_added() {
+        let mut r = ReverseMap::new();
+        let ids: Vec<_> = (0..5)
+            .map(|_| r.add(Arc::new(R(10, u64::MAX, false))))
+            .collect();
+        let early = r.add(Arc::new(R(3, 10, true)));
+        let mut got = Vec::new();
+        r.for_each_overlapping(10, 10, &mut |id, _| {
+            got.push(id);
+            true
+        });
+        let mut want = vec![early];
+        want.extend(&ids);
+        assert_eq!(got, want);
+        assert!(r.remove(ids[2]).is_some());
+        assert!(r.remove(ids[2]).is_none());
+        assert_eq!(r.pinned_until(10), Some(10));
+        assert_eq!(r.overlapping(11, u64::MAX).len(), 4);
+        r.check_invariants();
     }
 }

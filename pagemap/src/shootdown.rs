@@ -15,7 +15,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::frame::PrivateFrame;
+use crate::frame::{FrameId, FrameSource, PrivateFrame};
 
 /// An address space, as a shootdown batch sees it. `vmr` implements it; a
 /// kernel implements it over its real TLB-shootdown IPIs.
@@ -42,6 +42,14 @@ struct Pending {
     last: u64,
     /// Pages added (may exceed the hull's size when ranges overlap).
     pages: u64,
+}
+
+/// A frame waiting for a batch's shootdowns before it is freed.
+enum Deferred {
+    /// A pool's frame: dropping the handle frees it.
+    Private(PrivateFrame),
+    /// A frame of the caller's own source.
+    Source(Arc<dyn FrameSource>, FrameId),
 }
 
 /// What a [`ShootdownBatch::flush`] did.
@@ -91,8 +99,8 @@ pub struct ShootdownBatch {
     pending: Vec<Pending>,
     /// Target id -> position in `pending`.
     index: BTreeMap<u64, usize>,
-    /// Freed (dropped) after the shootdowns.
-    frames: Vec<PrivateFrame>,
+    /// Freed after the shootdowns.
+    frames: Vec<Deferred>,
     total: BatchReport,
 }
 
@@ -174,7 +182,17 @@ impl ShootdownBatch {
     /// Frees `frame` (into its own pool) once the pending shootdowns have
     /// completed: no CPU can reach it through a stale translation then.
     pub fn defer_free(&mut self, frame: PrivateFrame) {
-        self.frames.push(frame);
+        self.frames.push(Deferred::Private(frame));
+    }
+
+    /// Frees frame `id` straight to `source` once the pending shootdowns
+    /// have completed: for a kernel's own frames (an anonymous page from its
+    /// allocator, a page-table page) that never were a pool's. A frame a
+    /// [`FramePool`](crate::FramePool) allocated goes back through its
+    /// [`PrivateFrame`] instead ([`defer_free`](Self::defer_free)), so that
+    /// the pool's metadata follows.
+    pub fn defer_free_to(&mut self, source: Arc<dyn FrameSource>, id: FrameId) {
+        self.frames.push(Deferred::Source(source, id));
     }
 
     /// Address spaces waiting for a shootdown.
@@ -202,7 +220,12 @@ impl ShootdownBatch {
         self.index.clear();
         // Only now can no CPU reach these frames.
         r.frames_freed = self.frames.len() as u64;
-        self.frames.clear(); // each handle frees its frame
+        for frame in self.frames.drain(..) {
+            match frame {
+                Deferred::Private(f) => drop(f), // the handle frees its frame
+                Deferred::Source(source, id) => source.free(id),
+            }
+        }
         self.total.shootdowns += r.shootdowns;
         self.total.full_flushes += r.full_flushes;
         self.total.pages += r.pages;
@@ -341,5 +364,25 @@ mod tests {
         }
         assert_eq!(s.log.lock().unwrap().len(), 1);
         assert_eq!(pool.free_frames(), 2);
+    }
+
+    #[test]
+    fn a_kernels_own_frame_is_freed_to_its_source_after_the_flush() {
+        use crate::frame::{FrameSource, RegionFrames};
+        let source: Arc<dyn FrameSource> = Arc::new(RegionFrames::heap(2).unwrap());
+        let pool = Arc::new(FramePool::new(1).unwrap());
+        let s = Arc::new(Space {
+            id: 3,
+            pool: pool.clone(),
+            log: Mutex::default(),
+        });
+        let id = source.alloc().unwrap(); // the kernel's own page
+        let mut b = ShootdownBatch::new();
+        b.add(s.clone(), 0, 0);
+        b.defer_free_to(source.clone(), id);
+        assert_eq!(source.free_frames(), 1, "not before the shootdown");
+        assert_eq!(b.flush().frames_freed, 1);
+        assert_eq!(source.free_frames(), 2);
+        assert_eq!(s.log.lock().unwrap().len(), 1);
     }
 }

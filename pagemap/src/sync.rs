@@ -155,6 +155,19 @@ type RawRwLockImpl = parking_lot::RawRwLock;
 #[cfg(all(not(feature = "std"), not(pagemap_loom)))]
 type RawRwLockImpl = raw::RawRwLock<crate::platform::PlatformPark>;
 
+/// A mutex loom never sees, for a store's own bookkeeping ([`MemStore`]'s
+/// pages: the models treat the store as outside the page cache, and a loom
+/// mutex there would only multiply their interleavings). parking_lot's with
+/// `std` (loom builds included), the raw lock over the platform's park
+/// without.
+///
+/// [`MemStore`]: crate::MemStore
+#[cfg(feature = "std")]
+pub(crate) type PlainMutex<T> = parking_lot::Mutex<T>;
+/// A mutex loom never sees (see the `std` form).
+#[cfg(not(feature = "std"))]
+pub(crate) type PlainMutex<T> = lock_api::Mutex<raw::RawMutex<crate::platform::PlatformPark>, T>;
+
 /// A mutex with one API over parking_lot (std builds), the raw locks over
 /// the platform's park (no_std builds) and loom.
 #[derive(Debug, Default)]

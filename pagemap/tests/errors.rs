@@ -2,12 +2,13 @@
 // Uses the Flusher (a real thread), which the loom build leaves out.
 #![cfg(not(pagemap_loom))]
 
-use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use pagemap::{flags, BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, PAGE_SIZE};
+use pagemap::{
+    flags, BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, StoreError, PAGE_SIZE,
+};
 
 fn map_with(frames: usize) -> (PageMap, Arc<MemStore>) {
     let store = Arc::new(MemStore::new());
@@ -42,7 +43,7 @@ struct GatedStore {
 }
 
 impl BackingStore for GatedStore {
-    fn read_page(&self, _index: u64, buf: &mut PageBuf) -> io::Result<()> {
+    fn read_page(&self, _index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         let mut g = self.gate.lock().unwrap();
         g.1 += 1;
         self.cv.notify_all();
@@ -50,15 +51,12 @@ impl BackingStore for GatedStore {
             g = self.cv.wait(g).unwrap();
         }
         if self.fail {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "gated failure",
-            ));
+            return Err(StoreError::new(StoreError::EACCES, "gated failure"));
         }
         buf.fill(0xab);
         Ok(())
     }
-    fn write_page(&self, _index: u64, _buf: &PageBuf) -> io::Result<()> {
+    fn write_page(&self, _index: u64, _src: pagemap::PageSrc<'_>) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -99,7 +97,7 @@ fn gated_load(fail: bool) {
             for r in rest {
                 match r {
                     Err(Error::Read { index: 9, source }) => {
-                        assert_eq!(source.kind(), io::ErrorKind::PermissionDenied)
+                        assert_eq!(source.code(), StoreError::EACCES)
                     }
                     other => panic!("waiter got {other:?}"),
                 }
@@ -290,14 +288,14 @@ fn out_of_bounds_access_is_an_error_and_writes_nothing() {
 struct NoShrink(MemStore);
 
 impl BackingStore for NoShrink {
-    fn read_page(&self, index: u64, buf: &mut PageBuf) -> io::Result<()> {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         self.0.read_page(index, buf)
     }
-    fn write_page(&self, index: u64, buf: &PageBuf) -> io::Result<()> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), StoreError> {
         self.0.write_page(index, buf)
     }
-    fn truncate(&self, _: u64) -> io::Result<()> {
-        Err(io::Error::other("injected truncate error"))
+    fn truncate(&self, _: u64) -> Result<(), StoreError> {
+        Err(StoreError::new(StoreError::EIO, "injected truncate error"))
     }
 }
 

@@ -3,7 +3,8 @@
 //! radix nodes allocated zeroed, grown and shrunk across every level, walked
 //! lock-free while a remover unlinks them, and freed through the epoch; the
 //! page reference that outlives its epoch guard; the zeroed frame pool; a
-//! private frame handed to an owner as a raw id and taken back.
+//! private frame handed to an owner as a raw id and taken back; an owned
+//! page reference keeping its map alive.
 
 use std::sync::Arc;
 use std::thread;
@@ -106,4 +107,25 @@ fn a_private_frame_through_its_raw_id() {
     assert_eq!(back[4095], 9);
     drop(f);
     assert_eq!(pool.free_frames(), 2);
+}
+
+#[test]
+fn an_owned_page_reference_outlives_every_borrow_of_its_map() {
+    let map = Arc::new(map(4));
+    let owned = map.load(5).unwrap().into_owned(&map);
+    owned.get().write(1, b"kept").unwrap();
+    let weak = Arc::downgrade(&map);
+    drop(map); // the owned reference keeps the map alive
+    let t = thread::spawn(move || {
+        let mut b = [0u8; 4];
+        owned.get().read(1, &mut b).unwrap();
+        assert_eq!(owned.get().holders(), 1);
+        drop(owned); // the put, then the last Arc: the map drops here
+        b
+    });
+    assert_eq!(&t.join().unwrap(), b"kept");
+    assert!(
+        weak.upgrade().is_none(),
+        "the map went with its last owned reference"
+    );
 }

@@ -425,10 +425,10 @@ impl GatedStore {
 }
 
 impl BackingStore for GatedStore {
-    fn read_page(&self, index: u64, buf: &mut PageBuf) -> std::io::Result<()> {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), pagemap::StoreError> {
         self.inner.read_page(index, buf)
     }
-    fn write_page(&self, index: u64, buf: &PageBuf) -> std::io::Result<()> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), pagemap::StoreError> {
         if index == self.gated {
             let mut open = self.open.lock().unwrap();
             self.waiting.store(true, Ordering::SeqCst);
@@ -439,7 +439,7 @@ impl BackingStore for GatedStore {
         }
         self.inner.write_page(index, buf)
     }
-    fn truncate(&self, end: u64) -> std::io::Result<()> {
+    fn truncate(&self, end: u64) -> Result<(), pagemap::StoreError> {
         self.inner.truncate(end)
     }
 }

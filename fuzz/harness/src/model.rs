@@ -9,7 +9,6 @@
 use std::cell::Cell;
 use std::collections::btree_map;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io;
 use std::ops::Bound;
 
 use pagemap::Error;
@@ -30,8 +29,8 @@ fn err(e: Error) -> E {
 }
 
 /// The error `MemStore` injects.
-fn injected(what: &str, index: u64) -> io::Error {
-    io::Error::other(format!("injected {what} error at page {index}"))
+fn injected(what: &'static str, _index: u64) -> pagemap::StoreError {
+    pagemap::StoreError::new(pagemap::StoreError::EIO, what)
 }
 
 /// A cached page.

@@ -14,7 +14,6 @@
 //! from the regions and the writes alone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 
 use vmr::{Access, Fault, VmError};
 
@@ -365,7 +364,8 @@ impl VmModel {
                 return Err(Fault::Io { va, source });
             }
             if f.bad_reads.contains(&index) {
-                let source = io::Error::other(format!("injected read error at page {index}"));
+                let source =
+                    pagemap::StoreError::new(pagemap::StoreError::EIO, "injected read error");
                 let source = pagemap::Error::Read { index, source };
                 return Err(Fault::Io { va, source });
             }

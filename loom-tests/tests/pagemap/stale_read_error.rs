@@ -31,18 +31,21 @@ struct FailOnce {
 }
 
 impl BackingStore for FailOnce {
-    fn read_page(&self, index: u64, buf: &mut PageBuf) -> std::io::Result<()> {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), pagemap::StoreError> {
         if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
             let map = self.map.get().and_then(|m| m.upgrade()).expect("map");
             while map.holders(index) < 2 {
                 thread::yield_now();
             }
-            return Err(std::io::Error::other("first read fails"));
+            return Err(pagemap::StoreError::new(
+                pagemap::StoreError::EIO,
+                "first read fails",
+            ));
         }
         self.inner.read_page(index, buf)
     }
 
-    fn write_page(&self, index: u64, buf: &PageBuf) -> std::io::Result<()> {
+    fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), pagemap::StoreError> {
         self.inner.write_page(index, buf)
     }
 }

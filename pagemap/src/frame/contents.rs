@@ -1,8 +1,38 @@
-//! A frame's 4 KiB of contents: reads, writes, whole pages, and the
-//! simulated MMU's write.
+//! A frame's 4 KiB of contents: reads, writes, whole pages, the simulated
+//! MMU's write, and the store's direct access ([`PageSrc`] for a write-back,
+//! an exclusive `&mut` for a read), with the argument for each.
+//!
+//! Why direct access is sound:
+//!
+//! * **A read fills a frame its loader owns.** A loading frame was just
+//!   taken from the source (or kept after a failed read) and published with
+//!   LOCKED and the slot word's LOADING state: lookups that find it either
+//!   refuse it ([`find`](crate::PageMap::find), faults: not up to date) or
+//!   sleep on LOCKED without touching the contents ([`load`](crate::PageMap::load)'s
+//!   waiters); no page table entry maps it (entries are installed only for
+//!   up-to-date pages) and no TLB caches it (a frame is freed only after
+//!   its shootdown); truncate's zeroing takes LOCKED first. So for the
+//!   read's duration the loader's `&mut PageBuf` is the only access: a
+//!   reference the store (or a device, through the frame's physical
+//!   address) may fill as it likes.
+//! * **A write-back reads a frame others may still write.** The page is
+//!   cleaned under the page lock and the lock dropped before the I/O, so a
+//!   [`PageRef::write`](crate::PageRef::write), or a CPU through a writable
+//!   entry, may store into the frame while the store reads it. Those
+//!   stores set DIRTY (or the entry's dirty bit) after their copy, so the
+//!   page is written again and the torn image the store may have taken
+//!   never stays the last one (Linux writes back without "stable pages" the
+//!   same way). The store therefore gets no `&[u8]`, which would promise
+//!   the bytes do not change, but a [`PageSrc`]: word copies that are
+//!   atomic, or the raw address for a device or a system call, which read
+//!   memory outside Rust's model as a DMA engine does.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
 
 use super::{FrameId, FramePool};
 use crate::error::Error;
+use crate::store::PageBuf;
 use crate::sync::Ordering;
 use crate::PAGE_SIZE;
 
@@ -82,6 +112,31 @@ impl FramePool {
 }
 
 impl FramePool {
+    /// The frame's memory as a store's read destination.
+    ///
+    /// # Safety
+    /// The caller has the frame to itself for the borrow's lifetime: a
+    /// loader holding LOCKED on a frame in the LOADING state (see the module
+    /// docs for why nothing else reaches it then).
+    #[allow(clippy::mut_from_ref)] // exclusivity is the caller's promise
+    pub(crate) unsafe fn page_mut(&self, id: FrameId) -> &mut PageBuf {
+        self.track_access(id);
+        let p = self.frame_ptr(id).cast::<PageBuf>();
+        // SAFETY: PAGE_SIZE valid bytes at an 8-aligned address (the
+        // source's contract; a byte array needs no alignment anyway), which
+        // the caller has to itself for the borrow (this fn's contract).
+        unsafe { &mut *p.as_ptr() }
+    }
+
+    /// The frame's memory as a write-back's source (see [`PageSrc`]).
+    pub(crate) fn page_src(&self, id: FrameId) -> PageSrc<'_> {
+        PageSrc {
+            pool: self,
+            id,
+            _not_send: PhantomData,
+        }
+    }
+
     /// Stores `data` at `offset` in frame `id` as a CPU does through a
     /// writable translation (the simulated MMU's write).
     ///
@@ -104,5 +159,56 @@ fn check_range(offset: usize, len: usize) -> Result<(), Error> {
     match offset.checked_add(len) {
         Some(end) if end <= PAGE_SIZE => Ok(()),
         _ => Err(Error::OutOfBounds { offset, len }),
+    }
+}
+
+/// A page being written back, read straight from its frame: what
+/// [`BackingStore::write_page`](crate::BackingStore::write_page) gets
+/// instead of a copy.
+///
+/// The bytes may change while the store reads them (a mapped page keeps
+/// being writable during its write-back; see the module docs of the
+/// frame contents): a store either copies them with
+/// [`copy_to`](Self::copy_to) (atomic word loads) or hands
+/// [`as_ptr`](Self::as_ptr) or [`phys_addr`](Self::phys_addr) to a device
+/// or a system call. A change made meanwhile leaves the page dirty, so a
+/// later write-back stores it.
+#[derive(Clone, Copy)]
+pub struct PageSrc<'a> {
+    pool: &'a FramePool,
+    id: FrameId,
+    /// Tied to the write-back's thread and call (a completion-based store
+    /// gets an owned request instead).
+    _not_send: PhantomData<*const ()>,
+}
+
+impl PageSrc<'_> {
+    /// The frame the page is in.
+    pub fn frame(&self) -> FrameId {
+        self.id
+    }
+
+    /// The frame's physical address (for a DMA descriptor).
+    pub fn phys_addr(&self) -> u64 {
+        self.pool.phys_addr(self.id)
+    }
+
+    /// The frame's [`PAGE_SIZE`] bytes, for a device or a system call that
+    /// reads them outside Rust (a `pwrite`). Valid for the borrow; the
+    /// bytes may change meanwhile (see the type's docs), so do not make a
+    /// `&[u8]` of them.
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        self.pool.frame_ptr(self.id)
+    }
+
+    /// Copies the page out, one atomic 8-byte load per word.
+    pub fn copy_to(&self, buf: &mut PageBuf) {
+        self.pool.read_page(self.id, buf);
+    }
+}
+
+impl core::fmt::Debug for PageSrc<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("PageSrc").field(&self.id).finish()
     }
 }

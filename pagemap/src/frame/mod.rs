@@ -1,14 +1,18 @@
-//! Page frames: a fixed pool standing for physical memory.
+//! Page frames: a pool of 4 KiB frames whose memory and allocation come
+//! from a [`FrameSource`] (the kernel's allocator, a memory region).
 //!
 //! A frame has a non-zero [`FrameId`], an atomic flags word, its owner
 //! (page map id and page index) while it belongs to a page map, and 4 KiB of
-//! contents. Contents are an array of `AtomicU64` accessed with relaxed
-//! atomics, so concurrent readers and writers never form a Rust data race
-//! (they can tear at word granularity, exactly like real memory; the page
-//! lock and the removal protocol decide who may rely on what).
+//! contents at an address the source gives (a pointer, and a physical
+//! address for page tables and DMA). The library reads and writes contents
+//! as `AtomicU64` words with relaxed atomics, so concurrent readers and
+//! writers never form a Rust data race (they can tear at word granularity,
+//! exactly like real memory; the page lock and the removal protocol decide
+//! who may rely on what). The store's I/O reaches the memory directly (see
+//! `contents`: the argument for each case is at its site).
 //!
-//! Free frames are kept on an intrusive list threaded through their `index`
-//! field, so the pool spends 16 bytes of metadata per frame and nothing else.
+//! The pool spends 16 bytes of metadata per frame; the source its own
+//! ([`RegionFrames`]: 4 bytes of free-list link).
 //!
 //! Ownership: a frame is free (FREE set, on the list), or owned by a page map
 //! (published in a slot word), or owned by a [`PrivateFrame`] handle (or by
@@ -17,33 +21,39 @@
 //! frame that a slot or an entry still names; a double free is an assertion.
 //!
 //! One file per concept: this one holds [`FrameId`], the flags and the pool
-//! itself (allocation, the free list, owner and flags metadata, the loom
-//! ownership tokens); `lock` the bit locks (LOCKED, WRITEBACK) and their wait
-//! buckets; `contents` the page bytes (reads, writes, the MMU's write);
-//! `private` the owning [`PrivateFrame`] handle. The frame layer is the
-//! bottom of `pagemap`: it uses only `error` and `sync`.
+//! itself (allocation through the source, owner and flags metadata, the
+//! loom ownership tokens); `source` the [`FrameSource`] trait and
+//! [`RegionFrames`]; `lock` the bit locks (LOCKED, WRITEBACK) and their wait
+//! buckets; `contents` the page bytes (reads, writes, the MMU's write, the
+//! store's direct access); `private` the owning [`PrivateFrame`] handle. The
+//! frame layer is the bottom of `pagemap`: it uses only `error` and `sync`.
 
-use alloc::boxed::Box;
 use core::fmt;
 use core::num::NonZeroU32;
+use core::ptr::NonNull;
 
-use crate::error::{code_to_kind, kind_to_code, Error};
+use alloc::boxed::Box;
+
+use crate::error::{Error, StoreError};
+use crate::sync::{data, AtomicU32, AtomicU64, Ordering};
 #[cfg(any(feature = "std", pagemap_loom))]
-use crate::sync::Condvar;
-use crate::sync::{data, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Condvar, Mutex};
 use crate::PAGE_SIZE;
 
 mod contents;
 mod lock;
 mod private;
+mod source;
 
+pub use contents::PageSrc;
 pub use private::PrivateFrame;
+pub use source::{FrameSource, RegionFrames};
 
 /// Words of page contents.
 const PAGE_WORDS: usize = PAGE_SIZE / 8;
 
-/// The identity of a frame: its position in the pool plus one (0 means "no
-/// page", which is what makes an all-zero slot word empty).
+/// The identity of a frame: its position in its [`FrameSource`] plus one (0
+/// means "no page", which is what makes an all-zero slot word empty).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FrameId(NonZeroU32);
 
@@ -60,7 +70,7 @@ impl FrameId {
         self.0.get()
     }
 
-    fn slot(self) -> usize {
+    pub(crate) fn slot(self) -> usize {
         self.0.get() as usize - 1
     }
 }
@@ -83,7 +93,7 @@ pub mod flags {
     pub const PAGEMAP: u32 = 1 << 3;
     /// A write-back of this page is in progress.
     pub const WRITEBACK: u32 = 1 << 4;
-    /// The last read failed (the error kind is in the high byte).
+    /// The last read failed (its errno is in the high byte).
     pub const ERROR: u32 = 1 << 5;
     /// Demand paging: the frame is being paged in or out (reserved: nothing
     /// sets it yet).
@@ -95,14 +105,20 @@ pub mod flags {
     pub const PINNED: u32 = 1 << 8;
     // Bit 9 is free: a `MAPPED` flag was never set (whether a page is
     // mapped is the reverse map's answer: `PageMap::is_mapped`).
-    /// On the free list (a second free of the frame is caught by this).
+    /// Not allocated from the pool (a second free of the frame is caught by this).
     pub const FREE: u32 = 1 << 10;
+    /// A completion-based store request (a read or a write-back) on this
+    /// frame is submitted and not yet completed; its submitter sleeps on it.
+    pub const INFLIGHT: u32 = 1 << 11;
+    /// The completed write-back request failed (its errno is in the high
+    /// byte); its submitter takes both.
+    pub(crate) const WRITE_ERROR: u32 = 1 << 12;
     /// Someone sleeps on LOCKED (internal: lets unlock skip the wake-up).
     pub(crate) const WAITERS: u32 = 1 << 15;
-    /// Shift of the 8-bit I/O error kind code.
-    pub(crate) const ERRKIND_SHIFT: u32 = 24;
-    /// Mask of the error kind code.
-    pub(crate) const ERRKIND_MASK: u32 = 0xff << ERRKIND_SHIFT;
+    /// Shift of the 8-bit errno of a failed read.
+    pub(crate) const ERRNO_SHIFT: u32 = 24;
+    /// Mask of the errno of a failed read.
+    pub(crate) const ERRNO_MASK: u32 = 0xff << ERRNO_SHIFT;
 }
 
 /// One frame's metadata: 16 bytes.
@@ -111,7 +127,7 @@ pub(crate) struct Frame {
     flags: AtomicU32,
     /// Id of the owning page map (0 when free).
     owner: AtomicU32,
-    /// Page index while owned; next free frame id while free.
+    /// Page index while owned.
     index: AtomicU64,
 }
 
@@ -134,7 +150,13 @@ const WAIT_BUCKETS: usize = 64;
 #[cfg(pagemap_loom)]
 const WAIT_BUCKETS: usize = 1;
 
-/// A fixed pool of 4 KiB page frames.
+/// A pool of 4 KiB page frames: their metadata and locks, over a
+/// [`FrameSource`] that owns their memory and says which are free.
+///
+/// [`FramePool::new`] makes an in-memory pool (a heap region); a kernel
+/// passes its own source to [`FramePool::with_source`], and gets every
+/// frame's address with [`frame_ptr`](Self::frame_ptr) and
+/// [`phys_addr`](Self::phys_addr) (what goes into a page table entry).
 ///
 /// Page maps take their frames from it; other users (a copy-on-write copy, an
 /// anonymous page) take owning [`PrivateFrame`] handles, which free the frame
@@ -180,11 +202,10 @@ const WAIT_BUCKETS: usize = 1;
 /// ```
 pub struct FramePool {
     frames: Box<[Frame]>,
-    data: Box<[data::AtomicU64]>,
-    /// Head of the free list (a frame id, 0 = empty). The lock is only taken
-    /// on a miss (allocation) or a free, never on a lookup.
-    free_head: Mutex<u32>,
-    nr_free: AtomicUsize,
+    source: Box<dyn FrameSource>,
+    /// The source's `linear_base`, kept so that a content access computes
+    /// its address instead of calling the source.
+    base: Option<NonNull<u8>>,
     /// Hashed wait queues for LOCKED, as Linux's page wait table.
     #[cfg(any(feature = "std", pagemap_loom))]
     waitq: Box<[(Mutex<()>, Condvar)]>,
@@ -202,6 +223,13 @@ pub struct FramePool {
     tracking: std::sync::atomic::AtomicBool,
 }
 
+// SAFETY: the only field that is not Send + Sync is `base`, a copy of the
+// source's own pointer, used only to compute the addresses of frames the
+// source (which is Send + Sync) lets the pool share.
+unsafe impl Send for FramePool {}
+// SAFETY: as for Send.
+unsafe impl Sync for FramePool {}
+
 impl fmt::Debug for FramePool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FramePool")
@@ -217,41 +245,56 @@ impl FramePool {
     /// layer does not depend on the one above it).
     pub const MAX_CAPACITY: usize = u32::MAX as usize - 1;
 
-    /// A pool of `capacity` zeroed frames. Memory for contents is reserved
-    /// zeroed, so untouched frames cost no resident memory on most systems.
+    /// A pool of `capacity` zeroed frames in a heap region it owns
+    /// ([`RegionFrames::heap`]). Memory for contents is reserved zeroed, so
+    /// untouched frames cost no resident memory on most systems.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`] for 0 frames, more than
+    /// [`MAX_CAPACITY`](Self::MAX_CAPACITY), or a failed allocation.
     pub fn new(capacity: usize) -> Result<Self, Error> {
+        Self::with_source(RegionFrames::heap(capacity)?)
+    }
+
+    /// A pool over `source`'s frames (see [`FrameSource`]): a kernel's
+    /// allocator, or [`RegionFrames`] over memory the caller owns.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`] if the source has no frames or more than
+    /// [`MAX_CAPACITY`](Self::MAX_CAPACITY).
+    ///
+    /// # Panics
+    /// If the source's linear base is not 8-byte aligned.
+    pub fn with_source(source: impl FrameSource + 'static) -> Result<Self, Error> {
+        let capacity = source.capacity();
         if capacity == 0 || capacity > Self::MAX_CAPACITY {
             return Err(Error::InvalidCapacity {
                 requested: capacity,
                 max: Self::MAX_CAPACITY,
             });
         }
-        // Free list: 1 -> 2 -> ... -> capacity -> 0.
+        let base = source.linear_base();
+        if let Some(b) = base {
+            assert!(
+                (b.as_ptr() as usize).is_multiple_of(8),
+                "frame memory must be 8-byte aligned"
+            );
+        }
         let frames: Box<[Frame]> = (0..capacity)
-            .map(|i| Frame {
+            .map(|_| Frame {
                 flags: AtomicU32::new(flags::FREE),
                 owner: AtomicU32::new(0),
-                index: AtomicU64::new(if i + 1 < capacity { i as u64 + 2 } else { 0 }),
+                index: AtomicU64::new(0),
             })
             .collect();
-        let words = capacity
-            .checked_mul(PAGE_WORDS)
-            .ok_or(Error::InvalidCapacity {
-                requested: capacity,
-                max: Self::MAX_CAPACITY,
-            })?;
-        let data = Box::<[data::AtomicU64]>::new_zeroed_slice(words);
-        // SAFETY: an all-zero bit pattern is a valid AtomicU64 (it is a u64).
-        let data = unsafe { data.assume_init() };
         #[cfg(any(feature = "std", pagemap_loom))]
         let waitq = (0..WAIT_BUCKETS)
             .map(|_| (Mutex::new(()), Condvar::new()))
             .collect();
         Ok(Self {
             frames,
-            data,
-            free_head: Mutex::new(1),
-            nr_free: AtomicUsize::new(capacity),
+            source: Box::new(source),
+            base,
             #[cfg(any(feature = "std", pagemap_loom))]
             waitq,
             #[cfg(pagemap_loom)]
@@ -268,29 +311,67 @@ impl FramePool {
         self.frames.len()
     }
 
-    /// Frames currently free (a snapshot).
+    /// Frames currently free (a snapshot: the source's count).
     pub fn free_frames(&self) -> usize {
-        self.nr_free.load(Ordering::Relaxed)
+        self.source.free_frames()
     }
 
-    /// Bytes of metadata the pool spends per frame (contents excluded).
-    pub const fn metadata_bytes_per_frame() -> usize {
-        std::mem::size_of::<Frame>()
+    /// Bytes of metadata spent per frame, contents excluded: the pool's 16
+    /// (flags, owner, index) plus the source's own.
+    pub fn metadata_bytes_per_frame(&self) -> usize {
+        core::mem::size_of::<Frame>() + self.source.metadata_bytes_per_frame()
     }
 
-    /// Takes a free frame; its flags are 0 and its contents whatever the last
-    /// owner left (callers fill it before publishing it).
+    /// The frame source.
+    pub fn source(&self) -> &dyn FrameSource {
+        &*self.source
+    }
+
+    /// The address of frame `id`'s memory as the CPU reaches it (a kernel:
+    /// in its direct map). Reading or writing through it is the caller's
+    /// business (`unsafe`); the pool's own accesses are atomic words.
+    ///
+    /// # Panics
+    /// If `id` is not one of the pool's frames.
+    #[inline]
+    pub fn frame_ptr(&self, id: FrameId) -> NonNull<u8> {
+        let i = id.slot();
+        assert!(i < self.frames.len(), "frame {id:?} is not in this pool");
+        match self.base {
+            // SAFETY: i < capacity, so the offset stays inside the source's
+            // linear region (its contract: `base + (id - 1) * PAGE_SIZE`).
+            Some(base) => unsafe { base.add(i * PAGE_SIZE) },
+            None => self.source.frame_ptr(id),
+        }
+    }
+
+    /// The physical address of frame `id` (what a page table entry or a
+    /// DMA descriptor takes), from the source.
+    ///
+    /// # Panics
+    /// If `id` is not one of the pool's frames.
+    pub fn phys_addr(&self, id: FrameId) -> u64 {
+        assert!(
+            id.slot() < self.frames.len(),
+            "frame {id:?} is not in this pool"
+        );
+        self.source.phys_addr(id)
+    }
+
+    /// Takes a free frame from the source; its flags are 0 and its contents
+    /// whatever the last owner left (callers fill it before publishing it).
     pub(crate) fn alloc(&self) -> Result<FrameId, Error> {
-        let mut head = self.free_head.lock();
-        let id = FrameId::new(*head).ok_or(Error::PoolExhausted {
+        let id = self.source.alloc().ok_or(Error::PoolExhausted {
             capacity: self.capacity(),
         })?;
         let frame = self.frame(id);
-        *head = frame.index.load(Ordering::Relaxed) as u32;
-        self.nr_free.fetch_sub(1, Ordering::Relaxed);
-        drop(head);
+        // Relaxed: the frame is ours alone until it is published (a slot
+        // word's Release) or handed out (a PrivateFrame moved to its user).
         let old = frame.flags.swap(0, Ordering::Relaxed);
-        debug_assert_eq!(old, flags::FREE, "a frame on the free list has flags");
+        assert!(
+            old & flags::FREE != 0,
+            "the frame source gave out frame {id:?}, which is in use ({old:#x})"
+        );
         frame.index.store(0, Ordering::Relaxed);
         self.track_owner_change(id);
         Ok(id)
@@ -301,7 +382,7 @@ impl FramePool {
     ///
     /// # Errors
     /// [`Error::PoolExhausted`] if no frame is free.
-    pub fn alloc_private(self: &std::sync::Arc<Self>) -> Result<PrivateFrame, Error> {
+    pub fn alloc_private(self: &alloc::sync::Arc<Self>) -> Result<PrivateFrame, Error> {
         let id = self.alloc()?;
         Ok(PrivateFrame {
             pool: self.clone(),
@@ -309,14 +390,17 @@ impl FramePool {
         })
     }
 
-    /// Returns a frame to the pool. The caller guarantees nothing can reach it
-    /// any more: no slot word, no page table entry, no TLB entry.
+    /// Returns a frame to the source. The caller guarantees nothing can
+    /// reach it any more: no slot word, no page table entry, no TLB entry,
+    /// no I/O in flight.
     ///
     /// # Panics
     /// If the frame is already free (a double free) or page-locked.
     pub(crate) fn free(&self, id: FrameId) {
         self.track_owner_change(id);
         let frame = self.frame(id);
+        // Relaxed: nobody else can reach the frame (the caller's guarantee);
+        // the source's own lock orders its reuse.
         let old = frame.flags.swap(flags::FREE, Ordering::Relaxed);
         assert!(old & flags::FREE == 0, "double free of frame {id:?}");
         assert!(
@@ -324,20 +408,26 @@ impl FramePool {
             "freeing a locked frame {id:?} ({old:#x})"
         );
         frame.owner.store(0, Ordering::Relaxed);
-        let mut head = self.free_head.lock();
-        frame.index.store(*head as u64, Ordering::Relaxed);
-        *head = id.get();
-        self.nr_free.fetch_add(1, Ordering::Relaxed);
+        self.source.free(id);
     }
 
     pub(crate) fn frame(&self, id: FrameId) -> &Frame {
         &self.frames[id.slot()]
     }
 
-    fn words(&self, id: FrameId) -> &[data::AtomicU64] {
+    /// The contents of frame `id` as the library accesses them: 512 atomic
+    /// words.
+    fn words(&self, id: FrameId) -> &[data::AtomicU64; PAGE_WORDS] {
         self.track_access(id);
-        let start = id.slot() * PAGE_WORDS;
-        &self.data[start..start + PAGE_WORDS]
+        let p = self.frame_ptr(id).cast::<data::AtomicU64>();
+        // SAFETY: the source guarantees PAGE_SIZE bytes at this address,
+        // 8-aligned (checked for a linear base; the source's contract
+        // otherwise), valid while the pool (which owns the source) lives,
+        // which `&self` outlives the returned borrow by. Any bit pattern is
+        // a valid AtomicU64, and every access the library makes to the
+        // memory while it may be shared is atomic (a store's direct access
+        // happens while the frame is exclusive: see `contents`).
+        unsafe { &*p.as_ptr().cast::<[data::AtomicU64; PAGE_WORDS]>() }
     }
 
     /// A content access of frame `id` (a read or write of its bytes by
@@ -405,13 +495,16 @@ impl FramePool {
         self.frame(id).flags.fetch_and(!bits, Ordering::AcqRel)
     }
 
-    /// Records a read error kind with ERROR, in one step.
-    pub(crate) fn set_error(&self, id: FrameId, kind: std::io::ErrorKind) {
-        let code = kind_to_code(kind) << flags::ERRKIND_SHIFT;
+    /// Records a failed read's errno with ERROR, in one step.
+    pub(crate) fn set_error(&self, id: FrameId, e: StoreError) {
+        // `StoreError` keeps codes in 1..=255: they fit the 8 bits.
+        let code = (e.code() as u32) << flags::ERRNO_SHIFT;
         let f = self.frame(id);
         let mut old = f.flags.load(Ordering::Relaxed);
         loop {
-            let new = (old & !flags::ERRKIND_MASK) | flags::ERROR | code;
+            let new = (old & !flags::ERRNO_MASK) | flags::ERROR | code;
+            // AcqRel, as `set_flags`: the loader's waiters read it after
+            // the unlock (Release) that follows.
             match f
                 .flags
                 .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Relaxed)
@@ -422,9 +515,33 @@ impl FramePool {
         }
     }
 
-    /// The error kind recorded with ERROR.
-    pub(crate) fn error_kind(&self, id: FrameId) -> std::io::ErrorKind {
-        code_to_kind((self.flags(id) & flags::ERRKIND_MASK) >> flags::ERRKIND_SHIFT)
+    /// The errno recorded in the flags (0 if none).
+    pub(crate) fn error_code(&self, id: FrameId) -> i32 {
+        ((self.flags(id) & flags::ERRNO_MASK) >> flags::ERRNO_SHIFT) as i32
+    }
+
+    /// The error recorded with ERROR (its errno; the note says it came
+    /// from another loader's read).
+    pub(crate) fn read_error(&self, id: FrameId) -> StoreError {
+        StoreError::new(self.error_code(id), "read failed in another loader")
+    }
+
+    /// Records a failed write-back request's errno with WRITE_ERROR (the
+    /// page is up to date, so the errno bits are free).
+    pub(crate) fn set_write_error(&self, id: FrameId, e: StoreError) {
+        let code = (e.code() as u32) << flags::ERRNO_SHIFT;
+        // AcqRel, as `set_flags`: the write-back reads it after the
+        // completion's Release clear of INFLIGHT.
+        self.frame(id)
+            .flags
+            .fetch_or(flags::WRITE_ERROR | code, Ordering::AcqRel);
+    }
+
+    /// Takes a write-back request's error out of the flags.
+    pub(crate) fn take_write_error(&self, id: FrameId) -> StoreError {
+        let code = self.error_code(id);
+        self.clear_flags(id, flags::WRITE_ERROR | flags::ERRNO_MASK);
+        StoreError::new(code, "write-back request failed")
     }
 }
 
@@ -473,8 +590,11 @@ mod tests {
     }
 
     #[test]
-    fn metadata_is_16_bytes() {
-        assert_eq!(FramePool::metadata_bytes_per_frame(), 16);
+    fn metadata_is_at_most_32_bytes() {
+        let pool = FramePool::new(1).unwrap();
+        assert_eq!(core::mem::size_of::<Frame>(), 16);
+        assert_eq!(pool.metadata_bytes_per_frame(), 20);
+        assert!(pool.metadata_bytes_per_frame() <= 32);
     }
 
     #[test]
@@ -488,6 +608,7 @@ mod tests {
         ));
         pool.free(ids[1]);
         assert_eq!(pool.alloc().unwrap(), ids[1]);
+        assert_eq!(pool.free_frames(), 0);
     }
 
     #[test]
@@ -591,11 +712,11 @@ mod tests {
     }
 
     #[test]
-    fn error_kind_is_kept() {
+    fn read_errno_is_kept() {
         let pool = FramePool::new(1).unwrap();
         let id = pool.alloc().unwrap();
-        pool.set_error(id, std::io::ErrorKind::PermissionDenied);
+        pool.set_error(id, StoreError::new(StoreError::EACCES, "denied"));
         assert_ne!(pool.flags(id) & flags::ERROR, 0);
-        assert_eq!(pool.error_kind(id), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(pool.read_error(id).code(), StoreError::EACCES);
     }
 }

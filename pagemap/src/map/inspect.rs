@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 use core::ops::RangeBounds;
 
-use crate::frame::{flags, FramePool};
+use crate::frame::flags;
 use crate::radix::{Mark, RadixTree};
 use crate::sync::epoch;
 
@@ -56,7 +56,7 @@ impl PageMap {
             pages,
             nodes,
             node_bytes: nodes * RadixTree::NODE_BYTES,
-            frame_bytes: pages as usize * FramePool::metadata_bytes_per_frame(),
+            frame_bytes: pages as usize * self.pool.metadata_bytes_per_frame(),
         }
     }
 

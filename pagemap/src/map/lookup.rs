@@ -5,9 +5,7 @@
 use crate::error::Error;
 use crate::frame::{flags, FrameId};
 use crate::slot::{self, Refused, Slot, SlotWord};
-use crate::store::PageBuf;
 use crate::sync::{epoch, Ordering};
-use crate::PAGE_SIZE;
 
 use super::{PageMap, PageRef};
 
@@ -156,18 +154,18 @@ impl PageMap {
         Ok(Some(self.page_ref(slot, word, index)))
     }
 
-    /// Reads a page whose frame lock we hold, then unlocks it.
+    /// Reads a page whose frame lock we hold, straight into its frame (no
+    /// bounce buffer: the frame is ours while it is LOCKED and LOADING; see
+    /// `crate::frame`'s contents module), then unlocks it.
     fn fill<'a>(&'a self, page: PageRef<'a>) -> Result<PageRef<'a>, Error> {
-        let mut buf: PageBuf = [0; PAGE_SIZE];
         let frame = page.frame;
         // A new read: an earlier read's error is no longer this page's news.
         self.pool
-            .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
-        match self.store.read_page(page.index, &mut buf) {
+            .clear_flags(frame, flags::ERROR | flags::ERRNO_MASK);
+        match self.store.read(&self.pool, frame, page.index) {
             Ok(()) => {
-                self.pool.write_page(frame, &buf);
                 self.pool
-                    .clear_flags(frame, flags::ERROR | flags::ERRKIND_MASK);
+                    .clear_flags(frame, flags::ERROR | flags::ERRNO_MASK);
                 self.pool.set_flags(frame, flags::UPTODATE);
                 // Release: contents before the word that says "up to date".
                 page.slot.set_loaded();
@@ -175,7 +173,7 @@ impl PageMap {
                 Ok(page)
             }
             Err(source) => {
-                self.pool.set_error(frame, source.kind());
+                self.pool.set_error(frame, source);
                 self.pool.unlock(frame);
                 let index = page.index;
                 drop(page);
@@ -204,13 +202,10 @@ impl PageMap {
                 let f = self.pool.flags(page.frame);
                 if !stale && f & flags::ERROR != 0 {
                     // The read we waited for failed: report it, do not retry.
-                    let kind = self.pool.error_kind(page.frame);
+                    let source = self.pool.read_error(page.frame);
                     self.pool.unlock(page.frame);
                     let index = page.index;
-                    return Err(Error::Read {
-                        index,
-                        source: std::io::Error::new(kind, "read failed in another loader"),
-                    });
+                    return Err(Error::Read { index, source });
                 }
                 return self.fill(page);
             }

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::frame::FramePool;
 use crate::radix::RadixTree;
 use crate::rmap::ReverseMap;
-use crate::store::BackingStore;
+use crate::store::{BackingStore, Store, SubmitStore};
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 
 mod inspect;
@@ -35,7 +35,7 @@ mod reclaim;
 mod writeback;
 
 pub use inspect::MemoryStats;
-pub use page_ref::PageRef;
+pub use page_ref::{OwnedPageRef, PageRef};
 pub use reclaim::FreeReport;
 pub use writeback::WritebackReport;
 pub(crate) use writeback::Wrote;
@@ -79,7 +79,7 @@ pub struct PageMap {
     /// The mappings of this file, by file-page range (lock order: after `lock`).
     pub(crate) rmap: RwLock<ReverseMap>,
     pub(crate) pool: Arc<FramePool>,
-    pub(crate) store: Arc<dyn BackingStore>,
+    pub(crate) store: Store,
     pub(crate) nr_pages: AtomicU64,
     /// The first page beyond the end of the file (`u64::MAX`: no end).
     /// Changed under the writer lock; loads and inserts refuse pages from
@@ -109,6 +109,17 @@ pub(crate) fn inclusive(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
 impl PageMap {
     /// An empty page map caching `store`, taking frames from `pool`.
     pub fn new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Self {
+        Self::with_store(pool, Store::Sync(store))
+    }
+
+    /// An empty page map caching a completion-based `store` (see
+    /// [`SubmitStore`]), taking frames from `pool`: loads and write-backs
+    /// submit requests and sleep until the store completes them.
+    pub fn with_submit_store(pool: Arc<FramePool>, store: Arc<dyn SubmitStore>) -> Self {
+        Self::with_store(pool, Store::Submit(store))
+    }
+
+    fn with_store(pool: Arc<FramePool>, store: Store) -> Self {
         Self {
             id: NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             tree: RadixTree::new(),
@@ -164,11 +175,6 @@ impl PageMap {
     /// The frame pool.
     pub fn pool(&self) -> &Arc<FramePool> {
         &self.pool
-    }
-
-    /// The backing store.
-    pub fn store(&self) -> &Arc<dyn BackingStore> {
-        &self.store
     }
 
     /// Pages in the map (up to date, loading, or left by a failed read).

@@ -136,3 +136,92 @@ impl fmt::Debug for PageRef<'_> {
             .finish()
     }
 }
+
+/// A counted reference to a cached page that keeps its page map alive (an
+/// `Arc<PageMap>` inside), so it borrows nothing: a kernel can keep it in
+/// its own structures (a page attached to a socket buffer, a pinned DMA
+/// page) for as long as it likes, and send it to other threads. Dropping it
+/// is the put, then the map's `Arc` is released.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pagemap::{FramePool, MemStore, OwnedPageRef, PageMap};
+///
+/// let map = Arc::new(PageMap::new(Arc::new(FramePool::new(4).unwrap()), Arc::new(MemStore::new())));
+/// let kept: OwnedPageRef = map.load(3).unwrap().into_owned(&map);
+/// let t = std::thread::spawn(move || kept.get().write(0, b"from afar").unwrap());
+/// t.join().unwrap();
+/// assert!(map.find(3).unwrap().unwrap().is_dirty());
+/// ```
+pub struct OwnedPageRef {
+    /// Borrows from `map`'s allocation, which the `Arc` below keeps where
+    /// it is; never handed out with the `'static` lifetime.
+    page: core::mem::ManuallyDrop<PageRef<'static>>,
+    map: alloc::sync::Arc<PageMap>,
+}
+
+impl<'a> PageRef<'a> {
+    /// Turns this reference into one that keeps `map` alive instead of
+    /// borrowing it (no count is taken or dropped).
+    ///
+    /// # Panics
+    /// If `map` is not the page map this reference belongs to.
+    pub fn into_owned(self, map: &alloc::sync::Arc<PageMap>) -> OwnedPageRef {
+        assert!(
+            core::ptr::eq(self.map, &**map),
+            "into_owned with another page map's Arc"
+        );
+        let page = core::mem::ManuallyDrop::new(self);
+        // SAFETY: the reference's borrows (the map, and the slot in the
+        // map's tree, which a held slot keeps: only empty nodes are
+        // unlinked) point into `map`'s allocation, which the clone below
+        // keeps alive and in place for as long as the OwnedPageRef lives;
+        // the extended lifetime is only ever shortened back to a borrow of
+        // the OwnedPageRef (`get`). Reading the PageRef out of the
+        // ManuallyDrop moves it without running its Drop (no put).
+        let page: PageRef<'static> = unsafe {
+            core::mem::transmute::<PageRef<'a>, PageRef<'static>>(core::ptr::read(&*page))
+        };
+        OwnedPageRef {
+            page: core::mem::ManuallyDrop::new(page),
+            map: map.clone(),
+        }
+    }
+}
+
+impl OwnedPageRef {
+    /// The page, as a reference borrowed from this one (all of
+    /// [`PageRef`]'s methods).
+    pub fn get(&self) -> &PageRef<'_> {
+        &self.page
+    }
+
+    /// The page map.
+    pub fn map(&self) -> &alloc::sync::Arc<PageMap> {
+        &self.map
+    }
+
+    /// Page index in the file.
+    pub fn index(&self) -> u64 {
+        self.page.index
+    }
+
+    /// The frame holding the page.
+    pub fn frame(&self) -> FrameId {
+        self.page.frame
+    }
+}
+
+impl Drop for OwnedPageRef {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here, before `map` (declared after it) is
+        // released: the put reaches a live slot.
+        unsafe { core::mem::ManuallyDrop::drop(&mut self.page) };
+    }
+}
+
+impl fmt::Debug for OwnedPageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OwnedPageRef").field(&*self.page).finish()
+    }
+}

@@ -10,9 +10,7 @@ use crate::frame::flags;
 use crate::radix::Mark;
 use crate::shootdown::ShootdownBatch;
 use crate::slot;
-use crate::store::PageBuf;
 use crate::sync::epoch;
-use crate::PAGE_SIZE;
 
 use super::{inclusive, PageMap, PageRef};
 
@@ -158,7 +156,6 @@ impl PageMap {
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
         let frame = page.frame;
-        let mut buf: PageBuf = [0; PAGE_SIZE];
         self.pool.lock_bit(frame, flags::WRITEBACK);
         self.pool.lock(frame);
         if self.pool.flags(frame) & flags::DIRTY == 0 {
@@ -174,13 +171,15 @@ impl PageMap {
             self.sync_dirty_mark(page.index, frame);
             return Ok(Wrote::Discarded);
         }
-        // Snapshot under the page lock, then clean: a write after this point
-        // dirties the page again, so nothing is lost. Writers do not wait for
-        // WRITEBACK; the page lock alone keeps a copy from being torn.
-        self.pool.read_page(frame, &mut buf);
+        // Clean under the page lock, then write the frame itself (no bounce
+        // buffer): a write after the clean, by a writer or a CPU through a
+        // mapping, dirties the page again, so a torn image the store may
+        // take is written again later and nothing is lost (Linux without
+        // stable pages; `crate::frame`'s contents module). Writers do not
+        // wait for WRITEBACK.
         self.pool.clear_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
-        let result = self.store.write_page(page.index, &buf);
+        let result = self.store.write(&self.pool, frame, page.index);
         if result.is_err() {
             // Keep the data: the page is dirty again (Akaros lost it: defect 7).
             self.pool.set_flags(frame, flags::DIRTY);

@@ -1,0 +1,434 @@
+//! Frame sources: where a [`FramePool`](super::FramePool)'s frames and
+//! their memory come from.
+//!
+//! A pool keeps each frame's metadata (flags, owner, index: 16 bytes) and
+//! its bit locks; the memory itself, its addresses and the choice of which
+//! frame is free belong to a [`FrameSource`]. A kernel implements the trait
+//! over its own physical allocator (frame numbers, its direct map); the
+//! crate offers [`RegionFrames`], frames carved out of one contiguous memory
+//! region: a heap allocation it owns ([`RegionFrames::heap`], what
+//! [`FramePool::new`](super::FramePool::new) uses) or a region the caller
+//! owns ([`RegionFrames::new`]: an mmap, a reserved range of physical
+//! memory seen through a direct map).
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use alloc::boxed::Box;
+
+use super::FrameId;
+use crate::error::Error;
+use crate::sync::{AtomicU32, AtomicUsize, Mutex, Ordering};
+use crate::PAGE_SIZE;
+
+/// Where frames come from: their allocation, memory and addresses.
+///
+/// Frame ids are dense: `1..=capacity()` (a kernel maps its frame numbers
+/// onto them, e.g. `pfn - first_pfn + 1`), so a pool keeps metadata for
+/// each in an array, as Linux keeps a `struct page` per frame.
+///
+/// # Safety
+///
+/// The pool turns the pointers this returns into references, so an
+/// implementation must guarantee, for every id in `1..=capacity()`:
+///
+/// * [`frame_ptr`](Self::frame_ptr) returns the same pointer every time, to
+///   [`PAGE_SIZE`] bytes aligned to at least 8, valid for reads and writes
+///   for as long as the source lives, and disjoint from every other id's;
+/// * between [`alloc`](Self::alloc) returning the id and the pool's
+///   [`free`](Self::free) of it, nothing but the pool (and those it hands
+///   the frame to: page table entries, devices doing the pool's I/O)
+///   accesses that memory, and `alloc` does not return the id again;
+/// * [`linear_base`](Self::linear_base), if `Some(base)`, is `frame_ptr(1)`
+///   and `frame_ptr(id)` is `base + (id - 1) * PAGE_SIZE` for every id.
+pub unsafe trait FrameSource: Send + Sync {
+    /// The number of frame ids (ids are `1..=capacity()`).
+    fn capacity(&self) -> usize;
+
+    /// Takes a free frame, or `None` if there is none. Its contents are
+    /// whatever its last user left (the pool fills a frame before anyone
+    /// can read it).
+    fn alloc(&self) -> Option<FrameId>;
+
+    /// Returns a frame `alloc` gave out. Called by the pool once nothing can
+    /// reach the frame: no slot word, no page table entry, no TLB entry
+    /// (shootdowns done), no I/O in flight.
+    fn free(&self, id: FrameId);
+
+    /// Frames free now (a snapshot, for reports and tests).
+    fn free_frames(&self) -> usize;
+
+    /// The frame's memory, as the CPU addresses it (a kernel: its direct
+    /// map, `phys_to_virt(phys_addr(id))`).
+    fn frame_ptr(&self, id: FrameId) -> NonNull<u8>;
+
+    /// The frame's physical address, what a page table entry or a DMA
+    /// descriptor takes (for memory that has none, e.g. a heap region: its
+    /// virtual address).
+    fn phys_addr(&self, id: FrameId) -> u64;
+
+    /// `Some(base)` if frame `id` lives at `base + (id - 1) * PAGE_SIZE` for
+    /// every id: the pool then computes addresses without calling
+    /// [`frame_ptr`](Self::frame_ptr). The default says no.
+    fn linear_base(&self) -> Option<NonNull<u8>> {
+        None
+    }
+
+    /// Bytes of metadata this source spends per frame (for
+    /// [`FramePool::metadata_bytes_per_frame`](super::FramePool::metadata_bytes_per_frame)).
+    fn metadata_bytes_per_frame(&self) -> usize {
+        0
+    }
+}
+
+// SAFETY: forwards every call to the shared source, whose guarantees hold
+// whoever holds it (a kernel shares one source between its pool and its own
+// frees, e.g. `ShootdownBatch::defer_free_to`).
+unsafe impl<T: FrameSource + ?Sized> FrameSource for alloc::sync::Arc<T> {
+    fn capacity(&self) -> usize {
+        (**self).capacity()
+    }
+    fn alloc(&self) -> Option<FrameId> {
+        (**self).alloc()
+    }
+    fn free(&self, id: FrameId) {
+        (**self).free(id)
+    }
+    fn free_frames(&self) -> usize {
+        (**self).free_frames()
+    }
+    fn frame_ptr(&self, id: FrameId) -> NonNull<u8> {
+        (**self).frame_ptr(id)
+    }
+    fn phys_addr(&self, id: FrameId) -> u64 {
+        (**self).phys_addr(id)
+    }
+    fn linear_base(&self) -> Option<NonNull<u8>> {
+        (**self).linear_base()
+    }
+    fn metadata_bytes_per_frame(&self) -> usize {
+        (**self).metadata_bytes_per_frame()
+    }
+}
+
+/// Frames carved out of one contiguous memory region, with a free list of
+/// 4 bytes per frame (links in an array beside the region, so free frames'
+/// memory is never touched).
+///
+/// ```
+/// use pagemap::{FramePool, FrameSource, RegionFrames, PAGE_SIZE};
+///
+/// // A region the caller owns (a kernel: reserved physical memory through
+/// // its direct map; here a page-aligned heap allocation).
+/// let layout = std::alloc::Layout::from_size_align(4 * PAGE_SIZE, PAGE_SIZE).unwrap();
+/// let base = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+/// // SAFETY: the region is ours, valid and unused, and outlives the source
+/// // (it is freed after the pool below is dropped).
+/// let frames = unsafe { RegionFrames::new(base, 4, 0x10_0000).unwrap() };
+/// let pool = std::sync::Arc::new(FramePool::with_source(frames).unwrap());
+/// let f = pool.alloc_private().unwrap();
+/// assert_eq!(pool.phys_addr(f.id()), 0x10_0000 + (f.id().get() as u64 - 1) * 4096);
+/// assert_eq!(pool.frame_ptr(f.id()).as_ptr() as usize,
+///            base.as_ptr() as usize + (f.id().get() as usize - 1) * 4096);
+/// drop((f, pool));
+/// unsafe { std::alloc::dealloc(base.as_ptr(), layout) };
+/// ```
+pub struct RegionFrames {
+    base: NonNull<u8>,
+    frames: usize,
+    phys_base: u64,
+    /// `next[id - 1]`: the free frame after `id` (0: none).
+    next: Box<[AtomicU32]>,
+    /// First free frame (0: none).
+    head: Mutex<u32>,
+    nr_free: AtomicUsize,
+    /// The allocation to free on drop (`heap` only).
+    owned: Option<Layout>,
+}
+
+// SAFETY: the region's memory is only reached through frames handed out by
+// `alloc`, whose users the pool orders; the links and counters are atomics
+// or behind the mutex. The raw pointer is what makes the type !Send/!Sync by
+// default, and it is never used to reach memory outside the region.
+unsafe impl Send for RegionFrames {}
+// SAFETY: as for Send.
+unsafe impl Sync for RegionFrames {}
+
+impl RegionFrames {
+    /// The largest region, in frames: ids are `u32`s, all ones excluded (the
+    /// slot word's frame field is exactly a `u32`).
+    pub const MAX_FRAMES: usize = u32::MAX as usize - 1;
+
+    /// Frames over the caller's region of `frames * PAGE_SIZE` bytes at
+    /// `base`, whose first byte has physical address `phys_base` (frame
+    /// `id` is at `base + (id - 1) * PAGE_SIZE`, physical `phys_base + (id -
+    /// 1) * PAGE_SIZE`). All frames start free.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`] for 0 frames or more than
+    /// [`MAX_FRAMES`](Self::MAX_FRAMES), or a region past the end of the
+    /// address space.
+    ///
+    /// # Panics
+    /// If `base` is not 8-byte aligned.
+    ///
+    /// # Safety
+    /// The region must be valid for reads and writes for as long as the
+    /// source (and any pool over it) lives, and nothing else may access it
+    /// meanwhile, except through the frames this source hands out.
+    pub unsafe fn new(base: NonNull<u8>, frames: usize, phys_base: u64) -> Result<Self, Error> {
+        assert!(
+            (base.as_ptr() as usize).is_multiple_of(8),
+            "a frame region must be 8-byte aligned (contents are 64-bit words)"
+        );
+        let invalid = Error::InvalidCapacity {
+            requested: frames,
+            max: Self::MAX_FRAMES,
+        };
+        if frames == 0 || frames > Self::MAX_FRAMES {
+            return Err(invalid);
+        }
+        let bytes = frames.checked_mul(PAGE_SIZE).ok_or(invalid)?;
+        if (base.as_ptr() as usize).checked_add(bytes).is_none() {
+            return Err(Error::InvalidCapacity {
+                requested: frames,
+                max: Self::MAX_FRAMES,
+            });
+        }
+        // Free list: 1 -> 2 -> ... -> frames -> 0 (low frames first).
+        let next = (0..frames)
+            .map(|i| AtomicU32::new(if i + 1 < frames { i as u32 + 2 } else { 0 }))
+            .collect();
+        Ok(Self {
+            base,
+            frames,
+            phys_base,
+            next,
+            head: Mutex::new(1),
+            nr_free: AtomicUsize::new(frames),
+            owned: None,
+        })
+    }
+
+    /// `frames` zeroed frames in a page-aligned heap allocation the source
+    /// owns (freed when it is dropped). Zeroed memory is reserved lazily on
+    /// most systems, so untouched frames cost no resident memory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCapacity`] as for [`new`](Self::new), or if the
+    /// allocation fails.
+    pub fn heap(frames: usize) -> Result<Self, Error> {
+        let invalid = Error::InvalidCapacity {
+            requested: frames,
+            max: Self::MAX_FRAMES,
+        };
+        if frames == 0 || frames > Self::MAX_FRAMES {
+            return Err(invalid);
+        }
+        let bytes = frames.checked_mul(PAGE_SIZE).ok_or(invalid)?;
+        let layout =
+            Layout::from_size_align(bytes, PAGE_SIZE).map_err(|_| Error::InvalidCapacity {
+                requested: frames,
+                max: Self::MAX_FRAMES,
+            })?;
+        // SAFETY: the layout's size is non-zero (frames >= 1).
+        let base = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(Error::InvalidCapacity {
+            requested: frames,
+            max: Self::MAX_FRAMES,
+        })?;
+        // SAFETY: the allocation is ours, valid, page aligned and used by
+        // nothing else; it lives until our drop.
+        let mut this = unsafe { Self::new(base, frames, base.as_ptr() as u64)? };
+        this.owned = Some(layout);
+        Ok(this)
+    }
+
+    fn link(&self, id: FrameId) -> &AtomicU32 {
+        &self.next[id.get() as usize - 1]
+    }
+}
+
+impl Drop for RegionFrames {
+    fn drop(&mut self) {
+        if let Some(layout) = self.owned {
+            // SAFETY: `heap` allocated `base` with this layout, and the pool
+            // that used the frames is gone (it owns this source).
+            unsafe { dealloc(self.base.as_ptr(), layout) };
+        }
+    }
+}
+
+// SAFETY: ids 1..=frames map to disjoint, 8-aligned PAGE_SIZE pieces of the
+// region `new`'s caller vouched for (or that `heap` allocated); the free
+// list hands each id out once until it is freed; `linear_base` is `base`.
+unsafe impl FrameSource for RegionFrames {
+    fn capacity(&self) -> usize {
+        self.frames
+    }
+
+    fn alloc(&self) -> Option<FrameId> {
+        let mut head = self.head.lock();
+        let id = FrameId::new(*head)?;
+        // Relaxed: the links are read and written under `head`'s lock.
+        *head = self.link(id).load(Ordering::Relaxed);
+        self.nr_free.fetch_sub(1, Ordering::Relaxed);
+        Some(id)
+    }
+
+    fn free(&self, id: FrameId) {
+        assert!(
+            (id.get() as usize) <= self.frames,
+            "frame {id:?} is not from this region"
+        );
+        let mut head = self.head.lock();
+        // Relaxed: under `head`'s lock, as in `alloc`.
+        self.link(id).store(*head, Ordering::Relaxed);
+        *head = id.get();
+        self.nr_free.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn free_frames(&self) -> usize {
+        self.nr_free.load(Ordering::Relaxed)
+    }
+
+    fn frame_ptr(&self, id: FrameId) -> NonNull<u8> {
+        let i = id.get() as usize - 1;
+        assert!(i < self.frames, "frame {id:?} is not from this region");
+        // SAFETY: i < frames, so the offset stays inside the region, which
+        // `new` checked does not wrap the address space.
+        unsafe { self.base.add(i * PAGE_SIZE) }
+    }
+
+    fn phys_addr(&self, id: FrameId) -> u64 {
+        let i = id.get() as u64 - 1;
+        assert!(
+            i < self.frames as u64,
+            "frame {id:?} is not from this region"
+        );
+        self.phys_base + i * PAGE_SIZE as u64
+    }
+
+    fn linear_base(&self) -> Option<NonNull<u8>> {
+        Some(self.base)
+    }
+
+    fn metadata_bytes_per_frame(&self) -> usize {
+        core::mem::size_of::<AtomicU32>()
+    }
+}
+
+impl fmt::Debug for RegionFrames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegionFrames")
+            .field("base", &self.base)
+            .field("frames", &self.frames)
+            .field("phys_base", &format_args!("{:#x}", self.phys_base))
+            .field("free", &self.free_frames())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(pagemap_loom)))]
+mod tests {
+    use super::*;
+    use crate::frame::FramePool;
+    use alloc::sync::Arc;
+
+    /// A page-aligned zeroed region of `frames` frames the test owns.
+    struct Region {
+        base: NonNull<u8>,
+        layout: Layout,
+    }
+
+    impl Region {
+        fn new(frames: usize) -> Self {
+            let layout = Layout::from_size_align(frames * PAGE_SIZE, PAGE_SIZE).unwrap();
+            // SAFETY: non-zero size.
+            let base = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
+            Self { base, layout }
+        }
+    }
+
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout; every user is gone.
+            unsafe { dealloc(self.base.as_ptr(), self.layout) };
+        }
+    }
+
+    #[test]
+    fn a_region_hands_out_each_frame_once_with_its_addresses() {
+        let region = Region::new(3);
+        // SAFETY: the region is ours, unused, and outlives the source.
+        let src = unsafe { RegionFrames::new(region.base, 3, 0x4000_0000).unwrap() };
+        let ids: alloc::vec::Vec<_> = (0..3).map(|_| src.alloc().unwrap()).collect();
+        assert!(src.alloc().is_none());
+        assert_eq!(src.free_frames(), 0);
+        for id in &ids {
+            let i = id.get() as usize - 1;
+            assert_eq!(
+                src.frame_ptr(*id).as_ptr() as usize,
+                region.base.as_ptr() as usize + i * PAGE_SIZE
+            );
+            assert_eq!(src.phys_addr(*id), 0x4000_0000 + (i * PAGE_SIZE) as u64);
+        }
+        src.free(ids[1]);
+        assert_eq!(src.alloc(), Some(ids[1]));
+        for id in ids {
+            src.free(id);
+        }
+        assert_eq!(src.free_frames(), 3);
+    }
+
+    #[test]
+    fn a_page_map_over_a_region_keeps_its_bytes_in_the_region() {
+        let region = Region::new(4);
+        // SAFETY: as above.
+        let src = unsafe { RegionFrames::new(region.base, 4, 0x1000) }.unwrap();
+        let pool = Arc::new(FramePool::with_source(src).unwrap());
+        let map = crate::PageMap::new(pool.clone(), Arc::new(crate::MemStore::new()));
+        let page = map.load(7).unwrap();
+        page.write(100, b"in the region").unwrap();
+        let at = page.frame().get() as usize - 1;
+        // SAFETY: reading 13 bytes of the region, which outlives the pool;
+        // nobody writes the page meanwhile (this thread holds the only ref).
+        let raw = unsafe {
+            core::slice::from_raw_parts(region.base.as_ptr().add(at * PAGE_SIZE + 100), 13)
+        };
+        assert_eq!(raw, b"in the region");
+        assert_eq!(
+            pool.phys_addr(page.frame()),
+            0x1000 + (at * PAGE_SIZE) as u64
+        );
+        drop(page);
+        assert_eq!(map.free_unused().freed, 1);
+        assert_eq!(pool.free_frames(), 4);
+        drop(map);
+        drop(pool);
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        assert!(RegionFrames::heap(0).is_err());
+        assert!(RegionFrames::heap(RegionFrames::MAX_FRAMES + 1).is_err());
+        let region = Region::new(1);
+        // SAFETY: nothing is accessed: the call fails.
+        assert!(unsafe { RegionFrames::new(region.base, 0, 0) }.is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "not from this region")]
+    fn a_foreign_frame_is_refused() {
+        let src = RegionFrames::heap(2).unwrap();
+        src.free(FrameId::new(3).unwrap());
+    }
+
+    #[test]
+    #[should_panic(expected = "not in this pool")]
+    fn a_frame_id_beyond_the_pool_is_refused() {
+        let pool = FramePool::new(2).unwrap();
+        let mut b = [0u8; 1];
+        let _ = pool.read(FrameId::new(3).unwrap(), 0, &mut b);
+    }
+}

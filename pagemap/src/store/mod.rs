@@ -1,0 +1,120 @@
+//! Backing stores: where pages come from and go to.
+//!
+//! Two interfaces: [`BackingStore`], synchronous (the call returns when the
+//! I/O is done: a file, memory), and [`SubmitStore`], completion-based
+//! (submit now, complete later from any thread: a block device's queue, as
+//! Linux's `bio` and its `bi_end_io`, or Asterinas's `BioWaiter`). Either
+//! way the I/O goes straight to the frame's memory, with no bounce buffer:
+//! a read fills the frame it loads into, a write-back reads the frame it
+//! writes (`crate::frame`'s contents module argues why each is sound).
+//!
+//! One file per concept: this one the traits and the page map's handle on
+//! either; `submit` the completion-based requests ([`ReadIo`], [`WriteIo`]);
+//! `mem` [`MemStore`]; `file` [`FileStore`] (`std` only).
+
+use alloc::sync::Arc;
+
+use crate::error::StoreError;
+use crate::frame::{FrameId, FramePool, PageSrc};
+use crate::PAGE_SIZE;
+
+#[cfg(feature = "std")]
+mod file;
+mod mem;
+mod submit;
+
+#[cfg(feature = "std")]
+pub use file::FileStore;
+pub use mem::MemStore;
+pub use submit::{ReadIo, SubmitStore, WriteIo};
+
+/// One page of bytes.
+pub type PageBuf = [u8; PAGE_SIZE];
+
+/// The storage behind a page map, synchronous: each call returns when its
+/// I/O is done (for completion-based I/O see [`SubmitStore`]).
+///
+/// Implementations must be callable from many threads at once. The page map
+/// never holds its locks across these calls (a page's own bit locks aside:
+/// LOCKED across a read, WRITEBACK across a write).
+pub trait BackingStore: Send + Sync {
+    /// Fills `buf`, which *is* the frame the page is loading into, with page
+    /// `index`, every byte of it (the frame holds an earlier page's bytes,
+    /// not zeroes). Bytes past the end of the store read as zero. On error
+    /// the frame's contents do not matter: the page stays not up to date.
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError>;
+
+    /// Writes page `index`, read straight from its frame (see [`PageSrc`]:
+    /// its bytes may change meanwhile, which leaves the page dirty for a
+    /// later write-back). On error the store may hold part of it; the page
+    /// map keeps the page dirty and retries later.
+    fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError>;
+
+    /// Drops every page from `end` on (a truncate). The default does nothing,
+    /// for stores that cannot shrink.
+    fn truncate(&self, end: u64) -> Result<(), StoreError> {
+        let _ = end;
+        Ok(())
+    }
+}
+
+/// The page map's store: one of the two interfaces.
+pub(crate) enum Store {
+    Sync(Arc<dyn BackingStore>),
+    Submit(Arc<dyn SubmitStore>),
+}
+
+impl Store {
+    /// Reads page `index` into `frame`; waits for a submitted read.
+    ///
+    /// The caller is a loader holding LOCKED on `frame` in the LOADING
+    /// state, so the frame's memory is its own (see `crate::frame`'s
+    /// contents module).
+    pub(crate) fn read(
+        &self,
+        pool: &Arc<FramePool>,
+        frame: FrameId,
+        index: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => {
+                // SAFETY: the caller holds LOCKED on a frame in the LOADING
+                // state: nothing else reaches its memory until it unlocks.
+                let buf = unsafe { pool.page_mut(frame) };
+                s.read_page(index, buf)
+            }
+            Store::Submit(s) => {
+                // SAFETY: as above; the request is the frame's only user
+                // until it completes, and `wait` returns only then.
+                let io = unsafe { ReadIo::new(pool.clone(), frame, index) };
+                s.submit_read(io);
+                submit::wait(pool, frame)
+            }
+        }
+    }
+
+    /// Writes page `index` from `frame`, which the caller holds (a page
+    /// reference) with WRITEBACK set; waits for a submitted write.
+    pub(crate) fn write(
+        &self,
+        pool: &Arc<FramePool>,
+        frame: FrameId,
+        index: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => s.write_page(index, pool.page_src(frame)),
+            Store::Submit(s) => {
+                s.submit_write(WriteIo::new(pool.clone(), frame, index));
+                submit::wait(pool, frame)
+            }
+        }
+    }
+
+    /// The store's truncate.
+    pub(crate) fn truncate(&self, end: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => s.truncate(end),
+            Store::Submit(s) => s.truncate(end),
+        }
+    }
+}

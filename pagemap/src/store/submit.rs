@@ -1,0 +1,269 @@
+//! Completion-based stores: [`SubmitStore`] and its requests, [`ReadIo`]
+//! and [`WriteIo`].
+//!
+//! The page map submits a request and sleeps; the store (a device queue,
+//! an interrupt handler, another thread) completes it later. A request owns
+//! a count of the frame pool, so the memory it names outlives it, and its
+//! frame carries [`INFLIGHT`](crate::flags::INFLIGHT) from submission to
+//! completion: the submitter sleeps on that bit (the pool's wait queues, as
+//! a page lock's waiters do), and the completion records any error in the
+//! frame's flags before it clears the bit with Release, so the submitter
+//! reads the outcome with no allocation and no lock. Dropping a request
+//! without completing it completes it with [`StoreError::ECANCELED`], so a
+//! submitter never sleeps forever on a lost request.
+
+use alloc::sync::Arc;
+use core::fmt;
+use core::ptr::NonNull;
+
+use super::PageBuf;
+use crate::error::StoreError;
+use crate::frame::{flags, FrameId, FramePool, PageSrc};
+
+/// A store whose I/O completes later: submit now, complete from anywhere
+/// (Linux's `submit_bio` and `bi_end_io`; Asterinas's `BioWaiter`).
+///
+/// The page map calls `submit_*` with no lock held but the page's bit locks
+/// (LOCKED for a read, WRITEBACK for a write-back), and then sleeps until
+/// the request is completed, so a store may complete it inline (before
+/// `submit_*` returns), on another thread, or from an interrupt. A
+/// submission must not wait for another request of the same page map to
+/// complete first, unless something else completes that one.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use pagemap::{FramePool, PageMap, ReadIo, SubmitStore, WriteIo};
+///
+/// /// Completes every request on a thread of its own.
+/// struct Device(Mutex<Vec<std::thread::JoinHandle<()>>>);
+/// impl SubmitStore for Device {
+///     fn submit_read(&self, mut io: ReadIo) {
+///         let t = std::thread::spawn(move || {
+///             let byte = io.index() as u8;
+///             io.buf().fill(byte); // "DMA" into the frame
+///             io.complete(Ok(()));
+///         });
+///         self.0.lock().unwrap().push(t);
+///     }
+///     fn submit_write(&self, io: WriteIo) {
+///         io.complete(Ok(())) // inline completion is allowed too
+///     }
+/// }
+///
+/// let map = PageMap::with_submit_store(
+///     Arc::new(FramePool::new(4).unwrap()),
+///     Arc::new(Device(Mutex::default())),
+/// );
+/// let page = map.load(7).unwrap(); // submits, sleeps until completed
+/// let mut b = [0u8; 1];
+/// page.read(100, &mut b).unwrap();
+/// assert_eq!(b[0], 7);
+/// ```
+pub trait SubmitStore: Send + Sync {
+    /// Starts reading page `io.index()` into [`io.buf()`](ReadIo::buf)
+    /// (the frame itself); [`complete`](ReadIo::complete) it when done.
+    /// Every byte must be filled (bytes past the end of the store as zero).
+    fn submit_read(&self, io: ReadIo);
+
+    /// Starts writing page `io.index()` from the frame
+    /// ([`WriteIo::src`], or its address for a device);
+    /// [`complete`](WriteIo::complete) it when done. On error the page
+    /// stays dirty and is written again later.
+    fn submit_write(&self, io: WriteIo);
+
+    /// Drops every page from `end` on (a truncate), synchronously. The
+    /// default does nothing, for stores that cannot shrink.
+    fn truncate(&self, end: u64) -> Result<(), StoreError> {
+        let _ = end;
+        Ok(())
+    }
+}
+
+/// A submitted read of one page into its frame; see [`SubmitStore`].
+pub struct ReadIo {
+    pool: Arc<FramePool>,
+    frame: FrameId,
+    index: u64,
+    done: bool,
+}
+
+impl ReadIo {
+    /// A read request for `frame`; marks it INFLIGHT.
+    ///
+    /// # Safety
+    /// The caller owns the frame's memory until the request completes (a
+    /// loader holding LOCKED on a LOADING frame, which then sleeps on
+    /// INFLIGHT), so [`buf`](Self::buf) may hand it out.
+    pub(crate) unsafe fn new(pool: Arc<FramePool>, frame: FrameId, index: u64) -> Self {
+        let old = pool.set_flags(frame, flags::INFLIGHT);
+        debug_assert_eq!(old & flags::INFLIGHT, 0, "two requests on one frame");
+        Self {
+            pool,
+            frame,
+            index,
+            done: false,
+        }
+    }
+
+    /// The page to read.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The frame being filled.
+    pub fn frame(&self) -> FrameId {
+        self.frame
+    }
+
+    /// The frame's physical address, for a device that fills it by DMA.
+    pub fn phys_addr(&self) -> u64 {
+        self.pool.phys_addr(self.frame)
+    }
+
+    /// The frame's memory, to fill. It holds an earlier page's bytes.
+    pub fn buf(&mut self) -> &mut PageBuf {
+        // SAFETY: until this request completes, its submitter owns the
+        // frame (`new`'s contract) and sleeps; `&mut self` makes this the
+        // only borrow.
+        unsafe { self.pool.page_mut(self.frame) }
+    }
+
+    /// Completes the read with its outcome, waking the loader.
+    pub fn complete(mut self, result: Result<(), StoreError>) {
+        self.finish(result);
+    }
+
+    fn finish(&mut self, result: Result<(), StoreError>) {
+        if core::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if let Err(e) = result {
+            self.pool.set_error(self.frame, e);
+        }
+        // Release (inside): the frame's bytes and the error are visible to
+        // the loader, whose wait acquires the cleared bit.
+        self.pool.unlock_bit(self.frame, flags::INFLIGHT);
+    }
+}
+
+impl Drop for ReadIo {
+    fn drop(&mut self) {
+        self.finish(Err(StoreError::new(
+            StoreError::ECANCELED,
+            "read request dropped without completion",
+        )));
+    }
+}
+
+impl fmt::Debug for ReadIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadIo")
+            .field("index", &self.index)
+            .field("frame", &self.frame)
+            .finish()
+    }
+}
+
+/// A submitted write-back of one page from its frame; see [`SubmitStore`].
+pub struct WriteIo {
+    pool: Arc<FramePool>,
+    frame: FrameId,
+    index: u64,
+    done: bool,
+}
+
+impl WriteIo {
+    /// A write request for `frame`, which the caller holds with WRITEBACK
+    /// set and sleeps on until completion; marks it INFLIGHT.
+    pub(crate) fn new(pool: Arc<FramePool>, frame: FrameId, index: u64) -> Self {
+        let old = pool.set_flags(frame, flags::INFLIGHT);
+        debug_assert_eq!(old & flags::INFLIGHT, 0, "two requests on one frame");
+        Self {
+            pool,
+            frame,
+            index,
+            done: false,
+        }
+    }
+
+    /// The page to write.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The frame it is in.
+    pub fn frame(&self) -> FrameId {
+        self.frame
+    }
+
+    /// The frame's physical address, for a device that reads it by DMA.
+    pub fn phys_addr(&self) -> u64 {
+        self.pool.phys_addr(self.frame)
+    }
+
+    /// The frame's memory, for a device or a system call (it may change
+    /// meanwhile: see [`PageSrc`]).
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        self.pool.frame_ptr(self.frame)
+    }
+
+    /// The page's bytes, to copy ([`PageSrc::copy_to`]).
+    pub fn src(&self) -> PageSrc<'_> {
+        self.pool.page_src(self.frame)
+    }
+
+    /// Completes the write with its outcome, waking the write-back.
+    pub fn complete(mut self, result: Result<(), StoreError>) {
+        self.finish(result);
+    }
+
+    fn finish(&mut self, result: Result<(), StoreError>) {
+        if core::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if let Err(e) = result {
+            self.pool.set_write_error(self.frame, e);
+        }
+        // Release (inside): the error is visible to the write-back, whose
+        // wait acquires the cleared bit.
+        self.pool.unlock_bit(self.frame, flags::INFLIGHT);
+    }
+}
+
+impl Drop for WriteIo {
+    fn drop(&mut self) {
+        self.finish(Err(StoreError::new(
+            StoreError::ECANCELED,
+            "write request dropped without completion",
+        )));
+    }
+}
+
+impl fmt::Debug for WriteIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteIo")
+            .field("index", &self.index)
+            .field("frame", &self.frame)
+            .finish()
+    }
+}
+
+/// Sleeps until the request on `frame` completes, and returns its outcome
+/// (taking a write error out of the flags; a read error stays, as the
+/// read's waiters need it).
+pub(super) fn wait(pool: &FramePool, frame: FrameId) -> Result<(), StoreError> {
+    // Acquire inside (the wait's flag load): pairs with the completion's
+    // Release clear of INFLIGHT.
+    pool.wait_bit_clear(frame, flags::INFLIGHT);
+    let f = pool.flags(frame);
+    if f & flags::WRITE_ERROR != 0 {
+        return Err(pool.take_write_error(frame));
+    }
+    if f & flags::ERROR != 0 {
+        return Err(StoreError::new(
+            pool.error_code(frame),
+            "read request failed",
+        ));
+    }
+    Ok(())
+}
