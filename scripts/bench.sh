@@ -28,6 +28,7 @@ fi
 cargo bench -p benches --bench pagemap -- "$@"
 cargo bench -p benches --bench vmr -- "$@"
 cargo bench -p benches --bench removal -- "$@"
+cargo bench -p benches --bench rmap -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then

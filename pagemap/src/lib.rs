@@ -3,8 +3,11 @@
 //! A file (or block device) is cached in 4 KiB pages. Its [`PageMap`] is a
 //! concurrent radix tree whose leaf slots are single atomic words packing a
 //! holder count, a removal flag and a frame id, so lookups take no
-//! lock. Pages live in [`FramePool`] frames; misses are filled from a
-//! [`BackingStore`] ([`MemStore`], [`FileStore`]).
+//! lock. Pages live in [`FramePool`] frames, whose memory and addresses
+//! come from a [`FrameSource`] (a kernel's physical allocator, or
+//! [`RegionFrames`] over a memory region; [`FramePool::new`] makes a heap
+//! one); misses are read straight into the frame from a [`BackingStore`]
+//! ([`MemStore`], [`FileStore`]) or a completion-based [`SubmitStore`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -132,8 +135,9 @@
 //!  |       +- WRITEBACK bit     page bit lock: one write-back of the page at a
 //!  |       |   |                time, held across the store's write
 //!  |       |   +- LOCKED bit    the page lock: held across the store's read, a
-//!  |       |       |            write(), a write-back's snapshot, truncate's
-//!  |       |       |            zeroing
+//!  |       |       |            write(), a write-back's clean, truncate's
+//!  |       |       |            zeroing (a submitted request's submitter
+//!  |       |       |            then sleeps on INFLIGHT, a leaf bit)
 //!  |       |       +- wait buckets         hashed mutex + condvar of the bit locks
 //!  |       |       |                       (no_std: the platform's park queue)
 //!  |       |       +- the store's own locks (MemStore, FileStore)
@@ -196,7 +200,9 @@
 //! | two loads of one absent page | two reads, two frames | the writer lock around the insert (one publish); the other loader sleeps on LOCKED while LOADING is set |
 //! | insert vs [`truncate`](PageMap::truncate) | a page beyond the end | the end is checked and moved under the writer lock |
 //! | lock-free walk vs node unlink | use of a freed node | the epoch; a held slot keeps its leaf (only empty nodes are unlinked) |
-//! | [`PageRef::write`] or [`mark_dirty`](PageRef::mark_dirty) vs a write-back's snapshot | a torn copy; a clean page missing a write | LOCKED: copy then set DIRTY under it; snapshot and clear DIRTY under it |
+//! | [`PageRef::write`] or [`mark_dirty`](PageRef::mark_dirty) vs a write-back | a clean page missing a write | LOCKED: copy then set DIRTY under it; the write-back clears DIRTY under it before the store reads the frame, so a write during the I/O (which may tear the store's image) leaves the page dirty, to be written again |
+//! | a store's read into a frame vs anyone else touching it | a reader seeing, or a CPU writing, a frame being filled | the loader owns a LOCKED, LOADING frame: lookups refuse or sleep on it, no entry maps it, truncate's zeroing waits for LOCKED |
+//! | a completion on another thread vs its sleeping submitter | a lost wake-up; a failed I/O taken for a good one | the request records its error in the frame's flags, then clears INFLIGHT (Release) and wakes the bit's waiters; the submitter sleeps until the bit is clear |
 //! | write-back vs write-back of one page | an older snapshot stored last | WRITEBACK, held until the store returns |
 //! | remover vs remover | double yank, wrong reports | the remover lock ([`try_remove`](PageMap::try_remove) says [`Error::Busy`]) |
 //! | fault or lookup vs [`remove`](PageMap::remove) | a freed page still mapped or held | the get clears REMOVAL; [`Mapper::revoke`] and [`Mapper::reap`] re-check each entry in one CAS, and the reap leaves entries a fault made present again |
@@ -242,7 +248,9 @@ pub use error::{Error, StoreError};
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
-pub use map::{FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport};
+pub use map::{
+    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, REMOVE_BATCH,
+};
 pub use mapper::{Mapper, Victims};
 pub use platform::{set_platform, Platform};
 pub use radix::Mark;

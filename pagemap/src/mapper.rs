@@ -102,6 +102,16 @@ impl Victims {
         &self.pages
     }
 
+    /// Where page `index` is in [`pages`](Self::pages), if it is a victim.
+    pub(crate) fn position(&self, index: u64) -> Option<usize> {
+        self.pages.binary_search_by_key(&index, |&(i, _)| i).ok()
+    }
+
+    /// Takes the pages out (the buffer goes back to the remover's scratch).
+    pub(crate) fn take_pages(&mut self) -> alloc::vec::Vec<(u64, FrameId)> {
+        core::mem::take(&mut self.pages)
+    }
+
     /// The frame being removed at `index`, if that page is a victim.
     pub fn frame_at(&self, index: u64) -> Option<FrameId> {
         self.pages

@@ -22,4 +22,5 @@ mod removers;
 mod removers_remove;
 mod report_accounting;
 mod stale_read_error;
+mod submit_store;
 mod writeback;

@@ -36,7 +36,8 @@ mod writeback;
 
 pub use inspect::MemoryStats;
 pub use page_ref::{OwnedPageRef, PageRef};
-pub use reclaim::FreeReport;
+pub(crate) use reclaim::Scratch;
+pub use reclaim::{FreeReport, REMOVE_BATCH};
 pub use writeback::WritebackReport;
 pub(crate) use writeback::Wrote;
 
@@ -74,8 +75,9 @@ pub struct PageMap {
     /// and marks, the end of file): `tree.lock()`.
     pub(crate) tree: RadixTree,
     /// One remover at a time (free-unused, removal, truncate, invalidate,
-    /// destroy, discarding failed loads).
-    pub(crate) remover: Mutex<()>,
+    /// destroy, discarding failed loads); it guards the removers' reusable
+    /// scratch space.
+    pub(crate) remover: Mutex<Scratch>,
     /// The mappings of this file, by file-page range (lock order: after `lock`).
     pub(crate) rmap: RwLock<ReverseMap>,
     pub(crate) pool: Arc<FramePool>,
@@ -123,7 +125,7 @@ impl PageMap {
         Self {
             id: NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             tree: RadixTree::new(),
-            remover: Mutex::new(()),
+            remover: Mutex::new(Scratch::default()),
             rmap: RwLock::new(ReverseMap::new()),
             pool,
             store,

@@ -68,8 +68,11 @@ impl<'a> PageRef<'a> {
         self.map.pool.read_page(self.frame, buf)
     }
 
-    /// Copies `data` into the page at `offset` under the page lock (so a
-    /// writeback never copies a half-written range) and marks it dirty.
+    /// Copies `data` into the page at `offset` under the page lock and
+    /// marks it dirty after the copy. A write-back cleans the page under the
+    /// same lock and then lets the store read the frame itself, so a write
+    /// that overlaps the I/O may reach the store partly, but always leaves
+    /// the page dirty, to be written again whole: nothing is lost.
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         let pool = &self.map.pool;
         if data.is_empty() {

@@ -3,13 +3,36 @@
 //! write-back hold that keeps the mark, and the final yank under the writer
 //! lock.
 
-use crate::error::Error;
-use crate::frame::{flags, FrameId};
-use crate::slot::{self, Refused};
-use crate::sync::{epoch, Ordering};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use crate::error::Error;
+use crate::frame::{flags, FrameId};
+use crate::mapper::Mapper;
+use crate::slot::{self, Refused, Slot};
+use crate::sync::{epoch, Ordering};
+
 use super::{PageMap, Wrote};
+
+/// The most pages a remover takes in one round of its passes (Linux's
+/// `mmu_gather` batches about as many): a removal, free_unused, invalidate
+/// or destroy of more pages runs its passes once per batch of at most this
+/// many, so its scratch space is bounded: 16 bytes a page, 8 KiB.
+pub const REMOVE_BATCH: usize = 512;
+
+/// A remover's scratch space, kept in the page map under the remover lock
+/// (one remover at a time) and reused by every removal: after the first
+/// removals have grown them, removers do not allocate.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// The batch's pages: marked victims, then those still marked.
+    pub(crate) pages: Vec<(u64, FrameId)>,
+    /// The mappings a removal snapshots (one per mapping of the batch's
+    /// range).
+    pub(crate) mappers: Vec<Arc<dyn Mapper>>,
+    /// A removal's victims still marked after its write-backs.
+    pub(crate) marked: Vec<(u64, FrameId)>,
+}
 
 /// What [`PageMap::free_unused`] did.
 #[derive(Debug, Default)]
@@ -38,25 +61,39 @@ impl PageMap {
     /// are skipped: they may have page table entries. Removing those is the
     /// job of the multi-pass removal, which unmaps them first.
     pub fn free_unused(&self) -> FreeReport {
-        let _remover = self.remover.lock();
+        let mut scratch = self.remover.lock();
         let mut report = FreeReport::default();
-        // Pass 1: mark every unreferenced page REMOVAL.
-        let mut marked: Vec<(u64, FrameId)> = Vec::new();
-        {
+        let mut from = 0;
+        loop {
+            let resume = self.free_unused_batch(from, &mut scratch.pages, &mut report);
+            match resume {
+                Some(next) => from = next,
+                None => return report,
+            }
+        }
+    }
+
+    /// One batch of [`free_unused`](Self::free_unused) from page `from` on:
+    /// at most [`REMOVE_BATCH`] pages. Returns where the next batch starts.
+    fn free_unused_batch(
+        &self,
+        from: u64,
+        marked: &mut Vec<(u64, FrameId)>,
+        report: &mut FreeReport,
+    ) -> Option<u64> {
+        marked.clear();
+        // Pass 1: mark the unreferenced pages REMOVAL.
+        let resume = {
             let guard = epoch::pin();
-            let mut from = 0;
-            while let Some((index, slot)) = self.tree.next_present(from, &guard) {
+            self.walk_present(from, u64::MAX, &guard, &mut |index, slot| {
                 match slot.update(slot::mark_removal) {
                     Ok((_, w)) => marked.push((index, w.present_frame())),
                     Err(Refused::Busy) => report.referenced += 1,
                     Err(_) => {}
                 }
-                match index.checked_add(1) {
-                    Some(n) => from = n,
-                    None => break,
-                }
-            }
-        }
+                marked.len() < REMOVE_BATCH
+            })
+        };
         // Mapped pages stay (Akaros, 2018: put back what a VMR covers). The
         // check comes after the mark: a mapping added later can only reach
         // the page through a lookup, which clears REMOVAL, so the yank fails.
@@ -94,12 +131,38 @@ impl PageMap {
             }
         });
         // Pass 3: yank what is still marked; free frames after the lock.
-        let freed = self.yank_marked(marked, false, &mut report.raced, &mut 0);
-        for frame in freed {
+        self.yank_marked(marked, false, &mut report.raced, &mut 0);
+        for &(_, frame) in marked.iter() {
             self.pool.free(frame);
             report.freed += 1;
         }
-        report
+        marked.clear();
+        resume
+    }
+
+    /// Calls `f` on every present page of `[first, last]`, in order, until
+    /// it returns false. Returns the page after the last one visited if `f`
+    /// stopped the walk and pages of the range may remain, else `None`.
+    pub(crate) fn walk_present<'g>(
+        &self,
+        first: u64,
+        last: u64,
+        guard: &'g epoch::Guard,
+        f: &mut dyn FnMut(u64, &'g Slot) -> bool,
+    ) -> Option<u64> {
+        let mut from = first;
+        while let Some((index, slot)) = self.tree.next_present(from, guard) {
+            if index > last {
+                return None;
+            }
+            let go_on = f(index, slot);
+            let next = index.checked_add(1).filter(|&n| n <= last)?;
+            if !go_on {
+                return Some(next);
+            }
+            from = next;
+        }
+        None
     }
 
     /// Takes back our REMOVAL mark (if a holder has not already cleared it).
@@ -154,21 +217,21 @@ impl PageMap {
     }
 
     /// The final pass: yanks every page still marked (nobody took it since),
-    /// under the writer lock. Returns the frames to free (after the lock).
-    /// `discard`: a dirty page goes anyway, counted in `discarded`.
+    /// under the writer lock, keeping in `marked` only the pages yanked,
+    /// whose frames the caller frees (after the lock). `discard`: a dirty
+    /// page goes anyway, counted in `discarded`.
     pub(crate) fn yank_marked(
         &self,
-        marked: Vec<(u64, FrameId)>,
+        marked: &mut Vec<(u64, FrameId)>,
         discard: bool,
         raced: &mut u64,
         discarded: &mut u64,
-    ) -> Vec<FrameId> {
-        let mut freed = Vec::with_capacity(marked.len());
+    ) {
         let g = self.tree.lock();
         let guard = epoch::pin();
-        for (index, frame) in marked {
+        marked.retain(|&(index, frame)| {
             let Some(slot) = self.tree.lookup(index, &guard) else {
-                continue;
+                return false;
             };
             let won = slot.update(|w| {
                 if w.frame() != Some(frame) {
@@ -178,7 +241,7 @@ impl PageMap {
             });
             if won.is_err() {
                 *raced += 1;
-                continue;
+                return false;
             }
             // Yanked: nobody can reach the page any more, so its flags are ours.
             if self.pool.flags(frame) & flags::DIRTY != 0 {
@@ -189,8 +252,7 @@ impl PageMap {
             let f = self.tree.remove_yanked(index, &g);
             debug_assert_eq!(f, Some(frame));
             self.nr_pages.fetch_sub(1, Ordering::Relaxed);
-            freed.push(frame);
-        }
-        freed
+            true
+        });
     }
 }

@@ -7,7 +7,7 @@ use core::ops::RangeBounds;
 
 use crate::error::Error;
 use crate::frame::flags;
-use crate::map::{inclusive, PageMap};
+use crate::map::{inclusive, PageMap, REMOVE_BATCH};
 use crate::slot;
 use crate::sync::{epoch, Ordering};
 
@@ -107,8 +107,8 @@ impl PageMap {
         let Some((first, last)) = inclusive(&range) else {
             return RemoveReport::default();
         };
-        let _remover = self.remover.lock();
-        self.remove_locked(first, last, REMOVE)
+        let mut scratch = self.remover.lock();
+        self.remove_locked(&mut scratch, first, last, REMOVE)
     }
 
     /// [`remove`](Self::remove) with the given shootdown [`Batching`] (the
@@ -117,8 +117,8 @@ impl PageMap {
         let Some((first, last)) = inclusive(&range) else {
             return RemoveReport::default();
         };
-        let _remover = self.remover.lock();
-        self.remove_locked(first, last, Policy { batching, ..REMOVE })
+        let mut scratch = self.remover.lock();
+        self.remove_locked(&mut scratch, first, last, Policy { batching, ..REMOVE })
     }
 
     /// [`remove`](Self::remove), or [`Error::Busy`] at once if another
@@ -127,10 +127,10 @@ impl PageMap {
         let Some((first, last)) = inclusive(&range) else {
             return Ok(RemoveReport::default());
         };
-        let Some(_remover) = self.remover.try_lock() else {
+        let Some(mut scratch) = self.remover.try_lock() else {
             return Err(Error::Busy);
         };
-        Ok(self.remove_locked(first, last, REMOVE))
+        Ok(self.remove_locked(&mut scratch, first, last, REMOVE))
     }
 
     /// Discards the cached data of `range` (the cache's half of a truncate
@@ -144,8 +144,8 @@ impl PageMap {
         };
         // It frees private copies: not while a fork copies them.
         let _invalidate = self.invalidate_lock.write();
-        let _remover = self.remover.lock();
-        self.remove_or_zero_locked(first, last)
+        let mut scratch = self.remover.lock();
+        self.remove_or_zero_locked(&mut scratch, first, last)
     }
 
     /// Cuts the file at page `end`: from now on loads (and so faults) of a
@@ -176,7 +176,7 @@ impl PageMap {
         // Waits for a fork copying private copies of our pages (see
         // `invalidate_lock_shared`).
         let _invalidate = self.invalidate_lock.write();
-        let _remover = self.remover.lock();
+        let mut scratch = self.remover.lock();
         {
             // Under the writer lock: an insert checks the end under it too,
             // so no page beyond the new end appears after this.
@@ -194,7 +194,7 @@ impl PageMap {
         // every page still cached), zap again: an entry a fault installed
         // meanwhile is cleared by the second zap, and a fault after it sees
         // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
-        let mut report = self.remove_or_zero_locked(end, u64::MAX);
+        let mut report = self.remove_or_zero_locked(&mut scratch, end, u64::MAX);
         if let Err(source) = self.store.truncate(end) {
             report.errors.push(Error::Truncate { end, source });
         }
@@ -210,48 +210,71 @@ impl PageMap {
         let Some((first, last)) = inclusive(&range) else {
             return report;
         };
-        let _remover = self.remover.lock();
-        let mut marked = Vec::new();
-        {
+        let mut scratch = self.remover.lock();
+        let marked = &mut scratch.pages;
+        let mut from = first;
+        loop {
+            marked.clear();
             // The reverse map is read-locked while marking, so no mapping
             // appears between the "mapped?" check and the mark; one added
             // later reaches the page only through a lookup, which unmarks it.
-            let rmap = self.rmap.read();
-            let guard = epoch::pin();
-            self.for_each_present(first, last, &guard, &mut |index, slot| {
-                if rmap.covers(index) {
-                    report.mapped += 1;
-                    return;
-                }
-                let Ok((_, w)) = slot.update(slot::mark_removal) else {
-                    if slot.load().refs() != 0 {
-                        report.referenced += 1;
-                    }
-                    return;
-                };
-                let frame = w.present_frame();
-                // After the mark: a writer's DIRTY came before its put, which
-                // our CAS read, so a dirty page is seen here.
-                let f = self.pool.flags(frame);
-                if f & flags::DIRTY != 0 {
-                    report.dirty += 1;
-                } else if f & (flags::LOCKED | flags::WRITEBACK) != 0 {
-                    report.busy += 1;
-                } else {
-                    marked.push((index, frame));
-                    return;
-                }
-                self.unmark(index, frame);
-            });
+            let resume = {
+                let rmap = self.rmap.read();
+                let guard = epoch::pin();
+                self.walk_present(from, last, &guard, &mut |index, slot| {
+                    self.invalidate_one(&rmap, index, slot, marked, &mut report);
+                    marked.len() < REMOVE_BATCH
+                })
+            };
+            let mut raced = 0;
+            self.yank_marked(marked, false, &mut raced, &mut 0);
+            report.raced += raced;
+            report.invalidated += marked.len() as u64;
+            for &(_, frame) in marked.iter() {
+                self.pool.free(frame);
+            }
+            marked.clear();
+            match resume {
+                Some(next) => from = next,
+                None => return report,
+            }
         }
-        let mut raced = 0;
-        let freed = self.yank_marked(marked, false, &mut raced, &mut 0);
-        report.raced = raced;
-        report.invalidated = freed.len() as u64;
-        for frame in freed {
-            self.pool.free(frame);
+    }
+
+    /// Marks page `index` for [`invalidate`](Self::invalidate) into
+    /// `marked` if it is clean, unused, unmapped and idle; counts it in the
+    /// report otherwise.
+    fn invalidate_one(
+        &self,
+        rmap: &crate::rmap::ReverseMap,
+        index: u64,
+        slot: &crate::slot::Slot,
+        marked: &mut Vec<(u64, crate::frame::FrameId)>,
+        report: &mut InvalidateReport,
+    ) {
+        if rmap.covers(index) {
+            report.mapped += 1;
+            return;
         }
-        report
+        let Ok((_, w)) = slot.update(slot::mark_removal) else {
+            if slot.load().refs() != 0 {
+                report.referenced += 1;
+            }
+            return;
+        };
+        let frame = w.present_frame();
+        // After the mark: a writer's DIRTY came before its put, which
+        // our CAS read, so a dirty page is seen here.
+        let f = self.pool.flags(frame);
+        if f & flags::DIRTY != 0 {
+            report.dirty += 1;
+        } else if f & (flags::LOCKED | flags::WRITEBACK) != 0 {
+            report.busy += 1;
+        } else {
+            marked.push((index, frame));
+            return;
+        }
+        self.unmark(index, frame);
     }
 
     /// Empties the map for good: writes back every dirty page first (unless
@@ -261,7 +284,7 @@ impl PageMap {
     /// If a mapping is registered or a page is held: destroying a map in use
     /// is a bug in the caller.
     pub fn destroy(&self, discard: bool) -> DestroyReport {
-        let _remover = self.remover.lock();
+        let mut scratch = self.remover.lock();
         let mapped = self.nr_mappings();
         assert_eq!(mapped, 0, "destroying a page map with {mapped} mappings");
         let mut report = DestroyReport::default();
@@ -270,10 +293,12 @@ impl PageMap {
             report.written = wb.written;
             report.errors = wb.errors;
         }
-        let mut marked = Vec::new();
-        {
+        let marked = &mut scratch.pages;
+        let mut from = 0;
+        loop {
+            marked.clear();
             let guard = epoch::pin();
-            self.for_each_present(0, u64::MAX, &guard, &mut |index, slot| {
+            let resume = self.walk_present(from, u64::MAX, &guard, &mut |index, slot| {
                 match slot.update(slot::mark_removal) {
                     Ok((_, w)) => {
                         let frame = w.present_frame();
@@ -286,16 +311,22 @@ impl PageMap {
                     }
                     Err(_) => panic!("destroying a page map whose page {index} is held"),
                 }
+                marked.len() < REMOVE_BATCH
             });
+            drop(guard);
+            let mut raced = 0;
+            self.yank_marked(marked, discard, &mut raced, &mut report.discarded);
+            assert_eq!(raced, 0, "a page was taken while its map was destroyed");
+            report.freed += marked.len() as u64;
+            for &(_, frame) in marked.iter() {
+                self.pool.free(frame);
+            }
+            marked.clear();
+            match resume {
+                Some(next) => from = next,
+                None => return report,
+            }
         }
-        let mut raced = 0;
-        let freed = self.yank_marked(marked, discard, &mut raced, &mut report.discarded);
-        assert_eq!(raced, 0, "a page was taken while its map was destroyed");
-        report.freed = freed.len() as u64;
-        for frame in freed {
-            self.pool.free(frame);
-        }
-        report
     }
 
     /// Starts a removal of `range` that runs one pass per
@@ -303,11 +334,15 @@ impl PageMap {
     /// can act between the passes. Holds the remover lock until dropped
     /// (dropping it early finishes the remaining passes).
     pub fn begin_remove(&self, range: impl RangeBounds<u64>, batching: Batching) -> Removal<'_> {
-        let remover = self.remover.lock();
+        let mut scratch = self.remover.lock();
         let (first, last) = inclusive(&range).unwrap_or((1, 0));
-        Removal {
-            steps: Steps::new(self, first, last, Policy { batching, ..REMOVE }),
-            _remover: remover,
-        }
+        let steps = Steps::new(
+            self,
+            first,
+            last,
+            Policy { batching, ..REMOVE },
+            core::mem::take(&mut *scratch),
+        );
+        Removal { steps, scratch }
     }
 }

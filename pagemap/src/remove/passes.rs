@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::frame::{flags, FrameId};
-use crate::map::{PageMap, Wrote};
+use crate::map::{PageMap, Scratch, Wrote, REMOVE_BATCH};
 use crate::mapper::{Mapper, Victims};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused};
@@ -32,38 +32,51 @@ pub(super) const REMOVE: Policy = Policy {
 };
 
 impl PageMap {
-    /// The removal passes over `[first, last]`; the caller is the remover.
-    pub(super) fn remove_locked(&self, first: u64, last: u64, policy: Policy) -> RemoveReport {
-        let mut r = Steps::new(self, first, last, policy);
+    /// The removal passes over `[first, last]`, a batch of at most
+    /// [`REMOVE_BATCH`] pages at a time; the caller is the remover, and
+    /// lends its scratch space.
+    pub(super) fn remove_locked(
+        &self,
+        scratch: &mut Scratch,
+        first: u64,
+        last: u64,
+        policy: Policy,
+    ) -> RemoveReport {
+        let mut r = Steps::new(self, first, last, policy, core::mem::take(scratch));
         while r.step() != Pass::Done {}
-        r.report
+        *scratch = r.take_scratch();
+        core::mem::take(&mut r.report)
     }
 
-    /// Pass 1: marks the unreferenced pages of `[first, last]` REMOVAL
-    /// (skipping pinned ones if the policy says so) and snapshots the
-    /// mappings of the range, under the reverse-map read lock so that no
-    /// mapping appears between the pinned check and the snapshot.
+    /// Pass 1: marks the unreferenced pages of `[first, last]` REMOVAL, at
+    /// most [`REMOVE_BATCH`] of them, into `pages` (skipping pinned ones if
+    /// the policy says so) and snapshots the mappings of the range into
+    /// `mappers`, under the reverse-map read lock so that no mapping appears
+    /// between the pinned check and the snapshot. Returns where the next
+    /// batch starts, if the batch filled before the range ended.
     fn mark(
         &self,
         first: u64,
         last: u64,
         policy: Policy,
+        pages: &mut Vec<(u64, FrameId)>,
+        mappers: &mut Vec<Arc<dyn Mapper>>,
         report: &mut RemoveReport,
-    ) -> (Victims, Vec<Arc<dyn Mapper>>) {
+    ) -> Option<u64> {
         let rmap = self.rmap.read();
         let guard = epoch::pin();
-        let mut pages = Vec::new();
+        pages.clear();
         // Pages up to here are pinned (a pinned mapping's range is skipped
         // whole once found, as in Akaros, without asking the index again).
         let mut pinned_through: Option<u64> = None;
-        self.for_each_present(first, last, &guard, &mut |index, slot| {
+        let resume = self.walk_present(first, last, &guard, &mut |index, slot| {
             if policy.skip_pinned {
                 if pinned_through.is_none_or(|p| index > p) {
                     pinned_through = rmap.pinned_until(index);
                 }
                 if pinned_through.is_some_and(|p| index <= p) {
                     report.pinned += 1;
-                    return;
+                    return true;
                 }
             }
             match slot.update(slot::mark_removal) {
@@ -71,34 +84,20 @@ impl PageMap {
                 Err(Refused::Busy) => report.referenced += 1,
                 Err(_) => {}
             }
+            pages.len() < REMOVE_BATCH
         });
-        let mut mappers = rmap.overlapping(first, last);
-        if policy.skip_pinned {
-            // Their pages were not marked: nothing of theirs to unmap.
-            mappers.retain(|m| !m.is_pinned());
-        }
-        (Victims::new(pages), mappers)
-    }
-
-    /// Calls `f` on every present page of `[first, last]`, in order.
-    pub(crate) fn for_each_present<'g>(
-        &self,
-        first: u64,
-        last: u64,
-        guard: &'g epoch::Guard,
-        f: &mut dyn FnMut(u64, &'g slot::Slot),
-    ) {
-        let mut from = first;
-        while let Some((index, slot)) = self.tree.next_present(from, guard) {
-            if index > last {
-                break;
+        // The batch's own range: the mappings of pages beyond it are the
+        // next batch's business.
+        let batch_last = resume.map_or(last, |next| next - 1);
+        mappers.clear();
+        rmap.for_each_overlapping(first, batch_last, &mut |_, m| {
+            // Pinned mappings' pages were not marked: nothing of theirs to unmap.
+            if !(policy.skip_pinned && m.is_pinned()) {
+                mappers.push(m.clone());
             }
-            f(index, slot);
-            match index.checked_add(1) {
-                Some(n) => from = n,
-                None => break,
-            }
-        }
+            true
+        });
+        resume
     }
 }
 
@@ -140,7 +139,9 @@ pub enum Pass {
 /// ```
 pub struct Removal<'a> {
     pub(super) steps: Steps<'a>,
-    pub(super) _remover: MutexGuard<'a, ()>,
+    /// The remover lock; the removal has taken its scratch space and gives
+    /// it back when done.
+    pub(super) scratch: MutexGuard<'a, Scratch>,
 }
 
 impl Removal<'_> {
@@ -149,19 +150,26 @@ impl Removal<'_> {
         self.steps.pass
     }
 
-    /// Runs the next pass and returns it (`Done` once finished).
+    /// Runs the next pass and returns it (`Done` once finished). A removal
+    /// of more than [`REMOVE_BATCH`] pages runs the passes once per batch:
+    /// after a batch's pass 6 the same step runs the next batch's pass 1
+    /// and returns [`Pass::Marked`]; `Done` comes after the last batch.
     pub fn step(&mut self) -> Pass {
-        self.steps.step()
+        let pass = self.steps.step();
+        if pass == Pass::Done {
+            *self.scratch = self.steps.take_scratch();
+        }
+        pass
     }
 
-    /// The pages marked in pass 1 (empty before it).
+    /// The pages of the current batch marked in pass 1 (empty before it).
     pub fn victims(&self) -> &Victims {
         &self.steps.victims
     }
 
     /// Runs the remaining passes and returns the report.
     pub fn finish(mut self) -> RemoveReport {
-        while self.steps.step() != Pass::Done {}
+        while self.step() != Pass::Done {}
         core::mem::take(&mut self.steps.report)
     }
 }
@@ -169,7 +177,7 @@ impl Removal<'_> {
 impl Drop for Removal<'_> {
     fn drop(&mut self) {
         // Never leave pages marked and entries revoked behind.
-        while self.steps.step() != Pass::Done {}
+        while self.step() != Pass::Done {}
     }
 }
 
@@ -180,8 +188,11 @@ pub(super) struct Steps<'a> {
     last: u64,
     policy: Policy,
     pass: Pass,
+    /// The batch's victims (the scratch space's `pages`).
     victims: Victims,
     mappers: Vec<Arc<dyn Mapper>>,
+    /// Where the next batch starts, if the range goes on.
+    resume: Option<u64>,
     batch: Option<ShootdownBatch>,
     /// Victims still marked after pass 5.
     marked: Vec<(u64, FrameId)>,
@@ -189,19 +200,64 @@ pub(super) struct Steps<'a> {
 }
 
 impl<'a> Steps<'a> {
-    pub(super) fn new(map: &'a PageMap, first: u64, last: u64, policy: Policy) -> Self {
+    pub(super) fn new(
+        map: &'a PageMap,
+        first: u64,
+        last: u64,
+        policy: Policy,
+        scratch: Scratch,
+    ) -> Self {
+        let Scratch {
+            pages,
+            mappers,
+            marked,
+        } = scratch;
         Self {
             map,
             first,
             last,
             policy,
             pass: Pass::Start,
-            victims: Victims::default(),
-            mappers: Vec::new(),
+            victims: Victims::new(pages),
+            mappers,
+            resume: None,
             batch: None,
-            marked: Vec::new(),
+            marked,
             report: RemoveReport::default(),
         }
+    }
+
+    /// The scratch space back, emptied (its capacity kept for the next
+    /// removal).
+    pub(super) fn take_scratch(&mut self) -> Scratch {
+        let mut pages = self.victims.take_pages();
+        pages.clear();
+        self.mappers.clear();
+        self.marked.clear();
+        Scratch {
+            pages,
+            mappers: core::mem::take(&mut self.mappers),
+            marked: core::mem::take(&mut self.marked),
+        }
+    }
+
+    /// Pass 1 over the next batch from `self.first`.
+    fn mark_batch(&mut self) {
+        let mut pages = self.victims.take_pages();
+        self.resume = if self.first <= self.last {
+            self.map.mark(
+                self.first,
+                self.last,
+                self.policy,
+                &mut pages,
+                &mut self.mappers,
+                &mut self.report,
+            )
+        } else {
+            pages.clear();
+            None
+        };
+        self.victims = Victims::new(pages);
     }
 
     fn step(&mut self) -> Pass {
@@ -209,11 +265,7 @@ impl<'a> Steps<'a> {
         self.pass = match self.pass {
             Pass::Start => {
                 // Pass 1: mark, and snapshot the mappings.
-                if self.first <= self.last {
-                    let (v, m) = map.mark(self.first, self.last, self.policy, &mut self.report);
-                    self.victims = v;
-                    self.mappers = m;
-                }
+                self.mark_batch();
                 Pass::Marked
             }
             Pass::Marked => {
@@ -238,21 +290,28 @@ impl<'a> Steps<'a> {
                 Pass::ShotDown
             }
             Pass::ShotDown => {
-                // Pass 4: harvest dirty bits and clear the entries.
-                let mut dirty = Vec::new();
+                // Pass 4: harvest dirty bits and clear the entries. Which
+                // victims came back dirty: one bit each (a batch is at most
+                // REMOVE_BATCH pages), so no list grows with the mappers.
+                let mut dirty = [0u64; REMOVE_BATCH / 64];
                 if !self.victims.is_empty() {
+                    let victims = &self.victims;
                     for m in &self.mappers {
-                        m.reap(&self.victims, &mut |index| dirty.push(index));
+                        m.reap(victims, &mut |index| {
+                            let at = victims
+                                .position(index)
+                                .expect("a mapper reaped a page that is not a victim");
+                            dirty[at / 64] |= 1 << (at % 64);
+                        });
                     }
                 }
-                for index in dirty {
-                    let frame = self
-                        .victims
-                        .frame_at(index)
-                        .expect("a mapper reaped a page that is not a victim");
-                    // We own the page (marked, or kept by whoever took it),
-                    // and only a remover frees pages: the frame is this page's.
-                    map.mark_frame_dirty(index, frame);
+                for (at, &(index, frame)) in self.victims.pages().iter().enumerate() {
+                    if dirty[at / 64] & (1 << (at % 64)) != 0 {
+                        // We own the page (marked, or kept by whoever took
+                        // it), and only a remover frees pages: the frame is
+                        // this page's.
+                        map.mark_frame_dirty(index, frame);
+                    }
                 }
                 Pass::Reaped
             }
@@ -280,17 +339,26 @@ impl<'a> Steps<'a> {
             }
             Pass::WrittenBack => {
                 // Pass 6: yank what is still marked; free after the writer lock.
-                let freed = map.yank_marked(
-                    core::mem::take(&mut self.marked),
+                map.yank_marked(
+                    &mut self.marked,
                     self.policy.discard,
                     &mut self.report.raced,
                     &mut self.report.discarded,
                 );
-                self.report.removed = freed.len() as u64;
-                for frame in freed {
+                self.report.removed += self.marked.len() as u64;
+                for &(_, frame) in &self.marked {
                     map.pool.free(frame);
                 }
-                Pass::Done
+                self.marked.clear();
+                match self.resume {
+                    // The next batch's pass 1, in this same step.
+                    Some(next) => {
+                        self.first = next;
+                        self.mark_batch();
+                        Pass::Marked
+                    }
+                    None => Pass::Done,
+                }
             }
             Pass::Done => Pass::Done,
         };

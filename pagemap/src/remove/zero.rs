@@ -5,11 +5,14 @@
 //! again.
 
 use crate::frame::flags;
-use crate::map::PageMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::map::{PageMap, Scratch};
+use crate::mapper::Mapper;
 use crate::shootdown::ShootdownBatch;
 use crate::sync::epoch;
 use crate::PAGE_SIZE;
-use alloc::vec::Vec;
 
 use super::passes::Policy;
 use super::{Batching, RemoveReport};
@@ -17,17 +20,25 @@ use super::{Batching, RemoveReport};
 impl PageMap {
     /// Clears every entry of every mapping of `[first, last]`, private
     /// copies and pinned mappings included ([`Mapper::zap`](crate::Mapper::zap)), with one
-    /// shootdown per address space. Returns the shootdowns issued.
-    fn zap_mappings(&self, first: u64, last: u64) -> u64 {
-        let mappers = self.rmap.read().overlapping(first, last);
+    /// shootdown per address space. Returns the shootdowns issued. The
+    /// mappings are snapshotted into the remover's reusable `mappers`.
+    fn zap_mappings(&self, mappers: &mut Vec<Arc<dyn Mapper>>, first: u64, last: u64) -> u64 {
+        mappers.clear();
+        self.rmap
+            .read()
+            .for_each_overlapping(first, last, &mut |_, m| {
+                mappers.push(m.clone());
+                true
+            });
         if mappers.is_empty() {
             return 0;
         }
         let mut batch = ShootdownBatch::new();
-        for m in &mappers {
+        for m in mappers.iter() {
             let (mf, ml) = m.file_pages();
             m.zap(first.max(mf), last.min(ml), &mut batch);
         }
+        mappers.clear();
         batch.flush().shootdowns
     }
 
@@ -39,27 +50,40 @@ impl PageMap {
     /// their entries (see `crate::fault`); the second zap clears those
     /// entries (and any private copy a copy-on-write made from the old bytes
     /// meanwhile). Linux's `truncate_pagecache` has the same shape.
-    pub(super) fn remove_or_zero_locked(&self, first: u64, last: u64) -> RemoveReport {
-        let shootdowns = self.zap_mappings(first, last);
+    pub(super) fn remove_or_zero_locked(
+        &self,
+        scratch: &mut Scratch,
+        first: u64,
+        last: u64,
+    ) -> RemoveReport {
+        let shootdowns = self.zap_mappings(&mut scratch.mappers, first, last);
         let policy = Policy {
             batching: Batching::PerSpace,
             skip_pinned: false,
             discard: true,
         };
-        let mut report = self.remove_locked(first, last, policy);
+        let mut report = self.remove_locked(scratch, first, last, policy);
         report.shootdowns += shootdowns;
         let zeroes = [0u8; PAGE_SIZE];
-        let mut held = Vec::new();
-        {
-            let guard = epoch::pin();
-            self.for_each_present(first, last, &guard, &mut |index, slot| {
-                let w = slot.load();
-                if w.is_present() {
-                    held.push((index, w.present_frame()));
-                }
-            });
-        }
-        for (index, frame) in held {
+        // The pages left are in use: zero each, one at a time (no list of
+        // them: a walk from the last one zeroed).
+        let mut from = Some(first);
+        while let Some(at) = from {
+            let next = {
+                let guard = epoch::pin();
+                self.tree
+                    .next_present(at, &guard)
+                    .filter(|&(index, _)| index <= last)
+                    .map(|(index, slot)| (index, slot.load()))
+            };
+            let Some((index, w)) = next else {
+                break;
+            };
+            from = index.checked_add(1);
+            if !w.is_present() {
+                continue;
+            }
+            let frame = w.present_frame();
             // No reference of our own: we hold the remover lock, and only a
             // remover takes a page out of the tree, so the page (held by
             // someone, or we would have removed it) and its frame stay. So a
@@ -83,7 +107,7 @@ impl PageMap {
             report.zeroed += 1;
             report.discarded += u64::from(was_dirty);
         }
-        report.shootdowns += self.zap_mappings(first, last);
+        report.shootdowns += self.zap_mappings(&mut scratch.mappers, first, last);
         report
     }
 
