@@ -2,7 +2,8 @@
 //! dirty pages (tagged first, so that a writer that keeps dirtying cannot
 //! make it run forever), each under WRITEBACK.
 
-use std::ops::RangeBounds;
+use alloc::vec::Vec;
+use core::ops::RangeBounds;
 
 use crate::error::Error;
 use crate::frame::flags;
