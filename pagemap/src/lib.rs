@@ -262,7 +262,8 @@ pub use error::{Error, StoreError};
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
 pub use map::{
-    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, REMOVE_BATCH,
+    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, HARVEST_CAP,
+    REMOVE_BATCH,
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};

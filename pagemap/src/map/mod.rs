@@ -38,8 +38,8 @@ pub use inspect::MemoryStats;
 pub use page_ref::{OwnedPageRef, PageRef};
 pub(crate) use reclaim::Scratch;
 pub use reclaim::{FreeReport, REMOVE_BATCH};
-pub use writeback::WritebackReport;
 pub(crate) use writeback::Wrote;
+pub use writeback::{WritebackReport, HARVEST_CAP};
 
 static NEXT_MAP_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
 
