@@ -10,6 +10,8 @@
 #   minimal profile, to check that the libraries build with it;
 # * nightly with miri and rust-src, for the miri run over the unsafe code
 #   (miri exists only on nightly; nothing else uses nightly);
+# * the x86_64-unknown-none target on the stable toolchain, for the build
+#   of pagemap without std (a no_std target: no std library to link);
 # * cargo-fuzz (built from crates.io with the stable toolchain) and a C++
 #   compiler for libFuzzer.
 set -euo pipefail
@@ -33,6 +35,12 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
     say "installing nightly with miri"
     rustup toolchain install nightly --profile minimal --component miri,rust-src \
         || say "WARNING: could not install nightly with miri: miri will be skipped"
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-none; then
+    say "adding the x86_64-unknown-none target (pagemap's no_std build)"
+    rustup target add x86_64-unknown-none \
+        || say "WARNING: could not add x86_64-unknown-none: the no_std build will be skipped"
 fi
 
 if ! command -v c++ >/dev/null 2>&1; then

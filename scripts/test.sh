@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, clippy (warnings denied), unit,
+# Runs every test of the project: formatting, clippy (warnings denied), the
+# build of pagemap without std for a no_std target, unit,
 # integration and doc tests, the release stress and soak tests, the loom models, the
 # fuzz replay tests plus a short fuzzing run, and a build of the benchmarks.
 # Works on a fresh machine with rustup's stable toolchain and gcc: it installs
@@ -33,6 +34,21 @@ if rustup run "$msrv" rustc --version >/dev/null 2>&1; then
     CARGO_TARGET_DIR="$PWD/target-msrv" cargo "+$msrv" check -p pagemap -p vmr
 else
     echo "SKIPPED: Rust $msrv is not installed (scripts/setup.sh could not fetch it)"
+fi
+
+step "pagemap without std: build and clippy for a no_std target (x86_64-unknown-none)"
+# A target with no std library, so any use of std, the crate's or a
+# dependency's, fails to compile; counted as one test (a build has no
+# runner line of its own).
+nostd() {
+    cargo build -p pagemap --no-default-features --target x86_64-unknown-none
+    cargo clippy -p pagemap --no-default-features --target x86_64-unknown-none -- -D warnings
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored (pagemap no_std build and clippy)"
+}
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-none; then
+    counted nostd
+else
+    echo "SKIPPED: the x86_64-unknown-none target is not installed (scripts/setup.sh could not add it)"
 fi
 
 step "rustdoc (warnings denied: every public item is documented)"

@@ -63,6 +63,70 @@
 //!
 //! The lock order those calls must keep is below.
 //!
+//! # no_std
+//!
+//! The `std` feature is on by default. With default features off, `pagemap`
+//! is `#![no_std]` and needs only `alloc` (built in CI for
+//! `x86_64-unknown-none`):
+//!
+//! * `std` brings [`FileStore`], the [`Flusher`] thread, `std::io::Error`
+//!   conversions of [`StoreError`],
+//!   and the std implementations the crate then uses directly, with no
+//!   indirection: parking_lot's mutexes and reader-writer locks, hashed
+//!   mutex + condition-variable buckets for page waiters, crossbeam-epoch's
+//!   global collector;
+//! * without it the locks are `lock_api` locks over the raw locks of
+//!   [`sync::raw`] (one atomic word each), page waiters park on their frame's
+//!   flags word, and both sleep and wake through a [`Platform`] the kernel
+//!   installs once with [`set_platform`], which also pins the epoch. Nothing
+//!   else differs: the page map, removal, writeback and the [`Mapper`]
+//!   interface are the same code. Failures are the crate's own [`Error`].
+//!
+//! A kernel implements three methods: `park(key, should_park)` and
+//! `unpark_all(key)` (Linux's `wait_var_event` / `wake_up_var`: sleep on an
+//! address if a condition, checked in order with the wake-up, still holds;
+//! wake everyone sleeping on it) and `pin()` (a crossbeam-epoch `Guard` from
+//! the kernel's `Collector`, through the current task's `LocalHandle`). The
+//! [`platform`] module has the contract, what to do with per-CPU handles,
+//! how a kernel with RCU maps the epoch, and a runnable example over std
+//! stand-ins. Its skeleton in a kernel:
+//!
+//! ```ignore
+//! use pagemap::platform::{epoch, set_platform, Platform};
+//!
+//! struct Kernel;
+//!
+//! impl Platform for Kernel {
+//!     fn park(&self, key: usize, should_park: &dyn Fn() -> bool) {
+//!         let wq = wait_table::bucket(key);          // the kernel's hashed wait queues
+//!         let mut q = wq.lock_irqsave();
+//!         if !should_park() {                        // checked under the queue lock:
+//!             return;                                // no wake-up can slip in between
+//!         }
+//!         q.enqueue(current_task(), key);
+//!         set_current_state(TaskState::Uninterruptible);
+//!         drop(q);
+//!         schedule();                                // woken by unpark_all (or spuriously)
+//!     }
+//!
+//!     fn unpark_all(&self, key: usize) {
+//!         let wq = wait_table::bucket(key);
+//!         wq.lock_irqsave().wake_all_with_key(key);  // always takes the lock
+//!     }
+//!
+//!     fn pin(&self) -> epoch::Guard {
+//!         current_task().epoch_handle.pin()          // a LocalHandle per task, registered
+//!     }                                              // with the kernel's one Collector
+//! }
+//!
+//! static KERNEL: Kernel = Kernel;
+//!
+//! fn mm_init() {
+//!     set_platform(&KERNEL).expect("installed once");
+//!     // from here on: FramePool, PageMap, ...
+//! }
+//! ```
+//!
 //! # Locking
 //!
 //! Lock order, in the style of the comment at the top of Linux's
@@ -87,6 +151,7 @@
 //!  |       |       |            zeroing (a submitted request's submitter
 //!  |       |       |            then sleeps on INFLIGHT, a leaf bit)
 //!  |       |       +- wait buckets         hashed mutex + condvar of the bit locks
+//!  |       |       |                       (no_std: the platform's park queue)
 //!  |       |       +- the store's own locks (MemStore, FileStore)
 //!  |       +- page-map writer lock  tree shape, slot publish and yank, marks,
 //!  |       |                        end of file
@@ -166,18 +231,24 @@
 //! | [`invalidate`](PageMap::invalidate) vs writers, reads, write-backs | dropping dirty or in-flight data | flags checked after the mark: dirty, LOCKED and WRITEBACK pages are skipped |
 //! | munmap, mprotect vs faults of the same space | a fault on a region being replaced | vmr: the address-space lock; a fault that dropped it restarts if the regions' generation moved |
 //! | kernel-side entry updates vs CPUs setting A/D bits | a lost dirty bit | vmr: every update is one atomic read-modify-write that re-checks the entry |
+#![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
+// The loom build models std threads; it has no no_std form.
+#[cfg(all(pagemap_loom, not(feature = "std")))]
+compile_error!("cfg(pagemap_loom) needs pagemap's `std` feature");
+
 mod error;
 pub mod fault;
-#[cfg(not(pagemap_loom))]
+#[cfg(all(feature = "std", not(pagemap_loom)))]
 mod flusher;
 mod frame;
 mod map;
 mod mapper;
+pub mod platform;
 mod radix;
 mod remove;
 mod rmap;
@@ -187,19 +258,23 @@ mod store;
 pub mod sync;
 
 pub use error::{Error, StoreError};
-#[cfg(not(pagemap_loom))]
+#[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
 pub use map::{
-    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, REMOVE_BATCH,
+    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, HARVEST_CAP,
+    REMOVE_BATCH,
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
+pub use platform::{set_platform, Platform};
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::MappingId;
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, Vpn, DEFAULT_CEILING};
 pub use slot::{MAX_HELD, MAX_REFS};
-pub use store::{BackingStore, FileStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo};
+#[cfg(feature = "std")]
+pub use store::FileStore;
+pub use store::{BackingStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;

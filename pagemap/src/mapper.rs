@@ -201,9 +201,15 @@ impl<'a> Harvest<'a> {
         self.dirty.is_empty()
     }
 
-    /// The pages handed over, for the page map to mark dirty.
-    pub(crate) fn into_pages(self) -> Vec<PageRef<'a>> {
-        self.dirty
+    /// After the shootdown that covers every entry handed over so far:
+    /// marks those pages dirty and lets them go, keeping the buffer for the
+    /// next ones. Returns how many there were.
+    pub(crate) fn settle(&mut self) -> u64 {
+        let n = self.dirty.len() as u64;
+        for page in self.dirty.drain(..) {
+            page.mark_dirty();
+        }
+        n
     }
 }
 

@@ -18,6 +18,7 @@
 use crate::frame::FrameId;
 use crate::slot::{Slot, SlotWord};
 use crate::sync::{epoch, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use alloc::boxed::Box;
 
 /// Index bits per level.
 #[cfg(not(pagemap_loom))]
@@ -97,8 +98,8 @@ impl Node {
             Box::into_raw(Box::new(Node {
                 level,
                 count: AtomicU32::new(0),
-                marks: std::array::from_fn(|_| AtomicU64::new(0)),
-                slots: std::array::from_fn(|_| Slot::new()),
+                marks: core::array::from_fn(|_| AtomicU64::new(0)),
+                slots: core::array::from_fn(|_| Slot::new()),
                 reclaimed: crate::sync::AtomicBool::new(false),
             }))
         }
@@ -187,13 +188,13 @@ impl RadixTree {
     #[inline]
     fn check_locked(&self, lock: &Locked<'_>) {
         assert!(
-            std::ptr::eq(lock.lock, &self.writer),
+            core::ptr::eq(lock.lock, &self.writer),
             "the writer lock of another page map"
         );
     }
 
     /// Bytes of one node.
-    pub(crate) const NODE_BYTES: usize = std::mem::size_of::<Node>();
+    pub(crate) const NODE_BYTES: usize = core::mem::size_of::<Node>();
 
     /// Nodes currently linked.
     pub(crate) fn nodes(&self) -> usize {
@@ -549,7 +550,7 @@ impl<'a> Path<'a> {
         let filled = &self.nodes[..self.len];
         // SAFETY: `Option<&Node>` has the layout of `&Node` (null-pointer
         // optimisation) and the first `len` entries are all `Some`.
-        unsafe { std::slice::from_raw_parts(filled.as_ptr().cast::<&'a Node>(), filled.len()) }
+        unsafe { core::slice::from_raw_parts(filled.as_ptr().cast::<&'a Node>(), filled.len()) }
     }
 }
 

@@ -48,9 +48,10 @@
 //! `add`, so once the high-water mark is reached add and remove never
 //! allocate. The arena is freed when the map is dropped.
 
-use std::cmp::Ordering;
-use std::fmt;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+use core::fmt;
 
 use crate::mapper::Mapper;
 
@@ -385,6 +386,7 @@ impl ReverseMap {
     }
 
     /// The mappers overlapping `[first, last]` (a snapshot).
+    #[cfg(test)]
     pub(crate) fn overlapping(&self, first: u64, last: u64) -> Vec<Arc<dyn Mapper>> {
         let mut out = Vec::new();
         self.for_each_overlapping(first, last, &mut |_, m| {

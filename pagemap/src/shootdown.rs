@@ -10,9 +10,10 @@
 //! after all of them have completed returns the frames to the pool. Dropping
 //! a batch flushes it, so a frame is never freed before its shootdown.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::Arc;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
 
 use crate::frame::{FrameId, FrameSource, PrivateFrame};
 
@@ -34,7 +35,9 @@ pub trait FlushTarget: Send + Sync {
     fn flush(&self, vpns: Option<(Vpn, Vpn)>);
 }
 
-/// Up to this many spaces a batch finds one by scanning, beyond by hashing.
+/// Up to this many spaces a batch finds one by scanning, beyond through an
+/// ordered index (a BTreeMap: in `alloc`, so no_std needs no hasher, no
+/// random seed and no extra crate, and at this size O(log n) is as cheap).
 const LINEAR: usize = 8;
 
 /// Above this many pages in one space, a batch flushes the whole space.
@@ -102,7 +105,7 @@ pub struct ShootdownBatch {
     unreported: u64,
     pending: Vec<Pending>,
     /// Target id -> position in `pending`.
-    index: HashMap<u64, usize>,
+    index: BTreeMap<u64, usize>,
     /// Freed after the shootdowns.
     frames: Vec<Deferred>,
     total: BatchReport,
@@ -121,7 +124,7 @@ impl ShootdownBatch {
             per_page: false,
             unreported: 0,
             pending: Vec::new(),
-            index: HashMap::new(),
+            index: BTreeMap::new(),
             frames: Vec::new(),
             total: BatchReport::default(),
         }
@@ -151,7 +154,7 @@ impl ShootdownBatch {
         }
         let pages = (last - first).saturating_add(1);
         let id = target.id();
-        // A handful of spaces is the common case: a linear scan, no hashing
+        // A handful of spaces is the common case: a linear scan, no lookup
         // and no allocation; the index takes over past that (no cap).
         let found = if self.pending.len() <= LINEAR {
             self.pending.iter().position(|p| p.target.id() == id)
@@ -211,7 +214,7 @@ impl ShootdownBatch {
         let mut r = BatchReport::default();
         if self.per_page {
             // The shootdowns happened in `add`; report them here once.
-            r.shootdowns = std::mem::take(&mut self.unreported);
+            r.shootdowns = core::mem::take(&mut self.unreported);
         }
         for p in self.pending.drain(..) {
             let hull = (p.last - p.first).saturating_add(1);

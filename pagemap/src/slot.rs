@@ -34,7 +34,7 @@
 //! pure function `old -> Result<new, _>` on it, applied by a CAS loop in
 //! [`Slot`]; the functions are unit-tested on their own.
 
-use std::fmt;
+use core::fmt;
 
 use crate::frame::FrameId;
 use crate::sync::{AtomicU64, Ordering};

@@ -10,16 +10,23 @@
 //! dependent built with `--cfg loom` for its own models does not silently
 //! get this crate's loom build (4-bit refcounts and all).
 //!
+//! Without the `std` feature the locks are `lock_api` locks over
+//! [`raw`]'s raw locks, which park through the installed
+//! [`Platform`](crate::platform::Platform); with it they are parking_lot's,
+//! as before (the std hot paths are unchanged).
+//!
 //! Page *contents* use `data`, a private module that stays on `std` atomics even under
 //! loom: the models check the control words (slot word, frame flags, locks),
 //! and tracking 512 data words per frame would blow up the state space.
 
+#[cfg(not(pagemap_loom))]
+pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(pagemap_loom)]
 pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
-#[cfg(not(pagemap_loom))]
-pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 
-pub use std::sync::atomic::Ordering;
+pub use core::sync::atomic::Ordering;
+
+pub mod raw;
 
 /// The accesses of a store-buffering pair (a SeqCst store or RMW, then a
 /// SeqCst load of another location, on each of two threads: one of the two
@@ -38,7 +45,7 @@ pub mod sb {
     #[cfg(pagemap_loom)]
     loom::thread_local! {
         /// A SeqCst store of a pair was made and no SeqCst load followed yet.
-        static STORED: std::cell::Cell<bool> = std::cell::Cell::new(false);
+        static STORED: core::cell::Cell<bool> = core::cell::Cell::new(false);
     }
 
     /// After a store or RMW with `order`.
@@ -100,10 +107,25 @@ pub mod sb {
 pub use loom::thread_local;
 /// Per-thread state: loom's under `cfg(pagemap_loom)`, where every model thread
 /// runs on one OS thread and a std thread-local would be shared by all.
-#[cfg(not(pagemap_loom))]
+/// (Not without `std`: the crate itself keeps no per-thread state.)
+#[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use std::thread_local;
 
-pub(crate) use crossbeam_epoch as epoch;
+/// Epoch pinning for the lock-free tree walks: crossbeam-epoch's global
+/// collector with `std` (and under loom), the installed platform's
+/// [`pin`](crate::platform::Platform::pin) without it.
+pub(crate) mod epoch {
+    pub(crate) use crossbeam_epoch::Guard;
+
+    /// Pins the current thread.
+    #[inline]
+    pub(crate) fn pin() -> Guard {
+        #[cfg(feature = "std")]
+        return crossbeam_epoch::pin();
+        #[cfg(not(feature = "std"))]
+        return crate::platform::get().pin();
+    }
+}
 
 /// Spins politely while another thread finishes a short step; under loom,
 /// yields so that the model schedules that thread.
@@ -112,26 +134,53 @@ pub fn spin_hint() {
     #[cfg(pagemap_loom)]
     loom::thread::yield_now();
     #[cfg(not(pagemap_loom))]
-    std::hint::spin_loop();
+    core::hint::spin_loop();
 }
 
 /// Atomics for page contents: never loom's (see the module docs).
 pub(crate) mod data {
-    pub(crate) use std::sync::atomic::AtomicU64;
+    pub(crate) use core::sync::atomic::AtomicU64;
 }
 
-/// A mutex with one API over parking_lot (normal builds) and loom.
+/// The raw mutex behind [`Mutex`]: parking_lot's with `std` (so std builds
+/// run exactly parking_lot's lock), else [`raw::RawMutex`] over the
+/// installed platform's park.
+#[cfg(all(feature = "std", not(pagemap_loom)))]
+type RawMutexImpl = parking_lot::RawMutex;
+#[cfg(all(not(feature = "std"), not(pagemap_loom)))]
+type RawMutexImpl = raw::RawMutex<crate::platform::PlatformPark>;
+/// The raw lock behind [`RwLock`] (as [`RawMutexImpl`]).
+#[cfg(all(feature = "std", not(pagemap_loom)))]
+type RawRwLockImpl = parking_lot::RawRwLock;
+#[cfg(all(not(feature = "std"), not(pagemap_loom)))]
+type RawRwLockImpl = raw::RawRwLock<crate::platform::PlatformPark>;
+
+/// A mutex loom never sees, for a store's own bookkeeping ([`MemStore`]'s
+/// pages: the models treat the store as outside the page cache, and a loom
+/// mutex there would only multiply their interleavings). parking_lot's with
+/// `std` (loom builds included), the raw lock over the platform's park
+/// without.
+///
+/// [`MemStore`]: crate::MemStore
+#[cfg(feature = "std")]
+pub(crate) type PlainMutex<T> = parking_lot::Mutex<T>;
+/// A mutex loom never sees (see the `std` form).
+#[cfg(not(feature = "std"))]
+pub(crate) type PlainMutex<T> = lock_api::Mutex<raw::RawMutex<crate::platform::PlatformPark>, T>;
+
+/// A mutex with one API over parking_lot (std builds), the raw locks over
+/// the platform's park (no_std builds) and loom.
 #[derive(Debug, Default)]
 pub struct Mutex<T> {
     #[cfg(not(pagemap_loom))]
-    inner: parking_lot::Mutex<T>,
+    inner: lock_api::Mutex<RawMutexImpl, T>,
     #[cfg(pagemap_loom)]
     inner: loom::sync::Mutex<T>,
 }
 
 /// Guard of [`Mutex`].
 #[cfg(not(pagemap_loom))]
-pub type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+pub type MutexGuard<'a, T> = lock_api::MutexGuard<'a, RawMutexImpl, T>;
 /// Guard of [`Mutex`] (loom).
 #[cfg(pagemap_loom)]
 pub type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
@@ -141,7 +190,7 @@ impl<T> Mutex<T> {
     pub fn new(value: T) -> Self {
         Self {
             #[cfg(not(pagemap_loom))]
-            inner: parking_lot::Mutex::new(value),
+            inner: lock_api::Mutex::new(value),
             #[cfg(pagemap_loom)]
             inner: loom::sync::Mutex::new(value),
         }
@@ -166,7 +215,9 @@ impl<T> Mutex<T> {
     }
 }
 
-/// A condition variable with one API over parking_lot and loom.
+/// A condition variable with one API over parking_lot and loom (the page
+/// bits' wait buckets; without `std` page waiters park on the flags word).
+#[cfg(any(feature = "std", pagemap_loom))]
 #[derive(Debug, Default)]
 pub struct Condvar {
     #[cfg(not(pagemap_loom))]
@@ -175,6 +226,7 @@ pub struct Condvar {
     inner: loom::sync::Condvar,
 }
 
+#[cfg(any(feature = "std", pagemap_loom))]
 impl Condvar {
     /// A new condition variable.
     pub fn new() -> Self {
@@ -203,24 +255,25 @@ impl Condvar {
     }
 }
 
-/// A reader-writer lock with one API over parking_lot and loom.
+/// A reader-writer lock with one API over parking_lot (std builds), the raw
+/// locks over the platform's park (no_std builds) and loom.
 #[derive(Debug, Default)]
 pub struct RwLock<T> {
     #[cfg(not(pagemap_loom))]
-    inner: parking_lot::RwLock<T>,
+    inner: lock_api::RwLock<RawRwLockImpl, T>,
     #[cfg(pagemap_loom)]
     inner: loom::sync::RwLock<T>,
 }
 
 /// Read guard of [`RwLock`].
 #[cfg(not(pagemap_loom))]
-pub type RwLockReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
+pub type RwLockReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawRwLockImpl, T>;
 /// Read guard of [`RwLock`] (loom).
 #[cfg(pagemap_loom)]
 pub type RwLockReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
 /// Write guard of [`RwLock`].
 #[cfg(not(pagemap_loom))]
-pub type RwLockWriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
+pub type RwLockWriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawRwLockImpl, T>;
 /// Write guard of [`RwLock`] (loom).
 #[cfg(pagemap_loom)]
 pub type RwLockWriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
@@ -230,7 +283,7 @@ impl<T> RwLock<T> {
     pub fn new(value: T) -> Self {
         Self {
             #[cfg(not(pagemap_loom))]
-            inner: parking_lot::RwLock::new(value),
+            inner: lock_api::RwLock::new(value),
             #[cfg(pagemap_loom)]
             inner: loom::sync::RwLock::new(value),
         }

@@ -94,10 +94,12 @@ fn free_unused_dirty_write_in_writeback_window() {
             .find(IDX)
             .unwrap()
             .map(|p| (page_prefix(&p, 8), p.is_dirty()));
-        assert_eq!(
-            stored,
-            Some(vec![FIRST; 8]),
-            "the write-back wrote the snapshot"
+        // The store reads the frame itself (no snapshot): it got the bytes
+        // before or after the write (one 8-byte word: never a mix), and
+        // either way the page stays, dirty, with the new bytes.
+        assert!(
+            stored == Some(vec![FIRST; 8]) || stored == Some(vec![SECOND; 8]),
+            "the write-back stored {stored:x?}"
         );
         assert_eq!(
             cached,

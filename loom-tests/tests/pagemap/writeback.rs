@@ -86,7 +86,13 @@ fn write_during_writeback_io() {
         }
         store.open();
         flusher.join().unwrap();
-        assert_eq!(store.inner.page(IDX).unwrap()[..8], [FIRST; 8]);
+        // The store reads the frame itself during its call (no snapshot),
+        // so it may have either write; the page must be dirty regardless.
+        let stored = store.inner.page(IDX).unwrap()[..8].to_vec();
+        assert!(
+            stored == [FIRST; 8] || stored == [SECOND; 8],
+            "stored {stored:x?}"
+        );
         let p = map.find(IDX).unwrap().unwrap();
         assert!(
             p.is_dirty(),

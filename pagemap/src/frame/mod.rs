@@ -35,7 +35,9 @@ use core::ptr::NonNull;
 use alloc::boxed::Box;
 
 use crate::error::{Error, StoreError};
-use crate::sync::{data, AtomicU32, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{data, AtomicU32, AtomicU64, Ordering};
+#[cfg(any(feature = "std", pagemap_loom))]
+use crate::sync::{Condvar, Mutex};
 use crate::PAGE_SIZE;
 
 mod contents;
@@ -143,7 +145,7 @@ unsafe impl Sync for OwnerToken {}
 #[cfg(pagemap_loom)]
 unsafe impl Send for OwnerToken {}
 
-#[cfg(not(pagemap_loom))]
+#[cfg(all(feature = "std", not(pagemap_loom)))]
 const WAIT_BUCKETS: usize = 64;
 #[cfg(pagemap_loom)]
 const WAIT_BUCKETS: usize = 1;
@@ -205,6 +207,7 @@ pub struct FramePool {
     /// its address instead of calling the source.
     base: Option<NonNull<u8>>,
     /// Hashed wait queues for LOCKED, as Linux's page wait table.
+    #[cfg(any(feature = "std", pagemap_loom))]
     waitq: Box<[(Mutex<()>, Condvar)]>,
     /// Loom builds only: one ownership token per frame, which makes the
     /// frame's lifetime visible to loom (contents are std atomics, invisible
@@ -284,6 +287,7 @@ impl FramePool {
                 index: AtomicU64::new(0),
             })
             .collect();
+        #[cfg(any(feature = "std", pagemap_loom))]
         let waitq = (0..WAIT_BUCKETS)
             .map(|_| (Mutex::new(()), Condvar::new()))
             .collect();
@@ -291,6 +295,7 @@ impl FramePool {
             frames,
             source: Box::new(source),
             base,
+            #[cfg(any(feature = "std", pagemap_loom))]
             waitq,
             #[cfg(pagemap_loom)]
             tokens: (0..capacity)

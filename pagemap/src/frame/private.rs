@@ -1,6 +1,6 @@
 //! [`PrivateFrame`]: the owning handle of a frame outside any page map.
 
-use std::fmt;
+use core::fmt;
 
 use super::{flags, FrameId, FramePool};
 use crate::PAGE_SIZE;
@@ -34,7 +34,7 @@ use crate::PAGE_SIZE;
 /// ```
 pub struct PrivateFrame {
     // pub(super): `FramePool::alloc_private` builds the handle.
-    pub(super) pool: std::sync::Arc<FramePool>,
+    pub(super) pool: alloc::sync::Arc<FramePool>,
     pub(super) id: FrameId,
 }
 
@@ -45,7 +45,7 @@ impl PrivateFrame {
     }
 
     /// The pool it belongs to.
-    pub fn pool(&self) -> &std::sync::Arc<FramePool> {
+    pub fn pool(&self) -> &alloc::sync::Arc<FramePool> {
         &self.pool
     }
 
@@ -64,12 +64,12 @@ impl PrivateFrame {
     /// back with [`from_raw`](Self::from_raw) to free it.
     #[must_use = "the frame leaks unless taken back with from_raw"]
     pub fn into_raw(self) -> FrameId {
-        let this = std::mem::ManuallyDrop::new(self);
+        let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped nor used again, so moving the Arc
         // out of it is the field's only drop: the pool's count goes back
         // down here (forgetting the whole handle leaked one count a call,
         // so a pool whose frames went through page tables was never freed).
-        drop(unsafe { std::ptr::read(&this.pool) });
+        drop(unsafe { core::ptr::read(&this.pool) });
         this.id
     }
 
@@ -88,7 +88,7 @@ impl PrivateFrame {
     /// would make two pages share one frame. (A frame that went back to the
     /// pool and was taken again by another `PrivateFrame` cannot be told
     /// apart: that misuse stays the caller's.)
-    pub unsafe fn from_raw(pool: &std::sync::Arc<FramePool>, id: FrameId) -> Self {
+    pub unsafe fn from_raw(pool: &alloc::sync::Arc<FramePool>, id: FrameId) -> Self {
         let f = pool.flags(id);
         assert!(
             f & (flags::FREE | flags::PAGEMAP) == 0,

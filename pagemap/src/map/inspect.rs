@@ -1,8 +1,10 @@
 //! Read-only views of a page map: holders and metadata memory, iteration
 //! over cached and dirty pages, and the debugging dump.
 
-use std::fmt::Write as _;
-use std::ops::RangeBounds;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+use core::ops::RangeBounds;
 
 use crate::frame::flags;
 use crate::radix::{Mark, RadixTree};

@@ -2,8 +2,9 @@
 //! unmapping protocols), and the tree's DIRTY mark kept in step with each
 //! frame's DIRTY flag (what writers, unmappers and removers forward to).
 
-use std::ops::RangeBounds;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ops::RangeBounds;
 
 use crate::frame::{flags, FrameId};
 use crate::mapper::Mapper;

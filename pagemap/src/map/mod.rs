@@ -16,9 +16,9 @@
 //!   a REMOVAL mark back, the remover's write-back hold, the final yank);
 //! * `inspect`: read-only views (holders, memory, iteration, the dump).
 
-use std::fmt;
-use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use alloc::sync::Arc;
+use core::fmt;
+use core::ops::{Bound, RangeBounds};
 
 use crate::error::Error;
 use crate::frame::FramePool;
@@ -38,10 +38,10 @@ pub use inspect::MemoryStats;
 pub use page_ref::{OwnedPageRef, PageRef};
 pub(crate) use reclaim::Scratch;
 pub use reclaim::{FreeReport, REMOVE_BATCH};
-pub use writeback::WritebackReport;
 pub(crate) use writeback::Wrote;
+pub use writeback::{WritebackReport, HARVEST_CAP};
 
-static NEXT_MAP_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+static NEXT_MAP_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
 
 /// The cached pages of one file or block device, indexed by page number.
 ///
@@ -123,7 +123,7 @@ impl PageMap {
 
     fn with_store(pool: Arc<FramePool>, store: Store) -> Self {
         Self {
-            id: NEXT_MAP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
             tree: RadixTree::new(),
             remover: Mutex::new(Scratch::default()),
             rmap: RwLock::new(ReverseMap::new()),
@@ -201,7 +201,9 @@ impl Drop for PageMap {
     fn drop(&mut self) {
         let report = self.sync();
         for e in &report.errors {
-            eprintln!(
+            // The log facade: a kernel has no stderr (and a library should
+            // not print); the kernel's or the application's logger shows it.
+            log::error!(
                 "pagemap: dropping page map #{}: {e}; that page's data is lost",
                 self.id
             );

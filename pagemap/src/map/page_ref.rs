@@ -1,6 +1,6 @@
 //! [`PageRef`]: a counted reference to a cached page (a holder of its slot).
 
-use std::fmt;
+use core::fmt;
 
 use crate::error::Error;
 use crate::frame::{flags, FrameId};

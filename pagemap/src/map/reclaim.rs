@@ -202,7 +202,7 @@ impl PageMap {
         };
         let wrote = self.write_one(&page);
         let slot = page.slot;
-        std::mem::forget(page); // the put is ours, to see the mark after it
+        core::mem::forget(page); // the put is ours, to see the mark after it
         let after = slot.put();
         let still_marked = after.is_removal();
         match wrote {

@@ -2,7 +2,8 @@
 //! dirty pages (tagged first, so that a writer that keeps dirtying cannot
 //! make it run forever), each under WRITEBACK.
 
-use std::ops::RangeBounds;
+use alloc::vec::Vec;
+use core::ops::RangeBounds;
 
 use crate::error::Error;
 use crate::frame::flags;
@@ -12,7 +13,12 @@ use crate::shootdown::ShootdownBatch;
 use crate::slot;
 use crate::sync::epoch;
 
-use super::{inclusive, PageMap, PageRef};
+use super::{inclusive, PageMap, PageRef, REMOVE_BATCH};
+
+/// The most page holds a writeback keeps between two shootdowns (32 bytes
+/// each: 128 KiB): a range whose mappings hand over more dirty entries is
+/// settled in several rounds, one shootdown per address space each.
+pub const HARVEST_CAP: usize = 4096;
 
 /// What [`PageMap::writeback`] did.
 #[derive(Debug, Default)]
@@ -48,7 +54,15 @@ impl PageMap {
         let Some((first, last)) = inclusive(&range) else {
             return report;
         };
-        let mappers = self.rmap.read().overlapping(first, last);
+        // One Arc per mapping of the range (a snapshot: the mappers are
+        // called with no lock held).
+        let mut mappers = Vec::new();
+        self.rmap
+            .read()
+            .for_each_overlapping(first, last, &mut |_, m| {
+                mappers.push(m.clone());
+                true
+            });
         if !mappers.is_empty() {
             let mut batch = ShootdownBatch::new();
             // The mappers hand over the pages they held before taking each
@@ -56,15 +70,29 @@ impl PageMap {
             let mut harvest = Harvest::new(self);
             for m in &mappers {
                 let (mf, ml) = m.file_pages();
-                m.clean(first.max(mf), last.min(ml), &mut batch, &mut harvest);
+                let (lo, hi) = (first.max(mf), last.min(ml));
+                // A clean of at most REMOVE_BATCH pages at a time hands over
+                // at most that many holds; before one could take the harvest
+                // past HARVEST_CAP, the holds so far are settled behind a
+                // shootdown. Below the cap (the common case) there is one
+                // shootdown per address space for the whole writeback.
+                let mut at = lo;
+                loop {
+                    let end = hi.min(at.saturating_add(REMOVE_BATCH as u64 - 1));
+                    if !harvest.is_empty() && harvest.len() + (end - at) as usize >= HARVEST_CAP {
+                        report.shootdowns += batch.flush().shootdowns;
+                        report.harvested += harvest.settle();
+                    }
+                    m.clean(at, end, &mut batch, &mut harvest);
+                    if end == hi {
+                        break;
+                    }
+                    at = end + 1;
+                }
             }
-            report.shootdowns = batch.flush().shootdowns;
+            report.shootdowns += batch.flush().shootdowns;
             // Only now: no CPU writes through the old entries any more.
-            let harvested = harvest.into_pages();
-            for page in &harvested {
-                page.mark_dirty();
-            }
-            report.harvested = harvested.len() as u64;
+            report.harvested += harvest.settle();
         }
         self.tag_towrite(first, last);
         let mut from = first;

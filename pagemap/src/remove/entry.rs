@@ -2,7 +2,8 @@
 //! takes the locks its protocol needs and runs the passes (`super::passes`)
 //! or zap-and-zero (`super::zero`).
 
-use std::ops::RangeBounds;
+use alloc::vec::Vec;
+use core::ops::RangeBounds;
 
 use crate::error::Error;
 use crate::frame::flags;

@@ -1,10 +1,12 @@
 //! [`MemStore`]: pages in memory, with injectable errors.
 
-use std::collections::{HashMap, HashSet};
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
 
 use super::{BackingStore, PageBuf};
 use crate::error::StoreError;
 use crate::frame::PageSrc;
+use crate::sync::PlainMutex;
 
 /// An in-memory store, with injectable errors for tests and fuzzers.
 ///
@@ -20,14 +22,15 @@ use crate::frame::PageSrc;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemStore {
-    inner: parking_lot::Mutex<MemInner>,
+    inner: PlainMutex<MemInner>,
 }
 
 #[derive(Debug, Default)]
 struct MemInner {
-    pages: HashMap<u64, Box<PageBuf>>,
-    bad_reads: HashSet<u64>,
-    bad_writes: HashSet<u64>,
+    // Ordered maps: in `alloc` (no_std has no hasher to seed).
+    pages: BTreeMap<u64, Box<PageBuf>>,
+    bad_reads: BTreeSet<u64>,
+    bad_writes: BTreeSet<u64>,
     reads: u64,
     writes: u64,
 }

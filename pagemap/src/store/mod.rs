@@ -18,10 +18,12 @@ use crate::error::StoreError;
 use crate::frame::{FrameId, FramePool, PageSrc};
 use crate::PAGE_SIZE;
 
+#[cfg(feature = "std")]
 mod file;
 mod mem;
 mod submit;
 
+#[cfg(feature = "std")]
 pub use file::FileStore;
 pub use mem::MemStore;
 pub use submit::{ReadIo, SubmitStore, WriteIo};
