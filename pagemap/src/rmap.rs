@@ -386,7 +386,7 @@ impl ReverseMap {
     }
 
     /// The mappers overlapping `[first, last]` (a snapshot).
-    #[cfg(test)]
+    #[cfg(all(test, not(pagemap_loom)))]
     pub(crate) fn overlapping(&self, first: u64, last: u64) -> Vec<Arc<dyn Mapper>> {
         let mut out = Vec::new();
         self.for_each_overlapping(first, last, &mut |_, m| {

@@ -51,7 +51,7 @@ impl BackingStore for GatedStore {
             g = self.cv.wait(g).unwrap();
         }
         if self.fail {
-            return Err(StoreError::new(StoreError::EACCES, "gated failure"));
+            return Err(StoreError::new(StoreError::EACCES));
         }
         buf.fill(0xab);
         Ok(())
@@ -295,7 +295,7 @@ impl BackingStore for NoShrink {
         self.0.write_page(index, buf)
     }
     fn truncate(&self, _: u64) -> Result<(), StoreError> {
-        Err(StoreError::new(StoreError::EIO, "injected truncate error"))
+        Err(StoreError::new(StoreError::EIO))
     }
 }
 

@@ -66,7 +66,7 @@ impl SubmitStore for Device {
                     io.complete(r);
                 });
             }
-            Mode::Fail(code) => io.complete(Err(StoreError::new(code, "device error"))),
+            Mode::Fail(code) => io.complete(Err(StoreError::new(code))),
             Mode::Drop => drop(io),
         }
     }
@@ -90,7 +90,7 @@ impl SubmitStore for Device {
                 });
                 self.mem.set_page(index, &page);
             }
-            Mode::Fail(code) => io.complete(Err(StoreError::new(code, "device error"))),
+            Mode::Fail(code) => io.complete(Err(StoreError::new(code))),
             Mode::Drop => drop(io),
         }
     }

@@ -364,8 +364,7 @@ impl VmModel {
                 return Err(Fault::Io { va, source });
             }
             if f.bad_reads.contains(&index) {
-                let source =
-                    pagemap::StoreError::new(pagemap::StoreError::EIO, "injected read error");
+                let source = pagemap::StoreError::new(pagemap::StoreError::EIO);
                 let source = pagemap::Error::Read { index, source };
                 return Err(Fault::Io { va, source });
             }

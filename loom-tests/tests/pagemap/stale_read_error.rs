@@ -37,10 +37,7 @@ impl BackingStore for FailOnce {
             while map.holders(index) < 2 {
                 thread::yield_now();
             }
-            return Err(pagemap::StoreError::new(
-                pagemap::StoreError::EIO,
-                "first read fails",
-            ));
+            return Err(pagemap::StoreError::new(pagemap::StoreError::EIO));
         }
         self.inner.read_page(index, buf)
     }

@@ -33,7 +33,7 @@ impl SubmitStore for Device {
         let fail = self.fail.load(std::sync::atomic::Ordering::Relaxed);
         loom::thread::spawn(move || {
             if fail {
-                io.complete(Err(StoreError::new(StoreError::EIO, "device")));
+                io.complete(Err(StoreError::new(StoreError::EIO)));
             } else {
                 let r = mem.read_page(io.index(), io.buf());
                 io.complete(r);
@@ -46,7 +46,7 @@ impl SubmitStore for Device {
         let fail = self.fail.load(std::sync::atomic::Ordering::Relaxed);
         loom::thread::spawn(move || {
             if fail {
-                io.complete(Err(StoreError::new(StoreError::EIO, "device")));
+                io.complete(Err(StoreError::new(StoreError::EIO)));
             } else {
                 let r = mem.write_page(io.index(), io.src());
                 io.complete(r);

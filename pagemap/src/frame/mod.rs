@@ -520,10 +520,10 @@ impl FramePool {
         ((self.flags(id) & flags::ERRNO_MASK) >> flags::ERRNO_SHIFT) as i32
     }
 
-    /// The error recorded with ERROR (its errno; the note says it came
-    /// from another loader's read).
+    /// The error recorded with ERROR: its errno (what a failed read's
+    /// waiters report).
     pub(crate) fn read_error(&self, id: FrameId) -> StoreError {
-        StoreError::new(self.error_code(id), "read failed in another loader")
+        StoreError::new(self.error_code(id))
     }
 
     /// Records a failed write-back request's errno with WRITE_ERROR (the
@@ -541,7 +541,7 @@ impl FramePool {
     pub(crate) fn take_write_error(&self, id: FrameId) -> StoreError {
         let code = self.error_code(id);
         self.clear_flags(id, flags::WRITE_ERROR | flags::ERRNO_MASK);
-        StoreError::new(code, "write-back request failed")
+        StoreError::new(code)
     }
 }
 
@@ -715,7 +715,7 @@ mod tests {
     fn read_errno_is_kept() {
         let pool = FramePool::new(1).unwrap();
         let id = pool.alloc().unwrap();
-        pool.set_error(id, StoreError::new(StoreError::EACCES, "denied"));
+        pool.set_error(id, StoreError::new(StoreError::EACCES));
         assert_ne!(pool.flags(id) & flags::ERROR, 0);
         assert_eq!(pool.read_error(id).code(), StoreError::EACCES);
     }

@@ -12,10 +12,9 @@ use crate::frame::PageSrc;
 use crate::PAGE_SIZE;
 
 fn byte_offset(index: u64) -> Result<u64, StoreError> {
-    index.checked_mul(PAGE_SIZE as u64).ok_or(StoreError::new(
-        StoreError::EINVAL,
-        "page beyond 2^64 bytes",
-    ))
+    index
+        .checked_mul(PAGE_SIZE as u64)
+        .ok_or(StoreError::new(StoreError::EINVAL))
 }
 
 /// A real file, read and written with positional I/O (`pread`/`pwrite`).

@@ -82,7 +82,7 @@ impl BackingStore for MemStore {
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if g.bad_reads.contains(&index) {
-            return Err(StoreError::new(StoreError::EIO, "injected read error"));
+            return Err(StoreError::new(StoreError::EIO));
         }
         g.reads += 1;
         match g.pages.get(&index) {
@@ -100,7 +100,7 @@ impl BackingStore for MemStore {
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if g.bad_writes.contains(&index) {
-            return Err(StoreError::new(StoreError::EIO, "injected write error"));
+            return Err(StoreError::new(StoreError::EIO));
         }
         g.writes += 1;
         // The copy into the store's own memory is the store's I/O, done

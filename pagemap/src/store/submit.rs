@@ -148,10 +148,7 @@ impl ReadIo {
 
 impl Drop for ReadIo {
     fn drop(&mut self) {
-        self.finish(Err(StoreError::new(
-            StoreError::ECANCELED,
-            "read request dropped without completion",
-        )));
+        self.finish(Err(StoreError::new(StoreError::ECANCELED)));
     }
 }
 
@@ -232,10 +229,7 @@ impl WriteIo {
 
 impl Drop for WriteIo {
     fn drop(&mut self) {
-        self.finish(Err(StoreError::new(
-            StoreError::ECANCELED,
-            "write request dropped without completion",
-        )));
+        self.finish(Err(StoreError::new(StoreError::ECANCELED)));
     }
 }
 
@@ -260,10 +254,7 @@ pub(super) fn wait(pool: &FramePool, frame: FrameId) -> Result<(), StoreError> {
         return Err(pool.take_write_error(frame));
     }
     if f & flags::ERROR != 0 {
-        return Err(StoreError::new(
-            pool.error_code(frame),
-            "read request failed",
-        ));
+        return Err(StoreError::new(pool.error_code(frame)));
     }
     Ok(())
 }
