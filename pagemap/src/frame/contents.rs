@@ -83,9 +83,18 @@ impl FramePool {
                 val_bytes[b..b + n].copy_from_slice(&data[inp..inp + n]);
                 let mask = u64::from_le_bytes(mask_bytes);
                 let val = u64::from_le_bytes(val_bytes);
-                let _ = words[w].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                    Some((old & !mask) | val)
-                });
+                // Merge into the word (a CAS loop: `fetch_update` is
+                // deprecated on nightly). Relaxed: as the other content
+                // accesses, ordered by the page lock, flags or slot word.
+                let mut old = words[w].load(Ordering::Relaxed);
+                while let Err(seen) = words[w].compare_exchange_weak(
+                    old,
+                    (old & !mask) | val,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    old = seen;
+                }
             }
             pos += n;
             inp += n;

@@ -58,8 +58,13 @@ impl PageMap {
     /// reported. Removers on one map are serialised: this waits for another.
     ///
     /// Pages covered by a mapping (see [`add_mapping`](Self::add_mapping))
-    /// are skipped: they may have page table entries. Removing those is the
-    /// job of the multi-pass removal, which unmaps them first.
+    /// are skipped, faulted in or not: they may have page table entries.
+    /// Removing those is the job of the multi-pass removal
+    /// ([`remove`](Self::remove)), which unmaps them first: a kernel short
+    /// of frames whose files are mapped whole reclaims with it.
+    ///
+    /// Works in batches of at most [`REMOVE_BATCH`] pages, with the remover's
+    /// reused scratch space.
     pub fn free_unused(&self) -> FreeReport {
         let mut scratch = self.remover.lock();
         let mut report = FreeReport::default();
