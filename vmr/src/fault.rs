@@ -39,7 +39,7 @@ use pagemap::{PageRef, PAGE_SIZE};
 use crate::error::{Access, Fault};
 use crate::machine::Machine;
 use crate::mm::MmCore;
-use crate::pte;
+use crate::pte::{self, PteCell};
 use crate::region::{MapFlags, Prot, Vmr};
 use crate::regions::Regions;
 use crate::sync::{Mutex, Ordering, RwLock};
@@ -189,7 +189,10 @@ impl Faulter<'_> {
                 Err(CheckError::Protection) => return Err(Fault::Protection { va, access }),
             };
             let center_va = ctx.start_va + ctx.center * PAGE;
-            if let Some(done) = self.restore_private(v, center_va) {
+            // The centre's entry, walked to once for the whole fault (table
+            // pages are never freed while the space lives).
+            let p = self.core().pt.get_or_alloc(center_va / PAGE);
+            if let Some(done) = self.restore_private(v, p) {
                 return done;
             }
             if ctx.npages > 1 {
@@ -198,8 +201,8 @@ impl Faulter<'_> {
             let index = v.index_of(center_va);
             // The install runs in the page map's callback: ordered against
             // truncate (see `pagemap::PageMap::map_page`).
-            let install = |page: &PageRef<'_>| self.map_center(v, center_va, page, access, &ctx);
-            let mapped = match self.named_frame(center_va) {
+            let install = |page: &PageRef<'_>| self.map_center(v, center_va, p, page, access, &ctx);
+            let mapped = match Self::named_frame(p) {
                 // The entry names a page-cache frame: a revoked entry, or a
                 // present one (a write to a read-only entry, a spurious
                 // fault). Take that page only if it is still in that frame.
@@ -217,9 +220,7 @@ impl Faulter<'_> {
                             // Gone: the removal reaped this entry before it
                             // took the page, so our read was stale; clear it
                             // if it is still there and take the miss path.
-                            if let Some(p) = self.core().pt.get(center_va / PAGE) {
-                                let _ = p.cas(old, 0);
-                            }
+                            let _ = p.cas(old, 0);
                             continue;
                         }
                         Err(e) => Err(e),
@@ -282,8 +283,8 @@ impl Faulter<'_> {
     /// The entry at `va` and the page-cache frame it names, if it names one
     /// that no copy-on-write of ours is changing (not empty, not a private
     /// copy, not locked).
-    fn named_frame(&self, va: u64) -> Option<(u64, pagemap::FrameId)> {
-        let old = self.core().pt.get(va / PAGE)?.load();
+    fn named_frame(p: &PteCell) -> Option<(u64, pagemap::FrameId)> {
+        let old = p.load();
         if old & (pte::PRIVATE | pte::LOCK) != 0 {
             return None;
         }
@@ -295,8 +296,7 @@ impl Faulter<'_> {
     /// page cache (the file page may be gone; the copy is all that counts).
     /// `None` if the entry is not a private copy. One CAS on the existing
     /// entry: a truncate's zap of it wins or loses cleanly.
-    fn restore_private(&self, v: &Vmr, va: u64) -> Option<Result<(), Fault>> {
-        let p = self.core().pt.get(va / PAGE)?;
+    fn restore_private(&self, v: &Vmr, p: &PteCell) -> Option<Result<(), Fault>> {
         loop {
             let old = p.load();
             if old & pte::PRIVATE == 0 || old & pte::LOCK != 0 {
@@ -333,14 +333,14 @@ impl Faulter<'_> {
         &self,
         v: &Vmr,
         va: u64,
+        p: &PteCell,
         page: &PageRef<'_>,
         access: Access,
         ctx: &FaultCtx,
     ) -> Result<(), Fault> {
         // Runs in `map_page`'s callback: `page` is counted as mapping until
         // the entry is in place or the copy-on-write copy published, and
-        // truncate waits for that.
-        let p = self.core().pt.get_or_alloc(va / PAGE);
+        // truncate waits for that. `p` is the entry of `va`.
         let frame = page.frame().get();
         let writable_region = v.prot.contains(Prot::WRITE);
         loop {
