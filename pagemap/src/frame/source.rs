@@ -144,7 +144,7 @@ pub struct RegionFrames {
     head: Mutex<u32>,
     nr_free: AtomicUsize,
     /// The allocation to free on drop (`heap` only).
-    owned: Option<Layout>,
+    owned: Option<(NonNull<u8>, Layout)>,
 }
 
 // SAFETY: the region's memory is only reached through frames handed out by
@@ -234,21 +234,36 @@ impl RegionFrames {
         if frames == 0 || frames > Self::MAX_FRAMES {
             return Err(invalid);
         }
-        let bytes = frames.checked_mul(PAGE_SIZE).ok_or(invalid)?;
-        let layout =
-            Layout::from_size_align(bytes, PAGE_SIZE).map_err(|_| Error::InvalidCapacity {
-                requested: frames,
-                max: Self::MAX_FRAMES,
-            })?;
-        // SAFETY: the layout's size is non-zero (frames >= 1).
-        let base = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(Error::InvalidCapacity {
+        // One page more than needed, at the allocator's ordinary alignment,
+        // and the region starts at the first page boundary inside: asking
+        // the allocator for page alignment instead makes the system
+        // allocator zero the block by hand (aligned_alloc + memset), which
+        // commits every frame at once (4 GiB for a million frames) and
+        // gives up the lazily zeroed pages (and the transparent huge pages)
+        // that a plain calloc-style allocation gets from the kernel.
+        let bytes = frames
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(PAGE_SIZE))
+            .ok_or(invalid)?;
+        let layout = Layout::from_size_align(bytes, 8).map_err(|_| Error::InvalidCapacity {
             requested: frames,
             max: Self::MAX_FRAMES,
         })?;
-        // SAFETY: the allocation is ours, valid, page aligned and used by
-        // nothing else; it lives until our drop.
+        // SAFETY: the layout's size is non-zero (frames >= 1).
+        let block =
+            NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(Error::InvalidCapacity {
+                requested: frames,
+                max: Self::MAX_FRAMES,
+            })?;
+        let pad = block.as_ptr().align_offset(PAGE_SIZE);
+        debug_assert!(pad < PAGE_SIZE);
+        // SAFETY: pad < PAGE_SIZE, and the block has PAGE_SIZE bytes more
+        // than the region: the region stays inside it.
+        let base = unsafe { block.add(pad) };
+        // SAFETY: the region is ours (inside our allocation), valid, page
+        // aligned and used by nothing else; it lives until our drop.
         let mut this = unsafe { Self::new(base, frames, base.as_ptr() as u64)? };
-        this.owned = Some(layout);
+        this.owned = Some((block, layout));
         Ok(this)
     }
 
@@ -259,10 +274,10 @@ impl RegionFrames {
 
 impl Drop for RegionFrames {
     fn drop(&mut self) {
-        if let Some(layout) = self.owned {
-            // SAFETY: `heap` allocated `base` with this layout, and the pool
+        if let Some((block, layout)) = self.owned {
+            // SAFETY: `heap` allocated `block` with this layout, and the pool
             // that used the frames is gone (it owns this source).
-            unsafe { dealloc(self.base.as_ptr(), layout) };
+            unsafe { dealloc(block.as_ptr(), layout) };
         }
     }
 }
@@ -414,6 +429,38 @@ mod tests {
         assert_eq!(pool.free_frames(), 4);
         drop(map);
         drop(pool);
+    }
+
+    /// Resident set size in bytes (Linux).
+    #[cfg(target_os = "linux")]
+    fn rss() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * PAGE_SIZE
+    }
+
+    /// A heap region of a million frames (4 GiB) commits no memory until
+    /// its frames are used: asking the allocator for page alignment made it
+    /// zero the whole block by hand.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    #[test]
+    fn a_big_heap_region_is_not_committed_up_front() {
+        let before = rss();
+        let src = RegionFrames::heap(1 << 20).unwrap();
+        let after = rss();
+        assert!(
+            after.saturating_sub(before) < 64 << 20,
+            "a 4 GiB region made {} MiB resident",
+            (after - before) >> 20
+        );
+        assert_eq!(
+            src.frame_ptr(FrameId::new(1).unwrap()).as_ptr() as usize % PAGE_SIZE,
+            0
+        );
+        assert_eq!(
+            src.phys_addr(FrameId::new(2).unwrap()) % PAGE_SIZE as u64,
+            0
+        );
     }
 
     #[test]
