@@ -73,8 +73,21 @@ impl PteCell {
 
     /// Applies `f` until it succeeds or returns `None` (`Err(seen)`).
     #[inline]
-    pub fn update(&self, f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
-        self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, f)
+    pub fn update(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+        // fetch_update's loop, written out (it is deprecated on nightly).
+        let mut old = self.0.load(Ordering::SeqCst);
+        loop {
+            let Some(new) = f(old) else {
+                return Err(old);
+            };
+            match self
+                .0
+                .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(v) => return Ok(v),
+                Err(seen) => old = seen,
+            }
+        }
     }
 
     /// The raw word, for the page table's links between table pages (which
