@@ -92,3 +92,49 @@ fn safe_read_aliases_read_buffer() {
     page.read(0, &mut b).unwrap();
     assert_eq!(b, [2, 1]);
 }
+
+/// Writes pages into a MemStore, and records whether the map's remover
+/// lock was free while it did (a `try_remove` of an empty range of its map).
+struct Probe {
+    mem: pagemap::MemStore,
+    map: std::sync::OnceLock<std::sync::Weak<PageMap>>,
+    busy: Mutex<Vec<bool>>,
+}
+
+impl pagemap::BackingStore for Probe {
+    fn read_page(&self, index: u64, buf: &mut pagemap::PageBuf) -> Result<(), pagemap::StoreError> {
+        self.mem.read_page(index, buf)
+    }
+    fn write_page(&self, index: u64, src: pagemap::PageSrc<'_>) -> Result<(), pagemap::StoreError> {
+        if let Some(map) = self.map.get().and_then(|m| m.upgrade()) {
+            let busy = matches!(map.try_remove(1000..1001), Err(pagemap::Error::Busy));
+            self.busy.lock().unwrap().push(busy);
+        }
+        self.mem.write_page(index, src)
+    }
+}
+
+/// The store docs said the page map holds none of its locks across a
+/// store call; a removal's write-back (pass 5) runs under the remover lock,
+/// as the Mapper docs say, so a store must not call remove, truncate,
+/// invalidate or destroy on the same map from its write (it would deadlock).
+#[test]
+fn removal_writes_back_under_the_remover_lock() {
+    let probe = Arc::new(Probe {
+        mem: pagemap::MemStore::new(),
+        map: std::sync::OnceLock::new(),
+        busy: Mutex::new(Vec::new()),
+    });
+    let map = Arc::new(PageMap::new(
+        Arc::new(FramePool::new(4).unwrap()),
+        probe.clone(),
+    ));
+    probe.map.set(Arc::downgrade(&map)).unwrap();
+    map.load(0).unwrap().write(0, b"x").unwrap();
+    map.writeback(..);
+    map.load(1).unwrap().write(0, b"y").unwrap();
+    let report = map.remove(..);
+    assert_eq!(report.written, 1);
+    // Plain writeback: remover lock free; removal's write-back: held.
+    assert_eq!(*probe.busy.lock().unwrap(), vec![false, true]);
+}
