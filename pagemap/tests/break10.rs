@@ -138,3 +138,49 @@ fn removal_writes_back_under_the_remover_lock() {
     // Plain writeback: remover lock free; removal's write-back: held.
     assert_eq!(*probe.busy.lock().unwrap(), vec![false, true]);
 }
+
+/// A mapper that maps nothing (only its range matters here).
+struct Range(u64, u64);
+
+impl pagemap::Mapper for Range {
+    fn file_pages(&self) -> (u64, u64) {
+        (self.0, self.1)
+    }
+    fn is_pinned(&self) -> bool {
+        false
+    }
+    fn revoke(&self, _: &pagemap::Victims, _: &mut pagemap::ShootdownBatch) {}
+    fn reap(&self, _: &pagemap::Victims, _: &mut dyn FnMut(u64, FrameId)) {}
+    fn clean(&self, _: u64, _: u64, _: &mut pagemap::ShootdownBatch, _: &mut pagemap::Harvest<'_>) {
+    }
+    fn zap(&self, _: u64, _: u64, _: &mut pagemap::ShootdownBatch) {}
+}
+
+/// A MappingId names a mapping of one page map: handed to another map's
+/// `remove_mapping` it must not unregister that map's mapping (whose
+/// entries removal would then no longer revoke, freeing frames still
+/// mapped). Both maps number their first mapping alike, so before the fix
+/// map B gave up its own mapping for map A's id.
+#[test]
+fn another_maps_mapping_id_is_unknown() {
+    let a = PageMap::new(
+        Arc::new(FramePool::new(1).unwrap()),
+        Arc::new(pagemap::MemStore::new()),
+    );
+    let b = PageMap::new(
+        Arc::new(FramePool::new(1).unwrap()),
+        Arc::new(pagemap::MemStore::new()),
+    );
+    let id_a = a.add_mapping(Arc::new(Range(0, 9)));
+    let id_b = b.add_mapping(Arc::new(Range(0, 9)));
+    assert!(
+        b.remove_mapping(id_a).is_none(),
+        "map B removed its mapping for A's id"
+    );
+    assert_eq!(b.nr_mappings(), 1);
+    assert!(b.remove_mapping(id_b).is_some());
+    assert!(a.remove_mapping(id_a).is_some());
+    // Stale ids: already removed.
+    assert!(a.remove_mapping(id_a).is_none());
+    assert!(b.remove_mapping(id_b).is_none());
+}
