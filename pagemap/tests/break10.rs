@@ -184,3 +184,36 @@ fn another_maps_mapping_id_is_unknown() {
     assert!(a.remove_mapping(id_a).is_none());
     assert!(b.remove_mapping(id_b).is_none());
 }
+
+/// `FrameSource::free` (and `ShootdownBatch::defer_free_to`, which calls
+/// it) is safe to call on any id. Two pools over one shared source (the
+/// `Arc` impl invites sharing) then let safe code put a frame that pool A
+/// has in use back on the free list, pool B hands it out (its own metadata
+/// says free), and B's load overwrites A's cached page through `&mut`:
+/// A's page changes under it. Under miri: a data race / aliasing report.
+#[test]
+#[ignore = "demonstrates a broken invariant from safe code"]
+fn a_stray_source_free_hands_a_live_frame_to_another_pool() {
+    use pagemap::{FrameSource, MemStore, RegionFrames, ShootdownBatch};
+    let src = Arc::new(RegionFrames::heap(2).unwrap());
+    let pool_a = Arc::new(FramePool::with_source(src.clone()).unwrap());
+    let pool_b = Arc::new(FramePool::with_source(src.clone()).unwrap());
+    let store_a = Arc::new(MemStore::new());
+    let store_b = Arc::new(MemStore::new());
+    let mut page = [0u8; PAGE_SIZE];
+    page[0] = b'B';
+    store_b.set_page(0, &page);
+    let a = PageMap::new(pool_a, store_a);
+    let b = PageMap::new(pool_b, store_b.clone());
+    let pa = a.load(0).unwrap();
+    pa.write(0, b"A").unwrap();
+    // Safe code returns A's live frame to the shared source.
+    let mut batch = ShootdownBatch::new();
+    batch.defer_free_to(src.clone() as Arc<dyn FrameSource>, pa.frame());
+    batch.flush();
+    let pb = b.load(0).unwrap();
+    let mut byte = [0u8; 1];
+    pa.read(0, &mut byte).unwrap();
+    assert_eq!(pb.frame(), pa.frame(), "B was handed A's frame");
+    assert_eq!(&byte, b"A", "A's cached page was overwritten by B's load");
+}
