@@ -118,6 +118,8 @@ impl Default for ReverseMap {
 }
 
 impl ReverseMap {
+    /// An empty reverse map of owner 0 (the unit tests').
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::default()
     }
