@@ -307,8 +307,8 @@ impl PageMap {
     /// own flag is not set here (that would take the page lock under the
     /// handler's lock, and the entry already records it).
     ///
-    /// The page map needs nothing more: write-back snapshots a page under
-    /// its page lock and a write after the snapshot dirties the page again,
+    /// The page map needs nothing more: write-back cleans a page under its
+    /// page lock and a write after the clean dirties the page again,
     /// so no write waits for a write-back (no stable pages). A store that
     /// needed stable pages would answer [`Error::WouldBlock`] here while
     /// the page is under write-back. `Ok(None)`, `Err`: as

@@ -55,7 +55,8 @@ use core::fmt;
 
 use crate::mapper::Mapper;
 
-/// Names one entry of a reverse map (returned by `add_mapping`).
+/// Names one entry of a reverse map (returned by `add_mapping`), of that
+/// page map only.
 ///
 /// Ordered by when the entry was added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +65,9 @@ pub struct MappingId {
     seq: u64,
     /// The arena slot of the entry's node.
     slot: u32,
+    /// The reverse map's owner (its page map's id), so that an id of one
+    /// map is unknown to every other (their sequence numbers coincide).
+    owner: u32,
 }
 
 /// No node (a child link, or the end of the free list).
@@ -95,6 +99,8 @@ pub(crate) struct ReverseMap {
     len: usize,
     next_seq: u64,
     pinned: usize,
+    /// What every [`MappingId`] of this map carries (see there).
+    owner: u32,
 }
 
 impl Default for ReverseMap {
@@ -106,13 +112,24 @@ impl Default for ReverseMap {
             len: 0,
             next_seq: 0,
             pinned: 0,
+            owner: 0,
         }
     }
 }
 
 impl ReverseMap {
+    /// An empty reverse map of owner 0 (the unit tests').
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty reverse map whose ids name `owner` (its page map's id).
+    pub(crate) fn for_owner(owner: u32) -> Self {
+        Self {
+            owner,
+            ..Self::default()
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -153,10 +170,17 @@ impl ReverseMap {
         };
         self.root = self.insert(self.root, slot);
         self.len += 1;
-        MappingId { seq, slot }
+        MappingId {
+            seq,
+            slot,
+            owner: self.owner,
+        }
     }
 
     pub(crate) fn remove(&mut self, id: MappingId) -> Option<Arc<dyn Mapper>> {
+        if id.owner != self.owner {
+            return None; // another map's id
+        }
         let node = self.nodes.get(id.slot as usize)?;
         // A freed slot has seq 0; a reused one a later seq.
         if node.seq != id.seq || node.mapper.is_none() {
@@ -348,6 +372,7 @@ impl ReverseMap {
                 let id = MappingId {
                     seq: node.seq,
                     slot: n,
+                    owner: self.owner,
                 };
                 if !f(id, node.mapper.as_ref().expect("live node has a mapper")) {
                     return false;

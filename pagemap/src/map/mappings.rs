@@ -21,7 +21,8 @@ impl PageMap {
     }
 
     /// Unregisters a mapping (after its page table entries are gone and its
-    /// dirty bits harvested). Returns it, or `None` if unknown.
+    /// dirty bits harvested). Returns it, or `None` if `id` is unknown here:
+    /// removed already, or another page map's.
     pub fn remove_mapping(&self, id: MappingId) -> Option<Arc<dyn Mapper>> {
         self.rmap.write().remove(id)
     }

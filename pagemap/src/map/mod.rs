@@ -122,11 +122,13 @@ impl PageMap {
     }
 
     fn with_store(pool: Arc<FramePool>, store: Store) -> Self {
+        let id = NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         Self {
-            id: NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+            id,
             tree: RadixTree::new(),
             remover: Mutex::new(Scratch::default()),
-            rmap: RwLock::new(ReverseMap::new()),
+            // Its ids carry this map's id: another map's are unknown here.
+            rmap: RwLock::new(ReverseMap::for_owner(id)),
             pool,
             store,
             nr_pages: AtomicU64::new(0),

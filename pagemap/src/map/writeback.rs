@@ -46,9 +46,11 @@ impl PageMap {
     /// stick: a write after it faults or sets a dirty bit again, so it is
     /// never lost. Then the dirty pages are tagged (TOWRITE) and only tagged
     /// pages are written, so a writer that keeps dirtying pages cannot make
-    /// this run forever. Each page is copied under its page lock (no torn
-    /// page) and written with no lock held; a page dirtied again meanwhile
-    /// stays dirty. A write error leaves the page dirty and is reported.
+    /// this run forever. Each page is cleaned under its page lock and then
+    /// written straight from its frame with no lock held, so the store may
+    /// see a write made meanwhile, even half of one (no stable pages); such
+    /// a write leaves the page dirty, so the next write-back stores it. A
+    /// write error leaves the page dirty and is reported.
     pub fn writeback(&self, range: impl RangeBounds<u64>) -> WritebackReport {
         let mut report = WritebackReport::default();
         let Some((first, last)) = inclusive(&range) else {

@@ -35,8 +35,11 @@ pub type PageBuf = [u8; PAGE_SIZE];
 /// I/O is done (for completion-based I/O see [`SubmitStore`]).
 ///
 /// Implementations must be callable from many threads at once. The page map
-/// never holds its locks across these calls (a page's own bit locks aside:
-/// LOCKED across a read, WRITEBACK across a write).
+/// holds none of its locks across these calls but a page's own bit locks
+/// (LOCKED across a read, WRITEBACK across a write) and, for a removal's
+/// write-back (remove, truncate, invalidate, destroy), the map's remover
+/// lock: a store must not call those on the same map from `write_page`
+/// (it would wait for itself).
 pub trait BackingStore: Send + Sync {
     /// Fills `buf`, which *is* the frame the page is loading into, with page
     /// `index`, every byte of it (the frame holds an earlier page's bytes,

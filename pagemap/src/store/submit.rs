@@ -24,7 +24,9 @@ use crate::frame::{flags, FrameId, FramePool, PageSrc};
 /// (Linux's `submit_bio` and `bi_end_io`; Asterinas's `BioWaiter`).
 ///
 /// The page map calls `submit_*` with no lock held but the page's bit locks
-/// (LOCKED for a read, WRITEBACK for a write-back), and then sleeps until
+/// (LOCKED for a read, WRITEBACK for a write-back) and, for a removal's
+/// write-back, the map's remover lock (as [`BackingStore`](crate::BackingStore)
+/// says), and then sleeps until
 /// the request is completed, so a store may complete it inline (before
 /// `submit_*` returns), on another thread, or from an interrupt. A
 /// submission must not wait for another request of the same page map to
