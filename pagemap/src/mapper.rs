@@ -110,7 +110,9 @@ pub trait Mapper: Send + Sync {
     /// removal's reap owns the entry: leave it); if the bit was set, it
     /// hands that hold over with [`harvest.dirty`](Harvest::dirty). The
     /// types make the hand-over the only way to report a dirty page: a
-    /// mapper that forgot to hold has nothing to hand over. The page map
+    /// mapper that forgot to hold has nothing to hand over. (They cannot
+    /// check it is *that entry's* hold: hand over the [`Held`] of the page
+    /// whose bit was taken, once per entry.) The page map
     /// marks the pages dirty only after the batch has flushed, since until
     /// then a CPU may still write through a stale translation, and a
     /// write-back that snapshot the page in between would clean it without

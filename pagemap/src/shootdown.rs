@@ -199,7 +199,12 @@ impl ShootdownBatch {
     /// [`FramePool`](crate::FramePool) allocated goes back through its
     /// [`PrivateFrame`] instead ([`defer_free`](Self::defer_free)), so that
     /// the pool's metadata follows.
-    pub fn defer_free_to(&mut self, source: Arc<dyn FrameSource>, id: FrameId) {
+    ///
+    /// # Safety
+    /// As [`FrameSource::free`]: `id` came from `source`'s `alloc`, is not
+    /// freed otherwise, is no pool's frame, and after this batch's
+    /// shootdowns nothing uses it.
+    pub unsafe fn defer_free_to(&mut self, source: Arc<dyn FrameSource>, id: FrameId) {
         self.frames.push(Deferred::Source(source, id));
     }
 
@@ -231,7 +236,9 @@ impl ShootdownBatch {
         for frame in self.frames.drain(..) {
             match frame {
                 Deferred::Private(f) => drop(f), // the handle frees its frame
-                Deferred::Source(source, id) => source.free(id),
+                // SAFETY: `defer_free_to`'s caller promised the frame is
+                // the source's and unused once the shootdowns above are done.
+                Deferred::Source(source, id) => unsafe { source.free(id) },
             }
         }
         self.total.shootdowns += r.shootdowns;
@@ -387,7 +394,8 @@ mod tests {
         let id = source.alloc().unwrap(); // the kernel's own page
         let mut b = ShootdownBatch::new();
         b.add(s.clone(), 0, 0);
-        b.defer_free_to(source.clone(), id);
+        // SAFETY: allocated from `source` above, unused, freed only here.
+        unsafe { b.defer_free_to(source.clone(), id) };
         assert_eq!(source.free_frames(), 1, "not before the shootdown");
         assert_eq!(b.flush().frames_freed, 1);
         assert_eq!(source.free_frames(), 2);

@@ -28,8 +28,11 @@ impl Cpu {
             buf.len(),
             Access::Read,
             &mut |frame, off, range| {
-                pool.read(frame, off, &mut buf[range])
-                    .expect("in-page range");
+                // SAFETY: `access` calls this with the frame of a present,
+                // readable translation this CPU holds (its TLB entry, under
+                // its TLB lock): the owner handed it out, and no store fills
+                // a frame an entry maps (only up-to-date pages are mapped).
+                unsafe { pool.read(frame, off, &mut buf[range]) }.expect("in-page range");
             },
         )
     }

@@ -392,7 +392,10 @@ impl AddressSpace {
                         };
                         let src = FrameId::new(pte::frame(old)).expect("private frame");
                         let mut buf = [0u8; PAGE_SIZE];
-                        pool.read_page(src, &mut buf);
+                        // SAFETY: the parent's entry owns this private frame
+                        // (PRIVATE), write-protected and shot down above; no
+                        // store ever fills a private frame.
+                        unsafe { pool.read_page(src, &mut buf) };
                         copy.write_page(&buf);
                         // The child's entry owns it (see `PrivateFrame`).
                         let nf = copy.into_raw();

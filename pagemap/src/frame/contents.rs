@@ -39,12 +39,39 @@ use crate::PAGE_SIZE;
 impl FramePool {
     // ---- contents ---------------------------------------------------------
 
-    /// Copies `buf.len()` bytes at `offset` out of the frame (what a CPU
-    /// does through a translation to it; reading changes nothing).
+    /// Copies `buf.len()` bytes at `offset` out of frame `id`, as a CPU
+    /// does through a translation to it (the simulated MMU's read; pages
+    /// are read through [`PageRef::read`](crate::PageRef::read) and
+    /// [`PrivateFrame::read_page`](crate::PrivateFrame::read_page)).
+    ///
+    /// # Safety
+    /// The caller must hold a readable translation of `id` that the frame's
+    /// owner handed out (a page table entry and TLB entry of a page map's
+    /// up-to-date page, or of a private frame), or otherwise a right to read
+    /// it that excludes a store filling it: a frame being loaded is lent to
+    /// the store as `&mut [u8; PAGE_SIZE]`, and a read of it meanwhile is
+    /// undefined behaviour. So safe code cannot read a frame by id:
+    ///
+    /// ```compile_fail
+    /// let pool = pagemap::FramePool::new(1).unwrap();
+    /// let mut b = [0u8; 1];
+    /// pool.read(pagemap::FrameId::new(1).unwrap(), 0, &mut b); // needs `unsafe`
+    /// ```
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] if the range leaves the page.
-    pub fn read(&self, id: FrameId, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+    pub unsafe fn read(&self, id: FrameId, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.read_bytes(id, offset, buf)
+    }
+
+    /// [`read`](Self::read) for the crate's own callers, which hold the page
+    /// (a page reference, a private frame, a write-back's hold).
+    pub(crate) fn read_bytes(
+        &self,
+        id: FrameId,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), Error> {
         check_range(offset, buf.len())?;
         let words = self.words(id);
         let mut pos = offset;
@@ -102,8 +129,18 @@ impl FramePool {
         Ok(())
     }
 
-    /// Copies the whole page out.
-    pub fn read_page(&self, id: FrameId, buf: &mut [u8; PAGE_SIZE]) {
+    /// Copies the whole page out of frame `id`.
+    ///
+    /// # Safety
+    /// As [`read`](Self::read): a translation or another right to read the
+    /// frame that excludes a store filling it.
+    pub unsafe fn read_page(&self, id: FrameId, buf: &mut [u8; PAGE_SIZE]) {
+        self.copy_page(id, buf)
+    }
+
+    /// [`read_page`](Self::read_page) for the crate's own callers, which
+    /// hold the page.
+    pub(crate) fn copy_page(&self, id: FrameId, buf: &mut [u8; PAGE_SIZE]) {
         for (chunk, w) in buf.chunks_exact_mut(8).zip(self.words(id)) {
             chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
         }
@@ -212,7 +249,7 @@ impl PageSrc<'_> {
 
     /// Copies the page out, one atomic 8-byte load per word.
     pub fn copy_to(&self, buf: &mut PageBuf) {
-        self.pool.read_page(self.id, buf);
+        self.pool.copy_page(self.id, buf);
     }
 }
 

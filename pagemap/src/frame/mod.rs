@@ -408,7 +408,10 @@ impl FramePool {
             "freeing a locked frame {id:?} ({old:#x})"
         );
         frame.owner.store(0, Ordering::Relaxed);
-        self.source.free(id);
+        // SAFETY: the pool allocated `id` from its source (`alloc`), the
+        // FREE flag just caught any second free, and the caller guarantees
+        // nothing reaches the frame any more.
+        unsafe { self.source.free(id) };
     }
 
     pub(crate) fn frame(&self, id: FrameId) -> &Frame {
@@ -630,17 +633,17 @@ mod tests {
         let msg: Vec<u8> = (0..100u8).collect();
         pool.write(id, 4093 - 100, &msg).unwrap();
         let mut back = vec![0; 100];
-        pool.read(id, 4093 - 100, &mut back).unwrap();
+        pool.read_bytes(id, 4093 - 100, &mut back).unwrap();
         assert_eq!(back, msg);
         let mut one = [0u8; 1];
-        pool.read(id, 4093 - 101, &mut one).unwrap();
+        pool.read_bytes(id, 4093 - 101, &mut one).unwrap();
         assert_eq!(one[0], 0, "neighbouring byte untouched");
         assert!(matches!(
             pool.write(id, 4090, &[0; 7]),
             Err(Error::OutOfBounds { .. })
         ));
         assert!(matches!(
-            pool.read(id, usize::MAX, &mut one),
+            pool.read_bytes(id, usize::MAX, &mut one),
             Err(Error::OutOfBounds { .. })
         ));
     }

@@ -51,7 +51,7 @@ impl PrivateFrame {
 
     /// Copies the whole page out.
     pub fn read_page(&self, buf: &mut [u8; PAGE_SIZE]) {
-        self.pool.read_page(self.id, buf);
+        self.pool.copy_page(self.id, buf);
     }
 
     /// Overwrites the whole page (it is ours alone).

@@ -51,10 +51,25 @@ pub unsafe trait FrameSource: Send + Sync {
     /// can read it).
     fn alloc(&self) -> Option<FrameId>;
 
-    /// Returns a frame `alloc` gave out. Called by the pool once nothing can
+    /// Returns a frame `alloc` gave out. The pool calls it once nothing can
     /// reach the frame: no slot word, no page table entry, no TLB entry
     /// (shootdowns done), no I/O in flight.
-    fn free(&self, id: FrameId);
+    ///
+    /// # Safety
+    /// `id` came from this source's `alloc`, has not been freed since, and
+    /// nothing uses it any more. Freeing a frame a pool still uses would let
+    /// `alloc` hand it out again (to that pool or another one sharing the
+    /// source), and two pages would share it; so a pool's frames are freed
+    /// only by the pool (through their [`PrivateFrame`](super::PrivateFrame)
+    /// or a page map's removal), and no safe call frees one:
+    ///
+    /// ```compile_fail
+    /// use pagemap::{FramePool, FrameSource};
+    /// let pool = FramePool::new(2).unwrap();
+    /// let id = pool.source().alloc().unwrap();
+    /// pool.source().free(id); // unsafe: does not compile without `unsafe`
+    /// ```
+    unsafe fn free(&self, id: FrameId);
 
     /// Frames free now (a snapshot, for reports and tests).
     fn free_frames(&self) -> usize;
@@ -92,8 +107,9 @@ unsafe impl<T: FrameSource + ?Sized> FrameSource for alloc::sync::Arc<T> {
     fn alloc(&self) -> Option<FrameId> {
         (**self).alloc()
     }
-    fn free(&self, id: FrameId) {
-        (**self).free(id)
+    unsafe fn free(&self, id: FrameId) {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { (**self).free(id) }
     }
     fn free_frames(&self) -> usize {
         (**self).free_frames()
@@ -299,7 +315,7 @@ unsafe impl FrameSource for RegionFrames {
         Some(id)
     }
 
-    fn free(&self, id: FrameId) {
+    unsafe fn free(&self, id: FrameId) {
         assert!(
             (id.get() as usize) <= self.frames,
             "frame {id:?} is not from this region"
@@ -396,10 +412,12 @@ mod tests {
             );
             assert_eq!(src.phys_addr(*id), 0x4000_0000 + (i * PAGE_SIZE) as u64);
         }
-        src.free(ids[1]);
+        // SAFETY: allocated above, freed once, used by nothing.
+        unsafe { src.free(ids[1]) };
         assert_eq!(src.alloc(), Some(ids[1]));
         for id in ids {
-            src.free(id);
+            // SAFETY: as above.
+            unsafe { src.free(id) };
         }
         assert_eq!(src.free_frames(), 3);
     }
@@ -486,7 +504,9 @@ mod tests {
     #[should_panic(expected = "not from this region")]
     fn a_foreign_frame_is_refused() {
         let src = RegionFrames::heap(2).unwrap();
-        src.free(FrameId::new(3).unwrap());
+        // SAFETY (violated on purpose, to show the check): not this
+        // source's frame; the call panics before touching anything.
+        unsafe { src.free(FrameId::new(3).unwrap()) };
     }
 
     #[test]
@@ -494,6 +514,6 @@ mod tests {
     fn a_frame_id_beyond_the_pool_is_refused() {
         let pool = FramePool::new(2).unwrap();
         let mut b = [0u8; 1];
-        let _ = pool.read(FrameId::new(3).unwrap(), 0, &mut b);
+        let _ = pool.read_bytes(FrameId::new(3).unwrap(), 0, &mut b);
     }
 }

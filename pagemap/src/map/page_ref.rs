@@ -60,12 +60,12 @@ impl<'a> PageRef<'a> {
     /// Copies bytes out of the page. Lock-free; a concurrent writer's bytes
     /// may be seen partly, as with shared memory.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
-        self.map.pool.read(self.frame, offset, buf)
+        self.map.pool.read_bytes(self.frame, offset, buf)
     }
 
     /// Copies the whole page out.
     pub fn read_page(&self, buf: &mut PageBuf) {
-        self.map.pool.read_page(self.frame, buf)
+        self.map.pool.copy_page(self.frame, buf)
     }
 
     /// Copies `data` into the page at `offset` under the page lock and

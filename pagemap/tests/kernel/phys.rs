@@ -180,7 +180,7 @@ unsafe impl FrameSource for KernelFrames {
         self.free.lock().unwrap().pop()
     }
 
-    fn free(&self, id: FrameId) {
+    unsafe fn free(&self, id: FrameId) {
         let mut free = self.free.lock().unwrap();
         assert!(!free.contains(&id), "double free of {id:?}");
         free.push(id);
