@@ -263,7 +263,7 @@ pub use flusher::{Flusher, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
 pub use map::{
     FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, HARVEST_CAP,
-    REMOVE_BATCH,
+    MAX_REPORTED_ERRORS, REMOVE_BATCH,
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};

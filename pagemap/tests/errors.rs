@@ -350,3 +350,28 @@ fn removal_with_a_huge_or_empty_range_changes_nothing_it_should_not() {
     assert_eq!(r.removed, 1, "page u64::MAX removed, page 0 kept");
     assert_eq!(map.cached_indices(..), vec![0]);
 }
+
+/// A failing device does not make a report grow with the range: the first
+/// MAX_REPORTED_ERRORS errors are kept, the rest counted; every page stays
+/// dirty with its data and is written once the device works again.
+#[test]
+fn reports_keep_a_bounded_number_of_errors() {
+    let n = pagemap::MAX_REPORTED_ERRORS as u64 + 36;
+    let store = Arc::new(MemStore::new());
+    let map = PageMap::new(Arc::new(FramePool::new(n as usize).unwrap()), store.clone());
+    for i in 0..n {
+        map.load(i).unwrap().write(0, &[i as u8 | 1]).unwrap();
+        store.fail_writes(i, true);
+    }
+    let r = map.sync();
+    assert_eq!(r.errors.len(), pagemap::MAX_REPORTED_ERRORS);
+    assert_eq!(r.errors_dropped, 36);
+    assert_eq!(map.dirty_indices(..).len() as u64, n);
+    let f = map.free_unused();
+    assert_eq!((f.errors.len() as u64 + f.errors_dropped, f.freed), (n, 0));
+    for i in 0..n {
+        store.fail_writes(i, false);
+    }
+    assert_eq!(map.sync().written, n);
+    assert_eq!(store.page(n - 1).unwrap()[0], (n - 1) as u8 | 1);
+}

@@ -38,8 +38,9 @@ pub use inspect::MemoryStats;
 pub use page_ref::{OwnedPageRef, PageRef};
 pub(crate) use reclaim::Scratch;
 pub use reclaim::{FreeReport, REMOVE_BATCH};
+pub(crate) use writeback::record;
 pub(crate) use writeback::Wrote;
-pub use writeback::{WritebackReport, HARVEST_CAP};
+pub use writeback::{WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS};
 
 static NEXT_MAP_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
 

@@ -47,8 +47,13 @@ pub struct FreeReport {
     pub raced: u64,
     /// Pages skipped because a mapping (VM region) covers them.
     pub mapped: u64,
-    /// Write errors: those pages are kept, dirty, with their data.
+    /// Write errors: those pages are kept, dirty, with their data (at most
+    /// [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS) kept).
     pub errors: Vec<Error>,
+    /// Errors beyond the first [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS),
+    /// counted but not kept (a failing device must not make a report grow
+    /// with the range: those pages stay dirty and are retried all the same).
+    pub errors_dropped: u64,
 }
 
 impl PageMap {
@@ -130,7 +135,7 @@ impl PageMap {
                     false
                 }
                 Err(e) => {
-                    report.errors.push(e);
+                    super::writeback::record(&mut report.errors, &mut report.errors_dropped, e);
                     false
                 }
             }

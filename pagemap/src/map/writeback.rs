@@ -20,6 +20,20 @@ use super::{inclusive, PageMap, PageRef, REMOVE_BATCH};
 /// settled in several rounds, one shootdown per address space each.
 pub const HARVEST_CAP: usize = 4096;
 
+/// The most errors a report keeps; more are counted in its
+/// `errors_dropped`.
+pub const MAX_REPORTED_ERRORS: usize = 64;
+
+/// Keeps `e` in `errors` unless it already holds [`MAX_REPORTED_ERRORS`],
+/// else counts it in `dropped`.
+pub(crate) fn record(errors: &mut Vec<Error>, dropped: &mut u64, e: Error) {
+    if errors.len() < MAX_REPORTED_ERRORS {
+        errors.push(e);
+    } else {
+        *dropped += 1;
+    }
+}
+
 /// What [`PageMap::writeback`] did.
 #[derive(Debug, Default)]
 pub struct WritebackReport {
@@ -32,8 +46,13 @@ pub struct WritebackReport {
     pub shootdowns: u64,
     /// Dirty pages beyond the end of the file, dropped instead of written.
     pub discarded: u64,
-    /// Write errors: those pages stay dirty.
+    /// Write errors: those pages stay dirty (at most
+    /// [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS) kept).
     pub errors: Vec<Error>,
+    /// Errors beyond the first [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS),
+    /// counted but not kept (a failing device must not make a report grow
+    /// with the range: those pages stay dirty and are retried all the same).
+    pub errors_dropped: u64,
 }
 
 impl PageMap {
@@ -117,7 +136,7 @@ impl PageMap {
                         Ok(Wrote::Written) => report.written += 1,
                         Ok(Wrote::Discarded) => report.discarded += 1,
                         Ok(Wrote::Clean) => {}
-                        Err(e) => report.errors.push(e),
+                        Err(e) => record(&mut report.errors, &mut report.errors_dropped, e),
                     }
                 }
                 Ok(None) => self.clear_mark_if_present(index, Mark::ToWrite), // removed

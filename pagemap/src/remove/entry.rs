@@ -40,8 +40,13 @@ pub struct RemoveReport {
     /// if still cached in that frame, none a panic.
     pub not_victims: u64,
     /// Write errors (those pages are kept, dirty, with their data) and, for
-    /// truncate, a store that failed to shrink.
+    /// truncate, a store that failed to shrink (at most
+    /// [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS) kept).
     pub errors: Vec<Error>,
+    /// Errors beyond the first [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS),
+    /// counted but not kept (a failing device must not make a report grow
+    /// with the range: those pages stay dirty and are retried all the same).
+    pub errors_dropped: u64,
 }
 
 /// What [`PageMap::invalidate`] did.
@@ -70,8 +75,13 @@ pub struct DestroyReport {
     pub freed: u64,
     /// Dirty pages whose data was dropped (`discard`).
     pub discarded: u64,
-    /// Write errors: those pages are kept in the map, dirty, with their data.
+    /// Write errors: those pages are kept in the map, dirty, with their data
+    /// (at most [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS) kept).
     pub errors: Vec<Error>,
+    /// Errors beyond the first [`MAX_REPORTED_ERRORS`](crate::MAX_REPORTED_ERRORS),
+    /// counted but not kept (a failing device must not make a report grow
+    /// with the range: those pages stay dirty and are retried all the same).
+    pub errors_dropped: u64,
 }
 
 /// How a removal batches its TLB shootdowns.
@@ -200,7 +210,11 @@ impl PageMap {
         // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
         let mut report = self.remove_or_zero_locked(&mut scratch, end, u64::MAX);
         if let Err(source) = self.store.truncate(end) {
-            report.errors.push(Error::Truncate { end, source });
+            crate::map::record(
+                &mut report.errors,
+                &mut report.errors_dropped,
+                Error::Truncate { end, source },
+            );
         }
         report
     }
@@ -296,6 +310,7 @@ impl PageMap {
             let wb = self.writeback(..);
             report.written = wb.written;
             report.errors = wb.errors;
+            report.errors_dropped = wb.errors_dropped;
         }
         let marked = &mut scratch.pages;
         let mut from = 0;

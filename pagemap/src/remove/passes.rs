@@ -348,7 +348,9 @@ impl<'a> Steps<'a> {
                             self.marked.push((index, frame));
                         }
                         Ok(None) => report.raced += 1,
-                        Err(e) => report.errors.push(e),
+                        Err(e) => {
+                            crate::map::record(&mut report.errors, &mut report.errors_dropped, e)
+                        }
                     }
                 }
                 Pass::WrittenBack
