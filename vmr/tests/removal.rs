@@ -396,28 +396,34 @@ fn destroy_refuses_a_held_page() {
     w.file.destroy(true);
 }
 
-/// A writeback whose mappings hand over more dirty entries than one
-/// harvest holds (`HARVEST_CAP`) settles them in rounds, one shootdown per
+/// A writeback whose mappings hand over more dirty entries than
+/// `HARVEST_CAP` settles them in rounds between mappings, one shootdown per
 /// address space each, and still writes every CPU write.
 #[test]
 fn writeback_of_more_dirty_entries_than_one_harvest_holds() {
     let pages = pagemap::HARVEST_CAP as u64 + 700;
     let w = Rig::new(pages as usize + 8, 1);
     let (s, va) = w.mapped(pages, Prot::RW, MapFlags::SHARED);
+    let t = w.space();
+    let vb = w.map_at(&t, 0, pages, Prot::RW, MapFlags::SHARED);
     for i in 0..pages {
         w.write_byte(0, &s, va + i * PAGE, i as u8 | 1);
+        w.write_byte(0, &t, vb + i * PAGE, i as u8 | 1);
     }
     let r = w.file.writeback(..);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    assert_eq!(r.harvested, pages);
+    assert_eq!(r.harvested, 2 * pages, "both mappings' entries");
     assert_eq!(r.written, pages);
-    assert_eq!(r.shootdowns, 2, "two rounds: the cap, then the rest");
+    assert_eq!(
+        r.shootdowns, 2,
+        "a round after the first mapping, then the rest"
+    );
     for i in 0..pages {
         assert_eq!(w.store.page(i).unwrap()[0], i as u8 | 1, "page {i}");
     }
     // Clean now: CPU writes fault or set dirty bits again, and the next
     // writeback finds them.
-    w.write_byte(0, &s, va + 3 * PAGE, 0x77);
+    w.write_byte(0, &t, vb + 3 * PAGE, 0x77);
     let r = w.file.writeback(..);
     assert_eq!((r.harvested, r.written), (1, 1));
     assert_eq!(w.store.page(3).unwrap()[0], 0x77);

@@ -13,11 +13,14 @@ use crate::shootdown::ShootdownBatch;
 use crate::slot;
 use crate::sync::epoch;
 
-use super::{inclusive, PageMap, PageRef, REMOVE_BATCH};
+use super::{inclusive, PageMap, PageRef};
 
-/// The most page holds a writeback keeps between two shootdowns (32 bytes
-/// each: 128 KiB): a range whose mappings hand over more dirty entries is
-/// settled in several rounds, one shootdown per address space each.
+/// Past this many page holds (32 bytes each: 128 KiB), a writeback settles
+/// them behind a shootdown before it cleans the next mapping: a range whose
+/// mappings hand over more dirty entries is settled in several rounds, one
+/// shootdown per address space each. One mapping's dirty entries in the
+/// range are held at once (its clean is one call), so the bound is this
+/// plus the largest mapping's.
 pub const HARVEST_CAP: usize = 4096;
 
 /// The most errors a report keeps; more are counted in its
@@ -90,26 +93,18 @@ impl PageMap {
             // dirty bit (the only way to report one: see `Harvest`).
             let mut harvest = Harvest::new(self);
             for m in &mappers {
-                let (mf, ml) = m.file_pages();
-                let (lo, hi) = (first.max(mf), last.min(ml));
-                // A clean of at most REMOVE_BATCH pages at a time hands over
-                // at most that many holds; before one could take the harvest
-                // past HARVEST_CAP, the holds so far are settled behind a
-                // shootdown. Below the cap (the common case) there is one
-                // shootdown per address space for the whole writeback.
-                let mut at = lo;
-                loop {
-                    let end = hi.min(at.saturating_add(REMOVE_BATCH as u64 - 1));
-                    if !harvest.is_empty() && harvest.len() + (end - at) as usize >= HARVEST_CAP {
-                        report.shootdowns += batch.flush().shootdowns;
-                        report.harvested += harvest.settle();
-                    }
-                    m.clean(at, end, &mut batch, &mut harvest);
-                    if end == hi {
-                        break;
-                    }
-                    at = end + 1;
+                // Past HARVEST_CAP holds, the ones so far are settled behind
+                // a shootdown before the next mapping is cleaned (below it,
+                // the common case, one shootdown per address space for the
+                // whole writeback). One mapping's clean is one call: a call
+                // per slice of its range would walk a huge, sparse mapping
+                // slice by slice (found by the fuzzer: a hang).
+                if harvest.len() >= HARVEST_CAP {
+                    report.shootdowns += batch.flush().shootdowns;
+                    report.harvested += harvest.settle();
                 }
+                let (mf, ml) = m.file_pages();
+                m.clean(first.max(mf), last.min(ml), &mut batch, &mut harvest);
             }
             report.shootdowns += batch.flush().shootdowns;
             // Only now: no CPU writes through the old entries any more.
