@@ -77,6 +77,15 @@ pub enum Error {
         /// The file's size in bytes.
         size: u64,
     },
+    /// A byte range of [`PageMap::write_at`](crate::PageMap::write_at)
+    /// that ends past the largest file size (2^64 - 2 bytes: a size of
+    /// `u64::MAX` means "no end"); nothing was written. Byte units.
+    FileTooLarge {
+        /// The first byte asked for.
+        offset: u64,
+        /// The length asked for.
+        len: u64,
+    },
     /// The backing store failed to change its size
     /// ([`PageMap::set_size`](crate::PageMap::set_size)); the page map's
     /// size changed anyway.
@@ -123,6 +132,10 @@ impl fmt::Display for Error {
             Error::BeyondSize { offset, size } => write!(
                 f,
                 "byte {offset} is at or past the end of the file ({size} bytes)"
+            ),
+            Error::FileTooLarge { offset, len } => write!(
+                f,
+                "bytes {offset}+{len} end past the largest file size (2^64 - 2 bytes)"
             ),
             Error::SetSize { size, source } => {
                 write!(

@@ -27,11 +27,13 @@ use crate::rmap::ReverseMap;
 use crate::store::{BackingStore, Store, SubmitStore};
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 
+mod bytes;
 mod inspect;
 mod lookup;
 mod mappings;
 mod page_ref;
 mod reclaim;
+mod size;
 mod writeback;
 
 pub use inspect::MemoryStats;
@@ -93,6 +95,13 @@ pub struct PageMap {
     /// by a size change only (`set_size`, `truncate`, an extending
     /// `write_at`), which hold `invalidate_lock` exclusively.
     pub(crate) size: AtomicU64,
+    /// While a size extension runs, its first page (the old partial last
+    /// page, or the old end): faults on pages from here on are refused
+    /// ([`Error::WouldBlock`]: the handler retries) so that no CPU can
+    /// write bytes past the old size that the new size would make file
+    /// data. `u64::MAX` otherwise. A store-buffering pair with the faults'
+    /// counts, as `end` is (see `size`).
+    pub(crate) extending: AtomicU64,
     /// Linux's `invalidate_lock`: truncate holds it exclusively (lock order:
     /// before `remover`); paths that copy entries of this file's pages from
     /// one mapping to another without the page lock (fork) hold it shared.
@@ -194,6 +203,7 @@ impl PageMap {
             nr_pages: AtomicU64::new(0),
             end: AtomicU64::new(end_of(size)),
             size: AtomicU64::new(size),
+            extending: AtomicU64::new(u64::MAX),
             invalidate_lock: RwLock::new(()),
         })
     }
@@ -252,10 +262,43 @@ impl PageMap {
         valid_of(self.size(), index)
     }
 
+    /// [`Error::BeyondSize`] if bytes `[offset, offset + len)` of page
+    /// `index` (`offset + len <= PAGE_SIZE`) reach the file's size.
+    pub(crate) fn check_size(&self, index: u64, offset: usize, len: usize) -> Result<(), Error> {
+        let valid = self.valid_bytes(index);
+        if offset + len <= valid {
+            return Ok(());
+        }
+        let size = self.size();
+        let at = index
+            .saturating_mul(crate::PAGE_SIZE as u64)
+            .saturating_add(offset as u64);
+        Err(Error::BeyondSize {
+            offset: at.max(size),
+            size,
+        })
+    }
+
     /// Whether page `index` is at or beyond the end of the file.
     #[inline]
     pub fn is_beyond_end(&self, index: u64) -> bool {
         self.check_end(index).is_err()
+    }
+
+    /// [`Error::WouldBlock`] if a size extension keeps faults off page
+    /// `index` now (see `extending`); the fault handler retries.
+    #[inline]
+    pub(crate) fn check_extending(&self, index: u64) -> Result<(), Error> {
+        // SeqCst, through `sb`: the fault's half of the pair with the
+        // extension's store of `extending` (the fault's count first, as
+        // for `end`; see `size.rs`).
+        // `u64::MAX` is "none" (an extension's first page is below it: a
+        // finite size is at most 2^64 - 2 bytes).
+        let from = crate::sync::sb::load(&self.extending, Ordering::SeqCst);
+        if index >= from && from != u64::MAX {
+            return Err(Error::WouldBlock { index });
+        }
+        Ok(())
     }
 
     #[inline]
