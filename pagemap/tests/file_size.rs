@@ -120,6 +120,11 @@ fn load_beyond_the_size_fails_and_uses_no_frame() {
 }
 
 #[test]
+fn the_new_errors_keep_error_three_words() {
+    assert_eq!(std::mem::size_of::<Error>(), 3 * std::mem::size_of::<u64>());
+}
+
+#[test]
 fn a_store_without_an_end_keeps_none() {
     let map = PageMap::new(
         Arc::new(FramePool::new(2).unwrap()),

@@ -127,6 +127,12 @@ impl BackingStore for MemStore {
 
     fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
+        if bytes == u64::MAX {
+            // "No end": nothing to cut (every page, u64::MAX's included,
+            // stays).
+            g.size = None;
+            return Ok(());
+        }
         let page = PAGE_SIZE as u64;
         // Pages wholly at or past the new length go; the kept part of a
         // partial last page keeps its bytes, the rest is zeroed (the
@@ -139,7 +145,7 @@ impl BackingStore for MemStore {
                 p[tail..].fill(0);
             }
         }
-        g.size = (bytes != u64::MAX).then_some(bytes);
+        g.size = Some(bytes);
         Ok(())
     }
 
