@@ -62,6 +62,16 @@ pub enum Error {
         /// The first page beyond the end.
         end: u64,
     },
+    /// The page ends beyond the largest length the store can address
+    /// ([`BackingStore::max_size`](crate::BackingStore::max_size): a file
+    /// system's largest file, say): refused at load, lookup and readahead,
+    /// so no data is cached that no write-back could store.
+    BeyondMaxSize {
+        /// Page index.
+        index: u64,
+        /// The store's largest length in bytes.
+        max_size: u64,
+    },
     /// The backing store failed to truncate (the cache is truncated anyway).
     Truncate {
         /// The first page that should be gone.
@@ -95,6 +105,10 @@ impl fmt::Display for Error {
             Error::BeyondEof { index, end } => {
                 write!(f, "page {index} is beyond the end of the file (page {end})")
             }
+            Error::BeyondMaxSize { index, max_size } => write!(
+                f,
+                "page {index} ends beyond the {max_size} bytes the store can address"
+            ),
             Error::Truncate { end, source } => {
                 write!(f, "truncating the store at page {end} failed: {source}")
             }
@@ -110,6 +124,30 @@ impl core::error::Error for Error {
             | Error::Truncate { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<Error> for std::io::Error {
+    /// A store's failure becomes its errno, so that
+    /// [`raw_os_error`](std::io::Error::raw_os_error) is what the store
+    /// said (the page index is dropped: an OS error carries a code only);
+    /// any other error keeps its message under the nearest kind.
+    fn from(e: Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match &e {
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::Truncate { source, .. } => return (*source).into(),
+            Error::PoolExhausted { .. } => K::OutOfMemory,
+            Error::WouldBlock { .. } => K::WouldBlock,
+            Error::OutOfBounds { .. } | Error::InvalidCapacity { .. } => K::InvalidInput,
+            Error::Busy => K::ResourceBusy,
+            Error::BeyondEof { .. } => K::UnexpectedEof,
+            Error::BeyondMaxSize { .. } => K::FileTooLarge,
+            _ => K::Other,
+        };
+        std::io::Error::new(kind, e)
     }
 }
 

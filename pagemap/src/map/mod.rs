@@ -92,6 +92,12 @@ pub struct PageMap {
     /// before `remover`); paths that copy entries of this file's pages from
     /// one mapping to another without the page lock (fork) hold it shared.
     pub(crate) invalidate_lock: RwLock<()>,
+    /// The first page that ends beyond the store's
+    /// [`max_size`](BackingStore::max_size) (`u64::MAX`: no limit); loads,
+    /// lookups that miss and readahead refuse pages from here on.
+    pub(crate) max_pages: u64,
+    /// The store's `max_size`, for the error that refuses a page.
+    pub(crate) max_size: u64,
 }
 
 /// Turns any range of page indices into `(first, last)`, `None` if empty.
@@ -124,6 +130,13 @@ impl PageMap {
 
     fn with_store(pool: Arc<FramePool>, store: Store) -> Self {
         let id = NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let max_size = store.max_size();
+        // A page is addressable if all of it is: (index + 1) * PAGE_SIZE
+        // <= max_size. `u64::MAX` is "no limit" (index u64::MAX works).
+        let max_pages = match max_size {
+            u64::MAX => u64::MAX,
+            m => m / crate::PAGE_SIZE as u64,
+        };
         Self {
             id,
             tree: RadixTree::new(),
@@ -135,6 +148,8 @@ impl PageMap {
             nr_pages: AtomicU64::new(0),
             end: AtomicU64::new(u64::MAX),
             invalidate_lock: RwLock::new(()),
+            max_pages,
+            max_size,
         }
     }
 
@@ -173,6 +188,19 @@ impl PageMap {
         let end = self.end();
         if index >= end && end != u64::MAX {
             return Err(Error::BeyondEof { index, end });
+        }
+        Ok(())
+    }
+
+    /// Refuses a page that ends beyond the store's
+    /// [`max_size`](BackingStore::max_size).
+    #[inline]
+    pub(crate) fn check_max(&self, index: u64) -> Result<(), Error> {
+        if index >= self.max_pages && self.max_pages != u64::MAX {
+            return Err(Error::BeyondMaxSize {
+                index,
+                max_size: self.max_size,
+            });
         }
         Ok(())
     }
