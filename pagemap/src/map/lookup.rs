@@ -227,7 +227,7 @@ impl PageMap {
 
     /// Removes a page whose read failed, if nobody holds it and no remover
     /// runs (if one does, it will find the page).
-    fn discard_failed(&self, index: u64, frame: FrameId) {
+    pub(super) fn discard_failed(&self, index: u64, frame: FrameId) {
         let Some(_r) = self.remover.try_lock() else {
             return;
         };

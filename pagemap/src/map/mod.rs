@@ -8,10 +8,12 @@
 //!
 //! One concept per file:
 //! * `lookup`: find, load and fill (the lock-free hit path, the miss path);
+//! * `readahead`: the miss path for a window of pages, with one store I/O;
 //! * `page_ref`: [`PageRef`], the counted reference to a page;
 //! * `mappings`: registering mappings, and the DIRTY mark kept in step with
 //!   the frame's DIRTY flag;
-//! * `writeback`: writeback and sync, and the write of one page;
+//! * `writeback`: writeback and sync (contiguous dirty pages as one
+//!   extent), and the write of one page;
 //! * `reclaim`: free_unused, and what every remover shares with it (taking
 //!   a REMOVAL mark back, the remover's write-back hold, the final yank);
 //! * `inspect`: read-only views (holders, memory, iteration, the dump).
@@ -31,6 +33,7 @@ mod inspect;
 mod lookup;
 mod mappings;
 mod page_ref;
+mod readahead;
 mod reclaim;
 mod writeback;
 

@@ -6,11 +6,12 @@ use alloc::vec::Vec;
 use core::ops::RangeBounds;
 
 use crate::error::Error;
-use crate::frame::flags;
+use crate::frame::{flags, FrameId};
 use crate::mapper::Harvest;
 use crate::radix::Mark;
 use crate::shootdown::ShootdownBatch;
 use crate::slot;
+use crate::store::MAX_EXTENT;
 use crate::sync::epoch;
 
 use super::{inclusive, PageMap, PageRef};
@@ -68,8 +69,12 @@ impl PageMap {
     /// stick: a write after it faults or sets a dirty bit again, so it is
     /// never lost. Then the dirty pages are tagged (TOWRITE) and only tagged
     /// pages are written, so a writer that keeps dirtying pages cannot make
-    /// this run forever. Each page is cleaned under its page lock and then
-    /// written straight from its frame with no lock held, so the store may
+    /// this run forever. Contiguous dirty pages are written together, as an
+    /// extent of up to [`MAX_EXTENT`] pages in one
+    /// [`write_pages`](crate::BackingStore::write_pages) (one `pwritev` for
+    /// a [`FileStore`](crate::FileStore)). Each page is cleaned under its
+    /// page lock and then written straight from its frame with no lock
+    /// held but its WRITEBACK bit, so the store may
     /// see a write made meanwhile, even half of one (no stable pages); such
     /// a write leaves the page dirty, so the next write-back stores it. A
     /// write error leaves the page dirty and is reported.
@@ -111,6 +116,11 @@ impl PageMap {
             report.harvested += harvest.settle();
         }
         self.tag_towrite(first, last);
+        // The extent being gathered: contiguous pages, each held, cleaned
+        // and under WRITEBACK, written together by `write_run`. Two small
+        // buffers for the whole call, nothing per page.
+        let mut run: Vec<PageRef<'_>> = Vec::with_capacity(MAX_EXTENT);
+        let mut frames: Vec<FrameId> = Vec::with_capacity(MAX_EXTENT);
         let mut from = first;
         loop {
             let next = {
@@ -122,16 +132,30 @@ impl PageMap {
             let Some(index) = next.filter(|&i| i <= last) else {
                 break;
             };
+            // The extent ends at a gap (a clean, absent or discarded page
+            // leaves one) or at its bound.
+            if run
+                .last()
+                .is_some_and(|p| p.index + 1 != index || run.len() == MAX_EXTENT)
+            {
+                self.write_run(&mut run, &mut frames, &mut report);
+            }
             // From the reserve: a user at the refcount limit must not keep
             // this page from being written.
             match self.get(index, slot::get_reserved) {
                 Ok(Some(page)) => {
                     self.clear_mark(index, Mark::ToWrite);
-                    match self.write_one(&page) {
-                        Ok(Wrote::Written) => report.written += 1,
-                        Ok(Wrote::Discarded) => report.discarded += 1,
-                        Ok(Wrote::Clean) => {}
-                        Err(e) => record(&mut report.errors, &mut report.errors_dropped, e),
+                    // Never wait for a page's locks while holding the run's
+                    // WRITEBACK bits: write the run first, then wait.
+                    let mut begun = self.begin_write(&page, run.is_empty());
+                    if begun == Begun::WouldBlock {
+                        self.write_run(&mut run, &mut frames, &mut report);
+                        begun = self.begin_write(&page, true);
+                    }
+                    match begun {
+                        Begun::Ready => run.push(page),
+                        Begun::Discarded => report.discarded += 1,
+                        Begun::Clean | Begun::WouldBlock => {}
                     }
                 }
                 Ok(None) => self.clear_mark_if_present(index, Mark::ToWrite), // removed
@@ -142,7 +166,48 @@ impl PageMap {
                 None => break,
             }
         }
+        self.write_run(&mut run, &mut frames, &mut report);
         report
+    }
+
+    /// Writes the extent `run` (contiguous pages begun by `begin_write`)
+    /// with one [`write_pages`](crate::BackingStore::write_pages) and ends
+    /// each page's write; `frames` is scratch space. If the extent fails,
+    /// its pages are written again one by one (still under WRITEBACK), so
+    /// that only the pages the store cannot take stay dirty, each reported
+    /// with its own error, as when every page was written alone.
+    fn write_run<'a>(
+        &'a self,
+        run: &mut Vec<PageRef<'a>>,
+        frames: &mut Vec<FrameId>,
+        report: &mut WritebackReport,
+    ) {
+        let Some(first) = run.first().map(|p| p.index) else {
+            return;
+        };
+        frames.clear();
+        frames.extend(run.iter().map(|p| p.frame));
+        let result = self.store.write_extent(&self.pool, first, frames);
+        for page in run.drain(..) {
+            let r = match result {
+                Ok(()) => Ok(()),
+                Err(e) if frames.len() == 1 => Err(e),
+                // TODO(size): the page's valid length.
+                Err(_) => self.store.write(&self.pool, page.frame, page.index),
+            };
+            self.end_write(&page, r.is_ok());
+            match r {
+                Ok(()) => report.written += 1,
+                Err(source) => record(
+                    &mut report.errors,
+                    &mut report.errors_dropped,
+                    Error::Write {
+                        index: page.index,
+                        source,
+                    },
+                ),
+            }
+        }
     }
 
     /// Writes back every dirty page.
@@ -191,13 +256,46 @@ impl PageMap {
     /// could reach the store after a newer one and leave stale bytes behind a
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
+        match self.begin_write(page, true) {
+            Begun::Clean | Begun::WouldBlock => return Ok(Wrote::Clean),
+            Begun::Discarded => return Ok(Wrote::Discarded),
+            Begun::Ready => {}
+        }
+        let result = self.store.write(&self.pool, page.frame, page.index);
+        self.end_write(page, result.is_ok());
+        result
+            .map(|()| Wrote::Written)
+            .map_err(|source| Error::Write {
+                index: page.index,
+                source,
+            })
+    }
+
+    /// The first half of a page's write: takes WRITEBACK and the page lock
+    /// (`may_block`: waiting for them; else `WouldBlock` if either is
+    /// taken, holding neither), and if the page is dirty cleans it and
+    /// drops the page lock, keeping WRITEBACK for the I/O (`Ready`; then
+    /// [`end_write`](Self::end_write) must follow). A clean page, or a
+    /// dirty one beyond the end of the file (its data dropped), holds
+    /// nothing afterwards.
+    fn begin_write(&self, page: &PageRef<'_>, may_block: bool) -> Begun {
         let frame = page.frame;
-        self.pool.lock_bit(frame, flags::WRITEBACK);
-        self.pool.lock(frame);
+        if may_block {
+            self.pool.lock_bit(frame, flags::WRITEBACK);
+            self.pool.lock(frame);
+        } else {
+            if !self.pool.try_lock_bit(frame, flags::WRITEBACK) {
+                return Begun::WouldBlock;
+            }
+            if !self.pool.try_lock(frame) {
+                self.pool.unlock_bit(frame, flags::WRITEBACK);
+                return Begun::WouldBlock;
+            }
+        }
         if self.pool.flags(frame) & flags::DIRTY == 0 {
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
-            return Ok(Wrote::Clean);
+            return Begun::Clean;
         }
         if self.is_beyond_end(page.index) {
             // Never extend the file with a page a truncate cut off.
@@ -205,7 +303,7 @@ impl PageMap {
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
             self.sync_dirty_mark(page.index, frame);
-            return Ok(Wrote::Discarded);
+            return Begun::Discarded;
         }
         // Clean under the page lock, then write the frame itself (no bounce
         // buffer): a write after the clean, by a writer or a CPU through a
@@ -215,20 +313,33 @@ impl PageMap {
         // wait for WRITEBACK.
         self.pool.clear_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
-        let result = self.store.write(&self.pool, frame, page.index);
-        if result.is_err() {
+        Begun::Ready
+    }
+
+    /// The second half of a `Ready` page's write, once the store is done:
+    /// a failed write leaves the page dirty; drops WRITEBACK.
+    fn end_write(&self, page: &PageRef<'_>, ok: bool) {
+        let frame = page.frame;
+        if !ok {
             // Keep the data: the page is dirty again (Akaros lost it: defect 7).
             self.pool.set_flags(frame, flags::DIRTY);
         }
         self.pool.unlock_bit(frame, flags::WRITEBACK);
         self.sync_dirty_mark(page.index, frame);
-        result
-            .map(|()| Wrote::Written)
-            .map_err(|source| Error::Write {
-                index: page.index,
-                source,
-            })
     }
+}
+
+/// What [`PageMap::begin_write`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Begun {
+    /// Clean: nothing held, nothing to write.
+    Clean,
+    /// Beyond the end of the file: its data dropped, nothing held.
+    Discarded,
+    /// Cleaned, WRITEBACK held: write it, then `end_write`.
+    Ready,
+    /// A lock was taken and the caller would not wait: nothing held.
+    WouldBlock,
 }
 
 /// What [`PageMap::write_one`] did with a page.

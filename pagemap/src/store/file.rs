@@ -375,7 +375,7 @@ impl BackingStore for FileStore {
             .unwrap_or(usize::MAX)
             .min(srcs.len());
         self.pwritev_pages(off, &srcs[..inside])?;
-        for (index, src) in (first_index + inside as u64..).zip(&srcs[inside..]) {
+        for (index, src) in (first_index + inside as u64..=u64::MAX).zip(&srcs[inside..]) {
             self.write_page(index, *src)?;
         }
         Ok(())

@@ -68,7 +68,7 @@ pub trait BackingStore: Send + Sync {
     /// page map keeps every page of the extent dirty and retries it. The
     /// default writes them one by one.
     fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
-        for (index, src) in (first_index..).zip(srcs) {
+        for (index, src) in (first_index..=u64::MAX).zip(srcs) {
             self.write_page(index, *src)?;
         }
         Ok(())
@@ -80,7 +80,7 @@ pub trait BackingStore: Send + Sync {
     /// (at most [`MAX_EXTENT`]). On error none of them counts as read. The
     /// default reads them one by one.
     fn read_pages(&self, first_index: u64, bufs: &mut [&mut PageBuf]) -> Result<(), StoreError> {
-        for (index, buf) in (first_index..).zip(bufs.iter_mut()) {
+        for (index, buf) in (first_index..=u64::MAX).zip(bufs.iter_mut()) {
             self.read_page(index, buf)?;
         }
         Ok(())
@@ -178,7 +178,7 @@ impl Store {
                 s.write_pages(first, &srcs[..frames.len()])
             }
             Store::Submit(s) => {
-                for (index, &frame) in (first..).zip(frames) {
+                for (index, &frame) in (first..=u64::MAX).zip(frames) {
                     s.submit_write(WriteIo::new(pool.clone(), frame, index));
                 }
                 let mut result = Ok(());
@@ -226,7 +226,7 @@ impl Store {
                 }
             }
             Store::Submit(s) => {
-                for (index, &frame) in (first..).zip(frames) {
+                for (index, &frame) in (first..=u64::MAX).zip(frames) {
                     // SAFETY: as above; the request is the frame's only
                     // user until it completes, and `wait` returns only then.
                     let io = unsafe { ReadIo::new(pool.clone(), frame, index) };
