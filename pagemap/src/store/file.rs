@@ -333,7 +333,7 @@ impl BackingStore for FileStore {
         self.read_pages(index, &mut [buf])
     }
 
-    /// One `preadv` per [`MAX_IOVECS`] pages, straight into the frames;
+    /// One `preadv` per 256 pages, straight into the frames;
     /// bytes past the end of the file read as zeroes.
     fn read_pages(&self, first_index: u64, bufs: &mut [&mut PageBuf]) -> Result<(), StoreError> {
         let fd = self.file.as_raw_fd();
@@ -362,8 +362,8 @@ impl BackingStore for FileStore {
         Ok(())
     }
 
-    /// The pages wholly inside the file in one `pwritev` (per
-    /// [`MAX_IOVECS`]); a page the file's end cuts and pages past it as
+    /// The pages wholly inside the file in one `pwritev` per 256 pages;
+    /// a page the file's end cuts and pages past it as
     /// [`write_page`](BackingStore::write_page) does them.
     fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
         let off = byte_offset(first_index)?;
