@@ -116,8 +116,10 @@ impl PageMap {
     /// store's [`max_size`](crate::BackingStore::max_size) is refused
     /// ([`Error::BeyondMaxSize`]), as [`find`](Self::find) refuses it.
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
-        self.check_end(index)?;
+        // The store's limit first: such a page can never exist, whatever
+        // the size becomes.
         self.check_max(index)?;
+        self.check_end(index)?;
         loop {
             if let Some(page) = self.take(index, true, slot::Limit::User)? {
                 return self.wait_uptodate(page);

@@ -13,6 +13,7 @@ use crate::shootdown::ShootdownBatch;
 use crate::slot;
 use crate::store::MAX_EXTENT;
 use crate::sync::epoch;
+use crate::PAGE_SIZE;
 
 use super::{inclusive, PageMap, PageRef};
 
@@ -119,8 +120,8 @@ impl PageMap {
         // The extent being gathered: contiguous pages, each held, cleaned
         // and under WRITEBACK, written together by `write_run`. Two small
         // buffers for the whole call, nothing per page.
-        let mut run: Vec<PageRef<'_>> = Vec::with_capacity(MAX_EXTENT);
-        let mut frames: Vec<FrameId> = Vec::with_capacity(MAX_EXTENT);
+        let mut run: Vec<(PageRef<'_>, usize)> = Vec::with_capacity(MAX_EXTENT);
+        let mut frames: Vec<(FrameId, usize)> = Vec::with_capacity(MAX_EXTENT);
         let mut from = first;
         loop {
             let next = {
@@ -136,7 +137,7 @@ impl PageMap {
             // leaves one) or at its bound.
             if run
                 .last()
-                .is_some_and(|p| p.index + 1 != index || run.len() == MAX_EXTENT)
+                .is_some_and(|(p, _)| p.index + 1 != index || run.len() == MAX_EXTENT)
             {
                 self.write_run(&mut run, &mut frames, &mut report);
             }
@@ -153,7 +154,14 @@ impl PageMap {
                         begun = self.begin_write(&page, true);
                     }
                     match begun {
-                        Begun::Ready => run.push(page),
+                        // Only a file's last page is short, and nothing
+                        // may follow it in an extent (the store would
+                        // leave a hole): a short page ends the run.
+                        Begun::Ready(len) if len < PAGE_SIZE => {
+                            run.push((page, len));
+                            self.write_run(&mut run, &mut frames, &mut report);
+                        }
+                        Begun::Ready(len) => run.push((page, len)),
                         Begun::Discarded => report.discarded += 1,
                         Begun::Clean | Begun::WouldBlock => {}
                     }
@@ -178,22 +186,21 @@ impl PageMap {
     /// with its own error, as when every page was written alone.
     fn write_run<'a>(
         &'a self,
-        run: &mut Vec<PageRef<'a>>,
-        frames: &mut Vec<FrameId>,
+        run: &mut Vec<(PageRef<'a>, usize)>,
+        frames: &mut Vec<(FrameId, usize)>,
         report: &mut WritebackReport,
     ) {
-        let Some(first) = run.first().map(|p| p.index) else {
+        let Some(first) = run.first().map(|(p, _)| p.index) else {
             return;
         };
         frames.clear();
-        frames.extend(run.iter().map(|p| p.frame));
+        frames.extend(run.iter().map(|(p, len)| (p.frame, *len)));
         let result = self.store.write_extent(&self.pool, first, frames);
-        for page in run.drain(..) {
+        for (page, len) in run.drain(..) {
             let r = match result {
                 Ok(()) => Ok(()),
                 Err(e) if frames.len() == 1 => Err(e),
-                // TODO(size): the page's valid length.
-                Err(_) => self.store.write(&self.pool, page.frame, page.index),
+                Err(_) => self.store.write(&self.pool, page.frame, page.index, len),
             };
             self.end_write(&page, r.is_ok());
             match r {
@@ -256,12 +263,12 @@ impl PageMap {
     /// could reach the store after a newer one and leave stale bytes behind a
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
-        match self.begin_write(page, true) {
+        let len = match self.begin_write(page, true) {
             Begun::Clean | Begun::WouldBlock => return Ok(Wrote::Clean),
             Begun::Discarded => return Ok(Wrote::Discarded),
-            Begun::Ready => {}
-        }
-        let result = self.store.write(&self.pool, page.frame, page.index);
+            Begun::Ready(len) => len,
+        };
+        let result = self.store.write(&self.pool, page.frame, page.index, len);
         self.end_write(page, result.is_ok());
         result
             .map(|()| Wrote::Written)
@@ -311,9 +318,18 @@ impl PageMap {
         // take is written again later and nothing is lost (Linux without
         // stable pages; `crate::frame`'s contents module). Writers do not
         // wait for WRITEBACK.
+        //
+        // The length is read under the page lock: a size change that
+        // concerns this page (a shrink cutting into it, an extending write
+        // into it) takes the same lock, so we write the bytes the page held
+        // when it was cleaned, up to the size they were written under; a
+        // shrink waits for our WRITEBACK before it cuts the store. Bytes
+        // past the size (a mapping may write there) are not file data and
+        // are left out, as on Linux.
+        let len = self.valid_bytes(page.index);
         self.pool.clear_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
-        Begun::Ready
+        Begun::Ready(len)
     }
 
     /// The second half of a `Ready` page's write, once the store is done:
@@ -336,8 +352,9 @@ enum Begun {
     Clean,
     /// Beyond the end of the file: its data dropped, nothing held.
     Discarded,
-    /// Cleaned, WRITEBACK held: write it, then `end_write`.
-    Ready,
+    /// Cleaned, WRITEBACK held: write its first `.0` bytes (the part
+    /// below the size), then `end_write`.
+    Ready(usize),
     /// A lock was taken and the caller would not wait: nothing held.
     WouldBlock,
 }

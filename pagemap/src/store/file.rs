@@ -21,9 +21,11 @@ fn byte_offset(index: u64) -> Result<u64, StoreError> {
 /// and `pwritev` straight from and into the frames: one system call for a
 /// write-back extent or a readahead window).
 ///
-/// A read past the end of the file fills zeroes. A write of the file's last,
-/// partial page writes only up to the file's length; a write of a page wholly
-/// past the end extends the file to cover that page.
+/// A read past the end of the file fills zeroes. A write writes exactly
+/// [`PageSrc::len`] bytes at the page's offset, extending the file if they
+/// reach past its end (as `pwrite` does): the page map decides how much of
+/// a page is file data (its size, in bytes), and [`size`](BackingStore::size)
+/// tells it the file's length when it is created.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -228,9 +230,8 @@ impl FileStore {
         self.file.sync_data()
     }
 
-    /// Writes `len` bytes at `src` to file offset `off`, never extending
-    /// the file past its length when `off` is inside it (the partial last
-    /// page), extending it to `off + len` otherwise.
+    /// Writes `len` bytes at `src` to file offset `off`, extending the file
+    /// (and our view of its length) to `off + len` if that is past its end.
     ///
     /// # Safety
     /// `src` must be valid for reads of `len` bytes for the call. They may
@@ -239,13 +240,13 @@ impl FileStore {
         let end = off.checked_add(len as u64).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "write beyond 2^64 bytes")
         })?;
-        let cur = *self.len.read();
-        if off < cur {
-            // Inside the file: never extend it past its length.
-            let n = (cur - off).min(len as u64) as usize;
-            // SAFETY: n <= len: the caller's range.
-            return unsafe { self.pwrite_all(off, src, n) };
+        if end <= *self.len.read() {
+            // Inside the file: the length does not change.
+            // SAFETY: the caller's range.
+            return unsafe { self.pwrite_all(off, src, len) };
         }
+        // Extending: under the write lock, so that a concurrent `set_len`
+        // and our length update do not interleave.
         let mut g = self.len.write();
         // SAFETY: the caller's range.
         unsafe { self.pwrite_all(off, src, len)? };
@@ -308,11 +309,11 @@ impl FileStore {
             }; MAX_IOVECS];
             for (v, src) in iov.iter_mut().zip(chunk) {
                 v.iov_base = src.as_ptr().as_ptr().cast();
-                // TODO(size): `src.len()`, the page's valid bytes (only the
-                // extent's last page can be short).
-                v.iov_len = PAGE_SIZE;
+                // The page's valid bytes: only the extent's last page can
+                // be short, so the iovecs cover one contiguous range.
+                v.iov_len = src.len();
             }
-            let want = chunk.len() * PAGE_SIZE;
+            let want: usize = chunk.iter().map(PageSrc::len).sum();
             let n = transfer_all(off, &mut iov[..chunk.len()], |pos, v| {
                 // SAFETY: every iovec names part of a frame the write-back
                 // holds for this call (`PageSrc`'s borrow), valid for reads;
@@ -362,22 +363,24 @@ impl BackingStore for FileStore {
         Ok(())
     }
 
-    /// The pages wholly inside the file in one `pwritev` per 256 pages;
-    /// a page the file's end cuts and pages past it as
-    /// [`write_page`](BackingStore::write_page) does them.
+    /// One `pwritev` per 256 pages, straight from the frames, of exactly
+    /// each source's [`len`](PageSrc::len) bytes, extending the file if
+    /// they reach past its end (as [`write_page`](BackingStore::write_page)).
     fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
         let off = byte_offset(first_index)?;
-        byte_offset(first_index.saturating_add(srcs.len() as u64))?;
-        // TODO(size): with each source's length the page map's, the whole
-        // extent is one `pwritev` (extending the file as `write_at` does)
-        // and this split goes.
-        let inside = usize::try_from(self.len().saturating_sub(off) / PAGE_SIZE as u64)
-            .unwrap_or(usize::MAX)
-            .min(srcs.len());
-        self.pwritev_pages(off, &srcs[..inside])?;
-        for (index, src) in (first_index + inside as u64..=u64::MAX).zip(&srcs[inside..]) {
-            self.write_page(index, *src)?;
+        let bytes: u64 = srcs.iter().map(|s| s.len() as u64).sum();
+        let end = off
+            .checked_add(bytes)
+            .ok_or(StoreError::new(StoreError::EINVAL))?;
+        if end <= *self.len.read() {
+            // Inside the file: the length does not change.
+            self.pwritev_pages(off, srcs)?;
+            return Ok(());
         }
+        // Extending: under the write lock, as `write_at`.
+        let mut g = self.len.write();
+        self.pwritev_pages(off, srcs)?;
+        *g = (*g).max(end);
         Ok(())
     }
 
@@ -388,17 +391,19 @@ impl BackingStore for FileStore {
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         let off = byte_offset(index)?;
         // SAFETY: `src` names a frame's PAGE_SIZE bytes, valid for the call
-        // (the write-back holds the page); their changing is allowed here.
-        unsafe { self.write_at(off, src.as_ptr().as_ptr(), PAGE_SIZE)? };
+        // (the write-back holds the page), and `len() <= PAGE_SIZE`; their
+        // changing is allowed here.
+        unsafe { self.write_at(off, src.as_ptr().as_ptr(), src.len())? };
         Ok(())
     }
 
-    fn truncate(&self, end: u64) -> Result<(), StoreError> {
-        // An end beyond 2^64 bytes drops nothing.
-        let Ok(bytes) = byte_offset(end) else {
-            return Ok(());
-        };
-        if bytes < self.len() {
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.len()))
+    }
+
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        // `u64::MAX` is "no end": there is nothing to cut.
+        if bytes != u64::MAX {
             self.set_len(bytes)?;
         }
         Ok(())
@@ -432,11 +437,11 @@ mod tests {
         assert_eq!(&b[..10], &[5u8; 10]);
         assert!(b[10..].iter().all(|&x| x == 0));
         let nines = frame_of(&pool, 9);
-        s.write_page(1, pool.page_src(nines)).unwrap();
+        s.write_page(1, pool.page_src_len(nines, 10)).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             PAGE_SIZE as u64 + 10,
-            "the partial last page does not extend the file"
+            "exactly the source's length is written"
         );
         s.read_page(1, &mut b).unwrap();
         assert_eq!(&b[..10], &[9u8; 10]);

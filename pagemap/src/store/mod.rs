@@ -56,12 +56,17 @@ pub trait BackingStore: Send + Sync {
 
     /// Writes page `index`, read straight from its frame (see [`PageSrc`]:
     /// its bytes may change meanwhile, which leaves the page dirty for a
-    /// later write-back). On error the store may hold part of it; the page
+    /// later write-back): exactly its first [`src.len()`](PageSrc::len)
+    /// bytes at byte `index * PAGE_SIZE`, extending the store if they reach
+    /// past its end (the page map's size says what is file data). On error the store may hold part of it; the page
     /// map keeps the page dirty and retries later.
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError>;
 
     /// Writes the contiguous pages `first_index ..` from `srcs` (one per
-    /// page, in order), as [`write_page`](Self::write_page) does each: the
+    /// page, in order), as [`write_page`](Self::write_page) does each
+    /// (exactly [`len`](PageSrc::len) bytes of each: only the last source
+    /// can be short, the file's last page, so the bytes form one contiguous
+    /// range): the
     /// page map's write-back joins contiguous dirty pages into such an
     /// extent (at most [`MAX_EXTENT`] pages) so a store can write it with
     /// one vectored I/O. On error the store may hold any part of it; the
@@ -95,10 +100,20 @@ pub trait BackingStore: Send + Sync {
         u64::MAX
     }
 
-    /// Drops every page from `end` on (a truncate). The default does nothing,
-    /// for stores that cannot shrink.
-    fn truncate(&self, end: u64) -> Result<(), StoreError> {
-        let _ = end;
+    /// The store's length in bytes, read once when a page map is created
+    /// over it (the page map owns the size from then on): `None` for a
+    /// store without an end (a device: every page exists), the default.
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Makes the store `bytes` long (a truncate or an extension, Linux's
+    /// `ftruncate`): bytes from `bytes` on are gone, and an extension reads
+    /// as zeroes. The page map calls it after the cache's half of a size
+    /// change (a shrink: once in-flight writes of the cut pages are done).
+    /// The default does nothing, for stores that cannot change their size.
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        let _ = bytes;
         Ok(())
     }
 }
@@ -138,25 +153,28 @@ impl Store {
         }
     }
 
-    /// Writes page `index` from `frame`, which the caller holds (a page
-    /// reference) with WRITEBACK set; waits for a submitted write.
+    /// Writes the first `len` bytes of page `index` from `frame`, which
+    /// the caller holds (a page reference) with WRITEBACK set; waits for a
+    /// submitted write.
     pub(crate) fn write(
         &self,
         pool: &Arc<FramePool>,
         frame: FrameId,
         index: u64,
+        len: usize,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Sync(s) => s.write_page(index, pool.page_src(frame)),
+            Store::Sync(s) => s.write_page(index, pool.page_src_len(frame, len)),
             Store::Submit(s) => {
-                s.submit_write(WriteIo::new(pool.clone(), frame, index));
+                s.submit_write(WriteIo::new(pool.clone(), frame, index, len));
                 submit::wait(pool, frame)
             }
         }
     }
 
     /// Writes the contiguous pages `first ..` from `frames` (at most
-    /// [`MAX_EXTENT`]), each held by the caller with WRITEBACK set, in one
+    /// [`MAX_EXTENT`]; with the bytes of each to write, all [`PAGE_SIZE`]
+    /// but the last's), each held by the caller with WRITEBACK set, in one
     /// [`BackingStore::write_pages`]; a [`SubmitStore`] gets one request per
     /// page, all submitted before the first is waited for. The first error
     /// is returned (every request is waited for all the same).
@@ -164,25 +182,29 @@ impl Store {
         &self,
         pool: &Arc<FramePool>,
         first: u64,
-        frames: &[FrameId],
+        frames: &[(FrameId, usize)],
     ) -> Result<(), StoreError> {
         debug_assert!(!frames.is_empty() && frames.len() <= MAX_EXTENT);
+        debug_assert!(frames[..frames.len() - 1]
+            .iter()
+            .all(|&(_, len)| len == PAGE_SIZE));
         match self {
             Store::Sync(s) => {
                 // On the stack, nothing allocated: the slots past the
                 // extent repeat its last frame and are not passed on.
-                // TODO(size): the last page's source gets its valid length.
                 let last = frames.len() - 1;
-                let srcs: [PageSrc<'_>; MAX_EXTENT] =
-                    core::array::from_fn(|i| pool.page_src(frames[i.min(last)]));
+                let srcs: [PageSrc<'_>; MAX_EXTENT] = core::array::from_fn(|i| {
+                    let (frame, len) = frames[i.min(last)];
+                    pool.page_src_len(frame, len)
+                });
                 s.write_pages(first, &srcs[..frames.len()])
             }
             Store::Submit(s) => {
-                for (index, &frame) in (first..=u64::MAX).zip(frames) {
-                    s.submit_write(WriteIo::new(pool.clone(), frame, index));
+                for (index, &(frame, len)) in (first..=u64::MAX).zip(frames) {
+                    s.submit_write(WriteIo::new(pool.clone(), frame, index, len));
                 }
                 let mut result = Ok(());
-                for &frame in frames {
+                for &(frame, _) in frames {
                     let r = submit::wait(pool, frame);
                     if result.is_ok() {
                         result = r;
@@ -247,11 +269,19 @@ impl Store {
         }
     }
 
-    /// The store's truncate.
-    pub(crate) fn truncate(&self, end: u64) -> Result<(), StoreError> {
+    /// The store's length in bytes (`None`: no end).
+    pub(crate) fn size(&self) -> Result<Option<u64>, StoreError> {
         match self {
-            Store::Sync(s) => s.truncate(end),
-            Store::Submit(s) => s.truncate(end),
+            Store::Sync(s) => s.size(),
+            Store::Submit(s) => s.size(),
+        }
+    }
+
+    /// The store's size change, in bytes.
+    pub(crate) fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => s.set_size(bytes),
+            Store::Submit(s) => s.set_size(bytes),
         }
     }
 }
