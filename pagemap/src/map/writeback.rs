@@ -117,65 +117,95 @@ impl PageMap {
             report.harvested += harvest.settle();
         }
         self.tag_towrite(first, last);
-        // The extent being gathered: contiguous pages, each held, cleaned
-        // and under WRITEBACK, written together by `write_run`. Two small
-        // buffers for the whole call, nothing per page.
+        // Extents, each in two steps, so that no page bit is held while the
+        // writer lock is taken (the crate's lock order): first up to
+        // MAX_EXTENT contiguous tagged pages are held and untagged (writer
+        // lock, no bit); then each is begun (its WRITEBACK kept across the
+        // I/O) and the ready ones written together. Three small buffers for
+        // the whole call, nothing per page.
+        let mut held: Vec<PageRef<'_>> = Vec::with_capacity(MAX_EXTENT);
         let mut run: Vec<(PageRef<'_>, usize)> = Vec::with_capacity(MAX_EXTENT);
         let mut frames: Vec<(FrameId, usize)> = Vec::with_capacity(MAX_EXTENT);
-        let mut from = first;
-        loop {
+        let mut from = Some(first);
+        while let Some(start) = from {
+            self.hold_extent(start, last, &mut held, &mut from);
+            for page in held.drain(..) {
+                // Never wait for a page's locks while holding the run's
+                // WRITEBACK bits: write the run first, then wait.
+                let mut begun = self.begin_write(&page, run.is_empty());
+                if begun == Begun::WouldBlock {
+                    self.write_run(&mut run, &mut frames, &mut report);
+                    begun = self.begin_write(&page, true);
+                }
+                match begun {
+                    // Only a file's last page is short, and nothing may
+                    // follow it in an extent (the store would leave a
+                    // hole): a short page ends the run.
+                    Begun::Ready(len) if len < PAGE_SIZE => {
+                        run.push((page, len));
+                        self.write_run(&mut run, &mut frames, &mut report);
+                    }
+                    Begun::Ready(len) => run.push((page, len)),
+                    // A gap: the run so far is written first (its bits
+                    // dropped before the dirty mark's writer lock).
+                    Begun::Discarded => {
+                        self.write_run(&mut run, &mut frames, &mut report);
+                        self.sync_dirty_mark(page.index, page.frame);
+                        report.discarded += 1;
+                    }
+                    Begun::Clean | Begun::WouldBlock => {
+                        self.write_run(&mut run, &mut frames, &mut report)
+                    }
+                }
+            }
+            self.write_run(&mut run, &mut frames, &mut report);
+        }
+        report
+    }
+
+    /// Holds and untags the next contiguous tagged pages from `start` up to
+    /// `last`, at most [`MAX_EXTENT`], into `held`, stopping at a gap; sets
+    /// `from` to where the next extent's search starts (`None`: done).
+    fn hold_extent<'a>(
+        &'a self,
+        start: u64,
+        last: u64,
+        held: &mut Vec<PageRef<'a>>,
+        from: &mut Option<u64>,
+    ) {
+        *from = Some(start);
+        while let Some(at) = *from {
+            if held.len() == MAX_EXTENT {
+                return;
+            }
             let next = {
                 let guard = epoch::pin();
                 self.tree
-                    .next_marked(from, Mark::ToWrite, &guard)
+                    .next_marked(at, Mark::ToWrite, &guard)
                     .map(|(i, _)| i)
             };
             let Some(index) = next.filter(|&i| i <= last) else {
-                break;
+                *from = None;
+                return;
             };
-            // The extent ends at a gap (a clean, absent or discarded page
-            // leaves one) or at its bound.
-            if run
-                .last()
-                .is_some_and(|(p, _)| p.index + 1 != index || run.len() == MAX_EXTENT)
-            {
-                self.write_run(&mut run, &mut frames, &mut report);
+            if held.last().is_some_and(|p| p.index + 1 != index) {
+                return; // a gap: the next extent starts there
             }
+            *from = index.checked_add(1);
             // From the reserve: a user at the refcount limit must not keep
             // this page from being written.
             match self.get(index, slot::get_reserved) {
                 Ok(Some(page)) => {
                     self.clear_mark(index, Mark::ToWrite);
-                    // Never wait for a page's locks while holding the run's
-                    // WRITEBACK bits: write the run first, then wait.
-                    let mut begun = self.begin_write(&page, run.is_empty());
-                    if begun == Begun::WouldBlock {
-                        self.write_run(&mut run, &mut frames, &mut report);
-                        begun = self.begin_write(&page, true);
-                    }
-                    match begun {
-                        // Only a file's last page is short, and nothing
-                        // may follow it in an extent (the store would
-                        // leave a hole): a short page ends the run.
-                        Begun::Ready(len) if len < PAGE_SIZE => {
-                            run.push((page, len));
-                            self.write_run(&mut run, &mut frames, &mut report);
-                        }
-                        Begun::Ready(len) => run.push((page, len)),
-                        Begun::Discarded => report.discarded += 1,
-                        Begun::Clean | Begun::WouldBlock => {}
-                    }
+                    held.push(page);
                 }
-                Ok(None) => self.clear_mark_if_present(index, Mark::ToWrite), // removed
+                Ok(None) => {
+                    self.clear_mark_if_present(index, Mark::ToWrite); // removed
+                    return;
+                }
                 Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
             }
-            match index.checked_add(1) {
-                Some(n) => from = n,
-                None => break,
-            }
         }
-        self.write_run(&mut run, &mut frames, &mut report);
-        report
     }
 
     /// Writes the extent `run` (contiguous pages begun by `begin_write`)
@@ -196,13 +226,13 @@ impl PageMap {
         frames.clear();
         frames.extend(run.iter().map(|(p, len)| (p.frame, *len)));
         let result = self.store.write_extent(&self.pool, first, frames);
-        for (page, len) in run.drain(..) {
+        for (page, len) in run.iter() {
             let r = match result {
                 Ok(()) => Ok(()),
                 Err(e) if frames.len() == 1 => Err(e),
-                Err(_) => self.store.write(&self.pool, page.frame, page.index, len),
+                Err(_) => self.store.write(&self.pool, page.frame, page.index, *len),
             };
-            self.end_write(&page, r.is_ok());
+            self.end_write_bits(page, r.is_ok());
             match r {
                 Ok(()) => report.written += 1,
                 Err(source) => record(
@@ -214,6 +244,10 @@ impl PageMap {
                     },
                 ),
             }
+        }
+        // Every bit of the run dropped: now the dirty marks (writer lock).
+        for (page, _) in run.drain(..) {
+            self.sync_dirty_mark(page.index, page.frame);
         }
     }
 
@@ -265,11 +299,15 @@ impl PageMap {
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
         let len = match self.begin_write(page, true) {
             Begun::Clean | Begun::WouldBlock => return Ok(Wrote::Clean),
-            Begun::Discarded => return Ok(Wrote::Discarded),
+            Begun::Discarded => {
+                self.sync_dirty_mark(page.index, page.frame);
+                return Ok(Wrote::Discarded);
+            }
             Begun::Ready(len) => len,
         };
         let result = self.store.write(&self.pool, page.frame, page.index, len);
-        self.end_write(page, result.is_ok());
+        self.end_write_bits(page, result.is_ok());
+        self.sync_dirty_mark(page.index, page.frame);
         result
             .map(|()| Wrote::Written)
             .map_err(|source| Error::Write {
@@ -282,9 +320,9 @@ impl PageMap {
     /// (`may_block`: waiting for them; else `WouldBlock` if either is
     /// taken, holding neither), and if the page is dirty cleans it and
     /// drops the page lock, keeping WRITEBACK for the I/O (`Ready`; then
-    /// [`end_write`](Self::end_write) must follow). A clean page, or a
-    /// dirty one beyond the end of the file (its data dropped), holds
-    /// nothing afterwards.
+    /// [`end_write_bits`](Self::end_write_bits) must follow). A clean page,
+    /// or a dirty one beyond the end of the file (its data dropped; the
+    /// caller syncs its dirty mark), holds nothing afterwards.
     fn begin_write(&self, page: &PageRef<'_>, may_block: bool) -> Begun {
         let frame = page.frame;
         if may_block {
@@ -305,11 +343,11 @@ impl PageMap {
             return Begun::Clean;
         }
         if self.is_beyond_end(page.index) {
-            // Never extend the file with a page a truncate cut off.
+            // Never extend the file with a page a truncate cut off. (The
+            // caller syncs the dirty mark, with no page bit held.)
             self.pool.clear_flags(frame, flags::DIRTY);
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
-            self.sync_dirty_mark(page.index, frame);
             return Begun::Discarded;
         }
         // Clean under the page lock, then write the frame itself (no bounce
@@ -333,15 +371,16 @@ impl PageMap {
     }
 
     /// The second half of a `Ready` page's write, once the store is done:
-    /// a failed write leaves the page dirty; drops WRITEBACK.
-    fn end_write(&self, page: &PageRef<'_>, ok: bool) {
+    /// a failed write leaves the page dirty; drops WRITEBACK. The caller
+    /// then syncs the dirty mark (`sync_dirty_mark`), once it holds no page
+    /// bit.
+    fn end_write_bits(&self, page: &PageRef<'_>, ok: bool) {
         let frame = page.frame;
         if !ok {
             // Keep the data: the page is dirty again (Akaros lost it: defect 7).
             self.pool.set_flags(frame, flags::DIRTY);
         }
         self.pool.unlock_bit(frame, flags::WRITEBACK);
-        self.sync_dirty_mark(page.index, frame);
     }
 }
 
@@ -353,7 +392,7 @@ enum Begun {
     /// Beyond the end of the file: its data dropped, nothing held.
     Discarded,
     /// Cleaned, WRITEBACK held: write its first `.0` bytes (the part
-    /// below the size), then `end_write`.
+    /// below the size), then `end_write_bits`.
     Ready(usize),
     /// A lock was taken and the caller would not wait: nothing held.
     WouldBlock,
