@@ -366,8 +366,14 @@ impl VmModel {
         if !f.cache.contains_key(&index) && r.advice == 2 {
             let ahead = 32.min(r.last_index() - index + 1);
             if ahead > 1 {
+                // Page u64::MAX is never read ahead (the window's end
+                // would not fit in a u64).
                 let n = (0..ahead)
-                    .take_while(|&k| k < free as u64 && !f.cache.contains_key(&(index + k)))
+                    .take_while(|&k| {
+                        k < u64::MAX - index
+                            && k < free as u64
+                            && !f.cache.contains_key(&(index + k))
+                    })
                     .count() as u64;
                 if !(index..index + n).any(|i| f.bad_reads.contains(&i)) {
                     for i in index..index + n {
