@@ -97,3 +97,41 @@ fn readahead_stops_at_the_region_end() {
     assert_eq!(rig.file.nr_pages(), 10);
     assert_eq!(store.vectored.load(Ordering::Relaxed), 1);
 }
+
+/// A store that can address 16 TiB (ext4's largest file).
+struct Limited(MemStore);
+
+impl BackingStore for Limited {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
+        self.0.read_page(index, buf)
+    }
+    fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
+        self.0.write_page(index, src)
+    }
+    fn max_size(&self) -> u64 {
+        1 << 44
+    }
+}
+
+#[test]
+fn a_fault_past_the_stores_max_size_is_a_typed_error() {
+    let rig = Rig::with_store(8, 1, Arc::new(Limited(MemStore::new())));
+    let space = rig.space();
+    for advice in [Advice::Normal, Advice::Sequential] {
+        let va = space
+            .mmap(MapRequest {
+                pgoff: 1 << 40,
+                advice,
+                ..rig.request(2, Prot::READ, MapFlags::SHARED)
+            })
+            .unwrap();
+        match rig.read_byte(0, &space, va) {
+            Err(vmr::Fault::Io {
+                source: pagemap::Error::BeyondMaxSize { index, max_size },
+                ..
+            }) => assert_eq!((index, max_size), (1 << 40, 1 << 44)),
+            r => panic!("{r:?}"),
+        }
+    }
+    assert_eq!(rig.file.nr_pages(), 0);
+}
