@@ -18,6 +18,7 @@ mod mutant_killers;
 mod node_reclaim;
 mod nowait;
 mod raw_locks;
+mod readahead;
 mod refcount_overflow;
 mod remove_vs_lookup;
 mod removers;

@@ -8,10 +8,12 @@
 //!
 //! One concept per file:
 //! * `lookup`: find, load and fill (the lock-free hit path, the miss path);
+//! * `readahead`: the miss path for a window of pages, with one store I/O;
 //! * `page_ref`: [`PageRef`], the counted reference to a page;
 //! * `mappings`: registering mappings, and the DIRTY mark kept in step with
 //!   the frame's DIRTY flag;
-//! * `writeback`: writeback and sync, and the write of one page;
+//! * `writeback`: writeback and sync (contiguous dirty pages as one
+//!   extent), and the write of one page;
 //! * `reclaim`: free_unused, and what every remover shares with it (taking
 //!   a REMOVAL mark back, the remover's write-back hold, the final yank);
 //! * `inspect`: read-only views (holders, memory, iteration, the dump).
@@ -32,6 +34,7 @@ mod inspect;
 mod lookup;
 mod mappings;
 mod page_ref;
+mod readahead;
 mod reclaim;
 mod size;
 mod writeback;
@@ -106,6 +109,12 @@ pub struct PageMap {
     /// before `remover`); paths that copy entries of this file's pages from
     /// one mapping to another without the page lock (fork) hold it shared.
     pub(crate) invalidate_lock: RwLock<()>,
+    /// The first page that ends beyond the store's
+    /// [`max_size`](BackingStore::max_size) (`u64::MAX`: no limit); loads,
+    /// lookups that miss and readahead refuse pages from here on.
+    pub(crate) max_pages: u64,
+    /// The store's `max_size`, for the error that refuses a page.
+    pub(crate) max_size: u64,
 }
 
 /// `ceil(size / PAGE_SIZE)`: the first page beyond a file of `size` bytes
@@ -192,6 +201,13 @@ impl PageMap {
             .map_err(|source| Error::Size { source })?
             .unwrap_or(u64::MAX);
         let id = NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let max_size = store.max_size();
+        // A page is addressable if all of it is: (index + 1) * PAGE_SIZE
+        // <= max_size. `u64::MAX` is "no limit" (index u64::MAX works).
+        let max_pages = match max_size {
+            u64::MAX => u64::MAX,
+            m => m / crate::PAGE_SIZE as u64,
+        };
         Ok(Self {
             id,
             tree: RadixTree::new(),
@@ -205,6 +221,8 @@ impl PageMap {
             size: AtomicU64::new(size),
             extending: AtomicU64::new(u64::MAX),
             invalidate_lock: RwLock::new(()),
+            max_pages,
+            max_size,
         })
     }
 
@@ -306,6 +324,19 @@ impl PageMap {
         let end = self.end();
         if index >= end && end != u64::MAX {
             return Err(Error::BeyondEof { index, end });
+        }
+        Ok(())
+    }
+
+    /// Refuses a page that ends beyond the store's
+    /// [`max_size`](BackingStore::max_size).
+    #[inline]
+    pub(crate) fn check_max(&self, index: u64) -> Result<(), Error> {
+        if index >= self.max_pages && self.max_pages != u64::MAX {
+            return Err(Error::BeyondMaxSize {
+                index,
+                max_size: self.max_size,
+            });
         }
         Ok(())
     }

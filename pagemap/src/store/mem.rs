@@ -108,6 +108,25 @@ impl MemStore {
 }
 
 impl BackingStore for MemStore {
+    /// As page by page, but an extent with a page whose writes fail
+    /// fails whole, before writing any (so a write-back's retry of its
+    /// pages one by one counts each successful write once).
+    fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
+        {
+            let g = self.inner.lock();
+            if (first_index..=u64::MAX)
+                .take(srcs.len())
+                .any(|i| g.bad_writes.contains(&i))
+            {
+                return Err(StoreError::new(StoreError::EIO));
+            }
+        }
+        for (index, src) in (first_index..=u64::MAX).zip(srcs) {
+            self.write_page(index, *src)?;
+        }
+        Ok(())
+    }
+
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if g.bad_reads.contains(&index) {
