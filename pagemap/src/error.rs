@@ -4,7 +4,11 @@ use core::fmt;
 
 /// What went wrong. Every operation that fails with one of these has left the
 /// page map as it was (a failed write keeps its page dirty and cached).
-#[derive(Debug)]
+///
+/// `Clone` and `Eq`: reports keep errors (a [`Flusher`](crate::Flusher)'s
+/// last one, the write error an [`fsync`](crate::PageMap::fsync) reports
+/// later), and every field is plain data.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// The frame pool has no free frame (free some with
@@ -62,6 +66,15 @@ pub enum Error {
         /// The first page beyond the end.
         end: u64,
     },
+    /// The backing store failed to make written data durable
+    /// ([`BackingStore::sync`](crate::BackingStore::sync), called by
+    /// [`PageMap::fsync`](crate::PageMap::fsync), [`PageMap::close`](crate::PageMap::close)
+    /// and a [`Flusher`](crate::Flusher) set to sync): writes it had
+    /// acknowledged may not survive a crash.
+    Sync {
+        /// What the store said.
+        source: StoreError,
+    },
     /// The backing store failed to truncate (the cache is truncated anyway).
     Truncate {
         /// The first page that should be gone.
@@ -95,6 +108,7 @@ impl fmt::Display for Error {
             Error::BeyondEof { index, end } => {
                 write!(f, "page {index} is beyond the end of the file (page {end})")
             }
+            Error::Sync { source } => write!(f, "syncing the store failed: {source}"),
             Error::Truncate { end, source } => {
                 write!(f, "truncating the store at page {end} failed: {source}")
             }
@@ -107,6 +121,7 @@ impl core::error::Error for Error {
         match self {
             Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::Sync { source }
             | Error::Truncate { source, .. } => Some(source),
             _ => None,
         }

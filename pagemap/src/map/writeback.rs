@@ -3,9 +3,10 @@
 //! make it run forever), each under WRITEBACK.
 
 use alloc::vec::Vec;
+use core::fmt;
 use core::ops::RangeBounds;
 
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::frame::flags;
 use crate::mapper::Harvest;
 use crate::radix::Mark;
@@ -58,9 +59,93 @@ pub struct WritebackReport {
     pub errors_dropped: u64,
 }
 
+/// How a writeback treats each page: which to write this time, and what
+/// writing one did. The plain writeback's ([`All`]) wants every page and
+/// ignores outcomes, its methods inlined to nothing; a
+/// [`Flusher`](crate::Flusher)'s skips pages waiting out a backoff.
+pub(crate) trait WbPolicy {
+    /// Whether to write dirty page `index` this time. Asked while tagging,
+    /// under the writer lock: it must take no lock.
+    #[inline]
+    fn want(&mut self, _index: u64) -> bool {
+        true
+    }
+
+    /// What writing page `index` did.
+    #[inline]
+    fn done(&mut self, _index: u64, _result: &Result<Wrote, Error>) {}
+
+    /// Whether a write error is also kept for the next
+    /// [`fsync`](PageMap::fsync) (see [`PageMap::take_write_error`]): yes,
+    /// but for the writeback of an fsync itself, which reports its errors.
+    #[inline]
+    fn keep_errors(&self) -> bool {
+        true
+    }
+}
+
+/// Every page, outcomes ignored: [`PageMap::writeback`].
+pub(crate) struct All;
+
+impl WbPolicy for All {}
+
+/// What an [`fsync`](PageMap::fsync) that failed saw. The pages it could
+/// not write stay dirty and cached, and are retried by later write-backs;
+/// an fsync that then succeeds covers them.
+#[derive(Debug)]
+pub struct FsyncError {
+    /// The write-back this fsync ran: its `errors` are the pages it could
+    /// not write.
+    pub report: WritebackReport,
+    /// A write error met since the previous fsync by another write-back (a
+    /// [`Flusher`](crate::Flusher)'s round, an msync, a removal's
+    /// write-back), kept so that it is reported once, here, and not
+    /// swallowed (Linux's `errseq_t`). Its page may have been written since
+    /// (a later attempt succeeding): it still says a write failed.
+    pub earlier: Option<Error>,
+    /// The store's [`sync`](crate::BackingStore::sync) failed: what it had
+    /// acknowledged may not survive a crash.
+    pub sync: Option<StoreError>,
+}
+
+impl FsyncError {
+    /// The first error: this fsync's first page, else the earlier write
+    /// error, else the store's sync ([`Error::Sync`]).
+    pub fn error(&self) -> Error {
+        match (self.report.errors.first(), &self.earlier, self.sync) {
+            (Some(e), _, _) | (None, Some(e), _) => e.clone(),
+            (None, None, Some(source)) => Error::Sync { source },
+            // Not built without an error (see `PageMap::fsync`).
+            (None, None, None) => unreachable!("an FsyncError without an error"),
+        }
+    }
+}
+
+impl fmt::Display for FsyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pages = self.report.errors.len() as u64 + self.report.errors_dropped;
+        write!(f, "fsync failed: {}", self.error())?;
+        if pages > 1 {
+            write!(f, " ({pages} pages not written)")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for FsyncError {}
+
+impl From<FsyncError> for Error {
+    /// [`FsyncError::error`]: for `?` in functions returning [`Error`].
+    fn from(e: FsyncError) -> Self {
+        e.error()
+    }
+}
+
 impl PageMap {
-    /// Writes back the dirty pages in `range` (msync; [`sync`](Self::sync)
-    /// for all of them; a [`Flusher`](crate::Flusher) calls it periodically).
+    /// Writes back the dirty pages in `range` and waits for them, with no
+    /// sync of the store (Linux's `filemap_write_and_wait_range`; msync;
+    /// [`fsync`](Self::fsync) makes them durable; a
+    /// [`Flusher`](crate::Flusher) calls this periodically).
     ///
     /// First every mapping of the range write-protects and cleans its page
     /// table entries ([`Mapper::clean`](crate::Mapper::clean)), marking the
@@ -72,8 +157,19 @@ impl PageMap {
     /// written straight from its frame with no lock held, so the store may
     /// see a write made meanwhile, even half of one (no stable pages); such
     /// a write leaves the page dirty, so the next write-back stores it. A
-    /// write error leaves the page dirty and is reported.
+    /// write error leaves the page dirty and is reported, here and by the
+    /// next [`fsync`](Self::fsync).
     pub fn writeback(&self, range: impl RangeBounds<u64>) -> WritebackReport {
+        self.writeback_with(range, &mut All)
+    }
+
+    /// [`writeback`](Self::writeback), writing only the pages `policy`
+    /// wants and telling it what became of each.
+    pub(crate) fn writeback_with(
+        &self,
+        range: impl RangeBounds<u64>,
+        policy: &mut impl WbPolicy,
+    ) -> WritebackReport {
         let mut report = WritebackReport::default();
         let Some((first, last)) = inclusive(&range) else {
             return report;
@@ -110,7 +206,8 @@ impl PageMap {
             // Only now: no CPU writes through the old entries any more.
             report.harvested += harvest.settle();
         }
-        self.tag_towrite(first, last);
+        self.tag_towrite(first, last, policy);
+        let keep = policy.keep_errors();
         let mut from = first;
         loop {
             let next = {
@@ -127,7 +224,9 @@ impl PageMap {
             match self.get(index, slot::get_reserved) {
                 Ok(Some(page)) => {
                     self.clear_mark(index, Mark::ToWrite);
-                    match self.write_one(&page) {
+                    let result = self.write_page_back(&page, keep);
+                    policy.done(index, &result);
+                    match result {
                         Ok(Wrote::Written) => report.written += 1,
                         Ok(Wrote::Discarded) => report.discarded += 1,
                         Ok(Wrote::Clean) => {}
@@ -145,12 +244,73 @@ impl PageMap {
         report
     }
 
-    /// Writes back every dirty page.
-    pub fn sync(&self) -> WritebackReport {
-        self.writeback(..)
+    /// Writes back every dirty page, then syncs the store
+    /// ([`BackingStore::sync`](crate::BackingStore::sync): `fdatasync` for
+    /// a [`FileStore`](crate::FileStore)), so that every write made before
+    /// the call survives a crash (Linux's `vfs_fsync`). It fails if a page
+    /// could not be written, if the store's sync failed, or if a write-back
+    /// since the previous fsync met a write error (a
+    /// [`Flusher`](crate::Flusher)'s round, an msync: see
+    /// [`FsyncError::earlier`]), which is reported once, by this call.
+    ///
+    /// The store is synced even when pages failed (as Linux does): what
+    /// was written is made durable, and the failures reported.
+    ///
+    /// | call | writes dirty pages | waits for them | syncs the store | reports earlier write errors |
+    /// | --- | --- | --- | --- | --- |
+    /// | [`writeback(range)`](Self::writeback) (msync) | in `range` | yes | no | no (keeps them) |
+    /// | `fsync()` | all | yes | yes | yes, once |
+    /// | [`close()`](Self::close) | all | yes | yes | yes, then frees every frame |
+    /// | drop | all (best effort; losses logged) | yes | no | no |
+    /// | a [`Flusher`](crate::Flusher) round | all, but pages in backoff | yes | if set to | no (keeps them) |
+    ///
+    /// A write-back already in flight when this starts (another thread's,
+    /// a flusher's) is waited for: its page keeps the DIRTY mark until the
+    /// store returns, so this call tags it and waits on its WRITEBACK bit,
+    /// then writes it itself if the other write failed.
+    pub fn fsync(&self) -> Result<WritebackReport, FsyncError> {
+        self.fsync_with(&mut Own)
     }
 
-    fn tag_towrite(&self, first: u64, last: u64) {
+    /// [`fsync`](Self::fsync) with `policy`'s write-back (close keeps every
+    /// failed page).
+    pub(crate) fn fsync_with(
+        &self,
+        policy: &mut impl WbPolicy,
+    ) -> Result<WritebackReport, FsyncError> {
+        let report = self.writeback_with(.., policy);
+        let sync = self.store.sync().err();
+        // After the write-back and the sync: an error another write-back
+        // met before either ended is reported now, not by the next call.
+        let earlier = self.take_write_error();
+        if report.errors.is_empty()
+            && report.errors_dropped == 0
+            && earlier.is_none()
+            && sync.is_none()
+        {
+            Ok(report)
+        } else {
+            Err(FsyncError {
+                report,
+                earlier,
+                sync,
+            })
+        }
+    }
+
+    /// The store's sync alone (a [`Flusher`](crate::Flusher) round's end:
+    /// it leaves the kept write error to the map's next fsync).
+    pub(crate) fn sync_store(&self) -> Result<(), StoreError> {
+        self.store.sync()
+    }
+
+    /// Takes the write error kept for the next fsync (see
+    /// [`FsyncError::earlier`]).
+    pub(crate) fn take_write_error(&self) -> Option<Error> {
+        self.write_error.lock().take()
+    }
+
+    fn tag_towrite(&self, first: u64, last: u64, policy: &mut impl WbPolicy) {
         let g = self.tree.lock();
         let guard = epoch::pin();
         let mut from = first;
@@ -158,7 +318,9 @@ impl PageMap {
             if i > last {
                 break;
             }
-            self.tree.set_mark(i, Mark::ToWrite, &g);
+            if policy.want(i) {
+                self.tree.set_mark(i, Mark::ToWrite, &g);
+            }
             match i.checked_add(1) {
                 Some(n) => from = n,
                 None => break,
@@ -191,6 +353,12 @@ impl PageMap {
     /// could reach the store after a newer one and leave stale bytes behind a
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
+        self.write_page_back(page, true)
+    }
+
+    /// [`write_one`](Self::write_one); `keep`: whether a write error is also
+    /// kept for the next fsync.
+    fn write_page_back(&self, page: &PageRef<'_>, keep: bool) -> Result<Wrote, Error> {
         let frame = page.frame;
         self.pool.lock_bit(frame, flags::WRITEBACK);
         self.pool.lock(frame);
@@ -216,18 +384,34 @@ impl PageMap {
         self.pool.clear_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
         let result = self.store.write(&self.pool, frame, page.index);
-        if result.is_err() {
+        let result = result.map_err(|source| Error::Write {
+            index: page.index,
+            source,
+        });
+        if let Err(e) = &result {
             // Keep the data: the page is dirty again (Akaros lost it: defect 7).
             self.pool.set_flags(frame, flags::DIRTY);
+            if keep {
+                // For the next fsync (Linux's mapping_set_error); the latest
+                // error wins, as with errseq_t. Before WRITEBACK is released,
+                // so an fsync that waited for this write also finds it.
+                *self.write_error.lock() = Some(e.clone());
+            }
         }
         self.pool.unlock_bit(frame, flags::WRITEBACK);
         self.sync_dirty_mark(page.index, frame);
-        result
-            .map(|()| Wrote::Written)
-            .map_err(|source| Error::Write {
-                index: page.index,
-                source,
-            })
+        result.map(|()| Wrote::Written)
+    }
+}
+
+/// An fsync's own write-back: its errors are reported by the fsync itself,
+/// not kept for the next one.
+struct Own;
+
+impl WbPolicy for Own {
+    #[inline]
+    fn keep_errors(&self) -> bool {
+        false
     }
 }
 

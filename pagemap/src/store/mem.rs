@@ -112,6 +112,11 @@ impl BackingStore for MemStore {
         src.copy_to(page);
         Ok(())
     }
+
+    /// Nothing to flush: what is written is as durable as memory gets.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(all(test, not(pagemap_loom)))]
