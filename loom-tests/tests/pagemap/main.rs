@@ -12,6 +12,7 @@
 mod dirty_removal;
 mod fault_iface;
 mod find_vs_remove;
+mod fsync;
 mod load_vs_load;
 mod mutant_killers;
 mod node_reclaim;

@@ -223,8 +223,8 @@ impl PageMap {
             // this page from being written.
             match self.get(index, slot::get_reserved) {
                 Ok(Some(page)) => {
-                    self.clear_mark(index, Mark::ToWrite);
-                    let result = self.write_page_back(&page, keep);
+                    // The TOWRITE tag is cleared inside, under WRITEBACK.
+                    let result = self.write_page_back(&page, keep, true);
                     policy.done(index, &result);
                     match result {
                         Ok(Wrote::Written) => report.written += 1,
@@ -264,10 +264,16 @@ impl PageMap {
     /// | drop | all (best effort; losses logged) | yes | no | no |
     /// | a [`Flusher`](crate::Flusher) round | all, but pages in backoff | yes | if set to | no (keeps them) |
     ///
-    /// A write-back already in flight when this starts (another thread's,
-    /// a flusher's) is waited for: its page keeps the DIRTY mark until the
-    /// store returns, so this call tags it and waits on its WRITEBACK bit,
-    /// then writes it itself if the other write failed.
+    /// A write-back in flight when this starts (another thread's, a
+    /// flusher's, a removal's) is waited for before the store is synced
+    /// (Linux's `filemap_fdatawait_range`): its page keeps the DIRTY mark
+    /// until the store returns, so after its own write-back this call waits
+    /// on the WRITEBACK bit of every page still marked dirty. The other
+    /// write-back may have taken this call's TOWRITE tag of the page (the
+    /// tag is shared), so without the wait the sync could run before that
+    /// write reached the store (the loom model `pagemap::fsync` found it).
+    /// If that write failed, its error is kept before WRITEBACK is released,
+    /// and this call reports it.
     pub fn fsync(&self) -> Result<WritebackReport, FsyncError> {
         self.fsync_with(&mut Own)
     }
@@ -279,6 +285,7 @@ impl PageMap {
         policy: &mut impl WbPolicy,
     ) -> Result<WritebackReport, FsyncError> {
         let report = self.writeback_with(.., policy);
+        self.wait_writebacks();
         let sync = self.store.sync().err();
         // After the write-back and the sync: an error another write-back
         // met before either ended is reported now, not by the next call.
@@ -298,8 +305,43 @@ impl PageMap {
         }
     }
 
+    /// Waits for every write-back in flight (Linux's
+    /// `filemap_fdatawait_range`). A page under write-back keeps its DIRTY
+    /// mark until after WRITEBACK is released (the mark is synced last), so
+    /// the pages still marked dirty cover every write in flight; each is
+    /// visited once, so a writer that keeps dirtying cannot keep this going.
+    fn wait_writebacks(&self) {
+        let mut from = 0;
+        loop {
+            let next = {
+                let guard = epoch::pin();
+                self.tree
+                    .next_marked(from, Mark::Dirty, &guard)
+                    .map(|(i, _)| i)
+            };
+            let Some(index) = next else {
+                break;
+            };
+            // Held (from the reserve, as writeback does), so the frame
+            // waited on is this page's.
+            match self.get(index, slot::get_reserved) {
+                // Acquire inside the wait: pairs with the write-back's
+                // Release unlock of WRITEBACK, so its kept error (stored
+                // before that unlock) is seen by `take_write_error`.
+                Ok(Some(page)) => self.pool.wait_bit_clear(page.frame, flags::WRITEBACK),
+                Ok(None) => {} // removed: its write-back, if any, is over
+                Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
+            }
+            match index.checked_add(1) {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+    }
+
     /// The store's sync alone (a [`Flusher`](crate::Flusher) round's end:
     /// it leaves the kept write error to the map's next fsync).
+    #[cfg(all(feature = "std", not(pagemap_loom)))]
     pub(crate) fn sync_store(&self) -> Result<(), StoreError> {
         self.store.sync()
     }
@@ -353,14 +395,27 @@ impl PageMap {
     /// could reach the store after a newer one and leave stale bytes behind a
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
-        self.write_page_back(page, true)
+        self.write_page_back(page, true, false)
     }
 
     /// [`write_one`](Self::write_one); `keep`: whether a write error is also
-    /// kept for the next fsync.
-    fn write_page_back(&self, page: &PageRef<'_>, keep: bool) -> Result<Wrote, Error> {
+    /// kept for the next fsync; `untag`: clear the page's TOWRITE tag (a
+    /// writeback's loop).
+    ///
+    /// The tag is cleared under WRITEBACK, as Linux clears it when the
+    /// page's writeback starts: the tag is shared by concurrent writebacks,
+    /// and one that clears another's tag before holding WRITEBACK would
+    /// leave a window where the page is dirty, untagged and not under
+    /// write-back, which an fsync would neither write nor wait for (the
+    /// loom model `pagemap::fsync` found it). Taking the writer lock under
+    /// WRITEBACK is deadlock-free: nothing waits for a page bit while
+    /// holding the writer lock (a leaf).
+    fn write_page_back(&self, page: &PageRef<'_>, keep: bool, untag: bool) -> Result<Wrote, Error> {
         let frame = page.frame;
         self.pool.lock_bit(frame, flags::WRITEBACK);
+        if untag {
+            self.clear_mark(page.index, Mark::ToWrite);
+        }
         self.pool.lock(frame);
         if self.pool.flags(frame) & flags::DIRTY == 0 {
             self.pool.unlock(frame);
