@@ -178,12 +178,16 @@
 //!   The writer and reverse-map locks are taken with
 //!   nothing held, or under the remover lock or the address-space lock
 //!   (munmap registers pieces and marks harvested pages dirty under it),
-//!   never under a page bit, and never together.
+//!   never under a page bit but for the exceptions below, and never
+//!   together.
 //! * Page bits are taken WRITEBACK first, then LOCKED, and released before
 //!   the writer lock is taken (a dirty mark is synced after the unlock).
-//!   Exception: a loader holds LOCKED on its new frame while it takes the
-//!   writer lock to publish it; no one can wait on a frame before it is
-//!   published.
+//!   Exceptions: a loader holds LOCKED on its new frame while it takes the
+//!   writer lock to publish it (no one can wait on a frame before it is
+//!   published); a writeback clears its page's TOWRITE tag holding
+//!   WRITEBACK (so that an fsync whose tag it took finds the page under
+//!   WRITEBACK and waits). The writer lock is a leaf: nobody holding it
+//!   waits for a page bit.
 //! * A fault installs inside [`PageMap::map_page`]'s callback, its page
 //!   counted in the slot word's mapping field from before its end-of-file
 //!   check until the callback returns; truncate, with the invalidate and

@@ -68,7 +68,10 @@ fn fsync_vs_failing_background_writeback() {
         assert!(second.is_ok() || earlier(&second), "{second:?}");
         assert_eq!(store.inner.page(IDX).unwrap()[..8], [FIRST; 8]);
         assert!(map.dirty_indices(..).is_empty());
-        let own = first.as_ref().err().is_some_and(|e| !e.report.errors.is_empty());
+        let own = first
+            .as_ref()
+            .err()
+            .is_some_and(|e| !e.report.errors.is_empty());
         format!(
             "bg_failed={} fsync_own_error={own} reported_by={}",
             bg_errors == 1,
@@ -88,4 +91,38 @@ fn fsync_vs_failing_background_writeback() {
         // page itself and reported the background error.
         "bg_failed=true fsync_own_error=false reported_by=first",
     ]);
+}
+
+/// Two fsyncs, the first write failing: one may take the other's TOWRITE
+/// tag and fail; the other then waits for that write and must report its
+/// error (kept even though it was an fsync's own), not return Ok.
+#[test]
+fn fsync_vs_fsync_with_a_failing_write() {
+    explore(Bound::Env, || {
+        let fx = Fixture::new(2);
+        let store = Arc::new(FailFirst {
+            inner: MemStore::new(),
+            failed: AtomicBool::new(false),
+        });
+        let map = Arc::new(PageMap::new(fx.pool.clone(), store.clone()));
+        drop(dirty(&map, IDX, FIRST));
+        let other = spawn_with(&(map.clone(), store.clone()), |(map, store)| {
+            let r = map.fsync();
+            if r.is_ok() {
+                assert_eq!(store.inner.page(IDX).expect("Ok: stored")[..8], [FIRST; 8]);
+            }
+            r.is_ok()
+        });
+        let r = map.fsync();
+        if r.is_ok() {
+            assert_eq!(store.inner.page(IDX).expect("Ok: stored")[..8], [FIRST; 8]);
+        }
+        let other_ok = other.join().unwrap();
+        // Every error was reported by one of them: nothing is left.
+        let last = map.fsync();
+        assert!(last.is_ok(), "{last:?}");
+        assert_eq!(store.inner.page(IDX).unwrap()[..8], [FIRST; 8]);
+        format!("ok={}", u8::from(r.is_ok()) + u8::from(other_ok))
+    })
+    .assert_seen(&["ok=1", "ok=0"]);
 }

@@ -41,7 +41,7 @@ pub(crate) use reclaim::Scratch;
 pub use reclaim::{FreeReport, REMOVE_BATCH};
 pub(crate) use writeback::record;
 pub use writeback::{FsyncError, WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS};
-pub(crate) use writeback::{WbPolicy, Wrote};
+pub(crate) use writeback::{WbPolicy, WriteErrors, Wrote};
 
 static NEXT_MAP_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
 
@@ -93,11 +93,10 @@ pub struct PageMap {
     /// before `remover`); paths that copy entries of this file's pages from
     /// one mapping to another without the page lock (fork) hold it shared.
     pub(crate) invalidate_lock: RwLock<()>,
-    /// The last write error met by a write-back that did not report it to
-    /// an fsync, kept until the next [`fsync`](Self::fsync) reports it
-    /// (Linux's `errseq_t` in `address_space.wb_err`). A leaf lock, taken
-    /// under a page's WRITEBACK bit.
-    pub(crate) write_error: Mutex<Option<Error>>,
+    /// The write errors kept for [`fsync`](Self::fsync) to report (Linux's
+    /// `errseq_t` in `address_space.wb_err`). A leaf lock, taken under a
+    /// page's WRITEBACK bit.
+    pub(crate) write_error: Mutex<WriteErrors>,
     /// Set by [`close`](Self::close), which wrote back already: `Drop`
     /// then only frees the frames.
     closed: bool,
@@ -144,7 +143,7 @@ impl PageMap {
             nr_pages: AtomicU64::new(0),
             end: AtomicU64::new(u64::MAX),
             invalidate_lock: RwLock::new(()),
-            write_error: Mutex::new(None),
+            write_error: Mutex::new(WriteErrors::default()),
             closed: false,
         }
     }
@@ -291,10 +290,7 @@ impl PageMap {
     /// reported by an fsync, or the store's failed sync.
     pub fn close(mut self) -> Result<(), CloseError> {
         let mut lost = Lost::default();
-        let (earlier, sync) = match self.fsync_with(&mut lost) {
-            Ok(_) => (None, None),
-            Err(e) => (e.earlier, e.sync),
-        };
+        let FsyncError { earlier, sync, .. } = self.fsync_with(&mut lost);
         // Drop frees the frames, without writing back again.
         self.closed = true;
         drop(self);

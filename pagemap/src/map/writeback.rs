@@ -76,8 +76,9 @@ pub(crate) trait WbPolicy {
     fn done(&mut self, _index: u64, _result: &Result<Wrote, Error>) {}
 
     /// Whether a write error is also kept for the next
-    /// [`fsync`](PageMap::fsync) (see [`PageMap::take_write_error`]): yes,
-    /// but for the writeback of an fsync itself, which reports its errors.
+    /// [`fsync`](PageMap::fsync) (see [`WriteErrors`]): yes,
+    /// but for close and drop, which own the map (no concurrent fsync) and
+    /// report every failed page themselves.
     #[inline]
     fn keep_errors(&self) -> bool {
         true
@@ -97,11 +98,12 @@ pub struct FsyncError {
     /// The write-back this fsync ran: its `errors` are the pages it could
     /// not write.
     pub report: WritebackReport,
-    /// A write error met since the previous fsync by another write-back (a
+    /// The latest write error met by another write-back (a
     /// [`Flusher`](crate::Flusher)'s round, an msync, a removal's
-    /// write-back), kept so that it is reported once, here, and not
-    /// swallowed (Linux's `errseq_t`). Its page may have been written since
-    /// (a later attempt succeeding): it still says a write failed.
+    /// write-back, a concurrent fsync) after this fsync began, or before it
+    /// but not yet reported by an fsync: kept so that it is not swallowed
+    /// (Linux's `errseq_t`). Its page may have been written since (a later
+    /// attempt succeeding): it still says a write failed.
     pub earlier: Option<Error>,
     /// The store's [`sync`](crate::BackingStore::sync) failed: what it had
     /// acknowledged may not survive a crash.
@@ -109,8 +111,25 @@ pub struct FsyncError {
 }
 
 impl FsyncError {
+    /// `Ok` with the report if nothing failed.
+    fn into_result(self) -> Result<WritebackReport, FsyncError> {
+        let r = &self.report;
+        if r.errors.is_empty()
+            && r.errors_dropped == 0
+            && self.earlier.is_none()
+            && self.sync.is_none()
+        {
+            Ok(self.report)
+        } else {
+            Err(self)
+        }
+    }
+
     /// The first error: this fsync's first page, else the earlier write
     /// error, else the store's sync ([`Error::Sync`]).
+    ///
+    /// # Panics
+    /// If it holds no error (never for one an fsync returned).
     pub fn error(&self) -> Error {
         match (self.report.errors.first(), &self.earlier, self.sync) {
             (Some(e), _, _) | (None, Some(e), _) => e.clone(),
@@ -256,13 +275,13 @@ impl PageMap {
     /// The store is synced even when pages failed (as Linux does): what
     /// was written is made durable, and the failures reported.
     ///
-    /// | call | writes dirty pages | waits for them | syncs the store | reports earlier write errors |
+    /// | call | writes dirty pages | waits for other write-backs in flight | syncs the store | write errors |
     /// | --- | --- | --- | --- | --- |
-    /// | [`writeback(range)`](Self::writeback) (msync) | in `range` | yes | no | no (keeps them) |
-    /// | `fsync()` | all | yes | yes | yes, once |
-    /// | [`close()`](Self::close) | all | yes | yes | yes, then frees every frame |
-    /// | drop | all (best effort; losses logged) | yes | no | no |
-    /// | a [`Flusher`](crate::Flusher) round | all, but pages in backoff | yes | if set to | no (keeps them) |
+    /// | [`writeback(range)`](Self::writeback) (msync) | in `range` | only of pages it writes | no | in its report, and kept for the next fsync |
+    /// | `fsync()` | all | all | yes | its own and those kept since the last fsync, each once |
+    /// | [`close()`](Self::close) | all | all | yes | every lost page, and those kept; then frees every frame |
+    /// | drop | all (best effort) | only of pages it writes | no | every lost page logged (`log::error!`) |
+    /// | a [`Flusher`](crate::Flusher) round | all, but pages in backoff | only of pages it writes | if set to | in its report, and kept for the next fsync |
     ///
     /// A write-back in flight when this starts (another thread's, a
     /// flusher's, a removal's) is waited for before the store is synced
@@ -275,33 +294,34 @@ impl PageMap {
     /// If that write failed, its error is kept before WRITEBACK is released,
     /// and this call reports it.
     pub fn fsync(&self) -> Result<WritebackReport, FsyncError> {
-        self.fsync_with(&mut Own)
+        let mut own = Own::default();
+        let mut e = self.fsync_with(&mut own);
+        // This call's own last error was kept too (a concurrent fsync that
+        // waited for that write must see it); it is in the report already.
+        if e.earlier.is_some() && e.earlier == own.last {
+            e.earlier = None;
+        }
+        e.into_result()
     }
 
     /// [`fsync`](Self::fsync) with `policy`'s write-back (close keeps every
-    /// failed page).
-    pub(crate) fn fsync_with(
-        &self,
-        policy: &mut impl WbPolicy,
-    ) -> Result<WritebackReport, FsyncError> {
+    /// failed page), as an [`FsyncError`] that may hold no error.
+    pub(crate) fn fsync_with(&self, policy: &mut impl WbPolicy) -> FsyncError {
+        // Before tagging: an error kept from here on may concern a page
+        // this call counts on (another write-back, a concurrent fsync, may
+        // take its tag and fail), so it is this call's to report even if a
+        // concurrent fsync reports it too.
+        let since = self.write_error.lock().seq;
         let report = self.writeback_with(.., policy);
         self.wait_writebacks();
         let sync = self.store.sync().err();
-        // After the write-back and the sync: an error another write-back
-        // met before either ended is reported now, not by the next call.
-        let earlier = self.take_write_error();
-        if report.errors.is_empty()
-            && report.errors_dropped == 0
-            && earlier.is_none()
-            && sync.is_none()
-        {
-            Ok(report)
-        } else {
-            Err(FsyncError {
-                report,
-                earlier,
-                sync,
-            })
+        // After the wait and the sync: the errors of the write-backs waited
+        // for are kept by now.
+        let earlier = self.write_error.lock().check(since);
+        FsyncError {
+            report,
+            earlier,
+            sync,
         }
     }
 
@@ -327,7 +347,7 @@ impl PageMap {
             match self.get(index, slot::get_reserved) {
                 // Acquire inside the wait: pairs with the write-back's
                 // Release unlock of WRITEBACK, so its kept error (stored
-                // before that unlock) is seen by `take_write_error`.
+                // before that unlock) is seen by `WriteErrors::check`.
                 Ok(Some(page)) => self.pool.wait_bit_clear(page.frame, flags::WRITEBACK),
                 Ok(None) => {} // removed: its write-back, if any, is over
                 Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
@@ -344,12 +364,6 @@ impl PageMap {
     #[cfg(all(feature = "std", not(pagemap_loom)))]
     pub(crate) fn sync_store(&self) -> Result<(), StoreError> {
         self.store.sync()
-    }
-
-    /// Takes the write error kept for the next fsync (see
-    /// [`FsyncError::earlier`]).
-    pub(crate) fn take_write_error(&self) -> Option<Error> {
-        self.write_error.lock().take()
     }
 
     fn tag_towrite(&self, first: u64, last: u64, policy: &mut impl WbPolicy) {
@@ -450,7 +464,7 @@ impl PageMap {
                 // For the next fsync (Linux's mapping_set_error); the latest
                 // error wins, as with errseq_t. Before WRITEBACK is released,
                 // so an fsync that waited for this write also finds it.
-                *self.write_error.lock() = Some(e.clone());
+                self.write_error.lock().keep(e);
             }
         }
         self.pool.unlock_bit(frame, flags::WRITEBACK);
@@ -459,14 +473,54 @@ impl PageMap {
     }
 }
 
-/// An fsync's own write-back: its errors are reported by the fsync itself,
-/// not kept for the next one.
-struct Own;
+/// An fsync's own write-back: remembers its last error, which the fsync
+/// reports in its report and so not again as an earlier one. Its errors
+/// are kept like any write-back's: a concurrent fsync may have waited for
+/// that very write (its TOWRITE tag taken), and must report it.
+#[derive(Default)]
+struct Own {
+    last: Option<Error>,
+}
 
 impl WbPolicy for Own {
-    #[inline]
-    fn keep_errors(&self) -> bool {
-        false
+    fn done(&mut self, _index: u64, result: &Result<Wrote, Error>) {
+        if let Err(e) = result {
+            self.last = Some(e.clone());
+        }
+    }
+}
+
+/// The write errors kept for fsync (Linux's `errseq_t` in
+/// `address_space.wb_err`): a count of errors kept, the latest, and how
+/// many of them some fsync has reported.
+#[derive(Debug, Default)]
+pub(crate) struct WriteErrors {
+    /// Errors kept so far.
+    seq: u64,
+    /// The latest.
+    last: Option<Error>,
+    /// `seq` when an fsync last reported.
+    reported: u64,
+}
+
+impl WriteErrors {
+    /// Keeps a write error.
+    fn keep(&mut self, e: &Error) {
+        self.seq += 1;
+        self.last = Some(e.clone());
+    }
+
+    /// For an fsync that sampled `seq` as `since` when it began: the latest
+    /// error if one was kept after that or was never reported; every error
+    /// so far counts as reported from now on.
+    fn check(&mut self, since: u64) -> Option<Error> {
+        let from = since.min(self.reported);
+        self.reported = self.seq;
+        if self.seq > from {
+            self.last.clone()
+        } else {
+            None
+        }
     }
 }
 
