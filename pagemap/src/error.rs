@@ -4,7 +4,11 @@ use core::fmt;
 
 /// What went wrong. Every operation that fails with one of these has left the
 /// page map as it was (a failed write keeps its page dirty and cached).
-#[derive(Debug)]
+///
+/// `Clone` and `Eq`: reports keep errors (a [`Flusher`](crate::Flusher)'s
+/// last one, the write error an [`fsync`](crate::PageMap::fsync) reports
+/// later), and every field is plain data.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// The frame pool has no free frame (free some with
@@ -71,6 +75,15 @@ pub enum Error {
         index: u64,
         /// The store's largest length in bytes.
         max_size: u64,
+    },
+    /// The backing store failed to make written data durable
+    /// ([`BackingStore::sync`](crate::BackingStore::sync), called by
+    /// [`PageMap::fsync`](crate::PageMap::fsync), [`PageMap::close`](crate::PageMap::close)
+    /// and a [`Flusher`](crate::Flusher) set to sync): writes it had
+    /// acknowledged may not survive a crash.
+    Sync {
+        /// What the store said.
+        source: StoreError,
     },
     /// The backing store failed to report its size when a page map was
     /// created over it ([`PageMap::try_new`](crate::PageMap::try_new)).
@@ -142,6 +155,7 @@ impl fmt::Display for Error {
                 f,
                 "page {index} ends beyond the {max_size} bytes the store can address"
             ),
+            Error::Sync { source } => write!(f, "syncing the store failed: {source}"),
             Error::Size { source } => write!(f, "the store's size is unknown: {source}"),
             Error::BeyondSize { offset, size } => write!(
                 f,
@@ -169,6 +183,7 @@ impl core::error::Error for Error {
         match self {
             Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::Sync { source }
             | Error::Size { source }
             | Error::SetSize { source, .. }
             | Error::Truncate { source, .. } => Some(source),
@@ -188,7 +203,10 @@ impl From<Error> for std::io::Error {
         let kind = match &e {
             Error::Read { source, .. }
             | Error::Write { source, .. }
-            | Error::Truncate { source, .. } => return (*source).into(),
+            | Error::Truncate { source, .. }
+            | Error::Sync { source }
+            | Error::Size { source }
+            | Error::SetSize { source, .. } => return (*source).into(),
             Error::PoolExhausted { .. } => K::OutOfMemory,
             Error::WouldBlock { .. } => K::WouldBlock,
             Error::OutOfBounds { .. } | Error::InvalidCapacity { .. } => K::InvalidInput,

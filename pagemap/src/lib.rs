@@ -147,6 +147,7 @@
 //!  |       |                    destroy, truncate, remove_or_zero
 //!  |       +- WRITEBACK bit     page bit lock: one write-back of the page at a
 //!  |       |   |                time, held across the store's write
+//!  |       |   +- kept write error  a failed write's error, for the next fsync
 //!  |       |   +- LOCKED bit    the page lock: held across the store's read, a
 //!  |       |       |            write(), a write-back's clean, truncate's
 //!  |       |       |            zeroing (a submitted request's submitter
@@ -172,16 +173,22 @@
 //! * The bottom locks are leaves: nothing is taken under the TLB locks, the
 //!   free list, the wait buckets, the store's locks, the writer lock or the
 //!   reverse-map lock. (A [`Flusher`]'s own two mutexes, its wake-up flag
-//!   and its report, are leaves taken with nothing held: it calls
-//!   [`PageMap::sync`] with neither held.) The writer and reverse-map locks are taken with
+//!   and its report, are leaves taken with nothing held: it writes back
+//!   with neither held. A page map's kept write error, for the next
+//!   [`PageMap::fsync`], is a leaf taken under a page's WRITEBACK bit.)
+//!   The writer and reverse-map locks are taken with
 //!   nothing held, or under the remover lock or the address-space lock
 //!   (munmap registers pieces and marks harvested pages dirty under it),
-//!   never under a page bit, and never together.
+//!   never under a page bit but for the exceptions below, and never
+//!   together.
 //! * Page bits are taken WRITEBACK first, then LOCKED, and released before
 //!   the writer lock is taken (a dirty mark is synced after the unlock).
-//!   Exception: a loader holds LOCKED on its new frame while it takes the
-//!   writer lock to publish it; no one can wait on a frame before it is
-//!   published.
+//!   Exceptions: a loader holds LOCKED on its new frame while it takes the
+//!   writer lock to publish it (no one can wait on a frame before it is
+//!   published); a writeback clears its page's TOWRITE tag holding
+//!   WRITEBACK (so that an fsync whose tag it took finds the page under
+//!   WRITEBACK and waits). The writer lock is a leaf: nobody holding it
+//!   waits for a page bit.
 //! * A fault installs inside [`PageMap::map_page`]'s callback, its page
 //!   counted in the slot word's mapping field from before its end-of-file
 //!   check until the callback returns; truncate, with the invalidate and
@@ -260,11 +267,11 @@ pub mod sync;
 
 pub use error::{Error, StoreError};
 #[cfg(all(feature = "std", not(pagemap_loom)))]
-pub use flusher::{Flusher, FlusherReport};
+pub use flusher::{Flusher, FlusherBuilder, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
 pub use map::{
-    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, HARVEST_CAP,
-    MAX_REPORTED_ERRORS, REMOVE_BATCH,
+    CloseError, FreeReport, FsyncError, MemoryStats, OwnedPageRef, PageMap, PageRef,
+    WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS, REMOVE_BATCH,
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};

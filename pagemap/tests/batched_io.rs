@@ -367,7 +367,7 @@ fn file_store_extents_round_trip_with_a_partial_last_page() {
         p.write(1, &[0xee; 7]).unwrap();
         want[at + 1..at + 8].fill(0xee);
     }
-    let r = map.sync();
+    let r = map.writeback(..);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.written, 71);
     // The length is kept: the partial last page writes only up to it.

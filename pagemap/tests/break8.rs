@@ -41,7 +41,7 @@ fn a_write_through_a_reference_held_across_truncate_does_not_reappear() {
     // A write that starts after truncate returned.
     held.write(0, b"ghost").unwrap();
     drop(held);
-    let wb = map.sync();
+    let wb = map.writeback(..);
     notes.push(format!(
         "sync after the write: {wb:?} (beyond the end: dropped)"
     ));

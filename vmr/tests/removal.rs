@@ -164,7 +164,7 @@ fn munmap_during_removal_hands_its_dirty_bit_to_the_cache() {
     let r = removal.finish();
     assert_eq!(r.removed + r.raced, 1, "{r:?}");
     // Wherever the page went, the byte reached the store or stays dirty.
-    w.file.sync();
+    w.file.writeback(..);
     assert_eq!(w.store.page(0).unwrap()[0], 7);
 }
 
@@ -252,7 +252,7 @@ fn writeback_error_keeps_the_harvested_page_dirty() {
     assert_eq!((r.written, r.errors.len()), (0, 1));
     assert_eq!(w.file.dirty_indices(..), vec![0]);
     w.store.fail_writes(0, false);
-    assert_eq!(w.file.sync().written, 1);
+    assert_eq!(w.file.writeback(..).written, 1);
     assert_eq!(w.store.page(0).unwrap()[0], 3);
 }
 
@@ -265,7 +265,7 @@ fn truncate_unmaps_shared_and_private_pages_and_later_faults_get_sigbus() {
         w.write_byte(0, &s, shared + i * PAGE, 0x50 + i as u8);
         w.write_byte(0, &s, private + i * PAGE, 0x70 + i as u8); // COW copies
     }
-    w.file.sync();
+    w.file.writeback(..);
     let free_before = w.pool.free_frames();
     let r = w.file.truncate(4);
     assert_eq!(r.removed, 4, "{r:?}");
@@ -324,7 +324,7 @@ fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
         })
     ));
     drop(held);
-    let wb = w.file.sync();
+    let wb = w.file.writeback(..);
     assert_eq!((wb.written, wb.discarded), (0, 0), "{wb:?}");
     assert!(w.store.page(6).is_none(), "the file was not extended");
     assert!(matches!(

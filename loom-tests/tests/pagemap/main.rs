@@ -13,6 +13,7 @@ mod dirty_removal;
 mod fault_iface;
 mod file_size;
 mod find_vs_remove;
+mod fsync;
 mod load_vs_load;
 mod mutant_killers;
 mod node_reclaim;

@@ -249,7 +249,7 @@ impl PageMap {
     /// let mut buf = [1u8; 4000];
     /// assert_eq!(map.read_at(5000, &mut buf).unwrap(), 4000);
     /// assert!(buf.iter().all(|&b| b == 0), "the cut bytes do not come back");
-    /// assert!(map.sync().errors.is_empty());
+    /// assert!(map.writeback(..).errors.is_empty());
     /// assert_eq!(store.size().unwrap(), Some(9000));
     /// ```
     pub fn set_size(&self, bytes: u64) -> Result<RemoveReport, Error> {

@@ -39,7 +39,7 @@ fn byte_offset(index: u64) -> Result<u64, StoreError> {
 /// // Writes come from a page map's write-back, straight from the frame.
 /// let map = PageMap::new(Arc::new(FramePool::new(1).unwrap()), Arc::new(store));
 /// map.load(0).unwrap().write(0, b"j").unwrap();
-/// assert!(map.sync().errors.is_empty());
+/// map.fsync().unwrap(); // written back, then fdatasync
 /// assert_eq!(std::fs::read(&path).unwrap(), b"jello"); // length kept
 /// # std::fs::remove_file(&path).unwrap();
 /// ```
@@ -394,6 +394,14 @@ impl BackingStore for FileStore {
         // (the write-back holds the page), and `len() <= PAGE_SIZE`; their
         // changing is allowed here.
         unsafe { self.write_at(off, src.as_ptr().as_ptr(), src.len())? };
+        Ok(())
+    }
+
+    /// `fdatasync` ([`File::sync_data`]): the data written so far and the
+    /// file's length (which `fdatasync` flushes too, being needed to read
+    /// the data back), not the other metadata (times) that `fsync` would.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.file.sync_data()?;
         Ok(())
     }
 

@@ -203,6 +203,11 @@ impl BackingStore for MemStore {
         }
         Ok(())
     }
+
+    /// Nothing to flush: what is written is as durable as memory gets.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(all(test, not(pagemap_loom)))]

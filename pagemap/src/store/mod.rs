@@ -116,6 +116,17 @@ pub trait BackingStore: Send + Sync {
         let _ = bytes;
         Ok(())
     }
+
+    /// Makes every write that returned before this call durable: on stable
+    /// storage, along with the store's length if a write or a truncate
+    /// changed it (`fdatasync`; [`PageMap::fsync`](crate::PageMap::fsync)
+    /// calls it after writing back every dirty page). An error means some
+    /// of those writes may not survive a crash. The default does nothing,
+    /// for stores with nothing to flush (memory, a device without a
+    /// volatile cache).
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The page map's store: one of the two interfaces.
@@ -282,6 +293,14 @@ impl Store {
         match self {
             Store::Sync(s) => s.set_size(bytes),
             Store::Submit(s) => s.set_size(bytes),
+        }
+    }
+
+    /// The store's sync (both interfaces: synchronous).
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => s.sync(),
+            Store::Submit(s) => s.sync(),
         }
     }
 }

@@ -98,6 +98,14 @@ pub trait SubmitStore: Send + Sync {
         let _ = bytes;
         Ok(())
     }
+
+    /// Makes every write completed before this call durable (a device's
+    /// cache flush, Linux's `REQ_PREFLUSH`), synchronously, as
+    /// [`BackingStore::sync`](crate::BackingStore::sync) says. The default
+    /// does nothing, for devices without a volatile cache.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A submitted read of one page into its frame; see [`SubmitStore`].
