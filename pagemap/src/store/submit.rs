@@ -79,6 +79,14 @@ pub trait SubmitStore: Send + Sync {
         let _ = end;
         Ok(())
     }
+
+    /// Makes the `len` bytes from byte `offset` read as zeroes, keeping the
+    /// size, synchronously: as [`BackingStore::punch_hole`](super::BackingStore::punch_hole),
+    /// whose default (fails with [`StoreError::EOPNOTSUPP`]) this shares.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        let _ = (offset, len);
+        Err(StoreError::new(StoreError::EOPNOTSUPP))
+    }
 }
 
 /// A submitted read of one page into its frame; see [`SubmitStore`].
