@@ -23,8 +23,10 @@ struct Slow(MemStore);
 
 impl BackingStore for Slow {
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
+        // Read, then take a while to complete: the bytes are as of the start.
+        let r = self.0.read_page(index, buf);
         thread::sleep(Duration::from_micros(20));
-        self.0.read_page(index, buf)
+        r
     }
 
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
@@ -32,12 +34,15 @@ impl BackingStore for Slow {
         // (as a device's DMA read early and its completion late would).
         let mut copy = [0u8; PAGE_SIZE];
         src.copy_to(&mut copy);
-        thread::sleep(Duration::from_micros(20));
+        // Longer than a punch: a write of old bytes not drained lands last.
+        thread::sleep(Duration::from_micros(150));
         self.0.set_page(index, &copy);
         Ok(())
     }
 
     fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        // A real punch takes time too: the window between the halves.
+        thread::sleep(Duration::from_micros(100));
         self.0.punch_hole(offset, len)
     }
 }
@@ -84,7 +89,7 @@ fn punch_vs_loads_refilling_the_range_leaves_no_old_byte() {
         let map = PageMap::new(Arc::new(FramePool::new(16).unwrap()), store.clone());
         let punched = AtomicBool::new(false);
         let stop = AtomicBool::new(false);
-        let start = Barrier::new(2);
+        let start = Barrier::new(3);
         thread::scope(|s| {
             s.spawn(|| {
                 start.wait();
@@ -93,12 +98,19 @@ fn punch_vs_loads_refilling_the_range_leaves_no_old_byte() {
                         // Read before the load starts: a load begun after
                         // the punch returned must see the hole.
                         let after = punched.load(Ordering::Acquire);
-                        if after && first_byte(&map, i) != 0 {
+                        let byte = first_byte(&map, i);
+                        if after && byte != 0 {
                             stale_after.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    // Drop the clean pages, so the next loads miss again.
+                }
+            });
+            s.spawn(|| {
+                start.wait();
+                while !stop.load(Ordering::Acquire) {
+                    // Drop the clean pages, so that loads miss again.
                     map.invalidate(..);
+                    thread::sleep(Duration::from_micros(50));
                 }
             });
             start.wait();
@@ -108,6 +120,17 @@ fn punch_vs_loads_refilling_the_range_leaves_no_old_byte() {
             }
             map.punch_hole(0, PAGES * PAGE).unwrap();
             punched.store(true, Ordering::Release);
+            // What is cached right now must be zeroes (before the evictor
+            // can drop a page refilled with old bytes).
+            for i in 0..PAGES {
+                if let Some(page) = map.find(i).unwrap() {
+                    let mut b = [0u8; 1];
+                    page.read(0, &mut b).unwrap();
+                    if b[0] != 0 {
+                        stale_after.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             thread::sleep(Duration::from_micros(100));
             stop.store(true, Ordering::Release);
         });
