@@ -16,6 +16,7 @@ mod load_vs_load;
 mod mutant_killers;
 mod node_reclaim;
 mod nowait;
+mod punch;
 mod raw_locks;
 mod refcount_overflow;
 mod remove_vs_lookup;

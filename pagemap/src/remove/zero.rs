@@ -133,9 +133,10 @@ impl PageMap {
             // (short: no I/O), so the second zap sees their entries.
             self.wait_for_mappers(index);
             // WRITEBACK first: a write of the old contents in flight must
-            // reach the store before a truncate cuts it, not after (it would
-            // put stale bytes back beyond the end). Later writebacks find the
-            // page clean, or beyond the end and drop it. LOCKED: any state,
+            // reach the store before a truncate cuts it or a punch punches
+            // it, not after (it would put stale bytes back beyond the end or
+            // in the hole). Later writebacks find the page clean (or zero),
+            // or beyond the end and drop it. LOCKED: any state,
             // loading included (the page lock waits for a read).
             self.pool.lock_bit(frame, flags::WRITEBACK);
             self.pool.lock(frame);
