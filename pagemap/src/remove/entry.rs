@@ -296,12 +296,12 @@ impl PageMap {
         };
         // The partial pages: the head, and a tail on another page.
         let head = offset / ps;
-        if offset % ps != 0 {
+        if !offset.is_multiple_of(ps) {
             let to = (end - head * ps).min(ps) as usize;
             self.zero_partial(head, (offset % ps) as usize, to);
         }
         let tail = end / ps;
-        if stop == tail && end % ps != 0 && (tail != head || offset % ps == 0) {
+        if stop == tail && !end.is_multiple_of(ps) && (tail != head || offset.is_multiple_of(ps)) {
             self.zero_partial(tail, 0, (end % ps) as usize);
         }
         if first < stop {
