@@ -75,7 +75,7 @@ fn stepped(frames: usize) -> (Arc<SteppedStore>, Arc<PageMap>) {
 /// keeps misses out across its two halves (the invalidate lock), so right
 /// after it returns the cache holds no `OLD` byte (a load between the
 /// halves would have read the store's old bytes back in), and later loads
-/// read zeroes. Kills P01.
+/// read zeroes. Kills H01.
 #[test]
 fn punch_vs_load_refilling() {
     explore(Bound::Env, || {
@@ -104,7 +104,7 @@ fn punch_vs_load_refilling() {
 /// A write-back of the dirty page (`FIRST` over `OLD`) races a punch of it.
 /// The punch waits for a write in flight (WRITEBACK) before zeroing and
 /// punches the store last, so the store ends a hole whichever runs first,
-/// and the page, if still cached, is zero and clean. Kills P02.
+/// and the page, if still cached, is zero and clean. Kills H02.
 #[test]
 fn punch_vs_writeback_in_flight() {
     explore(Bound::Env, || {
