@@ -313,3 +313,27 @@ fn file_store_punches_a_real_file_and_keeps_its_size() {
     drop(map);
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A byte-granular size: the punch is clipped there, the last page's part
+/// of it counts as whole (its bytes past the size are not file data), and
+/// the size does not move.
+#[test]
+fn punch_is_clipped_at_a_byte_size() {
+    let store = Arc::new(MemStore::with_size(10_000));
+    for i in 0..3 {
+        store.set_page(i, &[0x44; PAGE_SIZE]);
+    }
+    let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone());
+    map.load(2).unwrap();
+    let r = map.punch_hole(5_000, 1 << 20).unwrap();
+    assert_eq!(r.removed, 1, "page 2, the last: {r:?}");
+    assert_eq!(map.size(), 10_000, "the size is unchanged");
+    let mut b = [0u8; PAGE_SIZE];
+    map.load(1).unwrap().read(0, &mut b).unwrap();
+    let at = 5_000 - PAGE_SIZE;
+    assert!(b[..at].iter().all(|&x| x == 0x44) && b[at..].iter().all(|&x| x == 0));
+    map.load(2).unwrap().read(0, &mut b).unwrap();
+    let valid = 10_000 - 2 * PAGE_SIZE;
+    assert!(b[..valid].iter().all(|&x| x == 0), "the file's bytes of it");
+    assert!(map.load(3).is_err(), "still past the end");
+}

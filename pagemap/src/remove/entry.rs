@@ -197,6 +197,11 @@ impl PageMap {
             // so no page beyond the new end appears after this.
             let _g = self.tree.lock();
             let shrink = end < self.end();
+            // The size in bytes moves with the end (an end no byte size
+            // can say, past 2^52 pages, has no byte limit).
+            let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
+            // SeqCst: changed with `end` under the writer lock (see `size`).
+            self.size.store(bytes, Ordering::SeqCst);
             // SeqCst, through `sb`: the first half of the store-buffering
             // pair with the faults (then our reads of the slot words; see
             // `crate::fault`).
@@ -210,7 +215,8 @@ impl PageMap {
         // meanwhile is cleared by the second zap, and a fault after it sees
         // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
         let mut report = self.remove_or_zero_locked(&mut scratch, end, u64::MAX);
-        if let Err(source) = self.store.truncate(end) {
+        let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
+        if let Err(source) = self.store.set_size(bytes) {
             crate::map::record(
                 &mut report.errors,
                 &mut report.errors_dropped,
@@ -277,9 +283,9 @@ impl PageMap {
         // Loads that miss wait from here until the store has punched too.
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
-        // Read under the invalidate lock: a truncate, which also takes it
-        // exclusively, cannot move the end meanwhile.
-        let limit = self.byte_limit();
+        // Read under the invalidate lock: a size change, which also takes
+        // it exclusively, cannot move the end meanwhile.
+        let limit = self.size();
         let end = offset.saturating_add(len).min(limit);
         let mut report = RemoveReport::default();
         if offset >= end {
@@ -316,14 +322,6 @@ impl PageMap {
                 source,
             })?;
         Ok(report)
-    }
-
-    /// The first byte beyond the file, `u64::MAX` for no end.
-    fn byte_limit(&self) -> u64 {
-        match self.end() {
-            u64::MAX => u64::MAX,
-            end => end.saturating_mul(PAGE_SIZE as u64),
-        }
     }
 
     /// Best-effort invalidate of `range`: removes the pages that are clean,
