@@ -125,6 +125,20 @@ pub enum Error {
         /// What the store said.
         source: StoreError,
     },
+    /// The backing store failed to punch a hole
+    /// ([`PageMap::punch_hole`](crate::PageMap::punch_hole)): the cache's
+    /// half is done (the range reads as zeroes while its pages stay cached),
+    /// but the store may still hold old bytes there, which a later load
+    /// would read (as Linux's `fallocate` failing with `EIO`: the range's
+    /// contents are then unspecified). `EOPNOTSUPP`: the store cannot punch.
+    Punch {
+        /// The first byte of the hole.
+        offset: u64,
+        /// Its length in bytes (clipped to the file's size).
+        len: u64,
+        /// What the store said.
+        source: StoreError,
+    },
 }
 
 impl fmt::Display for Error {
@@ -174,6 +188,14 @@ impl fmt::Display for Error {
             Error::Truncate { end, source } => {
                 write!(f, "truncating the store at page {end} failed: {source}")
             }
+            Error::Punch {
+                offset,
+                len,
+                source,
+            } => write!(
+                f,
+                "punching a hole of {len} bytes at byte {offset} in the store failed: {source}"
+            ),
         }
     }
 }
@@ -186,7 +208,8 @@ impl core::error::Error for Error {
             | Error::Sync { source }
             | Error::Size { source }
             | Error::SetSize { source, .. }
-            | Error::Truncate { source, .. } => Some(source),
+            | Error::Truncate { source, .. }
+            | Error::Punch { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -140,8 +140,9 @@
 //! vmr: address-space lock       AddressSpace regions, RwLock (read: faults;
 //!  |                            write: mmap munmap mprotect madvise fork teardown)
 //!  +- invalidate lock           PageMap::invalidate_lock_shared (shared: fork's
-//!  |   |                        copy; exclusive: truncate, remove_or_zero,
-//!  |   |                        set_size, a write_at past the size)
+//!  |   |                        copy, a load's miss from insert to read's end;
+//!  |   |                        exclusive: truncate, remove_or_zero, set_size,
+//!  |   |                        a write_at past the size, punch_hole)
 //!  |   +- remover lock          one remover per map: free_unused, remove,
 //!  |       |                    try_remove (try-lock), Removal, invalidate,
 //!  |       |                    destroy, truncate, remove_or_zero
@@ -236,6 +237,7 @@
 //! | fork's copy vs truncate or [`remove_or_zero`](PageMap::remove_or_zero) | a private frame freed while copied; a child entry beyond the end | the invalidate lock ([`invalidate_lock_shared`](PageMap::invalidate_lock_shared) for fork, exclusive for them) |
 //! | fork's copy vs CPUs writing private pages | a torn copy | vmr: write-protect and one shootdown before copying; the address-space write lock holds off the faults |
 //! | truncate's zeroing vs a write-back in flight | old bytes stored after the cut | truncate takes WRITEBACK before zeroing; a write-back of a page beyond the end drops it |
+//! | [`punch_hole`](PageMap::punch_hole) vs a load or fault refilling the range, a write-back in flight | old bytes back in the cache or the store after the punch | the invalidate lock, exclusive across the cache's and the store's halves, shared on the miss path of a load; the punch takes WRITEBACK before zeroing and punches the store last |
 //! | [`invalidate`](PageMap::invalidate) vs writers, reads, write-backs | dropping dirty or in-flight data | flags checked after the mark: dirty, LOCKED and WRITEBACK pages are skipped |
 //! | munmap, mprotect vs faults of the same space | a fault on a region being replaced | vmr: the address-space lock; a fault that dropped it restarts if the regions' generation moved |
 //! | kernel-side entry updates vs CPUs setting A/D bits | a lost dirty bit | vmr: every update is one atomic read-modify-write that re-checks the entry |

@@ -18,6 +18,7 @@ mod load_vs_load;
 mod mutant_killers;
 mod node_reclaim;
 mod nowait;
+mod punch;
 mod raw_locks;
 mod readahead;
 mod refcount_overflow;

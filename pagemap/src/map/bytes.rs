@@ -143,7 +143,9 @@ impl PageMap {
             let index = pos / PAGE_SIZE as u64;
             let off = (pos % PAGE_SIZE as u64) as usize;
             let n = (PAGE_SIZE - off).min(data.len() - done);
-            let page = match self.load(index) {
+            // With `ext` this thread holds the invalidate lock (exclusive):
+            // the miss must not take it again.
+            let page = match self.load_with(index, ext.is_some()) {
                 Ok(page) => page,
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),

@@ -107,9 +107,15 @@ pub struct PageMap {
     /// data. `u64::MAX` otherwise. A store-buffering pair with the faults'
     /// counts, as `end` is (see `size`).
     pub(crate) extending: AtomicU64,
-    /// Linux's `invalidate_lock`: truncate holds it exclusively (lock order:
-    /// before `remover`); paths that copy entries of this file's pages from
-    /// one mapping to another without the page lock (fork) hold it shared.
+    /// Linux's `invalidate_lock`. Exclusive: size changes (truncate,
+    /// `set_size`, a `write_at` past the size), remove-or-zero and hole punch, for their whole run (a
+    /// punch across both its halves, cache then store). Shared: the miss
+    /// path of a load (and so of a fault), from its insert to the end of its
+    /// read from the store, never a hit; and paths that copy entries of this
+    /// file's pages from one mapping to another without the page lock
+    /// (fork). Lock order: before `remover`, before the tree's writer lock
+    /// and page locks. Not recursive: a thread holding it shared must not
+    /// miss in `load` (a waiting writer blocks the second read).
     pub(crate) invalidate_lock: RwLock<()>,
     /// The first page that ends beyond the store's
     /// [`max_size`](BackingStore::max_size) (`u64::MAX`: no limit); loads,
@@ -237,14 +243,17 @@ impl PageMap {
         })
     }
 
-    /// Holds off [`truncate`](Self::truncate) (Linux's
+    /// Holds off [`truncate`](Self::truncate) and
+    /// [`punch_hole`](Self::punch_hole) (Linux's
     /// `filemap_invalidate_lock_shared`) while the caller copies page table
     /// entries that show this file's pages, or private copies of them, from
     /// one mapping into another (fork does, for private mappings): truncate
     /// then zaps either the source before the copy or both after it, never
     /// the source alone. Not needed (nor to be held) by faults, which use a
-    /// [`map_page`](Self::map_page). Do not take it twice in one thread:
-    /// a truncate waiting between the two would deadlock.
+    /// [`map_page`](Self::map_page); a [`load`](Self::load) that misses
+    /// takes it itself. Do not take it twice in one thread, and do not
+    /// [`load`](Self::load) a page of this map while holding it: a truncate
+    /// or punch waiting between the two would deadlock.
     pub fn invalidate_lock_shared(&self) -> RwLockReadGuard<'_, ()> {
         self.invalidate_lock.read()
     }

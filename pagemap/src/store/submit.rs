@@ -106,6 +106,14 @@ pub trait SubmitStore: Send + Sync {
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Makes the `len` bytes from byte `offset` read as zeroes, keeping the
+    /// size, synchronously: as [`BackingStore::punch_hole`](super::BackingStore::punch_hole),
+    /// whose default (fails with [`StoreError::EOPNOTSUPP`]) this shares.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        let _ = (offset, len);
+        Err(StoreError::new(StoreError::EOPNOTSUPP))
+    }
 }
 
 /// A submitted read of one page into its frame; see [`SubmitStore`].
