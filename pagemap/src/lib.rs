@@ -273,7 +273,7 @@ pub use flusher::{Flusher, FlusherBuilder, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
 pub use map::{
     CloseError, FreeReport, FsyncError, MemoryStats, OwnedPageRef, PageMap, PageRef,
-    WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS, REMOVE_BATCH,
+    WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS, READAHEAD_WINDOW, REMOVE_BATCH,
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};

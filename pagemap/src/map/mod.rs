@@ -32,6 +32,7 @@ use crate::store::{BackingStore, Store, SubmitStore};
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 
 mod bytes;
+pub use bytes::READAHEAD_WINDOW;
 mod inspect;
 mod lookup;
 mod mappings;
@@ -107,6 +108,10 @@ pub struct PageMap {
     /// data. `u64::MAX` otherwise. A store-buffering pair with the faults'
     /// counts, as `end` is (see `size`).
     pub(crate) extending: AtomicU64,
+    /// The page after the last one [`read_at`](Self::read_at) read: a
+    /// read starting there is sequential and reads ahead (Linux's
+    /// `file_ra_state.prev_pos`, one stream per map). A hint: Relaxed.
+    pub(crate) ra_next: AtomicU64,
     /// Linux's `invalidate_lock`. Exclusive: size changes (truncate,
     /// `set_size`, a `write_at` past the size), remove-or-zero and hole punch, for their whole run (a
     /// punch across both its halves, cache then store). Shared: the miss
@@ -235,6 +240,7 @@ impl PageMap {
             end: AtomicU64::new(end_of(size)),
             size: AtomicU64::new(size),
             extending: AtomicU64::new(u64::MAX),
+            ra_next: AtomicU64::new(0),
             invalidate_lock: RwLock::new(()),
             max_pages,
             max_size,
