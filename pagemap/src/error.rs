@@ -62,6 +62,14 @@ pub enum Error {
         /// The first page beyond the end.
         end: u64,
     },
+    /// A write (or dirty mark) through a reference to a page that a
+    /// truncate cut from the cache while it was held: the page belongs to no
+    /// file offset any more, so nothing written to it could reach the file.
+    /// Nothing was changed.
+    Detached {
+        /// The page index the reference was taken at.
+        index: u64,
+    },
     /// The backing store failed to truncate (the cache is truncated anyway).
     Truncate {
         /// The first page that should be gone.
@@ -95,6 +103,10 @@ impl fmt::Display for Error {
             Error::BeyondEof { index, end } => {
                 write!(f, "page {index} is beyond the end of the file (page {end})")
             }
+            Error::Detached { index } => write!(
+                f,
+                "page {index} was cut from the cache by a truncate while held: write refused"
+            ),
             Error::Truncate { end, source } => {
                 write!(f, "truncating the store at page {end} failed: {source}")
             }

@@ -92,6 +92,10 @@ pub struct PageMap {
     /// before `remover`); paths that copy entries of this file's pages from
     /// one mapping to another without the page lock (fork) hold it shared.
     pub(crate) invalidate_lock: RwLock<()>,
+    /// Frames a truncate detached that still have holders. While any has,
+    /// removers leave nodes that become empty linked (empty, reused by
+    /// later inserts): a detached holder's put still reads its old slot.
+    pub(crate) detached: AtomicU64,
 }
 
 /// Turns any range of page indices into `(first, last)`, `None` if empty.
@@ -135,6 +139,7 @@ impl PageMap {
             nr_pages: AtomicU64::new(0),
             end: AtomicU64::new(u64::MAX),
             invalidate_lock: RwLock::new(()),
+            detached: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +190,34 @@ impl PageMap {
     /// Pages in the map (up to date, loading, or left by a failed read).
     pub fn nr_pages(&self) -> u64 {
         self.nr_pages.load(Ordering::Relaxed)
+    }
+
+    /// Pages a truncate cut off while they were held whose holders have
+    /// not all let go yet (their frames return to the pool at the last
+    /// put; see [`PageRef::is_detached`]).
+    pub fn nr_detached(&self) -> u64 {
+        // Relaxed: a snapshot.
+        self.detached.load(Ordering::Relaxed)
+    }
+
+    /// Whether a remover may unlink nodes that became empty: not while a
+    /// detached page has holders, whose puts read their old slots. Acquire:
+    /// pairs with the Release decrement of the last such put, after its
+    /// last read of a slot. Called under the writer lock, under which a
+    /// truncate counts a page it detaches before emptying its slot.
+    pub(crate) fn may_unlink(&self) -> bool {
+        self.detached.load(Ordering::Acquire) == 0
+    }
+
+    /// The put of a holder of a detached frame: the last one frees it.
+    pub(crate) fn put_detached(&self, frame: crate::frame::FrameId) {
+        if self.pool.orphan_put(frame) {
+            self.pool.free(frame);
+            // Release: this put's (and, through the orphan count's AcqRel,
+            // every earlier holder's) reads of the old slot happen-before a
+            // remover that sees the count drop and unlinks the node.
+            self.detached.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 

@@ -194,6 +194,8 @@ impl PageMap {
         let frame = page.frame;
         self.pool.lock_bit(frame, flags::WRITEBACK);
         self.pool.lock(frame);
+        // A detached page (a truncate cut it off after we took it) was
+        // cleaned by the truncate and can never be dirtied again.
         if self.pool.flags(frame) & flags::DIRTY == 0 {
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
