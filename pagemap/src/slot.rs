@@ -481,7 +481,7 @@ impl Slot {
                 // have detached the page since, moving our count into the
                 // frame, so the undo is a holder's put.
                 Some(frame) if old.is_present() => {
-                    if self.put_of(frame).is_err() {
+                    if self.sub_of(frame, false).is_err() {
                         return Err(Refused::Detached(frame));
                     }
                 }
@@ -517,13 +517,24 @@ impl Slot {
     /// later sees the count at zero.
     #[inline]
     pub fn put_of(&self, frame: FrameId) -> Result<SlotWord, ()> {
+        self.sub_of(frame, true)
+    }
+
+    /// [`put_of`](Self::put_of); `checked: false` for the undo of a refused
+    /// [`get_fast`](Self::get_fast), whose add may have carried out of the
+    /// guard bit (the word wraps back as a `fetch_sub` would).
+    #[inline]
+    fn sub_of(&self, frame: FrameId, checked: bool) -> Result<SlotWord, ()> {
         let mut old = SlotWord(self.0.load(Ordering::Acquire));
         loop {
             if !holds(old, frame) {
                 return Err(());
             }
-            assert!(old.refs() > 0, "slot put with no holder: {old:?}");
-            let new = SlotWord(old.0 - REF_ONE);
+            assert!(
+                !checked || old.refs() > 0,
+                "slot put with no holder: {old:?}"
+            );
+            let new = SlotWord(old.0.wrapping_sub(REF_ONE));
             match self
                 .0
                 .compare_exchange_weak(old.0, new.0, Ordering::Release, Ordering::Acquire)
