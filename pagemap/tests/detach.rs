@@ -83,7 +83,11 @@ fn a_load_after_the_extension_gets_a_fresh_page_while_the_old_is_held() {
     assert_eq!(fresh.holders(), 1);
     assert!(fresh.is_dirty());
     drop(fresh);
-    assert_eq!(map.dirty_indices(..), vec![6], "the new page's mark is kept");
+    assert_eq!(
+        map.dirty_indices(..),
+        vec![6],
+        "the new page's mark is kept"
+    );
     assert_eq!(read5(&map, 6), *b"fresh");
     assert_eq!(pool.free_frames(), 7);
     assert_eq!(map.nr_detached(), 0);

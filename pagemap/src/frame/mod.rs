@@ -517,8 +517,7 @@ impl FramePool {
             if old >= max {
                 return false;
             }
-            match index.compare_exchange_weak(old, old + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match index.compare_exchange_weak(old, old + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(seen) => old = seen,
             }

@@ -96,8 +96,7 @@ impl PageMap {
         debug_assert!(
             {
                 let (owner, at) = self.pool.owner(frame);
-                owner == self.id
-                    && (at == index || self.pool.flags(frame) & flags::DETACHED != 0)
+                owner == self.id && (at == index || self.pool.flags(frame) & flags::DETACHED != 0)
             },
             "frame owner not published"
         );

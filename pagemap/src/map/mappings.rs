@@ -9,9 +9,9 @@ use core::ops::RangeBounds;
 use crate::frame::{flags, FrameId};
 use crate::mapper::Mapper;
 use crate::radix::Mark;
+use crate::rmap::MappingId;
 use crate::slot;
 use crate::sync::epoch;
-use crate::rmap::MappingId;
 
 use super::{inclusive, PageMap};
 
