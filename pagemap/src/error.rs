@@ -70,6 +70,30 @@ pub enum Error {
         /// The page index the reference was taken at.
         index: u64,
     },
+    /// The backing store failed to report its size when a page map was
+    /// created over it ([`PageMap::try_new`](crate::PageMap::try_new)).
+    Size {
+        /// What the store said.
+        source: StoreError,
+    },
+    /// A write through a page reference reaches bytes at or past the
+    /// file's size ([`PageRef::write`](crate::PageRef::write)); nothing was
+    /// written. Byte units.
+    BeyondSize {
+        /// The file offset of the first byte at or past the size.
+        offset: u64,
+        /// The file's size in bytes.
+        size: u64,
+    },
+    /// The backing store failed to change its size
+    /// ([`PageMap::set_size`](crate::PageMap::set_size)); the page map's
+    /// size changed anyway.
+    SetSize {
+        /// The size asked for, in bytes.
+        size: u64,
+        /// What the store said.
+        source: StoreError,
+    },
     /// The backing store failed to truncate (the cache is truncated anyway).
     Truncate {
         /// The first page that should be gone.
@@ -107,6 +131,17 @@ impl fmt::Display for Error {
                 f,
                 "page {index} was cut from the cache by a truncate while held: write refused"
             ),
+            Error::Size { source } => write!(f, "the store's size is unknown: {source}"),
+            Error::BeyondSize { offset, size } => write!(
+                f,
+                "byte {offset} is at or past the end of the file ({size} bytes)"
+            ),
+            Error::SetSize { size, source } => {
+                write!(
+                    f,
+                    "setting the store's size to {size} bytes failed: {source}"
+                )
+            }
             Error::Truncate { end, source } => {
                 write!(f, "truncating the store at page {end} failed: {source}")
             }
@@ -119,6 +154,8 @@ impl core::error::Error for Error {
         match self {
             Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::Size { source }
+            | Error::SetSize { source, .. }
             | Error::Truncate { source, .. } => Some(source),
             _ => None,
         }

@@ -294,7 +294,7 @@ impl BackingStore for NoShrink {
     fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), StoreError> {
         self.0.write_page(index, buf)
     }
-    fn truncate(&self, _: u64) -> Result<(), StoreError> {
+    fn set_size(&self, _: u64) -> Result<(), StoreError> {
         Err(StoreError::new(StoreError::EIO))
     }
 }

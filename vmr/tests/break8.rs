@@ -439,8 +439,8 @@ impl BackingStore for GatedStore {
         }
         self.inner.write_page(index, buf)
     }
-    fn truncate(&self, end: u64) -> Result<(), pagemap::StoreError> {
-        self.inner.truncate(end)
+    fn set_size(&self, bytes: u64) -> Result<(), pagemap::StoreError> {
+        self.inner.set_size(bytes)
     }
 }
 

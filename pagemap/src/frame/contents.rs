@@ -174,11 +174,22 @@ impl FramePool {
         unsafe { &mut *p.as_ptr() }
     }
 
-    /// The frame's memory as a write-back's source (see [`PageSrc`]).
+    /// The frame's memory as a write-back's source (see [`PageSrc`]), all
+    /// of it (the page map's write-backs use `page_src_len`).
+    #[cfg(test)]
     pub(crate) fn page_src(&self, id: FrameId) -> PageSrc<'_> {
+        self.page_src_len(id, PAGE_SIZE)
+    }
+
+    /// `page_src` of which only the first `len` bytes
+    /// (`len <= PAGE_SIZE`) are to be written: the part of a file's last
+    /// page below its size.
+    pub(crate) fn page_src_len(&self, id: FrameId, len: usize) -> PageSrc<'_> {
+        debug_assert!(len <= PAGE_SIZE);
         PageSrc {
             pool: self,
             id,
+            len,
             _not_send: PhantomData,
         }
     }
@@ -223,6 +234,9 @@ fn check_range(offset: usize, len: usize) -> Result<(), Error> {
 pub struct PageSrc<'a> {
     pool: &'a FramePool,
     id: FrameId,
+    /// Bytes to write, from the start of the page (the rest is past the
+    /// file's size).
+    len: usize,
     /// Tied to the write-back's thread and call (a completion-based store
     /// gets an owned request instead).
     _not_send: PhantomData<*const ()>,
@@ -237,6 +251,18 @@ impl PageSrc<'_> {
     /// The frame's physical address (for a DMA descriptor).
     pub fn phys_addr(&self) -> u64 {
         self.pool.phys_addr(self.id)
+    }
+
+    /// How many bytes, from the start of the page, the store must write:
+    /// [`PAGE_SIZE`] for a page wholly below the file's size, fewer for its
+    /// partial last page (the bytes past the size are not file data: a
+    /// mapping may have written them, and they are discarded, as on Linux).
+    /// A store writes exactly these and never the rest.
+    // A page source is never empty (a page wholly past the size is not
+    // written back at all), so no `is_empty`.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// The frame's [`PAGE_SIZE`] bytes, for a device or a system call that

@@ -84,10 +84,15 @@ pub struct PageMap {
     pub(crate) pool: Arc<FramePool>,
     pub(crate) store: Store,
     pub(crate) nr_pages: AtomicU64,
-    /// The first page beyond the end of the file (`u64::MAX`: no end).
-    /// Changed under the writer lock; loads and inserts refuse pages from
-    /// here on.
+    /// The first page beyond the end of the file (`u64::MAX`: no end):
+    /// `ceil(size / PAGE_SIZE)`. Changed under the writer lock, with
+    /// `size`; loads and inserts refuse pages from here on.
     pub(crate) end: AtomicU64,
+    /// The file's size in bytes (`u64::MAX`: no end), read from the store
+    /// at creation. Changed under the writer lock together with `end`, and
+    /// by a size change only (`set_size`, `truncate`, an extending
+    /// `write_at`), which hold `invalidate_lock` exclusively.
+    pub(crate) size: AtomicU64,
     /// Linux's `invalidate_lock`: truncate holds it exclusively (lock order:
     /// before `remover`); paths that copy entries of this file's pages from
     /// one mapping to another without the page lock (fork) hold it shared.
@@ -96,6 +101,29 @@ pub struct PageMap {
     /// removers leave nodes that become empty linked (empty, reused by
     /// later inserts): a detached holder's put still reads its old slot.
     pub(crate) detached: AtomicU64,
+}
+
+/// `ceil(size / PAGE_SIZE)`: the first page beyond a file of `size` bytes
+/// (`u64::MAX`, no end, for a size of `u64::MAX`).
+#[inline]
+pub(crate) fn end_of(size: u64) -> u64 {
+    if size == u64::MAX {
+        u64::MAX
+    } else {
+        size.div_ceil(crate::PAGE_SIZE as u64)
+    }
+}
+
+/// How many bytes of page `index` are below a size of `size` bytes.
+#[inline]
+pub(crate) fn valid_of(size: u64, index: u64) -> usize {
+    if size == u64::MAX {
+        return crate::PAGE_SIZE;
+    }
+    let Some(start) = index.checked_mul(crate::PAGE_SIZE as u64) else {
+        return 0;
+    };
+    size.saturating_sub(start).min(crate::PAGE_SIZE as u64) as usize
 }
 
 /// Turns any range of page indices into `(first, last)`, `None` if empty.
@@ -114,21 +142,52 @@ pub(crate) fn inclusive(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
 }
 
 impl PageMap {
-    /// An empty page map caching `store`, taking frames from `pool`.
+    /// An empty page map caching `store`, taking frames from `pool`; its
+    /// size is the store's ([`BackingStore::size`]).
+    ///
+    /// # Panics
+    /// If the store fails to report its size ([`try_new`](Self::try_new)
+    /// returns that error instead).
     pub fn new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Self {
+        Self::try_new(pool, store).unwrap_or_else(|e| panic!("pagemap: creating a page map: {e}"))
+    }
+
+    /// [`new`](Self::new), or [`Error::Size`] if the store fails to report
+    /// its size.
+    pub fn try_new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Result<Self, Error> {
         Self::with_store(pool, Store::Sync(store))
     }
 
     /// An empty page map caching a completion-based `store` (see
     /// [`SubmitStore`]), taking frames from `pool`: loads and write-backs
-    /// submit requests and sleep until the store completes them.
+    /// submit requests and sleep until the store completes them. Its size
+    /// is the store's ([`SubmitStore::size`]).
+    ///
+    /// # Panics
+    /// If the store fails to report its size
+    /// ([`try_with_submit_store`](Self::try_with_submit_store) returns that
+    /// error instead).
     pub fn with_submit_store(pool: Arc<FramePool>, store: Arc<dyn SubmitStore>) -> Self {
+        Self::try_with_submit_store(pool, store)
+            .unwrap_or_else(|e| panic!("pagemap: creating a page map: {e}"))
+    }
+
+    /// [`with_submit_store`](Self::with_submit_store), or [`Error::Size`]
+    /// if the store fails to report its size.
+    pub fn try_with_submit_store(
+        pool: Arc<FramePool>,
+        store: Arc<dyn SubmitStore>,
+    ) -> Result<Self, Error> {
         Self::with_store(pool, Store::Submit(store))
     }
 
-    fn with_store(pool: Arc<FramePool>, store: Store) -> Self {
+    fn with_store(pool: Arc<FramePool>, store: Store) -> Result<Self, Error> {
+        let size = store
+            .size()
+            .map_err(|source| Error::Size { source })?
+            .unwrap_or(u64::MAX);
         let id = NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        Self {
+        Ok(Self {
             id,
             tree: RadixTree::new(),
             remover: Mutex::new(Scratch::default()),
@@ -137,10 +196,11 @@ impl PageMap {
             pool,
             store,
             nr_pages: AtomicU64::new(0),
-            end: AtomicU64::new(u64::MAX),
+            end: AtomicU64::new(end_of(size)),
+            size: AtomicU64::new(size),
             invalidate_lock: RwLock::new(()),
             detached: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Holds off [`truncate`](Self::truncate) (Linux's
@@ -155,16 +215,46 @@ impl PageMap {
         self.invalidate_lock.read()
     }
 
-    /// The first page beyond the end of the file: `u64::MAX` (no end: every
-    /// page, `u64::MAX` included, can be loaded) until a
-    /// [`truncate`](Self::truncate). Loads of pages from here on fail with
-    /// [`Error::BeyondEof`].
+    /// The first page beyond the end of the file, in pages:
+    /// `ceil(size() / PAGE_SIZE)`, or `u64::MAX` for a map without an end
+    /// (every page, `u64::MAX` included, can be loaded: a store that
+    /// reports no size, until a [`truncate`](Self::truncate) or a
+    /// [`set_size`](Self::set_size)). Loads of pages from here on fail with
+    /// [`Error::BeyondEof`]; so do faults (SIGBUS), from the map's creation
+    /// on. A page-granular [`truncate`](Self::truncate) to an end past
+    /// 2^52 pages (no byte size can say it) keeps that end with a size of
+    /// `u64::MAX`.
     #[inline]
     pub fn end(&self) -> u64 {
         // SeqCst: a fault reads it after its SeqCst count on the slot word;
         // truncate stores it, then reads the slot words: one of the two sees
         // the other (see `crate::fault`).
         crate::sync::sb::load(&self.end, Ordering::SeqCst)
+    }
+
+    /// The file's size in bytes: read from the store when the map was
+    /// created ([`BackingStore::size`]), changed by
+    /// [`set_size`](Self::set_size), [`truncate`](Self::truncate) and
+    /// writes past it ([`write_at`](Self::write_at)); `u64::MAX` for a map
+    /// without an end. Bytes of the last page at or past it are not file
+    /// data: write-backs leave them out, and a size extension zeroes them.
+    #[inline]
+    pub fn size(&self) -> u64 {
+        // SeqCst: ordered with `end`, which changes with it (under the
+        // writer lock); a reader that needs it exact holds the page lock of
+        // the page it asks about (see `valid_bytes`).
+        self.size.load(Ordering::SeqCst)
+    }
+
+    /// How many bytes of page `index`, from its start, are below the
+    /// file's size: [`PAGE_SIZE`](crate::PAGE_SIZE) for a page wholly
+    /// inside (or a map without an end), fewer for a partial last page, 0
+    /// for a page at or past the end. A write-back writes exactly these; it
+    /// reads them under the page lock, which a size change that concerns
+    /// the page also takes.
+    #[inline]
+    pub fn valid_bytes(&self, index: u64) -> usize {
+        valid_of(self.size(), index)
     }
 
     /// Whether page `index` is at or beyond the end of the file.

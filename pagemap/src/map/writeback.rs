@@ -215,9 +215,18 @@ impl PageMap {
         // take is written again later and nothing is lost (Linux without
         // stable pages; `crate::frame`'s contents module). Writers do not
         // wait for WRITEBACK.
+        //
+        // The length is read under the page lock: a size change that
+        // concerns this page (a shrink cutting into it, an extending write
+        // into it) takes the same lock, so we write the bytes the page held
+        // when it was cleaned, up to the size they were written under; a
+        // shrink waits for our WRITEBACK before it cuts the store. Bytes
+        // past the size (a mapping may write there) are not file data and
+        // are left out, as on Linux.
+        let len = self.valid_bytes(page.index);
         self.pool.clear_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
-        let result = self.store.write(&self.pool, frame, page.index);
+        let result = self.store.write(&self.pool, frame, page.index, len);
         if result.is_err() {
             // Keep the data: the page is dirty again (Akaros lost it: defect 7).
             self.pool.set_flags(frame, flags::DIRTY);

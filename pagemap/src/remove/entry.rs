@@ -204,6 +204,11 @@ impl PageMap {
             // so no page beyond the new end appears after this.
             let _g = self.tree.lock();
             let shrink = end < self.end();
+            // The size in bytes moves with the end (an end no byte size
+            // can say, past 2^52 pages, has no byte limit).
+            let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
+            // SeqCst: changed with `end` under the writer lock (see `size`).
+            self.size.store(bytes, Ordering::SeqCst);
             // SeqCst, through `sb`: the first half of the store-buffering
             // pair with the faults (then our reads of the slot words; see
             // `crate::fault`).
@@ -217,7 +222,8 @@ impl PageMap {
         // meanwhile is cleared by the second zap, and a fault after it sees
         // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
         let mut report = self.remove_or_zero_locked(&mut scratch, end, u64::MAX, true);
-        if let Err(source) = self.store.truncate(end) {
+        let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
+        if let Err(source) = self.store.set_size(bytes) {
             crate::map::record(
                 &mut report.errors,
                 &mut report.errors_dropped,

@@ -19,9 +19,11 @@ fn byte_offset(index: u64) -> Result<u64, StoreError> {
 
 /// A real file, read and written with positional I/O (`pread`/`pwrite`).
 ///
-/// A read past the end of the file fills zeroes. A write of the file's last,
-/// partial page writes only up to the file's length; a write of a page wholly
-/// past the end extends the file to cover that page.
+/// A read past the end of the file fills zeroes. A write writes exactly
+/// [`PageSrc::len`] bytes at the page's offset, extending the file if they
+/// reach past its end (as `pwrite` does): the page map decides how much of
+/// a page is file data (its size, in bytes), and [`size`](BackingStore::size)
+/// tells it the file's length when it is created.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -88,9 +90,8 @@ impl FileStore {
         self.file.sync_data()
     }
 
-    /// Writes `len` bytes at `src` to file offset `off`, never extending
-    /// the file past its length when `off` is inside it (the partial last
-    /// page), extending it to `off + len` otherwise.
+    /// Writes `len` bytes at `src` to file offset `off`, extending the file
+    /// (and our view of its length) to `off + len` if that is past its end.
     ///
     /// # Safety
     /// `src` must be valid for reads of `len` bytes for the call. They may
@@ -99,13 +100,13 @@ impl FileStore {
         let end = off.checked_add(len as u64).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "write beyond 2^64 bytes")
         })?;
-        let cur = *self.len.read();
-        if off < cur {
-            // Inside the file: never extend it past its length.
-            let n = (cur - off).min(len as u64) as usize;
-            // SAFETY: n <= len: the caller's range.
-            return unsafe { self.pwrite_all(off, src, n) };
+        if end <= *self.len.read() {
+            // Inside the file: the length does not change.
+            // SAFETY: the caller's range.
+            return unsafe { self.pwrite_all(off, src, len) };
         }
+        // Extending: under the write lock, so that a concurrent `set_len`
+        // and our length update do not interleave.
         let mut g = self.len.write();
         // SAFETY: the caller's range.
         unsafe { self.pwrite_all(off, src, len)? };
@@ -169,17 +170,19 @@ impl BackingStore for FileStore {
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         let off = byte_offset(index)?;
         // SAFETY: `src` names a frame's PAGE_SIZE bytes, valid for the call
-        // (the write-back holds the page); their changing is allowed here.
-        unsafe { self.write_at(off, src.as_ptr().as_ptr(), PAGE_SIZE)? };
+        // (the write-back holds the page), and `len() <= PAGE_SIZE`; their
+        // changing is allowed here.
+        unsafe { self.write_at(off, src.as_ptr().as_ptr(), src.len())? };
         Ok(())
     }
 
-    fn truncate(&self, end: u64) -> Result<(), StoreError> {
-        // An end beyond 2^64 bytes drops nothing.
-        let Ok(bytes) = byte_offset(end) else {
-            return Ok(());
-        };
-        if bytes < self.len() {
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.len()))
+    }
+
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        // `u64::MAX` is "no end": there is nothing to cut.
+        if bytes != u64::MAX {
             self.set_len(bytes)?;
         }
         Ok(())
@@ -213,11 +216,11 @@ mod tests {
         assert_eq!(&b[..10], &[5u8; 10]);
         assert!(b[10..].iter().all(|&x| x == 0));
         let nines = frame_of(&pool, 9);
-        s.write_page(1, pool.page_src(nines)).unwrap();
+        s.write_page(1, pool.page_src_len(nines, 10)).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             PAGE_SIZE as u64 + 10,
-            "the partial last page does not extend the file"
+            "exactly the source's length is written"
         );
         s.read_page(1, &mut b).unwrap();
         assert_eq!(&b[..10], &[9u8; 10]);

@@ -7,8 +7,17 @@ use super::{BackingStore, PageBuf};
 use crate::error::StoreError;
 use crate::frame::PageSrc;
 use crate::sync::PlainMutex;
+use crate::PAGE_SIZE;
 
 /// An in-memory store, with injectable errors for tests and fuzzers.
+///
+/// [`MemStore::new`] has no end (a device: every page exists and reads as
+/// zeroes until written; [`size`](BackingStore::size) is `None`).
+/// [`MemStore::with_size`] is a file: it reports a length in bytes, keeps
+/// it (a write past it extends it, as `pwrite` does), reads zeroes past it,
+/// and [`set_size`](BackingStore::set_size) cuts or extends it, zeroing the
+/// bytes it cuts. A [`set_size`](BackingStore::set_size) gives a store
+/// without an end that length too.
 ///
 /// ```
 /// use pagemap::{BackingStore, MemStore, PAGE_SIZE};
@@ -31,6 +40,9 @@ struct MemInner {
     pages: BTreeMap<u64, Box<PageBuf>>,
     bad_reads: BTreeSet<u64>,
     bad_writes: BTreeSet<u64>,
+    /// Length in bytes (`None`: no end). Invariant: every stored byte at or
+    /// past it is zero, so a read needs no clipping.
+    size: Option<u64>,
     reads: u64,
     writes: u64,
 }
@@ -39,6 +51,23 @@ impl MemStore {
     /// An empty store (every page reads as zeroes).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty file-like store `bytes` long (all zeroes).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pagemap::{BackingStore, Error, FramePool, MemStore, PageMap};
+    /// let store = Arc::new(MemStore::with_size(100));
+    /// assert_eq!(store.size().unwrap(), Some(100));
+    /// let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), store.clone());
+    /// assert_eq!((map.size(), map.end()), (100, 1));
+    /// assert!(matches!(map.load(1), Err(Error::BeyondEof { index: 1, end: 1 })));
+    /// ```
+    pub fn with_size(bytes: u64) -> Self {
+        let s = Self::default();
+        s.inner.lock().size = Some(bytes);
+        s
     }
 
     /// Makes reads of `index` fail (or succeed again).
@@ -92,8 +121,25 @@ impl BackingStore for MemStore {
         Ok(())
     }
 
-    fn truncate(&self, end: u64) -> Result<(), StoreError> {
-        self.inner.lock().pages.retain(|&i, _| i < end);
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.inner.lock().size)
+    }
+
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        let mut g = self.inner.lock();
+        let page = PAGE_SIZE as u64;
+        // Pages wholly at or past the new length go; the kept part of a
+        // partial last page keeps its bytes, the rest is zeroed (the
+        // invariant on `size`).
+        let keep = bytes.div_ceil(page);
+        g.pages.retain(|&i, _| i < keep);
+        let tail = (bytes % page) as usize;
+        if tail != 0 {
+            if let Some(p) = g.pages.get_mut(&(bytes / page)) {
+                p[tail..].fill(0);
+            }
+        }
+        g.size = (bytes != u64::MAX).then_some(bytes);
         Ok(())
     }
 
@@ -102,14 +148,34 @@ impl BackingStore for MemStore {
         if g.bad_writes.contains(&index) {
             return Err(StoreError::new(StoreError::EIO));
         }
+        let len = src.len();
+        // Only a file-like store has a byte length to keep (a store without
+        // an end holds any page, u64::MAX included).
+        let end = match g.size {
+            Some(_) => Some(
+                index
+                    .checked_mul(PAGE_SIZE as u64)
+                    .and_then(|off| off.checked_add(len as u64))
+                    .ok_or(StoreError::new(StoreError::EINVAL))?,
+            ),
+            None => None,
+        };
         g.writes += 1;
         // The copy into the store's own memory is the store's I/O, done
-        // with atomic word loads (the page may be written meanwhile).
+        // with atomic word loads (the page may be written meanwhile). Only
+        // the first `len` bytes are the file's; the rest stay as they are
+        // (zeroes past the size: the invariant on `size`).
+        let mut copy = [0u8; PAGE_SIZE];
+        src.copy_to(&mut copy);
         let page = g
             .pages
             .entry(index)
-            .or_insert_with(|| Box::new([0; crate::PAGE_SIZE]));
-        src.copy_to(page);
+            .or_insert_with(|| Box::new([0; PAGE_SIZE]));
+        page[..len].copy_from_slice(&copy[..len]);
+        // A write past the length extends it, as `pwrite` does.
+        if let (Some(size), Some(end)) = (g.size.as_mut(), end) {
+            *size = (*size).max(end);
+        }
         Ok(())
     }
 }
@@ -118,7 +184,6 @@ impl BackingStore for MemStore {
 mod tests {
     use super::*;
     use crate::frame::FramePool;
-    use crate::PAGE_SIZE;
 
     #[test]
     fn mem_store_injection() {

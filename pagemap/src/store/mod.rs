@@ -49,14 +49,26 @@ pub trait BackingStore: Send + Sync {
 
     /// Writes page `index`, read straight from its frame (see [`PageSrc`]:
     /// its bytes may change meanwhile, which leaves the page dirty for a
-    /// later write-back). On error the store may hold part of it; the page
+    /// later write-back): exactly its first [`src.len()`](PageSrc::len)
+    /// bytes at byte `index * PAGE_SIZE`, extending the store if they reach
+    /// past its end (the page map's size says what is file data). On error the store may hold part of it; the page
     /// map keeps the page dirty and retries later.
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError>;
 
-    /// Drops every page from `end` on (a truncate). The default does nothing,
-    /// for stores that cannot shrink.
-    fn truncate(&self, end: u64) -> Result<(), StoreError> {
-        let _ = end;
+    /// The store's length in bytes, read once when a page map is created
+    /// over it (the page map owns the size from then on): `None` for a
+    /// store without an end (a device: every page exists), the default.
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Makes the store `bytes` long (a truncate or an extension, Linux's
+    /// `ftruncate`): bytes from `bytes` on are gone, and an extension reads
+    /// as zeroes. The page map calls it after the cache's half of a size
+    /// change (a shrink: once in-flight writes of the cut pages are done).
+    /// The default does nothing, for stores that cannot change their size.
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        let _ = bytes;
         Ok(())
     }
 }
@@ -96,28 +108,38 @@ impl Store {
         }
     }
 
-    /// Writes page `index` from `frame`, which the caller holds (a page
-    /// reference) with WRITEBACK set; waits for a submitted write.
+    /// Writes the first `len` bytes of page `index` from `frame`, which
+    /// the caller holds (a page reference) with WRITEBACK set; waits for a
+    /// submitted write.
     pub(crate) fn write(
         &self,
         pool: &Arc<FramePool>,
         frame: FrameId,
         index: u64,
+        len: usize,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Sync(s) => s.write_page(index, pool.page_src(frame)),
+            Store::Sync(s) => s.write_page(index, pool.page_src_len(frame, len)),
             Store::Submit(s) => {
-                s.submit_write(WriteIo::new(pool.clone(), frame, index));
+                s.submit_write(WriteIo::new(pool.clone(), frame, index, len));
                 submit::wait(pool, frame)
             }
         }
     }
 
-    /// The store's truncate.
-    pub(crate) fn truncate(&self, end: u64) -> Result<(), StoreError> {
+    /// The store's length in bytes (`None`: no end).
+    pub(crate) fn size(&self) -> Result<Option<u64>, StoreError> {
         match self {
-            Store::Sync(s) => s.truncate(end),
-            Store::Submit(s) => s.truncate(end),
+            Store::Sync(s) => s.size(),
+            Store::Submit(s) => s.size(),
+        }
+    }
+
+    /// The store's size change, in bytes.
+    pub(crate) fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => s.set_size(bytes),
+            Store::Submit(s) => s.set_size(bytes),
         }
     }
 }

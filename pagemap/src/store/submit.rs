@@ -73,10 +73,17 @@ pub trait SubmitStore: Send + Sync {
     /// stays dirty and is written again later.
     fn submit_write(&self, io: WriteIo);
 
-    /// Drops every page from `end` on (a truncate), synchronously. The
-    /// default does nothing, for stores that cannot shrink.
-    fn truncate(&self, end: u64) -> Result<(), StoreError> {
-        let _ = end;
+    /// The store's length in bytes, as [`BackingStore::size`](crate::BackingStore::size)
+    /// (default `None`: no end), synchronously.
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Makes the store `bytes` long, as
+    /// [`BackingStore::set_size`](crate::BackingStore::set_size),
+    /// synchronously. The default does nothing.
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        let _ = bytes;
         Ok(())
     }
 }
@@ -168,21 +175,34 @@ pub struct WriteIo {
     pool: Arc<FramePool>,
     frame: FrameId,
     index: u64,
+    /// Bytes to write from the start of the page (see [`PageSrc::len`]).
+    len: usize,
     done: bool,
 }
 
 impl WriteIo {
-    /// A write request for `frame`, which the caller holds with WRITEBACK
-    /// set and sleeps on until completion; marks it INFLIGHT.
-    pub(crate) fn new(pool: Arc<FramePool>, frame: FrameId, index: u64) -> Self {
+    /// A write request for the first `len` bytes of `frame`, which the
+    /// caller holds with WRITEBACK set and sleeps on until completion;
+    /// marks it INFLIGHT.
+    pub(crate) fn new(pool: Arc<FramePool>, frame: FrameId, index: u64, len: usize) -> Self {
         let old = pool.set_flags(frame, flags::INFLIGHT);
         debug_assert_eq!(old & flags::INFLIGHT, 0, "two requests on one frame");
         Self {
             pool,
             frame,
             index,
+            len,
             done: false,
         }
+    }
+
+    /// How many bytes of the page, from its start, to write (the part
+    /// below the file's size; [`PAGE_SIZE`](crate::PAGE_SIZE) but for a
+    /// partial last page). The device writes exactly these.
+    // Never empty: a page wholly past the size is not written back.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// The page to write.
@@ -206,9 +226,10 @@ impl WriteIo {
         self.pool.frame_ptr(self.frame)
     }
 
-    /// The page's bytes, to copy ([`PageSrc::copy_to`]).
+    /// The page's bytes, to copy ([`PageSrc::copy_to`]); its
+    /// [`len`](PageSrc::len) is [`len`](Self::len).
     pub fn src(&self) -> PageSrc<'_> {
-        self.pool.page_src(self.frame)
+        self.pool.page_src_len(self.frame, self.len)
     }
 
     /// Completes the write with its outcome, waking the write-back.

@@ -95,7 +95,10 @@ impl SubmitStore for Device {
         self.send(Req::Write(io));
     }
 
-    fn truncate(&self, end: u64) -> Result<(), pagemap::StoreError> {
+    fn set_size(&self, bytes: u64) -> Result<(), pagemap::StoreError> {
+        // A device without an end: whole blocks past the cut go (the map
+        // never writes bytes past its size).
+        let end = bytes.div_ceil(pagemap::PAGE_SIZE as u64);
         self.blocks.lock().unwrap().retain(|&i, _| i < end);
         Ok(())
     }
