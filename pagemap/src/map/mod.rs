@@ -300,6 +300,9 @@ impl PageMap {
     }
 
     /// The put of a holder of a detached frame: the last one frees it.
+    /// Out of line: kept off the put's hot path.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn put_detached(&self, frame: crate::frame::FrameId) {
         if self.pool.orphan_put(frame) {
             self.pool.free(frame);
