@@ -532,7 +532,6 @@ impl Slot {
     /// [`put_of`](Self::put_of); `checked: false` for the undo of a refused
     /// [`get_fast`](Self::get_fast), whose add may have carried out of the
     /// guard bit (the word wraps back as a `fetch_sub` would).
-    #[inline]
     #[inline(always)]
     fn sub_of(&self, frame: FrameId, checked: bool) -> Result<SlotWord, ()> {
         // `holds` as one masked compare (the hot path: every put).
