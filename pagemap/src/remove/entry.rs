@@ -174,7 +174,7 @@ impl PageMap {
     /// [`remove_or_zero`](Self::remove_or_zero), except that pages in use
     /// leave the cache too (zeroed; their holders' references are detached:
     /// see [`PageRef::is_detached`](crate::PageRef::is_detached)), and the store is shrunk
-    /// ([`BackingStore::truncate`](crate::BackingStore::truncate)). An `end`
+    /// ([`BackingStore::set_size`](crate::BackingStore::set_size)). An `end`
     /// at or past the current one only moves the end.
     ///
     /// When it returns, no page table entry of any mapping shows a page at
