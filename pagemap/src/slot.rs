@@ -889,6 +889,27 @@ mod tests {
     }
 
     #[test]
+    fn detach_takes_a_held_word_but_waits_for_faults() {
+        let held = get(inserted(9, false)).unwrap();
+        let d = detach(SlotWord(held.0 | REMOVAL)).unwrap();
+        assert_eq!(d, SlotWord(YANKED | 9), "count and flags leave the word");
+        assert!(!d.is_present() && !holds(d, FrameId::new(9).unwrap()));
+        assert!(holds(held, FrameId::new(9).unwrap()));
+        assert!(!holds(held, FrameId::new(8).unwrap()));
+        assert_eq!(detach(get_for_map(held).unwrap()), Err(Refused::Busy));
+        assert_eq!(detach(SlotWord::EMPTY), Err(Refused::Absent));
+        assert_eq!(detach(d), Err(Refused::Absent));
+        // The atomic put finds the page gone and changes nothing.
+        let s = Slot(AtomicU64::new(d.0));
+        assert_eq!(s.put_of(FrameId::new(9).unwrap()), Err(()));
+        assert_eq!(s.load(), d);
+        let s = Slot(AtomicU64::new(held.0));
+        assert_eq!(s.put_of(FrameId::new(9).unwrap()), Ok(put(held)));
+        assert_eq!(s.get_of(FrameId::new(9).unwrap()), Ok(held));
+        assert_eq!(s.get_of(FrameId::new(3).unwrap()), Err(None));
+    }
+
+    #[test]
     fn debug_decodes_the_fields() {
         let w = get_for_map(get(put(inserted(17, false))).unwrap()).unwrap();
         let w = SlotWord(w.0 | REMOVAL);
