@@ -72,6 +72,11 @@ impl PageMap {
         let mut report = self.remove_locked(scratch, first, last, policy);
         report.shootdowns += shootdowns;
         let zeroes = [0u8; PAGE_SIZE];
+        // Our holds of the pages we detach, put after the second zap: a
+        // fault that installed an entry of one between the first zap and
+        // the detach keeps reaching the frame until then (loom found the
+        // frame freed under that entry when the put came first).
+        let mut detached = Vec::new();
         // The pages left are in use: zero each, one at a time (no list of
         // them: a walk from the last one zeroed).
         let mut from = Some(first);
@@ -122,8 +127,9 @@ impl PageMap {
             self.pool.unlock_bit(frame, flags::WRITEBACK);
             if detach {
                 // Our own hold, taken by `detach_held` so that no holder
-                // frees the frame while we still had its locks.
-                self.put_detached(frame);
+                // frees the frame while we still have its locks, nor before
+                // the second zap (below).
+                detached.push(frame);
                 report.detached += 1;
             } else {
                 self.sync_dirty_mark(index, frame);
@@ -132,6 +138,9 @@ impl PageMap {
             report.discarded += u64::from(was_dirty);
         }
         report.shootdowns += self.zap_mappings(&mut scratch.mappers, first, last);
+        for frame in detached {
+            self.put_detached(frame);
+        }
         report
     }
 
