@@ -85,6 +85,14 @@ pub enum Error {
         /// What the store said.
         source: StoreError,
     },
+    /// A write (or dirty mark) through a reference to a page that a
+    /// truncate cut from the cache while it was held: the page belongs to no
+    /// file offset any more, so nothing written to it could reach the file.
+    /// Nothing was changed.
+    Detached {
+        /// The page index the reference was taken at.
+        index: u64,
+    },
     /// The backing store failed to report its size when a page map was
     /// created over it ([`PageMap::try_new`](crate::PageMap::try_new)).
     Size {
@@ -170,6 +178,10 @@ impl fmt::Display for Error {
                 "page {index} ends beyond the {max_size} bytes the store can address"
             ),
             Error::Sync { source } => write!(f, "syncing the store failed: {source}"),
+            Error::Detached { index } => write!(
+                f,
+                "page {index} was cut from the cache by a truncate while held: write refused"
+            ),
             Error::Size { source } => write!(f, "the store's size is unknown: {source}"),
             Error::BeyondSize { offset, size } => write!(
                 f,

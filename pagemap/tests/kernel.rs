@@ -538,7 +538,8 @@ fn truncate_cuts_mapped_pages_on(layout: Layout) {
             .write((i % 2) as usize, va(VBASE + i, 0), b"data")
             .unwrap();
     }
-    // Someone holds page 6 (a read in progress): it is zeroed, not freed.
+    // Someone holds page 6 (a read in progress): it is zeroed and detached
+    // (out of the cache; its frame freed at the holder's put).
     let held = file.find(6).unwrap().unwrap();
 
     let r = file.truncate(4);
@@ -553,7 +554,8 @@ fn truncate_cuts_mapped_pages_on(layout: Layout) {
     for i in 0..4 {
         assert_ne!(space.pt.get(VBASE + i) & pte::P, 0, "page {i} kept");
     }
-    assert_eq!(file.cached_indices(..), vec![0, 1, 2, 3, 6]);
+    assert_eq!(file.cached_indices(..), vec![0, 1, 2, 3]);
+    assert!(held.is_detached());
     assert!(
         raw(hw, held.frame()).iter().all(|&b| b == 0),
         "the cut page is zeroed"

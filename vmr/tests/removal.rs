@@ -360,13 +360,10 @@ fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
     let mut buf = [1u8; 6];
     held.read(0, &mut buf).unwrap();
     assert_eq!(buf, [0; 6]);
-    // A holder's write beyond the end is refused, and changes nothing.
+    // A holder's write beyond the end: refused, the page is detached.
     assert!(matches!(
         held.write(0, b"late"),
-        Err(Error::BeyondSize {
-            offset: 24576,
-            size: 8192
-        })
+        Err(Error::Detached { index: 6 })
     ));
     drop(held);
     let wb = w.file.writeback(..);

@@ -9,6 +9,7 @@
 //! run: fix or filter the first failure to see the rest.
 #![cfg(pagemap_loom)]
 
+mod detach;
 mod dirty_removal;
 mod fault_iface;
 mod file_size;

@@ -55,6 +55,11 @@ impl PageMap {
         match slot.get_fast(allow_loading, limit) {
             Ok(word) => Ok(Some(self.page_ref(slot, word, index))),
             Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
+            // Our refused count was detached with the page: put it there.
+            Err(Refused::Detached(frame)) => {
+                self.put_detached(frame);
+                self.miss(index)
+            }
             Err(_) => self.miss(index),
         }
     }
@@ -94,9 +99,13 @@ impl PageMap {
         let slot: &'a Slot = unsafe { &*(slot as *const Slot) };
         let frame = word.frame().expect("held slot has a frame");
         // The insert set the owner before publishing (Akaros did not: defect 2).
-        debug_assert_eq!(
-            self.pool.owner(frame),
-            (self.id, index),
+        // A truncate detaching the page meanwhile reuses the index word for
+        // its holder count, after setting DETACHED (see `FramePool::owner`).
+        debug_assert!(
+            {
+                let (owner, at) = self.pool.owner(frame);
+                owner == self.id && (at == index || self.pool.flags(frame) & flags::DETACHED != 0)
+            },
             "frame owner not published"
         );
         PageRef {
@@ -227,12 +236,28 @@ impl PageMap {
         // retry rather than report it (found by the loom model
         // stale_read_error). Only a read that fails while we wait is ours.
         let stale = self.pool.flags(page.frame) & flags::ERROR != 0;
+        // A truncate may detach the page while we wait (it cut `index`
+        // off): the load fails as one after the truncate would.
+        let detached = |page: &PageRef<'_>| Error::BeyondEof {
+            index: page.index,
+            end: self.end(),
+        };
         loop {
-            if !page.slot.load().is_loading() {
+            let w = page.slot.load();
+            if !slot::holds(w, page.frame) {
+                return Err(detached(&page));
+            }
+            if !w.is_loading() {
                 return Ok(page);
             }
             if self.pool.try_lock(page.frame) {
-                if !page.slot.load().is_loading() {
+                // Truncate detaches under the page lock: stable from here.
+                let w = page.slot.load();
+                if !slot::holds(w, page.frame) {
+                    self.pool.unlock(page.frame);
+                    return Err(detached(&page));
+                }
+                if !w.is_loading() {
                     self.pool.unlock(page.frame);
                     return Ok(page);
                 }
@@ -277,7 +302,7 @@ impl PageMap {
             }
         });
         if won.is_ok() {
-            self.tree.remove_yanked(index, &g);
+            self.tree.remove_yanked(index, self.may_unlink(), &g);
             self.nr_pages.fetch_sub(1, Ordering::Relaxed);
             drop(g);
             self.pool.free(frame);

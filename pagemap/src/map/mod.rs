@@ -135,6 +135,10 @@ pub struct PageMap {
     /// Set by [`close`](Self::close), which wrote back already: `Drop`
     /// then only frees the frames.
     closed: bool,
+    /// Frames a truncate detached that still have holders. While any has,
+    /// removers leave nodes that become empty linked (empty, reused by
+    /// later inserts): a detached holder's put still reads its old slot.
+    pub(crate) detached: AtomicU64,
 }
 
 /// `ceil(size / PAGE_SIZE)`: the first page beyond a file of `size` bytes
@@ -246,6 +250,7 @@ impl PageMap {
             max_size,
             write_error: Mutex::new(WriteErrors::default()),
             closed: false,
+            detached: AtomicU64::new(0),
         })
     }
 
@@ -375,6 +380,37 @@ impl PageMap {
     /// Pages in the map (up to date, loading, or left by a failed read).
     pub fn nr_pages(&self) -> u64 {
         self.nr_pages.load(Ordering::Relaxed)
+    }
+
+    /// Pages a truncate cut off while they were held whose holders have
+    /// not all let go yet (their frames return to the pool at the last
+    /// put; see [`PageRef::is_detached`]).
+    pub fn nr_detached(&self) -> u64 {
+        // Relaxed: a snapshot.
+        self.detached.load(Ordering::Relaxed)
+    }
+
+    /// Whether a remover may unlink nodes that became empty: not while a
+    /// detached page has holders, whose puts read their old slots. Acquire:
+    /// pairs with the Release decrement of the last such put, after its
+    /// last read of a slot. Called under the writer lock, under which a
+    /// truncate counts a page it detaches before emptying its slot.
+    pub(crate) fn may_unlink(&self) -> bool {
+        self.detached.load(Ordering::Acquire) == 0
+    }
+
+    /// The put of a holder of a detached frame: the last one frees it.
+    /// Out of line: kept off the put's hot path.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn put_detached(&self, frame: crate::frame::FrameId) {
+        if self.pool.orphan_put(frame) {
+            self.pool.free(frame);
+            // Release: this put's (and, through the orphan count's AcqRel,
+            // every earlier holder's) reads of the old slot happen-before a
+            // remover that sees the count drop and unlinks the node.
+            self.detached.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 

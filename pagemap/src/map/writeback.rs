@@ -577,8 +577,13 @@ impl PageMap {
         // The tag goes once the page lock is dropped and before WRITEBACK
         // is: under WRITEBACK alone, the one page bit the writer lock may be
         // taken under.
+        // A detached page (a truncate cut it off after we took it) was
+        // cleaned by the truncate and can never be dirtied again; its index
+        // may hold another page by now, whose tag is not ours to clear (a
+        // truncate detaches under WRITEBACK, which we hold: this check
+        // stays true).
         let untag = || {
-            if untag {
+            if untag && self.pool.flags(frame) & flags::DETACHED == 0 {
                 self.clear_mark(page.index, Mark::ToWrite);
             }
         };

@@ -32,8 +32,14 @@ pub struct RemoveReport {
     /// Dirty pages whose data was dropped (remove-or-zero, truncate, or a
     /// page beyond the end of the file).
     pub discarded: u64,
-    /// Pages in use that remove-or-zero zeroed instead of removing.
+    /// Pages in use that remove-or-zero zeroed instead of removing
+    /// (truncate's detached pages included: they are zeroed too).
     pub zeroed: u64,
+    /// Pages in use that truncate took out of the cache anyway, leaving
+    /// their holders' references detached (see
+    /// [`PageRef::is_detached`](crate::PageRef::is_detached)); each also
+    /// counts in `zeroed`.
+    pub detached: u64,
     /// Shootdowns issued: one per address space mapping the range.
     pub shootdowns: u64,
     /// Dirty bits a [`Mapper::reap`](crate::Mapper::reap) reported for a
@@ -160,13 +166,15 @@ impl PageMap {
         // It frees private copies: not while a fork copies them.
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
-        self.remove_or_zero_locked(&mut scratch, first, last)
+        self.remove_or_zero_locked(&mut scratch, first, last, false)
     }
 
     /// Cuts the file at page `end`: from now on loads (and so faults) of a
     /// page at or after `end` fail with [`Error::BeyondEof`]; then
     /// everything cached or mapped from `end` on is discarded as by
-    /// [`remove_or_zero`](Self::remove_or_zero), and the store is shrunk
+    /// [`remove_or_zero`](Self::remove_or_zero), except that pages in use
+    /// leave the cache too (zeroed; their holders' references are detached:
+    /// see [`PageRef::is_detached`](crate::PageRef::is_detached)), and the store is shrunk
     /// ([`BackingStore::set_size`](crate::BackingStore::set_size)). The page
     /// granular [`set_size`](Self::set_size): the size becomes
     /// `end * PAGE_SIZE` bytes, so an `end` past the current one extends the
@@ -390,7 +398,7 @@ impl PageMap {
             // installed meanwhile is cleared by the second zap, and a fault
             // after it sees the new end (see `crate::fault`; Linux's
             // `truncate_pagecache`).
-            report = self.remove_or_zero_locked(scratch, end, u64::MAX);
+            report = self.remove_or_zero_locked(scratch, end, u64::MAX, true);
         }
         self.zero_tail_after_shrink(bytes);
         report

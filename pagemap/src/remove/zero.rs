@@ -6,14 +6,15 @@
 //! punch's spare them ([`Mapper::zap_shared`]), and zero just the punched
 //! bytes of a partial first or last page.
 
-use crate::frame::flags;
+use crate::frame::{flags, FrameId};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::map::{PageMap, Scratch};
 use crate::mapper::Mapper;
 use crate::shootdown::ShootdownBatch;
-use crate::sync::epoch;
+use crate::slot::{self, Refused};
+use crate::sync::{epoch, Ordering};
 use crate::PAGE_SIZE;
 
 use super::passes::Policy;
@@ -64,13 +65,19 @@ impl PageMap {
     /// their entries (see `crate::fault`); the second zap clears those
     /// entries (and any private copy a copy-on-write made from the old bytes
     /// meanwhile). Linux's `truncate_pagecache` has the same shape.
+    ///
+    /// `detach` (truncate): the held pages leave the tree too, detached
+    /// from their holders ([`detach_held`](Self::detach_held)), so a later
+    /// load after the file grows again gets a fresh page. A hole punch
+    /// keeps them, zeroed, at their index.
     pub(super) fn remove_or_zero_locked(
         &self,
         scratch: &mut Scratch,
         first: u64,
         last: u64,
+        detach: bool,
     ) -> RemoveReport {
-        self.zap_remove_zero(scratch, first, last, true)
+        self.zap_remove_zero(scratch, first, last, true, detach)
     }
 
     /// The whole pages of a hole punch: as
@@ -86,16 +93,18 @@ impl PageMap {
         first: u64,
         last: u64,
     ) -> RemoveReport {
-        self.zap_remove_zero(scratch, first, last, false)
+        self.zap_remove_zero(scratch, first, last, false, false)
     }
 
-    /// Zap (`cows`: private copies too), remove or zero, zap again.
+    /// Zap (`cows`: private copies too), remove or zero (`detach`: and
+    /// detach the held pages), zap again.
     fn zap_remove_zero(
         &self,
         scratch: &mut Scratch,
         first: u64,
         last: u64,
         cows: bool,
+        detach: bool,
     ) -> RemoveReport {
         let shootdowns = self.zap_mappings(&mut scratch.mappers, first, last, cows);
         let policy = Policy {
@@ -106,6 +115,11 @@ impl PageMap {
         let mut report = self.remove_locked(scratch, first, last, policy);
         report.shootdowns += shootdowns;
         let zeroes = [0u8; PAGE_SIZE];
+        // Our holds of the pages we detach, put after the second zap: a
+        // fault that installed an entry of one between the first zap and
+        // the detach keeps reaching the frame until then (loom found the
+        // frame freed under that entry when the put came first).
+        let mut detached = Vec::new();
         // The pages left are in use: zero each, one at a time (no list of
         // them: a walk from the last one zeroed).
         let mut from = Some(first);
@@ -140,16 +154,37 @@ impl PageMap {
             // loading included (the page lock waits for a read).
             self.pool.lock_bit(frame, flags::WRITEBACK);
             self.pool.lock(frame);
+            if detach {
+                // Before the zeroing, under the page lock: a write either
+                // came before (and is zeroed and discarded here) or sees
+                // the flag and is refused. Before the orphan count, which
+                // reuses the index word (`FramePool::owner`).
+                self.pool.set_flags(frame, flags::DETACHED);
+            }
             self.pool.write_page(frame, &zeroes);
             let was_dirty = self.pool.flags(frame) & flags::DIRTY != 0;
             self.pool.clear_flags(frame, flags::DIRTY);
+            if detach {
+                self.detach_held(index, frame);
+            }
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
-            self.sync_dirty_mark(index, frame);
+            if detach {
+                // Our own hold, taken by `detach_held` so that no holder
+                // frees the frame while we still have its locks, nor before
+                // the second zap (below).
+                detached.push(frame);
+                report.detached += 1;
+            } else {
+                self.sync_dirty_mark(index, frame);
+            }
             report.zeroed += 1;
             report.discarded += u64::from(was_dirty);
         }
         report.shootdowns += self.zap_mappings(&mut scratch.mappers, first, last, cows);
+        for frame in detached {
+            self.put_detached(frame);
+        }
         report
     }
 
@@ -180,6 +215,56 @@ impl PageMap {
         self.pool.unlock(frame);
         self.pool.unlock_bit(frame, flags::WRITEBACK);
         true
+    }
+
+    /// Takes the held page at `index` (in `frame`: page lock and WRITEBACK
+    /// held, DETACHED set, contents zeroed and clean) out of the tree: its
+    /// holders' count moves from the slot word into the frame (plus one
+    /// hold of our own, which the caller puts after unlocking), the slot
+    /// is emptied and the page uncounted. From the detach CAS on, holders
+    /// find their frame gone from the slot and put (or clone) on the frame;
+    /// the last put frees it (`PageMap::put_detached`).
+    ///
+    /// The detach waits for faults in their window on the page (their hold
+    /// is put on the slot: [`slot::detach`]); they see the new end and
+    /// leave without taking the page lock, so waiting with it held is
+    /// short.
+    fn detach_held(&self, index: u64, frame: FrameId) {
+        loop {
+            let g = self.tree.lock();
+            let guard = epoch::pin();
+            let slot = self
+                .tree
+                .lookup(index, &guard)
+                .expect("a held page stays in the tree: only the remover removes");
+            let detached = slot.update(|w| {
+                if w.frame() != Some(frame) {
+                    return Err(Refused::Absent);
+                }
+                // The count first, for exactly the word the CAS replaces:
+                // the CAS (Release) publishes it to every holder that sees
+                // the page gone (their Acquire loads in `Slot::put_of`).
+                self.pool.set_orphans(frame, w.refs() + 1);
+                slot::detach(w)
+            });
+            match detached {
+                Ok(_) => {
+                    // Counted before the slot empties, under the writer
+                    // lock: no remover unlinks the node from now on.
+                    self.detached.fetch_add(1, Ordering::Relaxed);
+                    let f = self.tree.remove_yanked(index, false, &g);
+                    debug_assert_eq!(f, Some(frame));
+                    self.nr_pages.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(Refused::Busy) => {
+                    drop(g);
+                    drop(guard);
+                    self.wait_for_mappers(index);
+                }
+                Err(r) => unreachable!("the remover's held page changed: {r:?}"),
+            }
+        }
     }
 
     /// Waits until no fault is between its end check and its install on the
