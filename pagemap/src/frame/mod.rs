@@ -644,6 +644,40 @@ mod tests {
         assert_eq!(pool.free_frames(), 2);
     }
 
+    /// Byte copies in and out at every alignment of offset and length
+    /// (the word loops' head, middle and tail) match a byte model.
+    #[test]
+    fn byte_copies_match_a_model_at_every_alignment() {
+        let pool = FramePool::new(1).unwrap();
+        let id = pool.alloc().unwrap();
+        let mut model = vec![0u8; PAGE_SIZE];
+        pool.write_page(id, &[0; PAGE_SIZE]);
+        let mut n = 0u8;
+        let edge = if cfg!(miri) { 9 } else { 40 };
+        for offset in (0..edge).chain(PAGE_SIZE - edge..PAGE_SIZE) {
+            for len in [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100] {
+                let len = len.min(PAGE_SIZE - offset);
+                n = n.wrapping_add(1);
+                let data: Vec<u8> = (0..len).map(|i| n.wrapping_add(i as u8)).collect();
+                pool.write(id, offset, &data).unwrap();
+                model[offset..offset + len].copy_from_slice(&data);
+                for (o, l) in [(offset, len), (offset.saturating_sub(5), len + 10)] {
+                    let l = l.min(PAGE_SIZE - o);
+                    let mut out = vec![0xAAu8; l];
+                    pool.read_bytes(id, o, &mut out).unwrap();
+                    assert_eq!(
+                        out,
+                        model[o..o + l],
+                        "read {o}+{l} after write {offset}+{len}"
+                    );
+                }
+            }
+        }
+        let mut whole = [0u8; PAGE_SIZE];
+        pool.copy_page(id, &mut whole);
+        assert_eq!(&whole[..], &model[..]);
+    }
+
     #[test]
     fn metadata_is_at_most_32_bytes() {
         let pool = FramePool::new(1).unwrap();

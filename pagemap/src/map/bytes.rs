@@ -136,7 +136,7 @@ impl PageMap {
         };
         let size = self.size();
         if size == u64::MAX || end <= size {
-            return self.copy_in(offset, data, None);
+            return self.copy_in(offset, data, None, u64::MAX);
         }
         if end == u64::MAX {
             // It would read as "no end".
@@ -144,17 +144,21 @@ impl PageMap {
         }
         // A size change: no other runs meanwhile, so the size read under
         // the lock stays until we change it.
-        let _invalidate = self.invalidate_lock.write();
+        let invalidate = self.invalidate_lock.write();
         let size = self.size();
         if end <= size {
-            return self.copy_in(offset, data, None);
+            // Another writer extended it first: a plain write, whose misses
+            // take the invalidate lock shared, so ours must go first (it is
+            // not recursive: the thread would wait for itself).
+            drop(invalidate);
+            return self.copy_in(offset, data, None, u64::MAX);
         }
         let ext = self.begin_extend(size);
         // The end first, so that the pages can be loaded; the size follows
         // the bytes (`copy_in`). Faults on the new pages are kept off by
         // `ext` until both are final.
         self.raise_size(&ext, size, end_of(end));
-        let r = self.copy_in(offset, data, Some(&ext));
+        let r = self.copy_in(offset, data, Some(&ext), size);
         let reached = self.size();
         if reached < end {
             // Short or failed: the end comes back to the size reached (a
@@ -175,6 +179,7 @@ impl PageMap {
         offset: u64,
         data: &[u8],
         ext: Option<&Extending<'_>>,
+        fresh_from: u64,
     ) -> Result<usize, Error> {
         let mut done = 0;
         while done < data.len() {
@@ -184,7 +189,11 @@ impl PageMap {
             let n = (PAGE_SIZE - off).min(data.len() - done);
             // With `ext` this thread holds the invalidate lock (exclusive):
             // the miss must not take it again.
-            let page = match self.load_with(index, ext.is_some()) {
+            // A page wholly past the size the extension started from holds
+            // no byte of the file: no read (the store may even hold stale
+            // bytes there, from a size change it failed).
+            let fresh = ext.is_some() && index * PAGE_SIZE as u64 >= fresh_from;
+            let page = match self.load_with(index, ext.is_some(), fresh) {
                 Ok(page) => page,
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),

@@ -8,6 +8,7 @@ use crate::slot::{self, Refused, Slot, SlotWord};
 use crate::sync::{epoch, Ordering};
 
 use super::{PageMap, PageRef};
+use crate::PAGE_SIZE;
 
 impl PageMap {
     /// The up-to-date page at `index`, if cached. Never blocks; lock-free.
@@ -125,17 +126,21 @@ impl PageMap {
     /// store's [`max_size`](crate::BackingStore::max_size) is refused
     /// ([`Error::BeyondMaxSize`]), as [`find`](Self::find) refuses it.
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
-        self.load_with(index, false)
+        self.load_with(index, false, false)
     }
 
     /// [`load`](Self::load); `invalidate_held`: the caller holds the
     /// invalidate lock (an extending `write_at` holds it exclusively), so a
     /// miss must not take it again (it is not recursive: that would wait
-    /// for itself).
+    /// for itself). `fresh`: the page holds no byte of the file (it lies
+    /// wholly at or past the size an extending write started from), so a
+    /// miss zeroes the frame instead of reading the store (Linux's
+    /// `write_begin` does not read a page the write will fill).
     pub(crate) fn load_with(
         &self,
         index: u64,
         invalidate_held: bool,
+        fresh: bool,
     ) -> Result<PageRef<'_>, Error> {
         // The store's limit first: such a page can never exist, whatever
         // the size becomes.
@@ -159,6 +164,7 @@ impl PageMap {
             self.pool
                 .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
             match self.insert(index, frame) {
+                Ok(Some(page)) if fresh => return Ok(self.fill_zeroes(page)),
                 Ok(Some(page)) => return self.fill(page),
                 inserted => {
                     // Benign race: someone inserted first (use theirs), or
@@ -196,6 +202,21 @@ impl PageMap {
         self.nr_pages.fetch_add(1, Ordering::Relaxed);
         drop(g);
         Ok(Some(self.page_ref(slot, word, index)))
+    }
+
+    /// Publishes a page whose frame lock we hold as up to date and zero,
+    /// with no read (a page past the file's old end, about to be written).
+    fn fill_zeroes<'a>(&'a self, page: PageRef<'a>) -> PageRef<'a> {
+        let frame = page.frame;
+        self.pool.write_page(frame, &[0; PAGE_SIZE]);
+        self.pool
+            .clear_flags(frame, flags::ERROR | flags::ERRNO_MASK);
+        self.pool.set_flags(frame, flags::UPTODATE);
+        // Release: contents before the word that says "up to date" (as
+        // `fill`).
+        page.slot.set_loaded();
+        self.pool.unlock(frame);
+        page
     }
 
     /// Reads a page whose frame lock we hold, straight into its frame (no
