@@ -301,7 +301,7 @@ fn killed_writer_keeps_every_synced_byte() {
     let start = Instant::now();
     let mut checked = 0;
     for run in 0..8 {
-        let kill_after = rng.random_range(1..=(MAX_STEPS / SYNC_EVERY / 4) as u32);
+        let kill_after = rng.random_range(1..=(MAX_STEPS / SYNC_EVERY / 6) as u32);
         let delay = Duration::from_micros(rng.random_range(0..3000));
         if let Some((bytes, _)) = one_run("fsync", run, kill_after, delay) {
             checked += bytes;
