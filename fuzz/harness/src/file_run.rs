@@ -495,7 +495,7 @@ impl World {
                     self.diverged(format!("read_at({off}, {len}) returned {n}, want {want}"));
                 }
                 let off = off as usize;
-                if buf[..n] != self.model[off..off + n] {
+                if n > 0 && buf[..n] != self.model[off..off + n] {
                     let at = first_diff(&buf[..n], &self.model[off..off + n]);
                     self.diverged(format!(
                         "read_at({off}, {len}): byte {} is {}, the model's {}",

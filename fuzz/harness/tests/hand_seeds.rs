@@ -615,7 +615,8 @@ mod file_ops {
                 punch(Edge(2, 5), pages(2, 0)), Check, Fsync,
             ]),
             ("small_pool_many_pages", 4, 24_576, vec![
-                rd(At(0), pages(3, 100)), w(Edge(2, 7), pages(3, 50), 17), Check,
+                rd(At(0), pages(3, 100)), rd(Edge(5, 0), short(10)),
+                w(Edge(2, 7), pages(3, 50), 17), Check,
                 Writeback(Pages::Some(1, 3)), rd(Edge(5, 0), pages(3, 0)),
                 Reopen { close: true }, Check,
             ]),
