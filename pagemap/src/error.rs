@@ -62,6 +62,16 @@ pub enum Error {
         /// The first page beyond the end.
         end: u64,
     },
+    /// The page ends beyond the largest length the store can address
+    /// ([`BackingStore::max_size`](crate::BackingStore::max_size): a file
+    /// system's largest file, say): refused at load, lookup and readahead,
+    /// so no data is cached that no write-back could store.
+    BeyondMaxSize {
+        /// Page index.
+        index: u64,
+        /// The store's largest length in bytes.
+        max_size: u64,
+    },
     /// The backing store failed to report its size when a page map was
     /// created over it ([`PageMap::try_new`](crate::PageMap::try_new)).
     Size {
@@ -76,6 +86,15 @@ pub enum Error {
         offset: u64,
         /// The file's size in bytes.
         size: u64,
+    },
+    /// A byte range of [`PageMap::write_at`](crate::PageMap::write_at)
+    /// that ends past the largest file size (2^64 - 2 bytes: a size of
+    /// `u64::MAX` means "no end"); nothing was written. Byte units.
+    FileTooLarge {
+        /// The first byte asked for.
+        offset: u64,
+        /// The length asked for.
+        len: u64,
     },
     /// The backing store failed to change its size
     /// ([`PageMap::set_size`](crate::PageMap::set_size)); the page map's
@@ -119,10 +138,18 @@ impl fmt::Display for Error {
             Error::BeyondEof { index, end } => {
                 write!(f, "page {index} is beyond the end of the file (page {end})")
             }
+            Error::BeyondMaxSize { index, max_size } => write!(
+                f,
+                "page {index} ends beyond the {max_size} bytes the store can address"
+            ),
             Error::Size { source } => write!(f, "the store's size is unknown: {source}"),
             Error::BeyondSize { offset, size } => write!(
                 f,
                 "byte {offset} is at or past the end of the file ({size} bytes)"
+            ),
+            Error::FileTooLarge { offset, len } => write!(
+                f,
+                "bytes {offset}+{len} end past the largest file size (2^64 - 2 bytes)"
             ),
             Error::SetSize { size, source } => {
                 write!(
@@ -147,6 +174,30 @@ impl core::error::Error for Error {
             | Error::Truncate { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<Error> for std::io::Error {
+    /// A store's failure becomes its errno, so that
+    /// [`raw_os_error`](std::io::Error::raw_os_error) is what the store
+    /// said (the page index is dropped: an OS error carries a code only);
+    /// any other error keeps its message under the nearest kind.
+    fn from(e: Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match &e {
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::Truncate { source, .. } => return (*source).into(),
+            Error::PoolExhausted { .. } => K::OutOfMemory,
+            Error::WouldBlock { .. } => K::WouldBlock,
+            Error::OutOfBounds { .. } | Error::InvalidCapacity { .. } => K::InvalidInput,
+            Error::Busy => K::ResourceBusy,
+            Error::BeyondEof { .. } => K::UnexpectedEof,
+            Error::BeyondMaxSize { .. } => K::FileTooLarge,
+            _ => K::Other,
+        };
+        std::io::Error::new(kind, e)
     }
 }
 

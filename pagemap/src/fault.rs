@@ -355,8 +355,10 @@ impl PageMap {
         };
         // After our count, before the install: the second half of the pair
         // with truncate's end store (see the module docs). Dropping `page`
-        // on error undoes the count.
+        // on error undoes the count. Then the same pair with a size
+        // extension's store of its first page (see `map/size.rs`).
         self.check_end(index)?;
+        self.check_extending(index)?;
         Ok(page)
     }
 }

@@ -140,7 +140,8 @@
 //! vmr: address-space lock       AddressSpace regions, RwLock (read: faults;
 //!  |                            write: mmap munmap mprotect madvise fork teardown)
 //!  +- invalidate lock           PageMap::invalidate_lock_shared (shared: fork's
-//!  |   |                        copy; exclusive: truncate, remove_or_zero)
+//!  |   |                        copy; exclusive: truncate, remove_or_zero,
+//!  |   |                        set_size, a write_at past the size)
 //!  |   +- remover lock          one remover per map: free_unused, remove,
 //!  |       |                    try_remove (try-lock), Removal, invalidate,
 //!  |       |                    destroy, truncate, remove_or_zero
@@ -154,7 +155,7 @@
 //!  |       |       |                       (no_std: the platform's park queue)
 //!  |       |       +- the store's own locks (MemStore, FileStore)
 //!  |       +- page-map writer lock  tree shape, slot publish and yank, marks,
-//!  |       |                        end of file
+//!  |       |                        end of file and size (a shrink's)
 //!  |       +- reverse-map lock      RwLock over the Mappers (write: add/remove)
 //!  |       +- vmr: TLB locks        a removal's pass 3, truncate's zaps (the
 //!  |       |                        batch's shootdown, remover lock held)
@@ -274,7 +275,7 @@ pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, Vpn, DEFAULT_CEILI
 pub use slot::{MAX_HELD, MAX_REFS};
 #[cfg(feature = "std")]
 pub use store::FileStore;
-pub use store::{BackingStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo};
+pub use store::{BackingStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo, MAX_EXTENT};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;

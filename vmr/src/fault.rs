@@ -12,8 +12,9 @@
 //! * fault-around: [`pagemap::PageMap::map_pages`] over the window, for the
 //!   empty entries;
 //! * the centre, entry empty: [`pagemap::PageMap::map_page`]
-//!   ([`pagemap::Error::WouldBlock`]: drop the lock, [`pagemap::PageMap::load`],
-//!   restart);
+//!   ([`pagemap::Error::WouldBlock`]: drop the lock, with sequential advice
+//!   [`pagemap::PageMap::readahead`] of a window from the page, then
+//!   [`pagemap::PageMap::load`], restart);
 //! * the centre, entry naming a page-cache frame: revoked by a removal,
 //!   [`pagemap::PageMap::refault`]; present and read-only under a write to
 //!   a shared mapping, [`pagemap::PageMap::page_mkwrite`]; if the page has
@@ -61,6 +62,9 @@ pub struct FaultStats {
     pub restarts: StdAtomicU64,
     /// Faults that found the translation already there.
     pub spurious: StdAtomicU64,
+    /// Pages read ahead by faults that missed in a region with sequential
+    /// advice (each window one store I/O).
+    pub readahead: StdAtomicU64,
 }
 
 /// What the check phase decided (UVM's `uvm_faultctx`).
@@ -243,8 +247,22 @@ impl Faulter<'_> {
             seen = Some(regions.generation);
             blocked = true;
             let file = v.file.clone();
+            // The window to read ahead, within the region (its last page
+            // is `index_of(end - PAGE)`).
+            let ahead = v
+                .advice
+                .readahead()
+                .min(v.index_of(v.end - PAGE) - index + 1);
             drop(regions);
             self.stats.major.fetch_add(1, Ordering::Relaxed);
+            if ahead > 1 {
+                // One I/O for the window, the faulting page first; an error
+                // is left to the load below, which reads the page alone and
+                // reports it (readahead is only a hint).
+                if let Ok(n) = file.readahead(index, ahead) {
+                    self.stats.readahead.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
             let page = file.load(index).map_err(|source| match source {
                 pagemap::Error::BeyondEof { .. } => Fault::BeyondEof { va },
                 source => Fault::Io { va, source },

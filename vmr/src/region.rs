@@ -77,7 +77,8 @@ impl std::ops::BitOr for MapFlags {
     }
 }
 
-/// Access-pattern advice (madvise): it sets the fault-around window.
+/// Access-pattern advice (madvise): it sets the fault-around window and
+/// the readahead of a fault that misses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Advice {
     /// A few pages each side.
@@ -96,6 +97,17 @@ impl Advice {
             Advice::Normal => (3, 4),
             Advice::Random => (0, 0),
             Advice::Sequential => (8, 7),
+        }
+    }
+
+    /// Pages a fault that misses reads ahead from the faulting one, in one
+    /// store I/O ([`pagemap::PageMap::readahead`]), before it maps the page:
+    /// 32 for [`Sequential`](Advice::Sequential) (madvise's
+    /// `MADV_SEQUENTIAL`), none otherwise (the fault reads its page alone).
+    pub const fn readahead(self) -> u64 {
+        match self {
+            Advice::Sequential => 32,
+            Advice::Normal | Advice::Random => 0,
         }
     }
 }

@@ -315,10 +315,17 @@ fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
     let mut buf = [1u8; 6];
     held.read(0, &mut buf).unwrap();
     assert_eq!(buf, [0; 6]);
-    held.write(0, b"late").unwrap(); // a holder writes beyond the end
+    // A holder's write beyond the end is refused, and changes nothing.
+    assert!(matches!(
+        held.write(0, b"late"),
+        Err(Error::BeyondSize {
+            offset: 24576,
+            size: 8192
+        })
+    ));
     drop(held);
     let wb = w.file.sync();
-    assert_eq!((wb.written, wb.discarded), (0, 1), "{wb:?}");
+    assert_eq!((wb.written, wb.discarded), (0, 0), "{wb:?}");
     assert!(w.store.page(6).is_none(), "the file was not extended");
     assert!(matches!(
         w.file.load(6),

@@ -358,6 +358,32 @@ impl VmModel {
         let index = r.index_of(va);
         let f = &mut self.files[r.file];
         let mut free = free;
+        // Sequential advice: a miss reads ahead a window of up to 32 pages
+        // (within the region) with one store read, stopping at the first
+        // cached page and at the pool's last free frame; a read error in
+        // the window fails all of it (nothing stays), and the fault then
+        // reads its page alone.
+        if !f.cache.contains_key(&index) && r.advice == 2 {
+            let ahead = 32.min(r.last_index() - index + 1);
+            if ahead > 1 {
+                // Page u64::MAX is never read ahead (the window's end
+                // would not fit in a u64).
+                let n = (0..ahead)
+                    .take_while(|&k| {
+                        k < u64::MAX - index
+                            && k < free as u64
+                            && !f.cache.contains_key(&(index + k))
+                    })
+                    .count() as u64;
+                if !(index..index + n).any(|i| f.bad_reads.contains(&i)) {
+                    for i in index..index + n {
+                        let p = f.store_page(i);
+                        f.cache.insert(i, p);
+                    }
+                    free -= n as usize;
+                }
+            }
+        }
         if !f.cache.contains_key(&index) {
             if free == 0 {
                 let source = pagemap::Error::PoolExhausted { capacity };

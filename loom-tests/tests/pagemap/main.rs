@@ -11,12 +11,14 @@
 
 mod dirty_removal;
 mod fault_iface;
+mod file_size;
 mod find_vs_remove;
 mod load_vs_load;
 mod mutant_killers;
 mod node_reclaim;
 mod nowait;
 mod raw_locks;
+mod readahead;
 mod refcount_overflow;
 mod remove_vs_lookup;
 mod removers;

@@ -176,7 +176,7 @@ impl FramePool {
 
     /// The frame's memory as a write-back's source (see [`PageSrc`]), all
     /// of it (the page map's write-backs use `page_src_len`).
-    #[cfg(test)]
+    #[cfg(all(test, not(pagemap_loom)))]
     pub(crate) fn page_src(&self, id: FrameId) -> PageSrc<'_> {
         self.page_src_len(id, PAGE_SIZE)
     }

@@ -50,13 +50,21 @@ impl PageMap {
     ) -> Result<Option<PageRef<'_>>, Error> {
         let guard = epoch::pin();
         let Some(slot) = self.tree.lookup(index, &guard) else {
-            return Ok(None);
+            return self.miss(index);
         };
         match slot.get_fast(allow_loading, limit) {
             Ok(word) => Ok(Some(self.page_ref(slot, word, index))),
             Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
-            Err(_) => Ok(None),
+            Err(_) => self.miss(index),
         }
+    }
+
+    /// A lookup's miss: `None`, or the refusal of a page no store write
+    /// could reach (one compare, on the miss path only).
+    #[inline]
+    fn miss(&self, index: u64) -> Result<Option<PageRef<'_>>, Error> {
+        self.check_max(index)?;
+        Ok(None)
     }
 
     /// Takes a reference with the transition `f`.
@@ -103,8 +111,14 @@ impl PageMap {
     ///
     /// Concurrent loaders of one index cause exactly one read; the others
     /// sleep until it finishes. A read error goes to the loader and to every
-    /// waiter of that read; the page is left unlocked (a later `load` retries).
+    /// waiter of that read, with the store's errno; the page is left
+    /// unlocked (a later `load` retries). A page that ends beyond the
+    /// store's [`max_size`](crate::BackingStore::max_size) is refused
+    /// ([`Error::BeyondMaxSize`]), as [`find`](Self::find) refuses it.
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
+        // The store's limit first: such a page can never exist, whatever
+        // the size becomes.
+        self.check_max(index)?;
         self.check_end(index)?;
         loop {
             if let Some(page) = self.take(index, true, slot::Limit::User)? {
@@ -215,7 +229,7 @@ impl PageMap {
 
     /// Removes a page whose read failed, if nobody holds it and no remover
     /// runs (if one does, it will find the page).
-    fn discard_failed(&self, index: u64, frame: FrameId) {
+    pub(super) fn discard_failed(&self, index: u64, frame: FrameId) {
         let Some(_r) = self.remover.try_lock() else {
             return;
         };

@@ -8,10 +8,12 @@
 //!
 //! One concept per file:
 //! * `lookup`: find, load and fill (the lock-free hit path, the miss path);
+//! * `readahead`: the miss path for a window of pages, with one store I/O;
 //! * `page_ref`: [`PageRef`], the counted reference to a page;
 //! * `mappings`: registering mappings, and the DIRTY mark kept in step with
 //!   the frame's DIRTY flag;
-//! * `writeback`: writeback and sync, and the write of one page;
+//! * `writeback`: writeback and sync (contiguous dirty pages as one
+//!   extent), and the write of one page;
 //! * `reclaim`: free_unused, and what every remover shares with it (taking
 //!   a REMOVAL mark back, the remover's write-back hold, the final yank);
 //! * `inspect`: read-only views (holders, memory, iteration, the dump).
@@ -27,11 +29,14 @@ use crate::rmap::ReverseMap;
 use crate::store::{BackingStore, Store, SubmitStore};
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 
+mod bytes;
 mod inspect;
 mod lookup;
 mod mappings;
 mod page_ref;
+mod readahead;
 mod reclaim;
+mod size;
 mod writeback;
 
 pub use inspect::MemoryStats;
@@ -93,10 +98,23 @@ pub struct PageMap {
     /// by a size change only (`set_size`, `truncate`, an extending
     /// `write_at`), which hold `invalidate_lock` exclusively.
     pub(crate) size: AtomicU64,
+    /// While a size extension runs, its first page (the old partial last
+    /// page, or the old end): faults on pages from here on are refused
+    /// ([`Error::WouldBlock`]: the handler retries) so that no CPU can
+    /// write bytes past the old size that the new size would make file
+    /// data. `u64::MAX` otherwise. A store-buffering pair with the faults'
+    /// counts, as `end` is (see `size`).
+    pub(crate) extending: AtomicU64,
     /// Linux's `invalidate_lock`: truncate holds it exclusively (lock order:
     /// before `remover`); paths that copy entries of this file's pages from
     /// one mapping to another without the page lock (fork) hold it shared.
     pub(crate) invalidate_lock: RwLock<()>,
+    /// The first page that ends beyond the store's
+    /// [`max_size`](BackingStore::max_size) (`u64::MAX`: no limit); loads,
+    /// lookups that miss and readahead refuse pages from here on.
+    pub(crate) max_pages: u64,
+    /// The store's `max_size`, for the error that refuses a page.
+    pub(crate) max_size: u64,
 }
 
 /// `ceil(size / PAGE_SIZE)`: the first page beyond a file of `size` bytes
@@ -183,6 +201,13 @@ impl PageMap {
             .map_err(|source| Error::Size { source })?
             .unwrap_or(u64::MAX);
         let id = NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let max_size = store.max_size();
+        // A page is addressable if all of it is: (index + 1) * PAGE_SIZE
+        // <= max_size. `u64::MAX` is "no limit" (index u64::MAX works).
+        let max_pages = match max_size {
+            u64::MAX => u64::MAX,
+            m => m / crate::PAGE_SIZE as u64,
+        };
         Ok(Self {
             id,
             tree: RadixTree::new(),
@@ -194,7 +219,10 @@ impl PageMap {
             nr_pages: AtomicU64::new(0),
             end: AtomicU64::new(end_of(size)),
             size: AtomicU64::new(size),
+            extending: AtomicU64::new(u64::MAX),
             invalidate_lock: RwLock::new(()),
+            max_pages,
+            max_size,
         })
     }
 
@@ -252,10 +280,43 @@ impl PageMap {
         valid_of(self.size(), index)
     }
 
+    /// [`Error::BeyondSize`] if bytes `[offset, offset + len)` of page
+    /// `index` (`offset + len <= PAGE_SIZE`) reach the file's size.
+    pub(crate) fn check_size(&self, index: u64, offset: usize, len: usize) -> Result<(), Error> {
+        let valid = self.valid_bytes(index);
+        if offset + len <= valid {
+            return Ok(());
+        }
+        let size = self.size();
+        let at = index
+            .saturating_mul(crate::PAGE_SIZE as u64)
+            .saturating_add(offset as u64);
+        Err(Error::BeyondSize {
+            offset: at.max(size),
+            size,
+        })
+    }
+
     /// Whether page `index` is at or beyond the end of the file.
     #[inline]
     pub fn is_beyond_end(&self, index: u64) -> bool {
         self.check_end(index).is_err()
+    }
+
+    /// [`Error::WouldBlock`] if a size extension keeps faults off page
+    /// `index` now (see `extending`); the fault handler retries.
+    #[inline]
+    pub(crate) fn check_extending(&self, index: u64) -> Result<(), Error> {
+        // SeqCst, through `sb`: the fault's half of the pair with the
+        // extension's store of `extending` (the fault's count first, as
+        // for `end`; see `size.rs`).
+        // `u64::MAX` is "none" (an extension's first page is below it: a
+        // finite size is at most 2^64 - 2 bytes).
+        let from = crate::sync::sb::load(&self.extending, Ordering::SeqCst);
+        if index >= from && from != u64::MAX {
+            return Err(Error::WouldBlock { index });
+        }
+        Ok(())
     }
 
     #[inline]
@@ -263,6 +324,19 @@ impl PageMap {
         let end = self.end();
         if index >= end && end != u64::MAX {
             return Err(Error::BeyondEof { index, end });
+        }
+        Ok(())
+    }
+
+    /// Refuses a page that ends beyond the store's
+    /// [`max_size`](BackingStore::max_size).
+    #[inline]
+    pub(crate) fn check_max(&self, index: u64) -> Result<(), Error> {
+        if index >= self.max_pages && self.max_pages != u64::MAX {
+            return Err(Error::BeyondMaxSize {
+                index,
+                max_size: self.max_size,
+            });
         }
         Ok(())
     }

@@ -73,13 +73,36 @@ impl<'a> PageRef<'a> {
     /// same lock and then lets the store read the frame itself, so a write
     /// that overlaps the I/O may reach the store partly, but always leaves
     /// the page dirty, to be written again whole: nothing is lost.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the page;
+    /// [`Error::BeyondSize`] if it reaches bytes at or past the file's size
+    /// ([`PageMap::size`]; a write-back would drop them, so nothing is
+    /// written: extend the file with
+    /// [`PageMap::set_size`] or write through [`PageMap::write_at`]).
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         let pool = &self.map.pool;
         if data.is_empty() {
             // Checked, but nothing changes: the page stays clean.
             return pool.write(self.frame, offset, data);
         }
+        if offset
+            .checked_add(data.len())
+            .is_none_or(|e| e > crate::PAGE_SIZE)
+        {
+            return Err(Error::OutOfBounds {
+                offset,
+                len: data.len(),
+            });
+        }
         pool.lock(self.frame);
+        // Under the page lock: a size change that cuts into or extends over
+        // this page takes it too, and a write-back reads the size under it,
+        // so the bytes we copy are the ones the next write-back writes.
+        if let Err(e) = self.map.check_size(self.index, offset, data.len()) {
+            pool.unlock(self.frame);
+            return Err(e);
+        }
         let r = pool.write(self.frame, offset, data);
         // DIRTY after the copy: a writeback that cleaned the page before we
         // finished sees it dirty again.

@@ -6,12 +6,14 @@ use alloc::vec::Vec;
 use core::ops::RangeBounds;
 
 use crate::error::Error;
-use crate::frame::flags;
+use crate::frame::{flags, FrameId};
 use crate::mapper::Harvest;
 use crate::radix::Mark;
 use crate::shootdown::ShootdownBatch;
 use crate::slot;
+use crate::store::MAX_EXTENT;
 use crate::sync::epoch;
+use crate::PAGE_SIZE;
 
 use super::{inclusive, PageMap, PageRef};
 
@@ -68,8 +70,12 @@ impl PageMap {
     /// stick: a write after it faults or sets a dirty bit again, so it is
     /// never lost. Then the dirty pages are tagged (TOWRITE) and only tagged
     /// pages are written, so a writer that keeps dirtying pages cannot make
-    /// this run forever. Each page is cleaned under its page lock and then
-    /// written straight from its frame with no lock held, so the store may
+    /// this run forever. Contiguous dirty pages are written together, as an
+    /// extent of up to [`MAX_EXTENT`] pages in one
+    /// [`write_pages`](crate::BackingStore::write_pages) (one `pwritev` for
+    /// a [`FileStore`](crate::FileStore)). Each page is cleaned under its
+    /// page lock and then written straight from its frame with no lock
+    /// held but its WRITEBACK bit, so the store may
     /// see a write made meanwhile, even half of one (no stable pages); such
     /// a write leaves the page dirty, so the next write-back stores it. A
     /// write error leaves the page dirty and is reported.
@@ -111,38 +117,138 @@ impl PageMap {
             report.harvested += harvest.settle();
         }
         self.tag_towrite(first, last);
-        let mut from = first;
-        loop {
+        // Extents, each in two steps, so that no page bit is held while the
+        // writer lock is taken (the crate's lock order): first up to
+        // MAX_EXTENT contiguous tagged pages are held and untagged (writer
+        // lock, no bit); then each is begun (its WRITEBACK kept across the
+        // I/O) and the ready ones written together. Three small buffers for
+        // the whole call, nothing per page.
+        let mut held: Vec<PageRef<'_>> = Vec::with_capacity(MAX_EXTENT);
+        let mut run: Vec<(PageRef<'_>, usize)> = Vec::with_capacity(MAX_EXTENT);
+        let mut frames: Vec<(FrameId, usize)> = Vec::with_capacity(MAX_EXTENT);
+        let mut from = Some(first);
+        while let Some(start) = from {
+            self.hold_extent(start, last, &mut held, &mut from);
+            for page in held.drain(..) {
+                // Never wait for a page's locks while holding the run's
+                // WRITEBACK bits: write the run first, then wait.
+                let mut begun = self.begin_write(&page, run.is_empty());
+                if begun == Begun::WouldBlock {
+                    self.write_run(&mut run, &mut frames, &mut report);
+                    begun = self.begin_write(&page, true);
+                }
+                match begun {
+                    // Only a file's last page is short, and nothing may
+                    // follow it in an extent (the store would leave a
+                    // hole): a short page ends the run.
+                    Begun::Ready(len) if len < PAGE_SIZE => {
+                        run.push((page, len));
+                        self.write_run(&mut run, &mut frames, &mut report);
+                    }
+                    Begun::Ready(len) => run.push((page, len)),
+                    // A gap: the run so far is written first (its bits
+                    // dropped before the dirty mark's writer lock).
+                    Begun::Discarded => {
+                        self.write_run(&mut run, &mut frames, &mut report);
+                        self.sync_dirty_mark(page.index, page.frame);
+                        report.discarded += 1;
+                    }
+                    Begun::Clean | Begun::WouldBlock => {
+                        self.write_run(&mut run, &mut frames, &mut report)
+                    }
+                }
+            }
+            self.write_run(&mut run, &mut frames, &mut report);
+        }
+        report
+    }
+
+    /// Holds and untags the next contiguous tagged pages from `start` up to
+    /// `last`, at most [`MAX_EXTENT`], into `held`, stopping at a gap; sets
+    /// `from` to where the next extent's search starts (`None`: done).
+    fn hold_extent<'a>(
+        &'a self,
+        start: u64,
+        last: u64,
+        held: &mut Vec<PageRef<'a>>,
+        from: &mut Option<u64>,
+    ) {
+        *from = Some(start);
+        while let Some(at) = *from {
+            if held.len() == MAX_EXTENT {
+                return;
+            }
             let next = {
                 let guard = epoch::pin();
                 self.tree
-                    .next_marked(from, Mark::ToWrite, &guard)
+                    .next_marked(at, Mark::ToWrite, &guard)
                     .map(|(i, _)| i)
             };
             let Some(index) = next.filter(|&i| i <= last) else {
-                break;
+                *from = None;
+                return;
             };
+            if held.last().is_some_and(|p| p.index + 1 != index) {
+                return; // a gap: the next extent starts there
+            }
+            *from = index.checked_add(1);
             // From the reserve: a user at the refcount limit must not keep
             // this page from being written.
             match self.get(index, slot::get_reserved) {
                 Ok(Some(page)) => {
                     self.clear_mark(index, Mark::ToWrite);
-                    match self.write_one(&page) {
-                        Ok(Wrote::Written) => report.written += 1,
-                        Ok(Wrote::Discarded) => report.discarded += 1,
-                        Ok(Wrote::Clean) => {}
-                        Err(e) => record(&mut report.errors, &mut report.errors_dropped, e),
-                    }
+                    held.push(page);
                 }
-                Ok(None) => self.clear_mark_if_present(index, Mark::ToWrite), // removed
+                Ok(None) => {
+                    self.clear_mark_if_present(index, Mark::ToWrite); // removed
+                    return;
+                }
                 Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
             }
-            match index.checked_add(1) {
-                Some(n) => from = n,
-                None => break,
+        }
+    }
+
+    /// Writes the extent `run` (contiguous pages begun by `begin_write`)
+    /// with one [`write_pages`](crate::BackingStore::write_pages) and ends
+    /// each page's write; `frames` is scratch space. If the extent fails,
+    /// its pages are written again one by one (still under WRITEBACK), so
+    /// that only the pages the store cannot take stay dirty, each reported
+    /// with its own error, as when every page was written alone.
+    fn write_run<'a>(
+        &'a self,
+        run: &mut Vec<(PageRef<'a>, usize)>,
+        frames: &mut Vec<(FrameId, usize)>,
+        report: &mut WritebackReport,
+    ) {
+        let Some(first) = run.first().map(|(p, _)| p.index) else {
+            return;
+        };
+        frames.clear();
+        frames.extend(run.iter().map(|(p, len)| (p.frame, *len)));
+        let result = self.store.write_extent(&self.pool, first, frames);
+        for (page, len) in run.iter() {
+            let r = match result {
+                Ok(()) => Ok(()),
+                Err(e) if frames.len() == 1 => Err(e),
+                Err(_) => self.store.write(&self.pool, page.frame, page.index, *len),
+            };
+            self.end_write_bits(page, r.is_ok());
+            match r {
+                Ok(()) => report.written += 1,
+                Err(source) => record(
+                    &mut report.errors,
+                    &mut report.errors_dropped,
+                    Error::Write {
+                        index: page.index,
+                        source,
+                    },
+                ),
             }
         }
-        report
+        // Every bit of the run dropped: now the dirty marks (writer lock).
+        for (page, _) in run.drain(..) {
+            self.sync_dirty_mark(page.index, page.frame);
+        }
     }
 
     /// Writes back every dirty page.
@@ -191,21 +297,58 @@ impl PageMap {
     /// could reach the store after a newer one and leave stale bytes behind a
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
+        let len = match self.begin_write(page, true) {
+            Begun::Clean | Begun::WouldBlock => return Ok(Wrote::Clean),
+            Begun::Discarded => {
+                self.sync_dirty_mark(page.index, page.frame);
+                return Ok(Wrote::Discarded);
+            }
+            Begun::Ready(len) => len,
+        };
+        let result = self.store.write(&self.pool, page.frame, page.index, len);
+        self.end_write_bits(page, result.is_ok());
+        self.sync_dirty_mark(page.index, page.frame);
+        result
+            .map(|()| Wrote::Written)
+            .map_err(|source| Error::Write {
+                index: page.index,
+                source,
+            })
+    }
+
+    /// The first half of a page's write: takes WRITEBACK and the page lock
+    /// (`may_block`: waiting for them; else `WouldBlock` if either is
+    /// taken, holding neither), and if the page is dirty cleans it and
+    /// drops the page lock, keeping WRITEBACK for the I/O (`Ready`; then
+    /// [`end_write_bits`](Self::end_write_bits) must follow). A clean page,
+    /// or a dirty one beyond the end of the file (its data dropped; the
+    /// caller syncs its dirty mark), holds nothing afterwards.
+    fn begin_write(&self, page: &PageRef<'_>, may_block: bool) -> Begun {
         let frame = page.frame;
-        self.pool.lock_bit(frame, flags::WRITEBACK);
-        self.pool.lock(frame);
+        if may_block {
+            self.pool.lock_bit(frame, flags::WRITEBACK);
+            self.pool.lock(frame);
+        } else {
+            if !self.pool.try_lock_bit(frame, flags::WRITEBACK) {
+                return Begun::WouldBlock;
+            }
+            if !self.pool.try_lock(frame) {
+                self.pool.unlock_bit(frame, flags::WRITEBACK);
+                return Begun::WouldBlock;
+            }
+        }
         if self.pool.flags(frame) & flags::DIRTY == 0 {
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
-            return Ok(Wrote::Clean);
+            return Begun::Clean;
         }
         if self.is_beyond_end(page.index) {
-            // Never extend the file with a page a truncate cut off.
+            // Never extend the file with a page a truncate cut off. (The
+            // caller syncs the dirty mark, with no page bit held.)
             self.pool.clear_flags(frame, flags::DIRTY);
             self.pool.unlock(frame);
             self.pool.unlock_bit(frame, flags::WRITEBACK);
-            self.sync_dirty_mark(page.index, frame);
-            return Ok(Wrote::Discarded);
+            return Begun::Discarded;
         }
         // Clean under the page lock, then write the frame itself (no bounce
         // buffer): a write after the clean, by a writer or a CPU through a
@@ -224,20 +367,35 @@ impl PageMap {
         let len = self.valid_bytes(page.index);
         self.pool.clear_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
-        let result = self.store.write(&self.pool, frame, page.index, len);
-        if result.is_err() {
+        Begun::Ready(len)
+    }
+
+    /// The second half of a `Ready` page's write, once the store is done:
+    /// a failed write leaves the page dirty; drops WRITEBACK. The caller
+    /// then syncs the dirty mark (`sync_dirty_mark`), once it holds no page
+    /// bit.
+    fn end_write_bits(&self, page: &PageRef<'_>, ok: bool) {
+        let frame = page.frame;
+        if !ok {
             // Keep the data: the page is dirty again (Akaros lost it: defect 7).
             self.pool.set_flags(frame, flags::DIRTY);
         }
         self.pool.unlock_bit(frame, flags::WRITEBACK);
-        self.sync_dirty_mark(page.index, frame);
-        result
-            .map(|()| Wrote::Written)
-            .map_err(|source| Error::Write {
-                index: page.index,
-                source,
-            })
     }
+}
+
+/// What [`PageMap::begin_write`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Begun {
+    /// Clean: nothing held, nothing to write.
+    Clean,
+    /// Beyond the end of the file: its data dropped, nothing held.
+    Discarded,
+    /// Cleaned, WRITEBACK held: write its first `.0` bytes (the part
+    /// below the size), then `end_write_bits`.
+    Ready(usize),
+    /// A lock was taken and the caller would not wait: nothing held.
+    WouldBlock,
 }
 
 /// What [`PageMap::write_one`] did with a page.

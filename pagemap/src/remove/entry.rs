@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::frame::flags;
 use crate::map::{inclusive, PageMap, REMOVE_BATCH};
 use crate::slot;
-use crate::sync::{epoch, Ordering};
+use crate::sync::epoch;
 
 use super::passes::{Policy, Removal, Steps, REMOVE};
 
@@ -166,8 +166,10 @@ impl PageMap {
     /// page at or after `end` fail with [`Error::BeyondEof`]; then
     /// everything cached or mapped from `end` on is discarded as by
     /// [`remove_or_zero`](Self::remove_or_zero), and the store is shrunk
-    /// ([`BackingStore::truncate`](crate::BackingStore::truncate)). An `end`
-    /// at or past the current one only moves the end.
+    /// ([`BackingStore::set_size`](crate::BackingStore::set_size)). The page
+    /// granular [`set_size`](Self::set_size): the size becomes
+    /// `end * PAGE_SIZE` bytes, so an `end` past the current one extends the
+    /// file (zeroing the old partial last page's tail, as `set_size` does).
     ///
     /// When it returns, no page table entry of any mapping shows a page at
     /// or beyond `end`, and none can appear: every access that starts after
@@ -191,30 +193,10 @@ impl PageMap {
         // `invalidate_lock_shared`).
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
-        {
-            // Under the writer lock: an insert checks the end under it too,
-            // so no page beyond the new end appears after this.
-            let _g = self.tree.lock();
-            let shrink = end < self.end();
-            // The size in bytes moves with the end (an end no byte size
-            // can say, past 2^52 pages, has no byte limit).
-            let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
-            // SeqCst: changed with `end` under the writer lock (see `size`).
-            self.size.store(bytes, Ordering::SeqCst);
-            // SeqCst, through `sb`: the first half of the store-buffering
-            // pair with the faults (then our reads of the slot words; see
-            // `crate::fault`).
-            crate::sync::sb::store(&self.end, end, Ordering::SeqCst);
-            if !shrink {
-                return RemoveReport::default();
-            }
-        }
-        // Zap, remove or zero (waiting for the faults in their window on
-        // every page still cached), zap again: an entry a fault installed
-        // meanwhile is cleared by the second zap, and a fault after it sees
-        // the new end (see `crate::fault`; Linux's `truncate_pagecache`).
-        let mut report = self.remove_or_zero_locked(&mut scratch, end, u64::MAX);
+        // The size in bytes moves with the end (an end no byte size can
+        // say, past 2^52 pages, has no byte limit).
         let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
+        let mut report = self.resize_locked(&mut scratch, bytes, end);
         if let Err(source) = self.store.set_size(bytes) {
             crate::map::record(
                 &mut report.errors,
@@ -222,6 +204,96 @@ impl PageMap {
                 Error::Truncate { end, source },
             );
         }
+        report
+    }
+
+    /// Sets the file's size to `bytes` (Linux's `truncate_setsize` plus
+    /// the file system's half: `ftruncate`), then the store's
+    /// ([`BackingStore::set_size`](crate::BackingStore::set_size)).
+    ///
+    /// * **Shrinking**: pages wholly past the new end go as by
+    ///   [`truncate`](Self::truncate) (mapped ones included; faults there
+    ///   get SIGBUS from now on), and the tail of a now partial last page
+    ///   is zeroed in the cache, under its page lock, after a write-back of
+    ///   it in flight (with the old length) has finished, so that the store
+    ///   is cut after it.
+    /// * **Extending**: every mapping of the old partial last page is
+    ///   write-protected (its dirty bits kept), its tail past the old size
+    ///   zeroed, and only then the size raised, with faults on that page
+    ///   held off meanwhile: bytes a mapping wrote past the old size never
+    ///   become file data (Linux's `pagecache_isize_extended`).
+    ///
+    /// Bytes written through a mapping into the last page past the size
+    /// are never written back; they read back through the mapping until
+    /// the page leaves the cache or the file is extended over them (then
+    /// they are zeroes).
+    ///
+    /// Holds the invalidate lock exclusively, then the remover lock, for
+    /// the whole change.
+    ///
+    /// # Errors
+    /// [`Error::SetSize`] if the store failed to change its size: the page
+    /// map's size has changed all the same (the store is fixed by a later
+    /// `set_size`; until then, write-backs still write every byte below the
+    /// size, extending the store).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pagemap::{BackingStore, FramePool, MemStore, PageMap};
+    /// let store = Arc::new(MemStore::with_size(10_000));
+    /// let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), store.clone());
+    /// map.write_at(0, &[7; 10_000]).unwrap();
+    /// map.set_size(5000).unwrap();
+    /// assert_eq!((map.size(), map.end()), (5000, 2));
+    /// map.set_size(9000).unwrap();
+    /// let mut buf = [1u8; 4000];
+    /// assert_eq!(map.read_at(5000, &mut buf).unwrap(), 4000);
+    /// assert!(buf.iter().all(|&b| b == 0), "the cut bytes do not come back");
+    /// assert!(map.sync().errors.is_empty());
+    /// assert_eq!(store.size().unwrap(), Some(9000));
+    /// ```
+    pub fn set_size(&self, bytes: u64) -> Result<RemoveReport, Error> {
+        let _invalidate = self.invalidate_lock.write();
+        let mut scratch = self.remover.lock();
+        let report = self.resize_locked(&mut scratch, bytes, crate::map::end_of(bytes));
+        self.store
+            .set_size(bytes)
+            .map_err(|source| Error::SetSize {
+                size: bytes,
+                source,
+            })?;
+        Ok(report)
+    }
+
+    /// The cache's half of a size change to `bytes` (`end` pages), the
+    /// invalidate and remover locks held.
+    fn resize_locked(
+        &self,
+        scratch: &mut crate::map::Scratch,
+        bytes: u64,
+        end: u64,
+    ) -> RemoveReport {
+        let old = self.size();
+        let old_end = self.end();
+        if bytes > old || (bytes == old && end > old_end) {
+            // Extending (`old` is finite: nothing is larger than no end).
+            let ext = self.begin_extend(old);
+            self.raise_size(&ext, bytes, end);
+            return RemoveReport::default();
+        }
+        // Under the writer lock: an insert checks the end under it too, so
+        // no page beyond the new end appears after this.
+        self.lower_size(bytes, end);
+        let mut report = RemoveReport::default();
+        if end < old_end {
+            // Zap, remove or zero (waiting for the faults in their window
+            // on every page still cached), zap again: an entry a fault
+            // installed meanwhile is cleared by the second zap, and a fault
+            // after it sees the new end (see `crate::fault`; Linux's
+            // `truncate_pagecache`).
+            report = self.remove_or_zero_locked(scratch, end, u64::MAX);
+        }
+        self.zero_tail_after_shrink(bytes);
         report
     }
 

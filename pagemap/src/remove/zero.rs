@@ -115,7 +115,7 @@ impl PageMap {
     /// page at `index` (its mapping count, read SeqCst: the second half of
     /// the pair with `PageMap::map_page`). Faults run only a short callback
     /// there (no I/O), so this is short.
-    fn wait_for_mappers(&self, index: u64) {
+    pub(crate) fn wait_for_mappers(&self, index: u64) {
         loop {
             let guard = epoch::pin();
             let Some(slot) = self.tree.lookup(index, &guard) else {

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::{BackingStore, PageBuf};
@@ -17,7 +17,9 @@ fn byte_offset(index: u64) -> Result<u64, StoreError> {
         .ok_or(StoreError::new(StoreError::EINVAL))
 }
 
-/// A real file, read and written with positional I/O (`pread`/`pwrite`).
+/// A real file, read and written with positional, vectored I/O (`preadv`
+/// and `pwritev` straight from and into the frames: one system call for a
+/// write-back extent or a readahead window).
 ///
 /// A read past the end of the file fills zeroes. A write writes exactly
 /// [`PageSrc::len`] bytes at the page's offset, extending the file if they
@@ -46,6 +48,117 @@ pub struct FileStore {
     file: File,
     /// Logical length in bytes (writes of the partial last page stop here).
     len: parking_lot::RwLock<u64>,
+    /// The largest length the file can have (see [`FileStore::new`]).
+    max_size: u64,
+}
+
+/// At most this many pages per vectored system call (1 MiB): under Linux's
+/// `IOV_MAX` (1024), and the iovec array (4 KiB) fits the stack.
+const MAX_IOVECS: usize = 256;
+
+/// Refuses a file not open for both reading and writing.
+fn check_read_write(file: &File) -> io::Result<()> {
+    // SAFETY: F_GETFL on a descriptor we own reads its status flags; no
+    // memory is passed.
+    let fl = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    if fl < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mode = match fl & libc::O_ACCMODE {
+        libc::O_RDWR => return Ok(()),
+        libc::O_RDONLY => "read-only",
+        libc::O_WRONLY => "write-only",
+        _ => "not readable and writable",
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("FileStore needs a file open for reading and writing; this one is {mode}"),
+    ))
+}
+
+/// The largest length `file` can have: the highest offset `lseek` accepts
+/// (file systems refuse a seek past their largest file, as `pwrite` there
+/// fails with `EFBIG`; a block device stops at its size), at most
+/// `RLIMIT_FSIZE`'s soft limit. `i64::MAX` (off_t's) if it cannot seek.
+fn probe_max_size(file: &File) -> u64 {
+    let fd = file.as_raw_fd();
+    // SAFETY: lseek on a descriptor we own moves its position only; no
+    // memory is passed.
+    let seek = |off: i64| unsafe { libc::lseek(fd, off, libc::SEEK_SET) } >= 0;
+    // SAFETY: as the closure's: reads the position, passes no memory.
+    let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    let mut max = i64::MAX;
+    if pos >= 0 && !seek(i64::MAX) {
+        // Binary search: a seek to `lo` works, one past `hi` does not.
+        let (mut lo, mut hi) = (0i64, i64::MAX - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo + 1) / 2;
+            if seek(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        max = lo;
+    }
+    if pos >= 0 {
+        seek(pos);
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } == 0
+        && lim.rlim_cur != libc::RLIM_INFINITY
+    {
+        max = max.min(i64::try_from(lim.rlim_cur).unwrap_or(i64::MAX));
+    }
+    max as u64
+}
+
+/// Runs `op` (a `pwritev` or `preadv` at an offset) until every byte of
+/// `iov` is transferred, or it transfers nothing (end of file, for a read);
+/// returns the bytes transferred. Short transfers and `EINTR` continue from
+/// where they stopped.
+fn transfer_all(
+    mut off: u64,
+    iov: &mut [libc::iovec],
+    op: impl Fn(libc::off_t, &[libc::iovec]) -> isize,
+) -> io::Result<usize> {
+    let mut done = 0usize;
+    let mut at = 0usize; // first iovec not yet transferred whole
+    while at < iov.len() {
+        let pos = libc::off_t::try_from(off)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+        let n = op(pos, &iov[at..]);
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        let mut n = n as usize;
+        done += n;
+        off += n as u64;
+        while n > 0 {
+            let v = &mut iov[at];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                at += 1;
+            } else {
+                // SAFETY: `n < iov_len`: still inside this iovec's buffer.
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+    Ok(done)
 }
 
 impl FileStore {
@@ -58,12 +171,39 @@ impl FileStore {
         Self::new(file)
     }
 
-    /// Wraps an open file (it must be readable and writable).
+    /// Opens the file for reading and writing, creating it (empty) if it
+    /// does not exist. An existing file keeps its bytes: unlike
+    /// [`File::create`], nothing is truncated (a store is reopened far more
+    /// often than it is made, and a truncating open would lose it).
+    pub fn open_or_create(path: impl AsRef<Path>) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        Self::new(file)
+    }
+
+    /// Wraps an open file, which must be open for reading and writing: a
+    /// read-only or write-only file is refused here
+    /// ([`io::ErrorKind::InvalidInput`]) rather than failing with `EBADF`
+    /// at its first load or write-back.
+    ///
+    /// It also learns the largest length the file can have
+    /// ([`max_size`](BackingStore::max_size)): the file system's limit
+    /// (16 TiB on ext4 with 4 KiB blocks), found by asking `lseek` where
+    /// it stops (the position is restored; the store's own I/O is
+    /// positional), and the process's `RLIMIT_FSIZE` if lower (a write past
+    /// it would raise `SIGXFSZ`), as they are now.
     pub fn new(file: File) -> io::Result<Self> {
+        check_read_write(&file)?;
         let len = file.metadata()?.len();
+        let max_size = probe_max_size(&file);
         Ok(Self {
             file,
             len: parking_lot::RwLock::new(len),
+            max_size,
         })
     }
 
@@ -125,7 +265,6 @@ impl FileStore {
     /// # Safety
     /// As [`write_at`](Self::write_at).
     unsafe fn pwrite_all(&self, off: u64, src: *const u8, len: usize) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
         let mut done = 0usize;
         while done < len {
             let at = off + done as u64;
@@ -151,20 +290,102 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// Writes whole pages at `off` from their frames with `pwritev`, at
+    /// most [`MAX_IOVECS`] per call.
+    ///
+    /// `libc::pwritev` on iovecs built from the frames' raw addresses, not
+    /// rustix's or nix's `pwritev`: both take `IoSlice`s, which are `&[u8]`
+    /// and would promise Rust that the bytes do not change during the call,
+    /// and a frame being written back may change (see `pwrite_all`). The
+    /// kernel reads them as a device's DMA would. No new crate: `libc` is
+    /// already the single-page path's.
+    fn pwritev_pages(&self, mut off: u64, srcs: &[PageSrc<'_>]) -> io::Result<()> {
+        let fd = self.file.as_raw_fd();
+        for chunk in srcs.chunks(MAX_IOVECS) {
+            let mut iov = [libc::iovec {
+                iov_base: core::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOVECS];
+            for (v, src) in iov.iter_mut().zip(chunk) {
+                v.iov_base = src.as_ptr().as_ptr().cast();
+                // The page's valid bytes: only the extent's last page can
+                // be short, so the iovecs cover one contiguous range.
+                v.iov_len = src.len();
+            }
+            let want: usize = chunk.iter().map(PageSrc::len).sum();
+            let n = transfer_all(off, &mut iov[..chunk.len()], |pos, v| {
+                // SAFETY: every iovec names part of a frame the write-back
+                // holds for this call (`PageSrc`'s borrow), valid for reads;
+                // their changing meanwhile is allowed here.
+                unsafe { libc::pwritev(fd, v.as_ptr(), v.len() as libc::c_int, pos) }
+            })?;
+            if n < want {
+                return Err(io::Error::from(io::ErrorKind::WriteZero));
+            }
+            off += want as u64;
+        }
+        Ok(())
+    }
+}
+
 impl BackingStore for FileStore {
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
-        let off = byte_offset(index)?;
-        let mut done = 0;
-        while done < PAGE_SIZE {
-            match self.file.read_at(&mut buf[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+        self.read_pages(index, &mut [buf])
+    }
+
+    /// One `preadv` per 256 pages, straight into the frames;
+    /// bytes past the end of the file read as zeroes.
+    fn read_pages(&self, first_index: u64, bufs: &mut [&mut PageBuf]) -> Result<(), StoreError> {
+        let fd = self.file.as_raw_fd();
+        let mut off = byte_offset(first_index)?;
+        for chunk in bufs.chunks_mut(MAX_IOVECS) {
+            let mut iov = [libc::iovec {
+                iov_base: core::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOVECS];
+            for (v, buf) in iov.iter_mut().zip(chunk.iter_mut()) {
+                v.iov_base = buf.as_mut_ptr().cast();
+                v.iov_len = PAGE_SIZE;
             }
+            let n = transfer_all(off, &mut iov[..chunk.len()], |pos, v| {
+                // SAFETY: every iovec names part of a buffer we borrow
+                // mutably for this call, valid for writes.
+                unsafe { libc::preadv(fd, v.as_ptr(), v.len() as libc::c_int, pos) }
+            })?;
+            // Past the end of the file: zeroes (the frames hold old bytes).
+            for (i, buf) in chunk.iter_mut().enumerate() {
+                let from = n.saturating_sub(i * PAGE_SIZE).min(PAGE_SIZE);
+                buf[from..].fill(0);
+            }
+            off += (chunk.len() * PAGE_SIZE) as u64;
         }
-        buf[done..].fill(0);
         Ok(())
+    }
+
+    /// One `pwritev` per 256 pages, straight from the frames, of exactly
+    /// each source's [`len`](PageSrc::len) bytes, extending the file if
+    /// they reach past its end (as [`write_page`](BackingStore::write_page)).
+    fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
+        let off = byte_offset(first_index)?;
+        let bytes: u64 = srcs.iter().map(|s| s.len() as u64).sum();
+        let end = off
+            .checked_add(bytes)
+            .ok_or(StoreError::new(StoreError::EINVAL))?;
+        if end <= *self.len.read() {
+            // Inside the file: the length does not change.
+            self.pwritev_pages(off, srcs)?;
+            return Ok(());
+        }
+        // Extending: under the write lock, as `write_at`.
+        let mut g = self.len.write();
+        self.pwritev_pages(off, srcs)?;
+        *g = (*g).max(end);
+        Ok(())
+    }
+
+    fn max_size(&self) -> u64 {
+        self.max_size
     }
 
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {

@@ -108,6 +108,25 @@ impl MemStore {
 }
 
 impl BackingStore for MemStore {
+    /// As page by page, but an extent with a page whose writes fail
+    /// fails whole, before writing any (so a write-back's retry of its
+    /// pages one by one counts each successful write once).
+    fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
+        {
+            let g = self.inner.lock();
+            if (first_index..=u64::MAX)
+                .take(srcs.len())
+                .any(|i| g.bad_writes.contains(&i))
+            {
+                return Err(StoreError::new(StoreError::EIO));
+            }
+        }
+        for (index, src) in (first_index..=u64::MAX).zip(srcs) {
+            self.write_page(index, *src)?;
+        }
+        Ok(())
+    }
+
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if g.bad_reads.contains(&index) {
@@ -127,6 +146,12 @@ impl BackingStore for MemStore {
 
     fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
+        if bytes == u64::MAX {
+            // "No end": nothing to cut (every page, u64::MAX's included,
+            // stays).
+            g.size = None;
+            return Ok(());
+        }
         let page = PAGE_SIZE as u64;
         // Pages wholly at or past the new length go; the kept part of a
         // partial last page keeps its bytes, the rest is zeroed (the
@@ -139,7 +164,7 @@ impl BackingStore for MemStore {
                 p[tail..].fill(0);
             }
         }
-        g.size = (bytes != u64::MAX).then_some(bytes);
+        g.size = Some(bytes);
         Ok(())
     }
 

@@ -13,6 +13,7 @@
 //! `mem` [`MemStore`]; `file` [`FileStore`] (`std` only).
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use crate::error::StoreError;
 use crate::frame::{FrameId, FramePool, PageSrc};
@@ -30,6 +31,12 @@ pub use submit::{ReadIo, SubmitStore, WriteIo};
 
 /// One page of bytes.
 pub type PageBuf = [u8; PAGE_SIZE];
+
+/// The most pages one [`BackingStore::write_pages`] or
+/// [`BackingStore::read_pages`] call from the page map carries (256 KiB):
+/// enough that a sequential run costs one system call per 64 pages, few
+/// enough that the extent's bookkeeping lives on the stack.
+pub const MAX_EXTENT: usize = 64;
 
 /// The storage behind a page map, synchronous: each call returns when its
 /// I/O is done (for completion-based I/O see [`SubmitStore`]).
@@ -54,6 +61,44 @@ pub trait BackingStore: Send + Sync {
     /// past its end (the page map's size says what is file data). On error the store may hold part of it; the page
     /// map keeps the page dirty and retries later.
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError>;
+
+    /// Writes the contiguous pages `first_index ..` from `srcs` (one per
+    /// page, in order), as [`write_page`](Self::write_page) does each
+    /// (exactly [`len`](PageSrc::len) bytes of each: only the last source
+    /// can be short, the file's last page, so the bytes form one contiguous
+    /// range): the
+    /// page map's write-back joins contiguous dirty pages into such an
+    /// extent (at most [`MAX_EXTENT`] pages) so a store can write it with
+    /// one vectored I/O. On error the store may hold any part of it; the
+    /// page map keeps every page of the extent dirty and retries it. The
+    /// default writes them one by one.
+    fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
+        for (index, src) in (first_index..=u64::MAX).zip(srcs) {
+            self.write_page(index, *src)?;
+        }
+        Ok(())
+    }
+
+    /// Fills `bufs` (one frame per page, in order, each lent as
+    /// [`read_page`](Self::read_page) lends one) with the contiguous pages
+    /// `first_index ..`: readahead's one I/O for a window of missing pages
+    /// (at most [`MAX_EXTENT`]). On error none of them counts as read. The
+    /// default reads them one by one.
+    fn read_pages(&self, first_index: u64, bufs: &mut [&mut PageBuf]) -> Result<(), StoreError> {
+        for (index, buf) in (first_index..=u64::MAX).zip(bufs.iter_mut()) {
+            self.read_page(index, buf)?;
+        }
+        Ok(())
+    }
+
+    /// The largest length in bytes the store can address: the page map
+    /// refuses pages that end beyond it ([`Error::BeyondMaxSize`](crate::Error::BeyondMaxSize))
+    /// instead of caching data no write-back could ever store. Read once,
+    /// when a page map is created over the store. The default, `u64::MAX`,
+    /// means no limit: every page index, `u64::MAX` included, is allowed.
+    fn max_size(&self) -> u64 {
+        u64::MAX
+    }
 
     /// The store's length in bytes, read once when a page map is created
     /// over it (the page map owns the size from then on): `None` for a
@@ -124,6 +169,103 @@ impl Store {
                 s.submit_write(WriteIo::new(pool.clone(), frame, index, len));
                 submit::wait(pool, frame)
             }
+        }
+    }
+
+    /// Writes the contiguous pages `first ..` from `frames` (at most
+    /// [`MAX_EXTENT`]; with the bytes of each to write, all [`PAGE_SIZE`]
+    /// but the last's), each held by the caller with WRITEBACK set, in one
+    /// [`BackingStore::write_pages`]; a [`SubmitStore`] gets one request per
+    /// page, all submitted before the first is waited for. The first error
+    /// is returned (every request is waited for all the same).
+    pub(crate) fn write_extent(
+        &self,
+        pool: &Arc<FramePool>,
+        first: u64,
+        frames: &[(FrameId, usize)],
+    ) -> Result<(), StoreError> {
+        debug_assert!(!frames.is_empty() && frames.len() <= MAX_EXTENT);
+        debug_assert!(frames[..frames.len() - 1]
+            .iter()
+            .all(|&(_, len)| len == PAGE_SIZE));
+        match self {
+            Store::Sync(s) => {
+                // On the stack, nothing allocated: the slots past the
+                // extent repeat its last frame and are not passed on.
+                let last = frames.len() - 1;
+                let srcs: [PageSrc<'_>; MAX_EXTENT] = core::array::from_fn(|i| {
+                    let (frame, len) = frames[i.min(last)];
+                    pool.page_src_len(frame, len)
+                });
+                s.write_pages(first, &srcs[..frames.len()])
+            }
+            Store::Submit(s) => {
+                for (index, &(frame, len)) in (first..=u64::MAX).zip(frames) {
+                    s.submit_write(WriteIo::new(pool.clone(), frame, index, len));
+                }
+                let mut result = Ok(());
+                for &(frame, _) in frames {
+                    let r = submit::wait(pool, frame);
+                    if result.is_ok() {
+                        result = r;
+                    }
+                }
+                result
+            }
+        }
+    }
+
+    /// Reads the contiguous pages `first ..` into `frames` (at most
+    /// [`MAX_EXTENT`]) and calls `done(i, outcome)` for each frame `i`:
+    /// one [`BackingStore::read_pages`] (whose outcome is every page's),
+    /// or for a [`SubmitStore`] one request per page, all submitted before
+    /// the first is waited for (each page its own outcome).
+    ///
+    /// # Safety
+    /// The caller holds LOCKED on every frame, each in the LOADING state
+    /// and each named once, so their memory is its own until `done` is
+    /// called for them (see `crate::frame`'s contents module).
+    pub(crate) unsafe fn read_extent(
+        &self,
+        pool: &Arc<FramePool>,
+        first: u64,
+        frames: &[FrameId],
+        mut done: impl FnMut(usize, Result<(), StoreError>),
+    ) {
+        match self {
+            Store::Sync(s) => {
+                let mut bufs: Vec<&mut PageBuf> = frames
+                    .iter()
+                    // SAFETY: distinct frames, each LOCKED and LOADING by
+                    // the caller (this fn's contract): each `&mut` is the
+                    // only access to its frame until `done`.
+                    .map(|&f| unsafe { pool.page_mut(f) })
+                    .collect();
+                let r = s.read_pages(first, &mut bufs);
+                drop(bufs);
+                for i in 0..frames.len() {
+                    done(i, r);
+                }
+            }
+            Store::Submit(s) => {
+                for (index, &frame) in (first..=u64::MAX).zip(frames) {
+                    // SAFETY: as above; the request is the frame's only
+                    // user until it completes, and `wait` returns only then.
+                    let io = unsafe { ReadIo::new(pool.clone(), frame, index) };
+                    s.submit_read(io);
+                }
+                for (i, &frame) in frames.iter().enumerate() {
+                    done(i, submit::wait(pool, frame));
+                }
+            }
+        }
+    }
+
+    /// The store's [`max_size`](BackingStore::max_size).
+    pub(crate) fn max_size(&self) -> u64 {
+        match self {
+            Store::Sync(s) => s.max_size(),
+            Store::Submit(s) => s.max_size(),
         }
     }
 

@@ -73,6 +73,18 @@ pub trait SubmitStore: Send + Sync {
     /// stays dirty and is written again later.
     fn submit_write(&self, io: WriteIo);
 
+    /// The largest length in bytes the store can address, as
+    /// [`BackingStore::max_size`](crate::BackingStore::max_size) (default
+    /// `u64::MAX`: no limit).
+    ///
+    /// A completion-based store has no vectored calls: a write-back extent
+    /// or a readahead window is submitted as one request per page, all
+    /// submitted before the first is waited for, so a device may merge
+    /// them in its queue.
+    fn max_size(&self) -> u64 {
+        u64::MAX
+    }
+
     /// The store's length in bytes, as [`BackingStore::size`](crate::BackingStore::size)
     /// (default `None`: no end), synchronously.
     fn size(&self) -> Result<Option<u64>, StoreError> {

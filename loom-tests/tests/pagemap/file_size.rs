@@ -1,0 +1,107 @@
+//! The file size in bytes: a size change, an extending `write_at` and a
+//! writeback of the last page. No byte below the final size is lost (the
+//! store has it once the map is synced), and nothing is ever written to the
+//! store past the size (a file-like `MemStore` keeps every byte past its
+//! length zero, and its length is the map's).
+
+use std::sync::Arc;
+
+use loom_tests::{explore, spawn_with, Bound};
+use pagemap::{BackingStore, FramePool, MemStore, PageMap, PAGE_SIZE};
+
+const OLD: u8 = 0x11;
+const NEW: u8 = 0x22;
+/// The file's size at the start: page 0 is its partial last page.
+const SIZE: u64 = 100;
+/// The extending write: bytes [SIZE, SIZE + LEN).
+const LEN: usize = 50;
+
+/// A map over a 100-byte file whose page 0 is cached and dirty with OLD.
+fn fixture() -> (Arc<MemStore>, Arc<PageMap>) {
+    let store = Arc::new(MemStore::with_size(SIZE));
+    let map = Arc::new(PageMap::new(
+        Arc::new(FramePool::new(2).unwrap()),
+        store.clone(),
+    ));
+    assert_eq!(
+        map.write_at(0, &[OLD; SIZE as usize]).unwrap(),
+        SIZE as usize
+    );
+    (store, map)
+}
+
+/// After everything: sync, then the store is the file: its length is the
+/// map's size, bytes below it are the ones written (OLD, then NEW up to the
+/// end of the extending write if it is inside the size, zeroes after), and
+/// none past it.
+fn check(store: &MemStore, map: &PageMap, wrote_new: bool) -> u64 {
+    let r = map.sync();
+    assert!(r.errors.is_empty(), "{r:?}");
+    let size = map.size();
+    assert_eq!(
+        store.size().unwrap(),
+        Some(size),
+        "the store's length is the map's"
+    );
+    let page = store.page(0).expect("written");
+    for (i, &b) in page.iter().enumerate().take(PAGE_SIZE) {
+        let i = i as u64;
+        let want = if i >= size {
+            0 // nothing written past the size
+        } else if i < SIZE {
+            OLD
+        } else if wrote_new && i < SIZE + LEN as u64 {
+            NEW
+        } else {
+            0
+        };
+        assert_eq!(b, want, "byte {i} of a {size}-byte file\n{}", map.dump());
+    }
+    size
+}
+
+/// An extending write races a writeback of the page it extends into: the
+/// writeback reads the size under the page lock, and the write raises it
+/// before unlocking, so the writeback writes every byte it cleaned.
+/// (Raising the size after the unlock loses the new bytes: mutant Z01.)
+#[test]
+fn extending_write_vs_writeback() {
+    explore(Bound::Env, || {
+        let (store, map) = fixture();
+        let flusher = spawn_with(&map, |map| {
+            let r = map.writeback(..);
+            assert!(r.errors.is_empty(), "{r:?}");
+        });
+        assert_eq!(map.write_at(SIZE, &[NEW; LEN]).unwrap(), LEN);
+        flusher.join().unwrap();
+        let size = check(&store, &map, true);
+        assert_eq!(size, SIZE + LEN as u64);
+        "ok"
+    })
+    .assert_seen(&["ok"]);
+}
+
+/// A shrink, an extending write and a writeback of the last page, all at
+/// once: whichever size change is last decides the size; no byte below it
+/// is lost and none past it reaches the store.
+#[test]
+fn set_size_vs_extending_write_vs_writeback() {
+    explore(Bound::Cap(1), || {
+        let (store, map) = fixture();
+        let writer = spawn_with(&map, |map| {
+            assert_eq!(map.write_at(SIZE, &[NEW; LEN]).unwrap(), LEN);
+        });
+        let flusher = spawn_with(&map, |map| {
+            let r = map.writeback(..);
+            assert!(r.errors.is_empty(), "{r:?}");
+        });
+        map.set_size(120).unwrap();
+        writer.join().unwrap();
+        flusher.join().unwrap();
+        let size = check(&store, &map, true);
+        // 120: the write came first and was cut; 150: it came last.
+        assert!(size == 120 || size == SIZE + LEN as u64, "{size}");
+        format!("size={size}")
+    })
+    .assert_seen(&["size=120", "size=150"]);
+}
