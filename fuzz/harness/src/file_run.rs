@@ -66,6 +66,21 @@ impl BackingStore for FlakyFile {
         self.inner.write_page(index, src)
     }
 
+    fn write_pages(&self, first_index: u64, srcs: &[PageSrc<'_>]) -> Result<(), StoreError> {
+        if self.failing() {
+            return Err(Self::eio());
+        }
+        self.inner.write_pages(first_index, srcs)
+    }
+
+    fn read_pages(&self, first_index: u64, bufs: &mut [&mut PageBuf]) -> Result<(), StoreError> {
+        self.inner.read_pages(first_index, bufs)
+    }
+
+    fn max_size(&self) -> u64 {
+        self.inner.max_size()
+    }
+
     fn size(&self) -> Result<Option<u64>, StoreError> {
         self.inner.size()
     }
