@@ -4,7 +4,11 @@ use core::fmt;
 
 /// What went wrong. Every operation that fails with one of these has left the
 /// page map as it was (a failed write keeps its page dirty and cached).
-#[derive(Debug)]
+///
+/// `Clone` and `Eq`: reports keep errors (a [`Flusher`](crate::Flusher)'s
+/// last one, the write error an [`fsync`](crate::PageMap::fsync) reports
+/// later), and every field is plain data.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// The frame pool has no free frame (free some with
@@ -72,6 +76,23 @@ pub enum Error {
         /// The store's largest length in bytes.
         max_size: u64,
     },
+    /// The backing store failed to make written data durable
+    /// ([`BackingStore::sync`](crate::BackingStore::sync), called by
+    /// [`PageMap::fsync`](crate::PageMap::fsync), [`PageMap::close`](crate::PageMap::close)
+    /// and a [`Flusher`](crate::Flusher) set to sync): writes it had
+    /// acknowledged may not survive a crash.
+    Sync {
+        /// What the store said.
+        source: StoreError,
+    },
+    /// A write (or dirty mark) through a reference to a page that a
+    /// truncate cut from the cache while it was held: the page belongs to no
+    /// file offset any more, so nothing written to it could reach the file.
+    /// Nothing was changed.
+    Detached {
+        /// The page index the reference was taken at.
+        index: u64,
+    },
     /// The backing store failed to report its size when a page map was
     /// created over it ([`PageMap::try_new`](crate::PageMap::try_new)).
     Size {
@@ -112,6 +133,20 @@ pub enum Error {
         /// What the store said.
         source: StoreError,
     },
+    /// The backing store failed to punch a hole
+    /// ([`PageMap::punch_hole`](crate::PageMap::punch_hole)): the cache's
+    /// half is done (the range reads as zeroes while its pages stay cached),
+    /// but the store may still hold old bytes there, which a later load
+    /// would read (as Linux's `fallocate` failing with `EIO`: the range's
+    /// contents are then unspecified). `EOPNOTSUPP`: the store cannot punch.
+    Punch {
+        /// The first byte of the hole.
+        offset: u64,
+        /// Its length in bytes (clipped to the file's size).
+        len: u64,
+        /// What the store said.
+        source: StoreError,
+    },
 }
 
 impl fmt::Display for Error {
@@ -142,6 +177,11 @@ impl fmt::Display for Error {
                 f,
                 "page {index} ends beyond the {max_size} bytes the store can address"
             ),
+            Error::Sync { source } => write!(f, "syncing the store failed: {source}"),
+            Error::Detached { index } => write!(
+                f,
+                "page {index} was cut from the cache by a truncate while held: write refused"
+            ),
             Error::Size { source } => write!(f, "the store's size is unknown: {source}"),
             Error::BeyondSize { offset, size } => write!(
                 f,
@@ -160,6 +200,14 @@ impl fmt::Display for Error {
             Error::Truncate { end, source } => {
                 write!(f, "truncating the store at page {end} failed: {source}")
             }
+            Error::Punch {
+                offset,
+                len,
+                source,
+            } => write!(
+                f,
+                "punching a hole of {len} bytes at byte {offset} in the store failed: {source}"
+            ),
         }
     }
 }
@@ -169,9 +217,11 @@ impl core::error::Error for Error {
         match self {
             Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::Sync { source }
             | Error::Size { source }
             | Error::SetSize { source, .. }
-            | Error::Truncate { source, .. } => Some(source),
+            | Error::Truncate { source, .. }
+            | Error::Punch { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -188,7 +238,10 @@ impl From<Error> for std::io::Error {
         let kind = match &e {
             Error::Read { source, .. }
             | Error::Write { source, .. }
-            | Error::Truncate { source, .. } => return (*source).into(),
+            | Error::Truncate { source, .. }
+            | Error::Sync { source }
+            | Error::Size { source }
+            | Error::SetSize { source, .. } => return (*source).into(),
             Error::PoolExhausted { .. } => K::OutOfMemory,
             Error::WouldBlock { .. } => K::WouldBlock,
             Error::OutOfBounds { .. } | Error::InvalidCapacity { .. } => K::InvalidInput,

@@ -140,13 +140,15 @@
 //! vmr: address-space lock       AddressSpace regions, RwLock (read: faults;
 //!  |                            write: mmap munmap mprotect madvise fork teardown)
 //!  +- invalidate lock           PageMap::invalidate_lock_shared (shared: fork's
-//!  |   |                        copy; exclusive: truncate, remove_or_zero,
-//!  |   |                        set_size, a write_at past the size)
+//!  |   |                        copy, a load's miss from insert to read's end;
+//!  |   |                        exclusive: truncate, remove_or_zero, set_size,
+//!  |   |                        a write_at past the size, punch_hole)
 //!  |   +- remover lock          one remover per map: free_unused, remove,
 //!  |       |                    try_remove (try-lock), Removal, invalidate,
 //!  |       |                    destroy, truncate, remove_or_zero
 //!  |       +- WRITEBACK bit     page bit lock: one write-back of the page at a
 //!  |       |   |                time, held across the store's write
+//!  |       |   +- kept write error  a failed write's error, for the next fsync
 //!  |       |   +- LOCKED bit    the page lock: held across the store's read, a
 //!  |       |       |            write(), a write-back's clean, truncate's
 //!  |       |       |            zeroing (a submitted request's submitter
@@ -172,16 +174,22 @@
 //! * The bottom locks are leaves: nothing is taken under the TLB locks, the
 //!   free list, the wait buckets, the store's locks, the writer lock or the
 //!   reverse-map lock. (A [`Flusher`]'s own two mutexes, its wake-up flag
-//!   and its report, are leaves taken with nothing held: it calls
-//!   [`PageMap::sync`] with neither held.) The writer and reverse-map locks are taken with
+//!   and its report, are leaves taken with nothing held: it writes back
+//!   with neither held. A page map's kept write error, for the next
+//!   [`PageMap::fsync`], is a leaf taken under a page's WRITEBACK bit.)
+//!   The writer and reverse-map locks are taken with
 //!   nothing held, or under the remover lock or the address-space lock
 //!   (munmap registers pieces and marks harvested pages dirty under it),
-//!   never under a page bit, and never together.
+//!   never under a page bit but for the exceptions below, and never
+//!   together.
 //! * Page bits are taken WRITEBACK first, then LOCKED, and released before
 //!   the writer lock is taken (a dirty mark is synced after the unlock).
-//!   Exception: a loader holds LOCKED on its new frame while it takes the
-//!   writer lock to publish it; no one can wait on a frame before it is
-//!   published.
+//!   Exceptions: a loader holds LOCKED on its new frame while it takes the
+//!   writer lock to publish it (no one can wait on a frame before it is
+//!   published); a writeback clears its page's TOWRITE tag holding
+//!   WRITEBACK (so that an fsync whose tag it took finds the page under
+//!   WRITEBACK and waits). The writer lock is a leaf: nobody holding it
+//!   waits for a page bit.
 //! * A fault installs inside [`PageMap::map_page`]'s callback, its page
 //!   counted in the slot word's mapping field from before its end-of-file
 //!   check until the callback returns; truncate, with the invalidate and
@@ -229,6 +237,7 @@
 //! | fork's copy vs truncate or [`remove_or_zero`](PageMap::remove_or_zero) | a private frame freed while copied; a child entry beyond the end | the invalidate lock ([`invalidate_lock_shared`](PageMap::invalidate_lock_shared) for fork, exclusive for them) |
 //! | fork's copy vs CPUs writing private pages | a torn copy | vmr: write-protect and one shootdown before copying; the address-space write lock holds off the faults |
 //! | truncate's zeroing vs a write-back in flight | old bytes stored after the cut | truncate takes WRITEBACK before zeroing; a write-back of a page beyond the end drops it |
+//! | [`punch_hole`](PageMap::punch_hole) vs a load or fault refilling the range, a write-back in flight | old bytes back in the cache or the store after the punch | the invalidate lock, exclusive across the cache's and the store's halves, shared on the miss path of a load; the punch takes WRITEBACK before zeroing and punches the store last |
 //! | [`invalidate`](PageMap::invalidate) vs writers, reads, write-backs | dropping dirty or in-flight data | flags checked after the mark: dirty, LOCKED and WRITEBACK pages are skipped |
 //! | munmap, mprotect vs faults of the same space | a fault on a region being replaced | vmr: the address-space lock; a fault that dropped it restarts if the regions' generation moved |
 //! | kernel-side entry updates vs CPUs setting A/D bits | a lost dirty bit | vmr: every update is one atomic read-modify-write that re-checks the entry |
@@ -260,11 +269,11 @@ pub mod sync;
 
 pub use error::{Error, StoreError};
 #[cfg(all(feature = "std", not(pagemap_loom)))]
-pub use flusher::{Flusher, FlusherReport};
+pub use flusher::{Flusher, FlusherBuilder, FlusherReport};
 pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
 pub use map::{
-    FreeReport, MemoryStats, OwnedPageRef, PageMap, PageRef, WritebackReport, HARVEST_CAP,
-    MAX_REPORTED_ERRORS, REMOVE_BATCH,
+    CloseError, FreeReport, FsyncError, MemoryStats, OwnedPageRef, PageMap, PageRef,
+    WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS, READAHEAD_WINDOW, REMOVE_BATCH,
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};

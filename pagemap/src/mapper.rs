@@ -16,22 +16,24 @@ use crate::shootdown::ShootdownBatch;
 /// What the page map needs from something that maps its pages.
 ///
 /// The page map calls the unmapping methods (`revoke`, `reap`, `clean`,
-/// `zap`) from its removal, writeback and truncate protocols
-/// (`docs/design.md`, section 5); each method's docs say its end state, the
-/// locks held when it runs, and its order against the shootdown. Common
-/// to all four:
+/// `zap`, `zap_shared`) from its removal, writeback, truncate and hole
+/// punch protocols (`docs/design.md`, section 5); each method's docs say
+/// its end state, the locks held when it runs, and its order against the
+/// shootdown. Common to all of them:
 ///
 /// * **Locks.** Neither the reverse-map lock nor the page-map writer lock
-///   is held, nor any page lock. `revoke`, `reap` and `zap` run under the
-///   map's remover lock, held for the whole removal (its write-back I/O
-///   included) or truncate (with the invalidate lock, exclusive), so they
-///   must not call anything of this map that takes the remover lock
-///   ([`PageMap::remove`], `free_unused`, `truncate`, `invalidate`,
-///   `destroy`, `remove_or_zero`), nor take a lock whose holder may be
-///   waiting in one of those calls: either deadlocks. So they must not
-///   take the mapper's address-space lock, which is above the remover lock
-///   in the crate's lock order (`crate` docs, "Locking"). They may take the mapper's own lower
-///   locks (page-table and TLB locks) and look pages up
+///   is held, nor any page lock. `revoke`, `reap`, `zap` and `zap_shared`
+///   run under the map's remover lock, held for the whole removal (its
+///   write-back I/O included), truncate or hole punch (these two with the
+///   invalidate lock, exclusive), so they must not call anything of this
+///   map that takes the remover lock ([`PageMap::remove`], `free_unused`,
+///   `truncate`, `invalidate`, `destroy`, `remove_or_zero`, `punch_hole`)
+///   or the invalidate lock (a [`PageMap::load`] that misses), nor take a
+///   lock whose holder may be waiting in one of those calls: either
+///   deadlocks. So they must not take the mapper's address-space lock,
+///   which is above the remover lock in the crate's lock order (`crate`
+///   docs, "Locking"). They may take the mapper's own lower locks
+///   (page-table and TLB locks) and look pages up
 ///   ([`PageMap::find_frame`]).
 /// * **Blocking, allocation.** They run in thread context and may allocate
 ///   their own scratch space and sleep on those lower locks; they must not
@@ -120,8 +122,9 @@ pub trait Mapper: Send + Sync {
     /// ([`PageMap::page_mkwrite`]) or sets a dirty bit again.
     fn clean(&self, first: u64, last: u64, batch: &mut ShootdownBatch, harvest: &mut Harvest<'_>);
 
-    /// Truncate and hole punch, under the invalidate lock (exclusive) and
-    /// the remover lock: clears every entry of file pages `[first, last]`
+    /// Truncate and [`PageMap::remove_or_zero`], under the invalidate lock
+    /// (exclusive) and the remover lock (a hole punch calls
+    /// [`zap_shared`](Self::zap_shared) instead): clears every entry of file pages `[first, last]`
     /// (the end state: empty), private copy-on-write copies included (their
     /// frames are freed through `batch`, after the flush), and adds its
     /// address space to `batch` if it changed any. Dirty bits are dropped:
@@ -130,6 +133,22 @@ pub trait Mapper: Send + Sync {
     /// [`PageMap::map_page`] callback, which truncate waits for before it
     /// zaps a second time.
     fn zap(&self, first: u64, last: u64, batch: &mut ShootdownBatch);
+
+    /// Hole punch ([`PageMap::punch_hole`]), under the same locks as
+    /// [`zap`](Self::zap): clears every entry of file pages `[first, last]`
+    /// that maps the file's page itself (the end state: empty), and
+    /// **keeps** private copy-on-write copies (their entries, frames and
+    /// contents): a punch changes the file, not a process's copy of it
+    /// (Linux: a punch unmaps without `zap_details.even_cows`; only truncate
+    /// discards private copies). Otherwise as `zap`: dirty bits dropped,
+    /// the address space added to `batch` if an entry changed, an entry in
+    /// a multi-step update of the mapper's own may be left.
+    ///
+    /// The default calls `zap`, which is right only for a mapper that never
+    /// makes private copies; one that does must override it.
+    fn zap_shared(&self, first: u64, last: u64, batch: &mut ShootdownBatch) {
+        self.zap(first, last, batch);
+    }
 }
 
 /// Writeback's side of [`Mapper::clean`]: the holds of pages whose entries

@@ -337,9 +337,16 @@ impl RadixTree {
         out
     }
 
-    /// Empties the yanked slot of `index`, clears its marks, and unlinks
-    /// and retires nodes that became empty. Returns the frame it held.
-    pub(crate) fn remove_yanked(&self, index: u64, lock: &Locked<'_>) -> Option<FrameId> {
+    /// Empties the yanked slot of `index`, clears its marks, and (if
+    /// `unlink`) unlinks and retires nodes that became empty; without it
+    /// they stay linked, empty, until a later removal in them or the drop.
+    /// Returns the frame it held.
+    pub(crate) fn remove_yanked(
+        &self,
+        index: u64,
+        unlink: bool,
+        lock: &Locked<'_>,
+    ) -> Option<FrameId> {
         let path = self.path(index, lock);
         let path = path.as_slice();
         let leaf = *path.last().expect("yanked slot has a leaf");
@@ -348,6 +355,9 @@ impl RadixTree {
         leaf.add_count(-1);
         for m in [Mark::Dirty, Mark::ToWrite] {
             self.clear_mark_on_path(path, index, m);
+        }
+        if !unlink {
+            return frame;
         }
         let guard = epoch::pin();
         // Unlink empty nodes bottom-up.

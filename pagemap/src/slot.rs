@@ -23,7 +23,10 @@
 //!   clears it, which aborts that page's removal.
 //! * `YANKED` marks a page that a remover has won (final CAS done) and is
 //!   about to clear from the tree under the writer lock. Lookups treat it as
-//!   absent; nothing else may change it.
+//!   absent; nothing else may change it. A truncate also yanks a page that
+//!   is still held ([`detach`]): it moves the count into the frame first
+//!   (DETACHED), and holders who find their frame gone from the word (or
+//!   yanked) count there instead ([`Slot::put_of`]).
 //! * `LOADING` mirrors "not up to date": set by the loader at insert, cleared
 //!   once the read succeeded. It lets [`find`](crate::PageMap::find) decide
 //!   without touching the frame (one cache miss fewer on the hot path).
@@ -140,6 +143,11 @@ pub enum Refused {
     Overflow,
     /// The page has holders, is loading or is not marked, as the transition requires.
     Busy,
+    /// Only from [`Slot::get_fast`]: refused, and undoing its count found
+    /// the page detached meanwhile, so the count was `frame`'s orphan
+    /// count: the caller must put it there ([`crate::PageMap`] frees the
+    /// frame if it was the last). Lookups treat it as absent.
+    Detached(FrameId),
 }
 
 /// One slot word: `{ refcount | mapping | flags | frame id }` (see the
@@ -321,6 +329,32 @@ pub fn mark_removal(word: SlotWord) -> Result<SlotWord, Refused> {
     Ok(SlotWord(word.0 | REMOVAL))
 }
 
+/// truncate, detaching a held page: `{n, flags, frame}` -> `YANKED | frame`
+/// (the `n` holders move to the frame's orphan count, which the caller set
+/// to `n` first). Refused ([`Refused::Busy`]) while a fault is in its
+/// window (its hold is put with [`Slot::put_mapping`], which must find it
+/// in the slot): the caller waits for those, which see the new end and
+/// leave. Transient counts of refused [`Slot::get_fast`]s on the present
+/// word are in `n` too; their undo is a [`Slot::put_of`], so they leave
+/// the orphan count as holders do.
+#[inline]
+pub fn detach(word: SlotWord) -> Result<SlotWord, Refused> {
+    if !word.is_present() {
+        return Err(Refused::Absent);
+    }
+    if word.mapping() != 0 {
+        return Err(Refused::Busy);
+    }
+    Ok(SlotWord(YANKED | (word.0 & FRAME_MASK)))
+}
+
+/// Whether the word still holds the page of `frame` for its holders (not
+/// yanked): a holder of `frame` who finds anything else was detached.
+#[inline]
+pub(crate) fn holds(word: SlotWord, frame: FrameId) -> bool {
+    word.frame() == Some(frame) && !word.is_yanked()
+}
+
 /// The remover's own hold on a page it marked (to write it back): one more
 /// holder, REMOVAL kept. Any other holder clears REMOVAL as usual, so after
 /// its put the remover can tell whether anyone else came (yank needs zero
@@ -367,6 +401,15 @@ pub fn yank(word: SlotWord) -> Result<SlotWord, Refused> {
 pub fn loaded(word: SlotWord) -> SlotWord {
     debug_assert!(word.is_present() && word.refs() > 0);
     SlotWord(word.0 & !LOADING)
+}
+
+/// A put with no holder: a bug in the caller, and unsound to go on (a
+/// remover could free a held page). Out of line: the put stays short.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn no_holder(word: SlotWord) -> ! {
+    panic!("slot put with no holder: {word:?}")
 }
 
 /// The slot word as it sits in a leaf. All transitions go through here.
@@ -442,8 +485,21 @@ impl Slot {
             None
         };
         if let Some(why) = refused {
-            // Undo; Relaxed: nothing was published through this count.
-            self.0.fetch_sub(REF_ONE, Ordering::Relaxed);
+            match old.frame() {
+                // A present word (loading, or at the limit): a truncate may
+                // have detached the page since, moving our count into the
+                // frame, so the undo is a holder's put.
+                Some(frame) if old.is_present() => {
+                    if self.sub_of(frame, false).is_err() {
+                        return Err(Refused::Detached(frame));
+                    }
+                }
+                // Empty or yanked: publish and clear wait for this to
+                // drain. Relaxed: nothing was published through this count.
+                _ => {
+                    self.0.fetch_sub(REF_ONE, Ordering::Relaxed);
+                }
+            }
             return Err(why);
         }
         debug_assert!(old.refs() + 1 < 1 << REF_BITS);
@@ -456,8 +512,75 @@ impl Slot {
         Ok(SlotWord(old.0 + REF_ONE))
     }
 
+    /// A holder's put of the page in `frame`: one CAS while the slot holds
+    /// it; `Err(())` if a truncate detached it (the slot no longer holds
+    /// `frame`, or holds it yanked), and then nothing was changed here: the
+    /// caller puts the frame's orphan count instead. The frame cannot come
+    /// back into this slot meanwhile (it is not freed while we hold it), so
+    /// the frame id tells the two apart.
+    ///
+    /// Acquire on the loads: pairs with the detach CAS (and the Release
+    /// clear or publish after it), so a put that sees the page gone also
+    /// sees the orphan count set before the detach. Release on the CAS:
+    /// everything the holder did to the page happens-before a remover that
+    /// later sees the count at zero.
+    #[inline(always)]
+    pub fn put_of(&self, frame: FrameId) -> Result<SlotWord, ()> {
+        self.sub_of(frame, true)
+    }
+
+    /// [`put_of`](Self::put_of); `checked: false` for the undo of a refused
+    /// [`get_fast`](Self::get_fast), whose add may have carried out of the
+    /// guard bit (the word wraps back as a `fetch_sub` would).
+    #[inline(always)]
+    fn sub_of(&self, frame: FrameId, checked: bool) -> Result<SlotWord, ()> {
+        // `holds` as one masked compare (the hot path: every put).
+        let want = u64::from(frame.get());
+        let mut old = SlotWord(self.0.load(Ordering::Acquire));
+        loop {
+            if old.0 & (FRAME_MASK | YANKED) != want {
+                return Err(());
+            }
+            // refs > 0, as one compare (the count is the top field).
+            if checked && old.0 < REF_ONE {
+                no_holder(old);
+            }
+            let new = SlotWord(old.0.wrapping_sub(REF_ONE));
+            match self
+                .0
+                .compare_exchange_weak(old.0, new.0, Ordering::Release, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(new),
+                Err(seen) => old = SlotWord(seen),
+            }
+        }
+    }
+
+    /// A holder's [`get`] of the page in `frame` (`try_clone`): `Err(None)`
+    /// if the page was detached (the caller counts on the frame instead);
+    /// `Err(Some(Overflow))` at the user limit. AcqRel, as [`update`](Self::update).
+    #[inline]
+    pub fn get_of(&self, frame: FrameId) -> Result<SlotWord, Option<Refused>> {
+        let mut old = SlotWord(self.0.load(Ordering::Acquire));
+        loop {
+            if !holds(old, frame) {
+                return Err(None);
+            }
+            let new = get(old).map_err(Some)?;
+            match self
+                .0
+                .compare_exchange_weak(old.0, new.0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(new),
+                Err(seen) => old = SlotWord(seen),
+            }
+        }
+    }
+
     /// put as one `fetch_sub` (the refcount is the top field, so no carry
-    /// reaches the other fields). Release: everything the holder did to the
+    /// reaches the other fields), for a hold that no truncate can detach:
+    /// the remover's own ([`get_marked`]: truncate is a remover, and one
+    /// remover runs at a time). Release: everything the holder did to the
     /// page happens-before a remover that later sees the count at zero.
     #[inline]
     pub fn put(&self) -> SlotWord {
@@ -763,6 +886,27 @@ mod tests {
         s.update(get).unwrap();
         assert_eq!(s.put(), inserted(5, false));
         assert_eq!(s.put(), SlotWord(5));
+    }
+
+    #[test]
+    fn detach_takes_a_held_word_but_waits_for_faults() {
+        let held = get(inserted(9, false)).unwrap();
+        let d = detach(SlotWord(held.0 | REMOVAL)).unwrap();
+        assert_eq!(d, SlotWord(YANKED | 9), "count and flags leave the word");
+        assert!(!d.is_present() && !holds(d, FrameId::new(9).unwrap()));
+        assert!(holds(held, FrameId::new(9).unwrap()));
+        assert!(!holds(held, FrameId::new(8).unwrap()));
+        assert_eq!(detach(get_for_map(held).unwrap()), Err(Refused::Busy));
+        assert_eq!(detach(SlotWord::EMPTY), Err(Refused::Absent));
+        assert_eq!(detach(d), Err(Refused::Absent));
+        // The atomic put finds the page gone and changes nothing.
+        let s = Slot(AtomicU64::new(d.0));
+        assert_eq!(s.put_of(FrameId::new(9).unwrap()), Err(()));
+        assert_eq!(s.load(), d);
+        let s = Slot(AtomicU64::new(held.0));
+        assert_eq!(s.put_of(FrameId::new(9).unwrap()), Ok(put(held)));
+        assert_eq!(s.get_of(FrameId::new(9).unwrap()), Ok(held));
+        assert_eq!(s.get_of(FrameId::new(3).unwrap()), Err(None));
     }
 
     #[test]

@@ -43,6 +43,9 @@ impl BackingStore for Counting {
     fn max_size(&self) -> u64 {
         self.max_size.unwrap_or(u64::MAX)
     }
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        self.mem.size()
+    }
 }
 
 fn counting(frames: usize) -> (PageMap, Arc<Counting>) {
@@ -367,7 +370,7 @@ fn file_store_extents_round_trip_with_a_partial_last_page() {
         p.write(1, &[0xee; 7]).unwrap();
         want[at + 1..at + 8].fill(0xee);
     }
-    let r = map.sync();
+    let r = map.writeback(..);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.written, 71);
     // The length is kept: the partial last page writes only up to it.
@@ -405,4 +408,27 @@ fn open_or_create_creates_and_never_truncates() {
     assert_eq!(&b[..5], b"kept\0");
     drop(s);
     std::fs::remove_file(&path).unwrap();
+}
+
+/// `read_at` reads ahead on a sequential miss: a scan of a 64-page file in
+/// 4 KiB calls costs two vectored reads (32-page windows), not 64; a read
+/// out of sequence reads its own pages only.
+#[test]
+fn read_at_reads_ahead_when_sequential() {
+    let store = Arc::new(Counting {
+        mem: MemStore::with_size(64 * PAGE_SIZE as u64),
+        ..Counting::default()
+    });
+    let map = PageMap::new(Arc::new(FramePool::new(256).unwrap()), store.clone());
+    let mut buf = [0u8; PAGE_SIZE];
+    let mut off = 0u64;
+    while map.read_at(off, &mut buf).unwrap() > 0 {
+        off += PAGE_SIZE as u64;
+    }
+    assert_eq!(off, 64 * PAGE_SIZE as u64);
+    assert_eq!(*store.reads.lock().unwrap(), vec![(0, 32), (32, 32)]);
+    assert_eq!(*store.single_reads.lock().unwrap(), 0);
+    let map = PageMap::new(Arc::new(FramePool::new(256).unwrap()), store.clone());
+    map.read_at(40 * PAGE_SIZE as u64, &mut buf).unwrap();
+    assert_eq!(map.nr_pages(), 1, "no window for a read out of sequence");
 }

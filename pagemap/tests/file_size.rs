@@ -51,7 +51,7 @@ fn the_10000_byte_append_reaches_the_file() {
     // The byte API appends.
     assert_eq!(map.write_at(10_000, &[b'x'; 100]).unwrap(), 100);
     assert_eq!(map.size(), 10_100);
-    let r = map.sync();
+    let r = map.writeback(..);
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(map.free_unused().freed, 1); // page 2 only
     drop(map);
@@ -75,7 +75,7 @@ fn appending_50_records_after_reopen_keeps_all_of_them() {
             assert_eq!(map.write_at(map.size(), &r).unwrap(), r.len());
             want.extend_from_slice(&r);
         }
-        assert!(map.sync().errors.is_empty());
+        assert!(map.writeback(..).errors.is_empty());
     }
     {
         // Reopen: the size comes from the file.
@@ -87,11 +87,11 @@ fn appending_50_records_after_reopen_keeps_all_of_them() {
             want.extend_from_slice(&r);
             if i % 10 == 0 {
                 // A pool smaller than the file: clean pages go.
-                map.sync();
+                map.writeback(..);
                 map.free_unused();
             }
         }
-        assert!(map.sync().errors.is_empty());
+        assert!(map.writeback(..).errors.is_empty());
         let mut back = vec![0u8; want.len() + 10];
         assert_eq!(map.read_at(0, &mut back).unwrap(), want.len());
         assert_eq!(&back[..want.len()], &want[..]);
@@ -151,7 +151,7 @@ fn valid_bytes_and_partial_writeback() {
         map.write_at(u64::MAX - 1, b"x"),
         Err(Error::FileTooLarge { .. })
     ));
-    assert!(map.sync().errors.is_empty());
+    assert!(map.writeback(..).errors.is_empty());
     assert_eq!(
         store.size().unwrap(),
         Some(100),
@@ -172,7 +172,7 @@ fn a_hole_reads_as_zeroes_and_set_size_cuts_and_extends_the_file() {
     assert_eq!(&buf[..4], b"head");
     assert!(buf[4..3 * PAGE_SIZE + 7].iter().all(|&b| b == 0));
     assert_eq!(&buf[3 * PAGE_SIZE + 7..], b"far");
-    assert!(map.sync().errors.is_empty());
+    assert!(map.writeback(..).errors.is_empty());
     assert_eq!(
         std::fs::metadata(&path).unwrap().len(),
         3 * PAGE_SIZE as u64 + 10
@@ -196,7 +196,7 @@ fn a_hole_reads_as_zeroes_and_set_size_cuts_and_extends_the_file() {
         })
     ));
     drop(held);
-    assert!(map.sync().errors.is_empty());
+    assert!(map.writeback(..).errors.is_empty());
     assert_eq!(std::fs::read(&path).unwrap(), b"hea\0\0\0\0\0\0\0");
     drop(map);
     std::fs::remove_file(&path).unwrap();

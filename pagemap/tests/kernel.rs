@@ -258,7 +258,7 @@ fn fault_then_access_on(layout: Layout) {
     assert_eq!(space.nr_regions(), 0);
     assert_eq!(space.pt.get(VBASE + 1), 0);
     assert_eq!(file.dirty_indices(..), vec![0, 1, 2]);
-    assert_eq!(file.sync().written, 3);
+    assert_eq!(file.writeback(..).written, 3);
     assert_eq!(&store.page(1).unwrap()[8..16], b"kernel!!");
     assert_eq!(store.page(2).unwrap()[0], b'x');
     assert_eq!(store.page(0).unwrap()[0], b'y');
@@ -473,7 +473,7 @@ fn cpus_act_between_removal_passes_on(layout: Layout) {
     assert_eq!(&bytes[16..22], b"before");
     assert_eq!(&bytes[32..39], b"refault");
     drop(space);
-    assert_eq!(file.sync().written, 1);
+    assert_eq!(file.writeback(..).written, 1);
     assert_eq!(&store.page(0).unwrap()[16..22], b"before");
 }
 
@@ -515,7 +515,7 @@ fn write_errors_keep_mapped_data() {
     );
     store.fail_writes(1, false);
     drop(space);
-    assert_eq!(file.sync().written, 1);
+    assert_eq!(file.writeback(..).written, 1);
     assert_eq!(&store.page(1).unwrap()[..12], &b[..]);
 }
 
@@ -538,7 +538,8 @@ fn truncate_cuts_mapped_pages_on(layout: Layout) {
             .write((i % 2) as usize, va(VBASE + i, 0), b"data")
             .unwrap();
     }
-    // Someone holds page 6 (a read in progress): it is zeroed, not freed.
+    // Someone holds page 6 (a read in progress): it is zeroed and detached
+    // (out of the cache; its frame freed at the holder's put).
     let held = file.find(6).unwrap().unwrap();
 
     let r = file.truncate(4);
@@ -553,7 +554,8 @@ fn truncate_cuts_mapped_pages_on(layout: Layout) {
     for i in 0..4 {
         assert_ne!(space.pt.get(VBASE + i) & pte::P, 0, "page {i} kept");
     }
-    assert_eq!(file.cached_indices(..), vec![0, 1, 2, 3, 6]);
+    assert_eq!(file.cached_indices(..), vec![0, 1, 2, 3]);
+    assert!(held.is_detached());
     assert!(
         raw(hw, held.frame()).iter().all(|&b| b == 0),
         "the cut page is zeroed"
@@ -572,7 +574,7 @@ fn truncate_cuts_mapped_pages_on(layout: Layout) {
     assert_eq!(&b, b"data");
     drop(held);
     drop(space);
-    file.sync();
+    file.writeback(..);
     assert_eq!(&store.page(3).unwrap()[..4], b"data");
     assert!(store.page(6).is_none(), "the cut page is not written back");
 }
@@ -660,7 +662,7 @@ fn reclaim_under_memory_pressure() {
         }
         assert!(reclaims >= 3, "{reclaims} reclaims");
         drop(space);
-        assert!(file.sync().errors.is_empty());
+        assert!(file.writeback(..).errors.is_empty());
         for p in 0..pages {
             let stored = store.page(p).unwrap();
             for round in 0..3 {
@@ -785,7 +787,7 @@ fn race(file: &Arc<PageMap>, hw: &Arc<Hw>, race: Race, stored: &dyn Fn(u64) -> V
         assert!(raw(hw, frame_of(file, p))[..] == expected[p as usize][..]);
     }
     drop(space);
-    assert!(file.sync().errors.is_empty());
+    assert!(file.writeback(..).errors.is_empty());
     for p in 0..RACE_PAGES {
         let got = stored(p);
         assert!(
@@ -827,7 +829,7 @@ fn races(file: &Arc<PageMap>, hw: &Arc<Hw>, stored: &dyn Fn(u64) -> Vec<u8>) {
         for p in 0..RACE_PAGES {
             file.load(p).unwrap().write(0, &[0; PAGE_SIZE]).unwrap();
         }
-        assert!(file.sync().errors.is_empty());
+        assert!(file.writeback(..).errors.is_empty());
         file.remove(..);
     }
 }
@@ -862,7 +864,7 @@ fn completion_store_races() {
     // A write-back DMAs out of the frame on the device thread.
     space.write(1, va(VBASE + 32, 0), b"dma").unwrap();
     drop(space);
-    assert_eq!(file.sync().written, 1);
+    assert_eq!(file.writeback(..).written, 1);
     assert_eq!(&dev.page(0).unwrap()[..3], b"dma");
     file.remove(..);
     for i in 0..RACE_PAGES {
@@ -919,7 +921,7 @@ fn truncate_races_a_writing_cpu() {
             assert!(writer.join().unwrap() > 0);
         });
         assert_eq!(file.cached_indices(end..), Vec::<u64>::new());
-        assert!(file.sync().errors.is_empty());
+        assert!(file.writeback(..).errors.is_empty());
         assert!(store.page(end).is_none());
     }
 }
@@ -1004,7 +1006,7 @@ fn truncates_race_writes_and_writeback() {
             "{sigbus} SIGBUS, {cut_pages_written} writes to pages cut at times"
         );
     });
-    assert!(file.sync().errors.is_empty());
+    assert!(file.writeback(..).errors.is_empty());
     for p in 0..KEPT {
         assert!(
             store.page(p).unwrap()[..] == expected[p as usize][..],

@@ -76,7 +76,7 @@ fn no_lost_writes_under_eviction_and_writeback() {
             .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
-    assert!(map.sync().errors.is_empty());
+    assert!(map.writeback(..).errors.is_empty());
     map.free_unused();
     drop(map);
     let bytes = std::fs::read(&path).unwrap();

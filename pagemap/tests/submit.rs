@@ -113,7 +113,7 @@ fn loads_and_writebacks_complete_on_other_threads_or_inline() {
         assert_eq!(page.flags() & flags::INFLIGHT, 0);
         page.write(0, b"new").unwrap();
         drop(page);
-        let r = map.sync();
+        let r = map.writeback(..);
         assert!(r.errors.is_empty());
         assert_eq!(r.written, 1);
         assert_eq!(&dev.mem.page(3).unwrap()[..3], b"new");
@@ -151,13 +151,13 @@ fn a_dropped_request_is_a_cancelled_error_not_a_hang() {
     page.write(0, b"x").unwrap();
     drop(page);
     dev.set(Mode::Drop);
-    let r = map.sync();
+    let r = map.writeback(..);
     assert!(
         matches!(&r.errors[..], [Error::Write { index: 2, source }] if source.code() == StoreError::ECANCELED)
     );
     // Kept dirty, with its data: written once the device works.
     dev.set(Mode::Inline);
-    let r = map.sync();
+    let r = map.writeback(..);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.written, 1);
     assert_eq!(dev.mem.page(2).unwrap()[0], b'x');
@@ -169,7 +169,7 @@ fn a_failed_write_keeps_the_page_dirty_with_its_errno() {
     let map = map_over(&dev, 4);
     map.load(5).unwrap().write(10, b"keep").unwrap();
     dev.set(Mode::Fail(StoreError::EIO));
-    let r = map.sync();
+    let r = map.writeback(..);
     match &r.errors[..] {
         [Error::Write { index: 5, source }] => assert_eq!(source.code(), StoreError::EIO),
         other => panic!("{other:?}"),

@@ -154,7 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = start.elapsed();
 
     // 3. Write back everything still dirty, and drop the cache.
-    let sync = map.sync();
+    let sync = map.writeback(..);
     if let Some(e) = sync.errors.first() {
         return Err(format!("writeback failed: {e}").into());
     }
@@ -338,7 +338,7 @@ fn mapping_phase(
     let (fs, fp) = (stat(&shared), stat(&private));
     shared.munmap(sva, len)?;
     drop(private); // its private copies go back to the pool
-    let sync = file.sync();
+    let sync = file.writeback(..);
     if let Some(e) = sync.errors.first() {
         return Err(format!("writeback failed: {e}").into());
     }

@@ -48,6 +48,13 @@ fn zap_pte(old: u64, _: u64) -> Option<u64> {
     (old != 0 && old & pte::LOCK == 0).then_some(0)
 }
 
+/// Hole punch: the file's page goes, a private copy stays (it is the
+/// process's data now, not the file's). A copy-on-write in flight (LOCK) is
+/// left to it, as for truncate: its result is a private copy, kept too.
+fn zap_shared_pte(old: u64, _: u64) -> Option<u64> {
+    (old != 0 && old & (pte::LOCK | pte::PRIVATE) == 0).then_some(0)
+}
+
 impl Vmr {
     /// Runs `queue` in a lazy MMU section and returns what it applied:
     /// `(tag, vpn, old entry)`.
@@ -188,6 +195,23 @@ impl Mapper for Vmr {
         }
         self.add_to_batch(&applied, (lo, hi), batch);
     }
+
+    fn zap_shared(&self, first: u64, last: u64, batch: &mut ShootdownBatch) {
+        let (lo, hi) = self.vpns(first, last);
+        let applied = self.batched(|| {
+            self.mm.pt.for_each(lo, hi, &mut |vpn, p| {
+                let old = p.load();
+                // A private copy is skipped here and re-checked in the
+                // update (zap_shared_pte), which alone decides.
+                if old != 0 && old & pte::PRIVATE == 0 {
+                    lazy::queue(&self.mm, vpn, PteOp::Update(zap_shared_pte, 0), 0);
+                }
+            });
+        });
+        // No private frame to free: the update never clears a private entry.
+        debug_assert!(applied.iter().all(|&(_, _, old)| old & pte::PRIVATE == 0));
+        self.add_to_batch(&applied, (lo, hi), batch);
+    }
 }
 
 #[cfg(all(test, not(pagemap_loom)))]
@@ -227,5 +251,10 @@ mod tests {
         assert_eq!(zap_pte(private, 0), Some(0));
         assert_eq!(zap_pte(hidden | pte::LOCK, 0), None);
         assert_eq!(zap_pte(0, 0), None);
+        assert_eq!(zap_shared_pte(shared, 0), Some(0));
+        assert_eq!(zap_shared_pte(hidden, 0), Some(0), "revoked: the page's");
+        assert_eq!(zap_shared_pte(private, 0), None, "a punch keeps copies");
+        assert_eq!(zap_shared_pte(shared | pte::LOCK, 0), None);
+        assert_eq!(zap_shared_pte(0, 0), None);
     }
 }

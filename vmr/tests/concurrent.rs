@@ -54,7 +54,7 @@ fn no_lost_dirty_bit_under_mprotect_and_writeback() {
         stop.store(true, Ordering::Relaxed);
     });
     space.munmap(va, 2 * PAGE).unwrap();
-    assert!(file.sync().errors.is_empty());
+    assert!(file.writeback(..).errors.is_empty());
     for page in 0..2u64 {
         let p = store.page(page).expect("written back");
         for t in 0..2usize {

@@ -89,7 +89,7 @@ fn write_at_over_a_mapped_partial_page_zeroes_its_tail_first() {
     assert_eq!(w.file.size(), 4004);
     assert_eq!(w.read_byte(0, &s, va + 3000).unwrap(), 0);
     assert_eq!(w.read_byte(0, &s, va + 4000).unwrap(), b't');
-    assert!(w.file.sync().errors.is_empty());
+    assert!(w.file.writeback(..).errors.is_empty());
     let stored = w.store.page(0).unwrap();
     assert_eq!((stored[3000], &stored[4000..4004]), (0, &b"tail"[..]));
     assert_eq!(w.store.size().unwrap(), Some(4004));

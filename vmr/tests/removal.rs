@@ -164,7 +164,7 @@ fn munmap_during_removal_hands_its_dirty_bit_to_the_cache() {
     let r = removal.finish();
     assert_eq!(r.removed + r.raced, 1, "{r:?}");
     // Wherever the page went, the byte reached the store or stays dirty.
-    w.file.sync();
+    w.file.writeback(..);
     assert_eq!(w.store.page(0).unwrap()[0], 7);
 }
 
@@ -252,7 +252,7 @@ fn writeback_error_keeps_the_harvested_page_dirty() {
     assert_eq!((r.written, r.errors.len()), (0, 1));
     assert_eq!(w.file.dirty_indices(..), vec![0]);
     w.store.fail_writes(0, false);
-    assert_eq!(w.file.sync().written, 1);
+    assert_eq!(w.file.writeback(..).written, 1);
     assert_eq!(w.store.page(0).unwrap()[0], 3);
 }
 
@@ -265,7 +265,7 @@ fn truncate_unmaps_shared_and_private_pages_and_later_faults_get_sigbus() {
         w.write_byte(0, &s, shared + i * PAGE, 0x50 + i as u8);
         w.write_byte(0, &s, private + i * PAGE, 0x70 + i as u8); // COW copies
     }
-    w.file.sync();
+    w.file.writeback(..);
     let free_before = w.pool.free_frames();
     let r = w.file.truncate(4);
     assert_eq!(r.removed, 4, "{r:?}");
@@ -305,6 +305,51 @@ fn truncate_unmaps_shared_and_private_pages_and_later_faults_get_sigbus() {
     assert_eq!(w.read_byte(0, &s, shared + 5 * PAGE).unwrap(), 0);
 }
 
+/// Issue 11: a hole punch clears the file's pages from every mapping but
+/// keeps a process's private copy-on-write copies (Linux keeps them: only
+/// truncate passes `even_cows`); the shared mapping reads zeroes after it,
+/// the size is unchanged, and the copies' frames are not freed.
+#[test]
+fn punch_keeps_private_copies_that_truncate_drops() {
+    let w = Rig::seeded(64, 1, 64);
+    let (s, shared) = w.mapped(8, Prot::RW, MapFlags::SHARED);
+    let private = w.map_at(&s, 0, 8, Prot::RW, MapFlags::PRIVATE);
+    for i in 0..8 {
+        w.write_byte(0, &s, shared + i * PAGE, 0x50 + i as u8);
+        w.write_byte(0, &s, private + i * PAGE, 0x70 + i as u8); // COW copies
+    }
+    w.file.writeback(..);
+    let r = w
+        .file
+        .punch_hole(2 * PAGE, 4 * PAGE)
+        .expect("MemStore punches");
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.shootdowns, 1, "one space");
+    for i in 2..6 {
+        assert_eq!(s.pte(shared + i * PAGE), 0, "the file's page is unmapped");
+        assert_ne!(s.pte(private + i * PAGE), 0, "the private copy stays");
+        assert_eq!(w.read_byte(0, &s, shared + i * PAGE).unwrap(), 0, "a hole");
+        assert_eq!(
+            w.read_byte(0, &s, private + i * PAGE).unwrap(),
+            0x70 + i as u8,
+            "the copy keeps its bytes"
+        );
+        assert!(w.store.page(i).is_none(), "the store's range is a hole");
+    }
+    for i in (0..2).chain(6..8) {
+        assert_eq!(
+            w.read_byte(0, &s, shared + i * PAGE).unwrap(),
+            0x50 + i as u8
+        );
+    }
+    assert!(w.file.load(40).is_ok(), "the size is unchanged");
+    // Truncate, by contrast, drops the copies.
+    w.file.truncate(2);
+    for i in 2..8 {
+        assert_eq!(s.pte(private + i * PAGE), 0, "even cows");
+    }
+}
+
 #[test]
 fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
     let w = Rig::seeded(64, 1, 64);
@@ -315,16 +360,13 @@ fn truncate_zeroes_pages_in_use_and_never_writes_them_back() {
     let mut buf = [1u8; 6];
     held.read(0, &mut buf).unwrap();
     assert_eq!(buf, [0; 6]);
-    // A holder's write beyond the end is refused, and changes nothing.
+    // A holder's write beyond the end: refused, the page is detached.
     assert!(matches!(
         held.write(0, b"late"),
-        Err(Error::BeyondSize {
-            offset: 24576,
-            size: 8192
-        })
+        Err(Error::Detached { index: 6 })
     ));
     drop(held);
-    let wb = w.file.sync();
+    let wb = w.file.writeback(..);
     assert_eq!((wb.written, wb.discarded), (0, 0), "{wb:?}");
     assert!(w.store.page(6).is_none(), "the file was not extended");
     assert!(matches!(

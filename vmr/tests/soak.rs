@@ -393,7 +393,7 @@ fn soak() {
     // back and compare each file with its owner's model, byte for byte.
     for (f, file) in files.iter().enumerate() {
         assert_eq!(file.map.nr_mappings(), 0);
-        let r = file.map.sync();
+        let r = file.map.writeback(..);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         let cached = file.map.cached_indices(..);
         assert_eq!(cached.len() as u64, file.map.nr_pages(), "page count");

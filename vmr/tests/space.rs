@@ -162,7 +162,7 @@ fn shared_mappings_share_and_reach_the_file() {
         vec![1],
         "munmap harvested the dirty bit"
     );
-    assert_eq!(w.file.sync().written, 1);
+    assert_eq!(w.file.writeback(..).written, 1);
     assert_eq!(&w.store.page(1).unwrap()[7..13], b"shared");
     assert_eq!(w.file.nr_mappings(), 1);
 }
@@ -211,7 +211,7 @@ fn private_writes_stay_private() {
         "private frame freed"
     );
     drop(b);
-    w.file.sync();
+    w.file.writeback(..);
     assert_eq!(
         w.store.page(0).unwrap()[0],
         0x10,
@@ -311,7 +311,7 @@ fn teardown_harvests_dirty_bits() {
         "Akaros lost these on exit"
     );
     assert_eq!(w.file.nr_mappings(), 0);
-    w.file.sync();
+    w.file.writeback(..);
     assert_eq!(&w.store.page(2).unwrap()[..4], b"exit");
 }
 
@@ -484,7 +484,7 @@ fn full_64_bit_page_indices() {
     w.machine.cpu(0).write(&s, va + PAGE, b"top").unwrap();
     s.munmap(va, 2 * PAGE).unwrap();
     assert_eq!(w.file.dirty_indices(..), vec![u64::MAX]);
-    w.file.sync();
+    w.file.writeback(..);
     assert_eq!(&w.store.page(u64::MAX).unwrap()[..3], b"top");
     assert!(
         w.store.page(0xffff_ffff).is_none(),

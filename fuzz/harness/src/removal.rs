@@ -490,7 +490,7 @@ fn writeback_thread(sh: &Shared<'_>, ops: &[[u8; 3]]) -> Vec<usize> {
                     st.hit("writeback");
                 }
                 2 => {
-                    ok_errors(&map.sync().errors, "sync");
+                    ok_errors(&map.writeback(..).errors, "sync");
                     st.hit("sync");
                 }
                 3 => {
@@ -678,7 +678,7 @@ pub fn run_input(input: &Input) -> Stats {
     for lp in failing {
         world.store.fail_writes(index_of(lp), false);
     }
-    let r = map.sync();
+    let r = map.writeback(..);
     assert!(r.errors.is_empty(), "sync errors {:?}", r.errors);
     assert!(map.dirty_indices(..).is_empty(), "dirty after sync");
     for (lp, want) in want.iter().enumerate().take(NPAGES) {

@@ -66,7 +66,7 @@ pub mod kind {
     pub const MSYNC: u8 = 12;
     /// `writeback(range(a, b))`.
     pub const WRITEBACK: u8 = 13;
-    /// `sync()`.
+    /// `writeback(..)` (formerly `sync()`).
     pub const SYNC: u8 = 14;
     /// `fail_writes(index_of(a % 12), b & 1 == 1)`.
     pub const FAIL_WRITES: u8 = 15;
@@ -541,7 +541,7 @@ impl<'m> Drv<'m> {
                 }
             }
             kind::SYNC => {
-                let r = self.map.sync();
+                let r = self.map.writeback(..);
                 self.wb_errors(&r.errors, "sync");
                 self.stats.hit("sync");
             }
@@ -1000,7 +1000,7 @@ impl<'m> Drv<'m> {
         for lp in std::mem::take(&mut self.bad_writes) {
             self.w.store.fail_writes(index_of(lp), false);
         }
-        let r = self.map.sync();
+        let r = self.map.writeback(..);
         if !r.errors.is_empty() {
             self.fail(format!("sync errors {:?}", r.errors));
         }

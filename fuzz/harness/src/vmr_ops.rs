@@ -158,7 +158,7 @@ pub enum Op {
     FreeUnused(u8),
     /// `file.writeback(span)`.
     Writeback(u8, Span),
-    /// `file.sync()`.
+    /// `file.writeback(..)`.
     Sync(u8),
     /// `MemStore::fail_reads(index, on)`.
     FailReads(u8, Pg, bool),

@@ -518,7 +518,7 @@ impl Run {
             }
             Op::Sync(f) => {
                 let f = self.file(f);
-                let r = self.files[f].map.sync();
+                let r = self.files[f].map.writeback(..);
                 self.wb_compare(f, r, Some((0, u64::MAX)));
             }
             Op::FailReads(f, p, on) | Op::FailWrites(f, p, on) => {
@@ -751,7 +751,7 @@ impl Run {
                 self.files[f].store.fail_writes(i, false);
             }
             self.model.files[f].bad_writes.clear();
-            let r = self.files[f].map.sync();
+            let r = self.files[f].map.writeback(..);
             self.wb_compare(f, r, Some((0, u64::MAX)));
             let mf = &self.model.files[f];
             assert!(mf.dirty.is_empty(), "model: dirty after sync");

@@ -35,7 +35,7 @@ fn fixture() -> (Arc<MemStore>, Arc<PageMap>) {
 /// end of the extending write if it is inside the size, zeroes after), and
 /// none past it.
 fn check(store: &MemStore, map: &PageMap, wrote_new: bool) -> u64 {
-    let r = map.sync();
+    let r = map.writeback(..);
     assert!(r.errors.is_empty(), "{r:?}");
     let size = map.size();
     assert_eq!(

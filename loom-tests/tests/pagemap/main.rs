@@ -9,14 +9,17 @@
 //! run: fix or filter the first failure to see the rest.
 #![cfg(pagemap_loom)]
 
+mod detach;
 mod dirty_removal;
 mod fault_iface;
 mod file_size;
 mod find_vs_remove;
+mod fsync;
 mod load_vs_load;
 mod mutant_killers;
 mod node_reclaim;
 mod nowait;
+mod punch;
 mod raw_locks;
 mod readahead;
 mod refcount_overflow;

@@ -120,7 +120,7 @@ fn a_failed_write_back_keeps_the_page_dirty() {
         let (dev, map) = map_over(false, 0x01);
         map.load(1).unwrap().write(0, &[0x77]).unwrap();
         dev.fail.store(true, std::sync::atomic::Ordering::Relaxed);
-        let r = map.sync();
+        let r = map.writeback(..);
         match &r.errors[..] {
             [Error::Write { index: 1, source }] => assert_eq!(source.code(), StoreError::EIO),
             other => panic!("a failed write-back was taken for a stored one: {other:?}"),
@@ -130,7 +130,7 @@ fn a_failed_write_back_keeps_the_page_dirty() {
         assert_eq!(page.flags() & flags::INFLIGHT, 0);
         drop(page);
         dev.fail.store(false, std::sync::atomic::Ordering::Relaxed);
-        let r = map.sync();
+        let r = map.writeback(..);
         assert!(r.errors.is_empty() && r.written == 1);
         assert_eq!(dev.mem.page(1).unwrap()[0], 0x77);
         "kept"

@@ -113,6 +113,11 @@ pub mod flags {
     /// The completed write-back request failed (its errno is in the high
     /// byte); its submitter takes both.
     pub(crate) const WRITE_ERROR: u32 = 1 << 12;
+    /// A truncate cut the page from its page map while someone held it:
+    /// it is in no slot any more, writes through its references are
+    /// refused, writeback and removers pass it by, and the frame's index
+    /// word counts its remaining holders (see `FramePool::orphan_put`).
+    pub const DETACHED: u32 = 1 << 13;
     /// Someone sleeps on LOCKED (internal: lets unlock skip the wake-up).
     pub(crate) const WAITERS: u32 = 1 << 15;
     /// Shift of the 8-bit errno of a failed read.
@@ -127,7 +132,10 @@ pub(crate) struct Frame {
     flags: AtomicU32,
     /// Id of the owning page map (0 when free).
     owner: AtomicU32,
-    /// Page index while owned.
+    /// Page index while owned; once the frame is DETACHED, the count of
+    /// its holders (the "orphan" count that the slot word kept before: a
+    /// detached frame has no index, so the word is free, and the frame
+    /// stays 16 bytes).
     index: AtomicU64,
 }
 
@@ -472,13 +480,57 @@ impl FramePool {
         f.flags.store(initial_flags, Ordering::Relaxed);
     }
 
-    /// The (owner, index) of an owned frame.
+    /// The (owner, index) of an owned frame (the index word is the orphan
+    /// count once DETACHED). Acquire on the index: pairs with
+    /// [`set_orphans`](Self::set_orphans)' Release, so a reader who sees a
+    /// count there also sees the DETACHED flag set before it.
     pub(crate) fn owner(&self, id: FrameId) -> (u32, u64) {
         let f = self.frame(id);
         (
             f.owner.load(Ordering::Relaxed),
-            f.index.load(Ordering::Relaxed),
+            f.index.load(Ordering::Acquire),
         )
+    }
+
+    /// Truncate, detaching a held page (DETACHED already set, the page
+    /// still in its slot): `holders` is the slot's count it is about to
+    /// take out of the slot word. Written before the slot CAS that detaches
+    /// the page (and again if that CAS fails), so no holder can reach this
+    /// count before it is right. Release: pairs with `owner`'s Acquire.
+    pub(crate) fn set_orphans(&self, id: FrameId, holders: u64) {
+        self.frame(id).index.store(holders, Ordering::Release);
+    }
+
+    /// Holders of a detached frame now.
+    pub(crate) fn orphans(&self, id: FrameId) -> u64 {
+        // Relaxed: a snapshot for reports.
+        self.frame(id).index.load(Ordering::Relaxed)
+    }
+
+    /// One more holder of a detached frame (a `try_clone` of a detached
+    /// reference), refused at `max`. Relaxed: the caller is a holder, so
+    /// the count cannot reach zero meanwhile and nothing is published.
+    pub(crate) fn orphan_get(&self, id: FrameId, max: u64) -> bool {
+        let index = &self.frame(id).index;
+        let mut old = index.load(Ordering::Relaxed);
+        loop {
+            if old >= max {
+                return false;
+            }
+            match index.compare_exchange_weak(old, old + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(seen) => old = seen,
+            }
+        }
+    }
+
+    /// One holder fewer of a detached frame; `true` for the last one, who
+    /// then owns the frame (and frees it). AcqRel: every holder's accesses
+    /// (Release) happen-before the last one's free (Acquire).
+    pub(crate) fn orphan_put(&self, id: FrameId) -> bool {
+        let old = self.frame(id).index.fetch_sub(1, Ordering::AcqRel);
+        assert!(old > 0, "put of detached frame {id:?} with no holder");
+        old == 1
     }
 
     /// Current flags. Acquire: pairs with the Release of whoever set them

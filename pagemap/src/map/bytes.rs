@@ -10,6 +10,10 @@ use crate::PAGE_SIZE;
 use super::size::Extending;
 use super::{end_of, PageMap};
 
+/// Pages a sequential [`PageMap::read_at`] reads ahead on a miss (128 KiB,
+/// Linux's default `read_ahead_kb`).
+pub const READAHEAD_WINDOW: u64 = 32;
+
 impl PageMap {
     /// Reads up to `buf.len()` bytes at byte `offset` of the file into
     /// `buf`, loading the pages as needed; returns how many were read: fewer
@@ -46,7 +50,15 @@ impl PageMap {
             let index = pos / PAGE_SIZE as u64;
             let off = (pos % PAGE_SIZE as u64) as usize;
             let n = (PAGE_SIZE - off).min(len - done);
-            let page = match self.load(index) {
+            let page = match self.find(index) {
+                Ok(Some(page)) => Ok(page), // the hit: lock-free
+                _ => {
+                    let last = (offset + len as u64 - 1) / PAGE_SIZE as u64;
+                    self.read_ahead_for(index, last);
+                    self.load(index)
+                }
+            };
+            let page = match page {
                 Ok(page) => page,
                 // A shrink meanwhile (BeyondEof) or a failed load: short.
                 Err(_) if done > 0 => break,
@@ -55,7 +67,34 @@ impl PageMap {
             page.read(off, &mut buf[done..done + n])?;
             done += n;
         }
+        if done > 0 {
+            let next = (offset + done as u64).div_ceil(PAGE_SIZE as u64);
+            // Relaxed: a hint for the next read's readahead, nothing else.
+            self.ra_next.store(next, Ordering::Relaxed);
+        }
         Ok(done)
+    }
+
+    /// On a `read_at` miss at page `index` of a read ending at page `last`:
+    /// reads the missing pages ahead with one vectored read per extent
+    /// ([`readahead`](Self::readahead)): the rest of the request, and if
+    /// the read is sequential (it starts where the last one ended, or at
+    /// page 0) a window of [`READAHEAD_WINDOW`] pages, at most a quarter of
+    /// the pool. Errors are left to the load that follows, which reads the
+    /// page alone and reports its own.
+    fn read_ahead_for(&self, index: u64, last: u64) {
+        // Relaxed: a hint (see `ra_next`).
+        let sequential = index == 0 || index == self.ra_next.load(Ordering::Relaxed);
+        let request = last - index + 1;
+        let window = if sequential {
+            request.max(READAHEAD_WINDOW)
+        } else {
+            request
+        };
+        let window = window.min((self.pool.capacity() / 4).max(1) as u64);
+        if window > 1 {
+            let _ = self.readahead(index, window);
+        }
     }
 
     /// Writes `data` at byte `offset` of the file, across as many pages as
@@ -143,7 +182,9 @@ impl PageMap {
             let index = pos / PAGE_SIZE as u64;
             let off = (pos % PAGE_SIZE as u64) as usize;
             let n = (PAGE_SIZE - off).min(data.len() - done);
-            let page = match self.load(index) {
+            // With `ext` this thread holds the invalidate lock (exclusive):
+            // the miss must not take it again.
+            let page = match self.load_with(index, ext.is_some()) {
                 Ok(page) => page,
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),

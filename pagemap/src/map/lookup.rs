@@ -55,6 +55,11 @@ impl PageMap {
         match slot.get_fast(allow_loading, limit) {
             Ok(word) => Ok(Some(self.page_ref(slot, word, index))),
             Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
+            // Our refused count was detached with the page: put it there.
+            Err(Refused::Detached(frame)) => {
+                self.put_detached(frame);
+                self.miss(index)
+            }
             Err(_) => self.miss(index),
         }
     }
@@ -94,9 +99,13 @@ impl PageMap {
         let slot: &'a Slot = unsafe { &*(slot as *const Slot) };
         let frame = word.frame().expect("held slot has a frame");
         // The insert set the owner before publishing (Akaros did not: defect 2).
-        debug_assert_eq!(
-            self.pool.owner(frame),
-            (self.id, index),
+        // A truncate detaching the page meanwhile reuses the index word for
+        // its holder count, after setting DETACHED (see `FramePool::owner`).
+        debug_assert!(
+            {
+                let (owner, at) = self.pool.owner(frame);
+                owner == self.id && (at == index || self.pool.flags(frame) & flags::DETACHED != 0)
+            },
             "frame owner not published"
         );
         PageRef {
@@ -116,15 +125,36 @@ impl PageMap {
     /// store's [`max_size`](crate::BackingStore::max_size) is refused
     /// ([`Error::BeyondMaxSize`]), as [`find`](Self::find) refuses it.
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
+        self.load_with(index, false)
+    }
+
+    /// [`load`](Self::load); `invalidate_held`: the caller holds the
+    /// invalidate lock (an extending `write_at` holds it exclusively), so a
+    /// miss must not take it again (it is not recursive: that would wait
+    /// for itself).
+    pub(crate) fn load_with(
+        &self,
+        index: u64,
+        invalidate_held: bool,
+    ) -> Result<PageRef<'_>, Error> {
         // The store's limit first: such a page can never exist, whatever
         // the size becomes.
         self.check_max(index)?;
         self.check_end(index)?;
+        // The hit: no lock, no allocation.
+        if let Some(page) = self.take(index, true, slot::Limit::User)? {
+            return self.wait_uptodate(page, invalidate_held);
+        }
+        // The miss: under the invalidate lock, shared, from the insert to
+        // the end of the read, so a hole punch (exclusive) sees either the
+        // page cached or the store already punched, never a read of the
+        // old bytes landing in between (Linux's `filemap_create_folio`).
+        let _invalidate = (!invalidate_held).then(|| self.invalidate_lock.read());
         loop {
             if let Some(page) = self.take(index, true, slot::Limit::User)? {
-                return self.wait_uptodate(page);
+                return self.wait_uptodate(page, true);
             }
-            // Miss: allocate and initialise the frame before taking the lock.
+            // Allocate and initialise the frame before taking the lock.
             let frame = self.pool.alloc()?;
             self.pool
                 .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
@@ -198,18 +228,36 @@ impl PageMap {
     }
 
     /// Waits for a page we hold to be up to date, or fills it ourselves if
-    /// nobody is loading it (a previous read failed).
-    fn wait_uptodate<'a>(&'a self, page: PageRef<'a>) -> Result<PageRef<'a>, Error> {
+    /// nobody is loading it (a previous read failed). `shared`: we hold the
+    /// invalidate lock shared, which a read from the store needs (see
+    /// [`load`](Self::load)); without it we take it before any read.
+    fn wait_uptodate<'a>(&'a self, page: PageRef<'a>, shared: bool) -> Result<PageRef<'a>, Error> {
         // An ERROR already there when we arrive is an earlier read's: we
         // retry rather than report it (found by the loom model
         // stale_read_error). Only a read that fails while we wait is ours.
         let stale = self.pool.flags(page.frame) & flags::ERROR != 0;
+        // A truncate may detach the page while we wait (it cut `index`
+        // off): the load fails as one after the truncate would.
+        let detached = |page: &PageRef<'_>| Error::BeyondEof {
+            index: page.index,
+            end: self.end(),
+        };
         loop {
-            if !page.slot.load().is_loading() {
+            let w = page.slot.load();
+            if !slot::holds(w, page.frame) {
+                return Err(detached(&page));
+            }
+            if !w.is_loading() {
                 return Ok(page);
             }
             if self.pool.try_lock(page.frame) {
-                if !page.slot.load().is_loading() {
+                // Truncate detaches under the page lock: stable from here.
+                let w = page.slot.load();
+                if !slot::holds(w, page.frame) {
+                    self.pool.unlock(page.frame);
+                    return Err(detached(&page));
+                }
+                if !w.is_loading() {
                     self.pool.unlock(page.frame);
                     return Ok(page);
                 }
@@ -220,6 +268,14 @@ impl PageMap {
                     self.pool.unlock(page.frame);
                     let index = page.index;
                     return Err(Error::Read { index, source });
+                }
+                if !shared {
+                    // The invalidate lock comes before the page lock (a
+                    // hole punch zeroes pages under both): let go, take it,
+                    // and look again.
+                    self.pool.unlock(page.frame);
+                    let _invalidate = self.invalidate_lock.read();
+                    return self.wait_uptodate(page, true);
                 }
                 return self.fill(page);
             }
@@ -246,7 +302,7 @@ impl PageMap {
             }
         });
         if won.is_ok() {
-            self.tree.remove_yanked(index, &g);
+            self.tree.remove_yanked(index, self.may_unlink(), &g);
             self.nr_pages.fetch_sub(1, Ordering::Relaxed);
             drop(g);
             self.pool.free(frame);

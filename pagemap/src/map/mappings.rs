@@ -10,6 +10,8 @@ use crate::frame::{flags, FrameId};
 use crate::mapper::Mapper;
 use crate::radix::Mark;
 use crate::rmap::MappingId;
+use crate::slot;
+use crate::sync::epoch;
 
 use super::{inclusive, PageMap};
 
@@ -61,6 +63,11 @@ impl PageMap {
     /// mark. The caller holds the page or is the remover that owns it.
     pub(crate) fn mark_frame_dirty(&self, index: u64, frame: FrameId) {
         self.pool.lock(frame);
+        if self.pool.flags(frame) & flags::DETACHED != 0 {
+            // Cut off by a truncate (under this lock): no file data.
+            self.pool.unlock(frame);
+            return;
+        }
         let old = self.pool.set_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
         if old & flags::DIRTY == 0 {
@@ -70,9 +77,19 @@ impl PageMap {
 
     /// Brings the tree's DIRTY mark in line with the page's DIRTY flag.
     /// Every clean<->dirty flag change is followed by one of these, so the
-    /// last one (under the writer lock) sees the final state.
+    /// last one (under the writer lock) sees the final state. Nothing if
+    /// the slot no longer holds `frame`: the page was detached, and the
+    /// mark at `index` is a newer page's (or none).
     pub(crate) fn sync_dirty_mark(&self, index: u64, frame: FrameId) {
         let g = self.tree.lock();
+        let guard = epoch::pin();
+        if !self
+            .tree
+            .lookup(index, &guard)
+            .is_some_and(|s| slot::holds(s.load(), frame))
+        {
+            return;
+        }
         if self.pool.flags(frame) & flags::DIRTY != 0 {
             self.tree.set_mark(index, Mark::Dirty, &g);
         } else {

@@ -14,15 +14,17 @@
 //!   the frame's DIRTY flag;
 //! * `writeback`: writeback and sync (contiguous dirty pages as one
 //!   extent), and the write of one page;
+//! * `writeback`: writeback and fsync, and the write of one page;
 //! * `reclaim`: free_unused, and what every remover shares with it (taking
 //!   a REMOVAL mark back, the remover's write-back hold, the final yank);
 //! * `inspect`: read-only views (holders, memory, iteration, the dump).
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
 use core::ops::{Bound, RangeBounds};
 
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::frame::FramePool;
 use crate::radix::RadixTree;
 use crate::rmap::ReverseMap;
@@ -30,6 +32,7 @@ use crate::store::{BackingStore, Store, SubmitStore};
 use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 
 mod bytes;
+pub use bytes::READAHEAD_WINDOW;
 mod inspect;
 mod lookup;
 mod mappings;
@@ -44,8 +47,8 @@ pub use page_ref::{OwnedPageRef, PageRef};
 pub(crate) use reclaim::Scratch;
 pub use reclaim::{FreeReport, REMOVE_BATCH};
 pub(crate) use writeback::record;
-pub(crate) use writeback::Wrote;
-pub use writeback::{WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS};
+pub use writeback::{FsyncError, WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS};
+pub(crate) use writeback::{WbPolicy, WriteErrors, Wrote};
 
 static NEXT_MAP_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
 
@@ -105,9 +108,19 @@ pub struct PageMap {
     /// data. `u64::MAX` otherwise. A store-buffering pair with the faults'
     /// counts, as `end` is (see `size`).
     pub(crate) extending: AtomicU64,
-    /// Linux's `invalidate_lock`: truncate holds it exclusively (lock order:
-    /// before `remover`); paths that copy entries of this file's pages from
-    /// one mapping to another without the page lock (fork) hold it shared.
+    /// The page after the last one [`read_at`](Self::read_at) read: a
+    /// read starting there is sequential and reads ahead (Linux's
+    /// `file_ra_state.prev_pos`, one stream per map). A hint: Relaxed.
+    pub(crate) ra_next: AtomicU64,
+    /// Linux's `invalidate_lock`. Exclusive: size changes (truncate,
+    /// `set_size`, a `write_at` past the size), remove-or-zero and hole punch, for their whole run (a
+    /// punch across both its halves, cache then store). Shared: the miss
+    /// path of a load (and so of a fault), from its insert to the end of its
+    /// read from the store, never a hit; and paths that copy entries of this
+    /// file's pages from one mapping to another without the page lock
+    /// (fork). Lock order: before `remover`, before the tree's writer lock
+    /// and page locks. Not recursive: a thread holding it shared must not
+    /// miss in `load` (a waiting writer blocks the second read).
     pub(crate) invalidate_lock: RwLock<()>,
     /// The first page that ends beyond the store's
     /// [`max_size`](BackingStore::max_size) (`u64::MAX`: no limit); loads,
@@ -115,6 +128,17 @@ pub struct PageMap {
     pub(crate) max_pages: u64,
     /// The store's `max_size`, for the error that refuses a page.
     pub(crate) max_size: u64,
+    /// The write errors kept for [`fsync`](Self::fsync) to report (Linux's
+    /// `errseq_t` in `address_space.wb_err`). A leaf lock, taken under a
+    /// page's WRITEBACK bit.
+    pub(crate) write_error: Mutex<WriteErrors>,
+    /// Set by [`close`](Self::close), which wrote back already: `Drop`
+    /// then only frees the frames.
+    closed: bool,
+    /// Frames a truncate detached that still have holders. While any has,
+    /// removers leave nodes that become empty linked (empty, reused by
+    /// later inserts): a detached holder's put still reads its old slot.
+    pub(crate) detached: AtomicU64,
 }
 
 /// `ceil(size / PAGE_SIZE)`: the first page beyond a file of `size` bytes
@@ -220,20 +244,27 @@ impl PageMap {
             end: AtomicU64::new(end_of(size)),
             size: AtomicU64::new(size),
             extending: AtomicU64::new(u64::MAX),
+            ra_next: AtomicU64::new(0),
             invalidate_lock: RwLock::new(()),
             max_pages,
             max_size,
+            write_error: Mutex::new(WriteErrors::default()),
+            closed: false,
+            detached: AtomicU64::new(0),
         })
     }
 
-    /// Holds off [`truncate`](Self::truncate) (Linux's
+    /// Holds off [`truncate`](Self::truncate) and
+    /// [`punch_hole`](Self::punch_hole) (Linux's
     /// `filemap_invalidate_lock_shared`) while the caller copies page table
     /// entries that show this file's pages, or private copies of them, from
     /// one mapping into another (fork does, for private mappings): truncate
     /// then zaps either the source before the copy or both after it, never
     /// the source alone. Not needed (nor to be held) by faults, which use a
-    /// [`map_page`](Self::map_page). Do not take it twice in one thread:
-    /// a truncate waiting between the two would deadlock.
+    /// [`map_page`](Self::map_page); a [`load`](Self::load) that misses
+    /// takes it itself. Do not take it twice in one thread, and do not
+    /// [`load`](Self::load) a page of this map while holding it: a truncate
+    /// or punch waiting between the two would deadlock.
     pub fn invalidate_lock_shared(&self) -> RwLockReadGuard<'_, ()> {
         self.invalidate_lock.read()
     }
@@ -350,6 +381,37 @@ impl PageMap {
     pub fn nr_pages(&self) -> u64 {
         self.nr_pages.load(Ordering::Relaxed)
     }
+
+    /// Pages a truncate cut off while they were held whose holders have
+    /// not all let go yet (their frames return to the pool at the last
+    /// put; see [`PageRef::is_detached`]).
+    pub fn nr_detached(&self) -> u64 {
+        // Relaxed: a snapshot.
+        self.detached.load(Ordering::Relaxed)
+    }
+
+    /// Whether a remover may unlink nodes that became empty: not while a
+    /// detached page has holders, whose puts read their old slots. Acquire:
+    /// pairs with the Release decrement of the last such put, after its
+    /// last read of a slot. Called under the writer lock, under which a
+    /// truncate counts a page it detaches before emptying its slot.
+    pub(crate) fn may_unlink(&self) -> bool {
+        self.detached.load(Ordering::Acquire) == 0
+    }
+
+    /// The put of a holder of a detached frame: the last one frees it.
+    /// Out of line: kept off the put's hot path.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn put_detached(&self, frame: crate::frame::FrameId) {
+        if self.pool.orphan_put(frame) {
+            self.pool.free(frame);
+            // Release: this put's (and, through the orphan count's AcqRel,
+            // every earlier holder's) reads of the old slot happen-before a
+            // remover that sees the count drop and unlinks the node.
+            self.detached.fetch_sub(1, Ordering::Release);
+        }
+    }
 }
 
 impl fmt::Debug for PageMap {
@@ -362,18 +424,129 @@ impl fmt::Debug for PageMap {
     }
 }
 
+/// What [`PageMap::close`] could not do. Every frame was freed all the
+/// same: the pages in `lost` are gone from the cache, their data not
+/// written.
+#[derive(Debug)]
+pub struct CloseError {
+    /// Every page that could not be written (index, error), all of them:
+    /// this is the data lost, so no bound applies.
+    pub lost: Vec<(u64, Error)>,
+    /// A write error met since the last fsync by another write-back, as
+    /// [`FsyncError::earlier`].
+    pub earlier: Option<Error>,
+    /// The store's sync failed: what it acknowledged may not survive a
+    /// crash.
+    pub sync: Option<StoreError>,
+}
+
+impl fmt::Display for CloseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "closing the page map failed:")?;
+        if let Some((index, e)) = self.lost.first() {
+            write!(
+                f,
+                " {} pages lost (first: page {index}: {e});",
+                self.lost.len()
+            )?;
+        }
+        if let Some(e) = &self.earlier {
+            write!(f, " an earlier write failed: {e};")?;
+        }
+        if let Some(e) = &self.sync {
+            write!(f, " syncing the store failed: {e};")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for CloseError {}
+
+/// A write-back that keeps every page it failed to write, with no bound
+/// (close and drop: those pages are about to be lost).
+#[derive(Default)]
+struct Lost(Vec<(u64, Error)>);
+
+impl WbPolicy for Lost {
+    fn done(&mut self, index: u64, result: &Result<Wrote, Error>) {
+        if let Err(e) = result {
+            self.0.push((index, e.clone()));
+        }
+    }
+
+    fn keep_errors(&self) -> bool {
+        false // reported by the close (or logged by the drop) itself
+    }
+}
+
+impl PageMap {
+    /// Closes the file: [`fsync`](Self::fsync), then frees every frame.
+    /// Unlike a drop, which writes back on a best-effort basis and can only
+    /// log what it loses, this returns every page it could not write.
+    ///
+    /// A map shared through an `Arc` (with a [`Flusher`](crate::Flusher),
+    /// [`OwnedPageRef`]s, mappings) is closed by its last user, once the
+    /// others are gone (a flusher stopped, owned references dropped):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pagemap::{FramePool, MemStore, PageMap};
+    ///
+    /// let map = Arc::new(PageMap::new(Arc::new(FramePool::new(4).unwrap()), Arc::new(MemStore::new())));
+    /// map.load(0).unwrap().write(0, b"bye").unwrap();
+    /// // `Arc::into_inner` (or `Arc::try_unwrap`) hands the map back only
+    /// // to the last holder; another holder would get `None`, and should
+    /// // `fsync` instead.
+    /// let map = Arc::into_inner(map).expect("no other holder");
+    /// map.close().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`CloseError`]: the pages lost, an earlier write error not yet
+    /// reported by an fsync, or the store's failed sync.
+    pub fn close(mut self) -> Result<(), CloseError> {
+        let mut lost = Lost::default();
+        let FsyncError { earlier, sync, .. } = self.fsync_with(&mut lost);
+        // Drop frees the frames, without writing back again.
+        self.closed = true;
+        drop(self);
+        if lost.0.is_empty() && earlier.is_none() && sync.is_none() {
+            Ok(())
+        } else {
+            Err(CloseError {
+                lost: lost.0,
+                earlier,
+                sync,
+            })
+        }
+    }
+}
+
 impl Drop for PageMap {
-    /// Writes back dirty pages (best effort: call [`PageMap::sync`] first to
-    /// see errors), then returns every frame to the pool.
+    /// Writes back dirty pages (best effort, and without a sync of the
+    /// store: [`PageMap::close`] returns what it could not write, and
+    /// syncs), logging every page it could not write, whose data is lost,
+    /// through the `log` facade (at most [`MAX_REPORTED_ERRORS`] lines, then
+    /// a count); then returns every frame to the pool.
     fn drop(&mut self) {
-        let report = self.sync();
-        for e in &report.errors {
+        if !self.closed {
+            let mut lost = Lost::default();
+            self.writeback_with(.., &mut lost);
             // The log facade: a kernel has no stderr (and a library should
             // not print); the kernel's or the application's logger shows it.
-            log::error!(
-                "pagemap: dropping page map #{}: {e}; that page's data is lost",
-                self.id
-            );
+            for (_, e) in lost.0.iter().take(MAX_REPORTED_ERRORS) {
+                log::error!(
+                    "pagemap: dropping page map #{}: {e}; that page's data is lost",
+                    self.id
+                );
+            }
+            if lost.0.len() > MAX_REPORTED_ERRORS {
+                log::error!(
+                    "pagemap: dropping page map #{}: {} pages could not be written; their data is lost",
+                    self.id,
+                    lost.0.len()
+                );
+            }
         }
         let guard = epoch::pin();
         let mut from = 0;

@@ -13,7 +13,15 @@ use super::PageMap;
 /// A counted reference to a cached page (a slot holder). Dropping it is the put.
 ///
 /// While it lives the page cannot be removed, and its contents can be read and
-/// written without any lock on the map.
+/// written without any lock on the map. The one exception is a
+/// [`truncate`](PageMap::truncate) that cuts the page off: it takes the page
+/// out of the cache anyway (zeroed, as the file now reads there) and leaves
+/// this reference *detached* ([`is_detached`](Self::is_detached)): it still
+/// reads, its writes fail with [`Error::Detached`], and its frame goes back
+/// to the pool at the last put. A load of the same index after the file
+/// grows again gets a fresh page, so nothing written through an old
+/// reference can resurface (Linux's truncate likewise takes the folio out of
+/// the mapping while it is referenced).
 pub struct PageRef<'a> {
     pub(super) map: &'a PageMap,
     pub(crate) slot: &'a Slot,
@@ -42,9 +50,22 @@ impl<'a> PageRef<'a> {
         self.map.pool.flags(self.frame)
     }
 
-    /// Whether the contents are valid.
+    /// Whether the contents are valid (a detached page's are: zeroes,
+    /// unless it was detached before any read succeeded).
     pub fn is_uptodate(&self) -> bool {
-        !self.slot.load().is_loading()
+        let w = self.slot.load();
+        if slot::holds(w, self.frame) {
+            !w.is_loading()
+        } else {
+            self.flags() & flags::UPTODATE != 0
+        }
+    }
+
+    /// Whether a truncate cut this page out of the cache while it was held
+    /// (see the type's docs): writes through it fail with
+    /// [`Error::Detached`].
+    pub fn is_detached(&self) -> bool {
+        self.flags() & flags::DETACHED != 0
     }
 
     /// Whether the page differs from the backing store.
@@ -52,9 +73,15 @@ impl<'a> PageRef<'a> {
         self.flags() & flags::DIRTY != 0
     }
 
-    /// Holders of this page now (this one included).
+    /// Holders of this page now (this one included; for a detached page,
+    /// its remaining holders).
     pub fn holders(&self) -> u64 {
-        self.slot.load().refs()
+        let w = self.slot.load();
+        if slot::holds(w, self.frame) {
+            w.refs()
+        } else {
+            self.map.pool.orphans(self.frame)
+        }
     }
 
     /// Copies bytes out of the page. Lock-free; a concurrent writer's bytes
@@ -76,6 +103,10 @@ impl<'a> PageRef<'a> {
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] if the range leaves the page;
+    /// [`Error::Detached`] if a truncate cut the page off (nothing is
+    /// written; checked under the page lock, under which truncate detaches,
+    /// so a write either lands before the cut, and is discarded with the
+    /// page, or is refused);
     /// [`Error::BeyondSize`] if it reaches bytes at or past the file's size
     /// ([`PageMap::size`]; a write-back would drop them, so nothing is
     /// written: extend the file with
@@ -96,6 +127,10 @@ impl<'a> PageRef<'a> {
             });
         }
         pool.lock(self.frame);
+        if pool.flags(self.frame) & flags::DETACHED != 0 {
+            pool.unlock(self.frame);
+            return Err(Error::Detached { index: self.index });
+        }
         // Under the page lock: a size change that cuts into or extends over
         // this page takes it too, and a write-back reads the size under it,
         // so the bytes we copy are the ones the next write-back writes.
@@ -123,7 +158,8 @@ impl<'a> PageRef<'a> {
     ///
     /// Under the page lock, so that it cannot fall between a writeback's
     /// snapshot and its clearing of DIRTY (which would clean the page
-    /// without the writes this mark stands for).
+    /// without the writes this mark stands for). A detached page stays
+    /// clean: it belongs to no file offset.
     pub fn mark_dirty(&self) {
         self.map.mark_frame_dirty(self.index, self.frame);
     }
@@ -135,20 +171,31 @@ impl<'a> PageRef<'a> {
         }
     }
 
-    /// Another reference to the same page.
+    /// Another reference to the same page (detached too if this one is).
     pub fn try_clone(&self) -> Result<PageRef<'a>, Error> {
-        let (_, w) = self.slot.update(slot::get).map_err(|r| match r {
-            Refused::Overflow => Error::RefcountOverflow { index: self.index },
-            _ => unreachable!("a held slot is present"),
-        })?;
-        Ok(self.map.page_ref(self.slot, w, self.index))
+        let overflow = Error::RefcountOverflow { index: self.index };
+        match self.slot.get_of(self.frame) {
+            Ok(w) => Ok(self.map.page_ref(self.slot, w, self.index)),
+            Err(Some(Refused::Overflow)) => Err(overflow),
+            Err(Some(r)) => unreachable!("a held slot is present: {r:?}"),
+            // Detached: count on the frame (we hold it, so it stays).
+            Err(None) if self.map.pool.orphan_get(self.frame, slot::MAX_REFS) => Ok(PageRef {
+                map: self.map,
+                slot: self.slot,
+                frame: self.frame,
+                index: self.index,
+            }),
+            Err(None) => Err(overflow),
+        }
     }
 }
 
 impl Drop for PageRef<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.slot.put();
+        if self.slot.put_of(self.frame).is_err() {
+            self.map.put_detached(self.frame);
+        }
     }
 }
 

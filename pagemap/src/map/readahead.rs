@@ -67,6 +67,10 @@ impl PageMap {
 
     /// One window of at most [`MAX_EXTENT`] pages; returns the pages read.
     fn readahead_extent(&self, first: u64, want: usize) -> Result<usize, Error> {
+        // As a load's miss: the invalidate lock, shared, from the inserts to
+        // the end of the read, so a hole punch (exclusive) never sees a read
+        // of the store's old bytes land in the cache between its halves.
+        let _invalidate = self.invalidate_lock.read();
         // Both are u64::MAX when there is none: `min` keeps the other.
         let limit = self.end().min(self.max_pages);
         let want = (want as u64).min(limit.saturating_sub(first)) as usize;

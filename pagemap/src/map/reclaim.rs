@@ -259,7 +259,7 @@ impl PageMap {
                 self.pool.clear_flags(frame, flags::DIRTY);
                 *discarded += 1;
             }
-            let f = self.tree.remove_yanked(index, &g);
+            let f = self.tree.remove_yanked(index, self.may_unlink(), &g);
             debug_assert_eq!(f, Some(frame));
             self.nr_pages.fetch_sub(1, Ordering::Relaxed);
             true

@@ -3,9 +3,10 @@
 //! make it run forever), each under WRITEBACK.
 
 use alloc::vec::Vec;
+use core::fmt;
 use core::ops::RangeBounds;
 
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::frame::{flags, FrameId};
 use crate::mapper::Harvest;
 use crate::radix::Mark;
@@ -60,9 +61,112 @@ pub struct WritebackReport {
     pub errors_dropped: u64,
 }
 
+/// How a writeback treats each page: which to write this time, and what
+/// writing one did. The plain writeback's ([`All`]) wants every page and
+/// ignores outcomes, its methods inlined to nothing; a
+/// [`Flusher`](crate::Flusher)'s skips pages waiting out a backoff.
+pub(crate) trait WbPolicy {
+    /// Whether to write dirty page `index` this time. Asked while tagging,
+    /// under the writer lock: it must take no lock.
+    #[inline]
+    fn want(&mut self, _index: u64) -> bool {
+        true
+    }
+
+    /// What writing page `index` did.
+    #[inline]
+    fn done(&mut self, _index: u64, _result: &Result<Wrote, Error>) {}
+
+    /// Whether a write error is also kept for the next
+    /// [`fsync`](PageMap::fsync) (see [`WriteErrors`]): yes,
+    /// but for close and drop, which own the map (no concurrent fsync) and
+    /// report every failed page themselves.
+    #[inline]
+    fn keep_errors(&self) -> bool {
+        true
+    }
+}
+
+/// Every page, outcomes ignored: [`PageMap::writeback`].
+pub(crate) struct All;
+
+impl WbPolicy for All {}
+
+/// What an [`fsync`](PageMap::fsync) that failed saw. The pages it could
+/// not write stay dirty and cached, and are retried by later write-backs;
+/// an fsync that then succeeds covers them.
+#[derive(Debug)]
+pub struct FsyncError {
+    /// The write-back this fsync ran: its `errors` are the pages it could
+    /// not write.
+    pub report: WritebackReport,
+    /// The latest write error met by another write-back (a
+    /// [`Flusher`](crate::Flusher)'s round, an msync, a removal's
+    /// write-back, a concurrent fsync) after this fsync began, or before it
+    /// but not yet reported by an fsync: kept so that it is not swallowed
+    /// (Linux's `errseq_t`). Its page may have been written since (a later
+    /// attempt succeeding): it still says a write failed.
+    pub earlier: Option<Error>,
+    /// The store's [`sync`](crate::BackingStore::sync) failed: what it had
+    /// acknowledged may not survive a crash.
+    pub sync: Option<StoreError>,
+}
+
+impl FsyncError {
+    /// `Ok` with the report if nothing failed.
+    fn into_result(self) -> Result<WritebackReport, FsyncError> {
+        let r = &self.report;
+        if r.errors.is_empty()
+            && r.errors_dropped == 0
+            && self.earlier.is_none()
+            && self.sync.is_none()
+        {
+            Ok(self.report)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The first error: this fsync's first page, else the earlier write
+    /// error, else the store's sync ([`Error::Sync`]).
+    ///
+    /// # Panics
+    /// If it holds no error (never for one an fsync returned).
+    pub fn error(&self) -> Error {
+        match (self.report.errors.first(), &self.earlier, self.sync) {
+            (Some(e), _, _) | (None, Some(e), _) => e.clone(),
+            (None, None, Some(source)) => Error::Sync { source },
+            // Not built without an error (see `PageMap::fsync`).
+            (None, None, None) => unreachable!("an FsyncError without an error"),
+        }
+    }
+}
+
+impl fmt::Display for FsyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pages = self.report.errors.len() as u64 + self.report.errors_dropped;
+        write!(f, "fsync failed: {}", self.error())?;
+        if pages > 1 {
+            write!(f, " ({pages} pages not written)")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for FsyncError {}
+
+impl From<FsyncError> for Error {
+    /// [`FsyncError::error`]: for `?` in functions returning [`Error`].
+    fn from(e: FsyncError) -> Self {
+        e.error()
+    }
+}
+
 impl PageMap {
-    /// Writes back the dirty pages in `range` (msync; [`sync`](Self::sync)
-    /// for all of them; a [`Flusher`](crate::Flusher) calls it periodically).
+    /// Writes back the dirty pages in `range` and waits for them, with no
+    /// sync of the store (Linux's `filemap_write_and_wait_range`; msync;
+    /// [`fsync`](Self::fsync) makes them durable; a
+    /// [`Flusher`](crate::Flusher) calls this periodically).
     ///
     /// First every mapping of the range write-protects and cleans its page
     /// table entries ([`Mapper::clean`](crate::Mapper::clean)), marking the
@@ -78,8 +182,19 @@ impl PageMap {
     /// held but its WRITEBACK bit, so the store may
     /// see a write made meanwhile, even half of one (no stable pages); such
     /// a write leaves the page dirty, so the next write-back stores it. A
-    /// write error leaves the page dirty and is reported.
+    /// write error leaves the page dirty and is reported, here and by the
+    /// next [`fsync`](Self::fsync).
     pub fn writeback(&self, range: impl RangeBounds<u64>) -> WritebackReport {
+        self.writeback_with(range, &mut All)
+    }
+
+    /// [`writeback`](Self::writeback), writing only the pages `policy`
+    /// wants and telling it what became of each.
+    pub(crate) fn writeback_with(
+        &self,
+        range: impl RangeBounds<u64>,
+        policy: &mut impl WbPolicy,
+    ) -> WritebackReport {
         let mut report = WritebackReport::default();
         let Some((first, last)) = inclusive(&range) else {
             return report;
@@ -116,7 +231,8 @@ impl PageMap {
             // Only now: no CPU writes through the old entries any more.
             report.harvested += harvest.settle();
         }
-        self.tag_towrite(first, last);
+        self.tag_towrite(first, last, policy);
+        let keep = policy.keep_errors();
         // Extents, each in two steps, so that no page bit is held while the
         // writer lock is taken (the crate's lock order): first up to
         // MAX_EXTENT contiguous tagged pages are held and untagged (writer
@@ -132,10 +248,10 @@ impl PageMap {
             for page in held.drain(..) {
                 // Never wait for a page's locks while holding the run's
                 // WRITEBACK bits: write the run first, then wait.
-                let mut begun = self.begin_write(&page, run.is_empty());
+                let mut begun = self.begin_write(&page, run.is_empty(), true);
                 if begun == Begun::WouldBlock {
-                    self.write_run(&mut run, &mut frames, &mut report);
-                    begun = self.begin_write(&page, true);
+                    self.write_run(&mut run, &mut frames, &mut report, policy, keep);
+                    begun = self.begin_write(&page, true, true);
                 }
                 match begun {
                     // Only a file's last page is short, and nothing may
@@ -143,22 +259,24 @@ impl PageMap {
                     // hole): a short page ends the run.
                     Begun::Ready(len) if len < PAGE_SIZE => {
                         run.push((page, len));
-                        self.write_run(&mut run, &mut frames, &mut report);
+                        self.write_run(&mut run, &mut frames, &mut report, policy, keep);
                     }
                     Begun::Ready(len) => run.push((page, len)),
                     // A gap: the run so far is written first (its bits
                     // dropped before the dirty mark's writer lock).
                     Begun::Discarded => {
-                        self.write_run(&mut run, &mut frames, &mut report);
+                        self.write_run(&mut run, &mut frames, &mut report, policy, keep);
                         self.sync_dirty_mark(page.index, page.frame);
+                        policy.done(page.index, &Ok(Wrote::Discarded));
                         report.discarded += 1;
                     }
                     Begun::Clean | Begun::WouldBlock => {
-                        self.write_run(&mut run, &mut frames, &mut report)
+                        policy.done(page.index, &Ok(Wrote::Clean));
+                        self.write_run(&mut run, &mut frames, &mut report, policy, keep)
                     }
                 }
             }
-            self.write_run(&mut run, &mut frames, &mut report);
+            self.write_run(&mut run, &mut frames, &mut report, policy, keep);
         }
         report
     }
@@ -195,10 +313,9 @@ impl PageMap {
             // From the reserve: a user at the refcount limit must not keep
             // this page from being written.
             match self.get(index, slot::get_reserved) {
-                Ok(Some(page)) => {
-                    self.clear_mark(index, Mark::ToWrite);
-                    held.push(page);
-                }
+                // Its TOWRITE tag is cleared in `begin_write`, under
+                // WRITEBACK (see there).
+                Ok(Some(page)) => held.push(page),
                 Ok(None) => {
                     self.clear_mark_if_present(index, Mark::ToWrite); // removed
                     return;
@@ -219,6 +336,8 @@ impl PageMap {
         run: &mut Vec<(PageRef<'a>, usize)>,
         frames: &mut Vec<(FrameId, usize)>,
         report: &mut WritebackReport,
+        policy: &mut impl WbPolicy,
+        keep: bool,
     ) {
         let Some(first) = run.first().map(|(p, _)| p.index) else {
             return;
@@ -232,17 +351,21 @@ impl PageMap {
                 Err(e) if frames.len() == 1 => Err(e),
                 Err(_) => self.store.write(&self.pool, page.frame, page.index, *len),
             };
+            let r = r.map(|()| Wrote::Written).map_err(|source| Error::Write {
+                index: page.index,
+                source,
+            });
+            if let (Err(e), true) = (&r, keep) {
+                // For the next fsync (Linux's mapping_set_error); before
+                // WRITEBACK is released, so an fsync that waited for this
+                // write also finds it.
+                self.write_error.lock().keep(e);
+            }
             self.end_write_bits(page, r.is_ok());
+            policy.done(page.index, &r);
             match r {
-                Ok(()) => report.written += 1,
-                Err(source) => record(
-                    &mut report.errors,
-                    &mut report.errors_dropped,
-                    Error::Write {
-                        index: page.index,
-                        source,
-                    },
-                ),
+                Ok(_) => report.written += 1,
+                Err(e) => record(&mut report.errors, &mut report.errors_dropped, e),
             }
         }
         // Every bit of the run dropped: now the dirty marks (writer lock).
@@ -251,12 +374,110 @@ impl PageMap {
         }
     }
 
-    /// Writes back every dirty page.
-    pub fn sync(&self) -> WritebackReport {
-        self.writeback(..)
+    /// Writes back every dirty page, then syncs the store
+    /// ([`BackingStore::sync`](crate::BackingStore::sync): `fdatasync` for
+    /// a [`FileStore`](crate::FileStore)), so that every write made before
+    /// the call survives a crash (Linux's `vfs_fsync`). It fails if a page
+    /// could not be written, if the store's sync failed, or if a write-back
+    /// since the previous fsync met a write error (a
+    /// [`Flusher`](crate::Flusher)'s round, an msync: see
+    /// [`FsyncError::earlier`]), which is reported once, by this call.
+    ///
+    /// The store is synced even when pages failed (as Linux does): what
+    /// was written is made durable, and the failures reported.
+    ///
+    /// | call | writes dirty pages | waits for other write-backs in flight | syncs the store | write errors |
+    /// | --- | --- | --- | --- | --- |
+    /// | [`writeback(range)`](Self::writeback) (msync) | in `range` | only of pages it writes | no | in its report, and kept for the next fsync |
+    /// | `fsync()` | all | all | yes | its own and those kept since the last fsync, each once |
+    /// | [`close()`](Self::close) | all | all | yes | every lost page, and those kept; then frees every frame |
+    /// | drop | all (best effort) | only of pages it writes | no | every lost page logged (`log::error!`) |
+    /// | a [`Flusher`](crate::Flusher) round | all, but pages in backoff | only of pages it writes | if set to | in its report, and kept for the next fsync |
+    ///
+    /// A write-back in flight when this starts (another thread's, a
+    /// flusher's, a removal's) is waited for before the store is synced
+    /// (Linux's `filemap_fdatawait_range`): its page keeps the DIRTY mark
+    /// until the store returns, so after its own write-back this call waits
+    /// on the WRITEBACK bit of every page still marked dirty. The other
+    /// write-back may have taken this call's TOWRITE tag of the page (the
+    /// tag is shared), so without the wait the sync could run before that
+    /// write reached the store (the loom model `pagemap::fsync` found it).
+    /// If that write failed, its error is kept before WRITEBACK is released,
+    /// and this call reports it.
+    pub fn fsync(&self) -> Result<WritebackReport, FsyncError> {
+        let mut own = Own::default();
+        let mut e = self.fsync_with(&mut own);
+        // This call's own last error was kept too (a concurrent fsync that
+        // waited for that write must see it); it is in the report already.
+        if e.earlier.is_some() && e.earlier == own.last {
+            e.earlier = None;
+        }
+        e.into_result()
     }
 
-    fn tag_towrite(&self, first: u64, last: u64) {
+    /// [`fsync`](Self::fsync) with `policy`'s write-back (close keeps every
+    /// failed page), as an [`FsyncError`] that may hold no error.
+    pub(crate) fn fsync_with(&self, policy: &mut impl WbPolicy) -> FsyncError {
+        // Before tagging: an error kept from here on may concern a page
+        // this call counts on (another write-back, a concurrent fsync, may
+        // take its tag and fail), so it is this call's to report even if a
+        // concurrent fsync reports it too.
+        let since = self.write_error.lock().seq;
+        let report = self.writeback_with(.., policy);
+        self.wait_writebacks();
+        let sync = self.store.sync().err();
+        // After the wait and the sync: the errors of the write-backs waited
+        // for are kept by now.
+        let earlier = self.write_error.lock().check(since);
+        FsyncError {
+            report,
+            earlier,
+            sync,
+        }
+    }
+
+    /// Waits for every write-back in flight (Linux's
+    /// `filemap_fdatawait_range`). A page under write-back keeps its DIRTY
+    /// mark until after WRITEBACK is released (the mark is synced last), so
+    /// the pages still marked dirty cover every write in flight; each is
+    /// visited once, so a writer that keeps dirtying cannot keep this going.
+    fn wait_writebacks(&self) {
+        let mut from = 0;
+        loop {
+            let next = {
+                let guard = epoch::pin();
+                self.tree
+                    .next_marked(from, Mark::Dirty, &guard)
+                    .map(|(i, _)| i)
+            };
+            let Some(index) = next else {
+                break;
+            };
+            // Held (from the reserve, as writeback does), so the frame
+            // waited on is this page's.
+            match self.get(index, slot::get_reserved) {
+                // Acquire inside the wait: pairs with the write-back's
+                // Release unlock of WRITEBACK, so its kept error (stored
+                // before that unlock) is seen by `WriteErrors::check`.
+                Ok(Some(page)) => self.pool.wait_bit_clear(page.frame, flags::WRITEBACK),
+                Ok(None) => {} // removed: its write-back, if any, is over
+                Err(e) => panic!("the reserve of short holds is exhausted: {e}"),
+            }
+            match index.checked_add(1) {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+    }
+
+    /// The store's sync alone (a [`Flusher`](crate::Flusher) round's end:
+    /// it leaves the kept write error to the map's next fsync).
+    #[cfg(all(feature = "std", not(pagemap_loom)))]
+    pub(crate) fn sync_store(&self) -> Result<(), StoreError> {
+        self.store.sync()
+    }
+
+    fn tag_towrite(&self, first: u64, last: u64, policy: &mut impl WbPolicy) {
         let g = self.tree.lock();
         let guard = epoch::pin();
         let mut from = first;
@@ -264,7 +485,9 @@ impl PageMap {
             if i > last {
                 break;
             }
-            self.tree.set_mark(i, Mark::ToWrite, &g);
+            if policy.want(i) {
+                self.tree.set_mark(i, Mark::ToWrite, &g);
+            }
             match i.checked_add(1) {
                 Some(n) => from = n,
                 None => break,
@@ -297,7 +520,7 @@ impl PageMap {
     /// could reach the store after a newer one and leave stale bytes behind a
     /// clean page (caught by the stress test; Linux waits on PG_writeback).
     pub(crate) fn write_one(&self, page: &PageRef<'_>) -> Result<Wrote, Error> {
-        let len = match self.begin_write(page, true) {
+        let len = match self.begin_write(page, true, false) {
             Begun::Clean | Begun::WouldBlock => return Ok(Wrote::Clean),
             Begun::Discarded => {
                 self.sync_dirty_mark(page.index, page.frame);
@@ -305,15 +528,21 @@ impl PageMap {
             }
             Begun::Ready(len) => len,
         };
-        let result = self.store.write(&self.pool, page.frame, page.index, len);
-        self.end_write_bits(page, result.is_ok());
-        self.sync_dirty_mark(page.index, page.frame);
-        result
+        let result = self
+            .store
+            .write(&self.pool, page.frame, page.index, len)
             .map(|()| Wrote::Written)
             .map_err(|source| Error::Write {
                 index: page.index,
                 source,
-            })
+            });
+        if let Err(e) = &result {
+            // Kept for the next fsync, before WRITEBACK is released.
+            self.write_error.lock().keep(e);
+        }
+        self.end_write_bits(page, result.is_ok());
+        self.sync_dirty_mark(page.index, page.frame);
+        result
     }
 
     /// The first half of a page's write: takes WRITEBACK and the page lock
@@ -322,8 +551,16 @@ impl PageMap {
     /// drops the page lock, keeping WRITEBACK for the I/O (`Ready`; then
     /// [`end_write_bits`](Self::end_write_bits) must follow). A clean page,
     /// or a dirty one beyond the end of the file (its data dropped; the
-    /// caller syncs its dirty mark), holds nothing afterwards.
-    fn begin_write(&self, page: &PageRef<'_>, may_block: bool) -> Begun {
+    /// caller syncs its dirty mark), holds nothing afterwards. `untag`:
+    /// clear the page's TOWRITE tag (a writeback's loop) while WRITEBACK is
+    /// held, as Linux clears it when the page's writeback starts: the tag
+    /// is shared by concurrent writebacks, and one that cleared another's
+    /// tag before holding WRITEBACK would leave a window where the page is
+    /// dirty, untagged and not under write-back, which an fsync would
+    /// neither write nor wait for (the loom model `pagemap::fsync` found
+    /// it). Taking the writer lock under WRITEBACK bits is deadlock-free:
+    /// nothing waits for a page bit while holding the writer lock (a leaf).
+    fn begin_write(&self, page: &PageRef<'_>, may_block: bool, untag: bool) -> Begun {
         let frame = page.frame;
         if may_block {
             self.pool.lock_bit(frame, flags::WRITEBACK);
@@ -337,8 +574,22 @@ impl PageMap {
                 return Begun::WouldBlock;
             }
         }
+        // The tag goes once the page lock is dropped and before WRITEBACK
+        // is: under WRITEBACK alone, the one page bit the writer lock may be
+        // taken under.
+        // A detached page (a truncate cut it off after we took it) was
+        // cleaned by the truncate and can never be dirtied again; its index
+        // may hold another page by now, whose tag is not ours to clear (a
+        // truncate detaches under WRITEBACK, which we hold: this check
+        // stays true).
+        let untag = || {
+            if untag && self.pool.flags(frame) & flags::DETACHED == 0 {
+                self.clear_mark(page.index, Mark::ToWrite);
+            }
+        };
         if self.pool.flags(frame) & flags::DIRTY == 0 {
             self.pool.unlock(frame);
+            untag();
             self.pool.unlock_bit(frame, flags::WRITEBACK);
             return Begun::Clean;
         }
@@ -347,6 +598,7 @@ impl PageMap {
             // caller syncs the dirty mark, with no page bit held.)
             self.pool.clear_flags(frame, flags::DIRTY);
             self.pool.unlock(frame);
+            untag();
             self.pool.unlock_bit(frame, flags::WRITEBACK);
             return Begun::Discarded;
         }
@@ -367,6 +619,7 @@ impl PageMap {
         let len = self.valid_bytes(page.index);
         self.pool.clear_flags(frame, flags::DIRTY);
         self.pool.unlock(frame);
+        untag();
         Begun::Ready(len)
     }
 
@@ -396,6 +649,57 @@ enum Begun {
     Ready(usize),
     /// A lock was taken and the caller would not wait: nothing held.
     WouldBlock,
+}
+
+/// An fsync's own write-back: remembers its last error, which the fsync
+/// reports in its report and so not again as an earlier one. Its errors
+/// are kept like any write-back's: a concurrent fsync may have waited for
+/// that very write (its TOWRITE tag taken), and must report it.
+#[derive(Default)]
+struct Own {
+    last: Option<Error>,
+}
+
+impl WbPolicy for Own {
+    fn done(&mut self, _index: u64, result: &Result<Wrote, Error>) {
+        if let Err(e) = result {
+            self.last = Some(e.clone());
+        }
+    }
+}
+
+/// The write errors kept for fsync (Linux's `errseq_t` in
+/// `address_space.wb_err`): a count of errors kept, the latest, and how
+/// many of them some fsync has reported.
+#[derive(Debug, Default)]
+pub(crate) struct WriteErrors {
+    /// Errors kept so far.
+    seq: u64,
+    /// The latest.
+    last: Option<Error>,
+    /// `seq` when an fsync last reported.
+    reported: u64,
+}
+
+impl WriteErrors {
+    /// Keeps a write error.
+    fn keep(&mut self, e: &Error) {
+        self.seq += 1;
+        self.last = Some(e.clone());
+    }
+
+    /// For an fsync that sampled `seq` as `since` when it began: the latest
+    /// error if one was kept after that or was never reported; every error
+    /// so far counts as reported from now on.
+    fn check(&mut self, since: u64) -> Option<Error> {
+        let from = since.min(self.reported);
+        self.reported = self.seq;
+        if self.seq > from {
+            self.last.clone()
+        } else {
+            None
+        }
+    }
 }
 
 /// What [`PageMap::write_one`] did with a page.

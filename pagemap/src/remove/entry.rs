@@ -10,6 +10,7 @@ use crate::frame::flags;
 use crate::map::{inclusive, PageMap, REMOVE_BATCH};
 use crate::slot;
 use crate::sync::epoch;
+use crate::PAGE_SIZE;
 
 use super::passes::{Policy, Removal, Steps, REMOVE};
 
@@ -31,8 +32,14 @@ pub struct RemoveReport {
     /// Dirty pages whose data was dropped (remove-or-zero, truncate, or a
     /// page beyond the end of the file).
     pub discarded: u64,
-    /// Pages in use that remove-or-zero zeroed instead of removing.
+    /// Pages in use that remove-or-zero zeroed instead of removing
+    /// (truncate's detached pages included: they are zeroed too).
     pub zeroed: u64,
+    /// Pages in use that truncate took out of the cache anyway, leaving
+    /// their holders' references detached (see
+    /// [`PageRef::is_detached`](crate::PageRef::is_detached)); each also
+    /// counts in `zeroed`.
+    pub detached: u64,
     /// Shootdowns issued: one per address space mapping the range.
     pub shootdowns: u64,
     /// Dirty bits a [`Mapper::reap`](crate::Mapper::reap) reported for a
@@ -159,13 +166,15 @@ impl PageMap {
         // It frees private copies: not while a fork copies them.
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
-        self.remove_or_zero_locked(&mut scratch, first, last)
+        self.remove_or_zero_locked(&mut scratch, first, last, false)
     }
 
     /// Cuts the file at page `end`: from now on loads (and so faults) of a
     /// page at or after `end` fail with [`Error::BeyondEof`]; then
     /// everything cached or mapped from `end` on is discarded as by
-    /// [`remove_or_zero`](Self::remove_or_zero), and the store is shrunk
+    /// [`remove_or_zero`](Self::remove_or_zero), except that pages in use
+    /// leave the cache too (zeroed; their holders' references are detached:
+    /// see [`PageRef::is_detached`](crate::PageRef::is_detached)), and the store is shrunk
     /// ([`BackingStore::set_size`](crate::BackingStore::set_size)). The page
     /// granular [`set_size`](Self::set_size): the size becomes
     /// `end * PAGE_SIZE` bytes, so an `end` past the current one extends the
@@ -249,7 +258,7 @@ impl PageMap {
     /// let mut buf = [1u8; 4000];
     /// assert_eq!(map.read_at(5000, &mut buf).unwrap(), 4000);
     /// assert!(buf.iter().all(|&b| b == 0), "the cut bytes do not come back");
-    /// assert!(map.sync().errors.is_empty());
+    /// assert!(map.writeback(..).errors.is_empty());
     /// assert_eq!(store.size().unwrap(), Some(9000));
     /// ```
     pub fn set_size(&self, bytes: u64) -> Result<RemoveReport, Error> {
@@ -260,6 +269,104 @@ impl PageMap {
             .set_size(bytes)
             .map_err(|source| Error::SetSize {
                 size: bytes,
+                source,
+            })?;
+        Ok(report)
+    }
+
+    /// Punches a hole of `len` bytes at byte `offset` (Linux's
+    /// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`): afterwards
+    /// the range reads as zeroes, through the cache, mappings and the store,
+    /// and the file's size is unchanged. The part past the end of the file
+    /// is clipped off (it reads as zeroes already).
+    ///
+    /// One operation does both halves under the invalidate lock, held
+    /// exclusively, which keeps every load and fault that misses the cache
+    /// out from the first half to the second (their miss path takes it
+    /// shared, as Linux's `filemap_fault` does), so none can refill the
+    /// cache with the store's old bytes in between:
+    /// 1. whole pages: every shared entry of them is zapped, unused pages are
+    ///    removed and pages in use zeroed (dirty data dropped), each after a
+    ///    write-back of it in flight has reached the store (its WRITEBACK
+    ///    bit), and the entries zapped again, as
+    ///    [`remove_or_zero`](Self::remove_or_zero) does. Private
+    ///    copy-on-write copies of them are **kept**
+    ///    ([`Mapper::zap_shared`](crate::Mapper::zap_shared)): a punch
+    ///    changes the file, not a process's copy (only truncate discards
+    ///    those);
+    /// 2. a partial first or last page, if cached, has just the punched
+    ///    bytes zeroed, under its page lock, after its write-back in flight;
+    ///    it stays mapped and keeps its dirty state;
+    /// 3. the store punches the range
+    ///    ([`BackingStore::punch_hole`](crate::BackingStore::punch_hole)).
+    ///
+    /// So no old byte comes back: not from a load (kept out), nor from a
+    /// write-back (those in flight drained, later ones copy zeroes).
+    ///
+    /// Must not be called holding
+    /// [`invalidate_lock_shared`](Self::invalidate_lock_shared) (it would
+    /// wait for itself).
+    ///
+    /// # Errors
+    /// [`Error::Punch`] if the store failed (the cache's half is done;
+    /// the store's range is then unspecified, as after a failed
+    /// `fallocate`; stores without the method fail with `EOPNOTSUPP`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pagemap::{FramePool, MemStore, PageMap, PAGE_SIZE};
+    ///
+    /// let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), Arc::new(MemStore::new()));
+    /// for i in 0..3 {
+    ///     map.load(i).unwrap().write(0, &[7u8; PAGE_SIZE]).unwrap();
+    /// }
+    /// map.punch_hole(100, 2 * PAGE_SIZE as u64).unwrap(); // bytes 100 .. 8292
+    /// let mut b = [0u8; PAGE_SIZE];
+    /// map.load(0).unwrap().read(0, &mut b).unwrap();
+    /// assert_eq!((b[99], b[100]), (7, 0)); // a partial page: just the hole
+    /// map.load(2).unwrap().read(0, &mut b).unwrap();
+    /// assert_eq!((b[99], b[100]), (0, 7));
+    /// ```
+    pub fn punch_hole(&self, offset: u64, len: u64) -> Result<RemoveReport, Error> {
+        // Loads that miss wait from here until the store has punched too.
+        let _invalidate = self.invalidate_lock.write();
+        let mut scratch = self.remover.lock();
+        // Read under the invalidate lock: a size change, which also takes
+        // it exclusively, cannot move the end meanwhile.
+        let limit = self.size();
+        let end = offset.saturating_add(len).min(limit);
+        let mut report = RemoveReport::default();
+        if offset >= end {
+            return Ok(report);
+        }
+        let ps = PAGE_SIZE as u64;
+        // Whole pages `[first, stop)`; at the end of the file the last page
+        // counts as whole (its bytes past the end are zeroes by contract).
+        let first = offset.div_ceil(ps);
+        let stop = if end >= limit {
+            end.div_ceil(ps)
+        } else {
+            end / ps
+        };
+        // The partial pages: the head, and a tail on another page.
+        let head = offset / ps;
+        if !offset.is_multiple_of(ps) {
+            let to = (end - head * ps).min(ps) as usize;
+            self.zero_partial(head, (offset % ps) as usize, to);
+        }
+        let tail = end / ps;
+        if stop == tail && !end.is_multiple_of(ps) && (tail != head || offset.is_multiple_of(ps)) {
+            self.zero_partial(tail, 0, (end % ps) as usize);
+        }
+        if first < stop {
+            report = self.punch_locked(&mut scratch, first, stop - 1);
+        }
+        // Last: the cache can no longer write old bytes of the range back.
+        self.store
+            .punch_hole(offset, end - offset)
+            .map_err(|source| Error::Punch {
+                offset,
+                len: end - offset,
                 source,
             })?;
         Ok(report)
@@ -291,7 +398,7 @@ impl PageMap {
             // installed meanwhile is cleared by the second zap, and a fault
             // after it sees the new end (see `crate::fault`; Linux's
             // `truncate_pagecache`).
-            report = self.remove_or_zero_locked(scratch, end, u64::MAX);
+            report = self.remove_or_zero_locked(scratch, end, u64::MAX, true);
         }
         self.zero_tail_after_shrink(bytes);
         report

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{BackingStore, PageBuf};
@@ -39,7 +40,7 @@ fn byte_offset(index: u64) -> Result<u64, StoreError> {
 /// // Writes come from a page map's write-back, straight from the frame.
 /// let map = PageMap::new(Arc::new(FramePool::new(1).unwrap()), Arc::new(store));
 /// map.load(0).unwrap().write(0, b"j").unwrap();
-/// assert!(map.sync().errors.is_empty());
+/// map.fsync().unwrap(); // written back, then fdatasync
 /// assert_eq!(std::fs::read(&path).unwrap(), b"jello"); // length kept
 /// # std::fs::remove_file(&path).unwrap();
 /// ```
@@ -288,6 +289,54 @@ impl FileStore {
         }
         Ok(())
     }
+
+    /// Punches `[off, off + len)`, inside the file, with `fallocate`
+    /// (keeping the size), or writes zeroes where the file system cannot.
+    fn punch(&self, off: u64, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let bad = || io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t");
+            let o = libc::off_t::try_from(off).map_err(|_| bad())?;
+            let l = libc::off_t::try_from(len).map_err(|_| bad())?;
+            loop {
+                // SAFETY: a plain system call on our own open fd; no memory
+                // is passed.
+                let r = unsafe {
+                    libc::fallocate(
+                        self.file.as_raw_fd(),
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        o,
+                        l,
+                    )
+                };
+                if r == 0 {
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    // tmpfs before 3.5, some FUSE and network file systems:
+                    // zeroes instead (the size is kept either way).
+                    Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => break,
+                    _ => return Err(e),
+                }
+            }
+        }
+        self.write_zeroes(off, len)
+    }
+
+    /// Writes `len` zero bytes at `off` (inside the file), 64 KiB per call.
+    fn write_zeroes(&self, off: u64, len: u64) -> io::Result<()> {
+        let zeroes = vec![0u8; 16 * PAGE_SIZE];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(zeroes.len() as u64) as usize;
+            self.file.write_all_at(&zeroes[..n], off + done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
 }
 
 impl FileStore {
@@ -397,6 +446,14 @@ impl BackingStore for FileStore {
         Ok(())
     }
 
+    /// `fdatasync` ([`File::sync_data`]): the data written so far and the
+    /// file's length (which `fdatasync` flushes too, being needed to read
+    /// the data back), not the other metadata (times) that `fsync` would.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.file.sync_data()?;
+        Ok(())
+    }
+
     fn size(&self) -> Result<Option<u64>, StoreError> {
         Ok(Some(self.len()))
     }
@@ -405,6 +462,21 @@ impl BackingStore for FileStore {
         // `u64::MAX` is "no end": there is nothing to cut.
         if bytes != u64::MAX {
             self.set_len(bytes)?;
+        }
+        Ok(())
+    }
+
+    /// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)` of the part
+    /// of the range inside the file (past its length bytes already read as
+    /// zeroes, and the size must not change); zeroes written instead where
+    /// the file system does not support it (`EOPNOTSUPP`).
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        // Read-locked: a write past the end (which takes it for writing)
+        // does not move the length meanwhile.
+        let cur = self.len.read();
+        let end = offset.saturating_add(len).min(*cur);
+        if offset < end {
+            self.punch(offset, end - offset)?;
         }
         Ok(())
     }

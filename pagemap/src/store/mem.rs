@@ -168,6 +168,32 @@ impl BackingStore for MemStore {
         Ok(())
     }
 
+    /// Zeroes the range: whole pages are dropped (they read as zeroes), the
+    /// stored bytes of partial ones are zeroed. Only stored pages are
+    /// visited, so a huge range costs what the store holds, not its length.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        let end = offset.saturating_add(len);
+        if len == 0 {
+            return Ok(());
+        }
+        let ps = crate::PAGE_SIZE as u64;
+        let mut g = self.inner.lock();
+        let first = offset / ps;
+        let last = (end - 1) / ps;
+        let hit: alloc::vec::Vec<u64> = g.pages.range(first..=last).map(|(&i, _)| i).collect();
+        for i in hit {
+            // The part of the hole inside page `i`, in page offsets.
+            let from = offset.max(i * ps) - i * ps;
+            let to = end.min((i + 1).saturating_mul(ps)) - i * ps;
+            if from == 0 && to == ps {
+                g.pages.remove(&i);
+            } else if let Some(page) = g.pages.get_mut(&i) {
+                page[from as usize..to as usize].fill(0);
+            }
+        }
+        Ok(())
+    }
+
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if g.bad_writes.contains(&index) {
@@ -201,6 +227,11 @@ impl BackingStore for MemStore {
         if let (Some(size), Some(end)) = (g.size.as_mut(), end) {
             *size = (*size).max(end);
         }
+        Ok(())
+    }
+
+    /// Nothing to flush: what is written is as durable as memory gets.
+    fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

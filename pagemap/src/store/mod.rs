@@ -116,6 +116,32 @@ pub trait BackingStore: Send + Sync {
         let _ = bytes;
         Ok(())
     }
+
+    /// Makes every write that returned before this call durable: on stable
+    /// storage, along with the store's length if a write or a truncate
+    /// changed it (`fdatasync`; [`PageMap::fsync`](crate::PageMap::fsync)
+    /// calls it after writing back every dirty page). An error means some
+    /// of those writes may not survive a crash. The default does nothing,
+    /// for stores with nothing to flush (memory, a device without a
+    /// volatile cache).
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Makes the `len` bytes from byte `offset` read as zeroes, keeping the
+    /// store's size (`fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`
+    /// semantics; bytes past the end stay absent). The page map calls it for
+    /// [`PageMap::punch_hole`](crate::PageMap::punch_hole) after the cache's
+    /// half, with loads of the range kept out and its write-backs drained.
+    ///
+    /// The default fails with [`StoreError::EOPNOTSUPP`]: a store sees only
+    /// frames through [`write_page`](Self::write_page), so it has no zero
+    /// page of its own to write. A store that cannot free space should
+    /// write zeroes here instead.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        let _ = (offset, len);
+        Err(StoreError::new(StoreError::EOPNOTSUPP))
+    }
 }
 
 /// The page map's store: one of the two interfaces.
@@ -282,6 +308,22 @@ impl Store {
         match self {
             Store::Sync(s) => s.set_size(bytes),
             Store::Submit(s) => s.set_size(bytes),
+        }
+    }
+
+    /// The store's sync (both interfaces: synchronous).
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => s.sync(),
+            Store::Submit(s) => s.sync(),
+        }
+    }
+
+    /// The store's hole punch (bytes).
+    pub(crate) fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Sync(s) => s.punch_hole(offset, len),
+            Store::Submit(s) => s.punch_hole(offset, len),
         }
     }
 }

@@ -98,6 +98,22 @@ pub trait SubmitStore: Send + Sync {
         let _ = bytes;
         Ok(())
     }
+
+    /// Makes every write completed before this call durable (a device's
+    /// cache flush, Linux's `REQ_PREFLUSH`), synchronously, as
+    /// [`BackingStore::sync`](crate::BackingStore::sync) says. The default
+    /// does nothing, for devices without a volatile cache.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Makes the `len` bytes from byte `offset` read as zeroes, keeping the
+    /// size, synchronously: as [`BackingStore::punch_hole`](super::BackingStore::punch_hole),
+    /// whose default (fails with [`StoreError::EOPNOTSUPP`]) this shares.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        let _ = (offset, len);
+        Err(StoreError::new(StoreError::EOPNOTSUPP))
+    }
 }
 
 /// A submitted read of one page into its frame; see [`SubmitStore`].

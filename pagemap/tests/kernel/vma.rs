@@ -210,6 +210,12 @@ impl Mapper for Vma {
         }
         self.add(batch, changed);
     }
+
+    fn zap_shared(&self, first: u64, last: u64, batch: &mut ShootdownBatch) {
+        // This kernel maps files shared only: every entry is the file's
+        // page, none a private copy to spare.
+        self.zap(first, last, batch);
+    }
 }
 
 /// Pages around a read fault that fault-around may map.
