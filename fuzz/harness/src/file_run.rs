@@ -81,6 +81,14 @@ impl BackingStore for FlakyFile {
         self.inner.max_size()
     }
 
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        self.inner.punch_hole(offset, len)
+    }
+
     fn size(&self) -> Result<Option<u64>, StoreError> {
         self.inner.size()
     }
