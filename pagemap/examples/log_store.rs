@@ -69,7 +69,9 @@ fn check(header: [u8; HEADER], payload: &[u8], at: u64) -> Result<(u16, u32), St
     let writer = u16::from_le_bytes([payload[0], payload[1]]);
     let seq = u32::from_le_bytes(payload[2..6].try_into().unwrap());
     if record(writer, seq)[HEADER..] != *payload {
-        return Err(format!("record at byte {at}: not record {seq} of writer {writer}"));
+        return Err(format!(
+            "record at byte {at}: not record {seq} of writer {writer}"
+        ));
     }
     Ok((writer, seq))
 }
@@ -195,7 +197,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
                         published.lock().unwrap().push(off);
                         if seq % COMMIT_EVERY == COMMIT_EVERY - 1 {
                             map.fsync()?; // a group commit
-                            // Relaxed: a statistic.
+                                          // Relaxed: a statistic.
                             commits.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -256,7 +258,10 @@ fn main() -> Result<(), Box<dyn StdError>> {
     let mut off = 0;
     while off < size {
         let (writer, seq, len) = read_record(&map, off)?;
-        assert!(seen.insert((writer, seq)), "record {seq} of writer {writer} twice");
+        assert!(
+            seen.insert((writer, seq)),
+            "record {seq} of writer {writer} twice"
+        );
         off += len;
     }
     let want = usize::from(a.writers) * a.records as usize;

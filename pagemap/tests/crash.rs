@@ -201,13 +201,17 @@ fn parse(line: &str, synced: &mut Synced) -> bool {
 /// Runs one child in `mode`, kills it after its `kill_after`th sync line
 /// (and `delay` more), and checks the file.
 fn one_run(mode: &str, run: u32, kill_after: u32, delay: Duration) -> Synced {
-    let path = std::env::temp_dir().join(format!(
-        "pagemap-crash-{}-{mode}-{run}",
-        std::process::id()
-    ));
+    let path =
+        std::env::temp_dir().join(format!("pagemap-crash-{}-{mode}-{run}", std::process::id()));
     std::fs::write(&path, b"").unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_process", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .args([
+            "child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
         .env(CHILD, format!("{mode}:{}", path.display()))
         .stdout(Stdio::piped())
         .spawn()
@@ -264,7 +268,11 @@ fn verify(path: &std::path::Path, synced: Synced, what: &str) {
             later.push((off, data));
         }
     }
-    assert_eq!(image.len() as u64, bytes, "{what}: the log after {steps} steps");
+    assert_eq!(
+        image.len() as u64,
+        bytes,
+        "{what}: the log after {steps} steps"
+    );
     assert!(
         disk.len() as u64 >= bytes,
         "{what}: the file has {} bytes, {bytes} were synced ({steps} steps)",

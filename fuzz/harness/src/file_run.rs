@@ -100,8 +100,7 @@ impl BackingStore for FlakyFile {
 
 /// A store over the file at `path`, failing writes if `failing`.
 fn open_store(path: &std::path::Path, failing: bool) -> Arc<FlakyFile> {
-    let inner =
-        FileStore::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let inner = FileStore::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
     Arc::new(FlakyFile {
         inner,
         fail: AtomicBool::new(failing),
@@ -189,7 +188,6 @@ impl World {
         );
     }
 
-
     fn disk(&self) -> Vec<u8> {
         std::fs::read(&self.file.0).expect("reading the file back")
     }
@@ -217,7 +215,9 @@ impl World {
             return;
         }
         if !self.failing {
-            self.diverged(format!("{what}: write errors while writes succeed: {errors:?}"));
+            self.diverged(format!(
+                "{what}: write errors while writes succeed: {errors:?}"
+            ));
         }
         if let Some(e) = errors.iter().find(|e| !matches!(e, Error::Write { .. })) {
             self.diverged(format!("{what}: not a write error: {e:?}"));
@@ -299,9 +299,10 @@ impl World {
                     }
                 }
                 Err(Error::PoolExhausted { .. }) => self.stats.hit("write.pool_exhausted"),
-                Err(e) => {
-                    self.diverged(format!("write_at({at}, {}) failed: {e:?}", data.len() - done))
-                }
+                Err(e) => self.diverged(format!(
+                    "write_at({at}, {}) failed: {e:?}",
+                    data.len() - done
+                )),
             }
             if done == data.len() {
                 break;
@@ -528,7 +529,9 @@ impl World {
                     ));
                 }
                 if buf[n..].iter().any(|&b| b != 0xa5) {
-                    self.diverged(format!("read_at({off}, {len}) wrote past the {n} it returned"));
+                    self.diverged(format!(
+                        "read_at({off}, {len}) wrote past the {n} it returned"
+                    ));
                 }
                 self.stats.hit(match (want, n < len) {
                     (0, _) => "read.past_end",
@@ -583,7 +586,11 @@ impl World {
             FileOp::Reopen { close } => self.reopen(close),
             FileOp::FailWrites(on) => {
                 self.set_failing(on);
-                self.stats.hit(if on { "fail_writes.on" } else { "fail_writes.off" });
+                self.stats.hit(if on {
+                    "fail_writes.on"
+                } else {
+                    "fail_writes.off"
+                });
             }
             FileOp::Check => self.check_all(),
         }

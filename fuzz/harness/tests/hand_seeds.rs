@@ -560,7 +560,10 @@ mod removal_interleaved {
 mod file_ops {
     use super::target;
     use pagemap_fuzz_harness::file_ops::{
-        FileInput, FileOp::{self, *}, Len, Pages, Pos::*,
+        FileInput,
+        FileOp::{self, *},
+        Len, Pages,
+        Pos::*,
     };
 
     #[rustfmt::skip]

@@ -144,9 +144,13 @@ impl PageMap {
         }
         // A size change: no other runs meanwhile, so the size read under
         // the lock stays until we change it.
-        let _invalidate = self.invalidate_lock.write();
+        let invalidate = self.invalidate_lock.write();
         let size = self.size();
         if end <= size {
+            // Another writer extended it meanwhile: a plain write, whose
+            // misses take the invalidate lock shared (holding it would
+            // deadlock).
+            drop(invalidate);
             return self.copy_in(offset, data, None);
         }
         let ext = self.begin_extend(size);
