@@ -260,7 +260,7 @@ impl World {
                     }
                     // Short below the size: a page after the first could
                     // not be loaded, so it stops at that page's start.
-                    if (off + done as u64) % PAGE_SIZE as u64 != 0 {
+                    if !(off + done as u64).is_multiple_of(PAGE_SIZE as u64) {
                         self.diverged(format!("read_at({at}) stopped mid-page at {n} bytes"));
                     }
                     self.stats.hit("read.short");
@@ -292,7 +292,7 @@ impl World {
                     if done < data.len() {
                         // Short: a page after the first could not be
                         // loaded; the write stops at that page's start.
-                        if (off + done as u64) % PAGE_SIZE as u64 != 0 {
+                        if !(off + done as u64).is_multiple_of(PAGE_SIZE as u64) {
                             self.diverged(format!("write_at({at}) stopped mid-page"));
                         }
                         self.stats.hit("write.short");
