@@ -102,7 +102,7 @@ pub const TARGETS: [Target; 4] = [
     Target {
         name: "file_ops",
         run: crate::file_run::run,
-        strict: crate::file_run::run,
+        strict: crate::file_run::run_strict,
         canon: |d| crate::file_ops::FileInput::decode(d).encode(),
         describe: |d| format!("{:#?}", crate::file_ops::FileInput::decode(d)),
     },
