@@ -67,6 +67,7 @@ SOAK_SECONDS="${SOAK_SECONDS:-15}" counted cargo test --release -p vmr --test so
 
 step "example workload"
 cargo run --release -p vmr --example workload -- --ops 5000
+cargo run --release -p pagemap --example log_store
 
 step "miri on the tests of the unsafe code"
 if cargo +nightly miri --version >/dev/null 2>&1; then

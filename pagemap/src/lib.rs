@@ -288,3 +288,9 @@ pub use store::{BackingStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo, M
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;
+
+/// The repository README's usage snippet, compiled and run as a doctest so
+/// that it stays true to the API (`cargo test --doc -p pagemap`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

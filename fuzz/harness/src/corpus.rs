@@ -77,7 +77,7 @@ pub struct Target {
 }
 
 /// Every deterministic target.
-pub const TARGETS: [Target; 3] = [
+pub const TARGETS: [Target; 4] = [
     Target {
         name: "pagemap_ops",
         run: crate::run,
@@ -98,6 +98,13 @@ pub const TARGETS: [Target; 3] = [
         strict: crate::removal_interleaved::run_strict,
         canon: |d| crate::removal_interleaved::Input::decode(d).encode(),
         describe: crate::removal_interleaved::describe_input,
+    },
+    Target {
+        name: "file_ops",
+        run: crate::file_run::run,
+        strict: crate::file_run::run_strict,
+        canon: |d| crate::file_ops::FileInput::decode(d).encode(),
+        describe: |d| format!("{:#?}", crate::file_ops::FileInput::decode(d)),
     },
 ];
 

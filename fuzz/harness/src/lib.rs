@@ -15,6 +15,8 @@ use std::sync::Arc;
 use pagemap::{Error, FramePool, MemStore, PageMap, PageRef};
 
 pub mod corpus;
+pub mod file_ops;
+pub mod file_run;
 pub mod model;
 pub mod ops;
 pub mod pools;

@@ -553,3 +553,80 @@ mod removal_interleaved {
         }
     }
 }
+
+/// `file_ops`: every op of the byte API over a real file, the issue's
+/// scenarios (an append past a 10,000-byte end, appending after a reopen),
+/// failing writes through writeback, fsync, free_unused and close.
+mod file_ops {
+    use super::target;
+    use pagemap_fuzz_harness::file_ops::{
+        FileInput,
+        FileOp::{self, *},
+        Len, Pages,
+        Pos::*,
+    };
+
+    #[rustfmt::skip]
+    #[test]
+    fn hand_seeds() {
+        let w = |at, len, byte| Write { at, len, byte };
+        let rd = |at, len| Read { at, len };
+        let punch = |at, len| Punch { at, len };
+        let short = Len::Short;
+        let pages = Len::Pages;
+        let seeds: Vec<(&str, usize, u64, Vec<FileOp>)> = vec![
+            // Issue 11: 100 bytes at byte 10,000 of a 10,000-byte file, and
+            // 50 appends after reopening: none may be lost.
+            ("append_past_10000", 8, 10_000, vec![
+                w(End(0), short(100), 1), rd(End(-150), short(200)), Fsync,
+                Reopen { close: true }, rd(At(9990), short(200)), w(End(0), short(50), 2),
+                w(End(0), short(50), 3), w(End(3), short(50), 4), Reopen { close: false },
+                rd(At(10_000), short(255)), Check,
+            ]),
+            ("page_boundaries", 4, 4096, vec![
+                w(Edge(1, -3), pages(1, 10), 5), w(Edge(3, 0), short(7), 6),
+                rd(Edge(1, -1), short(2)), rd(Edge(2, -5), pages(1, 9)), rd(End(0), short(9)),
+                rd(End(10), short(9)), rd(End(-1), short(9)), Writeback(Pages::Some(0, 2)),
+                FreeUnused, Check, Fsync,
+            ]),
+            ("set_size_partial_pages", 8, 20_000, vec![
+                SetSize(Edge(2, 100)), rd(End(-10), short(50)), SetSize(End(5000)),
+                rd(Edge(2, 90), short(50)), w(End(0), short(10), 7), SetSize(End(-1)), Fsync,
+                Check, SetSize(At(0)), Fsync, SetSize(Edge(1, 0)), w(At(17), short(3), 8),
+                SetSize(Edge(1, 0)), Check,
+            ]),
+            ("failing_writes_stay_dirty", 4, 8192, vec![
+                w(At(100), pages(2, 0), 9), FailWrites(true), Writeback(Pages::All), Fsync,
+                FreeUnused, w(At(9000), pages(3, 0), 10), rd(At(0), pages(3, 0)),
+                FailWrites(false), Fsync, Fsync, Check,
+            ]),
+            // A write-back (not an fsync) fails; it is written later, and
+            // the next fsync still reports the failure, once.
+            ("earlier_error_reported_once", 8, 4096, vec![
+                w(At(10), short(20), 11), FailWrites(true), Writeback(Pages::All),
+                FailWrites(false), Writeback(Pages::All), Fsync, Fsync, Check,
+            ]),
+            ("close_loses_then_reopens", 4, 0, vec![
+                w(At(0), pages(2, 5), 12), Fsync, w(At(5000), short(100), 13),
+                w(End(100), short(10), 14), FailWrites(true), Reopen { close: true }, Check,
+                FailWrites(false), w(End(0), short(30), 15), Reopen { close: false }, Check,
+            ]),
+            ("punch_holes", 8, 16_384, vec![
+                punch(Edge(1, -100), pages(1, 100)), rd(Edge(1, -110), short(120)),
+                punch(End(-10), short(100)), punch(End(10), short(10)), Fsync,
+                Reopen { close: false }, w(Edge(2, 0), short(10), 16),
+                punch(Edge(2, 5), pages(2, 0)), Check, Fsync,
+            ]),
+            ("small_pool_many_pages", 4, 24_576, vec![
+                rd(At(0), pages(3, 100)), rd(Edge(5, 0), short(10)),
+                w(Edge(2, 7), pages(3, 50), 17), Check,
+                Writeback(Pages::Some(1, 3)), rd(Edge(5, 0), pages(3, 0)),
+                Reopen { close: true }, Check,
+            ]),
+        ];
+        for (name, frames, initial, ops) in seeds {
+            let bytes = FileInput { frames, initial, ops }.encode();
+            target("file_ops").hand_seed(&format!("hand_{name}"), &bytes);
+        }
+    }
+}

@@ -42,6 +42,11 @@ fn replay_removal_interleaved() {
 }
 
 #[test]
+fn replay_file_ops() {
+    replay("file_ops");
+}
+
+#[test]
 fn known_bugs_reproduce() {
     for t in &TARGETS {
         t.known_bugs_reproduce();
