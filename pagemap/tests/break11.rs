@@ -768,9 +768,8 @@ fn cut_bytes_do_not_resurface_with_the_default_set_size() {
 }
 
 #[test]
-#[ignore = "BUG: set_size past the store's max_size changes the map's size and fails only at the store"]
 fn set_size_past_the_store_limit_changes_nothing() {
-    // BUG: `set_size(bytes)` with bytes beyond the store's `max_size`
+    // Was a BUG (fixed on break11): `set_size(bytes)` with bytes beyond the store's `max_size`
     // (FileStore probes the file system's limit, 16 TiB on ext4) raises the
     // page map's size, then fails at the store (EFBIG) and leaves the map's
     // size raised: the map and the file disagree, and `read_at` below the

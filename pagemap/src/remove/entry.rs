@@ -241,6 +241,8 @@ impl PageMap {
     /// the whole change.
     ///
     /// # Errors
+    /// [`Error::SetSize`] with `EFBIG`, changing nothing, if `bytes` is past
+    /// the store's [`max_size`](crate::BackingStore::max_size).
     /// [`Error::SetSize`] if the store failed to change its size: the page
     /// map's size has changed all the same (the store is fixed by a later
     /// `set_size`; until then, write-backs still write every byte below the
@@ -262,6 +264,15 @@ impl PageMap {
     /// assert_eq!(store.size().unwrap(), Some(9000));
     /// ```
     pub fn set_size(&self, bytes: u64) -> Result<RemoveReport, Error> {
+        if bytes != u64::MAX && bytes > self.max_size {
+            // A size no write-back could ever store: refused up front, as
+            // `write_at` and `load` refuse such pages, changing nothing
+            // (else the map's size would move and the store's fail).
+            return Err(Error::SetSize {
+                size: bytes,
+                source: crate::StoreError::new(crate::StoreError::EFBIG),
+            });
+        }
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
         let report = self.resize_locked(&mut scratch, bytes, crate::map::end_of(bytes));
