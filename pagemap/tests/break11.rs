@@ -868,3 +868,87 @@ fn appending_whole_pages_reads_nothing_from_the_store() {
     let (reads, _) = store.io_counts();
     assert_eq!(reads, 0, "{reads} store reads for 32 appended pages");
 }
+
+// ---------------------------------------------------------------------------
+// Held pages cut by a size change; punches racing loads and write-backs.
+
+#[test]
+fn held_page_cut_by_shrink_then_extend() {
+    let store = Arc::new(MemStore::with_size(8 * PAGE_SIZE as u64));
+    let map = Arc::new(PageMap::new(Arc::new(FramePool::new(16).unwrap()), store.clone()));
+    let p = map.load(6).unwrap().into_owned(&map);
+    p.get().write(0, b"early").unwrap();
+    map.set_size(2 * PAGE_SIZE as u64).unwrap();
+    assert!(p.get().is_detached());
+    assert!(matches!(p.get().write(0, b"late"), Err(Error::Detached { index: 6 })));
+    p.get().mark_dirty(); // "a detached page stays clean"
+    assert!(!p.get().is_dirty());
+    map.set_size(8 * PAGE_SIZE as u64).unwrap();
+    // The new page 6 is a different page: zeroes.
+    let q = map.load(6).unwrap();
+    let mut b = [1u8; 5];
+    q.read(0, &mut b).unwrap();
+    assert_eq!(&b, &[0; 5]);
+    drop(q);
+    p.get().mark_dirty();
+    drop(p);
+    assert!(map.fsync().unwrap().written == 0);
+    assert!(store.page(6).is_none_or(|p| p[..5] == [0; 5]), "store untouched");
+    assert_eq!(map.nr_detached(), 0);
+}
+
+#[test]
+fn punch_races_loads_evictions_and_writebacks() {
+    with_timeout(120, || {
+        let n = 8u64;
+        let store = Arc::new(MemStore::with_size(n * PAGE_SIZE as u64));
+        let map = Arc::new(PageMap::new(Arc::new(FramePool::new(12).unwrap()), store.clone()));
+        for round in 0..150u32 {
+            let v = (round % 250) as u8 + 1;
+            map.write_at(0, &vec![v; (n as usize) * PAGE_SIZE]).unwrap();
+            if round % 2 == 0 {
+                map.writeback(..);
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut hs = Vec::new();
+            for k in 0..2 {
+                let (map, stop) = (map.clone(), stop.clone());
+                hs.push(std::thread::spawn(move || {
+                    let mut b = vec![0u8; PAGE_SIZE];
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        if k == 0 {
+                            map.free_unused();
+                            let _ = map.read_at((i % n) * PAGE_SIZE as u64, &mut b);
+                        } else {
+                            map.writeback(..);
+                        }
+                        i += 1;
+                    }
+                }));
+            }
+            std::thread::yield_now();
+            map.punch_hole(0, n * PAGE_SIZE as u64).unwrap();
+            // After the punch returns, with the racers still running:
+            let mut b = vec![0u8; (n as usize) * PAGE_SIZE];
+            let got = loop {
+                match map.read_at(0, &mut b) {
+                    Ok(g) => break g,
+                    Err(Error::PoolExhausted { .. }) => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            let stale = b[..got].iter().position(|&x| x != 0);
+            stop.store(true, Ordering::Relaxed);
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert!(stale.is_none(), "round {round}: stale byte at {stale:?} in the cache");
+            map.fsync().unwrap();
+            for i in 0..n {
+                let p = store.page(i).unwrap_or_else(|| Box::new([0; PAGE_SIZE]));
+                assert!(p.iter().all(|&x| x == 0), "round {round}: page {i} stale on the store");
+            }
+        }
+    });
+}
