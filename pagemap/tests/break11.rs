@@ -952,3 +952,21 @@ fn punch_races_loads_evictions_and_writebacks() {
         }
     });
 }
+
+#[test]
+fn flusher_stop_hands_the_map_back_and_flushes_everything() {
+    let path = tmp("flstop");
+    std::fs::write(&path, b"").unwrap();
+    let map = Arc::new(open(&path, 8));
+    let f = Flusher::builder()
+        .period(Duration::from_secs(3600))
+        .fsync(true)
+        .spawn(vec![map.clone()]);
+    map.write_at(0, &[4; 5000]).unwrap();
+    let r = f.stop();
+    assert!(r.written >= 2, "{r:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), vec![4; 5000]);
+    let map = Arc::into_inner(map).expect("the flusher let go of the map");
+    map.close().unwrap();
+    std::fs::remove_file(&path).unwrap();
+}
