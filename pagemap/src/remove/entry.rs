@@ -372,6 +372,21 @@ impl PageMap {
         if first < stop {
             report = self.punch_locked(&mut scratch, first, stop - 1);
         }
+        if end >= limit && limit != u64::MAX {
+            // The punch reaches the end of the file: the last page may be
+            // gone from the cache now, dirty data and all, and with it the
+            // write-back that would have made the store as long as the size
+            // (an extending `write_at` leaves that to the write-back). Make
+            // the store that long here, or an fsync would leave the file
+            // short of its size.
+            self.store
+                .set_size(limit)
+                .map_err(|source| Error::Punch {
+                    offset,
+                    len: end - offset,
+                    source,
+                })?;
+        }
         // Last: the cache can no longer write old bytes of the range back.
         self.store
             .punch_hole(offset, end - offset)
