@@ -308,7 +308,11 @@ impl PageMap {
     /// 2. a partial first or last page, if cached, has just the punched
     ///    bytes zeroed, under its page lock, after its write-back in flight;
     ///    it stays mapped and keeps its dirty state;
-    /// 3. the store punches the range
+    /// 3. if the range reaches the end of the file, the store is made as
+    ///    long as the size first
+    ///    ([`BackingStore::set_size`](crate::BackingStore::set_size)): the
+    ///    last page, gone from the cache, can no longer extend it; then the
+    ///    store punches the range
     ///    ([`BackingStore::punch_hole`](crate::BackingStore::punch_hole)).
     ///
     /// So no old byte comes back: not from a load (kept out), nor from a
