@@ -1036,3 +1036,21 @@ fn a_flusher_sync_failure_is_reported_by_the_next_fsync() {
     store.fail_sync.store(false, Ordering::Relaxed);
     assert!(map.fsync().is_err(), "the flusher's failed sync must reach the user's fsync");
 }
+
+#[test]
+fn a_stuck_page_cut_by_a_shrink_is_no_longer_stuck() {
+    let store = Arc::new(MemStore::with_size(0));
+    let map = Arc::new(PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone()));
+    map.write_at(0, &[1; 3 * PAGE_SIZE]).unwrap();
+    store.fail_writes(2, true);
+    let f = Flusher::builder()
+        .period(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(40))
+        .spawn(vec![map.clone()]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(f.report().stuck_pages, 1);
+    map.set_size(2 * PAGE_SIZE as u64).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = f.stop();
+    assert_eq!(r.stuck_pages, 0, "a page that no longer exists is reported stuck: {r:?}");
+}
