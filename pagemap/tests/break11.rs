@@ -74,7 +74,10 @@ fn repro_10000_byte_append_and_reopen_append() {
     assert_eq!(map.size(), 10_000);
     // Through a PageRef: refused, typed, nothing changes.
     let p = map.load(2).unwrap();
-    assert!(matches!(p.write(1808, &[9; 100]), Err(Error::BeyondSize { .. })));
+    assert!(matches!(
+        p.write(1808, &[9; 100]),
+        Err(Error::BeyondSize { .. })
+    ));
     assert!(!p.is_dirty());
     drop(p);
     assert_eq!(map.write_at(10_000, &[9; 100]).unwrap(), 100);
@@ -103,7 +106,10 @@ fn repro_load_beyond_size_uses_no_frame() {
     std::fs::write(&path, vec![1u8; 3 * PAGE_SIZE]).unwrap();
     let map = open(&path, 4);
     let free = map.pool().free_frames();
-    assert!(matches!(map.load(100), Err(Error::BeyondEof { index: 100, end: 3 })));
+    assert!(matches!(
+        map.load(100),
+        Err(Error::BeyondEof { index: 100, end: 3 })
+    ));
     assert!(matches!(map.load(3), Err(Error::BeyondEof { .. })));
     assert_eq!(map.pool().free_frames(), free);
     assert_eq!(map.nr_pages(), 0);
@@ -122,10 +128,16 @@ fn repro_read_only_file_and_index_2_pow_40() {
     assert!(FileStore::new(wo).is_err());
     // 2^40 on a file: refused at load, whatever the end.
     let map = open(&path, 4);
-    assert!(matches!(map.load(1 << 40), Err(Error::BeyondEof { .. } | Error::BeyondMaxSize { .. })));
+    assert!(matches!(
+        map.load(1 << 40),
+        Err(Error::BeyondEof { .. } | Error::BeyondMaxSize { .. })
+    ));
     // An extending write there: refused (the store's limit), size kept.
     let e = map.write_at(1 << 52, b"x").unwrap_err();
-    assert!(matches!(e, Error::BeyondMaxSize { .. } | Error::FileTooLarge { .. }), "{e}");
+    assert!(
+        matches!(e, Error::BeyondMaxSize { .. } | Error::FileTooLarge { .. }),
+        "{e}"
+    );
     assert_eq!(map.size(), 100);
     map.close().unwrap();
     std::fs::remove_file(&path).unwrap();
@@ -160,14 +172,27 @@ fn byte_api_boundaries_on_a_file() {
         assert_eq!(map.size(), size);
     }
     // Writes that cannot be: refused, size unchanged.
-    assert!(matches!(map.write_at(u64::MAX, b"x"), Err(Error::FileTooLarge { .. })));
-    assert!(matches!(map.write_at(u64::MAX - 1, b"x"), Err(Error::FileTooLarge { .. })));
+    assert!(matches!(
+        map.write_at(u64::MAX, b"x"),
+        Err(Error::FileTooLarge { .. })
+    ));
+    assert!(matches!(
+        map.write_at(u64::MAX - 1, b"x"),
+        Err(Error::FileTooLarge { .. })
+    ));
     assert!(map.write_at(u64::MAX - 2, b"x").is_err());
     assert!(map.write_at(1 << 62, b"x").is_err());
     assert_eq!((map.size(), map.end()), (size, 3));
     assert_eq!(map.nr_pages(), 3);
     // Writes at each boundary, extending ones included.
-    for (off, len) in [(0u64, 1usize), (4095, 2), (4096, 4096), (9999, 1), (10_000, 1), (10_001, 5000)] {
+    for (off, len) in [
+        (0u64, 1usize),
+        (4095, 2),
+        (4096, 4096),
+        (9999, 1),
+        (10_000, 1),
+        (10_001, 5000),
+    ] {
         let data: Vec<u8> = (0..len).map(|i| (i as u8) ^ 0x5A ^ off as u8).collect();
         assert_eq!(map.write_at(off, &data).unwrap(), len);
         let end = off as usize + len;
@@ -193,7 +218,10 @@ fn byte_api_boundaries_on_a_file() {
 
 #[test]
 fn byte_api_near_u64_max_on_a_map_without_end() {
-    let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), Arc::new(MemStore::new()));
+    let map = PageMap::new(
+        Arc::new(FramePool::new(4).unwrap()),
+        Arc::new(MemStore::new()),
+    );
     assert_eq!(map.size(), u64::MAX);
     let mut b = [0u8; 10];
     assert_eq!(map.read_at(u64::MAX - 4, &mut b).unwrap(), 4);
@@ -214,7 +242,10 @@ fn short_write_when_the_pool_runs_out_keeps_size_exact() {
     // write of 3 pages needs 3 frames.
     let data = vec![7u8; 3 * PAGE_SIZE];
     let r = map.write_at(0, &data);
-    eprintln!("3-page write with a 2-frame pool: {r:?}, size {}", map.size());
+    eprintln!(
+        "3-page write with a 2-frame pool: {r:?}, size {}",
+        map.size()
+    );
     match r {
         Ok(n) => {
             assert_eq!(map.size(), n as u64);
@@ -273,10 +304,14 @@ fn differential_random_ops_on_a_real_file() {
                 log.push(format!("read_at({off}, {len})"));
                 match m.read_at(off, &mut b) {
                     Ok(n) => {
-                        let want = (model.len() as u64).saturating_sub(off).min(len as u64) as usize;
+                        let want =
+                            (model.len() as u64).saturating_sub(off).min(len as u64) as usize;
                         // Short reads below the size happen when the pool runs
                         // out mid-read (documented); never a long one.
-                        assert!(n <= want && (want == 0 || n > 0), "seed {seed} step {step}: {n} of {want}\n{log:#?}");
+                        assert!(
+                            n <= want && (want == 0 || n > 0),
+                            "seed {seed} step {step}: {n} of {want}\n{log:#?}"
+                        );
                         assert!(
                             n == 0 || b[..n] == model[off as usize..][..n],
                             "seed {seed} step {step}: bytes differ\n{log:#?}"
@@ -317,10 +352,17 @@ fn differential_random_ops_on_a_real_file() {
                 log.push("close+reopen".into());
                 map.take().unwrap().close().unwrap();
                 let disk = std::fs::read(&path).unwrap();
-                assert!(disk == model, "seed {seed} step {step}: disk != model after close\n{log:#?}");
+                assert!(
+                    disk == model,
+                    "seed {seed} step {step}: disk != model after close\n{log:#?}"
+                );
                 map = Some(open(&path, 6));
             }
-            assert_eq!(map.as_ref().unwrap().size(), model.len() as u64, "seed {seed} step {step}\n{log:#?}");
+            assert_eq!(
+                map.as_ref().unwrap().size(),
+                model.len() as u64,
+                "seed {seed} step {step}\n{log:#?}"
+            );
         }
         map.take().unwrap().close().unwrap();
         assert!(std::fs::read(&path).unwrap() == model, "seed {seed}: final");
@@ -348,7 +390,10 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
                 while !stop.load(Ordering::Relaxed) && n < 400 {
                     let at = map.size();
                     match map.write_at(at, &[t + 1; 300]) {
-                        Ok(_) | Err(Error::PoolExhausted { .. }) | Err(Error::BeyondSize { .. }) | Err(Error::BeyondEof { .. }) => {}
+                        Ok(_)
+                        | Err(Error::PoolExhausted { .. })
+                        | Err(Error::BeyondSize { .. })
+                        | Err(Error::BeyondEof { .. }) => {}
                         Err(e) => panic!("{e}"),
                     }
                     if n % 16 == 0 {
@@ -481,7 +526,10 @@ fn concurrent_appenders_lose_no_record() {
         let disk = std::fs::read(&path).unwrap();
         assert_eq!(disk.len() as u64, size);
         for (i, rec) in disk.chunks(123).enumerate() {
-            assert!(rec.iter().all(|&b| b == rec[0] && b != 0), "record {i} torn or lost");
+            assert!(
+                rec.iter().all(|&b| b == rec[0] && b != 0),
+                "record {i} torn or lost"
+            );
         }
         std::fs::remove_file(&path).unwrap();
     });
@@ -529,7 +577,10 @@ fn fsync_and_close_report_write_and_sync_errors() {
     let e = map.fsync().unwrap_err();
     eprintln!("fsync with page 1 failing: {e}");
     assert!(!e.report.errors.is_empty());
-    assert!(map.dirty_indices(..).contains(&1), "the failed page stays dirty");
+    assert!(
+        map.dirty_indices(..).contains(&1),
+        "the failed page stays dirty"
+    );
     // The error is reported once: a second fsync with the store still
     // failing reports it again (it is its own), then after repair: Ok.
     assert!(map.fsync().is_err());
@@ -577,7 +628,10 @@ fn a_writeback_error_is_reported_by_the_next_fsync_once() {
 #[test]
 fn flusher_backoff_stuck_pages_and_recovery() {
     let store = Arc::new(MemStore::with_size(0));
-    let map = Arc::new(PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone()));
+    let map = Arc::new(PageMap::new(
+        Arc::new(FramePool::new(8).unwrap()),
+        store.clone(),
+    ));
     map.write_at(0, &[1; 3 * PAGE_SIZE]).unwrap();
     store.fail_writes(1, true);
     store.fail_writes(2, true);
@@ -612,7 +666,10 @@ fn flusher_backoff_stuck_pages_and_recovery() {
     assert!(r.retries >= 2);
     // The map's next fsync reports the kept error (docs: "kept by the page
     // map for its next fsync").
-    assert!(map.fsync().is_err(), "the flusher's write errors are for the next fsync");
+    assert!(
+        map.fsync().is_err(),
+        "the flusher's write errors are for the next fsync"
+    );
     map.fsync().unwrap();
 }
 
@@ -672,7 +729,10 @@ fn punch_over_a_held_dirty_page() {
     map.punch_hole(PAGE_SIZE as u64, PAGE_SIZE as u64).unwrap();
     let mut b = [1u8; PAGE_SIZE];
     p.read(0, &mut b).unwrap();
-    assert!(b.iter().all(|&x| x == 0), "a punched held page reads zeroes");
+    assert!(
+        b.iter().all(|&x| x == 0),
+        "a punched held page reads zeroes"
+    );
     p.write(10, b"after").unwrap();
     drop(p);
     map.fsync().unwrap();
@@ -702,7 +762,9 @@ impl BackingStore for SlowFail {
 fn read_waiters_get_the_errno() {
     let map = Arc::new(PageMap::new(
         Arc::new(FramePool::new(8).unwrap()),
-        Arc::new(SlowFail { calls: AtomicU32::new(0) }),
+        Arc::new(SlowFail {
+            calls: AtomicU32::new(0),
+        }),
     ));
     let hs: Vec<_> = (0..4)
         .map(|_| {
@@ -805,7 +867,10 @@ fn fsync_makes_the_file_as_long_as_the_size_after_a_punch_of_the_new_tail() {
     map.close().unwrap();
     let again = open(&path, 4);
     eprintln!("on disk {len}, reopened size {}", again.size());
-    assert_eq!(len, 10_005, "fsync returned Ok with the file shorter than the size");
+    assert_eq!(
+        len, 10_005,
+        "fsync returned Ok with the file shorter than the size"
+    );
     std::fs::remove_file(&path).unwrap();
 }
 
@@ -824,7 +889,10 @@ fn syscalls_sequential_dirty_run() {
     }
     map.fsync().unwrap();
     map.close().unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), 256 * PAGE_SIZE as u64);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        256 * PAGE_SIZE as u64
+    );
     std::fs::remove_file(&path).unwrap();
 }
 
@@ -835,7 +903,10 @@ fn syscalls_cold_sequential_read() {
     let map = open(&path, 512);
     let mut b = [0u8; PAGE_SIZE];
     for i in 0..256u64 {
-        assert_eq!(map.read_at(i * PAGE_SIZE as u64, &mut b).unwrap(), PAGE_SIZE);
+        assert_eq!(
+            map.read_at(i * PAGE_SIZE as u64, &mut b).unwrap(),
+            PAGE_SIZE
+        );
         assert_eq!(b[0], 0x17);
     }
     std::fs::remove_file(&path).unwrap();
@@ -871,12 +942,18 @@ fn appending_whole_pages_reads_nothing_from_the_store() {
 #[test]
 fn held_page_cut_by_shrink_then_extend() {
     let store = Arc::new(MemStore::with_size(8 * PAGE_SIZE as u64));
-    let map = Arc::new(PageMap::new(Arc::new(FramePool::new(16).unwrap()), store.clone()));
+    let map = Arc::new(PageMap::new(
+        Arc::new(FramePool::new(16).unwrap()),
+        store.clone(),
+    ));
     let p = map.load(6).unwrap().into_owned(&map);
     p.get().write(0, b"early").unwrap();
     map.set_size(2 * PAGE_SIZE as u64).unwrap();
     assert!(p.get().is_detached());
-    assert!(matches!(p.get().write(0, b"late"), Err(Error::Detached { index: 6 })));
+    assert!(matches!(
+        p.get().write(0, b"late"),
+        Err(Error::Detached { index: 6 })
+    ));
     p.get().mark_dirty(); // "a detached page stays clean"
     assert!(!p.get().is_dirty());
     map.set_size(8 * PAGE_SIZE as u64).unwrap();
@@ -889,7 +966,10 @@ fn held_page_cut_by_shrink_then_extend() {
     p.get().mark_dirty();
     drop(p);
     assert!(map.fsync().unwrap().written == 0);
-    assert!(store.page(6).is_none_or(|p| p[..5] == [0; 5]), "store untouched");
+    assert!(
+        store.page(6).is_none_or(|p| p[..5] == [0; 5]),
+        "store untouched"
+    );
     assert_eq!(map.nr_detached(), 0);
 }
 
@@ -898,7 +978,10 @@ fn punch_races_loads_evictions_and_writebacks() {
     with_timeout(120, || {
         let n = 8u64;
         let store = Arc::new(MemStore::with_size(n * PAGE_SIZE as u64));
-        let map = Arc::new(PageMap::new(Arc::new(FramePool::new(12).unwrap()), store.clone()));
+        let map = Arc::new(PageMap::new(
+            Arc::new(FramePool::new(12).unwrap()),
+            store.clone(),
+        ));
         for round in 0..150u32 {
             let v = (round % 250) as u8 + 1;
             map.write_at(0, &vec![v; (n as usize) * PAGE_SIZE]).unwrap();
@@ -939,11 +1022,17 @@ fn punch_races_loads_evictions_and_writebacks() {
             for h in hs {
                 h.join().unwrap();
             }
-            assert!(stale.is_none(), "round {round}: stale byte at {stale:?} in the cache");
+            assert!(
+                stale.is_none(),
+                "round {round}: stale byte at {stale:?} in the cache"
+            );
             map.fsync().unwrap();
             for i in 0..n {
                 let p = store.page(i).unwrap_or_else(|| Box::new([0; PAGE_SIZE]));
-                assert!(p.iter().all(|&x| x == 0), "round {round}: page {i} stale on the store");
+                assert!(
+                    p.iter().all(|&x| x == 0),
+                    "round {round}: page {i} stale on the store"
+                );
             }
         }
     });
@@ -993,7 +1082,10 @@ fn flusher_reports_a_failing_sync_as_error_sync() {
         fail_sync: AtomicBool::new(true),
         syncs: AtomicU32::new(0),
     });
-    let map = Arc::new(PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone()));
+    let map = Arc::new(PageMap::new(
+        Arc::new(FramePool::new(8).unwrap()),
+        store.clone(),
+    ));
     map.write_at(0, b"abc").unwrap();
     let f = Flusher::builder()
         .period(Duration::from_millis(10))
@@ -1024,7 +1116,10 @@ fn a_flusher_sync_failure_is_reported_by_the_next_fsync() {
         fail_sync: AtomicBool::new(true),
         syncs: AtomicU32::new(0),
     });
-    let map = Arc::new(PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone()));
+    let map = Arc::new(PageMap::new(
+        Arc::new(FramePool::new(8).unwrap()),
+        store.clone(),
+    ));
     map.write_at(0, b"abc").unwrap();
     let f = Flusher::builder()
         .period(Duration::from_millis(10))
@@ -1034,13 +1129,19 @@ fn a_flusher_sync_failure_is_reported_by_the_next_fsync() {
     let r = f.stop();
     assert!(matches!(r.last_error, Some(Error::Sync { .. })), "{r:?}");
     store.fail_sync.store(false, Ordering::Relaxed);
-    assert!(map.fsync().is_err(), "the flusher's failed sync must reach the user's fsync");
+    assert!(
+        map.fsync().is_err(),
+        "the flusher's failed sync must reach the user's fsync"
+    );
 }
 
 #[test]
 fn a_stuck_page_cut_by_a_shrink_is_no_longer_stuck() {
     let store = Arc::new(MemStore::with_size(0));
-    let map = Arc::new(PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone()));
+    let map = Arc::new(PageMap::new(
+        Arc::new(FramePool::new(8).unwrap()),
+        store.clone(),
+    ));
     map.write_at(0, &[1; 3 * PAGE_SIZE]).unwrap();
     store.fail_writes(2, true);
     let f = Flusher::builder()
@@ -1052,5 +1153,8 @@ fn a_stuck_page_cut_by_a_shrink_is_no_longer_stuck() {
     map.set_size(2 * PAGE_SIZE as u64).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let r = f.stop();
-    assert_eq!(r.stuck_pages, 0, "a page that no longer exists is reported stuck: {r:?}");
+    assert_eq!(
+        r.stuck_pages, 0,
+        "a page that no longer exists is reported stuck: {r:?}"
+    );
 }

@@ -23,7 +23,11 @@ fn tail_zeroed_when_write_at_extends_past_a_hole() {
     let (s, va) = w.mapped(3, Prot::RW, MapFlags::SHARED);
     w.write_byte(0, &s, va + 1000, 0xaa); // past the end
     assert_eq!(w.file.write_at(2 * PAGE + 5, b"z").unwrap(), 1);
-    assert_eq!(w.read_byte(1, &s, va + 1000).unwrap(), 0, "through the mapping");
+    assert_eq!(
+        w.read_byte(1, &s, va + 1000).unwrap(),
+        0,
+        "through the mapping"
+    );
     assert!(s.msync(va, 3 * PAGE).unwrap().errors.is_empty());
     w.file.fsync().unwrap();
     assert_eq!(w.store.page(0).unwrap()[1000], 0, "on disk");
@@ -39,7 +43,10 @@ fn write_past_new_size_after_shrink_then_extend_reads_zero() {
     w.write_byte(0, &s, va + 10, 1);
     w.file.set_size(100).unwrap();
     w.write_byte(0, &s, va + 2000, 0xbb); // past the new size
-    assert!(matches!(w.read_byte(0, &s, va + PAGE), Err(Fault::BeyondEof { .. })));
+    assert!(matches!(
+        w.read_byte(0, &s, va + PAGE),
+        Err(Fault::BeyondEof { .. })
+    ));
     w.file.set_size(2 * PAGE).unwrap();
     assert_eq!(w.read_byte(1, &s, va + 2000).unwrap(), 0);
     assert_eq!(w.read_byte(1, &s, va + 10).unwrap(), 1);
@@ -60,11 +67,26 @@ fn punch_keeps_private_copy_truncate_drops_it() {
     let (pr, vpr) = w.mapped(4, Prot::RW, MapFlags::PRIVATE);
     w.write_byte(1, &pr, vpr + PAGE + 2, 9); // COW copy of page 1
     w.file.punch_hole(PAGE, PAGE).unwrap();
-    assert_eq!(w.read_byte(0, &sh, vsh + PAGE + 1).unwrap(), 0, "shared sees the hole");
-    assert_eq!(w.read_byte(1, &pr, vpr + PAGE + 2).unwrap(), 9, "private copy kept");
-    assert_eq!(w.read_byte(1, &pr, vpr + PAGE + 1).unwrap(), 7, "its old bytes too");
+    assert_eq!(
+        w.read_byte(0, &sh, vsh + PAGE + 1).unwrap(),
+        0,
+        "shared sees the hole"
+    );
+    assert_eq!(
+        w.read_byte(1, &pr, vpr + PAGE + 2).unwrap(),
+        9,
+        "private copy kept"
+    );
+    assert_eq!(
+        w.read_byte(1, &pr, vpr + PAGE + 1).unwrap(),
+        7,
+        "its old bytes too"
+    );
     w.file.set_size(PAGE).unwrap();
-    assert!(matches!(w.read_byte(1, &pr, vpr + PAGE + 2), Err(Fault::BeyondEof { .. })));
+    assert!(matches!(
+        w.read_byte(1, &pr, vpr + PAGE + 2),
+        Err(Fault::BeyondEof { .. })
+    ));
     assert_eq!(w.store.size().unwrap(), Some(PAGE));
 }
 

@@ -383,13 +383,11 @@ impl PageMap {
             // (an extending `write_at` leaves that to the write-back). Make
             // the store that long here, or an fsync would leave the file
             // short of its size.
-            self.store
-                .set_size(limit)
-                .map_err(|source| Error::Punch {
-                    offset,
-                    len: end - offset,
-                    source,
-                })?;
+            self.store.set_size(limit).map_err(|source| Error::Punch {
+                offset,
+                len: end - offset,
+                source,
+            })?;
         }
         // Last: the cache can no longer write old bytes of the range back.
         self.store
