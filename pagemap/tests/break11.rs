@@ -386,7 +386,7 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
         for t in 0..2u8 {
             let (map, stop) = (map.clone(), stop.clone());
             hs.push(std::thread::spawn(move || {
-                let mut n = 0;
+                let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) && n < 400 {
                     let at = map.size();
                     match map.write_at(at, &[t + 1; 300]) {
@@ -396,7 +396,7 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
                         | Err(Error::BeyondEof { .. }) => {}
                         Err(e) => panic!("{e}"),
                     }
-                    if n % 16 == 0 {
+                    if n.is_multiple_of(16) {
                         map.free_unused();
                     }
                     n += 1;
@@ -425,7 +425,7 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let s = map.size();
-                    if i % 3 == 0 && s > 10_000 {
+                    if i.is_multiple_of(3) && s > 10_000 {
                         map.set_size(s - 4321).unwrap();
                     } else if i % 3 == 1 {
                         map.set_size(s + 777).unwrap();
@@ -440,9 +440,9 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
         {
             let (map, stop) = (map.clone(), stop.clone());
             hs.push(std::thread::spawn(move || {
-                let mut i = 0;
+                let mut i = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         assert!(map.writeback(..).errors.is_empty());
                     } else {
                         map.fsync().unwrap();
@@ -502,7 +502,7 @@ fn concurrent_appenders_lose_no_record() {
                             Err(e) => panic!("{e}"),
                         }
                     }
-                    if r % 10 == 0 {
+                    if r.is_multiple_of(10) {
                         map.free_unused();
                     }
                 }
@@ -985,7 +985,7 @@ fn punch_races_loads_evictions_and_writebacks() {
         for round in 0..150u32 {
             let v = (round % 250) as u8 + 1;
             map.write_at(0, &vec![v; (n as usize) * PAGE_SIZE]).unwrap();
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 map.writeback(..);
             }
             let stop = Arc::new(AtomicBool::new(false));
