@@ -1158,3 +1158,19 @@ fn a_stuck_page_cut_by_a_shrink_is_no_longer_stuck() {
         "a page that no longer exists is reported stuck: {r:?}"
     );
 }
+
+#[test]
+fn truncate_past_the_store_limit_changes_nothing() {
+    // Was a BUG (fixed on break11), as set_size's: truncate(end) with end * 4096 past the
+    // store's max_size raises the map's size and end, then the store fails
+    // (EFBIG, in report.errors); the map and the file disagree from then on.
+    // Fix: the same up-front check as set_size (report the error, change
+    // nothing).
+    let path = tmp("trmax");
+    std::fs::write(&path, vec![1u8; 100]).unwrap();
+    let map = open(&path, 4);
+    let r = map.truncate(1 << 50);
+    assert!(!r.errors.is_empty());
+    assert_eq!(map.size(), 100, "a failed truncate changed the size");
+    std::fs::remove_file(&path).unwrap();
+}

@@ -179,6 +179,11 @@ impl PageMap {
     /// granular [`set_size`](Self::set_size): the size becomes
     /// `end * PAGE_SIZE` bytes, so an `end` past the current one extends the
     /// file (zeroing the old partial last page's tail, as `set_size` does).
+    /// An `end` past the store's
+    /// [`max_size`](crate::BackingStore::max_size) changes nothing: the
+    /// report's `errors` hold an [`Error::Truncate`] with `EFBIG`; a store's
+    /// failure to change its size is reported there too (the cache is
+    /// truncated anyway).
     ///
     /// When it returns, no page table entry of any mapping shows a page at
     /// or beyond `end`, and none can appear: every access that starts after
@@ -205,6 +210,21 @@ impl PageMap {
         // The size in bytes moves with the end (an end no byte size can
         // say, past 2^52 pages, has no byte limit).
         let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
+        if bytes > self.max_size {
+            // An end no write-back could store: refused, nothing changed
+            // (as `set_size` refuses it), rather than the map's end moving
+            // and the store failing.
+            let mut report = RemoveReport::default();
+            crate::map::record(
+                &mut report.errors,
+                &mut report.errors_dropped,
+                Error::Truncate {
+                    end,
+                    source: crate::StoreError::new(crate::StoreError::EFBIG),
+                },
+            );
+            return report;
+        }
         let mut report = self.resize_locked(&mut scratch, bytes, end);
         if let Err(source) = self.store.set_size(bytes) {
             crate::map::record(
