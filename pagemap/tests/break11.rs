@@ -1101,9 +1101,8 @@ fn flusher_reports_a_failing_sync_as_error_sync() {
 }
 
 #[test]
-#[ignore = "BUG: a Flusher's failed store sync is not reported by the map's next fsync (fsyncgate)"]
 fn a_flusher_sync_failure_is_reported_by_the_next_fsync() {
-    // BUG: with FlusherBuilder::fsync, a round's failed store sync goes to
+    // Was a BUG (fixed on break11): with FlusherBuilder::fsync, a round's failed store sync goes to
     // the FlusherReport only. The map's next fsync syncs again and returns
     // Ok; but on Linux a failed fdatasync may have dropped the dirty pages
     // it failed to write (they are marked clean: PostgreSQL's "fsyncgate",
