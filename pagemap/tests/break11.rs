@@ -1173,3 +1173,16 @@ fn truncate_past_the_store_limit_changes_nothing() {
     assert_eq!(map.size(), 100, "a failed truncate changed the size");
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn set_size_u64_max_on_a_file_is_refused() {
+    // set_size(u64::MAX) ("no end") on a FileStore map used to make the
+    // file endless: every page loadable, write_at never changing the size,
+    // write-backs of whole pages (the file page-rounded on reopen).
+    let path = tmp("setmax");
+    std::fs::write(&path, vec![1u8; 100]).unwrap();
+    let map = open(&path, 4);
+    assert!(map.set_size(u64::MAX).is_err());
+    assert_eq!((map.size(), map.end()), (100, 1));
+    std::fs::remove_file(&path).unwrap();
+}

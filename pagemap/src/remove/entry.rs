@@ -284,7 +284,9 @@ impl PageMap {
     /// assert_eq!(store.size().unwrap(), Some(9000));
     /// ```
     pub fn set_size(&self, bytes: u64) -> Result<RemoveReport, Error> {
-        if bytes != u64::MAX && bytes > self.max_size {
+        // (`u64::MAX`, "no end", is past any finite limit too: a file
+        // cannot become a device.)
+        if bytes > self.max_size {
             // A size no write-back could ever store: refused up front, as
             // `write_at` and `load` refuse such pages, changing nothing
             // (else the map's size would move and the store's fail).
