@@ -473,6 +473,10 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
 
 /// Appenders only, each appending its own records through write_at at an
 /// offset it reserves itself: every record must be on disk after fsync.
+/// Before break11's fix this deadlocked on its first run (gdb: a write_at
+/// holding the invalidate lock exclusively, after finding that another
+/// appender had extended past its end, loaded a missing page through the
+/// path that takes the same lock shared).
 #[test]
 fn concurrent_appenders_lose_no_record() {
     with_timeout(120, || {
