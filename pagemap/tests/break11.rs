@@ -1190,3 +1190,53 @@ fn set_size_u64_max_on_a_file_is_refused() {
     assert_eq!((map.size(), map.end()), (100, 1));
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn held_last_page_writes_race_appends_and_writebacks() {
+    with_timeout(120, || {
+        for round in 0..20u32 {
+            let path = tmp("lastrace");
+            std::fs::write(&path, vec![3u8; 10_000]).unwrap();
+            let map = Arc::new(open(&path, 32));
+            let stop = Arc::new(AtomicBool::new(false));
+            let a = {
+                let (map, stop) = (map.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let p = map.load(2).unwrap();
+                    let mut v = 0u8;
+                    while !stop.load(Ordering::Relaxed) {
+                        v = v.wrapping_add(1) | 1;
+                        p.write(100, &[v; 8]).unwrap();
+                        // Past the old size: refused until an append covers it.
+                        let _ = p.write(1808, &[v; 4]);
+                    }
+                    v
+                })
+            };
+            let c = {
+                let (map, stop) = (map.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        map.writeback(..);
+                    }
+                })
+            };
+            for k in 0..20u8 {
+                let at = map.size();
+                map.write_at(at, &[k + 10; 150]).unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            let last = a.join().unwrap();
+            c.join().unwrap();
+            let map = Arc::into_inner(map).unwrap();
+            map.fsync().unwrap();
+            let cached = read_all(&map);
+            map.close().unwrap();
+            let disk = std::fs::read(&path).unwrap();
+            assert_eq!(disk.len(), 10_000 + 20 * 150, "round {round}");
+            assert!(disk == cached, "round {round}: disk differs from the cache");
+            assert_eq!(&disk[8192 + 100..][..8], &[last; 8], "round {round}");
+            std::fs::remove_file(&path).unwrap();
+        }
+    });
+}
