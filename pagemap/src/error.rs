@@ -119,7 +119,9 @@ pub enum Error {
     },
     /// The backing store failed to change its size
     /// ([`PageMap::set_size`](crate::PageMap::set_size)); the page map's
-    /// size changed anyway.
+    /// size changed anyway. Also a size past the store's
+    /// [`max_size`](crate::BackingStore::max_size) (`EFBIG`), refused
+    /// before anything changed.
     SetSize {
         /// The size asked for, in bytes.
         size: u64,

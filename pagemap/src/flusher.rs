@@ -12,7 +12,9 @@
 //! off). The error is also kept by the page map for its next
 //! [`PageMap::fsync`], which reports it. With [`FlusherBuilder::fsync`] a
 //! round ends by syncing each map's store, so data reaches stable storage
-//! within about a period.
+//! within about a period; a failed sync is kept for the map's next fsync
+//! too (a sync that fails may have lost what it failed to write, so a later
+//! one that succeeds does not cover it).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -23,7 +23,12 @@ impl PageMap {
     ///
     /// # Errors
     /// A load's error ([`Error::Read`], [`Error::PoolExhausted`], ...) if
-    /// it happens before any byte was read; after, the read is short.
+    /// it happens before any byte was read; after, the read is short. A
+    /// shrink racing the read is not an error: the read ends at the new end
+    /// (0 bytes if it starts past it). The pool is not reclaimed here: with
+    /// a pool smaller than the file, call
+    /// [`free_unused`](Self::free_unused) on [`Error::PoolExhausted`] (or a
+    /// short read) and read the rest.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -60,7 +65,11 @@ impl PageMap {
             };
             let page = match page {
                 Ok(page) => page,
-                // A shrink meanwhile (BeyondEof) or a failed load: short.
+                // A shrink meanwhile: the rest is past the end now, so the
+                // read ends here (0 bytes if it is the first page), as a
+                // `pread` after the truncate would; not an error.
+                Err(Error::BeyondEof { .. }) => break,
+                // A failed load: short.
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),
             };
@@ -122,7 +131,8 @@ impl PageMap {
     /// (2^64 - 2 bytes; the range changes nothing); a load's error if it
     /// happens before any byte was written (after, the write is short). A
     /// shrink racing a write that does not extend the file may cut it short
-    /// too (or refuse it: [`Error::BeyondSize`]).
+    /// too (or refuse it: [`Error::BeyondSize`], or [`Error::BeyondEof`]
+    /// if the shrink took the whole page; retry: the write then extends).
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<usize, Error> {
         if data.is_empty() {
             return Ok(0);

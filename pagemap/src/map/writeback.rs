@@ -102,7 +102,8 @@ pub struct FsyncError {
     pub report: WritebackReport,
     /// The latest write error met by another write-back (a
     /// [`Flusher`](crate::Flusher)'s round, an msync, a removal's
-    /// write-back, a concurrent fsync) after this fsync began, or before it
+    /// write-back, a concurrent fsync), or a failed store sync of a
+    /// flusher's round ([`Error::Sync`]), after this fsync began, or before it
     /// but not yet reported by an fsync: kept so that it is not swallowed
     /// (Linux's `errseq_t`). Its page may have been written since (a later
     /// attempt succeeding): it still says a write failed.
@@ -471,10 +472,18 @@ impl PageMap {
     }
 
     /// The store's sync alone (a [`Flusher`](crate::Flusher) round's end:
-    /// it leaves the kept write error to the map's next fsync).
+    /// it leaves the kept write error to the map's next fsync). A failure
+    /// is kept too, as a write error is, for the map's next fsync to
+    /// report: a failed `fdatasync` may have dropped the data it failed to
+    /// write (Linux marks those pages clean), so a later sync that succeeds
+    /// proves nothing about them.
     #[cfg(all(feature = "std", not(pagemap_loom)))]
     pub(crate) fn sync_store(&self) -> Result<(), StoreError> {
-        self.store.sync()
+        let r = self.store.sync();
+        if let Err(source) = r {
+            self.write_error.lock().keep(&Error::Sync { source });
+        }
+        r
     }
 
     fn tag_towrite(&self, first: u64, last: u64, policy: &mut impl WbPolicy) {

@@ -179,6 +179,11 @@ impl PageMap {
     /// granular [`set_size`](Self::set_size): the size becomes
     /// `end * PAGE_SIZE` bytes, so an `end` past the current one extends the
     /// file (zeroing the old partial last page's tail, as `set_size` does).
+    /// An `end` past the store's
+    /// [`max_size`](crate::BackingStore::max_size) changes nothing: the
+    /// report's `errors` hold an [`Error::Truncate`] with `EFBIG`; a store's
+    /// failure to change its size is reported there too (the cache is
+    /// truncated anyway).
     ///
     /// When it returns, no page table entry of any mapping shows a page at
     /// or beyond `end`, and none can appear: every access that starts after
@@ -205,6 +210,21 @@ impl PageMap {
         // The size in bytes moves with the end (an end no byte size can
         // say, past 2^52 pages, has no byte limit).
         let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
+        if bytes > self.max_size {
+            // An end no write-back could store: refused, nothing changed
+            // (as `set_size` refuses it), rather than the map's end moving
+            // and the store failing.
+            let mut report = RemoveReport::default();
+            crate::map::record(
+                &mut report.errors,
+                &mut report.errors_dropped,
+                Error::Truncate {
+                    end,
+                    source: crate::StoreError::new(crate::StoreError::EFBIG),
+                },
+            );
+            return report;
+        }
         let mut report = self.resize_locked(&mut scratch, bytes, end);
         if let Err(source) = self.store.set_size(bytes) {
             crate::map::record(
@@ -241,6 +261,8 @@ impl PageMap {
     /// the whole change.
     ///
     /// # Errors
+    /// [`Error::SetSize`] with `EFBIG`, changing nothing, if `bytes` is past
+    /// the store's [`max_size`](crate::BackingStore::max_size).
     /// [`Error::SetSize`] if the store failed to change its size: the page
     /// map's size has changed all the same (the store is fixed by a later
     /// `set_size`; until then, write-backs still write every byte below the
@@ -262,6 +284,17 @@ impl PageMap {
     /// assert_eq!(store.size().unwrap(), Some(9000));
     /// ```
     pub fn set_size(&self, bytes: u64) -> Result<RemoveReport, Error> {
+        // (`u64::MAX`, "no end", is past any finite limit too: a file
+        // cannot become a device.)
+        if bytes > self.max_size {
+            // A size no write-back could ever store: refused up front, as
+            // `write_at` and `load` refuse such pages, changing nothing
+            // (else the map's size would move and the store's fail).
+            return Err(Error::SetSize {
+                size: bytes,
+                source: crate::StoreError::new(crate::StoreError::EFBIG),
+            });
+        }
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
         let report = self.resize_locked(&mut scratch, bytes, crate::map::end_of(bytes));
@@ -297,7 +330,11 @@ impl PageMap {
     /// 2. a partial first or last page, if cached, has just the punched
     ///    bytes zeroed, under its page lock, after its write-back in flight;
     ///    it stays mapped and keeps its dirty state;
-    /// 3. the store punches the range
+    /// 3. if the range reaches the end of the file, the store is made as
+    ///    long as the size first
+    ///    ([`BackingStore::set_size`](crate::BackingStore::set_size)): the
+    ///    last page, gone from the cache, can no longer extend it; then the
+    ///    store punches the range
     ///    ([`BackingStore::punch_hole`](crate::BackingStore::punch_hole)).
     ///
     /// So no old byte comes back: not from a load (kept out), nor from a
@@ -360,6 +397,19 @@ impl PageMap {
         }
         if first < stop {
             report = self.punch_locked(&mut scratch, first, stop - 1);
+        }
+        if end >= limit && limit != u64::MAX {
+            // The punch reaches the end of the file: the last page may be
+            // gone from the cache now, dirty data and all, and with it the
+            // write-back that would have made the store as long as the size
+            // (an extending `write_at` leaves that to the write-back). Make
+            // the store that long here, or an fsync would leave the file
+            // short of its size.
+            self.store.set_size(limit).map_err(|source| Error::Punch {
+                offset,
+                len: end - offset,
+                source,
+            })?;
         }
         // Last: the cache can no longer write old bytes of the range back.
         self.store

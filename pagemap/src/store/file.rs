@@ -176,6 +176,12 @@ impl FileStore {
     /// does not exist. An existing file keeps its bytes: unlike
     /// [`File::create`], nothing is truncated (a store is reopened far more
     /// often than it is made, and a truncating open would lose it).
+    ///
+    /// A file it creates survives a crash only once its directory entry is
+    /// durable too: [`PageMap::fsync`](crate::PageMap::fsync) syncs the
+    /// file's data and length, not its directory, so after creating a file
+    /// sync the parent directory once (`File::open(dir)?.sync_all()`), as
+    /// with any new file on Linux.
     pub fn open_or_create(path: impl AsRef<Path>) -> io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
