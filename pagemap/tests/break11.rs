@@ -1199,8 +1199,9 @@ fn held_last_page_writes_race_appends_and_writebacks() {
             std::fs::write(&path, vec![3u8; 10_000]).unwrap();
             let map = Arc::new(open(&path, 32));
             let stop = Arc::new(AtomicBool::new(false));
+            let started = Arc::new(AtomicBool::new(false));
             let a = {
-                let (map, stop) = (map.clone(), stop.clone());
+                let (map, stop, started) = (map.clone(), stop.clone(), started.clone());
                 std::thread::spawn(move || {
                     let p = map.load(2).unwrap();
                     let mut v = 0u8;
@@ -1209,6 +1210,7 @@ fn held_last_page_writes_race_appends_and_writebacks() {
                         p.write(100, &[v; 8]).unwrap();
                         // Past the old size: refused until an append covers it.
                         let _ = p.write(1808, &[v; 4]);
+                        started.store(true, Ordering::Release);
                     }
                     v
                 })
@@ -1221,6 +1223,10 @@ fn held_last_page_writes_race_appends_and_writebacks() {
                     }
                 })
             };
+            // The writer's first write must happen, or `last` says nothing.
+            while !started.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
             for k in 0..20u8 {
                 let at = map.size();
                 map.write_at(at, &[k + 10; 150]).unwrap();
