@@ -480,6 +480,14 @@ impl pagemap::BackingStore for GatedStore {
         self.gate(WRITE_ARMED);
         self.inner.write_page(index, buf)
     }
+
+    fn size(&self) -> Result<Option<u64>, pagemap::StoreError> {
+        self.inner.size()
+    }
+
+    fn set_size(&self, bytes: u64) -> Result<(), pagemap::StoreError> {
+        self.inner.set_size(bytes)
+    }
 }
 
 /// A [`gated_map`] with page `index` dirty (`[byte; 8]` written, not

@@ -46,6 +46,9 @@ impl BackingStore for Counting {
     fn size(&self) -> Result<Option<u64>, StoreError> {
         self.mem.size()
     }
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        self.mem.set_size(bytes)
+    }
 }
 
 fn counting(frames: usize) -> (PageMap, Arc<Counting>) {

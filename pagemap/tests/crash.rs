@@ -336,7 +336,6 @@ fn killed_writer_keeps_every_synced_byte() {
 /// fsync the file is shorter than `size()`, and a reopened map loses the
 /// extension. Linux keeps i_size apart from the pages.
 #[test]
-#[ignore = "known bug: a punch over the pages of an extending write loses the size"]
 fn punch_over_an_extending_write_keeps_the_size() {
     let path = std::env::temp_dir().join(format!("pagemap-punch-size-{}", std::process::id()));
     std::fs::write(&path, b"").unwrap();

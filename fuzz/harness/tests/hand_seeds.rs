@@ -617,6 +617,14 @@ mod file_ops {
                 Reopen { close: false }, w(Edge(2, 0), short(10), 16),
                 punch(Edge(2, 5), pages(2, 0)), Check, Fsync,
             ]),
+            // An append's dirty pages (past the store's length) punched
+            // before any write-back: the file must still be as long as the
+            // size (it was short: the punch dropped what would extend it).
+            ("punch_over_an_append", 8, 5_000, vec![
+                w(End(0), pages(2, 100), 18), punch(End(-3000), pages(1, 0)), Check,
+                w(End(0), short(10), 19), punch(Edge(2, 0), pages(1, 0)), Fsync,
+                Reopen { close: true }, Check,
+            ]),
             ("small_pool_many_pages", 4, 24_576, vec![
                 rd(At(0), pages(3, 100)), rd(Edge(5, 0), short(10)),
                 w(Edge(2, 7), pages(3, 50), 17), Check,

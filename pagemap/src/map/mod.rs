@@ -101,6 +101,17 @@ pub struct PageMap {
     /// by a size change only (`set_size`, `truncate`, an extending
     /// `write_at`), which hold `invalidate_lock` exclusively.
     pub(crate) size: AtomicU64,
+    /// The length in bytes the store is known to have (`u64::MAX`: no
+    /// end, or unknown and never to be raised): its size at creation,
+    /// raised by each write-back the store accepted (before the page's
+    /// WRITEBACK bit is released), set by each of its `set_size` calls that
+    /// succeeded (under `invalidate_lock`, exclusively). An extending
+    /// `write_at` raises `size` alone and leaves the store's length to the
+    /// write-back of the new last page; if that page leaves the cache
+    /// unwritten (a punch, remove-or-zero, a discard), `persist_size` makes
+    /// the store as long as `size` at the next fsync (Linux writes `i_size`
+    /// with the inode).
+    pub(crate) store_size: AtomicU64,
     /// While a size extension runs, its first page (the old partial last
     /// page, or the old end): faults on pages from here on are refused
     /// ([`Error::WouldBlock`]: the handler retries) so that no CPU can
@@ -243,6 +254,7 @@ impl PageMap {
             nr_pages: AtomicU64::new(0),
             end: AtomicU64::new(end_of(size)),
             size: AtomicU64::new(size),
+            store_size: AtomicU64::new(size),
             extending: AtomicU64::new(u64::MAX),
             ra_next: AtomicU64::new(0),
             invalidate_lock: RwLock::new(()),
@@ -525,7 +537,8 @@ impl PageMap {
 impl Drop for PageMap {
     /// Writes back dirty pages (best effort, and without a sync of the
     /// store: [`PageMap::close`] returns what it could not write, and
-    /// syncs), logging every page it could not write, whose data is lost,
+    /// syncs) and makes the store as long as the size if it is shorter,
+    /// logging every page it could not write, whose data is lost,
     /// through the `log` facade (at most [`MAX_REPORTED_ERRORS`] lines, then
     /// a count); then returns every frame to the pool.
     fn drop(&mut self) {
@@ -545,6 +558,13 @@ impl Drop for PageMap {
                     "pagemap: dropping page map #{}: {} pages could not be written; their data is lost",
                     self.id,
                     lost.0.len()
+                );
+            }
+            if let Err(e) = self.persist_size() {
+                log::error!(
+                    "pagemap: dropping page map #{}: the store could not be made {} bytes long: {e}",
+                    self.id,
+                    self.size()
                 );
             }
         }

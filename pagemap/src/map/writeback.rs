@@ -14,6 +14,7 @@ use crate::shootdown::ShootdownBatch;
 use crate::slot;
 use crate::store::MAX_EXTENT;
 use crate::sync::epoch;
+use crate::sync::Ordering;
 use crate::PAGE_SIZE;
 
 use super::{inclusive, PageMap, PageRef};
@@ -108,8 +109,12 @@ pub struct FsyncError {
     /// (Linux's `errseq_t`). Its page may have been written since (a later
     /// attempt succeeding): it still says a write failed.
     pub earlier: Option<Error>,
-    /// The store's [`sync`](crate::BackingStore::sync) failed: what it had
-    /// acknowledged may not survive a crash.
+    /// The store's [`sync`](crate::BackingStore::sync) failed (what it had
+    /// acknowledged may not survive a crash), or its
+    /// [`set_size`](crate::BackingStore::set_size) did, called first when
+    /// the store is shorter than [`size`](PageMap::size) (the pages that
+    /// would have extended it left the cache unwritten: punched, zeroed or
+    /// discarded).
     pub sync: Option<StoreError>,
 }
 
@@ -352,6 +357,9 @@ impl PageMap {
                 Err(e) if frames.len() == 1 => Err(e),
                 Err(_) => self.store.write(&self.pool, page.frame, page.index, *len),
             };
+            if r.is_ok() {
+                self.store_reached(page.index, *len);
+            }
             let r = r.map(|()| Wrote::Written).map_err(|source| Error::Write {
                 index: page.index,
                 source,
@@ -426,7 +434,7 @@ impl PageMap {
         let since = self.write_error.lock().seq;
         let report = self.writeback_with(.., policy);
         self.wait_writebacks();
-        let sync = self.store.sync().err();
+        let sync = self.persist_size().and_then(|()| self.store.sync()).err();
         // After the wait and the sync: the errors of the write-backs waited
         // for are kept by now.
         let earlier = self.write_error.lock().check(since);
@@ -471,6 +479,50 @@ impl PageMap {
         }
     }
 
+    /// The store accepted `len` bytes of page `index`: it is at least that
+    /// long now. Before the page's WRITEBACK bit is released, so a size
+    /// change or an fsync that waited for this write sees it.
+    fn store_reached(&self, index: u64, len: usize) {
+        let end = index
+            .saturating_mul(crate::PAGE_SIZE as u64)
+            .saturating_add(len as u64);
+        // Release: pairs with `persist_size`'s Acquire load (it also waits
+        // for WRITEBACK bits, which order this anyway); a hint otherwise.
+        self.store_size.fetch_max(end, Ordering::Release);
+    }
+
+    /// The store's `set_size(bytes)` succeeded (called under the
+    /// invalidate lock, exclusively, or shared from `persist_size`).
+    pub(crate) fn store_resized(&self, bytes: u64) {
+        self.store_size.store(bytes, Ordering::Release);
+    }
+
+    /// Makes the store as long as the size if it is shorter: an extending
+    /// `write_at` leaves the store's length to the write-back of its last
+    /// page, and that page may have left the cache unwritten (punched,
+    /// removed or zeroed, discarded), so without this an fsync would leave
+    /// the file short of `size()` (Linux's fsync writes `i_size` with the
+    /// inode). Holds the invalidate lock shared, so the size cannot change
+    /// meanwhile, nor a write-back reach past it.
+    pub(crate) fn persist_size(&self) -> Result<(), StoreError> {
+        let _invalidate = self.invalidate_lock.read();
+        self.persist_size_locked()
+    }
+
+    /// [`persist_size`](Self::persist_size) for a caller holding the
+    /// invalidate lock (either way): the paths that drop dirty pages
+    /// unwritten (punch, remove-or-zero) call it, so that a map with no
+    /// dirty page always has a store as long as its size.
+    pub(crate) fn persist_size_locked(&self) -> Result<(), StoreError> {
+        let size = self.size();
+        // Acquire: pairs with `store_reached`'s Release.
+        if size != u64::MAX && self.store_size.load(Ordering::Acquire) < size {
+            self.store.set_size(size)?;
+            self.store_size.fetch_max(size, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// The store's sync alone (a [`Flusher`](crate::Flusher) round's end:
     /// it leaves the kept write error to the map's next fsync). A failure
     /// is kept too, as a write error is, for the map's next fsync to
@@ -479,7 +531,7 @@ impl PageMap {
     /// proves nothing about them.
     #[cfg(all(feature = "std", not(pagemap_loom)))]
     pub(crate) fn sync_store(&self) -> Result<(), StoreError> {
-        let r = self.store.sync();
+        let r = self.persist_size().and_then(|()| self.store.sync());
         if let Err(source) = r {
             self.write_error.lock().keep(&Error::Sync { source });
         }

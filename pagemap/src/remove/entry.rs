@@ -159,6 +159,13 @@ impl PageMap {
     /// there are cleared, private copy-on-write copies and pinned mappings
     /// included; unused pages are removed, and pages in use are zeroed and
     /// cleaned instead. Dirty data in the range is dropped, not written.
+    ///
+    /// If that drops the dirty last page of an extending
+    /// [`write_at`](Self::write_at) before its write-back, the store is
+    /// made as long as the size
+    /// ([`BackingStore::set_size`](crate::BackingStore::set_size)), the
+    /// dropped bytes reading as zeroes; if that fails, the report's
+    /// `errors` hold an [`Error::SetSize`] (the next fsync tries again).
     pub fn remove_or_zero(&self, range: impl RangeBounds<u64>) -> RemoveReport {
         let Some((first, last)) = inclusive(&range) else {
             return RemoveReport::default();
@@ -166,7 +173,16 @@ impl PageMap {
         // It frees private copies: not while a fork copies them.
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
-        self.remove_or_zero_locked(&mut scratch, first, last, false)
+        let mut report = self.remove_or_zero_locked(&mut scratch, first, last, false);
+        if let Err(source) = self.persist_size_locked() {
+            let size = self.size();
+            crate::map::record(
+                &mut report.errors,
+                &mut report.errors_dropped,
+                Error::SetSize { size, source },
+            );
+        }
+        report
     }
 
     /// Cuts the file at page `end`: from now on loads (and so faults) of a
@@ -225,8 +241,8 @@ impl PageMap {
             );
             return report;
         }
-        let mut report = self.resize_locked(&mut scratch, bytes, end);
-        if let Err(source) = self.store.set_size(bytes) {
+        let (mut report, r) = self.resize_with_store(&mut scratch, bytes, end);
+        if let Err(source) = r {
             crate::map::record(
                 &mut report.errors,
                 &mut report.errors_dropped,
@@ -297,13 +313,11 @@ impl PageMap {
         }
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
-        let report = self.resize_locked(&mut scratch, bytes, crate::map::end_of(bytes));
-        self.store
-            .set_size(bytes)
-            .map_err(|source| Error::SetSize {
-                size: bytes,
-                source,
-            })?;
+        let (report, r) = self.resize_with_store(&mut scratch, bytes, crate::map::end_of(bytes));
+        r.map_err(|source| Error::SetSize {
+            size: bytes,
+            source,
+        })?;
         Ok(report)
     }
 
@@ -330,11 +344,11 @@ impl PageMap {
     /// 2. a partial first or last page, if cached, has just the punched
     ///    bytes zeroed, under its page lock, after its write-back in flight;
     ///    it stays mapped and keeps its dirty state;
-    /// 3. if the range reaches the end of the file, the store is made as
-    ///    long as the size first
-    ///    ([`BackingStore::set_size`](crate::BackingStore::set_size)): the
-    ///    last page, gone from the cache, can no longer extend it; then the
-    ///    store punches the range
+    /// 3. if the store is shorter than the size (the dirty last page of an
+    ///    extending [`write_at`](Self::write_at), which would have extended
+    ///    it, may be among those dropped), it is made that long
+    ///    ([`BackingStore::set_size`](crate::BackingStore::set_size)); then
+    ///    the store punches the range
     ///    ([`BackingStore::punch_hole`](crate::BackingStore::punch_hole)).
     ///
     /// So no old byte comes back: not from a load (kept out), nor from a
@@ -398,19 +412,14 @@ impl PageMap {
         if first < stop {
             report = self.punch_locked(&mut scratch, first, stop - 1);
         }
-        if end >= limit && limit != u64::MAX {
-            // The punch reaches the end of the file: the last page may be
-            // gone from the cache now, dirty data and all, and with it the
-            // write-back that would have made the store as long as the size
-            // (an extending `write_at` leaves that to the write-back). Make
-            // the store that long here, or an fsync would leave the file
-            // short of its size.
-            self.store.set_size(limit).map_err(|source| Error::Punch {
-                offset,
-                len: end - offset,
-                source,
-            })?;
-        }
+        // A punch that reaches the end may have dropped the dirty last page
+        // of an extending `write_at`, the write-back that would have made
+        // the store as long as the size: make it that long now.
+        self.persist_size_locked().map_err(|source| Error::Punch {
+            offset,
+            len: end - offset,
+            source,
+        })?;
         // Last: the cache can no longer write old bytes of the range back.
         self.store
             .punch_hole(offset, end - offset)
@@ -420,6 +429,35 @@ impl PageMap {
                 source,
             })?;
         Ok(report)
+    }
+
+    /// A size change to `bytes` (`end` pages), both halves, the invalidate
+    /// and remover locks held. The store's first: a store that cannot
+    /// change its size (the default
+    /// [`set_size`](crate::BackingStore::set_size)) or fails refuses it
+    /// before the cache changes, so nothing changes (else a shrink would
+    /// drop the cut pages and a later extension load the store's old bytes
+    /// back). A shrink cuts the store again after the cache's half: a
+    /// write-back of a cut page in flight (waited for there) may have
+    /// extended it past the first cut.
+    fn resize_with_store(
+        &self,
+        scratch: &mut crate::map::Scratch,
+        bytes: u64,
+        end: u64,
+    ) -> (RemoveReport, Result<(), crate::StoreError>) {
+        if let Err(e) = self.store.set_size(bytes) {
+            return (RemoveReport::default(), Err(e));
+        }
+        let shrink = bytes < self.size();
+        let report = self.resize_locked(scratch, bytes, end);
+        if shrink {
+            if let Err(e) = self.store.set_size(bytes) {
+                return (report, Err(e));
+            }
+        }
+        self.store_resized(bytes);
+        (report, Ok(()))
     }
 
     /// The cache's half of a size change to `bytes` (`end` pages), the
@@ -531,7 +569,9 @@ impl PageMap {
     }
 
     /// Empties the map for good: writes back every dirty page first (unless
-    /// `discard`), then frees every page.
+    /// `discard`), then frees every page, and makes the store as long as
+    /// the size if it is shorter (discarded pages may have been what would
+    /// have extended it; a failure is an [`Error::SetSize`] in `errors`).
     ///
     /// # Panics
     /// If a mapping is registered or a page is held: destroying a map in use
@@ -578,9 +618,22 @@ impl PageMap {
             marked.clear();
             match resume {
                 Some(next) => from = next,
-                None => return report,
+                None => break,
             }
         }
+        // Discarded pages may include the dirty last page of an extending
+        // `write_at`: the store is made as long as the size (after the
+        // remover lock: the invalidate lock comes first).
+        drop(scratch);
+        if let Err(source) = self.persist_size() {
+            let size = self.size();
+            crate::map::record(
+                &mut report.errors,
+                &mut report.errors_dropped,
+                Error::SetSize { size, source },
+            );
+        }
+        report
     }
 
     /// Starts a removal of `range` that runs one pass per

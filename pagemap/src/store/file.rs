@@ -256,9 +256,25 @@ impl FileStore {
         // and our length update do not interleave.
         let mut g = self.len.write();
         // SAFETY: the caller's range.
-        unsafe { self.pwrite_all(off, src, len)? };
-        *g = (*g).max(end);
-        Ok(())
+        let r = unsafe { self.pwrite_all(off, src, len) };
+        self.grew(&mut g, end, &r);
+        r
+    }
+
+    /// Our view of the length after an extending write to `end` (`g`: the
+    /// length, write-locked): `end` if it succeeded; else whatever the
+    /// file's length now is, as the write may have extended it part of the
+    /// way (a short write before the error), and a punch or a size check
+    /// that believed the old length would miss those bytes.
+    fn grew<T>(&self, g: &mut u64, end: u64, r: &io::Result<T>) {
+        match r {
+            Ok(_) => *g = (*g).max(end),
+            Err(_) => {
+                if let Ok(m) = self.file.metadata() {
+                    *g = (*g).max(m.len());
+                }
+            }
+        }
     }
 
     /// `pwrite` until all `len` bytes at `src` are at `off`.
@@ -434,9 +450,9 @@ impl BackingStore for FileStore {
         }
         // Extending: under the write lock, as `write_at`.
         let mut g = self.len.write();
-        self.pwritev_pages(off, srcs)?;
-        *g = (*g).max(end);
-        Ok(())
+        let r = self.pwritev_pages(off, srcs);
+        self.grew(&mut g, end, &r);
+        Ok(r?)
     }
 
     fn max_size(&self) -> u64 {

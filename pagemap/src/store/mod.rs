@@ -109,12 +109,20 @@ pub trait BackingStore: Send + Sync {
 
     /// Makes the store `bytes` long (a truncate or an extension, Linux's
     /// `ftruncate`): bytes from `bytes` on are gone, and an extension reads
-    /// as zeroes. The page map calls it after the cache's half of a size
-    /// change (a shrink: once in-flight writes of the cut pages are done).
-    /// The default does nothing, for stores that cannot change their size.
+    /// as zeroes. The page map calls it before the cache's half of a size
+    /// change, so that a refusal changes nothing, and for a shrink once
+    /// more after it (a write-back of a cut page in flight may have
+    /// extended the store again meanwhile); also to make the store as long
+    /// as the map's size when pages that would have extended it left the
+    /// cache unwritten (see [`PageMap::fsync`](crate::PageMap::fsync)).
+    ///
+    /// The default fails with [`StoreError::EOPNOTSUPP`], for stores that
+    /// cannot change their size: the page map's size changes are then
+    /// refused (had it cut its cache alone, a later extension would read
+    /// the cut bytes back from the store).
     fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
         let _ = bytes;
-        Ok(())
+        Err(StoreError::new(StoreError::EOPNOTSUPP))
     }
 
     /// Makes every write that returned before this call durable: on stable

@@ -93,10 +93,11 @@ pub trait SubmitStore: Send + Sync {
 
     /// Makes the store `bytes` long, as
     /// [`BackingStore::set_size`](crate::BackingStore::set_size),
-    /// synchronously. The default does nothing.
+    /// synchronously, whose default (fails with
+    /// [`StoreError::EOPNOTSUPP`]: size changes are refused) this shares.
     fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
         let _ = bytes;
-        Ok(())
+        Err(StoreError::new(StoreError::EOPNOTSUPP))
     }
 
     /// Makes every write completed before this call durable (a device's
