@@ -105,3 +105,38 @@ fn set_size_vs_extending_write_vs_writeback() {
     })
     .assert_seen(&["size=120", "size=150"]);
 }
+
+/// A shrink races the write-back of the old last page (written with the
+/// old, longer size); then an append's dirty page leaves the cache unwritten
+/// (remove-or-zero). The store must still end as long as the size: the map
+/// keeps the store's length (`store_size`), which the drop consults. The
+/// write-back raises that record before it releases WRITEBACK, and the
+/// shrink waits for WRITEBACK before its own record, so the shrink's wins;
+/// raising it after the release (mutant Z02) can leave the record above the
+/// store's real length, and the drop then skips extending the store.
+#[test]
+fn shrink_vs_last_page_writeback_then_dropped_append() {
+    explore(Bound::Env, || {
+        let (store, map) = fixture();
+        // Size 150, page 0 dirty; the store is still 100 bytes long.
+        assert_eq!(map.write_at(SIZE, &[NEW; LEN]).unwrap(), LEN);
+        let flusher = spawn_with(&map, |map| {
+            let r = map.writeback(..);
+            assert!(r.errors.is_empty(), "{r:?}");
+        });
+        map.set_size(120).unwrap();
+        flusher.join().unwrap();
+        // Back to 150 bytes by an append whose page is then dropped unwritten.
+        assert_eq!(map.write_at(120, &[NEW; 30]).unwrap(), 30);
+        let r = map.remove_or_zero(0..1);
+        assert!(r.errors.is_empty(), "{r:?}");
+        assert_eq!(map.size(), SIZE + LEN as u64);
+        assert_eq!(
+            store.size().unwrap(),
+            Some(map.size()),
+            "the store is shorter than the size after the append was dropped"
+        );
+        "ok"
+    })
+    .assert_seen(&["ok"]);
+}

@@ -50,6 +50,8 @@ impl PageMap {
         }
         let len = (buf.len() as u64).min(size - offset) as usize;
         let mut done = 0;
+        // Whether the readahead state is this read's business (see below).
+        let mut missed = false;
         while done < len {
             let pos = offset + done as u64;
             let index = pos / PAGE_SIZE as u64;
@@ -58,6 +60,7 @@ impl PageMap {
             let page = match self.find(index) {
                 Ok(Some(page)) => Ok(page), // the hit: lock-free
                 _ => {
+                    missed = true;
                     let last = (offset + len as u64 - 1) / PAGE_SIZE as u64;
                     self.read_ahead_for(index, last);
                     self.load(index)
@@ -77,9 +80,16 @@ impl PageMap {
             done += n;
         }
         if done > 0 {
-            let next = (offset + done as u64).div_ceil(PAGE_SIZE as u64);
+            // Only a read that missed or continues the stream moves it: the
+            // next miss of a sequential reader must find it, but random hits
+            // on many threads would otherwise all write one shared cache
+            // line on every read.
             // Relaxed: a hint for the next read's readahead, nothing else.
-            self.ra_next.store(next, Ordering::Relaxed);
+            let first = offset / PAGE_SIZE as u64;
+            if missed || first == self.ra_next.load(Ordering::Relaxed) {
+                let next = (offset + done as u64).div_ceil(PAGE_SIZE as u64);
+                self.ra_next.store(next, Ordering::Relaxed);
+            }
         }
         Ok(done)
     }
