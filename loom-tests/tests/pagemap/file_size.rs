@@ -140,3 +140,47 @@ fn shrink_vs_last_page_writeback_then_dropped_append() {
     })
     .assert_seen(&["ok"]);
 }
+
+/// A two-page file whose page 1 (OLD in the store) is not cached, and a
+/// map with room for it.
+fn uncached_page_1() -> Arc<PageMap> {
+    let store = Arc::new(MemStore::with_size(2 * PAGE_SIZE as u64));
+    store.set_page(1, &[OLD; PAGE_SIZE]);
+    Arc::new(PageMap::new(Arc::new(FramePool::new(2).unwrap()), store))
+}
+
+/// A `write_at` of the whole of an uncached page (published with its new
+/// bytes and no store read) races a `read_at` of it: the reader sees the
+/// old page or the new one, never the frame's earlier bytes (the page is
+/// LOADING until the copy is in; publishing first would show them).
+#[test]
+fn whole_page_overwrite_vs_read() {
+    explore(Bound::Env, || {
+        let map = uncached_page_1();
+        let writer = spawn_with(&map, |map| {
+            assert_eq!(
+                map.write_at(PAGE_SIZE as u64, &[NEW; PAGE_SIZE]).unwrap(),
+                PAGE_SIZE
+            );
+        });
+        let mut buf = [0u8; PAGE_SIZE];
+        assert_eq!(map.read_at(PAGE_SIZE as u64, &mut buf).unwrap(), PAGE_SIZE);
+        writer.join().unwrap();
+        let seen = buf[0];
+        assert!(
+            buf.iter().all(|&b| b == seen) && (seen == OLD || seen == NEW),
+            "read {seen:#x}.. of a page that held only {OLD:#x} or {NEW:#x}"
+        );
+        // Whatever the order, the page ends NEW and dirty.
+        let mut after = [0u8; 8];
+        map.read_at(PAGE_SIZE as u64, &mut after).unwrap();
+        assert_eq!(after, [NEW; 8]);
+        assert_eq!(map.dirty_indices(..), vec![1]);
+        if seen == NEW {
+            "new"
+        } else {
+            "old"
+        }
+    })
+    .assert_seen(&["old", "new"]);
+}

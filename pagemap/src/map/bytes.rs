@@ -213,7 +213,23 @@ impl PageMap {
             // no byte of the file: no read (the store may even hold stale
             // bytes there, from a size change it failed).
             let fresh = ext.is_some() && index * PAGE_SIZE as u64 >= fresh_from;
-            let page = match self.load_with(index, ext.is_some(), fresh) {
+            let page = match self.find(index) {
+                Ok(Some(page)) => Ok(page), // the hit: lock-free
+                _ if n == PAGE_SIZE => {
+                    // A miss the write covers whole: no read of old bytes.
+                    let whole = data[done..done + n].try_into().expect("a page");
+                    match self.overwrite_miss(index, whole, ext.is_some()) {
+                        Ok(true) => {
+                            done += n;
+                            continue;
+                        }
+                        Ok(false) => self.load_with(index, ext.is_some(), fresh),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => self.load_with(index, ext.is_some(), fresh),
+            };
+            let page = match page {
                 Ok(page) => page,
                 Err(_) if done > 0 => break,
                 Err(e) => return Err(e),

@@ -177,6 +177,55 @@ impl PageMap {
         }
     }
 
+    /// A write of the whole page `index` (`data`) that misses the cache:
+    /// inserts a frame holding `data`, published up to date and dirty, with
+    /// no read from the store (its old bytes would be overwritten at once;
+    /// Linux's `write_begin` skips the read of a folio the copy fills).
+    /// Readers of the page wait for it as for a load (it is LOADING until
+    /// the copy is in), so none sees the frame's earlier bytes.
+    ///
+    /// `Ok(false)`, nothing done, if the page is cached meanwhile (the
+    /// caller, which missed it with `find`, writes it as usual) or not
+    /// wholly inside the size: checked under the invalidate lock
+    /// (`invalidate_held`: the caller's, else taken shared), which keeps
+    /// size changes off until the page is published. So no size raise is
+    /// ever needed here (an extending write's pages past the size take the
+    /// zeroing path, which raises the size under the page lock).
+    pub(crate) fn overwrite_miss(
+        &self,
+        index: u64,
+        data: &[u8; PAGE_SIZE],
+        invalidate_held: bool,
+    ) -> Result<bool, Error> {
+        self.check_max(index)?;
+        self.check_end(index)?;
+        let _invalidate = (!invalidate_held).then(|| self.invalidate_lock.read());
+        if self.valid_bytes(index) < PAGE_SIZE {
+            return Ok(false); // a size change got there: the usual path decides
+        }
+        let frame = self.pool.alloc()?;
+        self.pool
+            .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
+        let page = match self.insert(index, frame) {
+            Ok(Some(page)) => page,
+            inserted => {
+                // Someone inserted first: the usual path writes theirs.
+                self.pool.clear_flags(frame, !0);
+                self.pool.free(frame);
+                inserted?;
+                return Ok(false);
+            }
+        };
+        self.pool.write_page(frame, data);
+        self.pool.set_flags(frame, flags::UPTODATE | flags::DIRTY);
+        // Release: contents before the word that says "up to date" (as
+        // `fill`).
+        page.slot.set_loaded();
+        self.pool.unlock(frame);
+        self.sync_dirty_mark(index, frame);
+        Ok(true)
+    }
+
     /// The page at `index` if cached and up to date, else [`Error::WouldBlock`].
     /// Never sleeps (the fault handler calls it under an address-space lock).
     pub fn load_nowait(&self, index: u64) -> Result<PageRef<'_>, Error> {
