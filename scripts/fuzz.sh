@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Differential fuzzing of pagemap and vmr (fuzz/, its own cargo-fuzz
-# workspace): targets pagemap_ops, vmr_ops and removal_interleaved (the
-# threaded removal stress test runs with the replay tests).
+# workspace): targets pagemap_ops, vmr_ops, removal_interleaved and file_ops
+# (the threaded removal stress test runs with the replay tests).
 #
-#   scripts/fuzz.sh                  # replay tests, then 30 s per fuzz target
-#                                    # (20 s for removal_interleaved: 80 s in all)
+#   scripts/fuzz.sh                  # replay tests, then 20 s per fuzz target
+#                                    # (13 s for removal_interleaved: 73 s in all)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh # fuzz longer
 #   FUZZ_SECONDS=0 scripts/fuzz.sh   # replay tests only
 #
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 start=$(date +%s)
 
 # Installs (C++ compiler, cargo-fuzz) live in one place.
@@ -46,7 +46,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
         extra=()
         case "$target" in
             removal*)
-                # Two thirds of the time (20 s by default) and inputs up to
+                # Two thirds of the time (13 s by default) and inputs up to
                 # 1 KiB: each run syncs, removes and reloads the whole file
                 # at the end, so it is slower per input.
                 seconds=$(( FUZZ_SECONDS * 2 / 3 ))
