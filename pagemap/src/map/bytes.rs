@@ -218,7 +218,8 @@ impl PageMap {
                 _ if n == PAGE_SIZE => {
                     // A miss the write covers whole: no read of old bytes.
                     let whole = data[done..done + n].try_into().expect("a page");
-                    match self.overwrite_miss(index, whole, ext.is_some()) {
+                    let extending = ext.map(|_| pos + n as u64);
+                    match self.overwrite_miss(index, whole, extending) {
                         Ok(true) => {
                             done += n;
                             continue;

@@ -10,6 +10,9 @@ use crate::sync::{epoch, Ordering};
 use super::{PageMap, PageRef};
 use crate::PAGE_SIZE;
 
+/// A page of zeroes to copy from (no 4 KiB array built on the stack per use).
+static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
 impl PageMap {
     /// The up-to-date page at `index`, if cached. Never blocks; lock-free.
     ///
@@ -185,22 +188,27 @@ impl PageMap {
     /// the copy is in), so none sees the frame's earlier bytes.
     ///
     /// `Ok(false)`, nothing done, if the page is cached meanwhile (the
-    /// caller, which missed it with `find`, writes it as usual) or not
-    /// wholly inside the size: checked under the invalidate lock
-    /// (`invalidate_held`: the caller's, else taken shared), which keeps
-    /// size changes off until the page is published. So no size raise is
-    /// ever needed here (an extending write's pages past the size take the
-    /// zeroing path, which raises the size under the page lock).
+    /// caller, which missed it with `find`, writes it as usual) or, for a
+    /// plain write (`extending: None`), not wholly inside the size: checked
+    /// under the invalidate lock, taken shared, which keeps size changes
+    /// off until the page is published.
+    ///
+    /// `extending: Some(reached)`: the caller is an extending `write_at`,
+    /// holding the invalidate lock exclusively, with the end already raised
+    /// past this page; the size is raised to `reached` (the byte after the
+    /// page) after the copy and **before** the page is unlocked, as
+    /// `copy_in` does, so a write-back of the page reads a size that covers
+    /// it (mutant Z01's rule).
     pub(crate) fn overwrite_miss(
         &self,
         index: u64,
         data: &[u8; PAGE_SIZE],
-        invalidate_held: bool,
+        extending: Option<u64>,
     ) -> Result<bool, Error> {
         self.check_max(index)?;
         self.check_end(index)?;
-        let _invalidate = (!invalidate_held).then(|| self.invalidate_lock.read());
-        if self.valid_bytes(index) < PAGE_SIZE {
+        let _invalidate = extending.is_none().then(|| self.invalidate_lock.read());
+        if extending.is_none() && self.valid_bytes(index) < PAGE_SIZE {
             return Ok(false); // a size change got there: the usual path decides
         }
         let frame = self.pool.alloc()?;
@@ -217,6 +225,13 @@ impl PageMap {
             }
         };
         self.pool.write_page(frame, data);
+        if let Some(reached) = extending {
+            if reached > self.size() {
+                // Before the unlock (see above). SeqCst: as every store of
+                // `size` (the faults' pair, through `end`).
+                self.size.store(reached, Ordering::SeqCst);
+            }
+        }
         self.pool.set_flags(frame, flags::UPTODATE | flags::DIRTY);
         // Release: contents before the word that says "up to date" (as
         // `fill`).
@@ -257,7 +272,7 @@ impl PageMap {
     /// with no read (a page past the file's old end, about to be written).
     fn fill_zeroes<'a>(&'a self, page: PageRef<'a>) -> PageRef<'a> {
         let frame = page.frame;
-        self.pool.write_page(frame, &[0; PAGE_SIZE]);
+        self.pool.write_page(frame, &ZERO_PAGE);
         self.pool
             .clear_flags(frame, flags::ERROR | flags::ERRNO_MASK);
         self.pool.set_flags(frame, flags::UPTODATE);
