@@ -276,6 +276,8 @@ impl RegionFrames {
         // SAFETY: pad < PAGE_SIZE, and the block has PAGE_SIZE bytes more
         // than the region: the region stays inside it.
         let base = unsafe { block.add(pad) };
+        #[cfg(all(feature = "std", target_os = "linux"))]
+        advise_huge_pages(base, frames * PAGE_SIZE);
         // SAFETY: the region is ours (inside our allocation), valid, page
         // aligned and used by nothing else; it lives until our drop.
         let mut this = unsafe { Self::new(base, frames, base.as_ptr() as u64)? };
@@ -286,6 +288,25 @@ impl RegionFrames {
     fn link(&self, id: FrameId) -> &AtomicU32 {
         &self.next[id.get() as usize - 1]
     }
+}
+
+/// Asks Linux to back the frames with transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`; most systems enable them only on request): a
+/// cache read at random over more memory than the TLB covers in 4 KiB pages
+/// otherwise pays a page walk on top of the data's cache miss (the kernel's
+/// own page cache sits in its direct map, mapped with huge pages). Memory
+/// is still committed on first touch, 2 MiB at a time. A hint: a failure
+/// (no THP support) changes nothing, so it is ignored.
+#[cfg(all(feature = "std", target_os = "linux"))]
+fn advise_huge_pages(base: NonNull<u8>, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < HUGE {
+        return;
+    }
+    // SAFETY: `base .. base + len` is one live allocation of ours
+    // (page-aligned, as madvise requires); MADV_HUGEPAGE changes only how
+    // the kernel backs it, never its contents or validity.
+    let _ = unsafe { libc::madvise(base.as_ptr().cast(), len, libc::MADV_HUGEPAGE) };
 }
 
 impl Drop for RegionFrames {
