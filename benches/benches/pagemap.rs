@@ -15,7 +15,9 @@ use benches::{
 };
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use pagemap::{BackingStore, FramePool, PageBuf, PageMap, PageSrc, StoreError, PAGE_SIZE};
+use pagemap::{
+    BackingStore, FramePool, PageBuf, PageMap, PageSrc, StoreControl, StoreError, PAGE_SIZE,
+};
 
 /// Pages inserted per insert iteration.
 const INSERT_N: u64 = 1 << 16;
@@ -141,6 +143,8 @@ impl BackingStore for CopyStore {
         Ok(())
     }
 }
+
+impl StoreControl for CopyStore {}
 
 fn load_miss(c: &mut Criterion) {
     let mut g = c.benchmark_group("load_miss_64k");

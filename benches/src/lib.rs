@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-use pagemap::{BackingStore, FramePool, PageBuf, PageMap};
+use pagemap::{BackingStore, FramePool, PageBuf, PageMap, StoreControl};
 use parking_lot::{Mutex, RwLock};
 use radix_trie::Trie;
 
@@ -70,6 +70,8 @@ impl BackingStore for ZeroStore {
         Ok(())
     }
 }
+
+impl StoreControl for ZeroStore {}
 
 // ---- random streams --------------------------------------------------------
 

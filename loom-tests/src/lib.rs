@@ -480,7 +480,9 @@ impl pagemap::BackingStore for GatedStore {
         self.gate(WRITE_ARMED);
         self.inner.write_page(index, buf)
     }
+}
 
+impl pagemap::StoreControl for GatedStore {
     fn size(&self) -> Result<Option<u64>, pagemap::StoreError> {
         self.inner.size()
     }

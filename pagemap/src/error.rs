@@ -67,7 +67,7 @@ pub enum Error {
         end: u64,
     },
     /// The page ends beyond the largest length the store can address
-    /// ([`BackingStore::max_size`](crate::BackingStore::max_size): a file
+    /// ([`StoreControl::max_size`](crate::StoreControl::max_size): a file
     /// system's largest file, say): refused at load, lookup and readahead,
     /// so no data is cached that no write-back could store.
     BeyondMaxSize {
@@ -77,7 +77,7 @@ pub enum Error {
         max_size: u64,
     },
     /// The backing store failed to make written data durable
-    /// ([`BackingStore::sync`](crate::BackingStore::sync), called by
+    /// ([`StoreControl::sync`](crate::StoreControl::sync), called by
     /// [`PageMap::fsync`](crate::PageMap::fsync), [`PageMap::close`](crate::PageMap::close)
     /// and a [`Flusher`](crate::Flusher) set to sync): writes it had
     /// acknowledged may not survive a crash.
@@ -120,7 +120,7 @@ pub enum Error {
     /// The backing store failed to change its size
     /// ([`PageMap::set_size`](crate::PageMap::set_size)); the page map's
     /// size changed anyway. Also a size past the store's
-    /// [`max_size`](crate::BackingStore::max_size) (`EFBIG`), refused
+    /// [`max_size`](crate::StoreControl::max_size) (`EFBIG`), refused
     /// before anything changed.
     SetSize {
         /// The size asked for, in bytes.

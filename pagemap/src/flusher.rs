@@ -78,7 +78,7 @@ impl FlusherBuilder {
     }
 
     /// Whether each round ends by syncing every map's store
-    /// ([`BackingStore::sync`](crate::BackingStore::sync)), so the data it
+    /// ([`StoreControl::sync`](crate::StoreControl::sync)), so the data it
     /// wrote is durable (default no: rounds only write back). Either way
     /// the round's write errors stay for the maps' next
     /// [`fsync`](PageMap::fsync) to report.

@@ -284,7 +284,9 @@ pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, Vpn, DEFAULT_CEILI
 pub use slot::{MAX_HELD, MAX_REFS};
 #[cfg(feature = "std")]
 pub use store::FileStore;
-pub use store::{BackingStore, MemStore, PageBuf, ReadIo, SubmitStore, WriteIo, MAX_EXTENT};
+pub use store::{
+    BackingStore, MemStore, PageBuf, ReadIo, StoreControl, SubmitStore, WriteIo, MAX_EXTENT,
+};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;

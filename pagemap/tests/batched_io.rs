@@ -7,8 +7,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use pagemap::{
-    BackingStore, Error, FileStore, FramePool, MemStore, PageBuf, PageMap, PageSrc, StoreError,
-    MAX_EXTENT, PAGE_SIZE,
+    BackingStore, Error, FileStore, FramePool, MemStore, PageBuf, PageMap, PageSrc, StoreControl,
+    StoreError, MAX_EXTENT, PAGE_SIZE,
 };
 
 /// A memory store that records its calls: `(first, pages)` of each
@@ -40,12 +40,17 @@ impl BackingStore for Counting {
         self.reads.lock().unwrap().push((first, bufs.len()));
         self.mem.read_pages(first, bufs)
     }
+}
+
+impl StoreControl for Counting {
     fn max_size(&self) -> u64 {
         self.max_size.unwrap_or(u64::MAX)
     }
+
     fn size(&self) -> Result<Option<u64>, StoreError> {
         self.mem.size()
     }
+
     fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
         self.mem.set_size(bytes)
     }
@@ -225,6 +230,8 @@ impl BackingStore for Gated {
         Ok(())
     }
 }
+
+impl StoreControl for Gated {}
 
 /// Loaders of pages being read ahead wait for that read and get its
 /// outcome: the bytes, or the store's errno.

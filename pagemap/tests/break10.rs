@@ -30,6 +30,8 @@ impl pagemap::BackingStore for Probe {
     }
 }
 
+impl pagemap::StoreControl for Probe {}
+
 /// The store docs said the page map holds none of its locks across a
 /// store call; a removal's write-back (pass 5) runs under the remover lock,
 /// as the Mapper docs say, so a store must not call remove, truncate,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pagemap::{
-    BackingStore, Error, FileStore, Flusher, FramePool, MemStore, PageMap, PageSrc, StoreError,
-    PAGE_SIZE,
+    BackingStore, Error, FileStore, Flusher, FramePool, MemStore, PageMap, PageSrc, StoreControl,
+    StoreError, PAGE_SIZE,
 };
 
 fn tmp(name: &str) -> PathBuf {
@@ -556,12 +556,17 @@ impl BackingStore for FlakySync {
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         self.inner.write_page(index, src)
     }
+}
+
+impl StoreControl for FlakySync {
     fn size(&self) -> Result<Option<u64>, StoreError> {
         self.inner.size()
     }
+
     fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
         self.inner.set_size(bytes)
     }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         if self.fail_sync.load(Ordering::Relaxed) {
@@ -762,6 +767,8 @@ impl BackingStore for SlowFail {
     }
 }
 
+impl StoreControl for SlowFail {}
+
 #[test]
 fn read_waiters_get_the_errno() {
     let map = Arc::new(PageMap::new(
@@ -802,6 +809,9 @@ impl BackingStore for NoSetSize {
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         self.inner.write_page(index, src)
     }
+}
+
+impl StoreControl for NoSetSize {
     fn size(&self) -> Result<Option<u64>, StoreError> {
         self.inner.size()
     }
@@ -809,7 +819,7 @@ impl BackingStore for NoSetSize {
 
 #[test]
 fn cut_bytes_do_not_resurface_with_the_default_set_size() {
-    // Was a BUG: `BackingStore::set_size` defaulted to Ok(()) ("stores that
+    // Was a BUG: `StoreControl::set_size` defaulted to Ok(()) ("stores that
     // cannot change their size"), so PageMap::set_size(shrink) succeeded,
     // the cache dropped the cut pages, and a later extension loaded the
     // store's old bytes: data cut off by a truncate came back. Now the

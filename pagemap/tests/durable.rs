@@ -1,4 +1,4 @@
-//! Durability (issue 11, items 4, 5 and 7): `BackingStore::sync`,
+//! Durability (issue 11, items 4, 5 and 7): `StoreControl::sync`,
 //! `PageMap::fsync` and the write errors it must not swallow, `close`, the
 //! drop's log of lost pages, and the flusher's sync and per-page backoff.
 // Uses the Flusher and FileStore (real threads and files), which the loom
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use pagemap::{
     BackingStore, Error, FileStore, Flusher, FramePool, MemStore, OwnedPageRef, PageBuf, PageMap,
-    PageSrc, ReadIo, StoreError, SubmitStore, WriteIo, MAX_REPORTED_ERRORS, PAGE_SIZE,
+    PageSrc, ReadIo, StoreControl, StoreError, SubmitStore, WriteIo, MAX_REPORTED_ERRORS,
+    PAGE_SIZE,
 };
 
 /// Wraps a store: counts syncs, can fail them, and fails the first
@@ -66,7 +67,9 @@ impl<S: BackingStore> BackingStore for Probe<S> {
         }
         self.inner.write_page(index, src)
     }
+}
 
+impl<S: BackingStore> StoreControl for Probe<S> {
     fn sync(&self) -> Result<(), StoreError> {
         // Relaxed: a counter (see `syncs`).
         self.syncs.fetch_add(1, Ordering::Relaxed);
@@ -492,6 +495,9 @@ fn fsync_syncs_a_submit_store() {
         fn submit_write(&self, io: WriteIo) {
             io.complete(Ok(()));
         }
+    }
+
+    impl StoreControl for Dev {
         fn sync(&self) -> Result<(), StoreError> {
             // Relaxed: a counter.
             self.0.fetch_add(1, Ordering::Relaxed);

@@ -7,7 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use pagemap::{
-    flags, BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, StoreError, PAGE_SIZE,
+    flags, BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, StoreControl, StoreError,
+    PAGE_SIZE,
 };
 
 fn map_with(frames: usize) -> (PageMap, Arc<MemStore>) {
@@ -60,6 +61,8 @@ impl BackingStore for GatedStore {
         Ok(())
     }
 }
+
+impl StoreControl for GatedStore {}
 
 fn gated_load(fail: bool) {
     let store = Arc::new(GatedStore {
@@ -294,6 +297,9 @@ impl BackingStore for NoShrink {
     fn write_page(&self, index: u64, buf: pagemap::PageSrc<'_>) -> Result<(), StoreError> {
         self.0.write_page(index, buf)
     }
+}
+
+impl StoreControl for NoShrink {
     fn set_size(&self, _: u64) -> Result<(), StoreError> {
         Err(StoreError::new(StoreError::EIO))
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use pagemap::{BackingStore, Error, FileStore, FramePool, MemStore, PageMap, PAGE_SIZE};
+use pagemap::{Error, FileStore, FramePool, MemStore, PageMap, StoreControl, PAGE_SIZE};
 
 /// A fresh temp file path, unique in this process and run.
 fn tmp(name: &str) -> PathBuf {

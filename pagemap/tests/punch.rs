@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use pagemap::{
-    BackingStore, Error, FileStore, FramePool, MemStore, PageBuf, PageMap, PageSrc, StoreError,
-    PAGE_SIZE,
+    BackingStore, Error, FileStore, FramePool, MemStore, PageBuf, PageMap, PageSrc, StoreControl,
+    StoreError, PAGE_SIZE,
 };
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -39,7 +39,9 @@ impl BackingStore for Slow {
         self.0.set_page(index, &copy);
         Ok(())
     }
+}
 
+impl StoreControl for Slow {
     fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
         // A real punch takes time too: the window between the halves.
         thread::sleep(Duration::from_micros(100));
@@ -266,6 +268,8 @@ fn a_store_that_cannot_punch_is_a_typed_error() {
             self.0.write_page(index, src)
         }
     }
+
+    impl StoreControl for NoPunch {}
     let map = PageMap::new(
         Arc::new(FramePool::new(4).unwrap()),
         Arc::new(NoPunch(MemStore::new())),

@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use pagemap::{
-    flags, BackingStore, Error, FramePool, MemStore, PageMap, ReadIo, StoreError, SubmitStore,
-    WriteIo, PAGE_SIZE,
+    flags, BackingStore, Error, FramePool, MemStore, PageMap, ReadIo, StoreControl, StoreError,
+    SubmitStore, WriteIo, PAGE_SIZE,
 };
 
 /// What the device does with a request.
@@ -95,6 +95,8 @@ impl SubmitStore for Device {
         }
     }
 }
+
+impl StoreControl for Device {}
 
 fn map_over(dev: &Arc<Device>, frames: usize) -> PageMap {
     PageMap::with_submit_store(Arc::new(FramePool::new(frames).unwrap()), dev.clone())

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Rig, PAGE};
-use pagemap::{BackingStore, MemStore};
+use pagemap::{MemStore, StoreControl};
 use vmr::{Fault, MapFlags, Prot};
 
 fn file_of(bytes: u64) -> Rig {

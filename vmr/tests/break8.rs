@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pagemap::{BackingStore, FramePool, MemStore, PageBuf, PageMap, PAGE_SIZE};
+use pagemap::{BackingStore, FramePool, MemStore, PageBuf, PageMap, StoreControl, PAGE_SIZE};
 use vmr::{pte, Access, AddressSpace, Advice, Fault, Machine, MapFlags, MapRequest, Prot};
 
 #[allow(dead_code)]
@@ -439,6 +439,9 @@ impl BackingStore for GatedStore {
         }
         self.inner.write_page(index, buf)
     }
+}
+
+impl StoreControl for GatedStore {
     fn set_size(&self, bytes: u64) -> Result<(), pagemap::StoreError> {
         self.inner.set_size(bytes)
     }

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Rig, PAGE};
-use pagemap::{BackingStore, MemStore};
+use pagemap::{MemStore, StoreControl};
 use vmr::{Fault, MapFlags, Prot};
 
 /// A rig over a file-like store of `bytes` bytes.

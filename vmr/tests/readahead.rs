@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pagemap::{BackingStore, MemStore, PageBuf, PageSrc, StoreError, PAGE_SIZE};
+use pagemap::{BackingStore, MemStore, PageBuf, PageSrc, StoreControl, StoreError, PAGE_SIZE};
 use vmr::{Advice, MapFlags, MapRequest, Prot};
 
 #[allow(dead_code)]
@@ -35,6 +35,8 @@ impl BackingStore for Counting {
         self.mem.write_page(index, src)
     }
 }
+
+impl StoreControl for Counting {}
 
 fn scan(advice: Advice) -> (Arc<Counting>, u64, u64) {
     let store = Arc::new(Counting::default());
@@ -108,6 +110,9 @@ impl BackingStore for Limited {
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         self.0.write_page(index, src)
     }
+}
+
+impl StoreControl for Limited {
     fn max_size(&self) -> u64 {
         1 << 44
     }

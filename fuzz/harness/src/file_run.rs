@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pagemap::{BackingStore, Error, FileStore, FramePool, PageBuf, PageMap, PageSrc, StoreError};
+use pagemap::{BackingStore, StoreControl, Error, FileStore, FramePool, PageBuf, PageMap, PageSrc, StoreError};
 
 use crate::file_ops::{FileInput, FileOp, MAX_POS};
 use crate::{pools, Stats, PAGE_SIZE};
@@ -83,7 +83,9 @@ impl BackingStore for FlakyFile {
     fn read_pages(&self, first_index: u64, bufs: &mut [&mut PageBuf]) -> Result<(), StoreError> {
         self.inner.read_pages(first_index, bufs)
     }
+}
 
+impl StoreControl for FlakyFile {
     fn max_size(&self) -> u64 {
         self.inner.max_size()
     }

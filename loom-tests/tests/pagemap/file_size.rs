@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use loom_tests::{explore, spawn_with, Bound};
-use pagemap::{BackingStore, FramePool, MemStore, PageMap, PAGE_SIZE};
+use pagemap::{FramePool, MemStore, PageMap, StoreControl, PAGE_SIZE};
 
 const OLD: u8 = 0x11;
 const NEW: u8 = 0x22;

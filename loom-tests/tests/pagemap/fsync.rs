@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use loom_tests::bytes::FIRST;
 use loom_tests::{dirty, explore, spawn_with, Bound, Fixture};
-use pagemap::{BackingStore, MemStore, PageBuf, PageMap, PageSrc, StoreError};
+use pagemap::{BackingStore, MemStore, PageBuf, PageMap, PageSrc, StoreControl, StoreError};
 
 const IDX: u64 = 1;
 
@@ -34,6 +34,8 @@ impl BackingStore for FailFirst {
         self.inner.write_page(index, src)
     }
 }
+
+impl StoreControl for FailFirst {}
 
 #[test]
 fn fsync_vs_failing_background_writeback() {

@@ -8,7 +8,8 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom_tests::bytes::{FIRST, OLD};
 use loom_tests::{check_quiescent, dirty, explore, page_prefix, spawn_with, Bound, Fixture};
 use pagemap::{
-    BackingStore, FramePool, MemStore, PageBuf, PageMap, PageSrc, StoreError, PAGE_SIZE,
+    BackingStore, FramePool, MemStore, PageBuf, PageMap, PageSrc, StoreControl, StoreError,
+    PAGE_SIZE,
 };
 
 const IDX: u64 = 1;
@@ -50,7 +51,9 @@ impl BackingStore for SteppedStore {
         self.inner.set_page(index, &snapshot);
         Ok(())
     }
+}
 
+impl StoreControl for SteppedStore {
     fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
         self.step();
         self.inner.punch_hole(offset, len)

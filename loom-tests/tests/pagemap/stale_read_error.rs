@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use loom::thread;
 use loom_tests::{explore, spawn_with, Bound};
-use pagemap::{BackingStore, Error, FramePool, MemStore, PageBuf, PageMap};
+use pagemap::{BackingStore, Error, FramePool, MemStore, PageBuf, PageMap, StoreControl};
 
 /// Fails the first read (once both loaders hold the page), then behaves.
 #[derive(Default)]
@@ -46,6 +46,8 @@ impl BackingStore for FailOnce {
         self.inner.write_page(index, buf)
     }
 }
+
+impl StoreControl for FailOnce {}
 
 #[test]
 fn load_after_failed_read_retries() {

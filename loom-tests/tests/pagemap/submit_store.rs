@@ -15,8 +15,8 @@ use loom::sync::Arc;
 
 use loom_tests::{explore, Bound};
 use pagemap::{
-    flags, BackingStore, Error, FramePool, MemStore, PageMap, ReadIo, StoreError, SubmitStore,
-    WriteIo, PAGE_SIZE,
+    flags, BackingStore, Error, FramePool, MemStore, PageMap, ReadIo, StoreControl, StoreError,
+    SubmitStore, WriteIo, PAGE_SIZE,
 };
 
 /// A device that completes every request on a thread of its own, failing
@@ -54,6 +54,8 @@ impl SubmitStore for Device {
         });
     }
 }
+
+impl StoreControl for Device {}
 
 fn map_over(fail: bool, byte: u8) -> (std::sync::Arc<Device>, PageMap) {
     let mem = std::sync::Arc::new(MemStore::new());

@@ -126,7 +126,7 @@ impl PageMap {
     /// sleep until it finishes. A read error goes to the loader and to every
     /// waiter of that read, with the store's errno; the page is left
     /// unlocked (a later `load` retries). A page that ends beyond the
-    /// store's [`max_size`](crate::BackingStore::max_size) is refused
+    /// store's [`max_size`](crate::StoreControl::max_size) is refused
     /// ([`Error::BeyondMaxSize`]), as [`find`](Self::find) refuses it.
     pub fn load(&self, index: u64) -> Result<PageRef<'_>, Error> {
         self.load_with(index, false, false)

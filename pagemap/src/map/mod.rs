@@ -134,7 +134,7 @@ pub struct PageMap {
     /// miss in `load` (a waiting writer blocks the second read).
     pub(crate) invalidate_lock: RwLock<()>,
     /// The first page that ends beyond the store's
-    /// [`max_size`](BackingStore::max_size) (`u64::MAX`: no limit); loads,
+    /// [`max_size`](StoreControl::max_size) (`u64::MAX`: no limit); loads,
     /// lookups that miss and readahead refuse pages from here on.
     pub(crate) max_pages: u64,
     /// The store's `max_size`, for the error that refuses a page.
@@ -192,7 +192,7 @@ pub(crate) fn inclusive(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
 
 impl PageMap {
     /// An empty page map caching `store`, taking frames from `pool`; its
-    /// size is the store's ([`BackingStore::size`]).
+    /// size is the store's ([`StoreControl::size`](crate::StoreControl::size)).
     ///
     /// # Panics
     /// If the store fails to report its size ([`try_new`](Self::try_new)
@@ -210,7 +210,7 @@ impl PageMap {
     /// An empty page map caching a completion-based `store` (see
     /// [`SubmitStore`]), taking frames from `pool`: loads and write-backs
     /// submit requests and sleep until the store completes them. Its size
-    /// is the store's ([`SubmitStore::size`]).
+    /// is the store's ([`StoreControl::size`](crate::StoreControl::size)).
     ///
     /// # Panics
     /// If the store fails to report its size
@@ -299,7 +299,7 @@ impl PageMap {
     }
 
     /// The file's size in bytes: read from the store when the map was
-    /// created ([`BackingStore::size`]), changed by
+    /// created ([`StoreControl::size`](crate::StoreControl::size)), changed by
     /// [`set_size`](Self::set_size), [`truncate`](Self::truncate) and
     /// writes past it ([`write_at`](Self::write_at)); `u64::MAX` for a map
     /// without an end. Bytes of the last page at or past it are not file
@@ -372,7 +372,7 @@ impl PageMap {
     }
 
     /// Refuses a page that ends beyond the store's
-    /// [`max_size`](BackingStore::max_size).
+    /// [`max_size`](StoreControl::max_size).
     #[inline]
     pub(crate) fn check_max(&self, index: u64) -> Result<(), Error> {
         if index >= self.max_pages && self.max_pages != u64::MAX {

@@ -31,7 +31,7 @@ impl PageMap {
     ///
     /// # Errors
     /// [`Error::BeyondMaxSize`] if `first` ends beyond the store's
-    /// [`max_size`](crate::BackingStore::max_size); [`Error::Read`] (the
+    /// [`max_size`](crate::StoreControl::max_size); [`Error::Read`] (the
     /// store's errno, for the first page that failed) if the read failed:
     /// those pages are left not up to date, as a failed [`load`](Self::load)
     /// leaves one, and their waiters see the same error.

@@ -109,9 +109,9 @@ pub struct FsyncError {
     /// (Linux's `errseq_t`). Its page may have been written since (a later
     /// attempt succeeding): it still says a write failed.
     pub earlier: Option<Error>,
-    /// The store's [`sync`](crate::BackingStore::sync) failed (what it had
+    /// The store's [`sync`](crate::StoreControl::sync) failed (what it had
     /// acknowledged may not survive a crash), or its
-    /// [`set_size`](crate::BackingStore::set_size) did, called first when
+    /// [`set_size`](crate::StoreControl::set_size) did, called first when
     /// the store is shorter than [`size`](PageMap::size) (the pages that
     /// would have extended it left the cache unwritten: punched, zeroed or
     /// discarded).
@@ -384,7 +384,7 @@ impl PageMap {
     }
 
     /// Writes back every dirty page, then syncs the store
-    /// ([`BackingStore::sync`](crate::BackingStore::sync): `fdatasync` for
+    /// ([`StoreControl::sync`](crate::StoreControl::sync): `fdatasync` for
     /// a [`FileStore`](crate::FileStore)), so that every write made before
     /// the call survives a crash (Linux's `vfs_fsync`). It fails if a page
     /// could not be written, if the store's sync failed, or if a write-back

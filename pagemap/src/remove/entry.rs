@@ -163,7 +163,7 @@ impl PageMap {
     /// If that drops the dirty last page of an extending
     /// [`write_at`](Self::write_at) before its write-back, the store is
     /// made as long as the size
-    /// ([`BackingStore::set_size`](crate::BackingStore::set_size)), the
+    /// ([`StoreControl::set_size`](crate::StoreControl::set_size)), the
     /// dropped bytes reading as zeroes; if that fails, the report's
     /// `errors` hold an [`Error::SetSize`] (the next fsync tries again).
     pub fn remove_or_zero(&self, range: impl RangeBounds<u64>) -> RemoveReport {
@@ -191,12 +191,12 @@ impl PageMap {
     /// [`remove_or_zero`](Self::remove_or_zero), except that pages in use
     /// leave the cache too (zeroed; their holders' references are detached:
     /// see [`PageRef::is_detached`](crate::PageRef::is_detached)), and the store is shrunk
-    /// ([`BackingStore::set_size`](crate::BackingStore::set_size)). The page
+    /// ([`StoreControl::set_size`](crate::StoreControl::set_size)). The page
     /// granular [`set_size`](Self::set_size): the size becomes
     /// `end * PAGE_SIZE` bytes, so an `end` past the current one extends the
     /// file (zeroing the old partial last page's tail, as `set_size` does).
     /// An `end` past the store's
-    /// [`max_size`](crate::BackingStore::max_size) changes nothing: the
+    /// [`max_size`](crate::StoreControl::max_size) changes nothing: the
     /// report's `errors` hold an [`Error::Truncate`] with `EFBIG`; a store's
     /// failure to change its size is reported there too (the cache is
     /// truncated anyway).
@@ -254,7 +254,7 @@ impl PageMap {
 
     /// Sets the file's size to `bytes` (Linux's `truncate_setsize` plus
     /// the file system's half: `ftruncate`), then the store's
-    /// ([`BackingStore::set_size`](crate::BackingStore::set_size)).
+    /// ([`StoreControl::set_size`](crate::StoreControl::set_size)).
     ///
     /// * **Shrinking**: pages wholly past the new end go as by
     ///   [`truncate`](Self::truncate) (mapped ones included; faults there
@@ -278,7 +278,7 @@ impl PageMap {
     ///
     /// # Errors
     /// [`Error::SetSize`] with `EFBIG`, changing nothing, if `bytes` is past
-    /// the store's [`max_size`](crate::BackingStore::max_size).
+    /// the store's [`max_size`](crate::StoreControl::max_size).
     /// [`Error::SetSize`] if the store failed to change its size: the page
     /// map's size has changed all the same (the store is fixed by a later
     /// `set_size`; until then, write-backs still write every byte below the
@@ -286,7 +286,7 @@ impl PageMap {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use pagemap::{BackingStore, FramePool, MemStore, PageMap};
+    /// use pagemap::{FramePool, MemStore, PageMap, StoreControl};
     /// let store = Arc::new(MemStore::with_size(10_000));
     /// let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), store.clone());
     /// map.write_at(0, &[7; 10_000]).unwrap();
@@ -347,9 +347,9 @@ impl PageMap {
     /// 3. if the store is shorter than the size (the dirty last page of an
     ///    extending [`write_at`](Self::write_at), which would have extended
     ///    it, may be among those dropped), it is made that long
-    ///    ([`BackingStore::set_size`](crate::BackingStore::set_size)); then
+    ///    ([`StoreControl::set_size`](crate::StoreControl::set_size)); then
     ///    the store punches the range
-    ///    ([`BackingStore::punch_hole`](crate::BackingStore::punch_hole)).
+    ///    ([`StoreControl::punch_hole`](crate::StoreControl::punch_hole)).
     ///
     /// So no old byte comes back: not from a load (kept out), nor from a
     /// write-back (those in flight drained, later ones copy zeroes).
@@ -434,7 +434,7 @@ impl PageMap {
     /// A size change to `bytes` (`end` pages), both halves, the invalidate
     /// and remover locks held. The store's first: a store that cannot
     /// change its size (the default
-    /// [`set_size`](crate::BackingStore::set_size)) or fails refuses it
+    /// [`set_size`](crate::StoreControl::set_size)) or fails refuses it
     /// before the cache changes, so nothing changes (else a shrink would
     /// drop the cut pages and a later extension load the store's old bytes
     /// back). A shrink cuts the store again after the cache's half: a

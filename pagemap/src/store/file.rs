@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{BackingStore, PageBuf};
+use super::{BackingStore, PageBuf, StoreControl};
 use crate::error::StoreError;
 use crate::frame::PageSrc;
 use crate::PAGE_SIZE;
@@ -25,7 +25,7 @@ fn byte_offset(index: u64) -> Result<u64, StoreError> {
 /// A read past the end of the file fills zeroes. A write writes exactly
 /// [`PageSrc::len`] bytes at the page's offset, extending the file if they
 /// reach past its end (as `pwrite` does): the page map decides how much of
-/// a page is file data (its size, in bytes), and [`size`](BackingStore::size)
+/// a page is file data (its size, in bytes), and [`size`](StoreControl::size)
 /// tells it the file's length when it is created.
 ///
 /// ```
@@ -198,7 +198,7 @@ impl FileStore {
     /// at its first load or write-back.
     ///
     /// It also learns the largest length the file can have
-    /// ([`max_size`](BackingStore::max_size)): the file system's limit
+    /// ([`max_size`](StoreControl::max_size)): the file system's limit
     /// (16 TiB on ext4 with 4 KiB blocks), found by asking `lseek` where
     /// it stops (the position is restored; the store's own I/O is
     /// positional), and the process's `RLIMIT_FSIZE` if lower (a write past
@@ -455,10 +455,6 @@ impl BackingStore for FileStore {
         Ok(r?)
     }
 
-    fn max_size(&self) -> u64 {
-        self.max_size
-    }
-
     fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
         let off = byte_offset(index)?;
         // SAFETY: `src` names a frame's PAGE_SIZE bytes, valid for the call
@@ -466,6 +462,12 @@ impl BackingStore for FileStore {
         // changing is allowed here.
         unsafe { self.write_at(off, src.as_ptr().as_ptr(), src.len())? };
         Ok(())
+    }
+}
+
+impl StoreControl for FileStore {
+    fn max_size(&self) -> u64 {
+        self.max_size
     }
 
     /// `fdatasync` ([`File::sync_data`]): the data written so far and the

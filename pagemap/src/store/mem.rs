@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 
-use super::{BackingStore, PageBuf};
+use super::{BackingStore, PageBuf, StoreControl};
 use crate::error::StoreError;
 use crate::frame::PageSrc;
 use crate::sync::PlainMutex;
@@ -12,11 +12,11 @@ use crate::PAGE_SIZE;
 /// An in-memory store, with injectable errors for tests and fuzzers.
 ///
 /// [`MemStore::new`] has no end (a device: every page exists and reads as
-/// zeroes until written; [`size`](BackingStore::size) is `None`).
+/// zeroes until written; [`size`](StoreControl::size) is `None`).
 /// [`MemStore::with_size`] is a file: it reports a length in bytes, keeps
 /// it (a write past it extends it, as `pwrite` does), reads zeroes past it,
-/// and [`set_size`](BackingStore::set_size) cuts or extends it, zeroing the
-/// bytes it cuts. A [`set_size`](BackingStore::set_size) gives a store
+/// and [`set_size`](StoreControl::set_size) cuts or extends it, zeroing the
+/// bytes it cuts. A [`set_size`](StoreControl::set_size) gives a store
 /// without an end that length too.
 ///
 /// ```
@@ -57,7 +57,7 @@ impl MemStore {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use pagemap::{BackingStore, Error, FramePool, MemStore, PageMap};
+    /// use pagemap::{Error, FramePool, MemStore, PageMap, StoreControl};
     /// let store = Arc::new(MemStore::with_size(100));
     /// assert_eq!(store.size().unwrap(), Some(100));
     /// let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), store.clone());
@@ -140,6 +140,44 @@ impl BackingStore for MemStore {
         Ok(())
     }
 
+    fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
+        let mut g = self.inner.lock();
+        if g.bad_writes.contains(&index) {
+            return Err(StoreError::new(StoreError::EIO));
+        }
+        let len = src.len();
+        // Only a file-like store has a byte length to keep (a store without
+        // an end holds any page, u64::MAX included).
+        let end = match g.size {
+            Some(_) => Some(
+                index
+                    .checked_mul(PAGE_SIZE as u64)
+                    .and_then(|off| off.checked_add(len as u64))
+                    .ok_or(StoreError::new(StoreError::EINVAL))?,
+            ),
+            None => None,
+        };
+        g.writes += 1;
+        // The copy into the store's own memory is the store's I/O, done
+        // with atomic word loads (the page may be written meanwhile). Only
+        // the first `len` bytes are the file's; the rest stay as they are
+        // (zeroes past the size: the invariant on `size`).
+        let mut copy = [0u8; PAGE_SIZE];
+        src.copy_to(&mut copy);
+        let page = g
+            .pages
+            .entry(index)
+            .or_insert_with(|| Box::new([0; PAGE_SIZE]));
+        page[..len].copy_from_slice(&copy[..len]);
+        // A write past the length extends it, as `pwrite` does.
+        if let (Some(size), Some(end)) = (g.size.as_mut(), end) {
+            *size = (*size).max(end);
+        }
+        Ok(())
+    }
+}
+
+impl StoreControl for MemStore {
     fn size(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.inner.lock().size)
     }
@@ -190,42 +228,6 @@ impl BackingStore for MemStore {
             } else if let Some(page) = g.pages.get_mut(&i) {
                 page[from as usize..to as usize].fill(0);
             }
-        }
-        Ok(())
-    }
-
-    fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
-        let mut g = self.inner.lock();
-        if g.bad_writes.contains(&index) {
-            return Err(StoreError::new(StoreError::EIO));
-        }
-        let len = src.len();
-        // Only a file-like store has a byte length to keep (a store without
-        // an end holds any page, u64::MAX included).
-        let end = match g.size {
-            Some(_) => Some(
-                index
-                    .checked_mul(PAGE_SIZE as u64)
-                    .and_then(|off| off.checked_add(len as u64))
-                    .ok_or(StoreError::new(StoreError::EINVAL))?,
-            ),
-            None => None,
-        };
-        g.writes += 1;
-        // The copy into the store's own memory is the store's I/O, done
-        // with atomic word loads (the page may be written meanwhile). Only
-        // the first `len` bytes are the file's; the rest stay as they are
-        // (zeroes past the size: the invariant on `size`).
-        let mut copy = [0u8; PAGE_SIZE];
-        src.copy_to(&mut copy);
-        let page = g
-            .pages
-            .entry(index)
-            .or_insert_with(|| Box::new([0; PAGE_SIZE]));
-        page[..len].copy_from_slice(&copy[..len]);
-        // A write past the length extends it, as `pwrite` does.
-        if let (Some(size), Some(end)) = (g.size.as_mut(), end) {
-            *size = (*size).max(end);
         }
         Ok(())
     }

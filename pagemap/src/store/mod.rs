@@ -47,7 +47,7 @@ pub const MAX_EXTENT: usize = 64;
 /// write-back (remove, truncate, invalidate, destroy), the map's remover
 /// lock: a store must not call those on the same map from `write_page`
 /// (it would wait for itself).
-pub trait BackingStore: Send + Sync {
+pub trait BackingStore: StoreControl {
     /// Fills `buf`, which *is* the frame the page is loading into, with page
     /// `index`, every byte of it (the frame holds an earlier page's bytes,
     /// not zeroes). Bytes past the end of the store read as zero. On error
@@ -90,7 +90,17 @@ pub trait BackingStore: Send + Sync {
         }
         Ok(())
     }
+}
 
+/// The control half of a store, shared by both I/O interfaces
+/// ([`BackingStore`], [`SubmitStore`]): its length and limit, size
+/// changes, durability and hole punching, all synchronous (as Linux's
+/// `inode_operations.setattr`, `file_operations.fsync` and `fallocate`
+/// beside the page I/O of `address_space_operations`). Every method has a
+/// default, so a store with nothing to say writes `impl StoreControl for
+/// MyStore {}`: no end (a device), no size limit, size changes refused,
+/// nothing to sync, hole punching refused.
+pub trait StoreControl: Send + Sync {
     /// The largest length in bytes the store can address: the page map
     /// refuses pages that end beyond it ([`Error::BeyondMaxSize`](crate::Error::BeyondMaxSize))
     /// instead of caching data no write-back could ever store. Read once,
@@ -143,7 +153,7 @@ pub trait BackingStore: Send + Sync {
     /// half, with loads of the range kept out and its write-backs drained.
     ///
     /// The default fails with [`StoreError::EOPNOTSUPP`]: a store sees only
-    /// frames through [`write_page`](Self::write_page), so it has no zero
+    /// frames through [`write_page`](BackingStore::write_page), so it has no zero
     /// page of its own to write. A store that cannot free space should
     /// write zeroes here instead.
     fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
@@ -295,7 +305,7 @@ impl Store {
         }
     }
 
-    /// The store's [`max_size`](BackingStore::max_size).
+    /// The store's [`max_size`](StoreControl::max_size).
     pub(crate) fn max_size(&self) -> u64 {
         match self {
             Store::Sync(s) => s.max_size(),

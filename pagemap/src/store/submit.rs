@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use core::fmt;
 use core::ptr::NonNull;
 
-use super::PageBuf;
+use super::{PageBuf, StoreControl};
 use crate::error::StoreError;
 use crate::frame::{flags, FrameId, FramePool, PageSrc};
 
@@ -34,7 +34,7 @@ use crate::frame::{flags, FrameId, FramePool, PageSrc};
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use pagemap::{FramePool, PageMap, ReadIo, SubmitStore, WriteIo};
+/// use pagemap::{FramePool, PageMap, ReadIo, StoreControl, SubmitStore, WriteIo};
 ///
 /// /// Completes every request on a thread of its own.
 /// struct Device(Mutex<Vec<std::thread::JoinHandle<()>>>);
@@ -51,6 +51,7 @@ use crate::frame::{flags, FrameId, FramePool, PageSrc};
 ///         io.complete(Ok(())) // inline completion is allowed too
 ///     }
 /// }
+/// impl StoreControl for Device {} // no end, no sync: every default
 ///
 /// let map = PageMap::with_submit_store(
 ///     Arc::new(FramePool::new(4).unwrap()),
@@ -61,7 +62,7 @@ use crate::frame::{flags, FrameId, FramePool, PageSrc};
 /// page.read(100, &mut b).unwrap();
 /// assert_eq!(b[0], 7);
 /// ```
-pub trait SubmitStore: Send + Sync {
+pub trait SubmitStore: StoreControl {
     /// Starts reading page `io.index()` into [`io.buf()`](ReadIo::buf)
     /// (the frame itself); [`complete`](ReadIo::complete) it when done.
     /// Every byte must be filled (bytes past the end of the store as zero).
@@ -72,49 +73,6 @@ pub trait SubmitStore: Send + Sync {
     /// [`complete`](WriteIo::complete) it when done. On error the page
     /// stays dirty and is written again later.
     fn submit_write(&self, io: WriteIo);
-
-    /// The largest length in bytes the store can address, as
-    /// [`BackingStore::max_size`](crate::BackingStore::max_size) (default
-    /// `u64::MAX`: no limit).
-    ///
-    /// A completion-based store has no vectored calls: a write-back extent
-    /// or a readahead window is submitted as one request per page, all
-    /// submitted before the first is waited for, so a device may merge
-    /// them in its queue.
-    fn max_size(&self) -> u64 {
-        u64::MAX
-    }
-
-    /// The store's length in bytes, as [`BackingStore::size`](crate::BackingStore::size)
-    /// (default `None`: no end), synchronously.
-    fn size(&self) -> Result<Option<u64>, StoreError> {
-        Ok(None)
-    }
-
-    /// Makes the store `bytes` long, as
-    /// [`BackingStore::set_size`](crate::BackingStore::set_size),
-    /// synchronously, whose default (fails with
-    /// [`StoreError::EOPNOTSUPP`]: size changes are refused) this shares.
-    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
-        let _ = bytes;
-        Err(StoreError::new(StoreError::EOPNOTSUPP))
-    }
-
-    /// Makes every write completed before this call durable (a device's
-    /// cache flush, Linux's `REQ_PREFLUSH`), synchronously, as
-    /// [`BackingStore::sync`](crate::BackingStore::sync) says. The default
-    /// does nothing, for devices without a volatile cache.
-    fn sync(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Makes the `len` bytes from byte `offset` read as zeroes, keeping the
-    /// size, synchronously: as [`BackingStore::punch_hole`](super::BackingStore::punch_hole),
-    /// whose default (fails with [`StoreError::EOPNOTSUPP`]) this shares.
-    fn punch_hole(&self, offset: u64, len: u64) -> Result<(), StoreError> {
-        let _ = (offset, len);
-        Err(StoreError::new(StoreError::EOPNOTSUPP))
-    }
 }
 
 /// A submitted read of one page into its frame; see [`SubmitStore`].

@@ -8,7 +8,7 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use pagemap::{PageBuf, ReadIo, SubmitStore, WriteIo, PAGE_SIZE};
+use pagemap::{PageBuf, ReadIo, StoreControl, SubmitStore, WriteIo, PAGE_SIZE};
 
 use super::mmu::{self, Hw};
 
@@ -94,7 +94,9 @@ impl SubmitStore for Device {
     fn submit_write(&self, io: WriteIo) {
         self.send(Req::Write(io));
     }
+}
 
+impl StoreControl for Device {
     fn set_size(&self, bytes: u64) -> Result<(), pagemap::StoreError> {
         // A device without an end: whole blocks past the cut go (the map
         // never writes bytes past its size).
