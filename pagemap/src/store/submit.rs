@@ -75,13 +75,64 @@ pub trait SubmitStore: StoreControl {
     fn submit_write(&self, io: WriteIo);
 }
 
-/// A submitted read of one page into its frame; see [`SubmitStore`].
-pub struct ReadIo {
+/// What a read and a write request share: the frame under I/O, marked
+/// INFLIGHT from creation until the request completes (or is dropped,
+/// which completes it with `ECANCELED`), and the submitter asleep on it.
+struct Request {
     pool: Arc<FramePool>,
     frame: FrameId,
     index: u64,
+    /// Whether it is a write (its error goes to the write-error slot, which
+    /// the write-back takes; a read's stays for every waiter of the load).
+    write: bool,
     done: bool,
 }
+
+impl Request {
+    fn new(pool: Arc<FramePool>, frame: FrameId, index: u64, write: bool) -> Self {
+        let old = pool.set_flags(frame, flags::INFLIGHT);
+        debug_assert_eq!(old & flags::INFLIGHT, 0, "two requests on one frame");
+        Self {
+            pool,
+            frame,
+            index,
+            write,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, result: Result<(), StoreError>) {
+        if core::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if let Err(e) = result {
+            if self.write {
+                self.pool.set_write_error(self.frame, e);
+            } else {
+                self.pool.set_error(self.frame, e);
+            }
+        }
+        // Release (inside): the frame's bytes and the error are visible to
+        // the submitter, whose wait acquires the cleared bit.
+        self.pool.unlock_bit(self.frame, flags::INFLIGHT);
+    }
+
+    fn fmt(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("index", &self.index)
+            .field("frame", &self.frame)
+            .finish()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.finish(Err(StoreError::new(StoreError::ECANCELED)));
+    }
+}
+
+/// A submitted read of one page into its frame; see [`SubmitStore`].
+pub struct ReadIo(Request);
 
 impl ReadIo {
     /// A read request for `frame`; marks it INFLIGHT.
@@ -91,29 +142,22 @@ impl ReadIo {
     /// loader holding LOCKED on a LOADING frame, which then sleeps on
     /// INFLIGHT), so [`buf`](Self::buf) may hand it out.
     pub(crate) unsafe fn new(pool: Arc<FramePool>, frame: FrameId, index: u64) -> Self {
-        let old = pool.set_flags(frame, flags::INFLIGHT);
-        debug_assert_eq!(old & flags::INFLIGHT, 0, "two requests on one frame");
-        Self {
-            pool,
-            frame,
-            index,
-            done: false,
-        }
+        Self(Request::new(pool, frame, index, false))
     }
 
     /// The page to read.
     pub fn index(&self) -> u64 {
-        self.index
+        self.0.index
     }
 
     /// The frame being filled.
     pub fn frame(&self) -> FrameId {
-        self.frame
+        self.0.frame
     }
 
     /// The frame's physical address, for a device that fills it by DMA.
     pub fn phys_addr(&self) -> u64 {
-        self.pool.phys_addr(self.frame)
+        self.0.pool.phys_addr(self.0.frame)
     }
 
     /// The frame's memory, to fill. It holds an earlier page's bytes.
@@ -121,50 +165,26 @@ impl ReadIo {
         // SAFETY: until this request completes, its submitter owns the
         // frame (`new`'s contract) and sleeps; `&mut self` makes this the
         // only borrow.
-        unsafe { self.pool.page_mut(self.frame) }
+        unsafe { self.0.pool.page_mut(self.0.frame) }
     }
 
     /// Completes the read with its outcome, waking the loader.
     pub fn complete(mut self, result: Result<(), StoreError>) {
-        self.finish(result);
-    }
-
-    fn finish(&mut self, result: Result<(), StoreError>) {
-        if core::mem::replace(&mut self.done, true) {
-            return;
-        }
-        if let Err(e) = result {
-            self.pool.set_error(self.frame, e);
-        }
-        // Release (inside): the frame's bytes and the error are visible to
-        // the loader, whose wait acquires the cleared bit.
-        self.pool.unlock_bit(self.frame, flags::INFLIGHT);
-    }
-}
-
-impl Drop for ReadIo {
-    fn drop(&mut self) {
-        self.finish(Err(StoreError::new(StoreError::ECANCELED)));
+        self.0.finish(result);
     }
 }
 
 impl fmt::Debug for ReadIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadIo")
-            .field("index", &self.index)
-            .field("frame", &self.frame)
-            .finish()
+        self.0.fmt("ReadIo", f)
     }
 }
 
 /// A submitted write-back of one page from its frame; see [`SubmitStore`].
 pub struct WriteIo {
-    pool: Arc<FramePool>,
-    frame: FrameId,
-    index: u64,
+    req: Request,
     /// Bytes to write from the start of the page (see [`PageSrc::len`]).
     len: usize,
-    done: bool,
 }
 
 impl WriteIo {
@@ -172,14 +192,9 @@ impl WriteIo {
     /// caller holds with WRITEBACK set and sleeps on until completion;
     /// marks it INFLIGHT.
     pub(crate) fn new(pool: Arc<FramePool>, frame: FrameId, index: u64, len: usize) -> Self {
-        let old = pool.set_flags(frame, flags::INFLIGHT);
-        debug_assert_eq!(old & flags::INFLIGHT, 0, "two requests on one frame");
         Self {
-            pool,
-            frame,
-            index,
+            req: Request::new(pool, frame, index, true),
             len,
-            done: false,
         }
     }
 
@@ -194,61 +209,40 @@ impl WriteIo {
 
     /// The page to write.
     pub fn index(&self) -> u64 {
-        self.index
+        self.req.index
     }
 
     /// The frame it is in.
     pub fn frame(&self) -> FrameId {
-        self.frame
+        self.req.frame
     }
 
     /// The frame's physical address, for a device that reads it by DMA.
     pub fn phys_addr(&self) -> u64 {
-        self.pool.phys_addr(self.frame)
+        self.req.pool.phys_addr(self.req.frame)
     }
 
     /// The frame's memory, for a device or a system call (it may change
     /// meanwhile: see [`PageSrc`]).
     pub fn as_ptr(&self) -> NonNull<u8> {
-        self.pool.frame_ptr(self.frame)
+        self.req.pool.frame_ptr(self.req.frame)
     }
 
     /// The page's bytes, to copy ([`PageSrc::copy_to`]); its
     /// [`len`](PageSrc::len) is [`len`](Self::len).
     pub fn src(&self) -> PageSrc<'_> {
-        self.pool.page_src_len(self.frame, self.len)
+        self.req.pool.page_src_len(self.req.frame, self.len)
     }
 
     /// Completes the write with its outcome, waking the write-back.
     pub fn complete(mut self, result: Result<(), StoreError>) {
-        self.finish(result);
-    }
-
-    fn finish(&mut self, result: Result<(), StoreError>) {
-        if core::mem::replace(&mut self.done, true) {
-            return;
-        }
-        if let Err(e) = result {
-            self.pool.set_write_error(self.frame, e);
-        }
-        // Release (inside): the error is visible to the write-back, whose
-        // wait acquires the cleared bit.
-        self.pool.unlock_bit(self.frame, flags::INFLIGHT);
-    }
-}
-
-impl Drop for WriteIo {
-    fn drop(&mut self) {
-        self.finish(Err(StoreError::new(StoreError::ECANCELED)));
+        self.req.finish(result);
     }
 }
 
 impl fmt::Debug for WriteIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WriteIo")
-            .field("index", &self.index)
-            .field("frame", &self.frame)
-            .finish()
+        self.req.fmt("WriteIo", f)
     }
 }
 
