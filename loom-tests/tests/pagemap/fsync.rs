@@ -37,17 +37,24 @@ impl BackingStore for FailFirst {
 
 impl StoreControl for FailFirst {}
 
+/// A map over a [`FailFirst`] store with page `IDX` dirty (FIRST written,
+/// not held). The fixture comes first: it registers the epoch handle, and
+/// its pool serves the map; keep it alive for the model's length.
+fn failing_first_with_a_dirty_page() -> (Fixture, Arc<FailFirst>, Arc<PageMap>) {
+    let fx = Fixture::new(2);
+    let store = Arc::new(FailFirst {
+        inner: MemStore::new(),
+        failed: AtomicBool::new(false),
+    });
+    let map = Arc::new(PageMap::new(fx.pool.clone(), store.clone()));
+    drop(dirty(&map, IDX, FIRST));
+    (fx, store, map)
+}
+
 #[test]
 fn fsync_vs_failing_background_writeback() {
     explore(Bound::Env, || {
-        // Registers the epoch handle first; its pool serves our map.
-        let fx = Fixture::new(2);
-        let store = Arc::new(FailFirst {
-            inner: MemStore::new(),
-            failed: AtomicBool::new(false),
-        });
-        let map = Arc::new(PageMap::new(fx.pool.clone(), store.clone()));
-        drop(dirty(&map, IDX, FIRST));
+        let (_fx, store, map) = failing_first_with_a_dirty_page();
         let bg = spawn_with(&map, |map| map.writeback(..).errors.len());
         let first = map.fsync();
         let bg_errors = bg.join().unwrap();
@@ -101,13 +108,7 @@ fn fsync_vs_failing_background_writeback() {
 #[test]
 fn fsync_vs_fsync_with_a_failing_write() {
     explore(Bound::Env, || {
-        let fx = Fixture::new(2);
-        let store = Arc::new(FailFirst {
-            inner: MemStore::new(),
-            failed: AtomicBool::new(false),
-        });
-        let map = Arc::new(PageMap::new(fx.pool.clone(), store.clone()));
-        drop(dirty(&map, IDX, FIRST));
+        let (_fx, store, map) = failing_first_with_a_dirty_page();
         let other = spawn_with(&(map.clone(), store.clone()), |(map, store)| {
             let r = map.fsync();
             if r.is_ok() {
