@@ -74,6 +74,35 @@ fn configure(g: &mut BenchmarkGroup<'_, WallTime>, samples: usize, secs: u64) {
     g.measurement_time(Duration::from_secs(secs));
 }
 
+/// `iters` runs of `run` on what `setup` made, timing only `run` (the
+/// setup, and the drop of what it made, are not timed).
+fn timed<S>(iters: u64, mut setup: impl FnMut() -> S, mut run: impl FnMut(&S)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let s = setup();
+        let t = Instant::now();
+        run(&s);
+        total += t.elapsed();
+        drop(s);
+    }
+    total
+}
+
+/// Reads a `bytes`-long file from start to end in `buf`-sized calls of
+/// `read(offset, buf) -> bytes read`.
+fn read_through(bytes: usize, buf: &mut [u8], mut read: impl FnMut(u64, &mut [u8]) -> usize) {
+    let mut off = 0u64;
+    loop {
+        let n = read(off, buf);
+        if n == 0 {
+            break;
+        }
+        black_box(&*buf);
+        off += n as u64;
+    }
+    assert_eq!(off as usize, bytes);
+}
+
 fn seq_write_fsync(c: &mut Criterion) {
     let bytes = file_mib() << 20;
     let buf = pattern(WRITE_CHUNK);
@@ -89,39 +118,33 @@ fn seq_write_fsync(c: &mut Criterion) {
     let pool = pool_for(bytes);
     g.bench_function("pagemap", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let file = open_rw(&path, true);
-                let store = Arc::new(FileStore::new(file).expect("file store"));
-                let map = PageMap::new(pool.clone(), store);
-                let t = Instant::now();
-                let mut off = 0;
-                while off < bytes {
-                    map.write_at(off as u64, &buf).expect("write_at");
-                    off += WRITE_CHUNK;
-                }
-                map.fsync().expect("fsync");
-                total += t.elapsed();
-                drop(map);
-            }
-            total
+            timed(
+                iters,
+                || {
+                    let store = FileStore::new(open_rw(&path, true)).expect("file store");
+                    PageMap::new(pool.clone(), Arc::new(store))
+                },
+                |map| {
+                    for off in (0..bytes).step_by(WRITE_CHUNK) {
+                        map.write_at(off as u64, &buf).expect("write_at");
+                    }
+                    map.fsync().expect("fsync");
+                },
+            )
         })
     });
     g.bench_function("pwrite", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let file = open_rw(&path, true);
-                let t = Instant::now();
-                let mut off = 0;
-                while off < bytes {
-                    file.write_all_at(&buf, off as u64).expect("pwrite");
-                    off += WRITE_CHUNK;
-                }
-                file.sync_data().expect("fdatasync");
-                total += t.elapsed();
-            }
-            total
+            timed(
+                iters,
+                || open_rw(&path, true),
+                |file| {
+                    for off in (0..bytes).step_by(WRITE_CHUNK) {
+                        file.write_all_at(&buf, off as u64).expect("pwrite");
+                    }
+                    file.sync_data().expect("fdatasync");
+                },
+            )
         })
     });
     g.finish();
@@ -140,50 +163,34 @@ fn cold_seq_read(c: &mut Criterion) {
     configure(&mut g, 10, 10);
     g.throughput(Throughput::Bytes(bytes as u64));
     let pool = pool_for(bytes);
+    let mut buf = vec![0u8; PAGE_SIZE];
     g.bench_function("pagemap", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut buf = vec![0u8; PAGE_SIZE];
-            for _ in 0..iters {
-                let store = Arc::new(FileStore::new(open_rw(&path, false)).expect("store"));
-                let map = PageMap::new(pool.clone(), store);
-                let t = Instant::now();
-                let mut off = 0u64;
-                loop {
-                    let n = map.read_at(off, &mut buf).expect("read_at");
-                    if n == 0 {
-                        break;
-                    }
-                    black_box(&buf);
-                    off += n as u64;
-                }
-                total += t.elapsed();
-                assert_eq!(off as usize, bytes);
-                drop(map);
-            }
-            total
+            timed(
+                iters,
+                || {
+                    let store = FileStore::new(open_rw(&path, false)).expect("store");
+                    PageMap::new(pool.clone(), Arc::new(store))
+                },
+                |map| {
+                    read_through(bytes, &mut buf, |off, buf| {
+                        map.read_at(off, buf).expect("read_at")
+                    })
+                },
+            )
         })
     });
     g.bench_function("pread", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut buf = vec![0u8; PAGE_SIZE];
-            for _ in 0..iters {
-                let file = open_rw(&path, false);
-                let t = Instant::now();
-                let mut off = 0u64;
-                loop {
-                    let n = file.read_at(&mut buf, off).expect("pread");
-                    if n == 0 {
-                        break;
-                    }
-                    black_box(&buf);
-                    off += n as u64;
-                }
-                total += t.elapsed();
-                assert_eq!(off as usize, bytes);
-            }
-            total
+            timed(
+                iters,
+                || open_rw(&path, false),
+                |file| {
+                    read_through(bytes, &mut buf, |off, buf| {
+                        file.read_at(buf, off).expect("pread")
+                    })
+                },
+            )
         })
     });
     g.finish();
