@@ -174,14 +174,8 @@ impl PageMap {
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
         let mut report = self.remove_or_zero_locked(&mut scratch, first, last, false);
-        if let Err(source) = self.persist_size_locked() {
-            let size = self.size();
-            crate::map::record(
-                &mut report.errors,
-                &mut report.errors_dropped,
-                Error::SetSize { size, source },
-            );
-        }
+        let persisted = self.persist_size_locked();
+        self.record_persist(persisted, &mut report.errors, &mut report.errors_dropped);
         report
     }
 
@@ -625,15 +619,23 @@ impl PageMap {
         // `write_at`: the store is made as long as the size (after the
         // remover lock: the invalidate lock comes first).
         drop(scratch);
-        if let Err(source) = self.persist_size() {
-            let size = self.size();
-            crate::map::record(
-                &mut report.errors,
-                &mut report.errors_dropped,
-                Error::SetSize { size, source },
-            );
-        }
+        let persisted = self.persist_size();
+        self.record_persist(persisted, &mut report.errors, &mut report.errors_dropped);
         report
+    }
+
+    /// A failed `persist_size` as an [`Error::SetSize`] in a report's
+    /// errors (the next fsync tries again).
+    fn record_persist(
+        &self,
+        persisted: Result<(), crate::StoreError>,
+        errors: &mut Vec<Error>,
+        dropped: &mut u64,
+    ) {
+        if let Err(source) = persisted {
+            let size = self.size();
+            crate::map::record(errors, dropped, Error::SetSize { size, source });
+        }
     }
 
     /// Starts a removal of `range` that runs one pass per
