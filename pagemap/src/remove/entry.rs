@@ -191,9 +191,11 @@ impl PageMap {
     /// file (zeroing the old partial last page's tail, as `set_size` does).
     /// An `end` past the store's
     /// [`max_size`](crate::StoreControl::max_size) changes nothing: the
-    /// report's `errors` hold an [`Error::Truncate`] with `EFBIG`; a store's
-    /// failure to change its size is reported there too (the cache is
-    /// truncated anyway).
+    /// report's `errors` hold an [`Error::Truncate`] with `EFBIG`; a store
+    /// that refuses or fails to change its size is reported there too, and
+    /// then nothing has changed either (unless a shrink's second cut of the
+    /// store failed: the cache is truncated then, as
+    /// [`set_size`](Self::set_size) says).
     ///
     /// When it returns, no page table entry of any mapping shows a page at
     /// or beyond `end`, and none can appear: every access that starts after
@@ -273,10 +275,11 @@ impl PageMap {
     /// # Errors
     /// [`Error::SetSize`] with `EFBIG`, changing nothing, if `bytes` is past
     /// the store's [`max_size`](crate::StoreControl::max_size).
-    /// [`Error::SetSize`] if the store failed to change its size: the page
-    /// map's size has changed all the same (the store is fixed by a later
-    /// `set_size`; until then, write-backs still write every byte below the
-    /// size, extending the store).
+    /// [`Error::SetSize`] if the store refused or failed to change its size
+    /// (a store without the method: `EOPNOTSUPP`): nothing has changed. If
+    /// a shrink's second cut of the store (after the cache's half) fails,
+    /// the page map's size has changed all the same and the store may be
+    /// longer than it (a later shrinking `set_size` cuts it).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -445,13 +448,17 @@ impl PageMap {
         }
         let shrink = bytes < self.size();
         let report = self.resize_locked(scratch, bytes, end);
-        if shrink {
-            if let Err(e) = self.store.set_size(bytes) {
-                return (report, Err(e));
-            }
-        }
+        let second = if shrink {
+            self.store.set_size(bytes)
+        } else {
+            Ok(())
+        };
+        // Even if the second cut failed: the first made the store `bytes`
+        // long and write-backs only lengthen it, so `bytes` is a true lower
+        // bound, while the old record (a longer, cut length) would make
+        // `persist_size` skip an extension a dropped append needs.
         self.store_resized(bytes);
-        (report, Ok(()))
+        (report, second)
     }
 
     /// The cache's half of a size change to `bytes` (`end` pages), the
