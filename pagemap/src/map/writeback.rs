@@ -413,6 +413,13 @@ impl PageMap {
     /// write reached the store (the loom model `pagemap::fsync` found it).
     /// If that write failed, its error is kept before WRITEBACK is released,
     /// and this call reports it.
+    ///
+    /// Before the store's sync, if the store is shorter than the size (the
+    /// pages that would have extended it left the cache unwritten), it is
+    /// made that long ([`StoreControl::set_size`](crate::StoreControl::set_size);
+    /// a failure is reported as [`FsyncError::sync`]). That step takes the
+    /// invalidate lock shared for a moment: do not call this holding
+    /// [`invalidate_lock_shared`](Self::invalidate_lock_shared).
     pub fn fsync(&self) -> Result<WritebackReport, FsyncError> {
         let mut own = Own::default();
         let mut e = self.fsync_with(&mut own);
