@@ -560,7 +560,7 @@ impl Drop for PageMap {
                     lost.0.len()
                 );
             }
-            if let Err(e) = self.persist_size() {
+            if let Err(e) = self.persist_size_or_write() {
                 log::error!(
                     "pagemap: dropping page map #{}: the store could not be made {} bytes long: {e}",
                     self.id,

@@ -441,7 +441,10 @@ impl PageMap {
         let since = self.write_error.lock().seq;
         let report = self.writeback_with(.., policy);
         self.wait_writebacks();
-        let sync = self.persist_size().and_then(|()| self.store.sync()).err();
+        let sync = self
+            .persist_size_or_write()
+            .and_then(|()| self.store.sync())
+            .err();
         // After the wait and the sync: the errors of the write-backs waited
         // for are kept by now.
         let earlier = self.write_error.lock().check(since);
@@ -530,6 +533,45 @@ impl PageMap {
         Ok(())
     }
 
+    /// [`persist_size`](Self::persist_size), and for a store that cannot
+    /// change its size ([`StoreControl::set_size`](crate::StoreControl::set_size)
+    /// refused with `EOPNOTSUPP`, the default) the same effect through a
+    /// write: the last page is loaded (the store's bytes, zeroes past its
+    /// end), marked dirty and written back, and its write reaches the size
+    /// as `pwrite` past the end does. Used where no removal is under way
+    /// (fsync, a flusher's sync, drop): a load there cannot bring back
+    /// bytes a punch or truncate is cutting.
+    pub(crate) fn persist_size_or_write(&self) -> Result<(), StoreError> {
+        let last = {
+            let _invalidate = self.invalidate_lock.read();
+            match self.persist_size_locked() {
+                Err(e) if e.code() == StoreError::EOPNOTSUPP => {}
+                r => return r,
+            }
+            // `store_size < size`, so the size is finite and above 0.
+            let last = (self.size() - 1) / crate::PAGE_SIZE as u64;
+            // The invalidate lock is ours (shared): the miss must not take
+            // it again.
+            let page = self.load_with(last, true, false).map_err(|e| match e {
+                Error::Read { source, .. } => source,
+                _ => StoreError::new(StoreError::ENOMEM),
+            })?;
+            let frame = page.frame;
+            self.pool.lock(frame);
+            let old = self.pool.set_flags(frame, flags::DIRTY);
+            self.pool.unlock(frame);
+            if old & flags::DIRTY == 0 {
+                self.sync_dirty_mark(last, frame);
+            }
+            last
+        };
+        match self.writeback(last..=last).errors.into_iter().next() {
+            None => Ok(()),
+            Some(Error::Write { source, .. }) => Err(source),
+            Some(_) => Err(StoreError::new(StoreError::EIO)),
+        }
+    }
+
     /// The store's sync alone (a [`Flusher`](crate::Flusher) round's end:
     /// it leaves the kept write error to the map's next fsync). A failure
     /// is kept too, as a write error is, for the map's next fsync to
@@ -538,7 +580,9 @@ impl PageMap {
     /// proves nothing about them.
     #[cfg(all(feature = "std", not(pagemap_loom)))]
     pub(crate) fn sync_store(&self) -> Result<(), StoreError> {
-        let r = self.persist_size().and_then(|()| self.store.sync());
+        let r = self
+            .persist_size_or_write()
+            .and_then(|()| self.store.sync());
         if let Err(source) = r {
             self.write_error.lock().keep(&Error::Sync { source });
         }

@@ -411,8 +411,9 @@ impl PageMap {
         }
         // A punch that reaches the end may have dropped the dirty last page
         // of an extending `write_at`, the write-back that would have made
-        // the store as long as the size: make it that long now.
-        self.persist_size_locked().map_err(|source| Error::Punch {
+        // the store as long as the size: make it that long now (a store
+        // that cannot resize gets it at the next fsync, by a write).
+        deferred(self.persist_size_locked()).map_err(|source| Error::Punch {
             offset,
             len: end - offset,
             source,
@@ -639,7 +640,7 @@ impl PageMap {
         errors: &mut Vec<Error>,
         dropped: &mut u64,
     ) {
-        if let Err(source) = persisted {
+        if let Err(source) = deferred(persisted) {
             let size = self.size();
             crate::map::record(errors, dropped, Error::SetSize { size, source });
         }
@@ -660,5 +661,17 @@ impl PageMap {
             core::mem::take(&mut *scratch),
         );
         Removal { steps, scratch }
+    }
+}
+
+/// A `persist_size` result with a store's refusal to change its size
+/// (`EOPNOTSUPP`, [`StoreControl::set_size`](crate::StoreControl::set_size)'s
+/// default) taken as done for now: the next fsync, a flusher's sync or the
+/// drop makes the store that long by writing its last page instead (they
+/// may load it; a removal under way may not).
+fn deferred(r: Result<(), crate::StoreError>) -> Result<(), crate::StoreError> {
+    match r {
+        Err(e) if e.code() == crate::StoreError::EOPNOTSUPP => Ok(()),
+        r => r,
     }
 }
