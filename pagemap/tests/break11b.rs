@@ -567,3 +567,59 @@ fn interleaved_streams_read_ahead() {
     // worst one call per page; a single stream would need about 8.
     assert!(two <= 512, "{two}");
 }
+
+/// A store whose `set_size` calls go through `hook` first: call 0 is a
+/// shrink's first cut, after which the hook puts old bytes back past the
+/// cut (a write-back of a cut page landing between the two cuts); call 1,
+/// the second cut, fails.
+struct StaleBetweenCuts {
+    inner: MemStore,
+    calls: AtomicU32,
+}
+
+impl BackingStore for StaleBetweenCuts {
+    fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
+        self.inner.read_page(index, buf)
+    }
+    fn write_page(&self, index: u64, src: PageSrc<'_>) -> Result<(), StoreError> {
+        self.inner.write_page(index, src)
+    }
+}
+
+impl StoreControl for StaleBetweenCuts {
+    fn size(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.size()
+    }
+    fn set_size(&self, bytes: u64) -> Result<(), StoreError> {
+        match self.calls.fetch_add(1, Ordering::Relaxed) {
+            0 => {
+                self.inner.set_size(bytes)?;
+                // The late write-back of the old page 1, whole.
+                self.inner.set_size(2 * PAGE_SIZE as u64)?;
+                self.inner.set_page(1, &[7u8; PAGE_SIZE]);
+                Ok(())
+            }
+            1 => Err(StoreError::new(StoreError::EIO)),
+            _ => self.inner.set_size(bytes),
+        }
+    }
+}
+
+/// After a shrink whose second cut failed (the store may keep old bytes
+/// past the size), an extension cuts the store to the size first: the cut
+/// bytes never come back as file data.
+#[test]
+fn an_extension_after_a_failed_second_cut_does_not_bring_old_bytes_back() {
+    let store = Arc::new(StaleBetweenCuts {
+        inner: MemStore::with_size(2 * PAGE_SIZE as u64),
+        calls: AtomicU32::new(0),
+    });
+    let map = PageMap::new(pool(8), store.clone());
+    let e = map.set_size(100).unwrap_err();
+    assert!(matches!(e, Error::SetSize { size: 100, .. }), "{e:?}");
+    assert_eq!(map.size(), 100, "the cache's half is done");
+    map.set_size(2 * PAGE_SIZE as u64).unwrap();
+    let mut b = vec![1u8; PAGE_SIZE];
+    assert_eq!(map.read_at(PAGE_SIZE as u64, &mut b).unwrap(), PAGE_SIZE);
+    assert!(b.iter().all(|&x| x == 0), "cut bytes came back: {}", b[0]);
+}

@@ -29,7 +29,7 @@ use crate::frame::FramePool;
 use crate::radix::RadixTree;
 use crate::rmap::ReverseMap;
 use crate::store::{BackingStore, Store, SubmitStore};
-use crate::sync::{epoch, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
+use crate::sync::{epoch, AtomicBool, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard};
 
 mod bytes;
 pub use bytes::READAHEAD_WINDOW;
@@ -112,6 +112,11 @@ pub struct PageMap {
     /// the store as long as `size` at the next fsync (Linux writes `i_size`
     /// with the inode).
     pub(crate) store_size: AtomicU64,
+    /// A shrink's second cut of the store failed: the store may hold old
+    /// bytes past the size (a write-back of a cut page landing between the
+    /// two cuts). The next extension cuts the store to the size first.
+    /// Under `invalidate_lock`, exclusively.
+    pub(crate) store_cut_failed: AtomicBool,
     /// While a size extension runs, its first page (the old partial last
     /// page, or the old end): faults on pages from here on are refused
     /// ([`Error::WouldBlock`]: the handler retries) so that no CPU can
@@ -255,6 +260,7 @@ impl PageMap {
             end: AtomicU64::new(end_of(size)),
             size: AtomicU64::new(size),
             store_size: AtomicU64::new(size),
+            store_cut_failed: AtomicBool::new(false),
             extending: AtomicU64::new(u64::MAX),
             ra_next: AtomicU64::new(0),
             invalidate_lock: RwLock::new(()),

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::frame::flags;
 use crate::map::{inclusive, PageMap, REMOVE_BATCH};
 use crate::slot;
-use crate::sync::epoch;
+use crate::sync::{epoch, Ordering};
 use crate::PAGE_SIZE;
 
 use super::passes::{Policy, Removal, Steps, REMOVE};
@@ -444,16 +444,30 @@ impl PageMap {
         bytes: u64,
         end: u64,
     ) -> (RemoveReport, Result<(), crate::StoreError>) {
+        let old = self.size();
+        if bytes > old && self.store_cut_failed.load(Ordering::Relaxed) {
+            // A shrink's second cut failed: a write-back of a cut page may
+            // have left old bytes past the size in the store, which an
+            // extension (keeping what the store holds) would make file data
+            // again. Cut them first; refuse the extension if that fails.
+            if let Err(e) = self.store.set_size(old) {
+                return (RemoveReport::default(), Err(e));
+            }
+            self.store_cut_failed.store(false, Ordering::Relaxed);
+        }
         if let Err(e) = self.store.set_size(bytes) {
             return (RemoveReport::default(), Err(e));
         }
-        let shrink = bytes < self.size();
+        let shrink = bytes < old;
         let report = self.resize_locked(scratch, bytes, end);
         let second = if shrink {
             self.store.set_size(bytes)
         } else {
             Ok(())
         };
+        // Relaxed: read and written under the invalidate lock (exclusive).
+        self.store_cut_failed
+            .store(second.is_err(), Ordering::Relaxed);
         // Even if the second cut failed: the first made the store `bytes`
         // long and write-backs only lengthen it, so `bytes` is a true lower
         // bound, while the old record (a longer, cut length) would make
