@@ -3,8 +3,8 @@
 # workspace): targets pagemap_ops, vmr_ops, removal_interleaved and file_ops
 # (the threaded removal stress test runs with the replay tests).
 #
-#   scripts/fuzz.sh                  # replay tests, then 20 s per fuzz target
-#                                    # (13 s for removal_interleaved: 73 s in all)
+#   scripts/fuzz.sh                  # replay tests, then 15 s per fuzz target
+#                                    # (10 s for removal_interleaved: 55 s in all)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh # fuzz longer
 #   FUZZ_SECONDS=0 scripts/fuzz.sh   # replay tests only
 #
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
 start=$(date +%s)
 
 # Installs (C++ compiler, cargo-fuzz) live in one place.
@@ -46,7 +46,7 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
         extra=()
         case "$target" in
             removal*)
-                # Two thirds of the time (13 s by default) and inputs up to
+                # Two thirds of the time (10 s by default) and inputs up to
                 # 1 KiB: each run syncs, removes and reloads the whole file
                 # at the end, so it is slower per input.
                 seconds=$(( FUZZ_SECONDS * 2 / 3 ))
