@@ -4,9 +4,11 @@
 # real kernel's, TLB hit vs page-table walk; then heap allocations per minor
 # fault), the removal benchmarks (issue 4, criterion: removal with one
 # shootdown per address space vs one per page per mapping, writeback vs raw
-# pwrite, lookups while a remover runs; they print their own ratio tables)
-# and prints the ratio table that RESULTS.md reports.
-#   scripts/bench.sh            everything (~10 min on 2 cores)
+# pwrite, lookups while a remover runs; they print their own ratio tables),
+# the file API benchmarks (issue 11, criterion: write_at + fsync vs pwrite +
+# fdatasync, cold read_at vs pread, random cached read_at vs pread; then
+# system calls per page) and prints the ratio table that RESULTS.md reports.
+#   scripts/bench.sh            everything (~17 min on 2 cores)
 #   scripts/bench.sh FILTER     only criterion benchmarks matching FILTER
 #                               (e.g. minor_fault, tlb_read, find_put,
 #                               remove_, writeback_, lookup_during_remove)
@@ -29,6 +31,7 @@ cargo bench -p benches --bench pagemap -- "$@"
 cargo bench -p benches --bench vmr -- "$@"
 cargo bench -p benches --bench removal -- "$@"
 cargo bench -p benches --bench rmap -- "$@"
+cargo bench -p benches --bench file_io -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then
@@ -38,6 +41,8 @@ if [ $# -eq 0 ]; then
     "$CARGO_TARGET_DIR/release/memory" 1048576
     echo
     "$CARGO_TARGET_DIR/release/fault_alloc" || echo "fault_alloc: FAILED (a minor fault allocated)"
+    echo
+    "$CARGO_TARGET_DIR/release/syscalls"
 fi
 echo
 python3 benches/ratios.py "$CARGO_TARGET_DIR/criterion"
