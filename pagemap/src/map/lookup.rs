@@ -162,20 +162,10 @@ impl PageMap {
             if let Some(page) = self.take(index, true, slot::Limit::User)? {
                 return self.wait_uptodate(page, true);
             }
-            // Allocate and initialise the frame before taking the lock.
-            let frame = self.pool.alloc()?;
-            self.pool
-                .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
-            match self.insert(index, frame) {
-                Ok(Some(page)) if fresh => return Ok(self.fill_zeroes(page)),
-                Ok(Some(page)) => return self.fill(page),
-                inserted => {
-                    // Benign race: someone inserted first (use theirs), or
-                    // a truncate moved the end below `index`.
-                    self.pool.clear_flags(frame, !0);
-                    self.pool.free(frame);
-                    inserted?;
-                }
+            match self.insert_new(index)? {
+                Some(page) if fresh => return Ok(self.fill_zeroes(page)),
+                Some(page) => return self.fill(page),
+                None => {} // someone inserted first: use theirs
             }
         }
     }
@@ -211,19 +201,10 @@ impl PageMap {
         if extending.is_none() && self.valid_bytes(index) < PAGE_SIZE {
             return Ok(false); // a size change got there: the usual path decides
         }
-        let frame = self.pool.alloc()?;
-        self.pool
-            .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
-        let page = match self.insert(index, frame) {
-            Ok(Some(page)) => page,
-            inserted => {
-                // Someone inserted first: the usual path writes theirs.
-                self.pool.clear_flags(frame, !0);
-                self.pool.free(frame);
-                inserted?;
-                return Ok(false);
-            }
+        let Some(page) = self.insert_new(index)? else {
+            return Ok(false); // someone inserted first: the usual path writes theirs
         };
+        let frame = page.frame;
         self.pool.write_page(frame, data);
         if let Some(reached) = extending {
             if reached > self.size() {
@@ -246,6 +227,25 @@ impl PageMap {
     pub fn load_nowait(&self, index: u64) -> Result<PageRef<'_>, Error> {
         self.check_end(index)?;
         self.find(index)?.ok_or(Error::WouldBlock { index })
+    }
+
+    /// A new frame, LOCKED and LOADING, published at `index` with one
+    /// count held by the caller, who fills it and marks it loaded; `None`
+    /// if the slot is taken (the frame goes back to the pool), an error if
+    /// the pool is empty or a truncate moved the end below `index`.
+    fn insert_new(&self, index: u64) -> Result<Option<PageRef<'_>>, Error> {
+        // Allocate and initialise the frame before taking the writer lock.
+        let frame = self.pool.alloc()?;
+        self.pool
+            .set_owner(frame, self.id, index, flags::LOCKED | flags::PAGEMAP);
+        match self.insert(index, frame) {
+            Ok(Some(page)) => Ok(Some(page)),
+            inserted => {
+                self.pool.clear_flags(frame, !0);
+                self.pool.free(frame);
+                inserted
+            }
+        }
     }
 
     /// Publishes `frame` (LOCKED, owner set) at `index`, holding one count.

@@ -556,13 +556,7 @@ impl PageMap {
                 Error::Read { source, .. } => source,
                 _ => StoreError::new(StoreError::ENOMEM),
             })?;
-            let frame = page.frame;
-            self.pool.lock(frame);
-            let old = self.pool.set_flags(frame, flags::DIRTY);
-            self.pool.unlock(frame);
-            if old & flags::DIRTY == 0 {
-                self.sync_dirty_mark(last, frame);
-            }
+            page.mark_dirty();
             last
         };
         match self.writeback(last..=last).errors.into_iter().next() {

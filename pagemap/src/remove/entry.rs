@@ -222,21 +222,6 @@ impl PageMap {
         // The size in bytes moves with the end (an end no byte size can
         // say, past 2^52 pages, has no byte limit).
         let bytes = end.saturating_mul(crate::PAGE_SIZE as u64);
-        if bytes > self.max_size {
-            // An end no write-back could store: refused, nothing changed
-            // (as `set_size` refuses it), rather than the map's end moving
-            // and the store failing.
-            let mut report = RemoveReport::default();
-            crate::map::record(
-                &mut report.errors,
-                &mut report.errors_dropped,
-                Error::Truncate {
-                    end,
-                    source: crate::StoreError::new(crate::StoreError::EFBIG),
-                },
-            );
-            return report;
-        }
         let (mut report, r) = self.resize_with_store(&mut scratch, bytes, end);
         if let Err(source) = r {
             crate::map::record(
@@ -297,17 +282,6 @@ impl PageMap {
     /// assert_eq!(store.size().unwrap(), Some(9000));
     /// ```
     pub fn set_size(&self, bytes: u64) -> Result<RemoveReport, Error> {
-        // (`u64::MAX`, "no end", is past any finite limit too: a file
-        // cannot become a device.)
-        if bytes > self.max_size {
-            // A size no write-back could ever store: refused up front, as
-            // `write_at` and `load` refuse such pages, changing nothing
-            // (else the map's size would move and the store's fail).
-            return Err(Error::SetSize {
-                size: bytes,
-                source: crate::StoreError::new(crate::StoreError::EFBIG),
-            });
-        }
         let _invalidate = self.invalidate_lock.write();
         let mut scratch = self.remover.lock();
         let (report, r) = self.resize_with_store(&mut scratch, bytes, crate::map::end_of(bytes));
@@ -444,6 +418,16 @@ impl PageMap {
         bytes: u64,
         end: u64,
     ) -> (RemoveReport, Result<(), crate::StoreError>) {
+        // A size no write-back could store (`u64::MAX`, "no end", included:
+        // a file cannot become a device): refused, nothing changed, as
+        // `write_at` and `load` refuse such pages (else the map's size would
+        // move and the store's fail).
+        if bytes > self.max_size {
+            return (
+                RemoveReport::default(),
+                Err(crate::StoreError::new(crate::StoreError::EFBIG)),
+            );
+        }
         let old = self.size();
         if bytes > old && self.store_cut_failed.load(Ordering::Relaxed) {
             // A shrink's second cut failed: a write-back of a cut page may
