@@ -57,7 +57,7 @@ fn spans(n: usize, r: &mut SplitMix64) -> Vec<Arc<dyn Mapper>> {
 /// The new reverse map (inside a page map) and the baseline, holding the
 /// same mappings.
 struct Fixture {
-    map: PageMap,
+    map: Arc<PageMap>,
     base: RwLock<RebuildMap>,
     spare: Vec<Arc<dyn Mapper>>,
     queries: Vec<u64>,

@@ -71,7 +71,7 @@ impl SimFaults {
     /// `FAULT_BATCH` cached pages, `stride` pages apart.
     pub fn new(stride: u64) -> Self {
         let pool = Arc::new(FramePool::new(FAULT_BATCH as usize).expect("frame pool"));
-        let file = Arc::new(PageMap::new(pool.clone(), Arc::new(ZeroStore)));
+        let file = PageMap::new(pool.clone(), Arc::new(ZeroStore));
         for i in 0..FAULT_BATCH {
             drop(file.load(i * stride).expect("load"));
         }
@@ -411,7 +411,7 @@ impl TlbBench {
     /// Builds and populates the mapping.
     pub fn new() -> Self {
         let pool = Arc::new(FramePool::new(TLB_PAGES as usize).expect("frame pool"));
-        let file = Arc::new(PageMap::new(pool.clone(), Arc::new(ZeroStore)));
+        let file = PageMap::new(pool.clone(), Arc::new(ZeroStore));
         let machine = Machine::new(pool, 1);
         let space = AddressSpace::new(machine.clone());
         let va = space

@@ -147,7 +147,7 @@ pub trait FindPut: Sync {
 /// Our page map, with its pool (declared first so it drops first).
 pub struct Ours {
     /// The map.
-    pub map: PageMap,
+    pub map: Arc<PageMap>,
 }
 
 impl Ours {

@@ -58,7 +58,7 @@ impl MappedFile {
     pub fn new(pages: u64, regions: usize, spaces: usize) -> Self {
         assert!(spaces >= 1 && regions >= spaces, "a region in every space");
         let pool = Arc::new(FramePool::new(pages as usize + 64).expect("frame pool"));
-        let map = Arc::new(PageMap::new(pool.clone(), Arc::new(ZeroStore)));
+        let map = PageMap::new(pool.clone(), Arc::new(ZeroStore));
         let machine = Machine::new(pool, CPUS);
         let spaces: Vec<_> = (0..spaces)
             .map(|_| AddressSpace::new(machine.clone()))
@@ -242,7 +242,7 @@ impl WritebackFile {
         let file = TempFile::new(dir, &name, pages).expect("page map file");
         let store = FileStore::open(&file.path).expect("file store");
         let pool = Arc::new(FramePool::new(pages as usize + 16).expect("frame pool"));
-        let map = Arc::new(PageMap::new(pool.clone(), Arc::new(store)));
+        let map = PageMap::new(pool.clone(), Arc::new(store));
         for i in 0..pages {
             drop(map.load(i).expect("load"));
         }
@@ -361,8 +361,8 @@ impl LookupTally {
 /// over them, and a small second map for the control remover.
 pub struct LookupBench {
     /// The looked-up map.
-    pub map: PageMap,
-    other: PageMap,
+    pub map: Arc<PageMap>,
+    other: Arc<PageMap>,
     stream: Vec<u32>,
     /// Set while lookups are timed (the remover counts its rounds then).
     timing: AtomicBool,

@@ -229,7 +229,7 @@ impl Fixture {
         drop(crossbeam_epoch::pin());
         let pool = Arc::new(FramePool::new(frames).expect("pool"));
         let store = Arc::new(MemStore::new());
-        let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+        let map = PageMap::new(pool.clone(), store.clone());
         Self { pool, store, map }
     }
 
@@ -512,7 +512,7 @@ pub fn gated_map(frames: usize) -> (Arc<FramePool>, Arc<GatedStore>, Arc<PageMap
     drop(crossbeam_epoch::pin());
     let pool = Arc::new(FramePool::new(frames).expect("pool"));
     let store = Arc::new(GatedStore::new());
-    let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+    let map = PageMap::new(pool.clone(), store.clone());
     (pool, store, map)
 }
 

@@ -167,7 +167,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
     let path = std::env::temp_dir().join(format!("pagemap-log-store-{}.log", std::process::id()));
     let pool = Arc::new(FramePool::new(a.frames)?);
     let store = FileStore::open_or_create(&path)?;
-    let map = Arc::new(PageMap::try_new(pool.clone(), Arc::new(store))?);
+    let map = PageMap::try_new(pool.clone(), Arc::new(store))?;
     map.set_size(0)?; // a new log
     let flusher = Flusher::builder()
         .period(Duration::from_millis(50))
@@ -248,7 +248,6 @@ fn main() -> Result<(), Box<dyn StdError>> {
     // Close: the flusher's last round, then every dirty page written and
     // the file synced; an error lists the pages lost.
     let fl = flusher.stop();
-    let map = Arc::into_inner(map).expect("the flusher let the map go");
     map.close()?;
 
     // Reopen and scan the whole log.

@@ -11,11 +11,18 @@ use core::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The frame pool has no free frame (free some with
-    /// [`PageMap::free_unused`](crate::PageMap::free_unused)).
+    /// The frame pool has no free frame and reclaim found nothing it could
+    /// evict: every frame is held outside the page maps or is a page that
+    /// cannot leave now (held, locked, loading, under writeback, pinned, or
+    /// failing its write-back). Nothing was changed.
     PoolExhausted {
         /// Frames in the pool.
         capacity: usize,
+        /// Frames owned outside any page map ([`PrivateFrame`](crate::PrivateFrame)s:
+        /// copy-on-write copies, anonymous pages), when the error was made.
+        private: u32,
+        /// Page-map frames reclaim's last scan found it could not evict.
+        unevictable: u32,
     },
     /// The page already has the most holders its slot word can count.
     RefcountOverflow {
@@ -154,8 +161,16 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::PoolExhausted { capacity } => {
-                write!(f, "frame pool exhausted ({capacity} frames, none free)")
+            Error::PoolExhausted {
+                capacity,
+                private,
+                unevictable,
+            } => {
+                write!(
+                    f,
+                    "frame pool exhausted ({capacity} frames, none free, none reclaimable: \
+                     {private} private, {unevictable} cached pages held, pinned, locked or failing)"
+                )
             }
             Error::RefcountOverflow { index } => {
                 write!(f, "page {index}: slot refcount would overflow")

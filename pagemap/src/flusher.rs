@@ -268,7 +268,7 @@ struct Shared {
 /// use pagemap::{Flusher, FramePool, MemStore, PageMap};
 ///
 /// let store = Arc::new(MemStore::new());
-/// let map = Arc::new(PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone()));
+/// let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone());
 /// let flusher = Flusher::builder()
 ///     .period(Duration::from_millis(5))
 ///     .fsync(true) // each round ends with the store's sync
@@ -280,7 +280,7 @@ struct Shared {
 /// assert_eq!(report.stuck_pages, 0);
 /// assert_eq!(&store.page(3).unwrap()[..5], b"later");
 /// // The flusher's Arc is gone: the map can be closed.
-/// Arc::into_inner(map).unwrap().close().unwrap();
+/// map.close().unwrap();
 /// ```
 pub struct Flusher {
     shared: Arc<Shared>,

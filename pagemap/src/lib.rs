@@ -255,11 +255,13 @@ mod error;
 pub mod fault;
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 mod flusher;
-mod frame;
+pub(crate) mod frame;
 mod map;
 mod mapper;
 pub mod platform;
 mod radix;
+#[cfg(all(feature = "std", not(pagemap_loom)))]
+mod reclaimer;
 mod remove;
 mod rmap;
 mod shootdown;
@@ -270,7 +272,11 @@ pub mod sync;
 pub use error::{Error, StoreError};
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use flusher::{Flusher, FlusherBuilder, FlusherReport};
-pub use frame::{flags, FrameId, FramePool, FrameSource, PageSrc, PrivateFrame, RegionFrames};
+pub use frame::policy;
+pub use frame::{
+    flags, Check, EvictionPolicy, FrameId, FramePool, FrameSource, MapStats, PageSrc, PolicyFrames,
+    PoolStats, PrivateFrame, ReclaimReport, RegionFrames, RECLAIMERS, RECLAIM_BATCH,
+};
 pub use map::{
     CloseError, FreeReport, FsyncError, MemoryStats, OwnedPageRef, PageMap, PageRef,
     WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS, READAHEAD_WINDOW, REMOVE_BATCH,
@@ -278,6 +284,8 @@ pub use map::{
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};
 pub use radix::Mark;
+#[cfg(all(feature = "std", not(pagemap_loom)))]
+pub use reclaimer::{Reclaimer, ReclaimerReport, Watermarks};
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::MappingId;
 pub use shootdown::{BatchReport, FlushTarget, ShootdownBatch, Vpn, DEFAULT_CEILING};

@@ -134,6 +134,23 @@ pub trait Mapper: Send + Sync {
     /// zaps a second time.
     fn zap(&self, first: u64, last: u64, batch: &mut ShootdownBatch);
 
+    /// Reclaim asks whether file page `index`, cached in `frame`, was
+    /// accessed through this mapping since it last asked: test-and-clear of
+    /// the ACCESSED bit of the entry that maps `frame` there, if any (Linux's
+    /// `ptep_clear_young_notify` inside `folio_referenced`). No shootdown is
+    /// needed: a CPU that keeps using a cached translation without setting
+    /// the bit again only makes the page look colder; its eviction still
+    /// revokes and shoots down first. Called under the reverse-map read
+    /// lock; must not block.
+    ///
+    /// The default answers `false` (a mapping without accessed bits: its
+    /// pages look unreferenced to the policy, so only hits through the page
+    /// map keep them).
+    fn test_and_clear_young(&self, index: u64, frame: FrameId) -> bool {
+        let _ = (index, frame);
+        false
+    }
+
     /// Hole punch ([`PageMap::punch_hole`]), under the same locks as
     /// [`zap`](Self::zap): clears every entry of file pages `[first, last]`
     /// that maps the file's page itself (the end state: empty), and

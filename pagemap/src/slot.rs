@@ -1,10 +1,10 @@
 //! The leaf slot word: `{ refcount | flags | frame id }` in one `AtomicU64`.
 //!
 //! ```text
-//!  63            39 38    35 34      33     32    31              0
-//! +----------------+--------+-------+------+-------+----------------+
-//! |    refcount    |mapping |LOADING|YANKED|REMOVAL|    frame id    |
-//! +----------------+--------+-------+------+-------+----------------+
+//!  63          40 39    36   35     34      33     32    31              0
+//! +--------------+--------+--------+-------+------+-------+----------------+
+//! |   refcount   |mapping |ACCESSED|LOADING|YANKED|REMOVAL|    frame id    |
+//! +--------------+--------+--------+-------+------+-------+----------------+
 //! ```
 //!
 //! * `refcount` counts *holders of the slot* (lookups, loaders, writers), not
@@ -30,6 +30,13 @@
 //! * `LOADING` mirrors "not up to date": set by the loader at insert, cleared
 //!   once the read succeeded. It lets [`find`](crate::PageMap::find) decide
 //!   without touching the frame (one cache miss fewer on the hot path).
+//! * `ACCESSED` is the page's referenced bit (Linux's `PG_referenced`, the
+//!   CLOCK bit): a user's hit ([`Slot::get_fast`]) sets it if it is clear
+//!   (no second write when it is already set: the hit's own add already owns
+//!   the line), and reclaim tests and clears it
+//!   ([`Slot::test_and_clear_accessed`]) when the eviction policy considers
+//!   the page. An insert leaves it clear, so a page read once and never hit
+//!   looks unreferenced. A hint: every access to it is Relaxed.
 //! * `EMPTY` is the all-zero word (frame id 0 is never allocated).
 //!
 //! A word is a [`SlotWord`], decoded only by its accessors (page indices
@@ -49,7 +56,7 @@ pub const FRAME_BITS: u32 = 32;
 /// the field is 5 bits so that the overflow model runs with a handful of
 /// holders.
 #[cfg(not(pagemap_loom))]
-pub const REF_BITS: u32 = 25;
+pub const REF_BITS: u32 = 24;
 /// Bits of the holder count (loom: tiny, see above).
 #[cfg(pagemap_loom)]
 pub const REF_BITS: u32 = 5;
@@ -65,11 +72,13 @@ pub const REMOVAL: u64 = 1 << FLAG_SHIFT;
 pub const YANKED: u64 = 1 << (FLAG_SHIFT + 1);
 /// Set while the page's contents are not (yet) up to date.
 pub const LOADING: u64 = 1 << (FLAG_SHIFT + 2);
-/// All flag bits.
+/// All flag bits of the removal and load protocols.
 pub const FLAGS_MASK: u64 = REMOVAL | YANKED | LOADING;
+/// The referenced bit: a user hit the page since reclaim last looked.
+pub const ACCESSED: u64 = 1 << (FLAG_SHIFT + 3);
 /// Bits of the mapping count (see the module docs).
 pub const MAPPING_BITS: u32 = 4;
-const MAPPING_SHIFT: u32 = FLAG_SHIFT + 3;
+const MAPPING_SHIFT: u32 = FLAG_SHIFT + 4;
 /// One fault between its end check and its install.
 pub const MAPPING_ONE: u64 = 1 << MAPPING_SHIFT;
 /// Mask of the mapping count field.
@@ -86,13 +95,13 @@ pub const REF_MASK: u64 = !0 << REF_SHIFT;
 /// [`PageRef::try_clone`](crate::PageRef::try_clone); a fault's
 /// [`map_page`](crate::PageMap::map_page) draws on the reserve instead);
 /// one more is refused with
-/// [`Error::RefcountOverflow`](crate::Error::RefcountOverflow) (8,388,607;
+/// [`Error::RefcountOverflow`](crate::Error::RefcountOverflow) (4,194,303;
 /// 7 under loom).
 pub const MAX_REFS: u64 = (1 << (REF_BITS - 2)) - 1;
 /// The most holders a page can have counting the library's own short holds
 /// (an unmapper holding a page whose dirty bit it took, writeback, a
 /// remover's write-back, a fault's `map_page`), which may use the reserve between
-/// [`MAX_REFS`] and this (8,388,608 more): a user at its limit can never stop
+/// [`MAX_REFS`] and this (4,194,304 more): a user at its limit can never stop
 /// an unmapper, a writeback or a truncate (Linux's `try_get_page` keeps the
 /// same kind of headroom). The reserve is spent only by holds that end within
 /// one operation, bounded by the threads in such operations, so exhausting it
@@ -128,6 +137,7 @@ const _: () = assert!(
     "flags overlap the refcount"
 );
 const _: () = assert!(MAPPING_MASK & (FLAGS_MASK | REF_MASK | FRAME_MASK) == 0);
+const _: () = assert!(ACCESSED & (MAPPING_MASK | FLAGS_MASK | REF_MASK | FRAME_MASK) == 0);
 const _: () = assert!(FRAME_MASK & FLAGS_MASK == 0 && FLAGS_MASK & REF_MASK == 0);
 const _: () = assert!(REF_BITS >= 3 && REF_BITS <= 31);
 // A frame id is a `u32` (`FramePool::MAX_CAPACITY` relies on it).
@@ -215,6 +225,12 @@ impl SlotWord {
         self.0 & LOADING != 0
     }
 
+    /// `ACCESSED`: a user hit the page since reclaim last cleared it.
+    #[inline]
+    pub(crate) const fn is_accessed(self) -> bool {
+        self.0 & ACCESSED != 0
+    }
+
     /// Whether the word holds a page that lookups may take.
     #[inline]
     pub(crate) const fn is_present(self) -> bool {
@@ -236,6 +252,7 @@ impl fmt::Debug for SlotWord {
             (self.is_removal(), "removal"),
             (self.is_yanked(), "yanked"),
             (self.is_loading(), "loading"),
+            (self.is_accessed(), "accessed"),
         ] {
             if set {
                 write!(f, ", {name}")?;
@@ -327,6 +344,17 @@ pub fn mark_removal(word: SlotWord) -> Result<SlotWord, Refused> {
         return Err(Refused::Busy);
     }
     Ok(SlotWord(word.0 | REMOVAL))
+}
+
+/// eviction's mark: as [`mark_removal`], and refused ([`Refused::Busy`])
+/// for a page still loading or hit since reclaim cleared its `ACCESSED`
+/// bit (it was chosen as unreferenced; a hit since makes it referenced).
+#[inline]
+pub fn mark_evict(word: SlotWord) -> Result<SlotWord, Refused> {
+    if word.is_present() && (word.is_loading() || word.is_accessed()) {
+        return Err(Refused::Busy);
+    }
+    mark_removal(word)
 }
 
 /// truncate, detaching a held page: `{n, flags, frame}` -> `YANKED | frame`
@@ -460,6 +488,32 @@ impl Slot {
         }
     }
 
+    /// Reclaim's look at the referenced bit of the page in `frame`: clears
+    /// `ACCESSED` and says whether it was set; `None` if the slot no
+    /// longer holds `frame` (or holds it yanked). Relaxed: the bit is a
+    /// hint; the eviction that may follow decides with its own CAS
+    /// ([`mark_evict`]).
+    pub fn test_and_clear_accessed(&self, frame: FrameId) -> Option<(SlotWord, bool)> {
+        let mut old = SlotWord(self.0.load(Ordering::Relaxed));
+        loop {
+            if old.frame() != Some(frame) || !old.is_present() {
+                return None;
+            }
+            if !old.is_accessed() {
+                return Some((old, false));
+            }
+            match self.0.compare_exchange_weak(
+                old.0,
+                old.0 & !ACCESSED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some((old, true)),
+                Err(seen) => old = SlotWord(seen),
+            }
+        }
+    }
+
     /// find's `get` as one `fetch_add` instead of a CAS loop: under contention
     /// a CAS re-reads and retries, a `fetch_add` moves the line once.
     ///
@@ -503,11 +557,21 @@ impl Slot {
             return Err(why);
         }
         debug_assert!(old.refs() + 1 < 1 << REF_BITS);
+        let hit = limit == Limit::User && !old.is_accessed();
         if old.is_removal() {
-            // A new user aborts a removal in progress.
-            return Ok(SlotWord(
-                self.0.fetch_and(!REMOVAL, Ordering::AcqRel) & !REMOVAL,
-            ));
+            // A new user aborts a removal in progress (and a user's get is
+            // a hit, as below; the word returned is as of our add, as there).
+            let now = self.0.fetch_and(!REMOVAL, Ordering::AcqRel) & !REMOVAL;
+            if hit {
+                self.0.fetch_or(ACCESSED, Ordering::Relaxed);
+            }
+            return Ok(SlotWord(now));
+        }
+        if hit {
+            // A user's hit marks the page referenced, once: a page already
+            // marked costs no second write. Relaxed: a hint for reclaim,
+            // which publishes nothing through it.
+            self.0.fetch_or(ACCESSED, Ordering::Relaxed);
         }
         Ok(SlotWord(old.0 + REF_ONE))
     }
@@ -1113,9 +1177,11 @@ mod transitions {
                                         want,
                                         "get_fast({allow_loading}, {limit:?}) {w:?}"
                                     );
+                                    // A user's hit leaves the referenced bit set too.
+                                    let hit = if limit == Limit::User { ACCESSED } else { 0 };
                                     assert_eq!(
                                         s.load(),
-                                        want.unwrap_or(word),
+                                        want.map_or(word, |w| SlotWord(w.0 | hit)),
                                         "get_fast left {w:?}"
                                     );
                                 }

@@ -56,7 +56,7 @@ impl StoreControl for Counting {
     }
 }
 
-fn counting(frames: usize) -> (PageMap, Arc<Counting>) {
+fn counting(frames: usize) -> (Arc<PageMap>, Arc<Counting>) {
     let store = Arc::new(Counting::default());
     let map = PageMap::new(Arc::new(FramePool::new(frames).unwrap()), store.clone());
     (map, store)
@@ -172,8 +172,14 @@ fn readahead_stops_at_the_end_and_when_the_pool_is_out() {
     let held = map.load(100).unwrap();
     assert_eq!(map.readahead(0, 32).unwrap(), 3, "three free frames");
     assert_eq!(map.pool().free_frames(), 0);
-    assert_eq!(map.readahead(10, 32).unwrap(), 0);
-    drop(held);
+    // A full pool: readahead reclaims the unreferenced pages (0..3, read
+    // ahead and never used), never the held one.
+    assert_eq!(map.readahead(10, 32).unwrap(), 3);
+    assert_eq!(map.cached_indices(..), vec![10, 11, 12, 100]);
+    // With nothing to reclaim (every frame held), it reads nothing.
+    let more: Vec<_> = (10..13).map(|i| map.load(i).unwrap()).collect();
+    assert_eq!(map.readahead(20, 32).unwrap(), 0);
+    drop((held, more));
 }
 
 /// A store whose vectored reads block until released, then succeed or fail.

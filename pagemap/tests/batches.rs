@@ -8,7 +8,7 @@ use pagemap::{Batching, FramePool, MemStore, PageMap, Pass, REMOVE_BATCH};
 
 const N: u64 = (REMOVE_BATCH as u64) * 2 + 77;
 
-fn filled() -> (Arc<MemStore>, PageMap) {
+fn filled() -> (Arc<MemStore>, Arc<PageMap>) {
     let store = Arc::new(MemStore::new());
     let map = PageMap::new(
         Arc::new(FramePool::new(N as usize + 8).unwrap()),

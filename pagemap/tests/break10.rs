@@ -43,10 +43,7 @@ fn removal_writes_back_under_the_remover_lock() {
         map: std::sync::OnceLock::new(),
         busy: Mutex::new(Vec::new()),
     });
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(4).unwrap()),
-        probe.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), probe.clone());
     probe.map.set(Arc::downgrade(&map)).unwrap();
     map.load(0).unwrap().write(0, b"x").unwrap();
     map.writeback(..);

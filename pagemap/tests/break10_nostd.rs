@@ -43,10 +43,7 @@ static STAND: Stand = Stand;
 fn a_no_std_page_map_runs_on_the_host() {
     let _ = set_platform(&STAND);
     let store = Arc::new(MemStore::new());
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(64).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(64).unwrap()), store.clone());
     let threads: Vec<_> = (0..4u8)
         .map(|t| {
             let map = map.clone();

@@ -21,7 +21,7 @@ fn tmp(name: &str) -> PathBuf {
     ))
 }
 
-fn open(path: &PathBuf, frames: usize) -> PageMap {
+fn open(path: &PathBuf, frames: usize) -> Arc<PageMap> {
     PageMap::new(
         Arc::new(FramePool::new(frames).unwrap()),
         Arc::new(FileStore::open(path).unwrap()),
@@ -378,7 +378,7 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
     with_timeout(120, || {
         let path = tmp("conc");
         std::fs::write(&path, b"").unwrap();
-        let map = Arc::new(open(&path, 16)); // smaller than the file
+        let map = open(&path, 16); // smaller than the file
         let stop = Arc::new(AtomicBool::new(false));
         let mut hs = Vec::new();
         // Appenders: each record is 300 bytes of its thread id + 1, at the
@@ -456,7 +456,6 @@ fn concurrent_appends_reads_resizes_writeback_fsync() {
         for h in hs {
             h.join().unwrap();
         }
-        let map = Arc::into_inner(map).unwrap();
         map.fsync().unwrap();
         let cached = read_all(&map);
         let disk = std::fs::read(&path).unwrap();
@@ -482,7 +481,7 @@ fn concurrent_appenders_lose_no_record() {
     with_timeout(120, || {
         let path = tmp("app");
         std::fs::write(&path, b"").unwrap();
-        let map = Arc::new(open(&path, 8));
+        let map = open(&path, 8);
         let next = Arc::new(Mutex::new(0u64));
         let mut hs = Vec::new();
         for t in 0..3u8 {
@@ -523,7 +522,6 @@ fn concurrent_appenders_lose_no_record() {
         for h in hs {
             h.join().unwrap();
         }
-        let map = Arc::into_inner(map).unwrap();
         let size = map.size();
         assert_eq!(size, *next.lock().unwrap(), "size != bytes appended");
         map.close().unwrap();
@@ -637,10 +635,7 @@ fn a_writeback_error_is_reported_by_the_next_fsync_once() {
 #[test]
 fn flusher_backoff_stuck_pages_and_recovery() {
     let store = Arc::new(MemStore::with_size(0));
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(8).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone());
     map.write_at(0, &[1; 3 * PAGE_SIZE]).unwrap();
     store.fail_writes(1, true);
     store.fail_writes(2, true);
@@ -771,12 +766,12 @@ impl StoreControl for SlowFail {}
 
 #[test]
 fn read_waiters_get_the_errno() {
-    let map = Arc::new(PageMap::new(
+    let map = PageMap::new(
         Arc::new(FramePool::new(8).unwrap()),
         Arc::new(SlowFail {
             calls: AtomicU32::new(0),
         }),
-    ));
+    );
     let hs: Vec<_> = (0..4)
         .map(|_| {
             let map = map.clone();
@@ -987,10 +982,7 @@ fn appending_whole_pages_reads_nothing_from_the_store() {
 #[test]
 fn held_page_cut_by_shrink_then_extend() {
     let store = Arc::new(MemStore::with_size(8 * PAGE_SIZE as u64));
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(16).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(16).unwrap()), store.clone());
     let p = map.load(6).unwrap().into_owned(&map);
     p.get().write(0, b"early").unwrap();
     map.set_size(2 * PAGE_SIZE as u64).unwrap();
@@ -1023,10 +1015,7 @@ fn punch_races_loads_evictions_and_writebacks() {
     with_timeout(120, || {
         let n = 8u64;
         let store = Arc::new(MemStore::with_size(n * PAGE_SIZE as u64));
-        let map = Arc::new(PageMap::new(
-            Arc::new(FramePool::new(12).unwrap()),
-            store.clone(),
-        ));
+        let map = PageMap::new(Arc::new(FramePool::new(12).unwrap()), store.clone());
         for round in 0..150u32 {
             let v = (round % 250) as u8 + 1;
             map.write_at(0, &vec![v; (n as usize) * PAGE_SIZE]).unwrap();
@@ -1087,7 +1076,7 @@ fn punch_races_loads_evictions_and_writebacks() {
 fn flusher_stop_hands_the_map_back_and_flushes_everything() {
     let path = tmp("flstop");
     std::fs::write(&path, b"").unwrap();
-    let map = Arc::new(open(&path, 8));
+    let map = open(&path, 8);
     let f = Flusher::builder()
         .period(Duration::from_secs(3600))
         .fsync(true)
@@ -1096,7 +1085,6 @@ fn flusher_stop_hands_the_map_back_and_flushes_everything() {
     let r = f.stop();
     assert!(r.written >= 2, "{r:?}");
     assert_eq!(std::fs::read(&path).unwrap(), vec![4; 5000]);
-    let map = Arc::into_inner(map).expect("the flusher let go of the map");
     map.close().unwrap();
     std::fs::remove_file(&path).unwrap();
 }
@@ -1126,10 +1114,7 @@ fn flusher_reports_a_failing_sync_as_error_sync() {
         fail_sync: AtomicBool::new(true),
         syncs: AtomicU32::new(0),
     });
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(8).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone());
     map.write_at(0, b"abc").unwrap();
     let f = Flusher::builder()
         .period(Duration::from_millis(10))
@@ -1159,10 +1144,7 @@ fn a_flusher_sync_failure_is_reported_by_the_next_fsync() {
         fail_sync: AtomicBool::new(true),
         syncs: AtomicU32::new(0),
     });
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(8).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone());
     map.write_at(0, b"abc").unwrap();
     let f = Flusher::builder()
         .period(Duration::from_millis(10))
@@ -1181,10 +1163,7 @@ fn a_flusher_sync_failure_is_reported_by_the_next_fsync() {
 #[test]
 fn a_stuck_page_cut_by_a_shrink_is_no_longer_stuck() {
     let store = Arc::new(MemStore::with_size(0));
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(8).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(8).unwrap()), store.clone());
     map.write_at(0, &[1; 3 * PAGE_SIZE]).unwrap();
     store.fail_writes(2, true);
     let f = Flusher::builder()
@@ -1237,7 +1216,7 @@ fn held_last_page_writes_race_appends_and_writebacks() {
         for round in 0..20u32 {
             let path = tmp("lastrace");
             std::fs::write(&path, vec![3u8; 10_000]).unwrap();
-            let map = Arc::new(open(&path, 32));
+            let map = open(&path, 32);
             let stop = Arc::new(AtomicBool::new(false));
             let started = Arc::new(AtomicBool::new(false));
             let a = {
@@ -1274,7 +1253,6 @@ fn held_last_page_writes_race_appends_and_writebacks() {
             stop.store(true, Ordering::Relaxed);
             let last = a.join().unwrap();
             c.join().unwrap();
-            let map = Arc::into_inner(map).unwrap();
             map.fsync().unwrap();
             let cached = read_all(&map);
             map.close().unwrap();

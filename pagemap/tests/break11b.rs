@@ -250,7 +250,7 @@ fn whole_page_overwrite_no_read_partial_reads() {
 fn whole_page_writes_race_resizes_punches_and_readers() {
     let path = tmp("race");
     let store = Arc::new(FileStore::open_or_create(&path).unwrap());
-    let map = Arc::new(PageMap::new(pool(24), store.clone()));
+    let map = PageMap::new(pool(24), store.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let seq = Arc::new(AtomicU64::new(1));
     let deadline = Instant::now() + Duration::from_secs(4);
@@ -340,7 +340,6 @@ fn whole_page_writes_race_resizes_punches_and_readers() {
     map.fsync().unwrap();
     let size = map.size();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
-    let map = Arc::try_unwrap(map).ok().unwrap();
     map.close().unwrap();
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len() as u64, size);
@@ -357,7 +356,7 @@ fn whole_page_writes_race_resizes_punches_and_readers() {
 fn dropping_paths_with_concurrent_writeback_match_a_model() {
     let path = tmp("model");
     let store = Arc::new(FileStore::open_or_create(&path).unwrap());
-    let map = Arc::new(PageMap::new(pool(32), store.clone()));
+    let map = PageMap::new(pool(32), store.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let wb = {
         let (map, stop) = (map.clone(), stop.clone());
@@ -438,7 +437,6 @@ fn dropping_paths_with_concurrent_writeback_match_a_model() {
     stop.store(true, Ordering::Relaxed);
     wb.join().unwrap();
     map.fsync().unwrap();
-    let map = Arc::try_unwrap(map).ok().unwrap();
     map.close().unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), model);
     let _ = std::fs::remove_file(&path);
@@ -503,7 +501,7 @@ impl StoreControl for Counting {
     }
 }
 
-fn counting_map(pages: u64) -> (Arc<Counting>, PageMap) {
+fn counting_map(pages: u64) -> (Arc<Counting>, Arc<PageMap>) {
     let inner = MemStore::with_size(pages * PS);
     for i in 0..pages {
         inner.set_page(i, &[(i % 251) as u8; PAGE_SIZE]);

@@ -10,10 +10,7 @@ use pagemap::{FramePool, MemStore, PageMap, PAGE_SIZE};
 
 fn map(frames: usize) -> (Arc<PageMap>, Arc<MemStore>) {
     let store = Arc::new(MemStore::new());
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(frames).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(frames).unwrap()), store.clone());
     (map, store)
 }
 

@@ -119,7 +119,7 @@ fn child_process() {
     let (mode, path) = spec.split_once(':').expect("<mode>:<path>");
     let pool = Arc::new(FramePool::new(FRAMES).unwrap());
     let store = Arc::new(FileStore::open(path).expect("open the log file"));
-    let map = Arc::new(PageMap::new(pool, store));
+    let map = PageMap::new(pool, store);
     let mut log = Log::default();
     match mode {
         "fsync" => {

@@ -15,7 +15,7 @@ use pagemap::{Error, FramePool, MemStore, PageMap, PAGE_SIZE};
 fn map(frames: usize) -> (Arc<PageMap>, Arc<MemStore>, Arc<FramePool>) {
     let store = Arc::new(MemStore::new());
     let pool = Arc::new(FramePool::new(frames).unwrap());
-    let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+    let map = PageMap::new(pool.clone(), store.clone());
     (map, store, pool)
 }
 

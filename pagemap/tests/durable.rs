@@ -80,7 +80,7 @@ impl<S: BackingStore> StoreControl for Probe<S> {
     }
 }
 
-fn probe_map(frames: usize) -> (PageMap, Arc<Probe<MemStore>>) {
+fn probe_map(frames: usize) -> (Arc<PageMap>, Arc<Probe<MemStore>>) {
     let store = Arc::new(Probe::new(MemStore::new()));
     let map = PageMap::new(Arc::new(FramePool::new(frames).unwrap()), store.clone());
     (map, store)
@@ -198,7 +198,6 @@ fn an_error_between_two_fsyncs_is_reported_by_the_next_one_once() {
 #[test]
 fn a_flusher_error_is_not_swallowed_before_the_next_fsync() {
     let (map, store) = probe_map(4);
-    let map = Arc::new(map);
     map.load(5).unwrap().write(0, b"q").unwrap();
     store.fail_next.store(1, Ordering::Relaxed);
     let flusher = Flusher::spawn(vec![map.clone()], Duration::from_millis(1));
@@ -258,7 +257,6 @@ fn close_lists_every_page_it_could_not_write() {
 #[test]
 fn an_arc_map_is_closed_by_its_last_holder() {
     let (map, store) = probe_map(4);
-    let map = Arc::new(map);
     let flusher = Flusher::builder()
         .period(Duration::from_millis(2))
         .spawn(vec![map.clone()]);
@@ -266,10 +264,9 @@ fn an_arc_map_is_closed_by_its_last_holder() {
     owned.get().write(0, b"o").unwrap();
     let other = map.clone();
     // Held elsewhere (the flusher, the owned reference, a clone): no close.
-    let map = Arc::try_unwrap(map).unwrap_err();
     drop((owned, other));
     flusher.stop();
-    Arc::into_inner(map).unwrap().close().unwrap();
+    map.close().unwrap();
     assert_eq!(store.inner.page(2).unwrap()[0], b'o');
 }
 
@@ -280,7 +277,6 @@ fn owned_page_refs_are_static_and_put_on_drop() {
     fn is_static_send_sync<T: 'static + Send + Sync>() {}
     is_static_send_sync::<OwnedPageRef>();
     let (map, _) = probe_map(2);
-    let map = Arc::new(map);
     let owned = map.load(0).unwrap().into_owned(&map);
     let weak = Arc::downgrade(&map);
     drop(map);
@@ -341,7 +337,6 @@ fn the_drop_writes_back_and_logs_each_lost_page() {
 #[test]
 fn a_flusher_set_to_fsync_syncs_after_each_round() {
     let (map, store) = probe_map(4);
-    let map = Arc::new(map);
     let flusher = Flusher::builder()
         .period(Duration::from_millis(1))
         .fsync(true)
@@ -365,7 +360,7 @@ fn a_flusher_reports_a_failed_store_sync() {
     let r = Flusher::builder()
         .period(Duration::from_millis(1))
         .fsync(true)
-        .spawn(vec![Arc::new(map)])
+        .spawn(vec![map.clone()])
         .stop();
     assert_eq!(r.errors, 1, "{r:?}");
     assert_eq!(
@@ -384,7 +379,6 @@ fn failing_pages_back_off_exponentially_and_recover() {
     const N: u32 = 5;
     let period = Duration::from_millis(4);
     let (map, store) = probe_map(4);
-    let map = Arc::new(map);
     map.load(1).unwrap().write(0, b"b").unwrap();
     store.fail_next.store(N, Ordering::Relaxed);
     let flusher = Flusher::builder()
@@ -437,7 +431,6 @@ fn the_backoff_is_capped() {
     const N: u32 = 10;
     let period = Duration::from_millis(1);
     let (map, store) = probe_map(4);
-    let map = Arc::new(map);
     map.load(0).unwrap().write(0, b"c").unwrap();
     store.fail_next.store(N, Ordering::Relaxed);
     let started = Instant::now();
@@ -461,7 +454,6 @@ fn the_backoff_is_capped() {
 #[test]
 fn a_page_written_by_someone_else_leaves_the_backoff() {
     let (map, store) = probe_map(4);
-    let map = Arc::new(map);
     map.load(4).unwrap().write(0, b"e").unwrap();
     store.fail_next.store(1, Ordering::Relaxed);
     // The first round runs at once and fails; the next try is a minute off.

@@ -11,7 +11,7 @@ use pagemap::{
     PAGE_SIZE,
 };
 
-fn map_with(frames: usize) -> (PageMap, Arc<MemStore>) {
+fn map_with(frames: usize) -> (Arc<PageMap>, Arc<MemStore>) {
     let store = Arc::new(MemStore::new());
     let map = PageMap::new(Arc::new(FramePool::new(frames).unwrap()), store.clone());
     (map, store)
@@ -25,7 +25,7 @@ fn pool_exhausted_is_an_error_and_changes_nothing() {
     let before = map.cached_indices(..);
     assert!(matches!(
         map.load(3),
-        Err(Error::PoolExhausted { capacity: 2 })
+        Err(Error::PoolExhausted { capacity: 2, .. })
     ));
     assert_eq!(map.cached_indices(..), before);
     assert_eq!(map.nr_pages(), 2);
@@ -330,7 +330,6 @@ fn a_store_that_fails_to_shrink_is_reported_and_nothing_changes() {
 #[test]
 fn the_flusher_reports_write_errors_and_keeps_the_page_dirty() {
     let (map, store) = map_with(4);
-    let map = Arc::new(map);
     map.load(1).unwrap().write(0, b"y").unwrap();
     store.fail_writes(1, true);
     let flusher = pagemap::Flusher::spawn(vec![map.clone()], Duration::from_millis(1));

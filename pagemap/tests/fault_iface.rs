@@ -108,10 +108,7 @@ impl Mapper for Table {
 
 fn setup() -> (Arc<PageMap>, Arc<MemStore>, Arc<Table>) {
     let store = Arc::new(MemStore::new());
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(PAGES).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(PAGES).unwrap()), store.clone());
     let table = Arc::new(Table::default());
     map.add_mapping(table.clone());
     (map, store, table)

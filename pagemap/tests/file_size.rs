@@ -19,7 +19,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// A page map over the file at `path` (opened afresh: a reopen).
-fn open(path: &PathBuf, frames: usize) -> PageMap {
+fn open(path: &PathBuf, frames: usize) -> Arc<PageMap> {
     let store = FileStore::open(path).unwrap();
     PageMap::new(Arc::new(FramePool::new(frames).unwrap()), Arc::new(store))
 }

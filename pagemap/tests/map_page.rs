@@ -44,10 +44,10 @@ impl Mapper for ToyTable {
 }
 
 fn setup() -> (Arc<PageMap>, Arc<ToyTable>) {
-    let map = Arc::new(PageMap::new(
+    let map = PageMap::new(
         Arc::new(FramePool::new(16).unwrap()),
         Arc::new(MemStore::new()),
-    ));
+    );
     let table = Arc::new(ToyTable::default());
     map.add_mapping(table.clone());
     (map, table)

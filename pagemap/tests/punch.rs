@@ -182,7 +182,7 @@ fn punch_vs_writeback_in_flight_leaves_the_store_zero() {
     assert_eq!(stale, 0, "pages with old bytes after a punch");
 }
 
-fn map_with(frames: usize) -> (PageMap, Arc<MemStore>) {
+fn map_with(frames: usize) -> (Arc<PageMap>, Arc<MemStore>) {
     let store = Arc::new(MemStore::new());
     let map = PageMap::new(Arc::new(FramePool::new(frames).unwrap()), store.clone());
     (map, store)

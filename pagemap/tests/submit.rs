@@ -98,7 +98,7 @@ impl SubmitStore for Device {
 
 impl StoreControl for Device {}
 
-fn map_over(dev: &Arc<Device>, frames: usize) -> PageMap {
+fn map_over(dev: &Arc<Device>, frames: usize) -> Arc<PageMap> {
     PageMap::with_submit_store(Arc::new(FramePool::new(frames).unwrap()), dev.clone())
 }
 

@@ -14,7 +14,7 @@ use pagemap::{FramePool, MemStore, PageMap, PrivateFrame};
 /// Indices that need one, two, ... eleven levels of the 64-way tree.
 const SPREAD: [u64; 8] = [0, 63, 64, 4095, 1 << 20, 1 << 40, u64::MAX - 1, u64::MAX];
 
-fn map(frames: usize) -> PageMap {
+fn map(frames: usize) -> Arc<PageMap> {
     PageMap::new(
         Arc::new(FramePool::new(frames).unwrap()),
         Arc::new(MemStore::new()),

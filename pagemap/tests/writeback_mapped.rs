@@ -66,10 +66,7 @@ impl Mapper for Scripted {
 #[test]
 fn a_harvested_dirty_bit_counts_only_after_the_shootdown() {
     let store = Arc::new(MemStore::new());
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(4).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), store.clone());
     drop(map.load(0).unwrap());
     let space = Arc::new(Space(AtomicU64::new(0)));
     let mapper = Arc::new(Scripted {

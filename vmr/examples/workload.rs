@@ -224,7 +224,7 @@ fn mapping_phase(
     // Room for the whole file plus a private copy of every page.
     let pool = Arc::new(FramePool::new(2 * pages as usize + 16)?);
     let store = Arc::new(FileStore::open(path)?);
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
+    let file = PageMap::new(pool.clone(), store.clone());
     let machine = Machine::new(pool, ncpus);
     let shared = AddressSpace::new(machine.clone());
     let private = AddressSpace::new(machine.clone());
@@ -385,7 +385,7 @@ fn mapping_phase(
 fn truncate_phase(path: &PathBuf, pages: u64) -> Result<(), Box<dyn std::error::Error>> {
     let pool = Arc::new(FramePool::new(pages as usize + 16)?);
     let store = Arc::new(FileStore::open(path)?);
-    let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
+    let file = PageMap::new(pool.clone(), store.clone());
     let machine = Machine::new(pool, 1);
     let space = AddressSpace::new(machine.clone());
     let len = pages * PAGE_SIZE as u64;

@@ -69,7 +69,7 @@ impl MapRequest {
 ///
 /// let pool = Arc::new(FramePool::new(64).unwrap());
 /// let machine = Machine::new(pool.clone(), 2);
-/// let file = Arc::new(PageMap::new(pool, Arc::new(MemStore::new())));
+/// let file = PageMap::new(pool, Arc::new(MemStore::new()));
 /// let space = AddressSpace::new(machine.clone());
 /// let va = space.mmap(MapRequest::new(file.clone(), 8192, Prot::RW, MapFlags::SHARED)).unwrap();
 /// machine.cpu(0).write(&space, va + 4090, b"across a page boundary").unwrap();

@@ -91,8 +91,8 @@ impl FillerRig {
     fn new(extra: usize) -> FillerRig {
         let pool = Arc::new(FramePool::new(FILLER as usize + 64 + extra).unwrap());
         let store = Arc::new(MemStore::new());
-        let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
-        let filler = Arc::new(PageMap::new(pool.clone(), Arc::new(MemStore::new())));
+        let file = PageMap::new(pool.clone(), store.clone());
+        let filler = PageMap::new(pool.clone(), Arc::new(MemStore::new()));
         for i in 0..FILLER {
             drop(filler.load(i).unwrap());
         }
@@ -138,7 +138,7 @@ fn unmap_in_flight(rig: &FillerRig, case: UnmapCase, rounds: u32) -> (u32, u32, 
     const OTHER: u8 = 0xbb;
     let other_store = Arc::new(MemStore::new());
     other_store.set_page(0, &[OTHER; PAGE_SIZE]);
-    let other = Arc::new(PageMap::new(rig.pool.clone(), other_store));
+    let other = PageMap::new(rig.pool.clone(), other_store);
     let (file, cpu) = (&rig.file, rig.machine.cpu(1));
     let (mut tried, mut raced) = (0, 0);
     for round in 0..rounds {

@@ -32,7 +32,7 @@
 //! check and before its PTE install. The truncate runs during that stall, and
 //! the main thread reads the page as soon as the truncate has returned.
 //!
-//! The refcount test keeps its 8,388,607 references in a `Vec` (about 270 MB).
+//! The refcount test keeps its 4,194,303 references in a `Vec` (about 135 MB).
 //!
 //! Each test holds one lock for its whole run, so that the tests of this file
 //! do not compete for the CPUs (the races need two threads running at once).
@@ -87,10 +87,10 @@ struct EpochDrag {
 
 impl EpochDrag {
     fn new(threads: usize) -> EpochDrag {
-        let map = Arc::new(PageMap::new(
+        let map = PageMap::new(
             Arc::new(FramePool::new(1).unwrap()),
             Arc::new(MemStore::new()),
-        ));
+        );
         let release = Arc::new((Mutex::new(false), Condvar::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut handles = Vec::with_capacity(threads);

@@ -345,7 +345,7 @@ fn soak() {
             std::fs::write(&path, initial(f, (PAGES * PAGE) as usize)).unwrap();
             let store = Arc::new(FileStore::open(&path).unwrap());
             File {
-                map: Arc::new(PageMap::new(pool.clone(), store)),
+                map: PageMap::new(pool.clone(), store),
                 path,
             }
         })

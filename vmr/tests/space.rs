@@ -58,10 +58,10 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         matches!(s.mmap(far), Err(VmError::Overflow)),
         "file page range overflows"
     );
-    let other_pool = Arc::new(PageMap::new(
+    let other_pool = PageMap::new(
         Arc::new(FramePool::new(1).unwrap()),
         Arc::new(MemStore::new()),
-    ));
+    );
     assert!(matches!(
         s.mmap(MapRequest::new(
             other_pool,
@@ -345,9 +345,12 @@ fn fork_out_of_frames_changes_nothing() {
     w.machine.cpu(0).write(&parent, pr + PAGE, b"b").unwrap(); // pool now empty-ish
     let free = w.machine.pool().free_frames();
     assert_eq!(free, 1, "room for one of the two copies");
+    // Held, the cached pages cannot be reclaimed to make room either.
+    let held = (w.file.load(0).unwrap(), w.file.load(1).unwrap());
     assert!(matches!(parent.fork(), Err(VmError::OutOfMemory)));
     assert_eq!(w.machine.pool().free_frames(), free, "partial copies freed");
     assert_eq!(w.file.nr_mappings(), 1);
+    drop(held);
 }
 
 #[test]

@@ -97,7 +97,7 @@ struct Setup {
 impl Setup {
     fn new(advice: Advice) -> Self {
         let pool = Arc::new(FramePool::new(PAGES as usize).expect("frame pool"));
-        let file = Arc::new(PageMap::new(pool.clone(), Arc::new(ZeroStore)));
+        let file = PageMap::new(pool.clone(), Arc::new(ZeroStore));
         for i in 0..PAGES {
             drop(file.load(i).expect("load"));
         }

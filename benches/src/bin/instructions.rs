@@ -49,7 +49,7 @@ fn main() {
             const PAGES: u64 = 65_536;
             assert!(n <= PAGES, "at most {PAGES} faults");
             let pool = Arc::new(FramePool::new(PAGES as usize).expect("pool"));
-            let file = Arc::new(PageMap::new(pool.clone(), Arc::new(ZeroStore)));
+            let file = PageMap::new(pool.clone(), Arc::new(ZeroStore));
             for i in 0..PAGES {
                 drop(file.load(i).expect("load"));
             }

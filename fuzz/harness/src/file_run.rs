@@ -26,7 +26,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pagemap::{BackingStore, StoreControl, Error, FileStore, FramePool, PageBuf, PageMap, PageSrc, StoreError};
+use pagemap::{
+    BackingStore, Error, FileStore, FramePool, PageBuf, PageMap, PageSrc, StoreControl, StoreError,
+};
 
 use crate::file_ops::{FileInput, FileOp, MAX_POS};
 use crate::{pools, Stats, PAGE_SIZE};
@@ -151,7 +153,7 @@ struct World {
     pool: Arc<FramePool>,
     frames: usize,
     /// The map over the file; `None` only inside a reopen.
-    map: Option<PageMap>,
+    map: Option<Arc<PageMap>>,
     /// The current store (the map's), for its failure switch.
     store: Arc<FlakyFile>,
     /// Whether writes fail now.

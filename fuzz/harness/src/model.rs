@@ -217,6 +217,8 @@ impl Model {
         if self.pages.len() >= self.capacity {
             return Err(err(Error::PoolExhausted {
                 capacity: self.capacity,
+                private: 0,
+                unevictable: 0,
             }));
         }
         let data = self.store.read(index)?;

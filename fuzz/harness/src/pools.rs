@@ -26,7 +26,12 @@ pub fn pool(capacity: usize) -> Arc<FramePool> {
     if let Some(pool) = cached.filter(reset) {
         return pool;
     }
-    let pool = Arc::new(FramePool::new(capacity).expect("valid capacity"));
+    // These models check the page map's protocols with the pool's size as a
+    // hard limit (a full pool refuses loads): reclaim has its own target.
+    let pool = Arc::new(
+        FramePool::with_policy(capacity, Box::new(pagemap::policy::Manual))
+            .expect("valid capacity"),
+    );
     POOLS.with(|p| p.borrow_mut().insert(capacity, pool.clone()));
     pool
 }

@@ -91,7 +91,7 @@ impl World {
         for lp in 0..NPAGES {
             store.set_page(index_of(lp), &pattern(lp));
         }
-        let map = Arc::new(PageMap::new(pool.clone(), store.clone()));
+        let map = PageMap::new(pool.clone(), store.clone());
         let machine = vmr::Machine::new(pool.clone(), cpus);
         World {
             pool,

@@ -386,7 +386,11 @@ impl VmModel {
         }
         if !f.cache.contains_key(&index) {
             if free == 0 {
-                let source = pagemap::Error::PoolExhausted { capacity };
+                let source = pagemap::Error::PoolExhausted {
+                    capacity,
+                    private: 0,
+                    unevictable: 0,
+                };
                 return Err(Fault::Io { va, source });
             }
             if f.bad_reads.contains(&index) {

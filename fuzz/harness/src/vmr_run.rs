@@ -85,15 +85,12 @@ pub fn run_input(input: &VmrInput, strict: bool) -> Stats {
         .map(|_| {
             let store = Arc::new(MemStore::new());
             File {
-                map: Arc::new(PageMap::new(pool.clone(), store.clone())),
+                map: PageMap::new(pool.clone(), store.clone()),
                 store,
             }
         })
         .collect();
-    let foreign = Arc::new(PageMap::new(
-        crate::pools::pool(1),
-        Arc::new(MemStore::new()),
-    ));
+    let foreign = PageMap::new(crate::pools::pool(1), Arc::new(MemStore::new()));
     let mut run = Run {
         spaces: (0..input.spaces)
             .map(|_| Some(AddressSpace::new(machine.clone())))

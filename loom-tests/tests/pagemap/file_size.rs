@@ -19,10 +19,7 @@ const LEN: usize = 50;
 /// A map over a 100-byte file whose page 0 is cached and dirty with OLD.
 fn fixture() -> (Arc<MemStore>, Arc<PageMap>) {
     let store = Arc::new(MemStore::with_size(SIZE));
-    let map = Arc::new(PageMap::new(
-        Arc::new(FramePool::new(2).unwrap()),
-        store.clone(),
-    ));
+    let map = PageMap::new(Arc::new(FramePool::new(2).unwrap()), store.clone());
     assert_eq!(
         map.write_at(0, &[OLD; SIZE as usize]).unwrap(),
         SIZE as usize
@@ -146,7 +143,7 @@ fn shrink_vs_last_page_writeback_then_dropped_append() {
 fn uncached_page_1() -> Arc<PageMap> {
     let store = Arc::new(MemStore::with_size(2 * PAGE_SIZE as u64));
     store.set_page(1, &[OLD; PAGE_SIZE]);
-    Arc::new(PageMap::new(Arc::new(FramePool::new(2).unwrap()), store))
+    PageMap::new(Arc::new(FramePool::new(2).unwrap()), store)
 }
 
 /// A `write_at` of the whole of an uncached page (published with its new

@@ -46,7 +46,7 @@ fn failing_first_with_a_dirty_page() -> (Fixture, Arc<FailFirst>, Arc<PageMap>) 
         inner: MemStore::new(),
         failed: AtomicBool::new(false),
     });
-    let map = Arc::new(PageMap::new(fx.pool.clone(), store.clone()));
+    let map = PageMap::new(fx.pool.clone(), store.clone());
     drop(dirty(&map, IDX, FIRST));
     (fx, store, map)
 }

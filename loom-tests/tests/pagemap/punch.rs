@@ -70,7 +70,7 @@ fn stepped(frames: usize) -> (Arc<SteppedStore>, Arc<PageMap>) {
     });
     store.inner.set_page(IDX, &[OLD; PAGE_SIZE]);
     let pool = Arc::new(FramePool::new(frames).expect("pool"));
-    let map = Arc::new(PageMap::new(pool, store.clone()));
+    let map = PageMap::new(pool, store.clone());
     (store, map)
 }
 

@@ -56,7 +56,7 @@ fn load_after_failed_read_retries() {
         let pool = Arc::new(FramePool::new(3).unwrap());
         let store = Arc::new(FailOnce::default());
         store.inner.set_page(1, &[0x31; pagemap::PAGE_SIZE]);
-        let map = Arc::new(PageMap::new(pool, store.clone()));
+        let map = PageMap::new(pool, store.clone());
         store.map.set(Arc::downgrade(&map)).ok().unwrap();
 
         let other = spawn_with(&map, |map| match map.load(1) {

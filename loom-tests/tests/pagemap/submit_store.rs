@@ -11,8 +11,6 @@
 //! a good one (a page of garbage marked up to date), or a failed write-back
 //! for a stored one (a clean page whose data the store never got).
 
-use loom::sync::Arc;
-
 use loom_tests::{explore, Bound};
 use pagemap::{
     flags, BackingStore, Error, FramePool, MemStore, PageMap, ReadIo, StoreControl, StoreError,
@@ -57,7 +55,7 @@ impl SubmitStore for Device {
 
 impl StoreControl for Device {}
 
-fn map_over(fail: bool, byte: u8) -> (std::sync::Arc<Device>, PageMap) {
+fn map_over(fail: bool, byte: u8) -> (std::sync::Arc<Device>, std::sync::Arc<PageMap>) {
     let mem = std::sync::Arc::new(MemStore::new());
     mem.set_page(1, &[byte; PAGE_SIZE]);
     let pool = std::sync::Arc::new(FramePool::new(2).unwrap());
@@ -75,7 +73,6 @@ fn map_over(fail: bool, byte: u8) -> (std::sync::Arc<Device>, PageMap) {
 fn a_load_sleeps_until_the_device_completes() {
     explore(Bound::Env, || {
         let (_mem, map) = map_over(false, 0x5a);
-        let map = Arc::new(map);
         let m2 = map.clone();
         let finder = loom::thread::spawn(move || match m2.find(1).unwrap() {
             Some(page) => {

@@ -42,12 +42,20 @@ use crate::PAGE_SIZE;
 
 mod contents;
 mod lock;
+pub mod policy;
 mod private;
+mod reclaim;
 mod source;
+mod stats;
 
 pub use contents::PageSrc;
+pub use policy::{Check, EvictionPolicy, PolicyFrames};
 pub use private::PrivateFrame;
+pub(crate) use reclaim::Evictor;
+pub use reclaim::{ReclaimReport, RECLAIMERS, RECLAIM_BATCH};
 pub use source::{FrameSource, RegionFrames};
+pub(crate) use stats::{map_ctr, Sharded};
+pub use stats::{MapStats, PoolStats};
 
 /// Words of page contents.
 const PAGE_WORDS: usize = PAGE_SIZE / 8;
@@ -103,8 +111,9 @@ pub mod flags {
     pub const BACKED: u32 = 1 << 7;
     /// Demand paging: never evict (reserved: nothing sets it yet).
     pub const PINNED: u32 = 1 << 8;
-    // Bit 9 is free: a `MAPPED` flag was never set (whether a page is
-    // mapped is the reverse map's answer: `PageMap::is_mapped`).
+    /// The page is known to the eviction policy (added at its insert, and
+    /// removed from the policy when the frame is freed; Linux's `PG_lru`).
+    pub const LRU: u32 = 1 << 9;
     /// Not allocated from the pool (a second free of the frame is caught by this).
     pub const FREE: u32 = 1 << 10;
     /// A completion-based store request (a read or a write-back) on this
@@ -211,6 +220,19 @@ const WAIT_BUCKETS: usize = 1;
 pub struct FramePool {
     frames: Box<[Frame]>,
     source: Box<dyn FrameSource>,
+    /// The eviction policy, pool-wide, and its 8 bytes of state per frame.
+    policy: Box<dyn EvictionPolicy>,
+    policy_words: Box<[AtomicU64]>,
+    /// Whether hits must call the policy (exact LRU): read on every hit, so
+    /// kept here rather than asked of the policy through its vtable.
+    policy_on_hit: bool,
+    /// The page maps drawing on the pool and reclaim's scratch buffers.
+    reclaim: reclaim::Reclaim,
+    pub(crate) stats: stats::PoolCounters,
+    /// The background reclaimer's wake-up, if one runs: (low watermark, the
+    /// waker). Allocations below the low watermark wake it.
+    #[cfg(all(feature = "std", not(pagemap_loom)))]
+    pub(crate) kswapd: crate::reclaimer::Wake,
     /// The source's `linear_base`, kept so that a content access computes
     /// its address instead of calling the source.
     base: Option<NonNull<u8>>,
@@ -264,6 +286,15 @@ impl FramePool {
         Self::with_source(RegionFrames::heap(capacity)?)
     }
 
+    /// A pool as [`new`](Self::new), choosing victims with `policy` (see
+    /// [`policy`]; [`policy::by_name`] builds the built-in ones).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_policy(capacity: usize, policy: Box<dyn EvictionPolicy>) -> Result<Self, Error> {
+        Self::with_source_and_policy(RegionFrames::heap(capacity)?, policy)
+    }
+
     /// A pool over `source`'s frames (see [`FrameSource`]): a kernel's
     /// allocator, or [`RegionFrames`] over memory the caller owns.
     ///
@@ -274,6 +305,21 @@ impl FramePool {
     /// # Panics
     /// If the source's linear base is not 8-byte aligned.
     pub fn with_source(source: impl FrameSource + 'static) -> Result<Self, Error> {
+        let policy = policy::default_policy(source.capacity());
+        Self::with_source_and_policy(source, policy)
+    }
+
+    /// A pool over `source`'s frames choosing victims with `policy`.
+    ///
+    /// # Errors
+    /// As [`with_source`](Self::with_source).
+    ///
+    /// # Panics
+    /// As [`with_source`](Self::with_source).
+    pub fn with_source_and_policy(
+        source: impl FrameSource + 'static,
+        policy: Box<dyn EvictionPolicy>,
+    ) -> Result<Self, Error> {
         let capacity = source.capacity();
         if capacity == 0 || capacity > Self::MAX_CAPACITY {
             return Err(Error::InvalidCapacity {
@@ -302,6 +348,13 @@ impl FramePool {
         Ok(Self {
             frames,
             source: Box::new(source),
+            policy_on_hit: policy.tracks_every_access(),
+            policy,
+            policy_words: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            reclaim: reclaim::Reclaim::new(),
+            stats: stats::PoolCounters::new(),
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            kswapd: crate::reclaimer::Wake::new(),
             base,
             #[cfg(any(feature = "std", pagemap_loom))]
             waitq,
@@ -366,12 +419,80 @@ impl FramePool {
         self.source.phys_addr(id)
     }
 
-    /// Takes a free frame from the source; its flags are 0 and its contents
-    /// whatever the last owner left (callers fill it before publishing it).
+    /// Takes a free frame; its flags are 0 and its contents whatever the
+    /// last owner left (callers fill it before publishing it). If none is
+    /// free, reclaims (direct reclaim: [`reclaim`](Self::reclaim) in the
+    /// calling thread) until one is, or until reclaim finds nothing to
+    /// evict: then [`Error::PoolExhausted`], and nothing was changed.
+    ///
+    /// The caller must not hold a lock that an eviction takes (a page
+    /// map's writer lock, its reverse-map lock, a page lock of a cached
+    /// page): map inserts allocate before taking the writer lock.
     pub(crate) fn alloc(&self) -> Result<FrameId, Error> {
-        let id = self.source.alloc().ok_or(Error::PoolExhausted {
+        let id = match self.source.alloc() {
+            Some(id) => id,
+            None => self.alloc_slow()?,
+        };
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        self.kswapd.allocated(self);
+        Ok(self.take_free(id))
+    }
+
+    /// The allocation's slow path: reclaim batches until a frame is free.
+    #[cold]
+    fn alloc_slow(&self) -> Result<FrameId, Error> {
+        self.stats.ctr.add(stats::pool_ctr::DIRECT_RECLAIMS, 1);
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        self.kswapd.wake();
+        // Rounds that freed nothing: another thread may be finishing an
+        // eviction of the pages our scan found busy, so try a few times.
+        let mut idle = 0;
+        let mut rounds = 0usize;
+        loop {
+            if let Some(id) = self.source.alloc() {
+                return Ok(id);
+            }
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            let t = std::time::Instant::now();
+            let r = self.reclaim(RECLAIM_BATCH);
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            self.stats.reclaim.record(t.elapsed());
+            if let Some(id) = self.source.alloc() {
+                return Ok(id);
+            }
+            rounds += 1;
+            if r.freed == 0 {
+                idle += 1;
+            }
+            // Give up when reclaim keeps finding nothing, or when others
+            // keep taking what it frees (bounded: an allocation fails
+            // rather than loop forever).
+            if idle >= 4 || rounds >= 256 {
+                self.stats.ctr.add(stats::pool_ctr::FAILED_ALLOCS, 1);
+                let busy = r.scanned.saturating_sub(r.selected);
+                return Err(self.exhausted(u32::try_from(busy).unwrap_or(u32::MAX)));
+            }
+            crate::sync::spin_hint();
+        }
+    }
+
+    /// The error of an allocation that reclaim could not satisfy.
+    fn exhausted(&self, unevictable: u32) -> Error {
+        let private = self
+            .frames
+            .iter()
+            .filter(|f| f.flags.load(Ordering::Relaxed) & (flags::FREE | flags::PAGEMAP) == 0)
+            .count();
+        let private = u32::try_from(private).unwrap_or(u32::MAX);
+        Error::PoolExhausted {
             capacity: self.capacity(),
-        })?;
+            private,
+            unevictable,
+        }
+    }
+
+    /// A frame the source just gave out: ours alone from now.
+    fn take_free(&self, id: FrameId) -> FrameId {
         let frame = self.frame(id);
         // Relaxed: the frame is ours alone until it is published (a slot
         // word's Release) or handed out (a PrivateFrame moved to its user).
@@ -382,7 +503,58 @@ impl FramePool {
         );
         frame.index.store(0, Ordering::Relaxed);
         self.track_owner_change(id);
-        Ok(id)
+        id
+    }
+
+    /// Tells the eviction policy about a page just inserted in `id` (owner
+    /// and index set, the inserter holding it, so no remover can free it
+    /// before this returns).
+    pub(crate) fn policy_add(&self, id: FrameId) {
+        let old = self.set_flags(id, flags::LRU);
+        debug_assert!(
+            old & flags::LRU == 0,
+            "frame {id:?} added to the policy twice"
+        );
+        self.with_policy_frames(|f| self.policy.add(f, id));
+    }
+
+    /// A hit on the page in `id`, for a policy that tracks every access.
+    #[inline]
+    pub(crate) fn policy_hit(&self, id: FrameId) {
+        if self.policy_on_hit {
+            self.with_policy_frames(|f| self.policy.accessed(f, id));
+        }
+    }
+
+    /// The eviction policy.
+    pub fn policy(&self) -> &dyn EvictionPolicy {
+        &*self.policy
+    }
+
+    /// Statistics now: the pool's counters, every registered map's (and
+    /// the dropped maps') [`MapStats`] summed, and (with `std`) latency
+    /// histograms. Allocates (a reader's call).
+    pub fn stats(&self) -> PoolStats {
+        use stats::pool_ctr as c;
+        let mut maps = *self.stats.gone.lock();
+        for m in self.registered_maps() {
+            maps.add(&m.map_stats());
+        }
+        PoolStats {
+            maps,
+            free_frames: self.free_frames(),
+            direct_reclaims: self.stats.ctr.get(c::DIRECT_RECLAIMS),
+            failed_allocs: self.stats.ctr.get(c::FAILED_ALLOCS),
+            reclaim_batches: self.stats.ctr.get(c::RECLAIM_BATCHES),
+            scanned: self.stats.ctr.get(c::SCANNED),
+            reclaimed: self.stats.ctr.get(c::FREED),
+            kept: self.stats.ctr.get(c::KEPT),
+            refaults: self.policy.refaults(),
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            load_miss_ns: self.stats.load_miss.snapshot(),
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            reclaim_ns: self.stats.reclaim.snapshot(),
+        }
     }
 
     /// An owned frame for use outside any page map, freed when the handle
@@ -407,6 +579,12 @@ impl FramePool {
     pub(crate) fn free(&self, id: FrameId) {
         self.track_owner_change(id);
         let frame = self.frame(id);
+        // The policy forgets the page before the frame can be reused (the
+        // LRU bit is set once, by the inserter, and only cleared here, by
+        // the frame's only owner).
+        if frame.flags.load(Ordering::Relaxed) & flags::LRU != 0 {
+            self.with_policy_frames(|f| self.policy.remove(f, id));
+        }
         // Relaxed: nobody else can reach the frame (the caller's guarantee);
         // the source's own lock orders its reuse.
         let old = frame.flags.swap(flags::FREE, Ordering::Relaxed);
@@ -693,7 +871,7 @@ mod tests {
         assert!(ids.iter().all(|id| id.get() != 0));
         assert!(matches!(
             pool.alloc(),
-            Err(Error::PoolExhausted { capacity: 3 })
+            Err(Error::PoolExhausted { capacity: 3, .. })
         ));
         pool.free(ids[1]);
         assert_eq!(pool.alloc().unwrap(), ids[1]);

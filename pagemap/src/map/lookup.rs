@@ -57,7 +57,12 @@ impl PageMap {
             return self.miss(index);
         };
         match slot.get_fast(allow_loading, limit) {
-            Ok(word) => Ok(Some(self.page_ref(slot, word, index))),
+            Ok(word) => {
+                if limit == slot::Limit::User && !word.is_loading() {
+                    self.hit(word);
+                }
+                Ok(Some(self.page_ref(slot, word, index)))
+            }
             Err(Refused::Overflow) => Err(Error::RefcountOverflow { index }),
             // Our refused count was detached with the page: put it there.
             Err(Refused::Detached(frame)) => {
@@ -65,6 +70,16 @@ impl PageMap {
                 self.miss(index)
             }
             Err(_) => self.miss(index),
+        }
+    }
+
+    /// A user's hit: counted (one Relaxed add to this thread's shard), and
+    /// told to a policy that tracks every access (exact LRU).
+    #[inline]
+    fn hit(&self, word: SlotWord) {
+        self.stats.add(crate::frame::map_ctr::HITS, 1);
+        if let Some(frame) = word.frame() {
+            self.pool.policy_hit(frame);
         }
     }
 
@@ -162,11 +177,16 @@ impl PageMap {
             if let Some(page) = self.take(index, true, slot::Limit::User)? {
                 return self.wait_uptodate(page, true);
             }
-            match self.insert_new(index)? {
-                Some(page) if fresh => return Ok(self.fill_zeroes(page)),
-                Some(page) => return self.fill(page),
-                None => {} // someone inserted first: use theirs
-            }
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            let t = std::time::Instant::now();
+            let filled = match self.insert_new(index)? {
+                Some(page) if fresh => Ok(self.fill_zeroes(page)),
+                Some(page) => self.fill(page),
+                None => continue, // someone inserted first: use theirs
+            };
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            self.pool.stats.load_miss.record(t.elapsed());
+            return filled;
         }
     }
 
@@ -248,6 +268,13 @@ impl PageMap {
         }
     }
 
+    /// A page just published in `frame`, which we hold: a miss, and a page
+    /// the eviction policy now tracks.
+    pub(crate) fn inserted(&self, frame: FrameId) {
+        self.stats.add(crate::frame::map_ctr::MISSES, 1);
+        self.pool.policy_add(frame);
+    }
+
     /// Publishes `frame` (LOCKED, owner set) at `index`, holding one count.
     /// `None` if the slot is taken; `BeyondEof` if a truncate got there first
     /// (checked under the writer lock, which truncate takes to move the end).
@@ -265,6 +292,7 @@ impl PageMap {
         at.fill(word);
         self.nr_pages.fetch_add(1, Ordering::Relaxed);
         drop(g);
+        self.inserted(frame);
         Ok(Some(self.page_ref(slot, word, index)))
     }
 
@@ -291,6 +319,7 @@ impl PageMap {
         // A new read: an earlier read's error is no longer this page's news.
         self.pool
             .clear_flags(frame, flags::ERROR | flags::ERRNO_MASK);
+        self.stats.add(crate::frame::map_ctr::READS, 1);
         match self.store.read(&self.pool, frame, page.index) {
             Ok(()) => {
                 self.pool

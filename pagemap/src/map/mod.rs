@@ -25,7 +25,7 @@ use core::fmt;
 use core::ops::{Bound, RangeBounds};
 
 use crate::error::{Error, StoreError};
-use crate::frame::FramePool;
+use crate::frame::{map_ctr, FramePool, MapStats, Sharded};
 use crate::radix::RadixTree;
 use crate::rmap::ReverseMap;
 use crate::store::{BackingStore, Store, SubmitStore};
@@ -148,13 +148,12 @@ pub struct PageMap {
     /// `errseq_t` in `address_space.wb_err`). A leaf lock, taken under a
     /// page's WRITEBACK bit.
     pub(crate) write_error: Mutex<WriteErrors>,
-    /// Set by [`close`](Self::close), which wrote back already: `Drop`
-    /// then only frees the frames.
-    closed: bool,
     /// Frames a truncate detached that still have holders. While any has,
     /// removers leave nodes that become empty linked (empty, reused by
     /// later inserts): a detached holder's put still reads its old slot.
     pub(crate) detached: AtomicU64,
+    /// Hits, misses, store requests, evictions ([`stats`](Self::stats)).
+    pub(crate) stats: Sharded<{ map_ctr::N }>,
 }
 
 /// `ceil(size / PAGE_SIZE)`: the first page beyond a file of `size` bytes
@@ -202,13 +201,13 @@ impl PageMap {
     /// # Panics
     /// If the store fails to report its size ([`try_new`](Self::try_new)
     /// returns that error instead).
-    pub fn new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Self {
+    pub fn new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Arc<Self> {
         Self::try_new(pool, store).unwrap_or_else(|e| panic!("pagemap: creating a page map: {e}"))
     }
 
     /// [`new`](Self::new), or [`Error::Size`] if the store fails to report
     /// its size.
-    pub fn try_new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Result<Self, Error> {
+    pub fn try_new(pool: Arc<FramePool>, store: Arc<dyn BackingStore>) -> Result<Arc<Self>, Error> {
         Self::with_store(pool, Store::Sync(store))
     }
 
@@ -221,7 +220,7 @@ impl PageMap {
     /// If the store fails to report its size
     /// ([`try_with_submit_store`](Self::try_with_submit_store) returns that
     /// error instead).
-    pub fn with_submit_store(pool: Arc<FramePool>, store: Arc<dyn SubmitStore>) -> Self {
+    pub fn with_submit_store(pool: Arc<FramePool>, store: Arc<dyn SubmitStore>) -> Arc<Self> {
         Self::try_with_submit_store(pool, store)
             .unwrap_or_else(|e| panic!("pagemap: creating a page map: {e}"))
     }
@@ -231,11 +230,11 @@ impl PageMap {
     pub fn try_with_submit_store(
         pool: Arc<FramePool>,
         store: Arc<dyn SubmitStore>,
-    ) -> Result<Self, Error> {
+    ) -> Result<Arc<Self>, Error> {
         Self::with_store(pool, Store::Submit(store))
     }
 
-    fn with_store(pool: Arc<FramePool>, store: Store) -> Result<Self, Error> {
+    fn with_store(pool: Arc<FramePool>, store: Store) -> Result<Arc<Self>, Error> {
         let size = store
             .size()
             .map_err(|source| Error::Size { source })?
@@ -248,7 +247,24 @@ impl PageMap {
             u64::MAX => u64::MAX,
             m => m / crate::PAGE_SIZE as u64,
         };
-        Ok(Self {
+        // Registered with the pool as it is made (weakly: a dropped map
+        // leaves), so that reclaim can choose among its pages.
+        Ok(Arc::new_cyclic(|me: &alloc::sync::Weak<Self>| {
+            let me: alloc::sync::Weak<dyn crate::frame::Evictor> = me.clone();
+            pool.register(id, me);
+            Self::fields(id, pool, store, size, max_size, max_pages)
+        }))
+    }
+
+    fn fields(
+        id: u32,
+        pool: Arc<FramePool>,
+        store: Store,
+        size: u64,
+        max_size: u64,
+        max_pages: u64,
+    ) -> Self {
+        Self {
             id,
             tree: RadixTree::new(),
             remover: Mutex::new(Scratch::default()),
@@ -267,9 +283,15 @@ impl PageMap {
             max_pages,
             max_size,
             write_error: Mutex::new(WriteErrors::default()),
-            closed: false,
             detached: AtomicU64::new(0),
-        })
+            stats: Sharded::new(),
+        }
+    }
+
+    /// This map's statistics now: hits, misses, store requests, evictions
+    /// (see [`MapStats`]; [`FramePool::stats`] sums every map's).
+    pub fn stats(&self) -> MapStats {
+        MapStats::read(&self.stats)
     }
 
     /// Holds off [`truncate`](Self::truncate) and
@@ -502,31 +524,29 @@ impl PageMap {
     /// Unlike a drop, which writes back on a best-effort basis and can only
     /// log what it loses, this returns every page it could not write.
     ///
-    /// A map shared through an `Arc` (with a [`Flusher`](crate::Flusher),
-    /// [`OwnedPageRef`]s, mappings) is closed by its last user, once the
-    /// others are gone (a flusher stopped, owned references dropped):
+    /// Call it on the last handle: a map shared with others (a
+    /// [`Flusher`](crate::Flusher), [`OwnedPageRef`]s, mappings, a
+    /// reclaimer looking at its pages for a moment) is fsynced here and
+    /// freed when the last of them lets go; what they dirty meanwhile is
+    /// written back by that drop, as by any drop.
     ///
     /// ```
     /// use std::sync::Arc;
     /// use pagemap::{FramePool, MemStore, PageMap};
     ///
-    /// let map = Arc::new(PageMap::new(Arc::new(FramePool::new(4).unwrap()), Arc::new(MemStore::new())));
+    /// let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), Arc::new(MemStore::new()));
     /// map.load(0).unwrap().write(0, b"bye").unwrap();
-    /// // `Arc::into_inner` (or `Arc::try_unwrap`) hands the map back only
-    /// // to the last holder; another holder would get `None`, and should
-    /// // `fsync` instead.
-    /// let map = Arc::into_inner(map).expect("no other holder");
     /// map.close().unwrap();
     /// ```
     ///
     /// # Errors
     /// [`CloseError`]: the pages lost, an earlier write error not yet
     /// reported by an fsync, or the store's failed sync.
-    pub fn close(mut self) -> Result<(), CloseError> {
+    pub fn close(self: Arc<Self>) -> Result<(), CloseError> {
         let mut lost = Lost::default();
         let FsyncError { earlier, sync, .. } = self.fsync_with(&mut lost);
-        // Drop frees the frames, without writing back again.
-        self.closed = true;
+        // The drop frees the frames; its write-back finds nothing dirty
+        // unless another holder wrote since.
         drop(self);
         if lost.0.is_empty() && earlier.is_none() && sync.is_none() {
             Ok(())
@@ -548,7 +568,10 @@ impl Drop for PageMap {
     /// through the `log` facade (at most [`MAX_REPORTED_ERRORS`] lines, then
     /// a count); then returns every frame to the pool.
     fn drop(&mut self) {
-        if !self.closed {
+        // Reclaim can no longer reach us (our strong count is 0, so its
+        // look-ups fail already); forget the entry.
+        self.pool.unregister(self.id);
+        {
             let mut lost = Lost::default();
             self.writeback_with(.., &mut lost);
             // The log facade: a kernel has no stderr (and a library should
@@ -585,5 +608,21 @@ impl Drop for PageMap {
                 None => break,
             }
         }
+        // The pool's totals keep what this map counted.
+        self.pool.stats.gone.lock().add(&self.stats());
+    }
+}
+
+impl crate::frame::Evictor for PageMap {
+    fn check(&self, index: u64, frame: crate::frame::FrameId) -> crate::frame::Check {
+        self.reclaim_check(index, frame)
+    }
+
+    fn evict(&self, victims: &[(u64, crate::frame::FrameId)], report: &mut crate::ReclaimReport) {
+        self.evict_chosen(victims, report);
+    }
+
+    fn map_stats(&self) -> MapStats {
+        self.stats()
     }
 }

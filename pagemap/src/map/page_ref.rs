@@ -220,7 +220,7 @@ impl fmt::Debug for PageRef<'_> {
 /// use std::sync::Arc;
 /// use pagemap::{FramePool, MemStore, OwnedPageRef, PageMap};
 ///
-/// let map = Arc::new(PageMap::new(Arc::new(FramePool::new(4).unwrap()), Arc::new(MemStore::new())));
+/// let map = PageMap::new(Arc::new(FramePool::new(4).unwrap()), Arc::new(MemStore::new()));
 /// let kept: OwnedPageRef = map.load(3).unwrap().into_owned(&map);
 /// let t = std::thread::spawn(move || kept.get().write(0, b"from afar").unwrap());
 /// t.join().unwrap();

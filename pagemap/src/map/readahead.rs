@@ -114,6 +114,9 @@ impl PageMap {
                 pages.push(self.page_ref(slot, word, index));
             }
         }
+        for page in &pages {
+            self.inserted(page.frame);
+        }
         let inserted = pages.len();
         for frame in frames[inserted..n].iter().flatten() {
             self.pool.clear_flags(*frame, !0);
@@ -128,6 +131,7 @@ impl PageMap {
         // SAFETY: every frame was inserted LOCKED and LOADING by us, each
         // once (distinct slots): nothing else reaches their memory until
         // we unlock them in `done`.
+        self.stats.add(crate::frame::map_ctr::READS, 1);
         unsafe {
             self.store
                 .read_extent(&self.pool, first, &ids[..inserted], |i, result| {

@@ -57,6 +57,51 @@ pub struct FreeReport {
 }
 
 impl PageMap {
+    /// Reclaim's look at page `index` in `frame` (see
+    /// [`FramePool::reclaim`](crate::FramePool::reclaim)): `Busy` unless the
+    /// slot still holds that frame, up to date, unheld and unmarked, and no
+    /// pinned mapping covers it; else whether it was referenced since the
+    /// last look: its slot's bit, or (if mapped) an accessed bit of one of
+    /// its page table entries ([`Mapper::test_and_clear_young`], Linux's
+    /// `folio_referenced`). Every bit it reads it clears.
+    pub(crate) fn reclaim_check(&self, index: u64, frame: FrameId) -> crate::frame::Check {
+        use crate::frame::Check;
+        let guard = epoch::pin();
+        let Some(slot) = self.tree.lookup(index, &guard) else {
+            return Check::Busy;
+        };
+        let w = slot.load();
+        if w.frame() != Some(frame)
+            || !w.is_present()
+            || w.refs() != 0
+            || w.is_loading()
+            || w.is_removal()
+        {
+            return Check::Busy;
+        }
+        let Some((_, mut referenced)) = slot.test_and_clear_accessed(frame) else {
+            return Check::Busy;
+        };
+        let rmap = self.rmap.read();
+        if rmap.len() > 0 {
+            let mut pinned = false;
+            rmap.for_each_overlapping(index, index, &mut |_, m| {
+                pinned |= m.is_pinned();
+                // Every mapping's bit is cleared, as folio_referenced does.
+                referenced |= m.test_and_clear_young(index, frame);
+                true
+            });
+            if pinned {
+                return Check::Busy;
+            }
+        }
+        if referenced {
+            Check::Referenced
+        } else {
+            Check::Unreferenced
+        }
+    }
+
     /// Drops every unreferenced page: clean ones at once, dirty ones after
     /// writing them back. Referenced pages are skipped; a page someone takes
     /// during the call is kept; a write error keeps the page, dirty, and is

@@ -350,12 +350,16 @@ impl PageMap {
         };
         frames.clear();
         frames.extend(run.iter().map(|(p, len)| (p.frame, *len)));
+        self.stats.add(crate::frame::map_ctr::WRITES, 1);
         let result = self.store.write_extent(&self.pool, first, frames);
         for (page, len) in run.iter() {
             let r = match result {
                 Ok(()) => Ok(()),
                 Err(e) if frames.len() == 1 => Err(e),
-                Err(_) => self.store.write(&self.pool, page.frame, page.index, *len),
+                Err(_) => {
+                    self.stats.add(crate::frame::map_ctr::WRITES, 1);
+                    self.store.write(&self.pool, page.frame, page.index, *len)
+                }
             };
             if r.is_ok() {
                 self.store_reached(page.index, *len);
@@ -634,6 +638,7 @@ impl PageMap {
             }
             Begun::Ready(len) => len,
         };
+        self.stats.add(crate::frame::map_ctr::WRITES, 1);
         let result = self
             .store
             .write(&self.pool, page.frame, page.index, len)

@@ -32,6 +32,99 @@ pub(super) const REMOVE: Policy = Policy {
 };
 
 impl PageMap {
+    /// Reclaim's eviction of `chosen` (pages the eviction policy chose, by
+    /// index, all of this map): the removal passes over exactly those
+    /// pages, each marked only if it is still in that frame, unreferenced,
+    /// not hit since reclaim looked ([`slot::mark_evict`]) and not in a pinned
+    /// mapping. Dirty victims are written back in pass 5 (one request
+    /// each), mapped ones unmapped with one shootdown per address space.
+    /// Takes the remover lock only if it is free: the allocating thread may
+    /// be this map's remover (then the victims are kept, and counted so).
+    pub(crate) fn evict_chosen(
+        &self,
+        chosen: &[(u64, FrameId)],
+        out: &mut crate::frame::ReclaimReport,
+    ) {
+        let Some(mut scratch) = self.remover.try_lock() else {
+            out.kept += chosen.len() as u64;
+            return;
+        };
+        let mapped = {
+            let rmap = self.rmap.read();
+            if rmap.len() == 0 {
+                0
+            } else {
+                chosen.iter().filter(|v| rmap.covers(v.0)).count() as u64
+            }
+        };
+        let mut r = Steps::new(self, 1, 0, REMOVE, core::mem::take(&mut *scratch));
+        r.chosen = Some(chosen);
+        while r.step() != Pass::Done {}
+        *scratch = r.take_scratch();
+        drop(scratch);
+        let report = &r.report;
+        out.freed += report.removed;
+        out.dirty += report.written;
+        out.mapped += mapped.min(report.removed);
+        out.kept += (chosen.len() as u64).saturating_sub(report.removed);
+        out.write_errors += report.errors.len() as u64 + report.errors_dropped;
+        use crate::frame::map_ctr as c;
+        self.stats.add(c::EVICTED, report.removed);
+        self.stats.add(c::EVICTED_DIRTY, report.written);
+        self.stats
+            .add(c::EVICTED_MAPPED, mapped.min(report.removed));
+    }
+
+    /// Pass 1 of an eviction: marks what it can of `chosen` (see
+    /// [`evict_chosen`](Self::evict_chosen)) into `pages` and snapshots
+    /// the mappings over their span.
+    fn mark_chosen(
+        &self,
+        chosen: &[(u64, FrameId)],
+        pages: &mut Vec<(u64, FrameId)>,
+        mappers: &mut Vec<Arc<dyn Mapper>>,
+        report: &mut RemoveReport,
+    ) {
+        let rmap = self.rmap.read();
+        let guard = epoch::pin();
+        pages.clear();
+        mappers.clear();
+        for &(index, frame) in chosen {
+            // Sorted, so a repeat is the previous entry.
+            if pages.last().is_some_and(|p| p.0 >= index) {
+                continue;
+            }
+            if rmap.len() > 0 && rmap.pinned_covers(index) {
+                report.pinned += 1;
+                continue;
+            }
+            let Some(slot) = self.tree.lookup(index, &guard) else {
+                continue;
+            };
+            let marked = slot.update(|w| {
+                if w.frame() != Some(frame) {
+                    return Err(Refused::Absent);
+                }
+                slot::mark_evict(w)
+            });
+            match marked {
+                Ok(_) => pages.push((index, frame)),
+                Err(Refused::Busy) => report.referenced += 1,
+                Err(_) => {}
+            }
+        }
+        if let (Some(first), Some(last)) = (pages.first(), pages.last()) {
+            rmap.for_each_overlapping(first.0, last.0, &mut |_, m| {
+                if !m.is_pinned() {
+                    mappers.push(m.clone());
+                }
+                true
+            });
+        }
+    }
+}
+
+impl PageMap {
     /// The removal passes over `[first, last]`, a batch of at most
     /// [`REMOVE_BATCH`] pages at a time; the caller is the remover, and
     /// lends its scratch space.
@@ -197,6 +290,9 @@ pub(super) struct Steps<'a> {
     /// Victims still marked after pass 5.
     marked: Vec<(u64, FrameId)>,
     report: RemoveReport,
+    /// An eviction's victims (instead of the range's pages), taken by the
+    /// first pass 1.
+    chosen: Option<&'a [(u64, FrameId)]>,
 }
 
 impl<'a> Steps<'a> {
@@ -224,6 +320,7 @@ impl<'a> Steps<'a> {
             batch: None,
             marked,
             report: RemoveReport::default(),
+            chosen: None,
         }
     }
 
@@ -244,6 +341,13 @@ impl<'a> Steps<'a> {
     /// Pass 1 over the next batch from `self.first`.
     fn mark_batch(&mut self) {
         let mut pages = self.victims.take_pages();
+        if let Some(chosen) = self.chosen.take() {
+            self.map
+                .mark_chosen(chosen, &mut pages, &mut self.mappers, &mut self.report);
+            self.resume = None;
+            self.victims = Victims::new(pages);
+            return;
+        }
         self.resume = if self.first <= self.last {
             self.map.mark(
                 self.first,

@@ -45,7 +45,7 @@ impl<S: BackingStore + 'static> Rig<S> {
     /// `frames` frames, `cpus` CPUs, the file over `store`.
     pub fn with_store(frames: usize, cpus: usize, store: Arc<S>) -> Rig<S> {
         let pool = Arc::new(FramePool::new(frames).unwrap());
-        let file = Arc::new(PageMap::new(pool.clone(), store.clone()));
+        let file = PageMap::new(pool.clone(), store.clone());
         Rig {
             machine: Machine::new(pool.clone(), cpus),
             file,

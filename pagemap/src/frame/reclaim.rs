@@ -1,0 +1,247 @@
+//! Reclaim: the pool's registry of the page maps that draw on it, and the
+//! reclaim of a batch of victims the eviction policy chooses among all of
+//! their pages (Linux's `shrink_folio_list` after `isolate_lru_folios`,
+//! without isolation: a victim stays on the policy's lists until the page
+//! leaves its map).
+//!
+//! A batch: the policy's `select` looks at frames and asks the pool about
+//! each ([`FramePool::check`]: the page's referenced bit, tested and cleared,
+//! and the accessed bits of its page table entries); the victims are grouped
+//! by page map, and each map evicts its group with the removal passes (mark,
+//! revoke, one shootdown per address space, reap, write back the dirty ones,
+//! yank), which free the frames. Nothing here allocates: the candidates and
+//! victims live in one of a few reusable scratch buffers
+//! ([`RECLAIMERS`]), each a mutex, so two reclaimers never share one.
+
+use alloc::boxed::Box;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+
+use super::policy::{Check, PolicyFrames};
+use super::{flags, FrameId, FramePool};
+use crate::sync::{Mutex, MutexGuard, Ordering};
+
+/// Victims a reclaim batch takes at most (Linux's `SWAP_CLUSTER_MAX`).
+pub const RECLAIM_BATCH: usize = 32;
+
+/// Reclaimers that can run at once without waiting for a scratch buffer.
+pub const RECLAIMERS: usize = 4;
+
+/// A page map as reclaim sees it (implemented by `PageMap`; the frame layer
+/// does not know the type).
+pub(crate) trait Evictor: Send + Sync {
+    /// Whether the page `index` in `frame` may be evicted now, and whether it
+    /// was referenced since the last look (which clears the bits).
+    fn check(&self, index: u64, frame: FrameId) -> Check;
+    /// Evicts what it can of `victims` (sorted by index, all its own),
+    /// adding to `report`. Must not wait for a remover of its own map
+    /// (the allocating thread may be one).
+    fn evict(&self, victims: &[(u64, FrameId)], report: &mut ReclaimReport);
+    /// The map's statistics.
+    fn map_stats(&self) -> super::MapStats;
+}
+
+/// What one reclaim did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// Frames the policy considered (each one [`check`](FramePool::check)).
+    pub scanned: u64,
+    /// Victims chosen.
+    pub selected: u64,
+    /// Pages evicted whose frames went back to the pool.
+    pub freed: u64,
+    /// Of those, pages that were dirty and were written back first.
+    pub dirty: u64,
+    /// Of those, pages some mapping had mapped (unmapped first).
+    pub mapped: u64,
+    /// Victims kept: taken by someone meanwhile, pinned, a write error, or
+    /// their map busy with another remover or being dropped.
+    pub kept: u64,
+    /// Victims kept because their write-back failed (they stay dirty).
+    pub write_errors: u64,
+}
+
+/// The registry and the scratch buffers of reclaim, kept in the pool.
+pub(crate) struct Reclaim {
+    /// The page maps drawing on the pool, by id (ids only grow, so pushes
+    /// keep it sorted).
+    maps: crate::sync::RwLock<Vec<(u32, Weak<dyn Evictor>)>>,
+    scratch: Box<[Mutex<Scratch>]>,
+}
+
+/// One reclaimer's buffers: bounded, allocated once.
+struct Scratch {
+    candidates: [FrameId; RECLAIM_BATCH],
+    /// (owner, index, frame) of the chosen victims.
+    victims: Vec<(u32, u64, FrameId)>,
+    /// One group's (index, frame) pairs.
+    group: Vec<(u64, FrameId)>,
+}
+
+impl Reclaim {
+    pub(crate) fn new() -> Self {
+        let one = FrameId::new(1).expect("1 is a frame id");
+        Self {
+            maps: crate::sync::RwLock::new(Vec::new()),
+            scratch: (0..RECLAIMERS)
+                .map(|_| {
+                    Mutex::new(Scratch {
+                        candidates: [one; RECLAIM_BATCH],
+                        victims: Vec::with_capacity(RECLAIM_BATCH),
+                        group: Vec::with_capacity(RECLAIM_BATCH),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn scratch(&self) -> MutexGuard<'_, Scratch> {
+        for s in self.scratch.iter() {
+            if let Some(g) = s.try_lock() {
+                return g;
+            }
+        }
+        // All in use: wait for one (by a cheap per-thread choice).
+        let here = 0u8;
+        let i = (&here as *const u8 as usize >> 12) % self.scratch.len();
+        self.scratch[i].lock()
+    }
+
+    /// The map `id`, if it is registered and alive.
+    fn map(&self, id: u32) -> Option<Arc<dyn Evictor>> {
+        let maps = self.maps.read();
+        let at = maps.binary_search_by_key(&id, |e| e.0).ok()?;
+        maps[at].1.upgrade()
+    }
+}
+
+impl FramePool {
+    /// Registers a page map (its constructor does).
+    pub(crate) fn register(&self, id: u32, map: Weak<dyn Evictor>) {
+        let mut maps = self.reclaim.maps.write();
+        debug_assert!(maps.last().is_none_or(|e| e.0 < id), "map ids grow");
+        maps.push((id, map));
+    }
+
+    /// Forgets a page map (its drop does, before freeing its frames).
+    pub(crate) fn unregister(&self, id: u32) {
+        let mut maps = self.reclaim.maps.write();
+        if let Ok(at) = maps.binary_search_by_key(&id, |e| e.0) {
+            maps.remove(at);
+        }
+    }
+
+    /// The registered maps that are alive (allocates: for statistics).
+    pub(crate) fn registered_maps(&self) -> Vec<Arc<dyn Evictor>> {
+        let maps = self.reclaim.maps.read();
+        maps.iter().filter_map(|e| e.1.upgrade()).collect()
+    }
+
+    /// Page maps registered now.
+    pub fn nr_maps(&self) -> usize {
+        self.reclaim.maps.read().len()
+    }
+
+    /// The policy's view of the frames.
+    pub(crate) fn with_policy_frames<R>(&self, f: impl FnOnce(&PolicyFrames<'_>) -> R) -> R {
+        let key = |id: FrameId| {
+            let (owner, index) = self.owner(id);
+            (u64::from(owner) << 40) | (index & ((1 << 40) - 1))
+        };
+        f(&PolicyFrames::new(&self.policy_words, &key))
+    }
+
+    /// Reclaims up to `want` pages (at most [`RECLAIM_BATCH`]) chosen by the
+    /// eviction policy among the pages of every page map drawing on the
+    /// pool. Clean victims leave without I/O, dirty ones are written back
+    /// first (a failed write keeps the page, dirty), mapped ones are unmapped
+    /// with one shootdown per address space; pages that are held, locked,
+    /// loading, under writeback or pinned are never chosen.
+    ///
+    /// A load that finds the pool empty calls it (direct reclaim); so does
+    /// the background [`Reclaimer`](crate::Reclaimer). Safe to call from any
+    /// number of threads at once.
+    pub fn reclaim(&self, want: usize) -> ReclaimReport {
+        let want = want.clamp(1, RECLAIM_BATCH);
+        let mut report = ReclaimReport::default();
+        let mut scratch = self.reclaim.scratch();
+        let Scratch {
+            candidates,
+            victims,
+            group,
+        } = &mut *scratch;
+        // The last map resolved, kept across checks (frames of one map
+        // often come together): one registry look-up per change of map.
+        let mut last: Option<(u32, Arc<dyn Evictor>)> = None;
+        let n = {
+            let mut check = |id: FrameId| {
+                report.scanned += 1;
+                self.check(id, &mut last)
+            };
+            self.with_policy_frames(|frames| {
+                self.policy
+                    .select(frames, &mut check, &mut candidates[..want])
+            })
+        };
+        victims.clear();
+        for &id in &candidates[..n] {
+            let (owner, index) = self.owner(id);
+            victims.push((owner, index, id));
+        }
+        report.selected = n as u64;
+        victims.sort_unstable();
+        let mut at = 0;
+        while at < victims.len() {
+            let owner = victims[at].0;
+            group.clear();
+            while at < victims.len() && victims[at].0 == owner {
+                group.push((victims[at].1, victims[at].2));
+                at += 1;
+            }
+            let map = match last.take() {
+                Some((id, m)) if id == owner => Some(m),
+                _ => self.reclaim.map(owner),
+            };
+            match map {
+                Some(map) => {
+                    map.evict(group, &mut report);
+                    last = Some((owner, map));
+                }
+                None => report.kept += group.len() as u64,
+            }
+        }
+        // Drop the map outside any lock of ours: if it was the last
+        // reference, the map's drop runs here (and unregisters).
+        drop(scratch);
+        drop(last);
+        self.stats.reclaimed(&report);
+        report
+    }
+
+    /// Reclaim's look at frame `id`: [`Check::Busy`] unless it is a page
+    /// map's page that could be evicted now; otherwise whether it was
+    /// referenced since the last look (the slot's bit and the accessed
+    /// bits of its page table entries, cleared as they are read).
+    fn check(&self, id: FrameId, last: &mut Option<(u32, Arc<dyn Evictor>)>) -> Check {
+        let f = self.flags_relaxed(id);
+        let busy =
+            flags::FREE | flags::LOCKED | flags::WRITEBACK | flags::DETACHED | flags::INFLIGHT;
+        if f & flags::PAGEMAP == 0 || f & busy != 0 {
+            return Check::Busy;
+        }
+        let (owner, index) = self.owner(id);
+        if last.as_ref().is_none_or(|l| l.0 != owner) {
+            *last = self.reclaim.map(owner).map(|m| (owner, m));
+        }
+        match last {
+            Some((_, map)) => map.check(index, id),
+            None => Check::Busy,
+        }
+    }
+
+    /// The flags, Relaxed (a hint for reclaim's checks: the eviction's own
+    /// CAS decides).
+    fn flags_relaxed(&self, id: FrameId) -> u32 {
+        self.frame(id).flags.load(Ordering::Relaxed)
+    }
+}
