@@ -259,6 +259,7 @@ mod frame;
 mod map;
 mod mapper;
 pub mod platform;
+pub mod policy;
 mod radix;
 mod remove;
 mod rmap;
@@ -277,6 +278,7 @@ pub use map::{
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};
+pub use policy::EvictionPolicy;
 pub use radix::Mark;
 pub use remove::{Batching, DestroyReport, InvalidateReport, Pass, Removal, RemoveReport};
 pub use rmap::MappingId;
