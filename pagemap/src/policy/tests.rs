@@ -322,3 +322,66 @@ fn every_policy_returns_distinct_victims_and_not_twice_in_a_row() {
         );
     }
 }
+
+#[test]
+fn concurrent_reclaimers_keep_every_policy_consistent() {
+    use std::sync::atomic::{AtomicBool, Ordering as O};
+    const FRAMES: u32 = 64;
+    const THREADS: u32 = 4;
+    for name in NAMES {
+        let fx = Fixture::new(FRAMES as usize);
+        let p = by_name(name, FRAMES as usize).unwrap();
+        let added: Vec<AtomicBool> = (0..FRAMES).map(|_| AtomicBool::new(false)).collect();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (fx, p, added) = (&fx, &*p, &added);
+                s.spawn(move || {
+                    let mut x = 0x9e37_79b9u32.wrapping_mul(t + 1);
+                    for _ in 0..3_000 {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        // Thread t adds and removes only its own frames.
+                        let raw = (x % (FRAMES / THREADS)) * THREADS + t + 1;
+                        let own = &added[raw as usize - 1];
+                        if own.load(O::Relaxed) {
+                            fx.remove(p, &[raw]);
+                        } else {
+                            fx.add(p, &[raw]);
+                        }
+                        own.store(!own.load(O::Relaxed), O::Relaxed);
+                        if p.tracks_every_access() && x & 8 != 0 {
+                            fx.with(|fr| p.accessed(fr, f(raw)));
+                        }
+                        let mut out = [f(1); 4];
+                        let n = fx.with(|fr| {
+                            p.select(
+                                fr,
+                                &mut |id| match id.get() % 3 {
+                                    0 => Check::Referenced,
+                                    1 => Check::Busy,
+                                    _ => Check::Unreferenced,
+                                },
+                                &mut out,
+                            )
+                        });
+                        let mut v = out[..n].to_vec();
+                        v.sort();
+                        v.dedup();
+                        assert_eq!(v.len(), n, "{name}: a victim twice in one batch");
+                    }
+                });
+            }
+        });
+        for raw in 1..=FRAMES {
+            if added[raw as usize - 1].load(O::Relaxed) {
+                fx.remove(&*p, &[raw]);
+            }
+        }
+        for (i, w) in fx.words.iter().enumerate() {
+            assert_eq!(w.load(Ordering::Relaxed), 0, "{name}: frame {} left", i + 1);
+        }
+        let (v, checked) = fx.select(&*p, 4, &mut HashMap::new());
+        assert!(v.is_empty() && checked.is_empty(), "{name}: tracks nothing");
+    }
+}
