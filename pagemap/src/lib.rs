@@ -259,6 +259,7 @@ pub(crate) mod frame;
 mod map;
 mod mapper;
 pub mod platform;
+pub mod policy;
 mod radix;
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 mod reclaimer;
@@ -283,6 +284,7 @@ pub use map::{
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};
+pub use policy::EvictionPolicy;
 pub use radix::Mark;
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use reclaimer::{Reclaimer, ReclaimerReport, Watermarks};
