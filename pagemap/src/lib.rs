@@ -259,7 +259,6 @@ pub(crate) mod frame;
 mod map;
 mod mapper;
 pub mod platform;
-pub mod policy;
 mod radix;
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 mod reclaimer;
@@ -284,7 +283,6 @@ pub use map::{
 };
 pub use mapper::{Harvest, Held, Mapper, Victims};
 pub use platform::{set_platform, Platform};
-pub use policy::EvictionPolicy;
 pub use radix::Mark;
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 pub use reclaimer::{Reclaimer, ReclaimerReport, Watermarks};

@@ -123,6 +123,31 @@ impl Mapper for Vmr {
         }
     }
 
+    fn test_and_clear_young(&self, index: u64, frame: FrameId) -> bool {
+        let (first, last) = self.file_pages();
+        if index < first || index > last {
+            return false;
+        }
+        let Some(p) = self.mm.pt.get(self.va_of(index) / PAGE) else {
+            return false;
+        };
+        loop {
+            let old = p.load();
+            if pte::frame(old) != frame.get() || old & pte::ACCESSED == 0 {
+                return false;
+            }
+            if old & pte::LOCK != 0 {
+                // A copy-on-write in progress: an access, and not ours to change.
+                return true;
+            }
+            // A CPU may set DIRTY meanwhile: the CAS then fails and we look
+            // again (the PTE protocol's rule 3: never overwrite A/D bits).
+            if p.cas(old, old & !pte::ACCESSED).is_ok() {
+                return true;
+            }
+        }
+    }
+
     fn reap(&self, victims: &Victims, dirty: &mut dyn FnMut(u64, FrameId)) {
         // No shootdown: these entries have been not present since pass 2,
         // and pass 3 flushed every translation made before.

@@ -23,26 +23,26 @@ use std::sync::Arc;
 use loom_tests::{bytes, explore, is_free, page_prefix, spawn_with, Bound, Fixture};
 use pagemap::{Batching, Error, FrameId, Harvest, Mapper, PageMap, Pass, ShootdownBatch, Victims};
 
-const PRESENT: u64 = 1;
+pub(crate) const PRESENT: u64 = 1;
 const DIRTY: u64 = 2;
 
-fn entry(frame: FrameId, bits: u64) -> u64 {
+pub(crate) fn entry(frame: FrameId, bits: u64) -> u64 {
     (u64::from(frame.get()) << 8) | bits
 }
 
-fn frame_of(e: u64) -> Option<FrameId> {
+pub(crate) fn frame_of(e: u64) -> Option<FrameId> {
     FrameId::new((e >> 8) as u32)
 }
 
 /// One mapping of file pages 0 and 1 (all entry updates SeqCst: a kernel's
 /// page-table words are read-modify-written atomically).
 #[derive(Default)]
-struct Table {
+pub(crate) struct Table {
     e: [AtomicU64; 2],
 }
 
 impl Table {
-    fn at(&self, index: u64) -> &AtomicU64 {
+    pub(crate) fn at(&self, index: u64) -> &AtomicU64 {
         &self.e[index as usize]
     }
 }
@@ -105,7 +105,7 @@ impl Mapper for Table {
     }
 }
 
-fn mapped(frames: usize) -> (Fixture, Arc<Table>) {
+pub(crate) fn mapped(frames: usize) -> (Fixture, Arc<Table>) {
     let fx = Fixture::new(frames);
     let table = Arc::new(Table::default());
     fx.map.add_mapping(table.clone());

@@ -22,6 +22,7 @@ mod nowait;
 mod punch;
 mod raw_locks;
 mod readahead;
+mod reclaim;
 mod refcount_overflow;
 mod remove_vs_lookup;
 mod removers;

@@ -515,6 +515,9 @@ impl FramePool {
             old & flags::LRU == 0,
             "frame {id:?} added to the policy twice"
         );
+        // A fresh word for the policy (its contract). Relaxed: the policy
+        // orders its own words (under its lock, or by its own atomics).
+        self.policy_words[id.slot()].store(0, Ordering::Relaxed);
         self.with_policy_frames(|f| self.policy.add(f, id));
     }
 

@@ -32,7 +32,9 @@ pub const RECLAIMERS: usize = 4;
 pub(crate) trait Evictor: Send + Sync {
     /// Whether the page `index` in `frame` may be evicted now, and whether it
     /// was referenced since the last look (which clears the bits).
-    fn check(&self, index: u64, frame: FrameId) -> Check;
+    /// `hits_told`: the policy hears of every hit (exact LRU), so the slot's
+    /// referenced bit must not count again (only the page table's do).
+    fn check(&self, index: u64, frame: FrameId, hits_told: bool) -> Check;
     /// Evicts what it can of `victims` (sorted by index, all its own),
     /// adding to `report`. Must not wait for a remover of its own map
     /// (the allocating thread may be one).
@@ -234,7 +236,7 @@ impl FramePool {
             *last = self.reclaim.map(owner).map(|m| (owner, m));
         }
         match last {
-            Some((_, map)) => map.check(index, id),
+            Some((_, map)) => map.check(index, id, self.policy_on_hit),
             None => Check::Busy,
         }
     }

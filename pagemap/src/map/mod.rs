@@ -614,8 +614,13 @@ impl Drop for PageMap {
 }
 
 impl crate::frame::Evictor for PageMap {
-    fn check(&self, index: u64, frame: crate::frame::FrameId) -> crate::frame::Check {
-        self.reclaim_check(index, frame)
+    fn check(
+        &self,
+        index: u64,
+        frame: crate::frame::FrameId,
+        hits_told: bool,
+    ) -> crate::frame::Check {
+        self.reclaim_check(index, frame, hits_told)
     }
 
     fn evict(&self, victims: &[(u64, crate::frame::FrameId)], report: &mut crate::ReclaimReport) {

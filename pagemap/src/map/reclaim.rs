@@ -64,7 +64,14 @@ impl PageMap {
     /// last look: its slot's bit, or (if mapped) an accessed bit of one of
     /// its page table entries ([`Mapper::test_and_clear_young`], Linux's
     /// `folio_referenced`). Every bit it reads it clears.
-    pub(crate) fn reclaim_check(&self, index: u64, frame: FrameId) -> crate::frame::Check {
+    /// `hits_told`: the policy heard of every hit already (exact LRU), so
+    /// the slot's bit is cleared but does not count.
+    pub(crate) fn reclaim_check(
+        &self,
+        index: u64,
+        frame: FrameId,
+        hits_told: bool,
+    ) -> crate::frame::Check {
         use crate::frame::Check;
         let guard = epoch::pin();
         let Some(slot) = self.tree.lookup(index, &guard) else {
@@ -79,9 +86,10 @@ impl PageMap {
         {
             return Check::Busy;
         }
-        let Some((_, mut referenced)) = slot.test_and_clear_accessed(frame) else {
+        let Some((_, hit)) = slot.test_and_clear_accessed(frame) else {
             return Check::Busy;
         };
+        let mut referenced = hit && !hits_told;
         let rmap = self.rmap.read();
         if rmap.len() > 0 {
             let mut pinned = false;
