@@ -64,6 +64,16 @@ enum Pages {
     Percent(f64),
 }
 
+impl std::fmt::Display for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pages::Count(n) => write!(f, "{n}"),
+            Pages::Bytes(b) => write!(f, "{b} bytes"),
+            Pages::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 impl Pages {
     fn resolve(self, file_pages: u64) -> u64 {
         match self {
@@ -199,12 +209,21 @@ fn parse_theta(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Examples shown at the end of `--help`.
+const EXAMPLES: &str = "Examples:
+  pagecache                                   256 MiB file, 10% pool, 2 threads, 5 s per engine
+  pagecache --file-size 64M --pool 1000 --ops 200000 --dist zipf --theta 1.2 --json
+  pagecache --dist hotscan --hot 5% --scan-every 20000 --scan-len 30% --read-ratio 95%
+
+Sizes take K, M, G, T suffixes (powers of 1024). Each operation reads or writes --op-size
+bytes at the start of a page; a page is written by one thread only (page % threads).";
+
 /// The project's main job: one workload through the page cache and through
 /// pread/pwrite, a report side by side, and both files verified byte for
 /// byte. Exit status: 0 verified, 1 a difference, bad read, failed or lost
 /// write, or an I/O error; 2 bad arguments.
 #[derive(Parser, Debug)]
-#[command(name = "pagecache", version, about, long_about = None)]
+#[command(name = "pagecache", version, after_help = EXAMPLES)]
 struct Cli {
     /// File size in bytes (K, M, G, T suffixes): a whole number of 4 KiB pages.
     #[arg(long, default_value = "256M", value_parser = parse_file_size)]
@@ -294,7 +313,7 @@ fn validate(cli: Cli) -> Result<Config, String> {
     let pool = cli.pool.resolve(pages);
     if pool == 0 {
         return Err(format!(
-            "--pool {:?} comes to 0 frames for a {pages}-page file: the pool needs at least one",
+            "--pool {} comes to 0 frames for a {pages}-page file: the pool needs at least one",
             cli.pool
         ));
     }
