@@ -461,13 +461,17 @@ impl FramePool {
                 return Ok(id);
             }
             rounds += 1;
-            if r.freed == 0 {
+            // Idle: a whole scan chose nothing. Victims chosen but kept
+            // (taken meanwhile, a busy remover) are progress of others.
+            if r.selected == 0 {
                 idle += 1;
+            } else {
+                idle = 0;
             }
-            // Give up when reclaim keeps finding nothing, or when others
-            // keep taking what it frees (bounded: an allocation fails
-            // rather than loop forever).
-            if idle >= 4 || rounds >= 256 {
+            // Give up when reclaim twice finds nothing to evict, or when
+            // others keep taking what it frees (bounded: an allocation
+            // fails rather than loop forever).
+            if idle >= 2 || rounds >= 1024 {
                 self.stats.ctr.add(stats::pool_ctr::FAILED_ALLOCS, 1);
                 let busy = r.scanned.saturating_sub(r.selected);
                 return Err(self.exhausted(u32::try_from(busy).unwrap_or(u32::MAX)));

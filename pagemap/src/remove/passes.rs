@@ -6,11 +6,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::frame::{flags, FrameId};
-use crate::map::{PageMap, Scratch, Wrote, REMOVE_BATCH};
+use crate::map::{PageMap, RemoverGuard, Scratch, Wrote, REMOVE_BATCH};
 use crate::mapper::{Mapper, Victims};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused};
-use crate::sync::{epoch, MutexGuard};
+use crate::sync::epoch;
 
 use super::{Batching, RemoveReport};
 
@@ -38,14 +38,15 @@ impl PageMap {
     /// not hit since reclaim looked ([`slot::mark_evict`]) and not in a pinned
     /// mapping. Dirty victims are written back in pass 5 (one request
     /// each), mapped ones unmapped with one shootdown per address space.
-    /// Takes the remover lock only if it is free: the allocating thread may
-    /// be this map's remover (then the victims are kept, and counted so).
+    /// Waits for the remover lock unless the allocating thread may hold it
+    /// already (a partial page zeroed under a truncate): then the victims of
+    /// this map are kept, and counted so.
     pub(crate) fn evict_chosen(
         &self,
         chosen: &[(u64, FrameId)],
         out: &mut crate::frame::ReclaimReport,
     ) {
-        let Some(mut scratch) = self.remover.try_lock() else {
+        let Some(mut scratch) = self.remover.lock_unless_mine() else {
             out.kept += chosen.len() as u64;
             return;
         };
@@ -234,7 +235,7 @@ pub struct Removal<'a> {
     pub(super) steps: Steps<'a>,
     /// The remover lock; the removal has taken its scratch space and gives
     /// it back when done.
-    pub(super) scratch: MutexGuard<'a, Scratch>,
+    pub(super) scratch: RemoverGuard<'a>,
 }
 
 impl Removal<'_> {
