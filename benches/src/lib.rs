@@ -11,6 +11,7 @@
 //! and shared by every benchmark that needs them.
 
 pub mod fault;
+pub mod frame_alloc;
 pub mod rebuild_rmap;
 pub mod removal;
 
