@@ -12,6 +12,7 @@
 
 pub mod fault;
 pub mod policy_sim;
+pub mod frame_alloc;
 pub mod rebuild_rmap;
 pub mod removal;
 

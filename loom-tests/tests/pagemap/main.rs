@@ -14,6 +14,7 @@ mod dirty_removal;
 mod fault_iface;
 mod file_size;
 mod find_vs_remove;
+mod free_list;
 mod fsync;
 mod load_vs_load;
 mod mutant_killers;

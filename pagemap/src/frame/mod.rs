@@ -593,7 +593,8 @@ impl FramePool {
             self.with_policy_frames(|f| self.policy.remove(f, id));
         }
         // Relaxed: nobody else can reach the frame (the caller's guarantee);
-        // the source's own lock orders its reuse.
+        // the source orders its reuse (its free happens-before the alloc
+        // that returns it again: RegionFrames' Release push and Acquire pop).
         let old = frame.flags.swap(flags::FREE, Ordering::Relaxed);
         assert!(old & flags::FREE == 0, "double free of frame {id:?}");
         assert!(
@@ -645,7 +646,9 @@ impl FramePool {
     /// The frame changes hands (allocation or free): under loom a write of
     /// its ownership token, which must happen-after every earlier content
     /// access (see [`track_access`](Self::track_access)). Always tracked:
-    /// allocation and free are ordered by the free list's lock.
+    /// the source orders a free before the allocation that returns the
+    /// frame again (RegionFrames: the free list's Release push, then its
+    /// Acquire pop; no lock).
     #[inline(always)]
     fn track_owner_change(&self, id: FrameId) {
         #[cfg(pagemap_loom)]
