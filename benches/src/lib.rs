@@ -11,8 +11,8 @@
 //! and shared by every benchmark that needs them.
 
 pub mod fault;
-pub mod policy_sim;
 pub mod frame_alloc;
+pub mod policy_sim;
 pub mod rebuild_rmap;
 pub mod removal;
 

@@ -525,11 +525,13 @@ impl FramePool {
         self.with_policy_frames(|f| self.policy.add(f, id));
     }
 
-    /// A hit on the page in `id`, for a policy that tracks every access.
+    /// A hit on the page in `word`, for a policy that tracks every access.
     #[inline]
-    pub(crate) fn policy_hit(&self, id: FrameId) {
+    pub(crate) fn policy_hit(&self, word: crate::slot::SlotWord) {
         if self.policy_on_hit {
-            self.with_policy_frames(|f| self.policy.accessed(f, id));
+            if let Some(id) = word.frame() {
+                self.with_policy_frames(|f| self.policy.accessed(f, id));
+            }
         }
     }
 

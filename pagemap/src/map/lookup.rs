@@ -78,9 +78,7 @@ impl PageMap {
     #[inline]
     fn hit(&self, word: SlotWord) {
         self.stats.add(crate::frame::map_ctr::HITS, 1);
-        if let Some(frame) = word.frame() {
-            self.pool.policy_hit(frame);
-        }
+        self.pool.policy_hit(word);
     }
 
     /// A lookup's miss: `None`, or the refusal of a page no store write
