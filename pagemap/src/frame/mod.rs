@@ -429,9 +429,18 @@ impl FramePool {
     /// map's writer lock, its reverse-map lock, a page lock of a cached
     /// page): map inserts allocate before taking the writer lock.
     pub(crate) fn alloc(&self) -> Result<FrameId, Error> {
+        self.alloc_with(true)
+    }
+
+    /// [`alloc`](Self::alloc); `wait`: reclaim may wait for a page map's
+    /// remover lock (a load's miss: the caller holds none, nor anything a
+    /// remover waits for). Without it, a map whose remover is busy is
+    /// passed over: for allocations inside a fault's `map_page` callback
+    /// (a copy-on-write copy), which a truncate holding that lock waits for.
+    pub(crate) fn alloc_with(&self, wait: bool) -> Result<FrameId, Error> {
         let id = match self.source.alloc() {
             Some(id) => id,
-            None => self.alloc_slow()?,
+            None => self.alloc_slow(wait)?,
         };
         #[cfg(all(feature = "std", not(pagemap_loom)))]
         self.kswapd.allocated(self);
@@ -440,7 +449,7 @@ impl FramePool {
 
     /// The allocation's slow path: reclaim batches until a frame is free.
     #[cold]
-    fn alloc_slow(&self) -> Result<FrameId, Error> {
+    fn alloc_slow(&self, wait: bool) -> Result<FrameId, Error> {
         self.stats.ctr.add(stats::pool_ctr::DIRECT_RECLAIMS, 1);
         #[cfg(all(feature = "std", not(pagemap_loom)))]
         self.kswapd.wake();
@@ -454,7 +463,7 @@ impl FramePool {
             }
             #[cfg(all(feature = "std", not(pagemap_loom)))]
             let t = std::time::Instant::now();
-            let r = self.reclaim(RECLAIM_BATCH);
+            let r = self.reclaim_with(RECLAIM_BATCH, wait);
             #[cfg(all(feature = "std", not(pagemap_loom)))]
             self.stats.reclaim.record(t.elapsed());
             if let Some(id) = self.source.alloc() {
@@ -471,12 +480,20 @@ impl FramePool {
             // Give up when reclaim twice finds nothing to evict, or when
             // others keep taking what it frees (bounded: an allocation
             // fails rather than loop forever).
-            if idle >= 2 || rounds >= 1024 {
+            if idle >= 2 || rounds >= 4096 {
                 self.stats.ctr.add(stats::pool_ctr::FAILED_ALLOCS, 1);
                 let busy = r.scanned.saturating_sub(r.selected);
                 return Err(self.exhausted(u32::try_from(busy).unwrap_or(u32::MAX)));
             }
-            crate::sync::spin_hint();
+            if r.freed == 0 {
+                // Victims were chosen but kept: their maps' removers are
+                // busy (with their own evictions, most likely, which free
+                // frames). Let them run.
+                #[cfg(all(feature = "std", not(pagemap_loom)))]
+                std::thread::yield_now();
+                #[cfg(not(all(feature = "std", not(pagemap_loom))))]
+                crate::sync::spin_hint();
+            }
         }
     }
 
@@ -572,7 +589,9 @@ impl FramePool {
     /// # Errors
     /// [`Error::PoolExhausted`] if no frame is free.
     pub fn alloc_private(self: &alloc::sync::Arc<Self>) -> Result<PrivateFrame, Error> {
-        let id = self.alloc()?;
+        // Never waiting for a remover: a fault's copy-on-write allocates
+        // inside `map_page`'s callback, which a truncate waits for.
+        let id = self.alloc_with(false)?;
         Ok(PrivateFrame {
             pool: self.clone(),
             id,

@@ -38,7 +38,9 @@ pub(crate) trait Evictor: Send + Sync {
     /// Evicts what it can of `victims` (sorted by index, all its own),
     /// adding to `report`. Must not wait for a remover of its own map
     /// (the allocating thread may be one).
-    fn evict(&self, victims: &[(u64, FrameId)], report: &mut ReclaimReport);
+    /// `wait`: whether to wait for the map's remover lock (else a busy
+    /// remover means the victims are kept).
+    fn evict(&self, victims: &[(u64, FrameId)], wait: bool, report: &mut ReclaimReport);
     /// The map's statistics.
     fn map_stats(&self) -> super::MapStats;
 }
@@ -164,6 +166,11 @@ impl FramePool {
     /// the background [`Reclaimer`](crate::Reclaimer). Safe to call from any
     /// number of threads at once.
     pub fn reclaim(&self, want: usize) -> ReclaimReport {
+        self.reclaim_with(want, true)
+    }
+
+    /// [`reclaim`](Self::reclaim); `wait`: see [`alloc_with`](Self::alloc_with).
+    pub(crate) fn reclaim_with(&self, want: usize, wait: bool) -> ReclaimReport {
         let want = want.clamp(1, RECLAIM_BATCH);
         let mut report = ReclaimReport::default();
         let mut scratch = self.reclaim.scratch();
@@ -206,7 +213,7 @@ impl FramePool {
             };
             match map {
                 Some(map) => {
-                    map.evict(group, &mut report);
+                    map.evict(group, wait, &mut report);
                     last = Some((owner, map));
                 }
                 None => report.kept += group.len() as u64,

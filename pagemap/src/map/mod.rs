@@ -44,8 +44,8 @@ mod writeback;
 
 pub use inspect::MemoryStats;
 pub use page_ref::{OwnedPageRef, PageRef};
+pub(crate) use reclaim::Scratch;
 pub use reclaim::{FreeReport, REMOVE_BATCH};
-pub(crate) use reclaim::{RemoverGuard, RemoverLock, Scratch};
 pub(crate) use writeback::record;
 pub use writeback::{FsyncError, WritebackReport, HARVEST_CAP, MAX_REPORTED_ERRORS};
 pub(crate) use writeback::{WbPolicy, WriteErrors, Wrote};
@@ -86,7 +86,7 @@ pub struct PageMap {
     /// One remover at a time (free-unused, removal, truncate, invalidate,
     /// destroy, discarding failed loads); it guards the removers' reusable
     /// scratch space.
-    pub(crate) remover: RemoverLock,
+    pub(crate) remover: Mutex<Scratch>,
     /// The mappings of this file, by file-page range (lock order: after `lock`).
     pub(crate) rmap: RwLock<ReverseMap>,
     pub(crate) pool: Arc<FramePool>,
@@ -267,7 +267,7 @@ impl PageMap {
         Self {
             id,
             tree: RadixTree::new(),
-            remover: RemoverLock::new(),
+            remover: Mutex::new(Scratch::default()),
             // Its ids carry this map's id: another map's are unknown here.
             rmap: RwLock::new(ReverseMap::for_owner(id)),
             pool,
@@ -623,8 +623,13 @@ impl crate::frame::Evictor for PageMap {
         self.reclaim_check(index, frame, hits_told)
     }
 
-    fn evict(&self, victims: &[(u64, crate::frame::FrameId)], report: &mut crate::ReclaimReport) {
-        self.evict_chosen(victims, report);
+    fn evict(
+        &self,
+        victims: &[(u64, crate::frame::FrameId)],
+        wait: bool,
+        report: &mut crate::ReclaimReport,
+    ) {
+        self.evict_chosen(victims, wait, report);
     }
 
     fn map_stats(&self) -> MapStats {

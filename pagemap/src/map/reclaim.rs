@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::frame::{flags, FrameId};
 use crate::mapper::Mapper;
 use crate::slot::{self, Refused, Slot};
-use crate::sync::{epoch, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{epoch, Ordering};
 
 use super::{PageMap, Wrote};
 
@@ -32,98 +32,6 @@ pub(crate) struct Scratch {
     pub(crate) mappers: Vec<Arc<dyn Mapper>>,
     /// A removal's victims still marked after its write-backs.
     pub(crate) marked: Vec<(u64, FrameId)>,
-}
-
-/// The remover lock: one remover per map at a time (it guards the
-/// removers' [`Scratch`]), and which thread holds it, so that direct reclaim
-/// can tell "another thread removes from this map" (wait for it) from "this
-/// thread does, and allocated meanwhile" (a partial page zeroed under a
-/// truncate: waiting would wait for itself, so its victims in this map are
-/// kept).
-pub(crate) struct RemoverLock {
-    lock: Mutex<Scratch>,
-    /// The holder's thread token (0: none, or not known: no `std`).
-    owner: AtomicUsize,
-}
-
-/// A held [`RemoverLock`].
-pub(crate) struct RemoverGuard<'a> {
-    guard: MutexGuard<'a, Scratch>,
-    owner: &'a AtomicUsize,
-}
-
-/// A token of the calling thread (the address of a thread-local), 0 where
-/// there is none (no `std`, or loom, whose threads reuse addresses).
-fn thread_token() -> usize {
-    #[cfg(all(feature = "std", not(pagemap_loom)))]
-    {
-        std::thread_local! {
-            static TOKEN: u8 = const { 0 };
-        }
-        TOKEN.with(|t| t as *const u8 as usize)
-    }
-    #[cfg(not(all(feature = "std", not(pagemap_loom))))]
-    0
-}
-
-impl RemoverLock {
-    pub(crate) fn new() -> Self {
-        Self {
-            lock: Mutex::new(Scratch::default()),
-            owner: AtomicUsize::new(0),
-        }
-    }
-
-    fn held<'a>(&'a self, guard: MutexGuard<'a, Scratch>) -> RemoverGuard<'a> {
-        // Relaxed: only the holder writes it, and only this thread's own
-        // token matters to a reader (`held_by_me`), which its own program
-        // order gives.
-        self.owner.store(thread_token(), Ordering::Relaxed);
-        RemoverGuard {
-            guard,
-            owner: &self.owner,
-        }
-    }
-
-    /// Waits for the lock.
-    pub(crate) fn lock(&self) -> RemoverGuard<'_> {
-        self.held(self.lock.lock())
-    }
-
-    /// The lock if it is free.
-    pub(crate) fn try_lock(&self) -> Option<RemoverGuard<'_>> {
-        self.lock.try_lock().map(|g| self.held(g))
-    }
-
-    /// The lock, unless the calling thread may hold it already (then
-    /// `None`: taking it would wait for ourselves).
-    pub(crate) fn lock_unless_mine(&self) -> Option<RemoverGuard<'_>> {
-        let me = thread_token();
-        if me == 0 || self.owner.load(Ordering::Relaxed) == me {
-            return self.try_lock();
-        }
-        Some(self.lock())
-    }
-}
-
-impl core::ops::Deref for RemoverGuard<'_> {
-    type Target = Scratch;
-    fn deref(&self) -> &Scratch {
-        &self.guard
-    }
-}
-
-impl core::ops::DerefMut for RemoverGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Scratch {
-        &mut self.guard
-    }
-}
-
-impl Drop for RemoverGuard<'_> {
-    fn drop(&mut self) {
-        // Before the unlock (the guard field drops after this).
-        self.owner.store(0, Ordering::Relaxed);
-    }
 }
 
 /// What [`PageMap::free_unused`] did.

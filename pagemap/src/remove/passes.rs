@@ -6,11 +6,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::frame::{flags, FrameId};
-use crate::map::{PageMap, RemoverGuard, Scratch, Wrote, REMOVE_BATCH};
+use crate::map::{PageMap, Scratch, Wrote, REMOVE_BATCH};
 use crate::mapper::{Mapper, Victims};
 use crate::shootdown::ShootdownBatch;
 use crate::slot::{self, Refused};
-use crate::sync::epoch;
+use crate::sync::{epoch, MutexGuard};
 
 use super::{Batching, RemoveReport};
 
@@ -38,15 +38,23 @@ impl PageMap {
     /// not hit since reclaim looked ([`slot::mark_evict`]) and not in a pinned
     /// mapping. Dirty victims are written back in pass 5 (one request
     /// each), mapped ones unmapped with one shootdown per address space.
-    /// Waits for the remover lock unless the allocating thread may hold it
-    /// already (a partial page zeroed under a truncate): then the victims of
-    /// this map are kept, and counted so.
+    /// `wait`: whether to wait for the remover lock. A load's miss waits (it
+    /// holds no remover lock, and removers never allocate); an allocation
+    /// inside a fault's `map_page` callback must not (a truncate holding
+    /// this lock waits for that callback), so a busy remover makes it keep
+    /// this map's victims, counted so, and try again.
     pub(crate) fn evict_chosen(
         &self,
         chosen: &[(u64, FrameId)],
+        wait: bool,
         out: &mut crate::frame::ReclaimReport,
     ) {
-        let Some(mut scratch) = self.remover.lock_unless_mine() else {
+        let scratch = if wait {
+            Some(self.remover.lock())
+        } else {
+            self.remover.try_lock()
+        };
+        let Some(mut scratch) = scratch else {
             out.kept += chosen.len() as u64;
             return;
         };
@@ -235,7 +243,7 @@ pub struct Removal<'a> {
     pub(super) steps: Steps<'a>,
     /// The remover lock; the removal has taken its scratch space and gives
     /// it back when done.
-    pub(super) scratch: RemoverGuard<'a>,
+    pub(super) scratch: MutexGuard<'a, Scratch>,
 }
 
 impl Removal<'_> {
