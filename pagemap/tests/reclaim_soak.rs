@@ -109,7 +109,7 @@ fn reclaim_soak_two_writers_two_readers_file_ten_times_the_pool() {
                     let at = page * PAGE_SIZE as u64;
                     s.store(2 * version - 1, Ordering::SeqCst);
                     fence(Ordering::SeqCst);
-                    if rng.next() % 2 == 0 {
+                    if rng.next().is_multiple_of(2) {
                         assert_eq!(map.write_at(at, &data).unwrap(), PAGE_SIZE);
                     } else {
                         // Two halves: the second finds the page cached or,
@@ -120,7 +120,7 @@ fn reclaim_soak_two_writers_two_readers_file_ten_times_the_pool() {
                     }
                     s.store(2 * version, Ordering::SeqCst);
                     writes += 1;
-                    if writes % 64 == 0 {
+                    if writes.is_multiple_of(64) {
                         // A write-back racing reclaim's.
                         let r = map.writeback(..);
                         assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -146,7 +146,7 @@ fn reclaim_soak_two_writers_two_readers_file_ten_times_the_pool() {
                     assert_eq!(n, PAGE_SIZE, "short read of page {page}");
                     fence(Ordering::SeqCst);
                     let after = s.load(Ordering::SeqCst);
-                    if before != after || before % 2 == 1 {
+                    if before != after || !before.is_multiple_of(2) {
                         overlapped += 1; // a write overlapped: torn is fine
                         continue;
                     }
@@ -254,9 +254,7 @@ fn concurrent_direct_reclaim_never_fails_while_nothing_is_held() {
                 let mut rng = Rng(0x5555 + t);
                 for _ in 0..20_000 {
                     let page = rng.next() % PAGES;
-                    if let Err(e) = map.load(page) {
-                        return Err(e);
-                    }
+                    map.load(page)?;
                 }
                 Ok(())
             })
