@@ -256,7 +256,7 @@ fn concurrent_direct_reclaim_never_fails_while_nothing_is_held() {
                     let page = rng.next() % PAGES;
                     map.load(page)?;
                 }
-                Ok(())
+                Ok::<(), pagemap::Error>(())
             })
         })
         .collect();
