@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Differential fuzzing of pagemap and vmr (fuzz/, its own cargo-fuzz
-# workspace): targets pagemap_ops, vmr_ops, removal_interleaved and file_ops
+# workspace): targets pagemap_ops, vmr_ops, removal_interleaved, file_ops and
+# reclaim_ops
 # (the threaded removal stress test runs with the replay tests).
 #
 #   scripts/fuzz.sh                  # replay tests, then 15 s per fuzz target

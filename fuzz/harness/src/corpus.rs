@@ -77,7 +77,7 @@ pub struct Target {
 }
 
 /// Every deterministic target.
-pub const TARGETS: [Target; 4] = [
+pub const TARGETS: [Target; 5] = [
     Target {
         name: "pagemap_ops",
         run: crate::run,
@@ -105,6 +105,13 @@ pub const TARGETS: [Target; 4] = [
         strict: crate::file_run::run_strict,
         canon: |d| crate::file_ops::FileInput::decode(d).encode(),
         describe: |d| format!("{:#?}", crate::file_ops::FileInput::decode(d)),
+    },
+    Target {
+        name: "reclaim_ops",
+        run: crate::reclaim_run::run,
+        strict: crate::reclaim_run::run_strict,
+        canon: |d| crate::reclaim_ops::ReclaimInput::decode(d).encode(),
+        describe: |d| format!("{:#?}", crate::reclaim_ops::ReclaimInput::decode(d)),
     },
 ];
 

@@ -20,6 +20,8 @@ pub mod file_run;
 pub mod model;
 pub mod ops;
 pub mod pools;
+pub mod reclaim_ops;
+pub mod reclaim_run;
 pub mod removal;
 pub mod removal_interleaved;
 pub mod removal_world;

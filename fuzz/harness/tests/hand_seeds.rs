@@ -638,3 +638,106 @@ mod file_ops {
         }
     }
 }
+
+/// `reclaim_ops`: the scenarios of issue 12: a pool full of clean pages,
+/// of dirty pages (evicted after their write-back), all held
+/// (`PoolExhausted`, nothing changed), pages whose write-back fails (kept,
+/// dirty, never lost), a map dropped while another loads (reclaim meets the
+/// drop), three maps competing, private frames.
+mod reclaim_ops {
+    use super::target;
+    use pagemap_fuzz_harness::reclaim_ops::{
+        ReclaimInput,
+        ReclaimOp::{self, *},
+    };
+
+    fn ld(map: u8, page: u8) -> ReclaimOp {
+        Load { map, page }
+    }
+    fn rd(map: u8, page: u8) -> ReclaimOp {
+        Read { map, page }
+    }
+    fn wr(map: u8, page: u8, byte: u8) -> ReclaimOp {
+        Write {
+            map,
+            page,
+            off: u16::from(byte) * 13,
+            len: 40,
+            byte,
+        }
+    }
+    fn fail(map: u8, page: u8, on: bool) -> ReclaimOp {
+        FailWrites { map, page, on }
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn hand_seeds() {
+        let seeds: Vec<(&str, usize, usize, Vec<ReclaimOp>)> = vec![
+            // Twelve pages read through four frames, twice, then reclaimed
+            // by hand: clean evictions, no I/O.
+            ("clean_full", 4, 1, vec![
+                rd(0, 0), rd(0, 1), rd(0, 2), rd(0, 3), rd(0, 4), rd(0, 5), rd(0, 6),
+                rd(0, 7), rd(0, 8), rd(0, 9), rd(0, 10), rd(0, 11), Check,
+                Reclaim { n: 1 }, Reclaim { n: 7 }, Reclaim { n: 7 }, rd(0, 3),
+            ]),
+            // Every page written: each load past the third evicts a dirty
+            // page, written back first; reading them back finds the data.
+            ("dirty_full", 3, 1, vec![
+                wr(0, 0, 1), wr(0, 1, 2), wr(0, 2, 3), wr(0, 3, 4), wr(0, 4, 5),
+                wr(0, 5, 6), wr(0, 6, 7), rd(0, 0), rd(0, 1), wr(0, 1, 8),
+                Reclaim { n: 7 }, wr(0, 2, 9), wr(0, 3, 10), Writeback { map: 0 }, Check,
+                wr(0, 4, 11), Fsync { map: 0 }, Reclaim { n: 7 }, Check,
+            ]),
+            // All frames held: loads, writes and a private frame fail with
+            // PoolExhausted and change nothing; a release lets them work.
+            ("all_held", 3, 2, vec![
+                ld(0, 0), ld(0, 1), WriteHeld { k: 1, off: 4000, len: 9, byte: 9 },
+                ld(1, 0), ld(1, 5), rd(0, 7), wr(1, 3, 10), Private { alloc: true },
+                Reclaim { n: 3 }, Check, Release { k: 1 }, ld(1, 5), rd(0, 1),
+                Release { k: 0 }, Private { alloc: true }, rd(0, 0), Private { alloc: false },
+                Private { alloc: false }, Check,
+            ]),
+            // Pages whose write-back fails stay dirty and are never evicted;
+            // once every frame is held or failing, loads fail; writeback and
+            // fsync report them; when writes work again they are written.
+            ("failing_writes_unevictable", 3, 1, vec![
+                wr(0, 0, 11), wr(0, 1, 12), fail(0, 0, true), fail(0, 1, true), rd(0, 5),
+                rd(0, 6), wr(0, 2, 13), ld(0, 2), rd(0, 7), Writeback { map: 0 },
+                Fsync { map: 0 }, Reclaim { n: 7 }, Release { k: 0 }, rd(0, 8),
+                fail(0, 0, false), rd(0, 9), Fsync { map: 0 }, Fsync { map: 0 },
+                fail(0, 1, false), Check, Fsync { map: 0 },
+            ]),
+            // A map full of dirty pages, one held, is dropped by the runner:
+            // the held reference keeps it alive while the other map loads
+            // and reclaim evicts the dropped map's pages; the release then
+            // runs the drop. Then a map dropped with a failing page.
+            ("drop_while_loading", 4, 2, vec![
+                wr(0, 0, 14), wr(0, 1, 15), wr(0, 2, 16), wr(0, 3, 17), ld(0, 1),
+                DropMap { map: 0, keep_refs: true }, rd(1, 0), rd(1, 1), wr(1, 2, 18),
+                rd(1, 3), rd(1, 4), Release { k: 0 }, rd(1, 5), wr(0, 0, 19),
+                fail(0, 0, true), DropMap { map: 0, keep_refs: false }, rd(0, 0), Check,
+                DropMap { map: 1, keep_refs: false }, Check,
+            ]),
+            // Three maps competing for five frames: holds, writes, reads,
+            // failing writes, a private frame, explicit reclaim.
+            ("three_maps", 5, 3, vec![
+                wr(0, 0, 20), wr(1, 0, 21), wr(2, 0, 22), ld(0, 1), rd(1, 1), rd(2, 1),
+                wr(0, 2, 23), wr(1, 2, 24), ld(2, 2), fail(1, 2, true), wr(2, 3, 25),
+                Private { alloc: true }, rd(0, 4), rd(1, 4), rd(2, 4), Reclaim { n: 2 },
+                Writeback { map: 1 }, WriteHeld { k: 1, off: 0, len: 255, byte: 26 },
+                Check, fail(1, 2, false), Fsync { map: 1 }, Release { k: 0 },
+                DropMap { map: 2, keep_refs: true }, rd(0, 9), rd(1, 9), Release { k: 0 },
+                Check,
+            ]),
+        ];
+        for (name, frames, maps, ops) in seeds {
+            let bytes = ReclaimInput { frames, maps, ops }.encode();
+            target("reclaim_ops").hand_seed(&format!("hand_{name}"), &bytes);
+        }
+        // Known bug: `PoolExhausted::unevictable` exceeds the frames (the
+        // replay runs it strictly: `known_bugs_reproduce`).
+        let bug = ReclaimInput { frames: 2, maps: 1, ops: vec![ld(0, 0), ld(0, 1), ld(0, 2)] };
+        target("reclaim_ops").hand_seed("bug_unevictable_miscounts", &bug.encode());
+    }
+}

@@ -47,6 +47,11 @@ fn replay_file_ops() {
 }
 
 #[test]
+fn replay_reclaim_ops() {
+    replay("reclaim_ops");
+}
+
+#[test]
 fn known_bugs_reproduce() {
     for t in &TARGETS {
         t.known_bugs_reproduce();
