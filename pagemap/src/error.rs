@@ -21,7 +21,8 @@ pub enum Error {
         /// Frames owned outside any page map ([`PrivateFrame`](crate::PrivateFrame)s:
         /// copy-on-write copies, anonymous pages), when the error was made.
         private: u32,
-        /// Page-map frames reclaim's last scan found it could not evict.
+        /// Frames caching pages, none of which reclaim could evict (held,
+        /// pinned, locked, loading, or failing their write-back).
         unevictable: u32,
     },
     /// The page already has the most holders its slot word can count.

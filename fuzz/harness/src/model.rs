@@ -218,7 +218,8 @@ impl Model {
             return Err(err(Error::PoolExhausted {
                 capacity: self.capacity,
                 private: 0,
-                unevictable: 0,
+                // The census: every frame caches a page.
+                unevictable: self.capacity as u32,
             }));
         }
         let data = self.store.read(index)?;

@@ -386,10 +386,13 @@ impl VmModel {
         }
         if !f.cache.contains_key(&index) {
             if free == 0 {
+                // The pool's census: every frame is a cached page or a
+                // private copy (none is free).
+                let cached: usize = self.files.iter().map(|f| f.cache.len()).sum();
                 let source = pagemap::Error::PoolExhausted {
                     capacity,
-                    private: 0,
-                    unevictable: 0,
+                    private: (capacity - cached) as u32,
+                    unevictable: cached as u32,
                 };
                 return Err(Fault::Io { va, source });
             }

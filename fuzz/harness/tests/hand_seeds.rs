@@ -738,6 +738,6 @@ mod reclaim_ops {
         // Known bug: `PoolExhausted::unevictable` exceeds the frames (the
         // replay runs it strictly: `known_bugs_reproduce`).
         let bug = ReclaimInput { frames: 2, maps: 1, ops: vec![ld(0, 0), ld(0, 1), ld(0, 2)] };
-        target("reclaim_ops").hand_seed("bug_unevictable_miscounts", &bug.encode());
+        target("reclaim_ops").hand_seed("fixed_unevictable_miscounts", &bug.encode());
     }
 }

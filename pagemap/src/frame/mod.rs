@@ -228,6 +228,9 @@ pub struct FramePool {
     policy_on_hit: bool,
     /// The page maps drawing on the pool and reclaim's scratch buffers.
     reclaim: reclaim::Reclaim,
+    /// Frames freed since the pool was made: direct reclaim's measure of
+    /// progress (its own and everyone else's).
+    frees: AtomicU64,
     pub(crate) stats: stats::PoolCounters,
     /// The background reclaimer's wake-up, if one runs: (low watermark, the
     /// waker). Allocations below the low watermark wake it.
@@ -352,6 +355,7 @@ impl FramePool {
             policy,
             policy_words: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             reclaim: reclaim::Reclaim::new(),
+            frees: AtomicU64::new(0),
             stats: stats::PoolCounters::new(),
             #[cfg(all(feature = "std", not(pagemap_loom)))]
             kswapd: crate::reclaimer::Wake::new(),
@@ -453,42 +457,57 @@ impl FramePool {
         self.stats.ctr.add(stats::pool_ctr::DIRECT_RECLAIMS, 1);
         #[cfg(all(feature = "std", not(pagemap_loom)))]
         self.kswapd.wake();
-        // Rounds that freed nothing: another thread may be finishing an
-        // eviction of the pages our scan found busy, so try a few times.
+        // A round is idle when no frame was freed anywhere in the pool
+        // while it ran (ours or anyone's eviction, a truncate, a drop):
+        // pages our scan found busy may be another evictor's, whose frees
+        // are progress even when other threads take the frames first.
         let mut idle = 0;
+        let mut fruitless = 0;
         let mut rounds = 0usize;
+        let batch = self.reclaim_batch();
+        let mut want = batch;
         loop {
             if let Some(id) = self.source.alloc() {
                 return Ok(id);
             }
+            // Relaxed: a progress hint, read before and after the round.
+            let frees = self.frees.load(Ordering::Relaxed);
             #[cfg(all(feature = "std", not(pagemap_loom)))]
             let t = std::time::Instant::now();
-            let r = self.reclaim_with(RECLAIM_BATCH, wait);
+            let r = self.reclaim_with(want, wait);
             #[cfg(all(feature = "std", not(pagemap_loom)))]
             self.stats.reclaim.record(t.elapsed());
             if let Some(id) = self.source.alloc() {
                 return Ok(id);
             }
             rounds += 1;
-            // Idle: a whole scan chose nothing. Victims chosen but kept
-            // (taken meanwhile, a busy remover) are progress of others.
-            if r.selected == 0 {
+            let progress = r.freed > 0 || self.frees.load(Ordering::Relaxed) != frees;
+            if progress || r.in_flight > 0 {
+                idle = 0;
+                fruitless = 0;
+                want = batch;
+            } else if r.selected == 0 {
                 idle += 1;
             } else {
-                idle = 0;
+                // Victims chosen and kept (a failing write-back, a page
+                // taken meanwhile): the next rounds ask for more, so that
+                // the policy reaches past them to others.
+                fruitless += 1;
+                want = (want * 2).min(RECLAIM_BATCH.min(self.capacity()));
             }
-            // Give up when reclaim twice finds nothing to evict, or when
-            // others keep taking what it frees (bounded: an allocation
-            // fails rather than loop forever).
-            if idle >= 2 || rounds >= 4096 {
+            // Give up after three rounds in a row that found nothing to
+            // evict and nothing in flight, or once every page had about
+            // two chances and none left, or when others keep taking what
+            // it frees (bounded: an allocation fails rather than loop
+            // forever).
+            let chances = 2 * self.capacity() / batch + 3;
+            if idle >= 3 || fruitless >= chances || rounds >= 4096 {
                 self.stats.ctr.add(stats::pool_ctr::FAILED_ALLOCS, 1);
-                let busy = r.scanned.saturating_sub(r.selected);
-                return Err(self.exhausted(u32::try_from(busy).unwrap_or(u32::MAX)));
+                return Err(self.exhausted());
             }
             if r.freed == 0 {
-                // Victims were chosen but kept: their maps' removers are
-                // busy (with their own evictions, most likely, which free
-                // frames). Let them run.
+                // Let the threads whose pages are busy (loading, being
+                // evicted, held for a moment) finish.
                 #[cfg(all(feature = "std", not(pagemap_loom)))]
                 std::thread::yield_now();
                 #[cfg(not(all(feature = "std", not(pagemap_loom))))]
@@ -497,18 +516,32 @@ impl FramePool {
         }
     }
 
-    /// The error of an allocation that reclaim could not satisfy.
-    fn exhausted(&self, unevictable: u32) -> Error {
-        let private = self
-            .frames
-            .iter()
-            .filter(|f| f.flags.load(Ordering::Relaxed) & (flags::FREE | flags::PAGEMAP) == 0)
-            .count();
-        let private = u32::try_from(private).unwrap_or(u32::MAX);
+    /// Victims one direct-reclaim round takes: [`RECLAIM_BATCH`], or a
+    /// sixteenth of a small pool (a round that marked the whole pool would
+    /// leave concurrent reclaimers nothing to take but pages in flight).
+    fn reclaim_batch(&self) -> usize {
+        (self.capacity() / 16).clamp(1, RECLAIM_BATCH)
+    }
+
+    /// The error of an allocation that reclaim could not satisfy: a census
+    /// of the frames (one pass over their flags; a failure path).
+    fn exhausted(&self) -> Error {
+        let (mut private, mut cached) = (0usize, 0usize);
+        for f in self.frames.iter() {
+            let bits = f.flags.load(Ordering::Relaxed);
+            if bits & flags::FREE != 0 {
+                continue;
+            }
+            if bits & flags::PAGEMAP != 0 {
+                cached += 1;
+            } else {
+                private += 1;
+            }
+        }
         Error::PoolExhausted {
             capacity: self.capacity(),
-            private,
-            unevictable,
+            private: u32::try_from(private).unwrap_or(u32::MAX),
+            unevictable: u32::try_from(cached).unwrap_or(u32::MAX),
         }
     }
 
@@ -623,6 +656,8 @@ impl FramePool {
             "freeing a locked frame {id:?} ({old:#x})"
         );
         frame.owner.store(0, Ordering::Relaxed);
+        // Relaxed: a progress count (see `alloc_slow`).
+        self.frees.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the pool allocated `id` from its source (`alloc`), the
         // FREE flag just caught any second free, and the caller guarantees
         // nothing reaches the frame any more.

@@ -34,7 +34,10 @@ pub(crate) trait Evictor: Send + Sync {
     /// was referenced since the last look (which clears the bits).
     /// `hits_told`: the policy hears of every hit (exact LRU), so the slot's
     /// referenced bit must not count again (only the page table's do).
-    fn check(&self, index: u64, frame: FrameId, hits_told: bool) -> Check;
+    /// The second half says whether a `Busy` page is in flight (being
+    /// loaded, evicted or written back: it will be free or evictable soon)
+    /// rather than held.
+    fn check(&self, index: u64, frame: FrameId, hits_told: bool) -> (Check, bool);
     /// Evicts what it can of `victims` (sorted by index, all its own),
     /// adding to `report`. Must not wait for a remover of its own map
     /// (the allocating thread may be one).
@@ -63,6 +66,10 @@ pub struct ReclaimReport {
     pub kept: u64,
     /// Victims kept because their write-back failed (they stay dirty).
     pub write_errors: u64,
+    /// Frames the policy looked at that were busy for the moment (being
+    /// loaded, evicted or written back by someone else, or just freed):
+    /// a reclaim that found only these will find more soon.
+    pub in_flight: u64,
 }
 
 /// The registry and the scratch buffers of reclaim, kept in the pool.
@@ -185,7 +192,9 @@ impl FramePool {
         let n = {
             let mut check = |id: FrameId| {
                 report.scanned += 1;
-                self.check(id, &mut last)
+                let (c, in_flight) = self.check(id, &mut last);
+                report.in_flight += u64::from(in_flight);
+                c
             };
             self.with_policy_frames(|frames| {
                 self.policy
@@ -231,12 +240,14 @@ impl FramePool {
     /// map's page that could be evicted now; otherwise whether it was
     /// referenced since the last look (the slot's bit and the accessed
     /// bits of its page table entries, cleared as they are read).
-    fn check(&self, id: FrameId, last: &mut Option<(u32, Arc<dyn Evictor>)>) -> Check {
+    fn check(&self, id: FrameId, last: &mut Option<(u32, Arc<dyn Evictor>)>) -> (Check, bool) {
         let f = self.flags_relaxed(id);
-        let busy =
-            flags::FREE | flags::LOCKED | flags::WRITEBACK | flags::DETACHED | flags::INFLIGHT;
-        if f & flags::PAGEMAP == 0 || f & busy != 0 {
-            return Check::Busy;
+        let moving = flags::FREE | flags::LOCKED | flags::WRITEBACK | flags::INFLIGHT;
+        if f & moving != 0 {
+            return (Check::Busy, true);
+        }
+        if f & flags::PAGEMAP == 0 || f & flags::DETACHED != 0 {
+            return (Check::Busy, false);
         }
         let (owner, index) = self.owner(id);
         if last.as_ref().is_none_or(|l| l.0 != owner) {
@@ -244,7 +255,8 @@ impl FramePool {
         }
         match last {
             Some((_, map)) => map.check(index, id, self.policy_on_hit),
-            None => Check::Busy,
+            // A map being dropped: its frames come back soon.
+            None => (Check::Busy, true),
         }
     }
 

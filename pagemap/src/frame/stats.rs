@@ -66,14 +66,14 @@ pub(crate) struct Latency {
 
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 impl Latency {
-    /// Histograms from 1 ns to 60 s at 3 significant digits (about 20 KiB
-    /// each, allocated here once).
+    /// Histograms from 1 ns to 60 s at 2 significant digits (1% resolution,
+    /// about 20 KiB each, allocated here once).
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..4)
                 .map(|_| {
                     crate::sync::Mutex::new(
-                        hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                        hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 2)
                             .expect("valid histogram bounds"),
                     )
                 })
@@ -89,7 +89,7 @@ impl Latency {
 
     /// All shards merged (allocates: a reader's call, not the cache's).
     pub(crate) fn snapshot(&self) -> hdrhistogram::Histogram<u64> {
-        let mut all = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
+        let mut all = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 2)
             .expect("valid histogram bounds");
         for s in self.shards.iter() {
             let _ = all.add(&*s.lock());

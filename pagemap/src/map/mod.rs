@@ -619,7 +619,7 @@ impl crate::frame::Evictor for PageMap {
         index: u64,
         frame: crate::frame::FrameId,
         hits_told: bool,
-    ) -> crate::frame::Check {
+    ) -> (crate::frame::Check, bool) {
         self.reclaim_check(index, frame, hits_told)
     }
 

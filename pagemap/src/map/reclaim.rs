@@ -71,23 +71,22 @@ impl PageMap {
         index: u64,
         frame: FrameId,
         hits_told: bool,
-    ) -> crate::frame::Check {
+    ) -> (crate::frame::Check, bool) {
         use crate::frame::Check;
         let guard = epoch::pin();
         let Some(slot) = self.tree.lookup(index, &guard) else {
-            return Check::Busy;
+            return (Check::Busy, true);
         };
         let w = slot.load();
-        if w.frame() != Some(frame)
-            || !w.is_present()
-            || w.refs() != 0
-            || w.is_loading()
-            || w.is_removal()
-        {
-            return Check::Busy;
+        if w.frame() != Some(frame) || !w.is_present() || w.is_loading() || w.is_removal() {
+            // Being inserted, loaded, removed or replaced: in flight.
+            return (Check::Busy, true);
+        }
+        if w.refs() != 0 {
+            return (Check::Busy, false);
         }
         let Some((_, hit)) = slot.test_and_clear_accessed(frame) else {
-            return Check::Busy;
+            return (Check::Busy, true);
         };
         let mut referenced = hit && !hits_told;
         let rmap = self.rmap.read();
@@ -100,14 +99,15 @@ impl PageMap {
                 true
             });
             if pinned {
-                return Check::Busy;
+                return (Check::Busy, false);
             }
         }
-        if referenced {
+        let c = if referenced {
             Check::Referenced
         } else {
             Check::Unreferenced
-        }
+        };
+        (c, false)
     }
 
     /// Drops every unreferenced page: clean ones at once, dirty ones after

@@ -279,26 +279,32 @@ impl EvictionPolicy for S3Fifo {
             let (small, main) = self.lens();
             (usize::from(MAX_FREQ) + 2) * (small + main)
         };
+        // Busy (or already chosen) pages met in a row in the small queue:
+        // once a whole rotation of it gave nothing new, the main queue's
+        // pages are the only candidates left, whatever the small queue's
+        // share.
+        let mut small_busy = 0;
         while n < out.len() && budget > 0 {
             budget -= 1;
-            let id = {
+            let (id, from_small) = {
                 let mut s = self.state.lock();
-                let q = if s.take_small() {
-                    &mut s.small
-                } else {
-                    &mut s.main
-                };
+                let small = s.take_small() && (small_busy < s.small.len() || s.main.len() == 0);
+                let q = if small { &mut s.small } else { &mut s.main };
                 let Some(id) = q.tail() else { break };
                 // Rotated before the check, so that concurrent reclaimers
                 // take different candidates.
                 q.move_to_head(frames, id);
-                id
+                (id, small)
             };
             if chosen(out, n, id) {
+                small_busy += usize::from(from_small);
                 continue;
             }
             // The lock is dropped: `check` may take the pool's locks.
             let r = check(id);
+            if from_small {
+                small_busy = if r == Check::Busy { small_busy + 1 } else { 0 };
+            }
             if self.judge(frames, id, r) {
                 out[n] = id;
                 n += 1;
