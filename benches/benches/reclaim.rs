@@ -399,6 +399,10 @@ fn zipf_pressure(c: &mut Criterion, path: &PathBuf, file: &File) {
         }),
         None,
     ));
+    // `ENGINES=a,b` keeps only those (for profiling one engine).
+    if let Ok(keep) = std::env::var("ENGINES") {
+        engines.retain(|(name, _, _)| keep.split(',').any(|k| k == name));
+    }
     for (_, e, _) in &engines {
         warm(&**e, &traces[0]);
     }
