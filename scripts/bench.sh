@@ -32,6 +32,9 @@ cargo bench -p benches --bench vmr -- "$@"
 cargo bench -p benches --bench removal -- "$@"
 cargo bench -p benches --bench rmap -- "$@"
 cargo bench -p benches --bench file_io -- "$@"
+# Issue 12 (reclaim under pressure vs one global lock, moka, foyer, pread):
+# prints its own table and writes benches/results/reclaim.md (~1 min).
+cargo bench -p benches --bench reclaim -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then
