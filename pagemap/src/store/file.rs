@@ -401,8 +401,23 @@ impl FileStore {
 }
 
 impl BackingStore for FileStore {
+    /// One `pread` (not the vectored path: a miss reads one page, and a
+    /// 256-entry iovec array to clear, then `preadv`, cost it measurably).
     fn read_page(&self, index: u64, buf: &mut PageBuf) -> Result<(), StoreError> {
-        self.read_pages(index, &mut [buf])
+        let fd = self.file.as_raw_fd();
+        let off = byte_offset(index)?;
+        let mut iov = [libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: PAGE_SIZE,
+        }];
+        let n = transfer_all(off, &mut iov, |pos, v| {
+            // SAFETY: the one iovec names (the rest of) `buf`, which we
+            // borrow mutably for this call, valid for writes of its length.
+            unsafe { libc::pread(fd, v[0].iov_base, v[0].iov_len, pos) }
+        })?;
+        // Past the end of the file: zeroes (the frame holds old bytes).
+        buf[n.min(PAGE_SIZE)..].fill(0);
+        Ok(())
     }
 
     /// One `preadv` per 256 pages, straight into the frames;
