@@ -35,6 +35,7 @@ cargo bench -p benches --bench file_io -- "$@"
 # Issue 12 (reclaim under pressure vs one global lock, moka, foyer, pread):
 # prints its own table and writes benches/results/reclaim.md (~1 min).
 cargo bench -p benches --bench reclaim -- "$@"
+cargo bench -p benches --bench frame_alloc -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then
@@ -46,6 +47,10 @@ if [ $# -eq 0 ]; then
     "$CARGO_TARGET_DIR/release/fault_alloc" || echo "fault_alloc: FAILED (a minor fault allocated)"
     echo
     "$CARGO_TARGET_DIR/release/syscalls"
+    echo
+    # Hit ratios of the eviction policies vs LRU and Belady's optimum, and
+    # the miss-ratio curves (benches/results/*.svg), about a minute.
+    "$CARGO_TARGET_DIR/release/hit_ratio"
 fi
 echo
 python3 benches/ratios.py "$CARGO_TARGET_DIR/criterion"

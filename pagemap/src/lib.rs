@@ -164,9 +164,19 @@
 //!  |       +- frame free list       a removal's frees, the batch's deferred
 //!  |                                frees of private frames (truncate)
 //!  +- (a fault's map_page callback: not a lock, but truncate waits for it)
-//!      +- vmr: COW mutex       held while a PTE carries LOCK
-//!          +- vmr: TLB locks   one CPU's at a time (shootdown)
-//!          +- frame free list  FramePool alloc/free
+//!  |   +- vmr: COW mutex       held while a PTE carries LOCK
+//!  |       +- vmr: TLB locks   one CPU's at a time (shootdown)
+//!  |       +- frame free list  FramePool alloc/free (lock-free: no lock at all)
+//!  +- frame allocation with direct reclaim (a load's miss, readahead,
+//!      |                    alloc_private; under at most an invalidate lock,
+//!      |                    shared, or the address-space lock: never a
+//!      |                    remover, writer or reverse-map lock or page bit)
+//!      +- reclaim scratch   one of RECLAIMERS mutexes (leaf but for what follows)
+//!      +- policy lock       S3-FIFO's / LRU's list mutex (a leaf; CLOCK: none)
+//!      +- pool registry     RwLock of the maps' Weak handles (a leaf)
+//!      +- any map's remover lock, as a removal takes it (waited for by a
+//!                           load's reclaim, tried by alloc_private's), and
+//!                           under it that map's locks as above
 //! ```
 //!
 //! Reading the tree:
@@ -208,7 +218,10 @@
 //! * A failed load discards its page under the remover lock taken by
 //!   try-lock only (a remover running will find the page).
 //! * Locks of two page maps, or of two address spaces, are never held at
-//!   once; fork holds the parent's address-space lock while it fills the
+//!   once, but for direct reclaim: a load holding its map's invalidate lock
+//!   (shared) may evict another map's pages under that map's remover lock
+//!   (no cycle: a remover never allocates, nor waits for an invalidate
+//!   lock). A background `Reclaimer` holds nothing when it reclaims. fork holds the parent's address-space lock while it fills the
 //!   child's, which nobody else can see yet. One thread takes the
 //!   invalidate lock once at a time (a waiting truncate would deadlock a
 //!   second shared acquisition).
@@ -239,6 +252,9 @@
 //! | truncate's zeroing vs a write-back in flight | old bytes stored after the cut | truncate takes WRITEBACK before zeroing; a write-back of a page beyond the end drops it |
 //! | [`punch_hole`](PageMap::punch_hole) vs a load or fault refilling the range, a write-back in flight | old bytes back in the cache or the store after the punch | the invalidate lock, exclusive across the cache's and the store's halves, shared on the miss path of a load; the punch takes WRITEBACK before zeroing and punches the store last |
 //! | [`invalidate`](PageMap::invalidate) vs writers, reads, write-backs | dropping dirty or in-flight data | flags checked after the mark: dirty, LOCKED and WRITEBACK pages are skipped |
+//! | eviction (reclaim) vs a lookup, a fault, a write of the victim | freeing a page someone uses; losing a write | the check reads the slot word; the eviction's mark (`slot::mark_evict`) needs no holder and no hit since the check, and any get clears it, as for a removal; dirty victims are written back before the yank |
+//! | two reclaimers of one pool | one frame freed twice; one victim evicted twice | the victim's mark and yank CAS (one wins); the free list's tagged CAS |
+//! | reclaim vs a map being dropped | evicting through a freed map | the registry's `Weak`: a failed upgrade makes the frame busy; an upgraded map cannot drop until reclaim lets go |
 //! | munmap, mprotect vs faults of the same space | a fault on a region being replaced | vmr: the address-space lock; a fault that dropped it restarts if the regions' generation moved |
 //! | kernel-side entry updates vs CPUs setting A/D bits | a lost dirty bit | vmr: every update is one atomic read-modify-write that re-checks the entry |
 #![cfg_attr(not(feature = "std"), no_std)]

@@ -51,7 +51,7 @@ pub(crate) trait Evictor: Send + Sync {
 /// What one reclaim did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReclaimReport {
-    /// Frames the policy considered (each one [`check`](FramePool::check)).
+    /// Frames the policy considered (each looked at once by the pool's check).
     pub scanned: u64,
     /// Victims chosen.
     pub selected: u64,
