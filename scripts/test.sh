@@ -68,8 +68,10 @@ counted cargo test --release -p vmr --test break8 -- --test-threads 1
 
 step "soak test (short; SOAK_SECONDS=600 for a real soak)"
 SOAK_SECONDS="${SOAK_SECONDS:-15}" counted cargo test --release -p vmr --test soak -- --ignored --nocapture
+SOAK_SECONDS="${SOAK_SECONDS:-5}" counted cargo test --release -p pagemap --test reclaim_soak
 
-step "example workload"
+step "the main job (pagecache, shortened) and the examples"
+cargo run --release -p pagecache-cli -- --duration 2s
 cargo run --release -p vmr --example workload -- --ops 5000
 cargo run --release -p pagemap --example log_store
 

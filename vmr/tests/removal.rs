@@ -477,3 +477,57 @@ fn writeback_of_more_dirty_entries_than_one_harvest_holds() {
     assert_eq!((r.harvested, r.written), (1, 1));
     assert_eq!(w.store.page(3).unwrap()[0], 0x77);
 }
+
+/// Reclaim of mapped pages (issue 12): a pool full of a file's pages mapped
+/// into two address spaces (three regions), dirty only in the PTEs. Each
+/// reclaim batch unmaps its victims with one shootdown per address space
+/// (never per region or page), writes the dirty ones back first, and the
+/// CPUs then read the written bytes back through refaults: no stale read,
+/// no lost write.
+#[test]
+fn reclaim_unmaps_mapped_victims_with_one_shootdown_per_space_per_batch() {
+    let w = Rig::seeded(8, 2, 64);
+    let a = w.space();
+    let b = w.space();
+    let a1 = w.map_at(&a, 0, 8, Prot::RW, MapFlags::SHARED);
+    let a2 = w.map_at(&a, 0, 8, Prot::READ, MapFlags::SHARED);
+    let b1 = w.map_at(&b, 0, 8, Prot::RW, MapFlags::SHARED);
+    for i in 0..8 {
+        w.write_byte(0, &a, a1 + i * PAGE, 0xc0 + i as u8);
+        assert_eq!(w.read_byte(1, &b, b1 + i * PAGE).unwrap(), 0xc0 + i as u8);
+        assert_eq!(w.read_byte(1, &a, a2 + i * PAGE).unwrap(), 0xc0 + i as u8);
+    }
+    assert_eq!(w.pool.free_frames(), 0, "the file fills the pool");
+    let mut freed = 0;
+    for _ in 0..64 {
+        let r = w.pool.reclaim(8);
+        if r.freed > 0 {
+            assert!(
+                r.shootdowns <= 2,
+                "one shootdown per space per batch: {r:?}"
+            );
+            assert!(r.shootdowns >= 1, "mapped victims need a shootdown: {r:?}");
+        }
+        assert_eq!(r.write_errors, 0);
+        freed += r.freed;
+        if freed == 8 {
+            break;
+        }
+    }
+    assert_eq!(
+        freed, 8,
+        "every page reclaimable once its accessed bits aged"
+    );
+    let stats = w.pool.stats();
+    assert_eq!(stats.maps.evicted_mapped, 8, "{stats:?}");
+    assert_eq!(stats.maps.evicted_dirty, 8, "{stats:?}");
+    for i in 0..8 {
+        assert_eq!(w.store.page(i).unwrap()[0], 0xc0 + i as u8, "written back");
+        assert_eq!(a.pte(a1 + i * PAGE), 0);
+        assert_eq!(b.pte(b1 + i * PAGE), 0);
+    }
+    for i in 0..8 {
+        assert_eq!(w.read_byte(0, &a, a2 + i * PAGE).unwrap(), 0xc0 + i as u8);
+        assert_eq!(w.read_byte(1, &b, b1 + i * PAGE).unwrap(), 0xc0 + i as u8);
+    }
+}

@@ -66,6 +66,9 @@ pub struct ReclaimReport {
     pub kept: u64,
     /// Victims kept because their write-back failed (they stay dirty).
     pub write_errors: u64,
+    /// TLB shootdowns issued (one per address space mapping victims, per
+    /// map's group of victims).
+    pub shootdowns: u64,
     /// Frames the policy looked at that were busy for the moment (being
     /// loaded, evicted or written back by someone else, or just freed):
     /// a reclaim that found only these will find more soon.

@@ -74,6 +74,7 @@ impl PageMap {
         let report = &r.report;
         out.freed += report.removed;
         out.dirty += report.written;
+        out.shootdowns += report.shootdowns;
         out.mapped += mapped.min(report.removed);
         out.kept += (chosen.len() as u64).saturating_sub(report.removed);
         out.write_errors += report.errors.len() as u64 + report.errors_dropped;
