@@ -32,6 +32,10 @@ pub(crate) struct Scratch {
     pub(crate) mappers: Vec<Arc<dyn Mapper>>,
     /// A removal's victims still marked after its write-backs.
     pub(crate) marked: Vec<(u64, FrameId)>,
+    /// The shootdown batch, kept between removals (empty: its pending list
+    /// keeps its capacity), so that a reclaim batch of mapped pages does
+    /// not allocate.
+    pub(crate) batch: Option<crate::shootdown::ShootdownBatch>,
 }
 
 /// What [`PageMap::free_unused`] did.

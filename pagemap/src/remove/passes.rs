@@ -297,6 +297,8 @@ pub(super) struct Steps<'a> {
     /// Where the next batch starts, if the range goes on.
     resume: Option<u64>,
     batch: Option<ShootdownBatch>,
+    /// A per-space batch from the scratch space, reused (flushed, so empty).
+    spare: Option<ShootdownBatch>,
     /// Victims still marked after pass 5.
     marked: Vec<(u64, FrameId)>,
     report: RemoveReport,
@@ -317,6 +319,7 @@ impl<'a> Steps<'a> {
             pages,
             mappers,
             marked,
+            batch,
         } = scratch;
         Self {
             map,
@@ -328,6 +331,7 @@ impl<'a> Steps<'a> {
             mappers,
             resume: None,
             batch: None,
+            spare: batch,
             marked,
             report: RemoveReport::default(),
             chosen: None,
@@ -345,6 +349,7 @@ impl<'a> Steps<'a> {
             pages,
             mappers: core::mem::take(&mut self.mappers),
             marked: core::mem::take(&mut self.marked),
+            batch: self.spare.take(),
         }
     }
 
@@ -385,7 +390,7 @@ impl<'a> Steps<'a> {
             Pass::Marked => {
                 // Pass 2: entries not present, address spaces into one batch.
                 let mut batch = match self.policy.batching {
-                    Batching::PerSpace => ShootdownBatch::new(),
+                    Batching::PerSpace => self.spare.take().unwrap_or_default(),
                     Batching::PerPage => ShootdownBatch::unbatched(),
                 };
                 if !self.victims.is_empty() {
@@ -400,6 +405,10 @@ impl<'a> Steps<'a> {
                 // Pass 3: one acknowledged shootdown per address space.
                 if let Some(mut batch) = self.batch.take() {
                     self.report.shootdowns += batch.flush().shootdowns;
+                    if self.policy.batching == Batching::PerSpace {
+                        // Empty again, its buffers kept for the next batch.
+                        self.spare = Some(batch);
+                    }
                 }
                 Pass::ShotDown
             }
