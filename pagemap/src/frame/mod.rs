@@ -51,7 +51,7 @@ mod stats;
 pub use contents::PageSrc;
 pub use policy::{Check, EvictionPolicy, PolicyFrames};
 pub use private::PrivateFrame;
-pub(crate) use reclaim::Evictor;
+pub(crate) use reclaim::{mine, Evictor};
 pub use reclaim::{ReclaimReport, RECLAIMERS, RECLAIM_BATCH};
 pub use source::{FrameSource, RegionFrames};
 pub(crate) use stats::{map_ctr, Sharded};
@@ -597,7 +597,7 @@ impl FramePool {
         use stats::pool_ctr as c;
         let mut maps = *self.stats.gone.lock();
         for m in self.registered_maps() {
-            maps.add(&m.map_stats());
+            maps.add(&m.get().map_stats());
         }
         PoolStats {
             maps,

@@ -14,7 +14,9 @@
 //! ([`RECLAIMERS`]), each a mutex, so two reclaimers never share one.
 
 use alloc::boxed::Box;
-use alloc::sync::{Arc, Weak};
+use core::ptr::NonNull;
+
+use alloc::vec::Vec as AVec;
 use alloc::vec::Vec;
 
 use super::policy::{Check, PolicyFrames};
@@ -46,6 +48,89 @@ pub(crate) trait Evictor: Send + Sync {
     fn evict(&self, victims: &[(u64, FrameId)], wait: bool, report: &mut ReclaimReport);
     /// The map's statistics.
     fn map_stats(&self) -> super::MapStats;
+    /// One more reclaimer uses the map (see [`MapPin`]).
+    fn pin(&self);
+    /// That reclaimer is done with it.
+    fn unpin(&self);
+}
+
+/// A registered page map: a pointer to it, valid while the map is
+/// registered and while a [`MapPin`] of it lives. The map's drop
+/// unregisters it first (no new pin can be taken after that: pins are taken
+/// under the registry's read lock) and then waits for its pins to go
+/// before anything of it is freed. Reclaim thus never owns a map: a map's
+/// last `Arc` is always its user's, so its drop (and write-back) runs where
+/// the user drops it, not later in a reclaiming thread (break12 found a
+/// reopened file reading old bytes through that delay).
+#[derive(Clone, Copy)]
+struct Registered(NonNull<dyn Evictor>);
+
+// SAFETY: the pointee is a `PageMap`, which is Send + Sync; the pointer is
+// only dereferenced under the protocol above.
+unsafe impl Send for Registered {}
+// SAFETY: as for Send.
+unsafe impl Sync for Registered {}
+
+/// A reclaimer's use of a registered map, taken under the registry's read
+/// lock; the map's drop waits for it.
+pub(crate) struct MapPin {
+    map: NonNull<dyn Evictor>,
+    id: u32,
+}
+
+impl MapPin {
+    /// The map.
+    pub(crate) fn get(&self) -> &dyn Evictor {
+        // SAFETY: pinned (see `Registered`): the map's drop waits for this
+        // pin before it frees anything, so the pointee is alive.
+        unsafe { self.map.as_ref() }
+    }
+}
+
+impl Drop for MapPin {
+    fn drop(&mut self) {
+        mine::forget(self.id);
+        self.get().unpin();
+    }
+}
+
+/// Which map the calling thread pins (std only): a map whose last handle is
+/// dropped inside this thread's own reclaim (the eviction's snapshot of a
+/// mapping held the map's last `Arc`) must not wait for this thread's pin.
+pub(crate) mod mine {
+    #[cfg(all(feature = "std", not(pagemap_loom)))]
+    std::thread_local! {
+        static PINNED: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    }
+
+    pub(super) fn set(id: u32) {
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        PINNED.with(|p| p.set(id));
+        #[cfg(not(all(feature = "std", not(pagemap_loom))))]
+        let _ = id;
+    }
+
+    pub(super) fn forget(id: u32) {
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        PINNED.with(|p| {
+            if p.get() == id {
+                p.set(0);
+            }
+        });
+        #[cfg(not(all(feature = "std", not(pagemap_loom))))]
+        let _ = id;
+    }
+
+    /// Pins of map `id` the calling thread holds (0 or 1).
+    pub(crate) fn pins_of(id: u32) -> usize {
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        return PINNED.with(|p| usize::from(p.get() == id));
+        #[cfg(not(all(feature = "std", not(pagemap_loom))))]
+        {
+            let _ = id;
+            0
+        }
+    }
 }
 
 /// What one reclaim did.
@@ -79,7 +164,7 @@ pub struct ReclaimReport {
 pub(crate) struct Reclaim {
     /// The page maps drawing on the pool, by id (ids only grow, so pushes
     /// keep it sorted).
-    maps: crate::sync::RwLock<Vec<(u32, Weak<dyn Evictor>)>>,
+    maps: crate::sync::RwLock<Vec<(u32, Registered)>>,
     scratch: Box<[Mutex<Scratch>]>,
 }
 
@@ -121,20 +206,35 @@ impl Reclaim {
         self.scratch[i].lock()
     }
 
-    /// The map `id`, if it is registered and alive.
-    fn map(&self, id: u32) -> Option<Arc<dyn Evictor>> {
+    /// A pin of map `id`, if it is registered.
+    fn map(&self, id: u32) -> Option<MapPin> {
         let maps = self.maps.read();
         let at = maps.binary_search_by_key(&id, |e| e.0).ok()?;
-        maps[at].1.upgrade()
+        Some(Self::pin(&maps[at]))
+    }
+
+    /// Pins a registered map (the caller holds the registry's read lock).
+    fn pin(e: &(u32, Registered)) -> MapPin {
+        let pin = MapPin {
+            map: e.1 .0,
+            id: e.0,
+        };
+        pin.get().pin();
+        mine::set(e.0);
+        pin
     }
 }
 
 impl FramePool {
     /// Registers a page map (its constructor does).
-    pub(crate) fn register(&self, id: u32, map: Weak<dyn Evictor>) {
+    ///
+    /// # Safety
+    /// `map` points to a live map with id `id`, which unregisters itself in
+    /// its drop and then waits for its pins before it frees anything.
+    pub(crate) unsafe fn register(&self, id: u32, map: NonNull<dyn Evictor>) {
         let mut maps = self.reclaim.maps.write();
         debug_assert!(maps.last().is_none_or(|e| e.0 < id), "map ids grow");
-        maps.push((id, map));
+        maps.push((id, Registered(map)));
     }
 
     /// Forgets a page map (its drop does, before freeing its frames).
@@ -145,10 +245,10 @@ impl FramePool {
         }
     }
 
-    /// The registered maps that are alive (allocates: for statistics).
-    pub(crate) fn registered_maps(&self) -> Vec<Arc<dyn Evictor>> {
+    /// Pins of the registered maps (allocates: for statistics).
+    pub(crate) fn registered_maps(&self) -> AVec<MapPin> {
         let maps = self.reclaim.maps.read();
-        maps.iter().filter_map(|e| e.1.upgrade()).collect()
+        maps.iter().map(Reclaim::pin).collect()
     }
 
     /// Page maps registered now.
@@ -191,7 +291,7 @@ impl FramePool {
         } = &mut *scratch;
         // The last map resolved, kept across checks (frames of one map
         // often come together): one registry look-up per change of map.
-        let mut last: Option<(u32, Arc<dyn Evictor>)> = None;
+        let mut last: Option<(u32, MapPin)> = None;
         let n = {
             let mut check = |id: FrameId| {
                 report.scanned += 1;
@@ -225,14 +325,13 @@ impl FramePool {
             };
             match map {
                 Some(map) => {
-                    map.evict(group, wait, &mut report);
+                    map.get().evict(group, wait, &mut report);
                     last = Some((owner, map));
                 }
                 None => report.kept += group.len() as u64,
             }
         }
-        // Drop the map outside any lock of ours: if it was the last
-        // reference, the map's drop runs here (and unregisters).
+        // Unpin after the scratch buffer is back (a dropping map waits).
         drop(scratch);
         drop(last);
         self.stats.reclaimed(&report);
@@ -243,7 +342,7 @@ impl FramePool {
     /// map's page that could be evicted now; otherwise whether it was
     /// referenced since the last look (the slot's bit and the accessed
     /// bits of its page table entries, cleared as they are read).
-    fn check(&self, id: FrameId, last: &mut Option<(u32, Arc<dyn Evictor>)>) -> (Check, bool) {
+    fn check(&self, id: FrameId, last: &mut Option<(u32, MapPin)>) -> (Check, bool) {
         let f = self.flags_relaxed(id);
         let moving = flags::FREE | flags::LOCKED | flags::WRITEBACK | flags::INFLIGHT;
         if f & moving != 0 {
@@ -257,7 +356,7 @@ impl FramePool {
             *last = self.reclaim.map(owner).map(|m| (owner, m));
         }
         match last {
-            Some((_, map)) => map.check(index, id, self.policy_on_hit),
+            Some((_, map)) => map.get().check(index, id, self.policy_on_hit),
             // A map being dropped: its frames come back soon.
             None => (Check::Busy, true),
         }

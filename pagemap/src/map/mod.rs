@@ -154,6 +154,9 @@ pub struct PageMap {
     pub(crate) detached: AtomicU64,
     /// Hits, misses, store requests, evictions ([`stats`](Self::stats)).
     pub(crate) stats: Sharded<{ map_ctr::N }>,
+    /// Reclaimers using the map now (`frame::reclaim`'s pins); the drop
+    /// waits for them after unregistering.
+    reclaim_pins: crate::sync::AtomicUsize,
 }
 
 /// `ceil(size / PAGE_SIZE)`: the first page beyond a file of `size` bytes
@@ -239,7 +242,7 @@ impl PageMap {
             .size()
             .map_err(|source| Error::Size { source })?
             .unwrap_or(u64::MAX);
-        let id = NEXT_MAP_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let id = NEXT_MAP_ID.fetch_add(1, Ordering::Relaxed);
         let max_size = store.max_size();
         // A page is addressable if all of it is: (index + 1) * PAGE_SIZE
         // <= max_size. `u64::MAX` is "no limit" (index u64::MAX works).
@@ -247,13 +250,21 @@ impl PageMap {
             u64::MAX => u64::MAX,
             m => m / crate::PAGE_SIZE as u64,
         };
-        // Registered with the pool as it is made (weakly: a dropped map
-        // leaves), so that reclaim can choose among its pages.
-        Ok(Arc::new_cyclic(|me: &alloc::sync::Weak<Self>| {
-            let me: alloc::sync::Weak<dyn crate::frame::Evictor> = me.clone();
-            pool.register(id, me);
-            Self::fields(id, pool, store, size, max_size, max_pages)
-        }))
+        let map = Arc::new(Self::fields(id, pool, store, size, max_size, max_pages));
+        // Registered with the pool once made (it has no page yet, so no
+        // reclaimer looks for it before), so that reclaim can choose among
+        // its pages; its drop unregisters it.
+        let me: *const PageMap = Arc::as_ptr(&map);
+        let me: *const dyn crate::frame::Evictor = me;
+        // SAFETY: the map lives in its `Arc` until its drop, which
+        // unregisters it and waits for its pins first (see `Drop`).
+        unsafe {
+            map.pool.register(
+                id,
+                core::ptr::NonNull::new(me.cast_mut()).expect("an Arc is not null"),
+            );
+        }
+        Ok(map)
     }
 
     fn fields(
@@ -285,6 +296,7 @@ impl PageMap {
             write_error: Mutex::new(WriteErrors::default()),
             detached: AtomicU64::new(0),
             stats: Sharded::new(),
+            reclaim_pins: crate::sync::AtomicUsize::new(0),
         }
     }
 
@@ -568,9 +580,18 @@ impl Drop for PageMap {
     /// through the `log` facade (at most [`MAX_REPORTED_ERRORS`] lines, then
     /// a count); then returns every frame to the pool.
     fn drop(&mut self) {
-        // Reclaim can no longer reach us (our strong count is 0, so its
-        // look-ups fail already); forget the entry.
+        // No reclaimer can pin us once we are unregistered; wait for those
+        // that did (a pin of this thread's own, if its reclaim dropped our
+        // last handle, excepted). Acquire: pairs with the unpin's Release,
+        // so their accesses to us happen before we free anything.
         self.pool.unregister(self.id);
+        let mine = crate::frame::mine::pins_of(self.id);
+        while self.reclaim_pins.load(Ordering::Acquire) > mine {
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            std::thread::yield_now();
+            #[cfg(not(all(feature = "std", not(pagemap_loom))))]
+            crate::sync::spin_hint();
+        }
         {
             let mut lost = Lost::default();
             self.writeback_with(.., &mut lost);
@@ -634,5 +655,17 @@ impl crate::frame::Evictor for PageMap {
 
     fn map_stats(&self) -> MapStats {
         self.stats()
+    }
+
+    fn pin(&self) {
+        // Relaxed: taken under the registry's read lock, which orders it
+        // before the drop's unregister (a write lock) and so before its wait.
+        self.reclaim_pins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn unpin(&self) {
+        // Release: the reclaimer's accesses to the map happen before the
+        // drop's Acquire load sees the count fall.
+        self.reclaim_pins.fetch_sub(1, Ordering::Release);
     }
 }
