@@ -69,15 +69,22 @@ fn one_frame_pool_file_store_write_and_verify() {
         let _ = std::fs::remove_file(&path);
         {
             let pool = Arc::new(FramePool::new(1).unwrap());
-            let map = PageMap::try_new(pool.clone(), Arc::new(FileStore::open_or_create(&path).unwrap()))
-                .unwrap();
+            let map = PageMap::try_new(
+                pool.clone(),
+                Arc::new(FileStore::open_or_create(&path).unwrap()),
+            )
+            .unwrap();
             for i in 0..32u64 {
-                map.write_at(i * PAGE as u64 + 7, &[byte(1, i, 1); 100]).unwrap();
+                map.write_at(i * PAGE as u64 + 7, &[byte(1, i, 1); 100])
+                    .unwrap();
             }
             for i in 0..32u64 {
                 let mut b = [0u8; 100];
                 assert_eq!(map.read_at(i * PAGE as u64 + 7, &mut b).unwrap(), 100);
-                assert!(b.iter().all(|&x| x == byte(1, i, 1)), "page {i} lost its bytes");
+                assert!(
+                    b.iter().all(|&x| x == byte(1, i, 1)),
+                    "page {i} lost its bytes"
+                );
             }
             map.fsync().unwrap();
             let s = pool.stats();
@@ -85,7 +92,9 @@ fn one_frame_pool_file_store_write_and_verify() {
         }
         let data = std::fs::read(&path).unwrap();
         for i in 0..32usize {
-            assert!(data[i * PAGE + 7..i * PAGE + 107].iter().all(|&x| x == byte(1, i as u64, 1)));
+            assert!(data[i * PAGE + 7..i * PAGE + 107]
+                .iter()
+                .all(|&x| x == byte(1, i as u64, 1)));
         }
         std::fs::remove_file(&path).unwrap();
     });
@@ -108,8 +117,13 @@ fn dirty_evictions_land_in_the_store() {
             if cached.contains(&i) {
                 continue;
             }
-            let pg = store.page(i).unwrap_or_else(|| panic!("page {i} evicted but never written"));
-            assert!(pg.iter().all(|&x| x == byte(2, i, 0)), "page {i}: wrong bytes in the store");
+            let pg = store
+                .page(i)
+                .unwrap_or_else(|| panic!("page {i} evicted but never written"));
+            assert!(
+                pg.iter().all(|&x| x == byte(2, i, 0)),
+                "page {i}: wrong bytes in the store"
+            );
         }
         let ms = map.stats();
         assert_eq!(ms.evicted as usize, 40 - cached.len());
@@ -255,7 +269,10 @@ fn lru_explicit_reclaim_order() {
     for expect_gone in [2u64, 4, 5, 6, 3, 1, 7, 0] {
         let r = pool.reclaim(1);
         assert_eq!(r.freed, 1, "{r:?}");
-        assert!(!map.cached_indices(..).contains(&expect_gone), "{expect_gone} should have gone first");
+        assert!(
+            !map.cached_indices(..).contains(&expect_gone),
+            "{expect_gone} should have gone first"
+        );
     }
 }
 
@@ -280,13 +297,22 @@ fn s3fifo_hot_set_survives_scan() {
                 }
             }
         }
-        let survivors = hot.iter().filter(|h| map.cached_indices(..).contains(h)).count();
-        assert!(survivors >= 14, "only {survivors}/16 hot pages survived the scan");
+        let survivors = hot
+            .iter()
+            .filter(|h| map.cached_indices(..).contains(h))
+            .count();
+        assert!(
+            survivors >= 14,
+            "only {survivors}/16 hot pages survived the scan"
+        );
         let after = map.stats();
         // Hot reloads should have been mostly hits.
         let hot_loads = 16 * 40;
         let scan = 2000;
-        assert_eq!(after.hits + after.misses - before.hits - before.misses, hot_loads + scan);
+        assert_eq!(
+            after.hits + after.misses - before.hits - before.misses,
+            hot_loads + scan
+        );
     });
 }
 
@@ -344,16 +370,25 @@ fn reclaimer_lifecycle() {
             Watermarks { low: 8, high: 8 },
             Watermarks { low: 9, high: 8 },
             Watermarks { low: 8, high: 65 },
-            Watermarks { low: usize::MAX, high: usize::MAX },
+            Watermarks {
+                low: usize::MAX,
+                high: usize::MAX,
+            },
         ] {
             assert!(
-                matches!(Reclaimer::start(pool.clone(), bad), Err(Error::InvalidCapacity { .. })),
+                matches!(
+                    Reclaimer::start(pool.clone(), bad),
+                    Err(Error::InvalidCapacity { .. })
+                ),
                 "{bad:?} accepted"
             );
         }
         let marks = Watermarks { low: 4, high: 8 };
         let r = Reclaimer::start(pool.clone(), marks).unwrap();
-        assert!(matches!(Reclaimer::start(pool.clone(), marks), Err(Error::Busy)));
+        assert!(matches!(
+            Reclaimer::start(pool.clone(), marks),
+            Err(Error::Busy)
+        ));
         r.stop();
         let r = Reclaimer::start(pool.clone(), marks).unwrap();
         let map = PageMap::new(pool.clone(), Arc::new(MemStore::new()));
@@ -372,7 +407,10 @@ fn reclaimer_lifecycle() {
             let p = Arc::new(FramePool::new(cap).unwrap());
             let w = Watermarks::for_capacity(cap);
             let r = Reclaimer::start(p, w);
-            assert!(r.is_ok() || cap < 2, "for_capacity({cap}) = {w:?} refused by start");
+            assert!(
+                r.is_ok() || cap < 2,
+                "for_capacity({cap}) = {w:?} refused by start"
+            );
         }
     });
 }
@@ -385,7 +423,11 @@ fn reclaimer_drop_releases_pool() {
         let pool = Arc::new(FramePool::new(32).unwrap());
         let r = Reclaimer::start(pool.clone(), Watermarks { low: 2, high: 4 }).unwrap();
         drop(r);
-        assert_eq!(Arc::strong_count(&pool), 1, "stopped reclaimer still holds the pool");
+        assert_eq!(
+            Arc::strong_count(&pool),
+            1,
+            "stopped reclaimer still holds the pool"
+        );
         // A reclaimer never stopped (mem::forget-free path): the pool lives
         // while it runs; stopping frees it.
         let r = Reclaimer::start(pool.clone(), Watermarks { low: 2, high: 4 }).unwrap();
@@ -434,17 +476,31 @@ fn hammer_maps(close: bool) {
                     let map = PageMap::new(pool.clone(), store.clone());
                     for k in 0..60u64 {
                         let i = (k * 7 + round + t) % 24;
-                        let p = map.load(i).unwrap_or_else(|e| panic!("t{t} r{round} load {i}: {e}"));
+                        let p = map
+                            .load(i)
+                            .unwrap_or_else(|e| panic!("t{t} r{round} load {i}: {e}"));
                         let mut b = [0u8; 8];
                         p.read(8 * t as usize, &mut b).unwrap();
-                        let want = if gen[i as usize] == 0 { 0 } else { byte(t, i, gen[i as usize]) };
-                        assert!(b.iter().all(|&x| x == want), "t{t} r{round} page {i}: {b:?} want {want}");
+                        let want = if gen[i as usize] == 0 {
+                            0
+                        } else {
+                            byte(t, i, gen[i as usize])
+                        };
+                        assert!(
+                            b.iter().all(|&x| x == want),
+                            "t{t} r{round} page {i}: {b:?} want {want}"
+                        );
                         if k % 3 == 0 {
                             gen[i as usize] += 1;
-                            p.write(8 * t as usize, &[byte(t, i, gen[i as usize]); 8]).unwrap();
+                            p.write(8 * t as usize, &[byte(t, i, gen[i as usize]); 8])
+                                .unwrap();
                         }
                     }
-                    if close { map.close().unwrap(); } else { drop(map); } // checked next round
+                    if close {
+                        map.close().unwrap();
+                    } else {
+                        drop(map);
+                    } // checked next round
                 }
             }));
         }

@@ -49,7 +49,8 @@ fn mapped_dirty_pages_evicted_and_refaulted_keep_their_bytes() {
             }
             for i in 0..32u64 {
                 assert_eq!(
-                    w.read_byte(((i + 1) % 2) as usize, &s, va + i * PAGE + 5).unwrap(),
+                    w.read_byte(((i + 1) % 2) as usize, &s, va + i * PAGE + 5)
+                        .unwrap(),
                     val(i, gen),
                     "gen {gen} page {i}"
                 );
@@ -115,7 +116,11 @@ fn locked_mappings_are_never_evicted() {
             // The accessed bit may be test-and-cleared by reclaim's look;
             // nothing else may change.
             let acc = vmr::pte::ACCESSED;
-            assert_eq!(s.pte(va + i * PAGE) & !acc, ptes[i as usize] & !acc, "pinned PTE {i} changed");
+            assert_eq!(
+                s.pte(va + i * PAGE) & !acc,
+                ptes[i as usize] & !acc,
+                "pinned PTE {i} changed"
+            );
         }
         assert_eq!(w.file.stats().evicted, 0);
         assert_eq!(w.read_byte(1, &s, va + 3 * PAGE).unwrap(), 0x77);
@@ -133,7 +138,11 @@ fn locked_mappings_are_never_evicted() {
             drop(other.load(j).unwrap());
         }
         assert!(w.file.stats().evicted > 0, "unpinned pages never evicted");
-        assert_eq!(w.store.page(3).unwrap()[0], 0x77, "pinned dirty page written at eviction");
+        assert_eq!(
+            w.store.page(3).unwrap()[0],
+            0x77,
+            "pinned dirty page written at eviction"
+        );
     });
 }
 
@@ -200,7 +209,11 @@ fn cpus_write_under_pressure_from_another_file() {
                 for round in 1..=40u64 {
                     for i in (cpu as u64..24).step_by(2) {
                         let a = va + i * PAGE + 64 * cpu as u64;
-                        let want = if gen[i as usize] == 0 { 0 } else { val(i, gen[i as usize]) };
+                        let want = if gen[i as usize] == 0 {
+                            0
+                        } else {
+                            val(i, gen[i as usize])
+                        };
                         let got = w.read_byte(cpu, &s, a).unwrap();
                         assert_eq!(got, want, "cpu {cpu} round {round} page {i}");
                         gen[i as usize] = round;
