@@ -596,7 +596,9 @@ fn run_cache(cfg: &Config, path: &Path) -> Result<EngineReport, String> {
     let store = FileStore::open_or_create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let map = PageMap::try_new(Arc::clone(&pool), Arc::new(store))
         .map_err(|e| format!("opening the page map over {}: {e}", path.display()))?;
-    let kswapd = (!cfg.cli.no_background_reclaim)
+    // A one-frame pool has no watermarks 0 < low < high <= 1: it runs on
+    // direct reclaim alone (break12: `--pool 1` died with exit 1).
+    let kswapd = (!cfg.cli.no_background_reclaim && pool.capacity() >= 2)
         .then(|| {
             let marks = pagemap::Watermarks::for_capacity(pool.capacity());
             pagemap::Reclaimer::start(Arc::clone(&pool), marks)
