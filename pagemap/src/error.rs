@@ -25,6 +25,15 @@ pub enum Error {
         /// pinned, locked, loading, or failing their write-back).
         unevictable: u32,
     },
+    /// [`Reclaimer::start`](crate::Reclaimer::start) was given watermarks
+    /// that are not `0 < low < high <= capacity` (a pool of one frame has
+    /// none). Nothing was started.
+    InvalidWatermarks {
+        /// The low watermark asked for, in frames.
+        low: usize,
+        /// The high watermark asked for, in frames.
+        high: usize,
+    },
     /// The page already has the most holders its slot word can count.
     RefcountOverflow {
         /// Page index.
@@ -173,6 +182,10 @@ impl fmt::Display for Error {
                      {private} private, {unevictable} cached pages held, pinned, locked or failing)"
                 )
             }
+            Error::InvalidWatermarks { low, high } => write!(
+                f,
+                "reclaimer watermarks low {low}, high {high} frames: need 0 < low < high <= the pool's frames"
+            ),
             Error::RefcountOverflow { index } => {
                 write!(f, "page {index}: slot refcount would overflow")
             }
@@ -262,7 +275,9 @@ impl From<Error> for std::io::Error {
             | Error::SetSize { source, .. } => return (*source).into(),
             Error::PoolExhausted { .. } => K::OutOfMemory,
             Error::WouldBlock { .. } => K::WouldBlock,
-            Error::OutOfBounds { .. } | Error::InvalidCapacity { .. } => K::InvalidInput,
+            Error::OutOfBounds { .. }
+            | Error::InvalidCapacity { .. }
+            | Error::InvalidWatermarks { .. } => K::InvalidInput,
             Error::Busy => K::ResourceBusy,
             Error::BeyondEof { .. } => K::UnexpectedEof,
             Error::BeyondMaxSize { .. } => K::FileTooLarge,

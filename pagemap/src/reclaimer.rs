@@ -23,7 +23,8 @@ pub struct Watermarks {
 
 impl Watermarks {
     /// Watermarks for a pool of `capacity` frames: low at 1/64 of it and
-    /// high at 1/32 (at least 1 and 2 frames, and at most half the pool).
+    /// high at 1/32 (at least 1 and 2 frames). A pool of fewer than 2
+    /// frames has no valid watermarks: [`Reclaimer::start`] refuses these.
     pub fn for_capacity(capacity: usize) -> Self {
         let low = (capacity / 64).clamp(1, capacity.max(2) / 2);
         let high = (capacity / 32).clamp(low + 1, capacity.max(2));
@@ -120,14 +121,14 @@ impl Reclaimer {
     ///
     /// # Errors
     /// [`crate::Error::Busy`] if one already runs for this pool, or
-    /// [`crate::Error::InvalidCapacity`] if the watermarks are not
+    /// [`crate::Error::InvalidWatermarks`] if the watermarks are not
     /// `0 < low < high <= capacity`.
     pub fn start(pool: Arc<FramePool>, marks: Watermarks) -> Result<Self, crate::Error> {
         let cap = pool.capacity();
         if marks.low == 0 || marks.low >= marks.high || marks.high > cap {
-            return Err(crate::Error::InvalidCapacity {
-                requested: marks.high,
-                max: cap,
+            return Err(crate::Error::InvalidWatermarks {
+                low: marks.low,
+                high: marks.high,
             });
         }
         let wake = &pool.kswapd;

@@ -462,6 +462,8 @@ impl FramePool {
         // pages our scan found busy may be another evictor's, whose frees
         // are progress even when other threads take the frames first.
         let mut idle = 0;
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        let mut idle_since: Option<std::time::Instant> = None;
         let mut fruitless = 0;
         let mut rounds = 0usize;
         let batch = self.reclaim_batch();
@@ -495,13 +497,34 @@ impl FramePool {
                 fruitless += 1;
                 want = (want * 2).min(RECLAIM_BATCH.min(self.capacity()));
             }
-            // Give up after three rounds in a row that found nothing to
-            // evict and nothing in flight, or once every page had about
-            // two chances and none left, or when others keep taking what
-            // it frees (bounded: an allocation fails rather than loop
-            // forever).
+            // Give up once rounds that found nothing to evict and nothing
+            // in flight have gone on for a while (every frame held: a
+            // holder may be about to let go, as a `read_at` copying out
+            // does, so the wait is a few time slices, not three rounds),
+            // or once every page had about two chances and none left, or
+            // when others keep taking what it frees (bounded: an
+            // allocation fails rather than loop forever).
             let chances = 2 * self.capacity() / batch + 3;
-            if idle >= 3 || fruitless >= chances || rounds >= 4096 {
+            let held_out = match idle {
+                0 => false,
+                #[cfg(all(feature = "std", not(pagemap_loom)))]
+                _ => {
+                    let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+                    if idle > 3 {
+                        std::thread::sleep(core::time::Duration::from_micros(50));
+                    }
+                    idle >= 3 && since.elapsed() >= Self::HELD_GRACE
+                }
+                #[cfg(not(all(feature = "std", not(pagemap_loom))))]
+                n => n >= 64,
+            };
+            if idle == 0 {
+                #[cfg(all(feature = "std", not(pagemap_loom)))]
+                {
+                    idle_since = None;
+                }
+            }
+            if held_out || fruitless >= chances || rounds >= 4096 {
                 self.stats.ctr.add(stats::pool_ctr::FAILED_ALLOCS, 1);
                 return Err(self.exhausted());
             }
@@ -515,6 +538,13 @@ impl FramePool {
             }
         }
     }
+
+    /// How long direct reclaim waits for held frames to be let go before an
+    /// allocation fails (std; without it, 64 idle rounds): a holder that is
+    /// about to let go may be descheduled for a time slice or more on a
+    /// busy machine (2 ms made a one-frame pool shared by two threads fail).
+    #[cfg(all(feature = "std", not(pagemap_loom)))]
+    const HELD_GRACE: core::time::Duration = core::time::Duration::from_millis(20);
 
     /// Victims one direct-reclaim round takes: [`RECLAIM_BATCH`], or a
     /// sixteenth of a small pool (a round that marked the whole pool would

@@ -162,8 +162,7 @@ pub struct ReclaimReport {
 
 /// The registry and the scratch buffers of reclaim, kept in the pool.
 pub(crate) struct Reclaim {
-    /// The page maps drawing on the pool, by id (ids only grow, so pushes
-    /// keep it sorted).
+    /// The page maps drawing on the pool, sorted by id.
     maps: crate::sync::RwLock<Vec<(u32, Registered)>>,
     scratch: Box<[Mutex<Scratch>]>,
 }
@@ -233,8 +232,13 @@ impl FramePool {
     /// its drop and then waits for its pins before it frees anything.
     pub(crate) unsafe fn register(&self, id: u32, map: NonNull<dyn Evictor>) {
         let mut maps = self.reclaim.maps.write();
-        debug_assert!(maps.last().is_none_or(|e| e.0 < id), "map ids grow");
-        maps.push((id, Registered(map)));
+        // Ids are handed out in order but maps made on two threads may
+        // register out of it: insert in place, keeping the list sorted.
+        let at = match maps.binary_search_by_key(&id, |e| e.0) {
+            Ok(_) => panic!("page map id {id} registered twice"),
+            Err(at) => at,
+        };
+        maps.insert(at, (id, Registered(map)));
     }
 
     /// Forgets a page map (its drop does, before freeing its frames).
@@ -274,7 +278,11 @@ impl FramePool {
     ///
     /// A load that finds the pool empty calls it (direct reclaim); so does
     /// the background [`Reclaimer`](crate::Reclaimer). Safe to call from any
-    /// number of threads at once.
+    /// number of threads at once. A write-back that fails here keeps its
+    /// page dirty and cached, counts in
+    /// [`ReclaimReport::write_errors`], and is reported once by the map's
+    /// next [`fsync`](crate::PageMap::fsync), as any write-back failure is
+    /// (Linux's `errseq` semantics), even if a later write-back succeeds.
     pub fn reclaim(&self, want: usize) -> ReclaimReport {
         self.reclaim_with(want, true)
     }
