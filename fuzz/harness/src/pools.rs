@@ -32,6 +32,8 @@ pub fn pool(capacity: usize) -> Arc<FramePool> {
         FramePool::with_policy(capacity, Box::new(pagemap::policy::Manual))
             .expect("valid capacity"),
     );
+    // A full pool fails at once (no other thread can let a frame go).
+    pool.set_held_grace(std::time::Duration::ZERO);
     POOLS.with(|p| p.borrow_mut().insert(capacity, pool.clone()));
     pool
 }

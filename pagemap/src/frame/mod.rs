@@ -231,6 +231,8 @@ pub struct FramePool {
     /// Frames freed since the pool was made: direct reclaim's measure of
     /// progress (its own and everyone else's).
     frees: AtomicU64,
+    /// See [`set_held_grace`](Self::set_held_grace), in microseconds.
+    held_grace_us: AtomicU32,
     pub(crate) stats: stats::PoolCounters,
     /// The background reclaimer's wake-up, if one runs: (low watermark, the
     /// waker). Allocations below the low watermark wake it.
@@ -356,6 +358,7 @@ impl FramePool {
             policy_words: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             reclaim: reclaim::Reclaim::new(),
             frees: AtomicU64::new(0),
+            held_grace_us: AtomicU32::new(Self::DEFAULT_HELD_GRACE.as_micros() as u32),
             stats: stats::PoolCounters::new(),
             #[cfg(all(feature = "std", not(pagemap_loom)))]
             kswapd: crate::reclaimer::Wake::new(),
@@ -513,7 +516,8 @@ impl FramePool {
                     if idle > 3 {
                         std::thread::sleep(core::time::Duration::from_micros(50));
                     }
-                    idle >= 3 && since.elapsed() >= Self::HELD_GRACE
+                    let grace = self.held_grace_us.load(Ordering::Relaxed);
+                    idle >= 3 && since.elapsed().as_micros() >= u128::from(grace)
                 }
                 #[cfg(not(all(feature = "std", not(pagemap_loom))))]
                 n => n >= 64,
@@ -539,12 +543,23 @@ impl FramePool {
         }
     }
 
-    /// How long direct reclaim waits for held frames to be let go before an
-    /// allocation fails (std; without it, 64 idle rounds): a holder that is
-    /// about to let go may be descheduled for a time slice or more on a
-    /// busy machine (2 ms made a one-frame pool shared by two threads fail).
-    #[cfg(all(feature = "std", not(pagemap_loom)))]
-    const HELD_GRACE: core::time::Duration = core::time::Duration::from_millis(20);
+    /// The default of [`set_held_grace`](Self::set_held_grace): 20 ms.
+    pub const DEFAULT_HELD_GRACE: core::time::Duration = core::time::Duration::from_millis(20);
+
+    /// How long an allocation that finds every frame held (nothing to
+    /// evict, nothing in flight) keeps reclaiming, in case a holder lets go,
+    /// before it fails with [`Error::PoolExhausted`]: a holder about to let
+    /// go (a `read_at` copying out) may be descheduled for a time slice or
+    /// more on a busy machine (2 ms made a one-frame pool shared by two
+    /// threads fail). Default [`DEFAULT_HELD_GRACE`](Self::DEFAULT_HELD_GRACE);
+    /// zero fails after three idle rounds (a single-threaded user, whose own
+    /// holds cannot end meanwhile). Without `std`, 64 idle rounds, whatever
+    /// this says. Saturates at about 71 minutes.
+    pub fn set_held_grace(&self, grace: core::time::Duration) {
+        let us = u32::try_from(grace.as_micros()).unwrap_or(u32::MAX);
+        // Relaxed: a setting, read by each allocation that needs it.
+        self.held_grace_us.store(us, Ordering::Relaxed);
+    }
 
     /// Victims one direct-reclaim round takes: [`RECLAIM_BATCH`], or a
     /// sixteenth of a small pool (a round that marked the whole pool would

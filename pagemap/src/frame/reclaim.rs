@@ -199,9 +199,15 @@ impl Reclaim {
                 return g;
             }
         }
-        // All in use: wait for one (by a cheap per-thread choice).
-        let here = 0u8;
-        let i = (&here as *const u8 as usize >> 12) % self.scratch.len();
+        // All in use: wait for one (by a cheap per-thread choice; under
+        // loom the first, as loom replays executions access by access).
+        #[cfg(not(pagemap_loom))]
+        let i = {
+            let here = 0u8;
+            (core::ptr::addr_of!(here) as usize >> 12) % self.scratch.len()
+        };
+        #[cfg(pagemap_loom)]
+        let i = 0;
         self.scratch[i].lock()
     }
 

@@ -28,10 +28,20 @@ struct Shard<const N: usize>([AtomicU64; N]);
 /// spread the same way).
 #[inline(always)]
 fn shard() -> usize {
-    let here = 0u8;
-    let addr = core::ptr::addr_of!(here) as usize;
-    ((addr >> 21).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 4))
-        & (SHARDS - 1)
+    // Loom replays each execution's accesses in order: a choice that
+    // depends on where a thread's stack lies would touch other atomics from
+    // one execution to the next (loom's own assertions then fail).
+    #[cfg(pagemap_loom)]
+    {
+        0
+    }
+    #[cfg(not(pagemap_loom))]
+    {
+        let here = 0u8;
+        let addr = core::ptr::addr_of!(here) as usize;
+        ((addr >> 21).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 4))
+            & (SHARDS - 1)
+    }
 }
 
 impl<const N: usize> Sharded<N> {
