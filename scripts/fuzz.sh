@@ -4,8 +4,8 @@
 # reclaim_ops
 # (the threaded removal stress test runs with the replay tests).
 #
-#   scripts/fuzz.sh                  # replay tests, then 15 s per fuzz target
-#                                    # (10 s for removal_interleaved: 55 s in all)
+#   scripts/fuzz.sh                  # replay tests, then 10 s per fuzz target
+#                                    # (6 s for removal_interleaved: 46 s in all, five targets)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh # fuzz longer
 #   FUZZ_SECONDS=0 scripts/fuzz.sh   # replay tests only
 #
@@ -22,7 +22,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 start=$(date +%s)
 
 # Installs (C++ compiler, cargo-fuzz) live in one place.

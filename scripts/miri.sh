@@ -22,7 +22,7 @@ cargo +nightly miri test -p pagemap --test unsafe_paths
 # code, and minutes under miri). page_lock_wakes_waiter
 # is skipped: it sleeps in parking_lot, whose futex call current miri rejects
 # (an argument type in parking_lot_core's variadic syscall, not our code).
-cargo +nightly miri test -p pagemap --lib -- frame:: slot:: shootdown:: \
+cargo +nightly miri test -p pagemap --lib -- frame:: slot:: shootdown:: --skip frame::policy \
     --skip page_lock_wakes_waiter
 # The completion-based store's requests (raw frame memory handed to the
 # store, completed inline: the threaded tests sleep in parking_lot too).
