@@ -563,17 +563,39 @@ impl Slot {
             // a hit, as below; the word returned is as of our add, as there).
             let now = self.0.fetch_and(!REMOVAL, Ordering::AcqRel) & !REMOVAL;
             if hit {
-                self.0.fetch_or(ACCESSED, Ordering::Relaxed);
+                self.mark_accessed(old.present_frame());
             }
             return Ok(SlotWord(now));
         }
         if hit {
-            // A user's hit marks the page referenced, once: a page already
-            // marked costs no second write. Relaxed: a hint for reclaim,
-            // which publishes nothing through it.
-            self.0.fetch_or(ACCESSED, Ordering::Relaxed);
+            self.mark_accessed(old.present_frame());
         }
         Ok(SlotWord(old.0 + REF_ONE))
+    }
+
+    /// A user's hit marks the page in `frame` referenced, once: a page
+    /// already marked costs no second write. Only while the slot still holds
+    /// `frame`, present: our count keeps a remover away, but a truncate may
+    /// detach the page meanwhile and clear the slot, and a bit set on the
+    /// empty word would leave it neither empty nor present, refused by every
+    /// insert and lookup (the soak test hung on such a slot once, when this
+    /// was a `fetch_or`). The frame cannot come back to this slot while we
+    /// hold it, so its id tells. Relaxed: a hint for reclaim, which publishes
+    /// nothing through it.
+    #[inline]
+    fn mark_accessed(&self, frame: FrameId) {
+        let mut w = SlotWord(self.0.load(Ordering::Relaxed));
+        while w.frame() == Some(frame) && w.is_present() && !w.is_accessed() {
+            match self.0.compare_exchange_weak(
+                w.0,
+                w.0 | ACCESSED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(seen) => w = SlotWord(seen),
+            }
+        }
     }
 
     /// A holder's put of the page in `frame`: one CAS while the slot holds
@@ -877,6 +899,27 @@ mod tests {
         assert!(w.is_loading());
         assert!(!loaded(w).is_loading());
         assert_eq!(loaded(w).frame(), FrameId::new(11));
+    }
+
+    #[test]
+    fn a_hit_marks_only_its_own_present_page() {
+        let f = FrameId::new(5).unwrap();
+        // The page was detached and its slot cleared (or refilled) between
+        // the hit's add and its mark: the mark must not land.
+        let s = Slot::new();
+        s.mark_accessed(f);
+        assert!(
+            Slot::is_vacant(s.load()),
+            "a bit on an empty slot: {:?}",
+            s.load()
+        );
+        s.publish(inserted(6, false));
+        s.mark_accessed(f);
+        assert!(!s.load().is_accessed(), "another page marked");
+        let s = Slot::new();
+        s.publish(inserted(5, false));
+        s.mark_accessed(f);
+        assert!(s.load().is_accessed());
     }
 
     #[test]
