@@ -35,7 +35,7 @@
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
 
-use pagemap::{PageRef, PAGE_SIZE};
+use pagemap::{PageRef, PrivateFrame, PAGE_SIZE};
 
 use crate::error::{Access, Fault};
 use crate::machine::Machine;
@@ -54,8 +54,14 @@ pub struct FaultStats {
     pub minor: StdAtomicU64,
     /// Faults that read the page (the handler dropped its lock and blocked).
     pub major: StdAtomicU64,
-    /// Private copies made by write faults.
+    /// Private copies made by write faults (of a page-cache page, or of a
+    /// private frame another space shares after fork).
     pub cow: StdAtomicU64,
+    /// Write faults on a private frame shared at fork that found it no
+    /// longer shared and took it writable without a copy.
+    pub reused: StdAtomicU64,
+    /// Anonymous pages zero-filled at their first touch.
+    pub zero_fill: StdAtomicU64,
     /// Neighbouring pages mapped by fault-around.
     pub neighbours: StdAtomicU64,
     /// Faults restarted because the regions changed while blocked.
@@ -196,8 +202,16 @@ impl Faulter<'_> {
             // The centre's entry, walked to once for the whole fault (table
             // pages are never freed while the space lives).
             let p = self.core().pt.get_or_alloc(center_va / PAGE);
-            if let Some(done) = self.restore_private(v, p) {
+            if let Some(done) = self.restore_private(v, center_va, p, access) {
                 return done;
+            }
+            if v.is_anonymous() {
+                // No page cache: an empty entry gets a zero-filled frame.
+                if p.load() & pte::LOCK != 0 {
+                    drop(self.cow.lock()); // a copy in flight: wait for it
+                    continue;
+                }
+                return self.anon_fault(v, center_va, p, access);
             }
             if ctx.npages > 1 {
                 self.map_neighbours(v, &ctx);
@@ -309,31 +323,128 @@ impl Faulter<'_> {
         pagemap::FrameId::new(pte::frame(old)).map(|f| (old, f))
     }
 
-    /// A private copy of ours at `va` (write-protected by fork, or hidden by
+    /// A private frame at `va` (write-protected by fork, or hidden by
     /// mprotect): gives it the region's rights back without looking at the
-    /// page cache (the file page may be gone; the copy is all that counts).
-    /// `None` if the entry is not a private copy. One CAS on the existing
-    /// entry: a truncate's zap of it wins or loses cleanly.
-    fn restore_private(&self, v: &Vmr, p: &PteCell) -> Option<Result<(), Fault>> {
+    /// page cache (the file page may be gone; the frame is all that counts).
+    /// Write rights only to the last holder of the frame: a write to a frame
+    /// still shared with another space (after fork) copies it first
+    /// ([`copy_shared`](Self::copy_shared)). `None` if the entry is not a
+    /// private frame. One CAS on the existing entry: a truncate's zap or
+    /// an unmap of it wins or loses cleanly.
+    fn restore_private(
+        &self,
+        v: &Vmr,
+        va: u64,
+        p: &PteCell,
+        access: Access,
+    ) -> Option<Result<(), Fault>> {
+        let pool = self.machine().pool();
         loop {
             let old = p.load();
             if old & pte::PRIVATE == 0 || old & pte::LOCK != 0 {
                 return None;
             }
-            let write = if v.prot.contains(Prot::WRITE) {
+            let frame = pagemap::FrameId::new(pte::frame(old)).expect("private PTE has a frame");
+            // Exact for us: only a holder adds references (fork, under the
+            // lock of a space that maps it), and the other holders are
+            // other spaces (or other entries) that can only let go.
+            let exclusive = pool.private_map_count(frame) == Some(1);
+            let write = if v.prot.contains(Prot::WRITE) && exclusive {
                 pte::WRITABLE
             } else {
                 0
             };
+            if access == Access::Write && write == 0 {
+                // Shared (the region allows writes: fault_check said so).
+                return Some(self.copy_shared(va, p, old));
+            }
             let new = old | pte::PRESENT | write;
             if new == old {
                 self.stats.spurious.fetch_add(1, Ordering::Relaxed);
                 return Some(Ok(()));
             }
             if p.cas(old, new).is_ok() {
+                if access == Access::Write && old & pte::WRITABLE == 0 {
+                    self.stats.reused.fetch_add(1, Ordering::Relaxed);
+                }
                 return Some(Ok(()));
             }
         }
+    }
+
+    /// A write to a private frame that another entry shares (fork's
+    /// copy-on-write): the page is copied into a frame of our own and our
+    /// reference to the shared one dropped (the last holder of it frees
+    /// it). The same lock-hide-shootdown-publish order as
+    /// [`copy_on_write`](Self::copy_on_write).
+    fn copy_shared(&self, va: u64, p: &PteCell, old: u64) -> Result<(), Fault> {
+        let pool = self.machine().pool();
+        let copy = pool
+            .alloc_private()
+            .map_err(|_| Fault::OutOfMemory { va })?;
+        let src = pagemap::FrameId::new(pte::frame(old)).expect("private PTE has a frame");
+        let mut buf = [0u8; PAGE_SIZE];
+        // SAFETY: our entry holds a reference to `src` (read below again
+        // by the CAS: if it changed, the copy is dropped), and every entry
+        // that shares it is read-only, so nobody writes it while we copy
+        // (a holder may write only once it holds the last reference).
+        unsafe { pool.read_page(src, &mut buf) };
+        copy.write_page(&buf);
+        let new = pte::make(
+            copy.id().get(),
+            pte::PRESENT | pte::WRITABLE | pte::PRIVATE | pte::ACCESSED | pte::DIRTY,
+        );
+        let vpn = va / PAGE;
+        let _cow = self.cow.lock();
+        let hidden = (old & !(pte::PRESENT | pte::WRITABLE)) | pte::LOCK;
+        if p.cas(old, hidden).is_err() {
+            return Ok(()); // changed meanwhile: the access retries
+        }
+        if old & pte::PRESENT != 0 {
+            // CPUs may still read the shared frame through the old entry.
+            self.core().shootdown(vpn, vpn);
+        }
+        let _ = copy.into_raw();
+        p.store(new);
+        // SAFETY: our entry held this reference, and the CAS above took it
+        // out of the table (the entry now names the copy): ours to drop,
+        // after the shootdown, and nobody else's.
+        drop(unsafe { PrivateFrame::from_raw(pool, src) });
+        self.stats.cow.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A fault on an anonymous region's empty entry: a zero-filled private
+    /// frame of our own, writable if the region is (nobody else can have
+    /// it), installed by one CAS from empty (a racing fault's frame wins and
+    /// ours is freed).
+    fn anon_fault(&self, v: &Vmr, va: u64, p: &PteCell, access: Access) -> Result<(), Fault> {
+        let pool = self.machine().pool();
+        let frame = pool
+            .alloc_private()
+            .map_err(|_| Fault::OutOfMemory { va })?;
+        frame.write_page(&[0u8; PAGE_SIZE]);
+        let write = if v.prot.contains(Prot::WRITE) {
+            pte::WRITABLE
+        } else {
+            0
+        };
+        let touched = pte::ACCESSED
+            | if access == Access::Write {
+                pte::DIRTY
+            } else {
+                0
+            };
+        let new = pte::make(
+            frame.id().get(),
+            pte::PRESENT | pte::PRIVATE | write | touched,
+        );
+        if p.cas(0, new).is_ok() {
+            let _ = frame.into_raw(); // the entry holds it now
+            self.stats.zero_fill.fetch_add(1, Ordering::Relaxed);
+        }
+        // Lost: someone else's entry is there; the access retries on it.
+        Ok(())
     }
 
     /// PTE bits for a page-cache page entered with `prot`.
@@ -360,7 +471,6 @@ impl Faulter<'_> {
         // the entry is in place or the copy-on-write copy published, and
         // truncate waits for that. `p` is the entry of `va`.
         let frame = page.frame().get();
-        let writable_region = v.prot.contains(Prot::WRITE);
         loop {
             let old = p.load();
             if old & pte::LOCK != 0 {
@@ -370,17 +480,10 @@ impl Faulter<'_> {
                 continue;
             }
             if old & pte::PRIVATE != 0 {
-                // Our own copy: make it usable again (after PROT_NONE or a
-                // read-only mprotect) with the region's rights.
-                let new = old | pte::PRESENT | if writable_region { pte::WRITABLE } else { 0 };
-                if new == old {
-                    self.stats.spurious.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                if p.cas(old, new).is_ok() {
-                    return Ok(());
-                }
-                continue;
+                // A private frame appeared meanwhile (another CPU's
+                // copy-on-write): the access retries, and its fault, if it
+                // needs one, takes `restore_private`'s path.
+                return Ok(());
             }
             if !v.is_shared() && access == Access::Write {
                 return self.copy_on_write(v, va, p, page, old);

@@ -76,4 +76,4 @@ pub use error::{Access, Fault, VmError};
 pub use fault::{CheckError, FaultCtx, FaultStats};
 pub use machine::{Cpu, CpuStats, Machine, ShootdownStats, TLB_ENTRIES};
 pub use region::{Advice, MapFlags, Prot, Vmr};
-pub use space::{AddressSpace, MapRequest};
+pub use space::{AddressSpace, ForkMode, MapRequest};

@@ -15,7 +15,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64 as StdAtomicU64};
 use std::sync::Arc;
 
-use pagemap::FramePool;
+use std::sync::OnceLock;
+
+use pagemap::{FramePool, MemStore, PageMap};
 
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
@@ -112,6 +114,8 @@ pub struct Machine {
     ipis: StdAtomicU64,
     invalidated: StdAtomicU64,
     skipped: StdAtomicU64,
+    /// See [`zero_file`](Machine::zero_file); made at the first use.
+    zero: OnceLock<Arc<PageMap>>,
 }
 
 impl Machine {
@@ -139,7 +143,19 @@ impl Machine {
             ipis: StdAtomicU64::new(0),
             invalidated: StdAtomicU64::new(0),
             skipped: StdAtomicU64::new(0),
+            zero: OnceLock::new(),
         })
+    }
+
+    /// The file every anonymous region maps (Linux's `/dev/zero` for a
+    /// private mapping): a page map over an empty store, made at the first
+    /// anonymous mmap. Its pages are never loaded (a fault on anonymous
+    /// memory allocates a zero-filled private frame instead); it exists so
+    /// that an anonymous region is a region like any other (a reverse-map
+    /// entry, splitting, teardown).
+    pub fn zero_file(&self) -> &Arc<PageMap> {
+        self.zero
+            .get_or_init(|| PageMap::new(self.pool.clone(), Arc::new(MemStore::new())))
     }
 
     /// The frame pool (physical memory).

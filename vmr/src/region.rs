@@ -63,6 +63,10 @@ impl MapFlags {
     pub const LOCKED: MapFlags = MapFlags(4);
     /// Pre-fault the whole range at mmap.
     pub const POPULATE: MapFlags = MapFlags(8);
+    /// Anonymous memory (MAP_ANONYMOUS, always with PRIVATE): zero-filled
+    /// on first touch, owned by the address space, no file behind it (see
+    /// [`AddressSpace::mmap_anonymous`](crate::AddressSpace::mmap_anonymous)).
+    pub const ANONYMOUS: MapFlags = MapFlags(16);
 
     /// Whether all of `other` is set.
     pub const fn contains(self, other: MapFlags) -> bool {
@@ -157,6 +161,12 @@ impl Vmr {
     /// Whether writes reach the file.
     pub fn is_shared(&self) -> bool {
         self.flags.contains(MapFlags::SHARED)
+    }
+    /// Whether this is anonymous memory (its "file" is the machine's zero
+    /// file, whose pages are never loaded: see
+    /// [`Machine::zero_file`](crate::Machine::zero_file)).
+    pub fn is_anonymous(&self) -> bool {
+        self.flags.contains(MapFlags::ANONYMOUS)
     }
     /// Pages in the region.
     pub fn pages(&self) -> u64 {

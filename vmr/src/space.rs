@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use pagemap::{FrameId, PageMap, WritebackReport, PAGE_SIZE};
+use pagemap::{FrameId, PageMap, PrivateFrame, WritebackReport, PAGE_SIZE};
 
 use crate::error::{Access, Fault, VmError};
 use crate::fault::{fault_check, CheckError, FaultCtx, FaultStats, Faulter};
@@ -22,6 +22,16 @@ use crate::rework::{rework, write_protect_private};
 use crate::sync::{Mutex, RwLock};
 
 const PAGE: u64 = PAGE_SIZE as u64;
+
+/// How [`AddressSpace::fork_with`] gives the child the private pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForkMode {
+    /// Share each private frame copy-on-write (Linux's fork).
+    #[default]
+    Share,
+    /// Copy every private page now (the benchmark's baseline).
+    Copy,
+}
 
 /// What to map (see [`AddressSpace::mmap`]).
 #[derive(Clone)]
@@ -162,6 +172,12 @@ impl AddressSpace {
         if shared == req.flags.contains(MapFlags::PRIVATE) {
             return Err(VmError::InvalidFlags);
         }
+        if req.flags.contains(MapFlags::ANONYMOUS)
+            && !Arc::ptr_eq(&req.file, self.core.machine.zero_file())
+        {
+            // Anonymous memory maps the zero file (mmap_anonymous does).
+            return Err(VmError::InvalidFlags);
+        }
         if !Arc::ptr_eq(req.file.pool(), self.core.machine.pool()) {
             return Err(VmError::ForeignPool);
         }
@@ -215,6 +231,57 @@ impl AddressSpace {
             }
         }
         Ok(base)
+    }
+
+    /// Maps `len` bytes of anonymous memory (MAP_PRIVATE | MAP_ANONYMOUS):
+    /// zero-filled on first touch, owned by this space, shared copy-on-write
+    /// with a [`fork`](Self::fork)'s child. `addr`: `Some` for a fixed
+    /// address (MAP_FIXED without replacing: an overlap is an error), `None`
+    /// to let the space choose. `flags` may add
+    /// [`MapFlags::LOCKED`] and [`MapFlags::POPULATE`]; SHARED is refused
+    /// (shared anonymous memory is a file: map a [`PageMap`] SHARED).
+    /// Returns the address.
+    ///
+    /// # Errors
+    /// As [`mmap`](Self::mmap); [`VmError::InvalidFlags`] for SHARED.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pagemap::FramePool;
+    /// use vmr::{AddressSpace, Machine, MapFlags, Prot};
+    ///
+    /// let machine = Machine::new(Arc::new(FramePool::new(8).unwrap()), 1);
+    /// let parent = AddressSpace::new(machine.clone());
+    /// let va = parent.mmap_anonymous(None, 4096, Prot::RW, MapFlags::PRIVATE).unwrap();
+    /// let cpu = machine.cpu(0);
+    /// let mut b = [1u8; 2];
+    /// cpu.read(&parent, va, &mut b).unwrap();
+    /// assert_eq!(b, [0, 0]); // zero-filled
+    /// cpu.write(&parent, va, b"p").unwrap();
+    /// let child = parent.fork().unwrap(); // shares the page, copy-on-write
+    /// cpu.write(&child, va, b"c").unwrap(); // the child copies it
+    /// cpu.read(&parent, va, &mut b[..1]).unwrap();
+    /// assert_eq!(&b[..1], b"p");
+    /// ```
+    pub fn mmap_anonymous(
+        &self,
+        addr: Option<u64>,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+    ) -> Result<u64, VmError> {
+        if flags.contains(MapFlags::SHARED) {
+            return Err(VmError::InvalidFlags);
+        }
+        self.mmap(MapRequest {
+            addr,
+            len,
+            prot,
+            flags: flags | MapFlags::PRIVATE | MapFlags::ANONYMOUS,
+            file: self.core.machine.zero_file().clone(),
+            pgoff: 0,
+            advice: Advice::Normal,
+        })
     }
 
     /// Pre-faults a range (MAP_POPULATE, MAP_LOCKED): private writable
@@ -347,18 +414,36 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// A copy of this space: shared mappings stay shared (the child faults
-    /// them in), private pages are copied now, each as of one instant.
-    ///
-    /// Before copying, every writable private entry of ours is made
-    /// read-only and this space is shot down once, so no CPU can change a
-    /// page while it is copied (CPUs that write meanwhile fault, and wait for
-    /// the address-space lock, which fork holds; afterwards the fault gives
-    /// the entry its rights back without copying: the copy is ours). The
-    /// copies of one file's private pages are made under that file's
-    /// [`PageMap::invalidate_lock_shared`], so a truncate or hole punch zaps
-    /// either our entries before the copy or both spaces' after it.
+    /// A copy of this space ([`fork_with`](Self::fork_with) in
+    /// [`ForkMode::Share`]): shared mappings stay shared, private and
+    /// anonymous pages are shared copy-on-write.
     pub fn fork(&self) -> Result<Arc<AddressSpace>, VmError> {
+        self.fork_with(ForkMode::Share)
+    }
+
+    /// A copy of this space: shared mappings stay shared (the child faults
+    /// them in); private and anonymous pages (private frames) are, as of
+    /// one instant, shared copy-on-write ([`ForkMode::Share`]: the child's
+    /// entries name the same frames, read-only, and a write fault in either
+    /// space copies the page unless its writer holds the last reference,
+    /// which it then reuses) or copied now ([`ForkMode::Copy`], the eager
+    /// copy this crate made before; kept as the benchmark's baseline).
+    ///
+    /// Before, every writable private entry of ours is made read-only and
+    /// this space is shot down once, so no CPU can change a page while it is
+    /// shared or copied (CPUs that write meanwhile fault, and wait for the
+    /// address-space lock, which fork holds; afterwards the fault gives the
+    /// entry its rights back without copying if the frame is ours alone).
+    /// One file's private entries are handled under that file's
+    /// [`PageMap::invalidate_lock_shared`], so a truncate or hole punch zaps
+    /// either our entries before the fork or both spaces' after it.
+    ///
+    /// # Errors
+    /// [`VmError::OutOfMemory`] ([`ForkMode::Copy`]) if the pool has no
+    /// frame for a copy, or if a frame has [`pagemap::PrivateFrame::MAX_MAP_COUNT`]
+    /// references already; the child is torn down and this space unchanged
+    /// (its entries stay write-protected: its next write fault restores them).
+    pub fn fork_with(&self, mode: ForkMode) -> Result<Arc<AddressSpace>, VmError> {
         let child = AddressSpace::new(self.core.machine.clone());
         let regions = self.regions.write();
         write_protect_private(&self.core, &regions);
@@ -385,22 +470,32 @@ impl AddressSpace {
                         if failed || old & pte::PRIVATE == 0 {
                             return;
                         }
-                        debug_assert_eq!(old & pte::WRITABLE, 0, "copying a writable page");
-                        let Ok(copy) = pool.alloc_private() else {
+                        debug_assert_eq!(old & pte::WRITABLE, 0, "sharing a writable page");
+                        let src = FrameId::new(pte::frame(old)).expect("private frame");
+                        let shared = match mode {
+                            // SAFETY: the parent's entry holds a reference
+                            // to this private frame (PRIVATE), and keeps it
+                            // while we run: faults and unmaps of this space
+                            // wait for its lock, which fork holds, and a
+                            // truncate's zap for the file's invalidate lock.
+                            ForkMode::Share => unsafe { PrivateFrame::share_raw(pool, src) }.ok(),
+                            ForkMode::Copy => pool.alloc_private().ok().map(|copy| {
+                                let mut buf = [0u8; PAGE_SIZE];
+                                // SAFETY: the parent's entry owns this private
+                                // frame (PRIVATE), write-protected and shot down
+                                // above; no store ever fills a private frame.
+                                unsafe { pool.read_page(src, &mut buf) };
+                                copy.write_page(&buf);
+                                copy.into_raw()
+                            }),
+                        };
+                        let Some(nf) = shared else {
                             failed = true;
                             return;
                         };
-                        let src = FrameId::new(pte::frame(old)).expect("private frame");
-                        let mut buf = [0u8; PAGE_SIZE];
-                        // SAFETY: the parent's entry owns this private frame
-                        // (PRIVATE), write-protected and shot down above; no
-                        // store ever fills a private frame.
-                        unsafe { pool.read_page(src, &mut buf) };
-                        copy.write_page(&buf);
-                        // The child's entry owns it (see `PrivateFrame`).
-                        let nf = copy.into_raw();
-                        // Read-only too: the child's first write faults and
-                        // takes its rights back, as ours does.
+                        // The child's entry holds the new reference (see
+                        // `PrivateFrame`), read-only too: the first write in
+                        // either space faults and copies or reuses.
                         let keep = old & (pte::PRESENT | pte::PRIVATE);
                         child
                             .core
@@ -412,7 +507,7 @@ impl AddressSpace {
                 if failed {
                     drop(kid);
                     drop(regions);
-                    drop(child); // tears down what was copied
+                    drop(child); // tears down what was shared or copied
                     return Err(VmError::OutOfMemory);
                 }
             }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use pagemap::{FramePool, MemStore, PageMap};
 use vmr::{
-    pte, Access, AddressSpace, Advice, CheckError, Fault, MapFlags, MapRequest, Prot, VmError,
+    pte, Access, AddressSpace, Advice, CheckError, Fault, ForkMode, MapFlags, MapRequest, Prot,
+    VmError,
 };
 
 #[allow(dead_code)]
@@ -347,9 +348,19 @@ fn fork_out_of_frames_changes_nothing() {
     assert_eq!(free, 1, "room for one of the two copies");
     // Held, the cached pages cannot be reclaimed to make room either.
     let held = (w.file.load(0).unwrap(), w.file.load(1).unwrap());
-    assert!(matches!(parent.fork(), Err(VmError::OutOfMemory)));
+    assert!(matches!(
+        parent.fork_with(ForkMode::Copy),
+        Err(VmError::OutOfMemory)
+    ));
     assert_eq!(w.machine.pool().free_frames(), free, "partial copies freed");
     assert_eq!(w.file.nr_mappings(), 1);
+    // Sharing needs no frame: the same fork succeeds copy-on-write.
+    let child = parent.fork().unwrap();
+    assert_eq!(w.machine.pool().free_frames(), free);
+    let mut b = [0u8; 1];
+    w.machine.cpu(0).read(&child, pr + PAGE, &mut b).unwrap();
+    assert_eq!(&b, b"b");
+    drop(child);
     drop(held);
 }
 

@@ -141,8 +141,9 @@ pub(crate) struct Frame {
     flags: AtomicU32,
     /// Id of the owning page map (0 when free).
     owner: AtomicU32,
-    /// Page index while owned; once the frame is DETACHED, the count of
-    /// its holders (the "orphan" count that the slot word kept before: a
+    /// Page index while owned by a page map; a private frame's map
+    /// references (see [`PrivateFrame`]); once the frame is DETACHED, the
+    /// count of its holders (the "orphan" count that the slot word kept before: a
     /// detached frame has no index, so the word is free, and the frame
     /// stays 16 bytes).
     index: AtomicU64,
@@ -670,6 +671,9 @@ impl FramePool {
         // Never waiting for a remover: a fault's copy-on-write allocates
         // inside `map_page`'s callback, which a truncate waits for.
         let id = self.alloc_with(false)?;
+        // One map reference: the handle's. Relaxed: the frame is ours
+        // alone until the handle is published (moved to its user).
+        self.frame(id).index.store(1, Ordering::Relaxed);
         Ok(PrivateFrame {
             pool: self.clone(),
             id,
@@ -788,6 +792,34 @@ impl FramePool {
     /// count before it is right. Release: pairs with `owner`'s Acquire.
     pub(crate) fn set_orphans(&self, id: FrameId, holders: u64) {
         self.frame(id).index.store(holders, Ordering::Release);
+    }
+
+    /// Map references of a private frame (see [`PrivateFrame`]), `None` if
+    /// `id` is free or a page map's. A snapshot; exact for a caller holding
+    /// the only reference (nobody else can add one).
+    pub fn private_map_count(&self, id: FrameId) -> Option<u64> {
+        let f = self.frame(id);
+        // Acquire: pairs with `private_put`'s Release, so a holder that
+        // sees 1 also sees every access the other holders made before
+        // they let go (it is about to write the frame in place).
+        let n = f.index.load(Ordering::Acquire);
+        let bits = f.flags.load(Ordering::Relaxed);
+        (bits & (flags::FREE | flags::PAGEMAP) == 0).then_some(n)
+    }
+
+    /// One more map reference to a private frame, refused at `max`.
+    /// Relaxed: the caller holds a reference, so the count cannot reach
+    /// zero meanwhile and nothing is published.
+    pub(crate) fn private_get(&self, id: FrameId, max: u64) -> bool {
+        self.orphan_get(id, max)
+    }
+
+    /// One map reference fewer; `true` for the last, who then frees the
+    /// frame. AcqRel: every holder's accesses happen-before the free.
+    pub(crate) fn private_put(&self, id: FrameId) -> bool {
+        let old = self.frame(id).index.fetch_sub(1, Ordering::AcqRel);
+        assert!(old > 0, "put of private frame {id:?} with no reference");
+        old == 1
     }
 
     /// Holders of a detached frame now.
@@ -1049,7 +1081,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "double free")]
+    #[should_panic(expected = "with no reference")]
     fn a_second_from_raw_is_caught_at_its_drop() {
         let pool = std::sync::Arc::new(FramePool::new(2).unwrap());
         let raw = pool.alloc_private().unwrap().into_raw();

@@ -5,12 +5,21 @@ use core::fmt;
 use super::{flags, FrameId, FramePool};
 use crate::PAGE_SIZE;
 
-/// An owned frame outside any page map: a private copy-on-write copy, an
-/// anonymous page. Dropping it frees the frame (asserting it is not free
-/// already). [`into_raw`](Self::into_raw) hands the ownership to a page table
-/// entry; [`from_raw`](Self::from_raw) takes it back when the entry is
-/// cleared (then free it only after the shootdown:
+/// One map reference to a frame outside any page map: a private
+/// copy-on-write copy, an anonymous page. A private frame counts its map
+/// references (Linux's `mapcount` of an anonymous folio): one at
+/// [`alloc_private`](FramePool::alloc_private), one more for each page table
+/// entry that shares it after a fork ([`share_raw`](Self::share_raw)).
+/// Dropping a handle drops its reference, and the last one frees the frame
+/// (asserting it is not free already). [`into_raw`](Self::into_raw) hands the
+/// reference to a page table entry; [`from_raw`](Self::from_raw) takes it
+/// back when the entry is cleared (then drop it only after the shootdown:
 /// [`ShootdownBatch::defer_free`](crate::ShootdownBatch::defer_free)).
+///
+/// A write to a shared frame copies it unless the writer's reference is
+/// the last one ([`map_count`](Self::map_count) is 1: Linux's
+/// `wp_can_reuse_anon_folio`): references are only added by a holder, so a
+/// count of 1 seen by the holder stays 1 while it looks.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -48,6 +57,48 @@ impl PrivateFrame {
     pub fn pool(&self) -> &alloc::sync::Arc<FramePool> {
         &self.pool
     }
+
+    /// Map references to the frame now (this one included), at least 1.
+    pub fn map_count(&self) -> u64 {
+        self.pool.private_map_count(self.id).unwrap_or(0)
+    }
+
+    /// One more map reference to the private frame `id` that the caller's
+    /// page table entry holds (fork: the child's entry shares the parent's
+    /// frame), handed out as a raw id for the new entry to own.
+    ///
+    /// # Errors
+    /// [`Error::RefcountOverflow`](crate::Error::RefcountOverflow) (its
+    /// `index` is the frame id) if the frame already has
+    /// [`MAX_MAP_COUNT`](Self::MAX_MAP_COUNT) references; nothing changed.
+    ///
+    /// # Safety
+    /// `id` must come from [`into_raw`](Self::into_raw) of a handle of this
+    /// `pool`, and the reference the caller's entry holds must stay held
+    /// until this returns (so the frame cannot be freed meanwhile).
+    ///
+    /// # Panics
+    /// If the frame is free or a page map's.
+    pub unsafe fn share_raw(
+        pool: &alloc::sync::Arc<FramePool>,
+        id: FrameId,
+    ) -> Result<FrameId, crate::Error> {
+        let f = pool.flags(id);
+        assert!(
+            f & (flags::FREE | flags::PAGEMAP) == 0,
+            "PrivateFrame::share_raw of frame {id:?}, which is not a private frame ({f:#x})"
+        );
+        if pool.private_get(id, Self::MAX_MAP_COUNT) {
+            Ok(id)
+        } else {
+            Err(crate::Error::RefcountOverflow {
+                index: u64::from(id.get()),
+            })
+        }
+    }
+
+    /// The most map references a private frame counts.
+    pub const MAX_MAP_COUNT: u64 = u32::MAX as u64;
 
     /// Copies the whole page out.
     pub fn read_page(&self, buf: &mut [u8; PAGE_SIZE]) {
@@ -103,7 +154,9 @@ impl PrivateFrame {
 
 impl Drop for PrivateFrame {
     fn drop(&mut self) {
-        self.pool.free(self.id);
+        if self.pool.private_put(self.id) {
+            self.pool.free(self.id);
+        }
     }
 }
 
