@@ -69,8 +69,8 @@
 //! is `#![no_std]` and needs only `alloc` (built in CI for
 //! `x86_64-unknown-none`):
 //!
-//! * `std` brings [`FileStore`], the [`Flusher`] thread, `std::io::Error`
-//!   conversions of [`StoreError`],
+//! * `std` brings [`FileStore`], [`FileSwap`], [`MemSwap::with_latency`],
+//!   the [`Flusher`] thread, `std::io::Error` conversions of [`StoreError`],
 //!   and the std implementations the crate then uses directly, with no
 //!   indirection: parking_lot's mutexes and reader-writer locks, hashed
 //!   mutex + condition-variable buckets for page waiters, crossbeam-epoch's
@@ -283,6 +283,7 @@ mod rmap;
 mod shootdown;
 mod slot;
 mod store;
+pub mod swap;
 pub mod sync;
 
 pub use error::{Error, StoreError};
@@ -311,6 +312,9 @@ pub use store::FileStore;
 pub use store::{
     BackingStore, MemStore, PageBuf, ReadIo, StoreControl, SubmitStore, WriteIo, MAX_EXTENT,
 };
+#[cfg(feature = "std")]
+pub use swap::FileSwap;
+pub use swap::{Location, MemSwap, SwapStore};
 
 /// Bytes in a page.
 pub const PAGE_SIZE: usize = 4096;
