@@ -34,6 +34,29 @@ pub enum Error {
         /// The high watermark asked for, in frames.
         high: usize,
     },
+    /// Every location of the swap store is in use (by swap entries, or by
+    /// frames whose copy there is not clean or that are moving): a
+    /// swap-out that needs a location cannot have one. Nothing changed.
+    SwapFull {
+        /// Locations of the store.
+        locations: u32,
+    },
+    /// A page-in from swap failed: the data stays in swap (the swap entry
+    /// is unchanged) and a retry reads it again.
+    SwapRead {
+        /// The swap location.
+        location: u32,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// A page-out to swap failed: the page stays in memory, dirty; no data
+    /// is lost.
+    SwapWrite {
+        /// The swap location.
+        location: u32,
+        /// The store's error.
+        source: StoreError,
+    },
     /// The page already has the most holders its slot word can count.
     RefcountOverflow {
         /// Page index.
@@ -189,6 +212,15 @@ impl fmt::Display for Error {
             Error::RefcountOverflow { index } => {
                 write!(f, "page {index}: slot refcount would overflow")
             }
+            Error::SwapFull { locations } => {
+                write!(f, "swap full: all {locations} locations are in use")
+            }
+            Error::SwapRead { location, source } => {
+                write!(f, "swap location {location}: page-in failed: {source}")
+            }
+            Error::SwapWrite { location, source } => {
+                write!(f, "swap location {location}: page-out failed: {source}")
+            }
             Error::WouldBlock { index } => write!(f, "page {index}: not cached, would block"),
             Error::Read { index, source } => write!(f, "page {index}: read failed: {source}"),
             Error::Write { index, source } => write!(f, "page {index}: write failed: {source}"),
@@ -248,6 +280,8 @@ impl core::error::Error for Error {
         match self {
             Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::SwapRead { source, .. }
+            | Error::SwapWrite { source, .. }
             | Error::Sync { source }
             | Error::Size { source }
             | Error::SetSize { source, .. }
@@ -269,11 +303,13 @@ impl From<Error> for std::io::Error {
         let kind = match &e {
             Error::Read { source, .. }
             | Error::Write { source, .. }
+            | Error::SwapRead { source, .. }
+            | Error::SwapWrite { source, .. }
             | Error::Truncate { source, .. }
             | Error::Sync { source }
             | Error::Size { source }
             | Error::SetSize { source, .. } => return (*source).into(),
-            Error::PoolExhausted { .. } => K::OutOfMemory,
+            Error::PoolExhausted { .. } | Error::SwapFull { .. } => K::OutOfMemory,
             Error::WouldBlock { .. } => K::WouldBlock,
             Error::OutOfBounds { .. }
             | Error::InvalidCapacity { .. }

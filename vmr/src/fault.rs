@@ -35,7 +35,18 @@
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
 
-use pagemap::{PageRef, PrivateFrame, PAGE_SIZE};
+use pagemap::swap::{Location, Lookup};
+use pagemap::{FrameId, PageRef, PrivateFrame, PAGE_SIZE};
+
+/// What a fault on a swap entry does next (see `Faulter::swap_fault`).
+enum SwapStep {
+    /// Look at the entry again (the page was mapped, or the entry changed).
+    Again,
+    /// Sleep until this frame is no longer BUSY, without the lock.
+    Wait(FrameId),
+    /// Read the location in, without the lock.
+    Read(Location),
+}
 
 use crate::error::{Access, Fault};
 use crate::machine::Machine;
@@ -62,6 +73,10 @@ pub struct FaultStats {
     pub reused: StdAtomicU64,
     /// Anonymous pages zero-filled at their first touch.
     pub zero_fill: StdAtomicU64,
+    /// Faults on swap entries that mapped the page back from the swap
+    /// cache (each after its page-in, counted in `major`, or after
+    /// another fault's).
+    pub swap_ins: StdAtomicU64,
     /// Neighbouring pages mapped by fault-around.
     pub neighbours: StdAtomicU64,
     /// Faults restarted because the regions changed while blocked.
@@ -202,6 +217,29 @@ impl Faulter<'_> {
             // The centre's entry, walked to once for the whole fault (table
             // pages are never freed while the space lives).
             let p = self.core().pt.get_or_alloc(center_va / PAGE);
+            let now = p.load();
+            if let Some(loc) = pte::swap_location(now) {
+                let step = self.swap_fault(v, center_va, p, now, loc);
+                let swap = self.machine().swap().expect("a swap entry means swap");
+                match step {
+                    SwapStep::Again => continue,
+                    SwapStep::Wait(f) => {
+                        // Never sleep under the address-space lock.
+                        seen = Some(regions.generation);
+                        drop(regions);
+                        swap.wait(f);
+                    }
+                    SwapStep::Read(loc) => {
+                        seen = Some(regions.generation);
+                        drop(regions);
+                        self.stats.major.fetch_add(1, Ordering::Relaxed);
+                        blocked = true;
+                        swap.read_in(loc)
+                            .map_err(|source| Fault::Io { va, source })?;
+                    }
+                }
+                continue;
+            }
             if let Some(done) = self.restore_private(v, center_va, p, access) {
                 return done;
             }
@@ -327,10 +365,10 @@ impl Faulter<'_> {
     /// mprotect): gives it the region's rights back without looking at the
     /// page cache (the file page may be gone; the frame is all that counts).
     /// Write rights only to the last holder of the frame: a write to a frame
-    /// still shared with another space (after fork) copies it first
-    /// ([`copy_shared`](Self::copy_shared)). `None` if the entry is not a
-    /// private frame. One CAS on the existing entry: a truncate's zap or
-    /// an unmap of it wins or loses cleanly.
+    /// still shared with another space (after fork, or through the swap
+    /// cache) copies it first ([`write_private`](Self::write_private)).
+    /// `None` if the entry is not a private frame. One CAS on the existing
+    /// entry: a truncate's zap or an unmap of it wins or loses cleanly.
     fn restore_private(
         &self,
         v: &Vmr,
@@ -344,74 +382,119 @@ impl Faulter<'_> {
             if old & pte::PRIVATE == 0 || old & pte::LOCK != 0 {
                 return None;
             }
-            let frame = pagemap::FrameId::new(pte::frame(old)).expect("private PTE has a frame");
-            // Exact for us: only a holder adds references (fork, under the
-            // lock of a space that maps it), and the other holders are
-            // other spaces (or other entries) that can only let go.
-            let exclusive = pool.private_map_count(frame) == Some(1);
+            if access == Access::Write && old & pte::WRITABLE == 0 {
+                // (The region allows writes: fault_check said so.)
+                match self.write_private(va, p, old) {
+                    Some(r) => return Some(r),
+                    None => continue, // the entry changed: look again
+                }
+            }
+            // A read (or a write the entry already allows): presence, and
+            // write rights only if the frame is ours alone with no side
+            // effect to find that out (a read never takes a page out of the
+            // swap cache).
+            let frame = FrameId::new(pte::frame(old)).expect("private PTE has a frame");
+            let exclusive = match self.machine().swap() {
+                // Exact for us: only a holder adds references (fork, under
+                // the lock of a space that maps it); the others let go.
+                None => pool.private_map_count(frame) == Some(1),
+                // With swap, a swap-out may free the frame and a swap-in
+                // reuse its id under us (no lock stops them): no write
+                // rights without the entry locked (`write_private`).
+                Some(_) => false,
+            };
             let write = if v.prot.contains(Prot::WRITE) && exclusive {
                 pte::WRITABLE
             } else {
                 0
             };
-            if access == Access::Write && write == 0 {
-                // Shared (the region allows writes: fault_check said so).
-                return Some(self.copy_shared(va, p, old));
-            }
             let new = old | pte::PRESENT | write;
             if new == old {
                 self.stats.spurious.fetch_add(1, Ordering::Relaxed);
                 return Some(Ok(()));
             }
             if p.cas(old, new).is_ok() {
-                if access == Access::Write && old & pte::WRITABLE == 0 {
-                    self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                }
                 return Some(Ok(()));
             }
         }
     }
 
-    /// A write to a private frame that another entry shares (fork's
-    /// copy-on-write): the page is copied into a frame of our own and our
-    /// reference to the shared one dropped (the last holder of it frees
-    /// it). The same lock-hide-shootdown-publish order as
-    /// [`copy_on_write`](Self::copy_on_write).
-    fn copy_shared(&self, va: u64, p: &PteCell, old: u64) -> Result<(), Fault> {
+    /// A write to the read-only private entry `old` of `va`: the entry is
+    /// locked first (LOCK, in one CAS that re-checks it: a swap-out's walk
+    /// passes locked entries by, so the entry's reference keeps the frame
+    /// alive and where it is); then, if the writer's reference is the last
+    /// one and no swap entry shares the page (Linux's
+    /// `wp_can_reuse_anon_folio`), the entry gets write rights (reuse);
+    /// otherwise the page is copied into a frame of our own, the entry
+    /// hidden and shot down, the copy published, and our reference to the
+    /// shared frame dropped (the last holder frees it). `None` if the entry
+    /// changed before it could be locked. The space's COW mutex is held
+    /// while LOCK is set (faults that find LOCK sleep on it).
+    fn write_private(&self, va: u64, p: &PteCell, old: u64) -> Option<Result<(), Fault>> {
         let pool = self.machine().pool();
-        let copy = pool
-            .alloc_private()
-            .map_err(|_| Fault::OutOfMemory { va })?;
-        let src = pagemap::FrameId::new(pte::frame(old)).expect("private PTE has a frame");
-        let mut buf = [0u8; PAGE_SIZE];
-        // SAFETY: our entry holds a reference to `src` (read below again
-        // by the CAS: if it changed, the copy is dropped), and every entry
-        // that shares it is read-only, so nobody writes it while we copy
-        // (a holder may write only once it holds the last reference).
-        unsafe { pool.read_page(src, &mut buf) };
-        copy.write_page(&buf);
-        let new = pte::make(
-            copy.id().get(),
-            pte::PRESENT | pte::WRITABLE | pte::PRIVATE | pte::ACCESSED | pte::DIRTY,
-        );
+        let src = FrameId::new(pte::frame(old)).expect("private PTE has a frame");
         let vpn = va / PAGE;
         let _cow = self.cow.lock();
-        let hidden = (old & !(pte::PRESENT | pte::WRITABLE)) | pte::LOCK;
-        if p.cas(old, hidden).is_err() {
-            return Ok(()); // changed meanwhile: the access retries
+        // Locked, still present (CPUs keep reading it meanwhile, and may
+        // set its accessed bit: the changes below are CASes).
+        if p.cas(old, old | pte::LOCK).is_err() {
+            return None;
         }
+        let exclusive = match self.machine().swap() {
+            None => pool.private_map_count(src) == Some(1),
+            Some(swap) => swap.make_exclusive(src),
+        };
+        if exclusive {
+            // Ours alone: write rights, no copy, no shootdown (the old
+            // translations were read-only and name the same frame).
+            p.update(|o| Some((o & !pte::LOCK) | pte::PRESENT | pte::WRITABLE))
+                .expect("update always applies");
+            self.stats.reused.fetch_add(1, Ordering::Relaxed);
+            return Some(Ok(()));
+        }
+        // Hidden: CPUs fault instead of reading a frame about to be
+        // replaced; then shot down.
+        let hidden = p
+            .update(|o| Some(o & !(pte::PRESENT | pte::WRITABLE)))
+            .expect("update always applies")
+            & !(pte::PRESENT | pte::WRITABLE);
         if old & pte::PRESENT != 0 {
-            // CPUs may still read the shared frame through the old entry.
             self.core().shootdown(vpn, vpn);
         }
+        let copy = match pool.alloc_private() {
+            Ok(c) => c,
+            Err(_) => {
+                // Back as it was (unlocked, present again if it was): the
+                // frame is still ours. Store: locked and not present.
+                p.store((hidden & !pte::LOCK) | (old & pte::PRESENT));
+                return Some(Err(Fault::OutOfMemory { va }));
+            }
+        };
+        let mut buf = [0u8; PAGE_SIZE];
+        // SAFETY: our entry (locked) holds a reference to `src`, so it is
+        // neither freed nor reused while we copy; every entry that shares it
+        // is read-only (a holder writes only once it holds the last
+        // reference), so nobody writes it meanwhile.
+        unsafe { pool.read_page(src, &mut buf) };
+        copy.write_page(&buf);
+        self.make_evictable(&copy, va);
+        let new = pte::make(
+            copy.id().get(),
+            pte::PRESENT
+                | pte::WRITABLE
+                | pte::PRIVATE
+                | pte::ACCESSED
+                | pte::DIRTY
+                | (old & pte::MLOCKED),
+        );
         let _ = copy.into_raw();
+        // Unlocks, with the copy (SeqCst, as every PTE change).
         p.store(new);
-        // SAFETY: our entry held this reference, and the CAS above took it
-        // out of the table (the entry now names the copy): ours to drop,
-        // after the shootdown, and nobody else's.
+        // SAFETY: our entry held this reference, and it names the copy
+        // now: ours to drop, after the shootdown above, and nobody else's.
         drop(unsafe { PrivateFrame::from_raw(pool, src) });
         self.stats.cow.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Some(Ok(()))
     }
 
     /// A fault on an anonymous region's empty entry: a zero-filled private
@@ -424,6 +507,7 @@ impl Faulter<'_> {
             .alloc_private()
             .map_err(|_| Fault::OutOfMemory { va })?;
         frame.write_page(&[0u8; PAGE_SIZE]);
+        self.make_evictable(&frame, va);
         let write = if v.prot.contains(Prot::WRITE) {
             pte::WRITABLE
         } else {
@@ -437,7 +521,7 @@ impl Faulter<'_> {
             };
         let new = pte::make(
             frame.id().get(),
-            pte::PRESENT | pte::PRIVATE | write | touched,
+            pte::PRESENT | pte::PRIVATE | write | touched | Self::mlocked(v),
         );
         if p.cas(0, new).is_ok() {
             let _ = frame.into_raw(); // the entry holds it now
@@ -445,6 +529,56 @@ impl Faulter<'_> {
         }
         // Lost: someone else's entry is there; the access retries on it.
         Ok(())
+    }
+
+    /// MLOCKED for a private frame's entry in a locked region.
+    fn mlocked(v: &Vmr) -> u64 {
+        if v.flags.contains(MapFlags::LOCKED) {
+            pte::MLOCKED
+        } else {
+            0
+        }
+    }
+
+    /// A new private frame for `va` joins reclaim's choice of victims (if
+    /// the machine has swap to put it in): its rmap key is its page.
+    fn make_evictable(&self, frame: &PrivateFrame, va: u64) {
+        if let Some(anon) = &self.machine().anon {
+            frame.make_evictable(anon.owner.id(), va / PAGE);
+        }
+    }
+
+    /// A fault on a swap entry (`old`, of location `loc`): the page is
+    /// taken from the swap cache and mapped read-only (a write faults again
+    /// and copies or reuses it, as after fork); if it is being moved or is
+    /// not in memory, `Blocked` says what to do without the address-space
+    /// lock.
+    fn swap_fault(&self, v: &Vmr, va: u64, p: &PteCell, old: u64, loc: u32) -> SwapStep {
+        let Some(swap) = self.machine().swap() else {
+            unreachable!("a swap entry on a machine without swap");
+        };
+        let loc = Location::new(loc);
+        match swap.lookup(loc) {
+            Lookup::Cached(frame) => {
+                self.make_evictable(&frame, va);
+                let new = pte::make(
+                    frame.id().get(),
+                    pte::PRESENT | pte::PRIVATE | pte::ACCESSED | Self::mlocked(v),
+                );
+                if p.cas(old, new).is_ok() {
+                    // The entry holds the reference now, no longer the
+                    // location.
+                    let _ = frame.into_raw();
+                    swap.free_entry(loc);
+                    self.stats.swap_ins.fetch_add(1, Ordering::Relaxed);
+                }
+                // Else the entry changed (dropping the frame gives the
+                // reference back): look again.
+                SwapStep::Again
+            }
+            Lookup::Busy(f) => SwapStep::Wait(f),
+            Lookup::Absent => SwapStep::Read(loc),
+        }
     }
 
     /// PTE bits for a page-cache page entered with `prot`.
@@ -545,9 +679,15 @@ impl Faulter<'_> {
         let mut buf = [0u8; PAGE_SIZE];
         page.read_page(&mut buf);
         copy.write_page(&buf);
+        self.make_evictable(&copy, va);
         let new = pte::make(
             copy.id().get(),
-            pte::PRESENT | pte::WRITABLE | pte::PRIVATE | pte::ACCESSED | pte::DIRTY,
+            pte::PRESENT
+                | pte::WRITABLE
+                | pte::PRIVATE
+                | pte::ACCESSED
+                | pte::DIRTY
+                | Self::mlocked(v),
         );
         let vpn = va / PAGE;
         let _cow = self.cow.lock();

@@ -266,7 +266,7 @@ mod tests {
         use crate::pte;
         use pagemap::FramePool;
         let machine = crate::Machine::new(Arc::new(FramePool::new(1).unwrap()), 1);
-        let mm = Arc::new(MmCore::new(machine));
+        let mm = MmCore::new(machine);
         let p = mm.pt.get_or_alloc(5);
         p.store(pte::make(1, pte::PRESENT | pte::WRITABLE));
         fn ro(old: u64, _: u64) -> Option<u64> {

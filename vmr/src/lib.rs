@@ -58,6 +58,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod access;
+mod anon;
 mod error;
 mod fault;
 pub mod lazy;

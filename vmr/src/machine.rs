@@ -17,7 +17,10 @@ use std::sync::Arc;
 
 use std::sync::OnceLock;
 
-use pagemap::{FramePool, MemStore, PageMap};
+use pagemap::swap::{Swap, SwapStore};
+use pagemap::{FrameId, FramePool, MemStore, PageMap};
+
+use crate::anon::AnonSide;
 
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
@@ -116,6 +119,8 @@ pub struct Machine {
     skipped: StdAtomicU64,
     /// See [`zero_file`](Machine::zero_file); made at the first use.
     zero: OnceLock<Arc<PageMap>>,
+    /// Swap, if the machine has it ([`Machine::with_swap`]).
+    pub(crate) anon: Option<AnonSide>,
 }
 
 impl Machine {
@@ -124,6 +129,64 @@ impl Machine {
 
     /// A machine with `ncpus` CPUs over `pool` (`ncpus` in `1..=64`).
     pub fn new(pool: Arc<FramePool>, ncpus: usize) -> Arc<Machine> {
+        Self::build(pool, ncpus, None)
+    }
+
+    /// A machine as [`new`](Self::new) whose private and anonymous pages
+    /// can be paged out to `store` (swap): by the pool's reclaim (they join
+    /// its eviction policy beside the page cache's pages), by
+    /// [`AddressSpace::page_out`](crate::AddressSpace::page_out) and by
+    /// [`Machine::evict_frame`]. A fault on a paged-out page pages it back in.
+    ///
+    /// # Errors
+    /// [`pagemap::Error::InvalidCapacity`] if the store has no slot or more
+    /// than [`pte::MAX_SWAP_LOCATIONS`](crate::pte::MAX_SWAP_LOCATIONS).
+    ///
+    /// # Panics
+    /// As [`new`](Self::new).
+    pub fn with_swap(
+        pool: Arc<FramePool>,
+        ncpus: usize,
+        store: Arc<dyn SwapStore>,
+    ) -> Result<Arc<Machine>, pagemap::Error> {
+        let anon = AnonSide::new(&pool, store)?;
+        Ok(Self::build(pool, ncpus, Some(anon)))
+    }
+
+    /// The swap space, if the machine has one.
+    pub fn swap(&self) -> Option<&Arc<Swap>> {
+        self.anon.as_ref().map(|a| a.swap())
+    }
+
+    /// Frees frame `f` by moving out whatever it holds (the Zephyr seed's
+    /// `k_mem_page_frame_evict`, e.g. to power down a bank of memory): a
+    /// page-cache page is evicted from its file's page map (written back
+    /// first if dirty, unmapped everywhere), a private copy or an anonymous
+    /// page is paged out to swap. A free frame is left free.
+    ///
+    /// # Errors
+    /// [`pagemap::Error::Busy`] if the frame cannot be freed now: held,
+    /// locked, moving, pinned (mlocked, MAP_LOCKED), a private frame on a
+    /// machine without swap, or its write-back failed (the page stays,
+    /// dirty); [`pagemap::Error::SwapFull`] if swap has no room.
+    pub fn evict_frame(&self, f: FrameId) -> Result<(), pagemap::Error> {
+        let flags = self.pool.flags(f);
+        if flags & pagemap::flags::FREE != 0 {
+            return Ok(());
+        }
+        if flags & pagemap::flags::PAGEMAP == 0 {
+            let Some(anon) = &self.anon else {
+                return Err(pagemap::Error::Busy);
+            };
+            return match anon.owner.evict(f)? {
+                pagemap::swap::SwapOut::Freed { .. } => Ok(()),
+                pagemap::swap::SwapOut::Kept => Err(pagemap::Error::Busy),
+            };
+        }
+        self.pool.evict_frame(f)
+    }
+
+    fn build(pool: Arc<FramePool>, ncpus: usize, anon: Option<AnonSide>) -> Arc<Machine> {
         assert!(
             (1..=Self::MAX_CPUS).contains(&ncpus),
             "1..=64 CPUs, not {ncpus}"
@@ -144,6 +207,7 @@ impl Machine {
             invalidated: StdAtomicU64::new(0),
             skipped: StdAtomicU64::new(0),
             zero: OnceLock::new(),
+            anon,
         })
     }
 

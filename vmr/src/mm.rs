@@ -32,15 +32,22 @@ pub(crate) struct MmCore {
 }
 
 impl MmCore {
-    /// An empty page table on `machine`, with a fresh ASID.
-    pub(crate) fn new(machine: Arc<Machine>) -> MmCore {
-        MmCore {
+    /// An empty page table on `machine`, with a fresh ASID (known to the
+    /// machine's swap reverse map, if it has swap).
+    pub(crate) fn new(machine: Arc<Machine>) -> Arc<MmCore> {
+        let core = Arc::new(MmCore {
             asid: machine.new_asid(),
             pt: PageTable::new(),
             cpumask: AtomicU64::new(0),
             flush_pending: AtomicU64::new(0),
             machine,
+        });
+        if let Some(anon) = &core.machine.anon {
+            // Swap's reverse map walks every space of the machine.
+            let weak: std::sync::Weak<dyn crate::anon::AnonSpace> = Arc::downgrade(&core) as _;
+            anon.rmap.add(weak);
         }
+        core
     }
 
     /// A CPU is about to walk this space's page table.
@@ -82,6 +89,17 @@ impl MmCore {
     pub(crate) fn shootdown(&self, first_vpn: u64, last_vpn: u64) {
         self.machine
             .shootdown(self.asid, &self.cpumask, first_vpn, last_vpn);
+    }
+}
+
+/// A space as its machine's swap reverse map sees it.
+impl crate::anon::AnonSpace for MmCore {
+    fn entry(&self, vpn: u64) -> Option<&crate::pte::PteCell> {
+        self.pt.get(vpn)
+    }
+
+    fn target(self: Arc<Self>) -> Arc<dyn FlushTarget> {
+        self
     }
 }
 

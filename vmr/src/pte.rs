@@ -1,11 +1,17 @@
 //! Page table entry words.
 //!
 //! ```text
-//!  63       44 43            12 11    6   5     4      3      2       1       0
-//! +-----------+----------------+-------+-----+-------+-----+--------+-------+-------+
-//! | reserved  |    frame id    |LOCK(6)| COW |PRIVATE|DIRTY|ACCESSED|WRITABLE|PRESENT|
-//! +-----------+----------------+-------+-----+-------+-----+--------+-------+-------+
+//!  63       44 43            12 11  9  8     7      6    5     4      3      2       1       0
+//! +-----------+----------------+-----+----+------+----+-----+-------+-----+--------+-------+-------+
+//! | location  |    frame id    |  0  |SWAP|MLOCK |LOCK| COW |PRIVATE|DIRTY|ACCESSED|WRITABLE|PRESENT|
+//! +-----------+----------------+-----+----+------+----+-----+-------+-----+--------+-------+-------+
 //! ```
+//!
+//! A **swap entry** (Linux's `swp_entry_t` in a PTE) is a word with SWAP set,
+//! nothing else but its swap location in bits 44..64 (so [`frame`] of it is
+//! 0: no path that looks for a frame can mistake it for one): the page was
+//! paged out, and a fault on it pages it back in
+//! ([`pagemap::swap::Swap::lookup`]).
 //!
 //! A word with a frame but without PRESENT is "mapped, not present" (PROT_NONE
 //! on a private frame, or a page a remover is taking away): the frame stays
@@ -114,6 +120,29 @@ pub const COW: u64 = 1 << 5;
 /// with clearing PRESENT, so CPUs fault; other kernel updaters wait for it.
 pub const LOCK: u64 = 1 << 6;
 
+/// A private frame of a locked (mlocked) mapping: reclaim never pages it
+/// out, so a fault on it never waits for I/O.
+pub const MLOCKED: u64 = 1 << 7;
+/// A swap entry (see the module docs): not present, the location above.
+pub const SWAP: u64 = 1 << 8;
+
+const LOC_SHIFT: u32 = 44;
+/// The most swap locations an entry can name (20 bits: 4 GiB of swap).
+pub const MAX_SWAP_LOCATIONS: u32 = 1 << 20;
+
+/// A swap entry for `loc` (below [`MAX_SWAP_LOCATIONS`]).
+#[inline]
+pub fn swap_entry(loc: u32) -> u64 {
+    assert!(loc < MAX_SWAP_LOCATIONS, "swap location {loc} too large");
+    (u64::from(loc) << LOC_SHIFT) | SWAP
+}
+
+/// The swap location of a swap entry (`None` if `pte` is not one).
+#[inline]
+pub fn swap_location(pte: u64) -> Option<u32> {
+    (pte & SWAP != 0).then_some((pte >> LOC_SHIFT) as u32)
+}
+
 const FRAME_SHIFT: u32 = 12;
 const FRAME_MASK: u64 = 0xffff_ffff << FRAME_SHIFT;
 
@@ -157,5 +186,11 @@ mod tests {
         let w = p | WRITABLE;
         assert_eq!(touched(w, true), Some(w | ACCESSED | DIRTY));
         assert_eq!(touched(make(1, WRITABLE), false), None, "not present");
+        let s = swap_entry(MAX_SWAP_LOCATIONS - 1);
+        assert_eq!(frame(s), 0, "a swap entry names no frame");
+        assert_eq!(swap_location(s), Some(MAX_SWAP_LOCATIONS - 1));
+        assert_eq!(swap_location(swap_entry(0)), Some(0));
+        assert_eq!(swap_location(p), None);
+        assert_eq!(touched(s, false), None, "not present");
     }
 }

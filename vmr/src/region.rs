@@ -52,7 +52,7 @@ impl std::ops::BitOr for Prot {
 
 /// Mapping flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct MapFlags(u8);
+pub struct MapFlags(pub(crate) u8);
 
 impl MapFlags {
     /// Writes reach the file and every other sharer.
@@ -71,6 +71,11 @@ impl MapFlags {
     /// Whether all of `other` is set.
     pub const fn contains(self, other: MapFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> u8 {
+        self.0
     }
 }
 

@@ -87,6 +87,14 @@ pub(crate) fn rework(
     }
     if unmap {
         let pool = core.machine.pool();
+        for t in &taken {
+            if let Some(loc) = pte::swap_location(t.old) {
+                // A swap entry: its count on the location goes (the last
+                // frees the location). No TLB holds a swap entry.
+                let swap = core.machine.swap().expect("a swap entry means swap");
+                swap.free_entry(pagemap::swap::Location::new(loc));
+            }
+        }
         for t in taken.iter().filter(|t| t.old & pte::PRIVATE != 0) {
             let frame = FrameId::new(pte::frame(t.old)).expect("private PTE has a frame");
             // SAFETY: a private entry owns its frame (`into_raw` at the
@@ -200,8 +208,8 @@ pub(crate) fn write_protect_private(core: &Arc<MmCore>, regions: &Regions) {
 /// mprotect(NONE) of one PTE: a private frame stays recorded (its data is
 /// the only copy) but not present; a shared page is simply unmapped.
 fn prot_none(old: u64, _: u64) -> Option<u64> {
-    if old == 0 {
-        return None;
+    if old == 0 || old & pte::SWAP != 0 {
+        return None; // a swap entry is not present already, and the data's
     }
     Some(if old & pte::PRIVATE != 0 {
         old & !(pte::PRESENT | pte::WRITABLE | pte::DIRTY)

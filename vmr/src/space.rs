@@ -103,7 +103,7 @@ impl AddressSpace {
     /// An empty address space on `machine`.
     pub fn new(machine: Arc<Machine>) -> Arc<AddressSpace> {
         Arc::new(AddressSpace {
-            core: Arc::new(MmCore::new(machine)),
+            core: MmCore::new(machine),
             regions: RwLock::new(Regions::default()),
             cow: Mutex::new(()),
             stats: FaultStats::default(),
@@ -448,12 +448,16 @@ impl AddressSpace {
         let regions = self.regions.write();
         write_protect_private(&self.core, &regions);
         let pool = self.core.machine.pool();
+        let pool_swap = self.core.machine.swap();
         {
             let mut kid = child.regions.write();
             for r in regions.map.values() {
                 let v = &r.vmr;
+                // Memory locks are not inherited (as on Linux): the child's
+                // region is not LOCKED, its entries not MLOCKED.
                 let cv = Arc::new(Vmr {
                     mm: child.core.clone(),
+                    flags: MapFlags(v.flags.bits() & !MapFlags::LOCKED.bits()),
                     ..v.piece(v.base, v.end, v.prot, v.advice)
                 });
                 let id = v.file.add_mapping(cv.clone());
@@ -467,7 +471,21 @@ impl AddressSpace {
                     .pt
                     .for_each(v.base / PAGE, (v.end - 1) / PAGE, &mut |vpn, p| {
                         let old = p.load();
-                        if failed || old & pte::PRIVATE == 0 {
+                        if failed {
+                            return;
+                        }
+                        if let Some(loc) = pte::swap_location(old) {
+                            // A paged-out page: the child's entry names the
+                            // same location, counted on it.
+                            let swap = pool_swap.expect("a swap entry means swap");
+                            if swap.dup(pagemap::swap::Location::new(loc)).is_err() {
+                                failed = true;
+                                return;
+                            }
+                            child.core.pt.get_or_alloc(vpn).store(old);
+                            return;
+                        }
+                        if old & pte::PRIVATE == 0 {
                             return;
                         }
                         debug_assert_eq!(old & pte::WRITABLE, 0, "sharing a writable page");

@@ -27,8 +27,8 @@ fn revoke_pte(old: u64, frame: u64) -> Option<u64> {
 /// Pass 4: a not-present entry of the victim frame goes (a fault that made
 /// it present again holds the page; a locked one is a copy-on-write's).
 fn reap_pte(old: u64, frame: u64) -> Option<u64> {
-    let ours =
-        u64::from(pte::frame(old)) == frame && old & (pte::PRESENT | pte::LOCK | pte::PRIVATE) == 0;
+    let ours = u64::from(pte::frame(old)) == frame
+        && old & (pte::PRESENT | pte::LOCK | pte::PRIVATE | pte::SWAP) == 0;
     ours.then_some(0)
 }
 
@@ -49,10 +49,10 @@ fn zap_pte(old: u64, _: u64) -> Option<u64> {
 }
 
 /// Hole punch: the file's page goes, a private copy stays (it is the
-/// process's data now, not the file's). A copy-on-write in flight (LOCK) is
+/// process's data now, not the file's), paged out (a swap entry) or not. A copy-on-write in flight (LOCK) is
 /// left to it, as for truncate: its result is a private copy, kept too.
 fn zap_shared_pte(old: u64, _: u64) -> Option<u64> {
-    (old != 0 && old & (pte::LOCK | pte::PRIVATE) == 0).then_some(0)
+    (old != 0 && old & (pte::LOCK | pte::PRIVATE | pte::SWAP) == 0).then_some(0)
 }
 
 impl Vmr {
@@ -207,6 +207,11 @@ impl Mapper for Vmr {
         });
         let pool = self.mm.machine.pool();
         for &(_, _, old) in &applied {
+            if let Some(loc) = pte::swap_location(old) {
+                // A paged-out private copy: its swap entry goes.
+                let swap = self.mm.machine.swap().expect("a swap entry means swap");
+                swap.free_entry(pagemap::swap::Location::new(loc));
+            }
             if old & pte::PRIVATE != 0 {
                 let frame =
                     pagemap::FrameId::new(pte::frame(old)).expect("private PTE has a frame");
@@ -281,5 +286,10 @@ mod tests {
         assert_eq!(zap_shared_pte(private, 0), None, "a punch keeps copies");
         assert_eq!(zap_shared_pte(shared | pte::LOCK, 0), None);
         assert_eq!(zap_shared_pte(0, 0), None);
+        let swapped = pte::swap_entry(3);
+        assert_eq!(zap_pte(swapped, 0), Some(0), "truncate drops a swap entry");
+        assert_eq!(zap_shared_pte(swapped, 0), None, "a punch keeps it");
+        assert_eq!(revoke_pte(swapped, 0), None);
+        assert_eq!(reap_pte(swapped, 0), None);
     }
 }

@@ -30,6 +30,19 @@ impl FramePool {
         self.wait_bit_clear(id, flags::LOCKED)
     }
 
+    /// Tries to take BUSY (a private frame's page-in or page-out). SeqCst,
+    /// not just Acquire: it pairs with the SeqCst state-word CAS of a fault
+    /// that takes a reference from the swap cache and then reads BUSY
+    /// ([`busy`](Self::busy)): a store-buffering pair (see `swap::state`).
+    pub(crate) fn try_lock_busy(&self, id: FrameId) -> bool {
+        self.frame(id).flags.fetch_or(flags::BUSY, Ordering::SeqCst) & flags::BUSY == 0
+    }
+
+    /// Whether BUSY is set (SeqCst: see [`try_lock_busy`](Self::try_lock_busy)).
+    pub(crate) fn busy(&self, id: FrameId) -> bool {
+        self.frame(id).flags.load(Ordering::SeqCst) & flags::BUSY != 0
+    }
+
     /// Tries to take a lock bit (LOCKED or WRITEBACK). Acquire on success:
     /// pairs with the Release of the previous holder's unlock.
     pub(crate) fn try_lock_bit(&self, id: FrameId, bit: u32) -> bool {

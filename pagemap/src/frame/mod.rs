@@ -54,6 +54,8 @@ pub use private::PrivateFrame;
 pub(crate) use reclaim::{mine, Evictor};
 pub use reclaim::{ReclaimReport, RECLAIMERS, RECLAIM_BATCH};
 pub use source::{FrameSource, RegionFrames};
+#[cfg(all(feature = "std", not(pagemap_loom)))]
+pub(crate) use stats::Latency as LatencyHist;
 pub(crate) use stats::{map_ctr, Sharded};
 pub use stats::{MapStats, PoolStats};
 
@@ -103,11 +105,12 @@ pub mod flags {
     pub const WRITEBACK: u32 = 1 << 4;
     /// The last read failed (its errno is in the high byte).
     pub const ERROR: u32 = 1 << 5;
-    /// Demand paging: the frame is being paged in or out (reserved: nothing
-    /// sets it yet).
+    /// Demand paging: a private frame is being paged in or out (a lock bit
+    /// whose holder moves the page: see [`Swap`](crate::swap::Swap);
+    /// faults that find it sleep on it).
     pub const BUSY: u32 = 1 << 6;
-    /// Demand paging: a clean copy exists in the backing store (reserved:
-    /// nothing sets it yet).
+    /// Demand paging: a clean copy exists in the backing store (reserved: a
+    /// private frame keeps this in its state word, with its location).
     pub const BACKED: u32 = 1 << 7;
     /// Demand paging: never evict (reserved: nothing sets it yet).
     pub const PINNED: u32 = 1 << 8;
@@ -135,18 +138,21 @@ pub mod flags {
     pub(crate) const ERRNO_MASK: u32 = 0xff << ERRNO_SHIFT;
 }
 
-/// One frame's metadata: 16 bytes.
+/// One frame's metadata: 24 bytes.
 #[derive(Debug)]
 pub(crate) struct Frame {
     flags: AtomicU32,
     /// Id of the owning page map (0 when free).
     owner: AtomicU32,
-    /// Page index while owned by a page map; a private frame's map
-    /// references (see [`PrivateFrame`]); once the frame is DETACHED, the
-    /// count of its holders (the "orphan" count that the slot word kept before: a
+    /// Page index while owned by a page map; a private frame's rmap key
+    /// (its owner's: vmr's virtual page number); once the frame is
+    /// DETACHED, the count of its holders (the "orphan" count that the slot word kept before: a
     /// detached frame has no index, so the word is free, and the frame
     /// stays 16 bytes).
     index: AtomicU64,
+    /// A private frame's map references and swap state (see
+    /// `swap::state`: references, CACHED, BACKED, its swap location).
+    pub(crate) state: AtomicU64,
 }
 
 /// Loom builds only: a frame's ownership token (see
@@ -345,6 +351,7 @@ impl FramePool {
                 flags: AtomicU32::new(flags::FREE),
                 owner: AtomicU32::new(0),
                 index: AtomicU64::new(0),
+                state: AtomicU64::new(0),
             })
             .collect();
         #[cfg(any(feature = "std", pagemap_loom))]
@@ -602,6 +609,7 @@ impl FramePool {
             "the frame source gave out frame {id:?}, which is in use ({old:#x})"
         );
         frame.index.store(0, Ordering::Relaxed);
+        frame.state.store(0, Ordering::Relaxed);
         self.track_owner_change(id);
         id
     }
@@ -673,7 +681,7 @@ impl FramePool {
         let id = self.alloc_with(false)?;
         // One map reference: the handle's. Relaxed: the frame is ours
         // alone until the handle is published (moved to its user).
-        self.frame(id).index.store(1, Ordering::Relaxed);
+        self.frame(id).state.store(1, Ordering::Relaxed);
         Ok(PrivateFrame {
             pool: self.clone(),
             id,
@@ -796,30 +804,72 @@ impl FramePool {
 
     /// Map references of a private frame (see [`PrivateFrame`]), `None` if
     /// `id` is free or a page map's. A snapshot; exact for a caller holding
-    /// the only reference (nobody else can add one).
+    /// the only reference (nobody else can add one), unless the frame is in
+    /// the swap cache (a fault may take a reference from there:
+    /// [`Swap::lookup`](crate::swap::Swap::lookup)).
     pub fn private_map_count(&self, id: FrameId) -> Option<u64> {
         let f = self.frame(id);
         // Acquire: pairs with `private_put`'s Release, so a holder that
         // sees 1 also sees every access the other holders made before
         // they let go (it is about to write the frame in place).
-        let n = f.index.load(Ordering::Acquire);
+        let s = crate::swap::state::State(f.state.load(Ordering::Acquire));
         let bits = f.flags.load(Ordering::Relaxed);
-        (bits & (flags::FREE | flags::PAGEMAP) == 0).then_some(n)
+        (bits & (flags::FREE | flags::PAGEMAP) == 0).then_some(s.refs())
+    }
+
+    /// A private frame's swap state word (a snapshot).
+    pub(crate) fn private_state(&self, id: FrameId) -> crate::swap::state::State {
+        // SeqCst: see `swap::state` (the map references against BUSY).
+        crate::swap::state::State(self.frame(id).state.load(Ordering::SeqCst))
+    }
+
+    /// Applies `f` to a private frame's state word until it succeeds or
+    /// refuses; the old word. SeqCst: see `swap::state`.
+    pub(crate) fn private_update(
+        &self,
+        id: FrameId,
+        mut f: impl FnMut(crate::swap::state::State) -> Option<crate::swap::state::State>,
+    ) -> Result<crate::swap::state::State, crate::swap::state::State> {
+        use crate::swap::state::State;
+        let word = &self.frame(id).state;
+        let mut old = word.load(Ordering::SeqCst);
+        loop {
+            let Some(new) = f(State(old)) else {
+                return Err(State(old));
+            };
+            match word.compare_exchange_weak(old, new.0, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Ok(State(old)),
+                Err(seen) => old = seen,
+            }
+        }
     }
 
     /// One more map reference to a private frame, refused at `max`.
-    /// Relaxed: the caller holds a reference, so the count cannot reach
-    /// zero meanwhile and nothing is published.
     pub(crate) fn private_get(&self, id: FrameId, max: u64) -> bool {
-        self.orphan_get(id, max)
+        self.private_update(id, |s| s.share(max)).is_ok()
     }
 
-    /// One map reference fewer; `true` for the last, who then frees the
-    /// frame. AcqRel: every holder's accesses happen-before the free.
+    /// One map reference fewer; `true` if the frame is now released (no
+    /// reference and not in the swap cache), for the caller to free.
     pub(crate) fn private_put(&self, id: FrameId) -> bool {
-        let old = self.frame(id).index.fetch_sub(1, Ordering::AcqRel);
-        assert!(old > 0, "put of private frame {id:?} with no reference");
-        old == 1
+        let old = self
+            .private_update(id, |s| Some(s.put()))
+            .expect("put always applies");
+        assert!(
+            old.refs() > 0,
+            "put of private frame {id:?} with no reference"
+        );
+        old.put().released()
+    }
+
+    /// Sets a private frame's rmap owner and key (its owner's address of
+    /// the page, for reclaim's walk back to its page table entries). The
+    /// caller holds a reference.
+    pub fn set_private_rmap(&self, id: FrameId, owner: u32, key: u64) {
+        let f = self.frame(id);
+        // Relaxed: published with the entry that names the frame (SeqCst).
+        f.owner.store(owner, Ordering::Relaxed);
+        f.index.store(key, Ordering::Relaxed);
     }
 
     /// Holders of a detached frame now.

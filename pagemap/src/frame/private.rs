@@ -42,9 +42,10 @@ use crate::PAGE_SIZE;
 /// assert_eq!(pool.free_frames(), 1);
 /// ```
 pub struct PrivateFrame {
-    // pub(super): `FramePool::alloc_private` builds the handle.
-    pub(super) pool: alloc::sync::Arc<FramePool>,
-    pub(super) id: FrameId,
+    // pub(crate): `FramePool::alloc_private` and the swap cache build
+    // handles (each for a reference they counted).
+    pub(crate) pool: alloc::sync::Arc<FramePool>,
+    pub(crate) id: FrameId,
 }
 
 impl PrivateFrame {
@@ -94,6 +95,19 @@ impl PrivateFrame {
             Err(crate::Error::RefcountOverflow {
                 index: u64::from(id.get()),
             })
+        }
+    }
+
+    /// Makes the frame a candidate for reclaim: records its owner's rmap
+    /// key (`owner`: an [`AnonOwner`](crate::swap::AnonOwner)'s id; `key`:
+    /// its address of the page, vmr's virtual page number, which the
+    /// owner's [`AnonRmap`](crate::swap::AnonRmap) gets back) and adds it to
+    /// the pool's eviction policy (once: a frame already there keeps its
+    /// place). Call it before the frame is published in an entry.
+    pub fn make_evictable(&self, owner: u32, key: u64) {
+        self.pool.set_private_rmap(self.id, owner, key);
+        if self.pool.flags(self.id) & flags::LRU == 0 {
+            self.pool.policy_add(self.id);
         }
     }
 

@@ -352,20 +352,56 @@ impl FramePool {
         report
     }
 
+    /// Evicts the page in frame `id` now, whatever owns it, and frees the
+    /// frame (the Zephyr seed's `k_mem_page_frame_evict`): a page map's page
+    /// is written back first if dirty and unmapped from every mapping (the
+    /// removal passes reclaim uses); a private frame goes to swap through
+    /// its [`AnonOwner`](crate::swap::AnonOwner). A free frame is left
+    /// free. The page's referenced bits are ignored (and cleared).
+    ///
+    /// # Errors
+    /// [`Error::Busy`](crate::Error::Busy) if the frame cannot be freed
+    /// now (held, locked, loading, under write-back, pinned, a private frame
+    /// without an owner, its owner being dropped) or its write-back failed
+    /// (the page stays, dirty, and the failure is reported by its map's
+    /// next fsync); nothing changed then.
+    pub fn evict_frame(&self, id: FrameId) -> Result<(), crate::Error> {
+        if self.flags(id) & flags::FREE != 0 {
+            return Ok(());
+        }
+        let mut last = None;
+        let (c, _) = self.check(id, &mut last);
+        let Some((_, map)) = last.filter(|_| c != Check::Busy) else {
+            return Err(crate::Error::Busy);
+        };
+        let (_, index) = self.owner(id);
+        let mut report = ReclaimReport::default();
+        map.get().evict(&[(index, id)], true, &mut report);
+        drop(map);
+        self.stats.reclaimed(&report);
+        if report.freed == 1 {
+            Ok(())
+        } else {
+            Err(crate::Error::Busy)
+        }
+    }
+
     /// Reclaim's look at frame `id`: [`Check::Busy`] unless it is a page
     /// map's page that could be evicted now; otherwise whether it was
     /// referenced since the last look (the slot's bit and the accessed
     /// bits of its page table entries, cleared as they are read).
     fn check(&self, id: FrameId, last: &mut Option<(u32, MapPin)>) -> (Check, bool) {
         let f = self.flags_relaxed(id);
-        let moving = flags::FREE | flags::LOCKED | flags::WRITEBACK | flags::INFLIGHT;
+        let moving = flags::FREE | flags::LOCKED | flags::WRITEBACK | flags::INFLIGHT | flags::BUSY;
         if f & moving != 0 {
             return (Check::Busy, true);
         }
-        if f & flags::PAGEMAP == 0 || f & flags::DETACHED != 0 {
+        let (owner, index) = self.owner(id);
+        // A private frame is reclaimable through its owner (an
+        // `AnonOwner`, which swaps it out) if it has one.
+        if (f & flags::PAGEMAP == 0 && owner == 0) || f & flags::DETACHED != 0 {
             return (Check::Busy, false);
         }
-        let (owner, index) = self.owner(id);
         if last.as_ref().is_none_or(|l| l.0 != owner) {
             *last = self.reclaim.map(owner).map(|m| (owner, m));
         }

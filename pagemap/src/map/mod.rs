@@ -52,6 +52,12 @@ pub(crate) use writeback::{WbPolicy, WriteErrors, Wrote};
 
 static NEXT_MAP_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
 
+/// A fresh id for a reclaim owner (a page map or an `AnonOwner`: one id
+/// space, as the pool's registry and the frames' owner field hold both).
+pub(crate) fn next_owner_id() -> u32 {
+    NEXT_MAP_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The cached pages of one file or block device, indexed by page number.
 ///
 /// Lookups ([`find`](Self::find), the hit path of [`load`](Self::load)) take
