@@ -32,6 +32,8 @@ pub(crate) trait AnonSpace: Send + Sync {
     fn entry(&self, vpn: u64) -> Option<&PteCell>;
     /// The space's TLBs, for a shootdown batch.
     fn target(self: Arc<Self>) -> Arc<dyn FlushTarget>;
+    /// One of its entries became a swap entry (statistics).
+    fn swapped_out(&self);
 }
 
 /// The machine's address spaces, as the reverse map of its private frames.
@@ -84,6 +86,15 @@ impl AnonRmap for SpacesRmap {
         young
     }
 
+    fn pinned(&self, vpn: u64, frame: FrameId) -> bool {
+        let mut pinned = false;
+        self.each(vpn, &mut |_, p| {
+            let old = p.load();
+            pinned |= pte::frame(old) == frame.get() && old & pte::MLOCKED != 0;
+        });
+        pinned
+    }
+
     fn try_to_unmap(
         &self,
         vpn: u64,
@@ -109,6 +120,7 @@ impl AnonRmap for SpacesRmap {
             }
             if p.cas(old, swapped).is_ok() {
                 swap.unmapped(frame, old & pte::DIRTY != 0);
+                core.swapped_out();
                 if old & pte::PRESENT != 0 {
                     batch.add(core.clone().target(), vpn, vpn);
                 }

@@ -45,6 +45,24 @@ pub enum VmError {
     OutOfMemory,
     /// Pre-faulting (populate, locked) failed.
     Populate(Box<crate::Fault>),
+    /// Paging needs swap, and the machine has none ([`Machine::with_swap`](crate::Machine::with_swap)).
+    NoSwap,
+    /// Swap refused: full ([`pagemap::Error::SwapFull`]) or a page-out
+    /// failed ([`pagemap::Error::SwapWrite`]: the page stays in memory).
+    Swap(pagemap::Error),
+    /// Part of the range is locked (mlock, MAP_LOCKED): MADV_DONTNEED and
+    /// MADV_FREE are refused there (as Linux's EINVAL).
+    Locked {
+        /// First locked address.
+        addr: u64,
+    },
+    /// MADV_FREE on memory that is not anonymous (as Linux's EINVAL).
+    NotAnonymous {
+        /// First such address.
+        addr: u64,
+    },
+    /// A page of a [`page_in`](crate::AddressSpace::page_in) failed.
+    PageIn(Box<crate::Fault>),
 }
 
 impl fmt::Display for VmError {
@@ -65,6 +83,11 @@ impl fmt::Display for VmError {
             VmError::ForeignPool => write!(f, "the file's frames come from another machine's pool"),
             VmError::OutOfMemory => write!(f, "out of page frames"),
             VmError::Populate(e) => write!(f, "populating the mapping failed: {e}"),
+            VmError::NoSwap => write!(f, "the machine has no swap"),
+            VmError::Swap(e) => write!(f, "swap: {e}"),
+            VmError::Locked { addr } => write!(f, "{addr:#x} is locked in memory"),
+            VmError::NotAnonymous { addr } => write!(f, "{addr:#x} is not anonymous memory"),
+            VmError::PageIn(e) => write!(f, "paging in failed: {e}"),
         }
     }
 }
@@ -72,7 +95,8 @@ impl fmt::Display for VmError {
 impl std::error::Error for VmError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            VmError::Populate(e) => Some(&**e),
+            VmError::Populate(e) | VmError::PageIn(e) => Some(&**e),
+            VmError::Swap(e) => Some(e),
             _ => None,
         }
     }

@@ -29,6 +29,8 @@ pub(crate) struct MmCore {
     /// the page behind it (see `Vmr::add_to_batch`).
     pub(crate) flush_pending: AtomicU64,
     pub(crate) machine: Arc<Machine>,
+    /// Entries of this space turned into swap entries.
+    pub(crate) swapped_out: std::sync::atomic::AtomicU64,
 }
 
 impl MmCore {
@@ -41,6 +43,7 @@ impl MmCore {
             cpumask: AtomicU64::new(0),
             flush_pending: AtomicU64::new(0),
             machine,
+            swapped_out: std::sync::atomic::AtomicU64::new(0),
         });
         if let Some(anon) = &core.machine.anon {
             // Swap's reverse map walks every space of the machine.
@@ -100,6 +103,11 @@ impl crate::anon::AnonSpace for MmCore {
 
     fn target(self: Arc<Self>) -> Arc<dyn FlushTarget> {
         self
+    }
+
+    fn swapped_out(&self) {
+        self.swapped_out
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -97,13 +97,29 @@ pub enum Advice {
     Random,
     /// More pages ahead.
     Sequential,
+    /// `MADV_DONTNEED`, an action: the private and anonymous pages of the
+    /// range are dropped now (private frames freed, paged-out pages' swap
+    /// entries too); the next touch zero-fills an anonymous page or maps
+    /// the file's page again. Shared mappings are left as they are.
+    DontNeed,
+    /// `MADV_FREE`, an action on anonymous memory: its pages may be dropped
+    /// by reclaim without being written to swap (they then read zeroes)
+    /// unless they are written again first; a page written after the
+    /// advice keeps its data.
+    Free,
 }
 
 impl Advice {
+    /// Whether this is an action on the pages ([`DontNeed`](Advice::DontNeed),
+    /// [`Free`](Advice::Free)) rather than an attribute of the regions.
+    pub const fn is_action(self) -> bool {
+        matches!(self, Advice::DontNeed | Advice::Free)
+    }
+
     /// Pages mapped before and after the faulting one (as UVM's table).
     pub const fn window(self) -> (u64, u64) {
         match self {
-            Advice::Normal => (3, 4),
+            Advice::Normal | Advice::DontNeed | Advice::Free => (3, 4),
             Advice::Random => (0, 0),
             Advice::Sequential => (8, 7),
         }
@@ -116,7 +132,7 @@ impl Advice {
     pub const fn readahead(self) -> u64 {
         match self {
             Advice::Sequential => 32,
-            Advice::Normal | Advice::Random => 0,
+            Advice::Normal | Advice::Random | Advice::DontNeed | Advice::Free => 0,
         }
     }
 }
@@ -190,13 +206,25 @@ impl Vmr {
 
     /// The same mapping restricted to `[base, end)` with other attributes.
     pub(crate) fn piece(&self, base: u64, end: u64, prot: Prot, advice: Advice) -> Vmr {
+        self.piece_with(base, end, prot, advice, self.flags)
+    }
+
+    /// [`piece`](Self::piece) with other flags too (mlock, munlock).
+    pub(crate) fn piece_with(
+        &self,
+        base: u64,
+        end: u64,
+        prot: Prot,
+        advice: Advice,
+        flags: MapFlags,
+    ) -> Vmr {
         debug_assert!(self.base <= base && base < end && end <= self.end);
         Vmr {
             base,
             end,
             pgoff: self.index_of(base),
             prot,
-            flags: self.flags,
+            flags,
             advice,
             file: self.file.clone(),
             mm: self.mm.clone(),

@@ -13,7 +13,7 @@ use pagemap::MappingId;
 
 use crate::error::VmError;
 use crate::pagetable::VA_END;
-use crate::region::{Advice, Prot, Vmr};
+use crate::region::{Advice, MapFlags, Prot, Vmr};
 
 /// Where chosen (non-fixed) mappings start.
 #[cfg(not(pagemap_loom))]
@@ -110,7 +110,7 @@ impl Regions {
         &mut self,
         start: u64,
         end: u64,
-        f: &dyn Fn(&Vmr) -> Option<(Prot, Advice)>,
+        f: &dyn Fn(&Vmr) -> Option<(Prot, Advice, MapFlags)>,
     ) -> Vec<Replaced> {
         let bases = self.overlapping(start, end);
         if bases.is_empty() {
@@ -127,8 +127,8 @@ impl Regions {
                 pieces.push(v.piece(v.base, lo, v.prot, v.advice));
             }
             let inner = f(v);
-            if let Some((prot, advice)) = inner {
-                pieces.push(v.piece(lo, hi, prot, advice));
+            if let Some((prot, advice, flags)) = inner {
+                pieces.push(v.piece_with(lo, hi, prot, advice, flags));
             }
             if hi < v.end {
                 pieces.push(v.piece(hi, v.end, v.prot, v.advice));
@@ -138,7 +138,7 @@ impl Regions {
                 let id = v.file.add_mapping(p.clone());
                 self.insert(p, id);
             }
-            olds.push((old, lo, hi, inner.map(|(p, _)| p)));
+            olds.push((old, lo, hi, inner.map(|(p, _, _)| p)));
         }
         self.generation += 1;
         olds

@@ -15,7 +15,7 @@ use pagemap::{FrameId, PageRef, PrivateFrame, ShootdownBatch, PAGE_SIZE};
 use crate::lazy::{self, PteOp};
 use crate::mm::MmCore;
 use crate::pte;
-use crate::region::{Advice, Prot, Vmr};
+use crate::region::{Advice, MapFlags, Prot, Vmr};
 use crate::regions::Regions;
 use crate::sync::RwLockWriteGuard;
 
@@ -47,7 +47,7 @@ pub(crate) fn rework(
     regions: &mut RwLockWriteGuard<'_, Regions>,
     start: u64,
     end: u64,
-    f: &dyn Fn(&Vmr) -> Option<(Prot, Advice)>,
+    f: &dyn Fn(&Vmr) -> Option<(Prot, Advice, MapFlags)>,
     unmap: bool,
 ) {
     // (old region, first and last address changed, its new prot)

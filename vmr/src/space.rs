@@ -114,6 +114,20 @@ impl AddressSpace {
         &self.core
     }
 
+    pub(crate) fn core_arc(&self) -> &Arc<MmCore> {
+        &self.core
+    }
+
+    /// The address-space lock, shared.
+    pub(crate) fn regions_read(&self) -> crate::sync::RwLockReadGuard<'_, Regions> {
+        self.regions.read()
+    }
+
+    /// The address-space lock, exclusive.
+    pub(crate) fn regions_write(&self) -> crate::sync::RwLockWriteGuard<'_, Regions> {
+        self.regions.write()
+    }
+
     /// The machine.
     pub fn machine(&self) -> &Arc<Machine> {
         &self.core.machine
@@ -143,7 +157,7 @@ impl AddressSpace {
     }
 
     /// Checks `[addr, addr + len)`: aligned, non-empty, in user space.
-    fn check_range(addr: u64, len: u64) -> Result<u64, VmError> {
+    pub(crate) fn check_range(addr: u64, len: u64) -> Result<u64, VmError> {
         if !addr.is_multiple_of(PAGE) {
             return Err(VmError::Misaligned {
                 what: "address",
@@ -286,7 +300,7 @@ impl AddressSpace {
 
     /// Pre-faults a range (MAP_POPULATE, MAP_LOCKED): private writable
     /// mappings take write faults (their copies are made now), others read.
-    fn populate(&self, base: u64, len: u64, prot: Prot, shared: bool) -> Result<(), VmError> {
+    pub(crate) fn populate(&self, base: u64, len: u64, prot: Prot, shared: bool) -> Result<(), VmError> {
         let access = if !shared && prot.contains(Prot::WRITE) {
             Access::Write
         } else if prot != Prot::NONE {
@@ -325,7 +339,7 @@ impl AddressSpace {
     }
 
     /// A narrow fault (no neighbours): populate and wiring.
-    fn fault_narrow(&self, va: u64, access: Access) -> Result<(), Fault> {
+    pub(crate) fn fault_narrow(&self, va: u64, access: Access) -> Result<(), Fault> {
         self.faulter().fault(va, access, true)
     }
 
@@ -387,8 +401,23 @@ impl AddressSpace {
         self.set_attrs(addr, len, &|v| (prot, v.advice))
     }
 
-    /// Sets the advice of `[addr, addr + len)`, which must be mapped.
+    /// Advice on `[addr, addr + len)`, which must be mapped (madvise):
+    /// [`Advice::Normal`], [`Advice::Random`] and [`Advice::Sequential`]
+    /// become the regions' advice (their fault-around and readahead);
+    /// [`Advice::DontNeed`] and [`Advice::Free`] are actions on the pages
+    /// now (see each), which leave the regions as they are.
+    ///
+    /// # Errors
+    /// Bad ranges as [`munmap`](Self::munmap); [`VmError::NoMapping`] if
+    /// part of the range is not mapped; for the actions,
+    /// [`VmError::Locked`] if part of it is locked (mlock, MAP_LOCKED), and
+    /// for [`Advice::Free`] [`VmError::NotAnonymous`] if part of it is not
+    /// anonymous memory (as Linux's EINVAL). Nothing changed then.
     pub fn madvise(&self, addr: u64, len: u64, advice: Advice) -> Result<(), VmError> {
+        if advice.is_action() {
+            let end = Self::check_range(addr, len)?;
+            return self.madvise_action(addr, end, advice);
+        }
         self.set_attrs(addr, len, &|v| (v.prot, advice))
     }
 
@@ -408,7 +437,10 @@ impl AddressSpace {
             &mut regions,
             addr,
             end,
-            &|v| Some(attrs(v)),
+            &|v| {
+                let (prot, advice) = attrs(v);
+                Some((prot, advice, v.flags))
+            },
             false,
         );
         Ok(())

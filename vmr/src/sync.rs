@@ -3,5 +3,5 @@
 //! the same way).
 
 pub(crate) use pagemap::sync::{
-    thread_local, AtomicU64, Mutex, Ordering, RwLock, RwLockWriteGuard,
+    thread_local, AtomicU64, Mutex, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };

@@ -11,7 +11,8 @@
 //! who may rely on what). The store's I/O reaches the memory directly (see
 //! `contents`: the argument for each case is at its site).
 //!
-//! The pool spends 16 bytes of metadata per frame; the source its own
+//! The pool spends 24 bytes of metadata per frame (flags, owner, index, and
+//! a private frame's swap state); the source its own
 //! ([`RegionFrames`]: 4 bytes of free-list link).
 //!
 //! Ownership: a frame is free (FREE set, on the list), or owned by a page map
@@ -142,13 +143,13 @@ pub mod flags {
 #[derive(Debug)]
 pub(crate) struct Frame {
     flags: AtomicU32,
-    /// Id of the owning page map (0 when free).
+    /// Id of the owning page map, or of a private frame's
+    /// [`AnonOwner`](crate::swap::AnonOwner) (0 when free or none).
     owner: AtomicU32,
     /// Page index while owned by a page map; a private frame's rmap key
     /// (its owner's: vmr's virtual page number); once the frame is
     /// DETACHED, the count of its holders (the "orphan" count that the slot word kept before: a
-    /// detached frame has no index, so the word is free, and the frame
-    /// stays 16 bytes).
+    /// detached frame has no index, so the word is free).
     index: AtomicU64,
     /// A private frame's map references and swap state (see
     /// `swap::state`: references, CACHED, BACKED, its swap location).
@@ -392,8 +393,8 @@ impl FramePool {
         self.source.free_frames()
     }
 
-    /// Bytes of metadata spent per frame, contents excluded: the pool's 16
-    /// (flags, owner, index) plus the source's own.
+    /// Bytes of metadata spent per frame, contents excluded: the pool's 24
+    /// (flags, owner, index, private state) plus the source's own.
     pub fn metadata_bytes_per_frame(&self) -> usize {
         core::mem::size_of::<Frame>() + self.source.metadata_bytes_per_frame()
     }
@@ -852,14 +853,10 @@ impl FramePool {
     /// One map reference fewer; `true` if the frame is now released (no
     /// reference and not in the swap cache), for the caller to free.
     pub(crate) fn private_put(&self, id: FrameId) -> bool {
-        let old = self
-            .private_update(id, |s| Some(s.put()))
-            .expect("put always applies");
-        assert!(
-            old.refs() > 0,
-            "put of private frame {id:?} with no reference"
-        );
-        old.put().released()
+        match self.private_update(id, |s| (s.refs() > 0).then(|| s.put())) {
+            Ok(old) => old.put().released(),
+            Err(s) => panic!("put of private frame {id:?} with no reference ({s:?})"),
+        }
     }
 
     /// Sets a private frame's rmap owner and key (its owner's address of
@@ -1052,8 +1049,8 @@ mod tests {
     #[test]
     fn metadata_is_at_most_32_bytes() {
         let pool = FramePool::new(1).unwrap();
-        assert_eq!(core::mem::size_of::<Frame>(), 16);
-        assert_eq!(pool.metadata_bytes_per_frame(), 20);
+        assert_eq!(core::mem::size_of::<Frame>(), 24);
+        assert_eq!(pool.metadata_bytes_per_frame(), 28);
         assert!(pool.metadata_bytes_per_frame() <= 32);
     }
 

@@ -37,6 +37,10 @@ pub trait AnonRmap: Send + Sync {
     /// whether any was set (Linux's `folio_referenced`).
     fn referenced(&self, key: u64, frame: FrameId) -> bool;
 
+    /// Whether an entry of a locked (mlocked) mapping names `frame`: then
+    /// reclaim never chooses it (Linux keeps such folios off the LRU).
+    fn pinned(&self, key: u64, frame: FrameId) -> bool;
+
     /// Turns every entry that names `frame` into a swap entry for `loc`
     /// (not present: a fault on it calls [`Swap::lookup`]). For each entry:
     /// first [`Swap::dup`] of `loc` (the entry's count on the location;

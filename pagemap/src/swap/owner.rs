@@ -93,6 +93,9 @@ impl Evictor for AnonOwner {
         if self.swap.pool().flags(frame) & flags::BUSY != 0 {
             return (Check::Busy, true);
         }
+        if self.rmap.pinned(key, frame) {
+            return (Check::Busy, false);
+        }
         if self.rmap.referenced(key, frame) {
             (Check::Referenced, false)
         } else {
