@@ -162,7 +162,11 @@ pub(crate) fn set_mlocked(core: &MmCore, start: u64, end: u64, on: bool) -> usiz
             if o & pte::PRIVATE == 0 || o & pte::LOCK != 0 {
                 return None;
             }
-            let new = if on { o | pte::MLOCKED } else { o & !pte::MLOCKED };
+            let new = if on {
+                o | pte::MLOCKED
+            } else {
+                o & !pte::MLOCKED
+            };
             (new != o).then_some(new)
         });
         let now = p.load();
@@ -177,7 +181,12 @@ pub(crate) fn set_mlocked(core: &MmCore, start: u64, end: u64, on: bool) -> usiz
 /// the LOCKED flag (`on`) or takes it away, splitting them at the ends; no
 /// entry changes (the caller marks them). New pieces enter the file's
 /// reverse map before the old regions leave it, as in `rework`.
-pub(crate) fn set_locked_flag(regions: &mut RwLockWriteGuard<'_, Regions>, start: u64, end: u64, on: bool) {
+pub(crate) fn set_locked_flag(
+    regions: &mut RwLockWriteGuard<'_, Regions>,
+    start: u64,
+    end: u64,
+    on: bool,
+) {
     let olds = regions.split_range(start, end, &|v| {
         let flags = if on {
             v.flags | MapFlags::LOCKED

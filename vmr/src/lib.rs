@@ -58,15 +58,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod access;
+mod advice;
 mod anon;
 mod error;
 mod fault;
 pub mod lazy;
 mod machine;
-mod paging;
-mod advice;
 mod mm;
 pub mod pagetable;
+mod paging;
 pub mod pte;
 mod region;
 mod regions;
@@ -78,6 +78,6 @@ mod unmap;
 pub use error::{Access, Fault, VmError};
 pub use fault::{CheckError, FaultCtx, FaultStats};
 pub use machine::{Cpu, CpuStats, Machine, ShootdownStats, TLB_ENTRIES};
-pub use region::{Advice, MapFlags, Prot, Vmr};
 pub use paging::{PageOutReport, PagingStats};
+pub use region::{Advice, MapFlags, Prot, Vmr};
 pub use space::{AddressSpace, ForkMode, MapRequest};

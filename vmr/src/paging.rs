@@ -71,12 +71,15 @@ impl AddressSpace {
         {
             let regions = self.regions_read();
             regions.require_mapped(addr, end)?;
-            self.core().pt.for_each(addr / PAGE, (end - 1) / PAGE, &mut |_, p| {
-                let old = p.load();
-                if old & pte::PRIVATE != 0 {
-                    frames.push(FrameId::new(pte::frame(old)).expect("private PTE has a frame"));
-                }
-            });
+            self.core()
+                .pt
+                .for_each(addr / PAGE, (end - 1) / PAGE, &mut |_, p| {
+                    let old = p.load();
+                    if old & pte::PRIVATE != 0 {
+                        frames
+                            .push(FrameId::new(pte::frame(old)).expect("private PTE has a frame"));
+                    }
+                });
         }
         // Without the lock: a frame freed meanwhile is refused by the
         // swap-out (or, reused by another page, paged out in its stead,
@@ -156,7 +159,9 @@ impl AddressSpace {
                 return Ok(());
             }
         }
-        Err(VmError::Populate(Box::new(crate::Fault::Livelock { va: addr })))
+        Err(VmError::Populate(Box::new(crate::Fault::Livelock {
+            va: addr,
+        })))
     }
 
     /// Unlocks `[addr, addr + len)` (munlock; the seed's `k_mem_unpin`):
@@ -207,7 +212,12 @@ impl AddressSpace {
     /// madvise's actions: [`Advice::DontNeed`] and [`Advice::Free`]; the
     /// other advice is an attribute of the regions (see
     /// [`madvise`](Self::madvise)).
-    pub(crate) fn madvise_action(&self, addr: u64, end: u64, advice: Advice) -> Result<(), VmError> {
+    pub(crate) fn madvise_action(
+        &self,
+        addr: u64,
+        end: u64,
+        advice: Advice,
+    ) -> Result<(), VmError> {
         let regions = self.regions_write();
         regions.require_mapped(addr, end)?;
         if let Some(at) = advice::first_locked(&regions, addr, end) {

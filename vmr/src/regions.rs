@@ -31,6 +31,10 @@ pub(crate) struct Region {
 /// of that part (`None`: unmapped).
 pub(crate) type Replaced = (Region, u64, u64, Option<Prot>);
 
+/// What a range change makes of the part of a region inside the range: its
+/// new (protection, advice, flags), or `None` to unmap it.
+pub(crate) type NewAttrs<'a> = &'a dyn Fn(&Vmr) -> Option<(Prot, Advice, MapFlags)>;
+
 #[derive(Default)]
 pub(crate) struct Regions {
     /// By base address.
@@ -106,12 +110,7 @@ impl Regions {
     /// reverse map (so no page is uncovered), returned for the caller to
     /// change their entries and then remove them. Empty if nothing overlaps
     /// (the generation is then unchanged).
-    pub(crate) fn split_range(
-        &mut self,
-        start: u64,
-        end: u64,
-        f: &dyn Fn(&Vmr) -> Option<(Prot, Advice, MapFlags)>,
-    ) -> Vec<Replaced> {
+    pub(crate) fn split_range(&mut self, start: u64, end: u64, f: NewAttrs<'_>) -> Vec<Replaced> {
         let bases = self.overlapping(start, end);
         if bases.is_empty() {
             return Vec::new();

@@ -15,8 +15,8 @@ use pagemap::{FrameId, PageRef, PrivateFrame, ShootdownBatch, PAGE_SIZE};
 use crate::lazy::{self, PteOp};
 use crate::mm::MmCore;
 use crate::pte;
-use crate::region::{Advice, MapFlags, Prot, Vmr};
-use crate::regions::Regions;
+use crate::region::{Prot, Vmr};
+use crate::regions::{NewAttrs, Regions};
 use crate::sync::RwLockWriteGuard;
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -47,7 +47,7 @@ pub(crate) fn rework(
     regions: &mut RwLockWriteGuard<'_, Regions>,
     start: u64,
     end: u64,
-    f: &dyn Fn(&Vmr) -> Option<(Prot, Advice, MapFlags)>,
+    f: NewAttrs<'_>,
     unmap: bool,
 ) {
     // (old region, first and last address changed, its new prot)

@@ -300,7 +300,13 @@ impl AddressSpace {
 
     /// Pre-faults a range (MAP_POPULATE, MAP_LOCKED): private writable
     /// mappings take write faults (their copies are made now), others read.
-    pub(crate) fn populate(&self, base: u64, len: u64, prot: Prot, shared: bool) -> Result<(), VmError> {
+    pub(crate) fn populate(
+        &self,
+        base: u64,
+        len: u64,
+        prot: Prot,
+        shared: bool,
+    ) -> Result<(), VmError> {
         let access = if !shared && prot.contains(Prot::WRITE) {
             Access::Write
         } else if prot != Prot::NONE {

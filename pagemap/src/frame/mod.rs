@@ -859,6 +859,21 @@ impl FramePool {
         }
     }
 
+    /// Drops one map reference (a [`PrivateFrame`]'s drop): the last frees
+    /// the frame; if the swap cache still keeps it, its owner is told (it
+    /// frees the frame and its location if no swap entry needs them).
+    pub(crate) fn private_release(&self, id: FrameId) {
+        let new = match self.private_update(id, |s| (s.refs() > 0).then(|| s.put())) {
+            Ok(old) => old.put(),
+            Err(s) => panic!("put of private frame {id:?} with no reference ({s:?})"),
+        };
+        if new.released() {
+            self.free(id);
+        } else if new.refs() == 0 && new.cached() {
+            self.cache_only(id);
+        }
+    }
+
     /// Sets a private frame's rmap owner and key (its owner's address of
     /// the page, for reclaim's walk back to its page table entries). The
     /// caller holds a reference.

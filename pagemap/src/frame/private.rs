@@ -168,9 +168,7 @@ impl PrivateFrame {
 
 impl Drop for PrivateFrame {
     fn drop(&mut self) {
-        if self.pool.private_put(self.id) {
-            self.pool.free(self.id);
-        }
+        self.pool.private_release(self.id);
     }
 }
 

@@ -48,6 +48,12 @@ pub(crate) trait Evictor: Send + Sync {
     fn evict(&self, victims: &[(u64, FrameId)], wait: bool, report: &mut ReclaimReport);
     /// The map's statistics.
     fn map_stats(&self) -> super::MapStats;
+    /// The last map reference to private frame `frame` went while the swap
+    /// cache keeps it (an [`AnonOwner`](crate::swap::AnonOwner) frees it if
+    /// no swap entry needs it). Page maps have no private frames.
+    fn cache_only(&self, frame: FrameId) {
+        let _ = frame;
+    }
     /// One more reclaimer uses the map (see [`MapPin`]).
     fn pin(&self);
     /// That reclaimer is done with it.
@@ -383,6 +389,17 @@ impl FramePool {
             Ok(())
         } else {
             Err(crate::Error::Busy)
+        }
+    }
+
+    /// A private frame that only the swap cache keeps now: its owner
+    /// decides (see [`Evictor::cache_only`]).
+    pub(crate) fn cache_only(&self, id: FrameId) {
+        let (owner, _) = self.owner(id);
+        if owner != 0 {
+            if let Some(pin) = self.reclaim.map(owner) {
+                pin.get().cache_only(id);
+            }
         }
     }
 

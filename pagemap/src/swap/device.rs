@@ -503,8 +503,14 @@ impl Swap {
 
     /// Frees frame `f`, which the swap cache keeps for `loc`, if nothing
     /// else does: no map reference, no entry of `loc`, nobody moving it.
+    /// (A mover that holds BUSY checks the same at its end.)
     fn drop_cache_only(&self, loc: Location, f: FrameId) {
-        // A reference (valid only while cached at `loc`), then BUSY.
+        let slot = self.map.get(loc.get());
+        if slot.entries() != 0 || slot.frame() != f.get() {
+            return; // entries need it (or it left): the cache keeps it
+        }
+        // A reference (valid only while cached at `loc`: a frame freed and
+        // reused meanwhile is refused), then BUSY.
         if self
             .pool
             .private_update(f, |s| s.get_cached(loc.get()))
@@ -512,26 +518,34 @@ impl Swap {
         {
             return;
         }
-        let handle = PrivateFrame {
-            pool: self.pool.clone(),
-            id: f,
-        };
-        if !self.pool.try_lock_busy(f) {
-            return; // its mover decides (it checks the entries at its end)
+        if self.pool.try_lock_busy(f) {
+            let s = self.pool.private_state(f);
+            let slot = self.map.get(loc.get());
+            if s.refs() == 1 && slot.entries() == 0 && slot.frame() == f.get() {
+                self.map
+                    .update(loc.get(), |w| w.uncache(f.get()))
+                    .expect("checked above, under BUSY");
+                self.store.discard(loc);
+                self.pool
+                    .private_update(f, |s| Some(s.uncache()))
+                    .expect("uncache always applies");
+            }
+            self.pool.unlock_bit(f, flags::BUSY);
         }
+        // Our reference goes without the drop hook (no recursion): freed
+        // if it left the cache, else kept for whoever needs it.
+        if self.pool.private_put(f) {
+            self.pool.free(f);
+        }
+    }
+
+    /// The last map reference to private frame `f` went and the swap cache
+    /// keeps it: free it (and its location) if no swap entry needs it.
+    pub(crate) fn cache_dropped(&self, f: FrameId) {
         let s = self.pool.private_state(f);
-        let slot = self.map.get(loc.get());
-        if s.refs() == 1 && slot.entries() == 0 && slot.frame() == f.get() {
-            self.map
-                .update(loc.get(), |s| s.uncache(f.get()))
-                .expect("checked above, under BUSY");
-            self.store.discard(loc);
-            self.pool
-                .private_update(f, |s| Some(s.uncache()))
-                .expect("uncache always applies");
+        if s.cached() && s.refs() == 0 {
+            self.drop_cache_only(Location::new(s.location()), f);
         }
-        self.pool.unlock_bit(f, flags::BUSY);
-        drop(handle); // frees it if it left the cache
     }
 
     // ---- write faults ----------------------------------------------------

@@ -120,6 +120,10 @@ impl Evictor for AnonOwner {
         }
     }
 
+    fn cache_only(&self, frame: FrameId) {
+        self.swap.cache_dropped(frame);
+    }
+
     fn map_stats(&self) -> MapStats {
         MapStats::default()
     }
