@@ -36,6 +36,10 @@ cargo bench -p benches --bench file_io -- "$@"
 # prints its own table and writes benches/results/reclaim.md (~1 min).
 cargo bench -p benches --bench reclaim -- "$@"
 cargo bench -p benches --bench frame_alloc -- "$@"
+# Issue 13 (fork of 64 MiB of written anonymous memory: copy-on-write
+# sharing vs the eager copy, with and without the child writing every page):
+# prints its own table and writes benches/results/fork.md (~30 s).
+cargo bench -p benches --bench fork -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then
