@@ -11,6 +11,7 @@
 #![cfg(pagemap_loom)]
 
 mod mutant_killers;
+mod vmr_cow_shared_anon;
 mod vmr_cow_shootdown;
 mod vmr_dirty_harvest;
 mod vmr_fault_vs_free;
