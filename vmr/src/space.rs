@@ -507,7 +507,7 @@ impl AddressSpace {
                 let mut failed = false;
                 self.core
                     .pt
-                    .for_each(v.base / PAGE, (v.end - 1) / PAGE, &mut |vpn, p| {
+                    .for_each(v.base / PAGE, (v.end - 1) / PAGE, &mut |vpn, p| loop {
                         let old = p.load();
                         if failed {
                             return;
@@ -527,13 +527,23 @@ impl AddressSpace {
                             return;
                         }
                         debug_assert_eq!(old & pte::WRITABLE, 0, "sharing a writable page");
+                        // Locked (LOCK) while we take the frame: a swap-out
+                        // (which takes no address-space lock) passes a
+                        // locked entry by, so the entry keeps its reference
+                        // and the frame stays ours to share or copy. If the
+                        // entry changed (a swap-out made it a swap entry, a
+                        // CPU set an A/D bit), look again.
+                        if p.cas(old, old | pte::LOCK).is_err() {
+                            continue;
+                        }
                         let src = FrameId::new(pte::frame(old)).expect("private frame");
                         let shared = match mode {
                             // SAFETY: the parent's entry holds a reference
                             // to this private frame (PRIVATE), and keeps it
-                            // while we run: faults and unmaps of this space
-                            // wait for its lock, which fork holds, and a
-                            // truncate's zap for the file's invalidate lock.
+                            // while we run: it is locked (see above), faults
+                            // and unmaps of this space wait for its lock,
+                            // which fork holds, and a truncate's zap for the
+                            // file's invalidate lock.
                             ForkMode::Share => unsafe { PrivateFrame::share_raw(pool, src) }.ok(),
                             ForkMode::Copy => pool.alloc_private().ok().map(|copy| {
                                 let mut buf = [0u8; PAGE_SIZE];
@@ -545,19 +555,26 @@ impl AddressSpace {
                                 copy.into_raw()
                             }),
                         };
-                        let Some(nf) = shared else {
+                        if let Some(nf) = shared {
+                            // The child's entry holds the new reference (see
+                            // `PrivateFrame`), read-only too: the first write
+                            // in either space faults and copies or reuses.
+                            // A store: the child's entry is empty, and only
+                            // a swap-out could change it, for a frame it
+                            // names (nobody else sees the child yet).
+                            let keep = old & (pte::PRESENT | pte::PRIVATE);
+                            child
+                                .core
+                                .pt
+                                .get_or_alloc(vpn)
+                                .store(pte::make(nf.get(), keep));
+                        } else {
                             failed = true;
-                            return;
-                        };
-                        // The child's entry holds the new reference (see
-                        // `PrivateFrame`), read-only too: the first write in
-                        // either space faults and copies or reuses.
-                        let keep = old & (pte::PRESENT | pte::PRIVATE);
-                        child
-                            .core
-                            .pt
-                            .get_or_alloc(vpn)
-                            .store(pte::make(nf.get(), keep));
+                        }
+                        // Unlocked (a CAS: CPUs may set A/D bits on it).
+                        p.update(|o| Some(o & !pte::LOCK))
+                            .expect("update always applies");
+                        return;
                     });
                 drop(invalidate);
                 if failed {
