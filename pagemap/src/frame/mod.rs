@@ -668,6 +668,8 @@ impl FramePool {
             load_miss_ns: self.stats.load_miss.snapshot(),
             #[cfg(all(feature = "std", not(pagemap_loom)))]
             reclaim_ns: self.stats.reclaim.snapshot(),
+            #[cfg(all(feature = "std", not(pagemap_loom)))]
+            select_ns: self.stats.select.snapshot(),
         }
     }
 

@@ -312,6 +312,8 @@ impl FramePool {
         // The last map resolved, kept across checks (frames of one map
         // often come together): one registry look-up per change of map.
         let mut last: Option<(u32, MapPin)> = None;
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        let t = std::time::Instant::now();
         let n = {
             let mut check = |id: FrameId| {
                 report.scanned += 1;
@@ -324,6 +326,8 @@ impl FramePool {
                     .select(frames, &mut check, &mut candidates[..want])
             })
         };
+        #[cfg(all(feature = "std", not(pagemap_loom)))]
+        self.stats.select.record(t.elapsed());
         victims.clear();
         for &id in &candidates[..n] {
             let (owner, index) = self.owner(id);

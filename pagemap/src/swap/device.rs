@@ -183,7 +183,6 @@ pub struct Swap {
 struct Hists {
     page_in: crate::frame::LatencyHist,
     page_out: crate::frame::LatencyHist,
-    select: crate::frame::LatencyHist,
 }
 
 impl core::fmt::Debug for Swap {
@@ -220,7 +219,6 @@ impl Swap {
             hist: Hists {
                 page_in: crate::frame::LatencyHist::new(),
                 page_out: crate::frame::LatencyHist::new(),
-                select: crate::frame::LatencyHist::new(),
             },
         }))
     }
@@ -294,21 +292,15 @@ impl Swap {
         }
     }
 
-    /// Histograms of page-in, page-out and victim-selection time, in
-    /// nanoseconds (the seed's `CONFIG_DEMAND_PAGING_TIMING_HISTOGRAM`).
+    /// Histograms of page-in and page-out time, in nanoseconds (the
+    /// seed's `CONFIG_DEMAND_PAGING_TIMING_HISTOGRAM`; the victim-selection
+    /// one is the pool's: [`PoolStats::select_ns`](crate::PoolStats::select_ns)).
     #[cfg(all(feature = "std", not(pagemap_loom)))]
     pub fn histograms(&self) -> SwapHistograms {
         SwapHistograms {
             page_in_ns: self.hist.page_in.snapshot(),
             page_out_ns: self.hist.page_out.snapshot(),
-            select_ns: self.hist.select.snapshot(),
         }
-    }
-
-    /// Records a victim selection's time (the caller's reclaim loop).
-    #[cfg(all(feature = "std", not(pagemap_loom)))]
-    pub fn record_select(&self, d: core::time::Duration) {
-        self.hist.select.record(d);
     }
 
     // ---- swap entries ----------------------------------------------------
@@ -799,8 +791,7 @@ impl Swap {
     }
 }
 
-/// Page-in, page-out and selection latency histograms of a [`Swap`], in
-/// nanoseconds.
+/// Page-in and page-out latency histograms of a [`Swap`], in nanoseconds.
 #[cfg(all(feature = "std", not(pagemap_loom)))]
 #[derive(Clone, Debug)]
 pub struct SwapHistograms {
@@ -808,7 +799,4 @@ pub struct SwapHistograms {
     pub page_in_ns: hdrhistogram::Histogram<u64>,
     /// Store writes of swap-outs.
     pub page_out_ns: hdrhistogram::Histogram<u64>,
-    /// Victim selection (recorded by the reclaim loop that calls
-    /// [`Swap::record_select`]).
-    pub select_ns: hdrhistogram::Histogram<u64>,
 }
