@@ -20,6 +20,14 @@
 //! at the start of a page; writes of a page come from one thread only
 //! (page % threads), so the file's final content is known exactly.
 //!
+//! `--anon` runs the anonymous-memory workload instead: the working set is
+//! an anonymous mapping of `--file-size` bytes on vmr's simulated machine
+//! (one address space, a CPU per thread), over the same pool, paged to a
+//! swap file in `--dir`; the run is made with this library's paging (only
+//! the moving page BUSY) and again with all paging behind one mutex (the
+//! Zephyr seed's), and both are verified byte for byte (every read as it
+//! returns, then every page read back through a CPU).
+//!
 //! # Verification and exit status
 //!
 //! Every read is checked as it returns (its bytes must be the page's last
@@ -30,6 +38,7 @@
 //! 0 only if no byte differs, no read was bad and no write failed or was
 //! lost; 1 otherwise (or on an I/O error); 2 for bad arguments.
 
+mod anon;
 mod engine;
 mod model;
 mod workload;
@@ -302,6 +311,12 @@ struct Cli {
     /// verifying it (the run must then fail).
     #[arg(long, hide = true)]
     inject_corruption: bool,
+
+    /// Run the anonymous-memory workload instead: a --file-size anonymous
+    /// mapping (the working set) over the pool, paged to a swap file in
+    /// --dir, with this library's paging and with one global paging mutex.
+    #[arg(long)]
+    anon: bool,
 }
 
 /// The options after validation against each other.
@@ -421,6 +436,9 @@ struct EngineReport {
 /// The whole report (`--json` prints it).
 #[derive(Serialize)]
 struct Report {
+    /// "file" (page cache vs pread) or "anonymous" (--anon: paging vs one
+    /// global paging mutex).
+    workload: &'static str,
     file_size_bytes: u64,
     pages: u64,
     pool_frames: usize,
@@ -433,7 +451,8 @@ struct Report {
     seed: u64,
     limit: String,
     engines: Vec<EngineReport>,
-    /// Page cache ops/s over pread ops/s.
+    /// Page cache ops/s over pread ops/s (--anon: paging ops/s over the
+    /// global paging mutex's).
     throughput_ratio: f64,
     wall_seconds: f64,
     passed: bool,
@@ -648,6 +667,52 @@ fn run_cache(cfg: &Config, path: &Path) -> Result<EngineReport, String> {
     ))
 }
 
+/// The anonymous-memory workload once: fill, run, read every page back.
+fn run_anon(cfg: &Config, serialized: bool) -> Result<EngineReport, String> {
+    let name = if serialized {
+        "paging, one mutex"
+    } else {
+        "paging"
+    };
+    let cli = &cfg.cli;
+    let engine = anon::AnonEngine::new(
+        &cfg.dir,
+        cli.file_size,
+        cfg.pool_frames,
+        &cli.policy,
+        usize::from(cli.threads),
+        serialized,
+    )?;
+    status(&format!(
+        "{name}: filling {} MiB of anonymous memory over {} frames ...",
+        cli.file_size >> 20,
+        cfg.pool_frames
+    ));
+    engine.fill(cli.seed, cfg.pages)?;
+    let model = Model::new(cfg.pages);
+    let c0 = engine.counters();
+    let st = run_engine(cfg, &engine, &model, name)?;
+    let counters = anon::delta(c0, engine.counters());
+    let t = Instant::now();
+    let mut read = |page: u64, buf: &mut [u8; PAGE_SIZE]| engine.read(page * PAGE_SIZE as u64, buf);
+    let versions = model.final_versions();
+    let verify = model::verify_pages(cli.seed, &versions, cli.op_size, &mut read)?;
+    let path = format!("anonymous memory, swap file in {}", cfg.dir.display());
+    Ok(engine_report(
+        name,
+        Path::new(&path),
+        cli.op_size,
+        st,
+        Some(counters),
+        Closed {
+            seconds: anon::since(t),
+            lost_writes: 0,
+            error: None,
+        },
+        verify,
+    ))
+}
+
 /// The baseline engine: the same workload through pread/pwrite.
 fn run_pread(cfg: &Config, path: &Path) -> Result<EngineReport, String> {
     let file = std::fs::OpenOptions::new()
@@ -691,6 +756,11 @@ fn status(msg: &str) {
 
 fn run(cfg: &Config) -> Result<Report, String> {
     let wall = Instant::now();
+    if cfg.cli.anon {
+        let ours = run_anon(cfg, false)?;
+        let mutex = run_anon(cfg, true)?;
+        return Ok(report(cfg, wall, ours, mutex));
+    }
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -711,10 +781,16 @@ fn run(cfg: &Config) -> Result<Report, String> {
         .map_err(|e| format!("copying to {}: {e}", files.pread.display()))?;
     let cache = run_cache(cfg, &files.cache)?;
     let pread = run_pread(cfg, &files.pread)?;
+    Ok(report(cfg, wall, cache, pread))
+}
+
+/// The report of two engines' runs (ours first, the baseline second).
+fn report(cfg: &Config, wall: Instant, cache: EngineReport, pread: EngineReport) -> Report {
     let cli = &cfg.cli;
     let throughput_ratio = cache.ops_per_sec / pread.ops_per_sec.max(1e-9);
     let passed = cache.passed && pread.passed;
-    Ok(Report {
+    Report {
+        workload: if cli.anon { "anonymous" } else { "file" },
         file_size_bytes: cli.file_size,
         pages: cfg.pages,
         pool_frames: cfg.pool_frames,
@@ -733,7 +809,7 @@ fn run(cfg: &Config) -> Result<Report, String> {
         throughput_ratio,
         wall_seconds: wall.elapsed().as_secs_f64(),
         passed,
-    })
+    }
 }
 
 /// The report as a table, one column per engine.
@@ -747,20 +823,42 @@ fn table(r: &Report) -> String {
     row("ops (reads / writes)", &|e| {
         format!("{} ({} / {})", e.ops, e.reads, e.writes)
     });
-    row("hit ratio", &|e| {
-        e.hit_ratio
-            .map_or("-".into(), |h| format!("{:.2}%", h * 100.0))
-    });
-    row("evictions clean / dirty", &|e| {
-        e.cache.map_or("-".into(), |c| {
-            format!("{} / {}", c.evictions_clean, c.evictions_dirty)
-        })
-    });
-    row("store reads / writes", &|e| {
-        e.cache.map_or("-".into(), |c| {
-            format!("{} / {}", c.store_reads, c.store_writes)
-        })
-    });
+    let anon = r.workload == "anonymous";
+    row(
+        if anon {
+            "faults without I/O"
+        } else {
+            "hit ratio"
+        },
+        &|e| {
+            e.hit_ratio
+                .map_or("-".into(), |h| format!("{:.2}%", h * 100.0))
+        },
+    );
+    row(
+        if anon {
+            "page-outs clean / dirty"
+        } else {
+            "evictions clean / dirty"
+        },
+        &|e| {
+            e.cache.map_or("-".into(), |c| {
+                format!("{} / {}", c.evictions_clean, c.evictions_dirty)
+            })
+        },
+    );
+    row(
+        if anon {
+            "swap reads / writes"
+        } else {
+            "store reads / writes"
+        },
+        &|e| {
+            e.cache.map_or("-".into(), |c| {
+                format!("{} / {}", c.store_reads, c.store_writes)
+            })
+        },
+    );
     row("direct reclaims / frames reclaimed", &|e| {
         e.cache.map_or("-".into(), |c| {
             format!("{} / {}", c.direct_reclaims, c.reclaimed)
@@ -769,9 +867,14 @@ fn table(r: &Report) -> String {
     let lat = |l: &Latency| format!("{:.1} / {:.1} / {:.1}", l.p50_us, l.p99_us, l.p999_us);
     row("read p50/p99/p999 us", &|e| lat(&e.read_latency));
     row("write p50/p99/p999 us", &|e| lat(&e.write_latency));
-    row("close (writeback, sync) s", &|e| {
-        format!("{:.2}", e.close_seconds)
-    });
+    row(
+        if anon {
+            "read-back s"
+        } else {
+            "close (writeback, sync) s"
+        },
+        &|e| format!("{:.2}", e.close_seconds),
+    );
     row("bytes checked", &|e| e.verify.bytes_checked.to_string());
     row("bytes differing", &|e| e.verify.bytes_differing.to_string());
     row("reads checked (overlapped)", &|e| {
@@ -817,8 +920,9 @@ fn table(r: &Report) -> String {
 
 fn print_report(r: &Report) {
     println!(
-        "pagecache: {} MiB file ({} pages), pool {} frames ({:.1}%), policy {}, {} threads, {} B ops, {:.0}% reads, {:?}{}, seed {}, {} per engine",
+        "pagecache: {} MiB {} ({} pages), pool {} frames ({:.1}%), policy {}, {} threads, {} B ops, {:.0}% reads, {:?}{}, seed {}, {} per engine",
         r.file_size_bytes >> 20,
+        if r.workload == "file" { "file" } else { "of anonymous memory, swapped to a file" },
         r.pages,
         r.pool_frames,
         r.pool_frames as f64 * 100.0 / r.pages as f64,
@@ -835,8 +939,8 @@ fn print_report(r: &Report) {
     print!("{}", table(r));
     println!();
     println!(
-        "throughput pagecache / pread: {:.2}x; wall time {:.1} s",
-        r.throughput_ratio, r.wall_seconds
+        "throughput {} / {}: {:.2}x; wall time {:.1} s",
+        r.engines[0].engine, r.engines[1].engine, r.throughput_ratio, r.wall_seconds
     );
     for e in &r.engines {
         if let Some(err) = &e.first_error {

@@ -232,6 +232,35 @@ pub fn verify_file(
     Ok(out)
 }
 
+/// Compares pages read by `read` (page index, buffer) with the model, as
+/// [`verify_file`] does a file's (for memory that is not a file: the
+/// anonymous workload reads its pages back through a CPU).
+pub fn verify_pages(
+    seed: u64,
+    versions: &[u32],
+    op_size: usize,
+    read: &mut dyn FnMut(u64, &mut [u8; PAGE_SIZE]) -> Result<(), String>,
+) -> Result<Verified, String> {
+    let mut out = Verified {
+        bytes_checked: versions.len() as u64 * PAGE_SIZE as u64,
+        ..Verified::default()
+    };
+    let (mut want, mut got) = ([0u8; PAGE_SIZE], [0u8; PAGE_SIZE]);
+    for (page, &v) in (0u64..).zip(versions) {
+        expected_page(seed, page, v, op_size, &mut want);
+        read(page, &mut got)?;
+        let diff = want.iter().zip(&got).filter(|(a, b)| a != b).count() as u64;
+        if diff > 0 {
+            out.bytes_differing += diff;
+            out.pages_differing += 1;
+            let j = want.iter().zip(&got).position(|(a, b)| a != b).unwrap_or(0);
+            out.first_difference
+                .get_or_insert(page * PAGE_SIZE as u64 + j as u64);
+        }
+    }
+    Ok(out)
+}
+
 /// Reads until `buf` is full or the file ends; returns the bytes read.
 fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
