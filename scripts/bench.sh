@@ -40,6 +40,11 @@ cargo bench -p benches --bench frame_alloc -- "$@"
 # sharing vs the eager copy, with and without the child writing every page):
 # prints its own table and writes benches/results/fork.md (~30 s).
 cargo bench -p benches --bench fork -- "$@"
+# Issue 13 (demand paging: random touches over anonymous memory 4x the
+# pool, 1 and 2 threads, concurrent paging vs one lock across all paging
+# I/O, on a 50 us latency store and a real swap file in $VMR_BENCH_DIR):
+# prints its own table and writes benches/results/paging.md (~1.5 min).
+cargo bench -p benches --bench paging -- "$@"
 echo "load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ $# -eq 0 ]; then

@@ -459,3 +459,23 @@ fn paging_without_swap_is_a_typed_error() {
         Err(VmError::NoSwap | VmError::NoMapping { .. })
     ));
 }
+
+#[test]
+fn serialized_paging_with_a_full_pool_pages_in() {
+    // A page-in allocates, which reclaims, which pages out under the same
+    // serialising lock: it must not be held across the allocation.
+    let r = rig(16, 256);
+    r.machine.swap().unwrap().set_serialized(true);
+    let s = r.space();
+    let va = r.anon(&s, 64);
+    for round in 0..2u64 {
+        for i in 0..64 {
+            r.write(&s, va + i * PAGE, &tag(i + round));
+        }
+        for i in 0..64 {
+            assert_eq!(r.read(&s, va + i * PAGE, 8), tag(i + round), "page {i}");
+        }
+    }
+    let st = r.machine.swap().unwrap().stats();
+    assert!(st.page_ins > 0 && st.page_outs > 0, "{st:?}");
+}

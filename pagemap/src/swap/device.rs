@@ -428,11 +428,18 @@ impl Swap {
             Some(s) if s.used() && s.entries() > 0 && s.frame() == 0 => {}
             _ => return Ok(()),
         }
-        let _serial = self.paging_guard();
+        // Allocated before the serialising lock is taken: the allocation
+        // may reclaim, and reclaim's swap-outs take that lock (not
+        // reentrant: a full pool deadlocked the faulting thread). The I/O
+        // below is still under it.
         let frame = self.pool.alloc_private()?;
         let f = frame.id();
-        // Fresh and ours: BUSY before it is visible in the cache.
+        // Fresh and ours: BUSY before it is visible in the cache, and
+        // before the wait for the lock (a reclaimer holding the frame as a
+        // stale victim from its earlier life would otherwise cache it at
+        // its own location meanwhile).
         assert!(self.pool.try_lock_busy(f));
+        let _serial = self.paging_guard();
         self.pool
             .private_update(f, |s| s.cache(loc.get(), false))
             .expect("a fresh frame is not cached");
