@@ -623,6 +623,56 @@ impl VmFixture {
     }
 }
 
+/// The swap store and swap space of a [`VmFixture::with_swap`] machine.
+pub struct SwapParts {
+    /// The store, with its typed API (I/O counts, error injection).
+    pub store: Arc<pagemap::swap::MemSwap>,
+    /// The machine's swap space (its stats: `in_use` locations).
+    pub swap: Arc<pagemap::swap::Swap>,
+}
+
+impl VmFixture {
+    /// A map with `frames` frames and a machine with `ncpus` CPUs and swap
+    /// (a [`MemSwap`](pagemap::swap::MemSwap) of `slots` locations): its
+    /// private frames can be paged out, by `page_out`, `evict_frame` and
+    /// the pool's reclaim (which an allocation in a small pool runs).
+    pub fn with_swap(frames: usize, ncpus: usize, slots: u32) -> (Self, SwapParts) {
+        let fx = Fixture::new(frames);
+        let store = Arc::new(pagemap::swap::MemSwap::new(slots));
+        let machine = vmr::Machine::with_swap(fx.pool.clone(), ncpus, store.clone()).expect("swap");
+        let swap = machine.swap().expect("swap").clone();
+        let space = vmr::AddressSpace::new(machine.clone());
+        (Self { fx, machine, space }, SwapParts { store, swap })
+    }
+
+    /// Maps `pages` anonymous pages, private and read-write, in `space`.
+    pub fn anon(&self, space: &vmr::AddressSpace, pages: u64) -> u64 {
+        space
+            .mmap_anonymous(
+                None,
+                pages * PAGE_SIZE as u64,
+                vmr::Prot::RW,
+                vmr::MapFlags::PRIVATE,
+            )
+            .expect("mmap_anonymous")
+    }
+}
+
+impl SwapParts {
+    /// After every space of the machine is torn down: every frame is back
+    /// in `fx`'s pool and no swap location is in use (none leaked, none
+    /// freed twice: a double free panics in the pool or the swap map).
+    pub fn assert_drained(&self, fx: &Fixture, what: &str) {
+        assert_eq!(
+            fx.pool.free_frames(),
+            fx.pool.capacity(),
+            "a frame leaked ({what})"
+        );
+        let st = self.swap.stats();
+        assert_eq!(st.in_use, 0, "a swap location leaked ({what}): {st:?}");
+    }
+}
+
 /// The first `n` bytes at `va` read through `cpu`.
 pub fn cpu_read(
     cpu: &vmr::Cpu,
