@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Differential fuzzing of pagemap and vmr (fuzz/, its own cargo-fuzz
-# workspace): targets pagemap_ops, vmr_ops, removal_interleaved, file_ops and
-# reclaim_ops
+# workspace): targets pagemap_ops, vmr_ops, removal_interleaved, file_ops,
+# reclaim_ops and swap_ops
 # (the threaded removal stress test runs with the replay tests).
 #
 #   scripts/fuzz.sh                  # replay tests, then 10 s per fuzz target
-#                                    # (6 s for removal_interleaved: 46 s in all, five targets)
+#                                    # (6 s for removal_interleaved: 56 s in all, six targets)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh # fuzz longer
 #   FUZZ_SECONDS=0 scripts/fuzz.sh   # replay tests only
 #

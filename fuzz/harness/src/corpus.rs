@@ -77,7 +77,7 @@ pub struct Target {
 }
 
 /// Every deterministic target.
-pub const TARGETS: [Target; 5] = [
+pub const TARGETS: [Target; 6] = [
     Target {
         name: "pagemap_ops",
         run: crate::run,
@@ -112,6 +112,13 @@ pub const TARGETS: [Target; 5] = [
         strict: crate::reclaim_run::run_strict,
         canon: |d| crate::reclaim_ops::ReclaimInput::decode(d).encode(),
         describe: |d| format!("{:#?}", crate::reclaim_ops::ReclaimInput::decode(d)),
+    },
+    Target {
+        name: "swap_ops",
+        run: crate::swap_run::run,
+        strict: crate::swap_run::run_strict,
+        canon: |d| crate::swap_ops::SwapInput::decode(d).encode(),
+        describe: |d| format!("{:#?}", crate::swap_ops::SwapInput::decode(d)),
     },
 ];
 

@@ -25,6 +25,8 @@ pub mod reclaim_run;
 pub mod removal;
 pub mod removal_interleaved;
 pub mod removal_world;
+pub mod swap_ops;
+pub mod swap_run;
 pub mod vmr_model;
 pub mod vmr_ops;
 pub mod vmr_run;

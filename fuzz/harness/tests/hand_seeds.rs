@@ -741,3 +741,196 @@ mod reclaim_ops {
         target("reclaim_ops").hand_seed("fixed_unevictable_miscounts", &bug.encode());
     }
 }
+
+/// `swap_ops`: the scenarios of issue 13: fork, page-out and copy-on-write
+/// writes; MADV_FREE then a write; a swap read error healed; swap full; a
+/// swap write error (the page stays); private and shared file mappings
+/// beside anonymous memory; everything pinned; a two-frame pool.
+mod swap_ops {
+    use super::target;
+    use pagemap_fuzz_harness::swap_ops::{
+        At, Range, SwapInput,
+        SwapOp::{self, *},
+    };
+
+    /// `pages` pages (1..=8) from page `first` of `area`.
+    fn rg(area: u8, first: u8, pages: u8) -> Range {
+        Range {
+            area,
+            first,
+            pages: pages - 1,
+        }
+    }
+    fn at(area: u8, page: u8, off: u16) -> At {
+        At { area, page, off }
+    }
+    fn anon(space: u8, area: u8, pages: u8) -> SwapOp {
+        Mmap {
+            space,
+            area,
+            off: 0,
+            pages: pages - 1,
+            kind: 0,
+            prot: 0,
+            pgoff: 0,
+        }
+    }
+    /// `kind` 1: private, 2: shared.
+    fn file(space: u8, area: u8, pages: u8, kind: u8, pgoff: u8) -> SwapOp {
+        Mmap {
+            space,
+            area,
+            off: 0,
+            pages: pages - 1,
+            kind,
+            prot: 0,
+            pgoff,
+        }
+    }
+    fn wr(space: u8, area: u8, page: u8, byte: u8) -> SwapOp {
+        Write {
+            space,
+            cpu: byte,
+            at: at(area, page, u16::from(byte) * 7),
+            len: 20,
+            byte,
+        }
+    }
+    fn rd(space: u8, area: u8, page: u8) -> SwapOp {
+        Read {
+            space,
+            cpu: page,
+            at: at(area, page, 0),
+            len: 255,
+        }
+    }
+    fn out(space: u8, area: u8, first: u8, pages: u8) -> SwapOp {
+        PageOut {
+            space,
+            range: rg(area, first, pages),
+        }
+    }
+    /// The frame the PTE of `space`'s page names.
+    fn evict(space: u8, area: u8, page: u8) -> SwapOp {
+        Evict {
+            how: 0,
+            space,
+            at: at(area, page, 0),
+        }
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn hand_seeds() {
+        // Swap slot selector `slots` means every location.
+        let seeds: Vec<(&str, usize, u32, Vec<SwapOp>)> = vec![
+            // Four written pages forked, paged out, then written by each
+            // space: the child's copy-on-write must not reach the parent,
+            // whose paged-out pages come back intact, and the other way.
+            ("fork_page_out_write", 4, 8, vec![
+                anon(0, 0, 4), wr(0, 0, 0, 1), wr(0, 0, 1, 2), wr(0, 0, 2, 3), wr(0, 0, 3, 4),
+                out(0, 0, 0, 4), Fork { space: 0, into: 1 }, wr(1, 0, 1, 5), rd(0, 0, 1),
+                out(1, 0, 0, 4), wr(0, 0, 2, 6), rd(1, 0, 2), rd(1, 0, 1), Check,
+                out(0, 0, 0, 4), Fork { space: 1, into: 2 }, wr(2, 0, 3, 7), rd(1, 0, 3),
+                rd(0, 0, 3), Drop { space: 1 }, rd(2, 0, 1), Check,
+            ]),
+            // MADV_FREE of three pages, page 1 written again: the page-out
+            // drops pages 0 and 2 (they read zeroes) and keeps page 1's data.
+            ("free_then_write", 4, 8, vec![
+                anon(0, 0, 3), wr(0, 0, 0, 1), wr(0, 0, 1, 2), wr(0, 0, 2, 3),
+                Free { space: 0, range: rg(0, 0, 3) }, wr(0, 0, 1, 4), out(0, 0, 0, 3),
+                rd(0, 0, 0), rd(0, 0, 1), rd(0, 0, 2), wr(0, 0, 2, 5), Free { space: 0, range: rg(0, 0, 3) },
+                Fork { space: 0, into: 1 }, out(0, 0, 0, 3), rd(1, 0, 2), wr(1, 0, 2, 6),
+                rd(0, 0, 2), Check,
+            ]),
+            // Every swap read fails: a fault on a paged-out page and a
+            // page_in fail, typed; healed, the data is still there; then
+            // one location's reads fail.
+            ("read_error_then_heal", 3, 4, vec![
+                anon(0, 0, 2), wr(0, 0, 0, 1), wr(0, 0, 1, 2), out(0, 0, 0, 2),
+                FailReads { loc: 4, on: true }, rd(0, 0, 0),
+                PageIn { space: 0, range: rg(0, 0, 2) }, FailReads { loc: 4, on: false },
+                rd(0, 0, 0), out(0, 0, 0, 2), FailReads { loc: 0, on: true },
+                FailReads { loc: 1, on: true }, wr(0, 0, 1, 3), rd(0, 0, 0),
+                FailReads { loc: 0, on: false }, FailReads { loc: 1, on: false }, Check,
+            ]),
+            // Two slots for four written pages: page_out and evict_frame
+            // fail with SwapFull, changing nothing; MADV_DONTNEED frees a
+            // location, and the page-out goes on.
+            ("swap_full", 8, 2, vec![
+                anon(0, 0, 4), wr(0, 0, 0, 1), wr(0, 0, 1, 2), wr(0, 0, 2, 3), wr(0, 0, 3, 4),
+                out(0, 0, 0, 4), evict(0, 0, 3), Check, out(0, 0, 0, 2),
+                DontNeed { space: 0, range: rg(0, 0, 1) }, out(0, 0, 2, 2), rd(0, 0, 0),
+                rd(0, 0, 3), Check,
+            ]),
+            // Swap writes fail (all, then one location): page_out and
+            // evict_frame report them and the pages keep their data; a
+            // two-frame pool then cannot evict them (out of memory).
+            ("write_error_keeps_page", 3, 8, vec![
+                anon(0, 0, 3), wr(0, 0, 0, 1), wr(0, 0, 1, 2), FailWrites { loc: 8, on: true },
+                out(0, 0, 0, 2), rd(0, 0, 0), wr(0, 0, 0, 3), evict(0, 0, 1), wr(0, 0, 2, 4),
+                FailWrites { loc: 8, on: false }, out(0, 0, 0, 3), rd(0, 0, 1),
+                FailWrites { loc: 0, on: true }, FailWrites { loc: 1, on: true },
+                FailWrites { loc: 2, on: true }, out(0, 0, 0, 3), Check,
+                FailWrites { loc: 0, on: false }, FailWrites { loc: 1, on: false },
+                FailWrites { loc: 2, on: false }, out(0, 0, 0, 3), Check,
+            ]),
+            // A private and a shared mapping of the file beside anonymous
+            // memory in three frames: a private page reads the file until
+            // written (a shared write shows through), keeps its copy after,
+            // returns to the file after MADV_DONTNEED; MADV_FREE of file
+            // memory is refused; evict_frame of each kind of frame.
+            ("private_and_shared_file", 3, 8, vec![
+                file(0, 1, 4, 2, 0), file(0, 2, 4, 1, 0), anon(0, 0, 2), rd(0, 2, 1),
+                wr(0, 1, 1, 1), rd(0, 2, 1), wr(0, 2, 1, 2), wr(0, 1, 1, 3), rd(0, 2, 1),
+                wr(0, 0, 0, 4), evict(0, 1, 1), evict(0, 2, 1), evict(0, 0, 0),
+                Evict { how: 1, space: 0, at: at(0, 0, 0) }, rd(0, 1, 1), rd(0, 2, 1),
+                Free { space: 0, range: rg(2, 0, 2) }, DontNeed { space: 0, range: rg(2, 1, 1) },
+                rd(0, 2, 1), Fork { space: 0, into: 1 }, wr(1, 2, 2, 5), wr(0, 1, 2, 6),
+                rd(1, 2, 2), rd(0, 2, 2), out(1, 2, 0, 4), Check,
+            ]),
+            // Three frames all pinned by mlock: a new anonymous page
+            // cannot get one, page_out keeps them, evict_frame is refused,
+            // MADV_DONTNEED is refused on the locked range; munlock lets
+            // everything go on. Also PROT_NONE and read-only pages, and a
+            // write that faults half-way.
+            ("all_pinned", 3, 8, vec![
+                anon(0, 0, 3), wr(0, 0, 0, 1), Mlock { space: 0, range: rg(0, 0, 3) },
+                anon(0, 1, 1), wr(0, 1, 0, 2), out(0, 0, 0, 3), evict(0, 0, 1),
+                DontNeed { space: 0, range: rg(0, 0, 2) }, Munlock { space: 0, range: rg(0, 0, 3) },
+                wr(0, 1, 0, 3), Mprotect { space: 0, range: rg(0, 0, 1), prot: 3 },
+                rd(0, 0, 0), Mprotect { space: 0, range: rg(0, 0, 1), prot: 2 },
+                wr(0, 0, 0, 4), rd(0, 0, 0), Mprotect { space: 0, range: rg(0, 0, 1), prot: 0 },
+                Write { space: 0, cpu: 0, at: at(0, 2, 4000), len: 20, byte: 5 },
+                Mmap { space: 0, area: 0, off: 1, pages: 0, kind: 0, prot: 0, pgoff: 0 },
+                Munmap { space: 0, range: rg(0, 1, 1) }, Mlock { space: 0, range: rg(0, 0, 3) },
+                Check,
+            ]),
+            // Two frames for ten pages of anonymous and private file memory
+            // in two spaces: every fault reclaims (page-cache pages and
+            // private frames alike), swap nearly full.
+            ("two_frames", 2, 16, vec![
+                anon(0, 0, 6), file(0, 1, 4, 1, 2), wr(0, 0, 0, 1), wr(0, 0, 1, 2),
+                wr(0, 0, 2, 3), wr(0, 1, 0, 4), wr(0, 1, 1, 5), rd(0, 1, 2), wr(0, 0, 3, 6),
+                Fork { space: 0, into: 1 }, wr(1, 0, 0, 7), wr(1, 1, 1, 8), rd(0, 0, 0),
+                rd(0, 1, 1), Reclaim { n: 3 }, FlushTlb { cpu: 1 }, rd(1, 1, 3),
+                PageIn { space: 1, range: rg(0, 0, 4) }, New { space: 0 }, anon(0, 0, 2),
+                wr(0, 0, 1, 9), Check, Drop { space: 1 }, Check,
+            ]),
+        ];
+        for (name, frames, slots, ops) in seeds {
+            let bytes = SwapInput { frames, slots, ops }.encode();
+            target("swap_ops").hand_seed(&format!("hand_{name}"), &bytes);
+        }
+        // Known bug `fork_loses_write_after_free` (found by fuzzing,
+        // minimised): a page written after MADV_FREE, forked, the parent's
+        // page unmapped, the child's paged out: the child reads zeroes
+        // (the replay runs it strictly: `known_bugs_reproduce`).
+        let bug = SwapInput { frames: 4, slots: 8, ops: vec![
+            anon(0, 0, 1), wr(0, 0, 0, 1), Free { space: 0, range: rg(0, 0, 1) },
+            wr(0, 0, 0, 2), Fork { space: 0, into: 1 }, Munmap { space: 0, range: rg(0, 0, 1) },
+            out(1, 0, 0, 1), rd(1, 0, 0),
+        ] };
+        target("swap_ops").hand_seed("bug_fork_loses_write_after_free", &bug.encode());
+    }
+}

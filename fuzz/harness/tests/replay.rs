@@ -52,6 +52,11 @@ fn replay_reclaim_ops() {
 }
 
 #[test]
+fn replay_swap_ops() {
+    replay("swap_ops");
+}
+
+#[test]
 fn known_bugs_reproduce() {
     for t in &TARGETS {
         t.known_bugs_reproduce();
