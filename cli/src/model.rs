@@ -232,6 +232,9 @@ pub fn verify_file(
     Ok(out)
 }
 
+/// Reads page `index` into the buffer (for [`verify_pages`]).
+pub type ReadPage<'a> = &'a mut dyn FnMut(u64, &mut [u8; PAGE_SIZE]) -> Result<(), String>;
+
 /// Compares pages read by `read` (page index, buffer) with the model, as
 /// [`verify_file`] does a file's (for memory that is not a file: the
 /// anonymous workload reads its pages back through a CPU).
@@ -239,7 +242,7 @@ pub fn verify_pages(
     seed: u64,
     versions: &[u32],
     op_size: usize,
-    read: &mut dyn FnMut(u64, &mut [u8; PAGE_SIZE]) -> Result<(), String>,
+    read: ReadPage<'_>,
 ) -> Result<Verified, String> {
     let mut out = Verified {
         bytes_checked: versions.len() as u64 * PAGE_SIZE as u64,

@@ -552,6 +552,9 @@ impl AddressSpace {
                                 // above; no store ever fills a private frame.
                                 unsafe { pool.read_page(src, &mut buf) };
                                 copy.write_page(&buf);
+                                if let Some(anon) = &child.core.machine.anon {
+                                    copy.make_evictable(anon.owner.id(), vpn);
+                                }
                                 copy.into_raw()
                             }),
                         };
@@ -562,7 +565,10 @@ impl AddressSpace {
                             // A store: the child's entry is empty, and only
                             // a swap-out could change it, for a frame it
                             // names (nobody else sees the child yet).
-                            let keep = old & (pte::PRESENT | pte::PRIVATE);
+                            // The dirty bit too (as Linux's copy_present_pte
+                            // for a private mapping): the page's writes
+                            // since MADV_FREE live in the entries' bits.
+                            let keep = old & (pte::PRESENT | pte::PRIVATE | pte::DIRTY);
                             child
                                 .core
                                 .pt

@@ -93,8 +93,11 @@ impl MRegion {
 pub struct MSpace {
     /// Regions by base.
     pub regions: BTreeMap<u64, MRegion>,
-    /// Private copies by virtual page number.
-    pub private: BTreeMap<u64, Box<Page>>,
+    /// Private copies by virtual page number, each with the identity of
+    /// its frame: fork shares a copy's frame (copy-on-write) until one of
+    /// the spaces writes it, which then copies it unless it holds the last
+    /// reference.
+    pub private: BTreeMap<u64, (u64, Box<Page>)>,
     /// Shared virtual pages written since their dirty bit was harvested.
     pub pte_dirty: BTreeSet<u64>,
 }
@@ -182,6 +185,8 @@ pub struct VmModel {
     pub files: Vec<MFile>,
     /// Frames in the pool.
     pub capacity: usize,
+    /// The next private frame identity.
+    pub next_frame: u64,
 }
 
 /// The documented argument rules of a range `[addr, addr + len)`, first
@@ -229,18 +234,19 @@ impl VmModel {
             spaces: (0..spaces).map(|_| Some(MSpace::default())).collect(),
             files: (0..files).map(|_| MFile::default()).collect(),
             capacity,
+            next_frame: 0,
         }
     }
 
     /// Free frames: the pool less cached pages and private copies.
     pub fn free_frames(&self) -> usize {
-        let used: usize = self.files.iter().map(|f| f.cache.len()).sum::<usize>()
-            + self
-                .spaces
-                .iter()
-                .flatten()
-                .map(|s| s.private.len())
-                .sum::<usize>();
+        let frames: BTreeSet<u64> = self
+            .spaces
+            .iter()
+            .flatten()
+            .flat_map(|s| s.private.values().map(|p| p.0))
+            .collect();
+        let used = self.files.iter().map(|f| f.cache.len()).sum::<usize>() + frames.len();
         self.capacity - used
     }
 
@@ -351,10 +357,36 @@ impl VmModel {
     /// copy of a private write. `va` is what a fault reports.
     fn touch(&mut self, s: usize, va: u64, write: bool) -> Result<(), Fault> {
         let free = self.free_frames();
+        // A write to a private copy another space shares (after fork)
+        // copies it into a frame of this space's own.
+        let vpn = va / PAGE;
+        let mine = self.spaces[s].as_ref().expect("live space").private.get(&vpn).map(|p| p.0);
+        if let Some(id) = mine {
+            // The fault takes the private entry's path (no file page).
+            if !write {
+                return Ok(());
+            }
+            let sharers = self
+                .spaces
+                .iter()
+                .flatten()
+                .filter(|sp| sp.private.values().any(|p| p.0 == id))
+                .count();
+            if sharers > 1 {
+                if free == 0 {
+                    return Err(Fault::OutOfMemory { va: vpn * PAGE });
+                }
+                let fresh = self.next_frame;
+                self.next_frame += 1;
+                let space = self.spaces[s].as_mut().expect("live space");
+                space.private.get_mut(&vpn).expect("checked").0 = fresh;
+            }
+            return Ok(());
+        }
         let capacity = self.capacity;
         let space = self.spaces[s].as_mut().expect("live space");
         let r = space.find(va).expect("checked").clone();
-        let vpn = va / PAGE;
+        
         let index = r.index_of(va);
         let f = &mut self.files[r.file];
         let mut free = free;
@@ -409,7 +441,10 @@ impl VmModel {
             if free == 0 {
                 return Err(Fault::OutOfMemory { va: vpn * PAGE });
             }
-            space.private.insert(vpn, f.cache[&index].clone());
+            space
+                .private
+                .insert(vpn, (self.next_frame, f.cache[&index].clone()));
+            self.next_frame += 1;
         }
         Ok(())
     }
@@ -453,7 +488,7 @@ impl VmModel {
             let vpn = cur / PAGE;
             let space = self.spaces[s].as_mut().expect("live space");
             let page: &mut Page = match space.private.get_mut(&vpn) {
-                Some(p) if !shared => p,
+                Some(p) if !shared => &mut p.1,
                 _ => self.files[file].cache.get_mut(&index).expect("touched"),
             };
             match data {
@@ -566,11 +601,18 @@ impl VmModel {
         }
         self.drop_space(dst);
         let parent = self.spaces[src].as_ref().expect("live");
-        if parent.private.len() > self.free_frames() {
-            return Some(Err(VmError::OutOfMemory));
-        }
+        // Copy-on-write: the child shares every private frame (no frame is
+        // needed), and does not inherit memory locks.
         let child = MSpace {
-            regions: parent.regions.clone(),
+            regions: parent
+                .regions
+                .iter()
+                .map(|(b, r)| {
+                    let mut r = r.clone();
+                    r.flags &= !LOCKED;
+                    (*b, r)
+                })
+                .collect(),
             private: parent.private.clone(),
             pte_dirty: BTreeSet::new(),
         };

@@ -922,15 +922,14 @@ mod swap_ops {
             let bytes = SwapInput { frames, slots, ops }.encode();
             target("swap_ops").hand_seed(&format!("hand_{name}"), &bytes);
         }
-        // Known bug `fork_loses_write_after_free` (found by fuzzing,
-        // minimised): a page written after MADV_FREE, forked, the parent's
-        // page unmapped, the child's paged out: the child reads zeroes
-        // (the replay runs it strictly: `known_bugs_reproduce`).
+        // `fork_loses_write_after_free` (found by fuzzing, minimised; fixed):
+        // a page written after MADV_FREE, forked, the parent's page
+        // unmapped, the child's paged out: the child read zeroes.
         let bug = SwapInput { frames: 4, slots: 8, ops: vec![
             anon(0, 0, 1), wr(0, 0, 0, 1), Free { space: 0, range: rg(0, 0, 1) },
             wr(0, 0, 0, 2), Fork { space: 0, into: 1 }, Munmap { space: 0, range: rg(0, 0, 1) },
             out(1, 0, 0, 1), rd(1, 0, 0),
         ] };
-        target("swap_ops").hand_seed("bug_fork_loses_write_after_free", &bug.encode());
+        target("swap_ops").hand_seed("fixed_fork_loses_write_after_free", &bug.encode());
     }
 }

@@ -90,6 +90,10 @@ impl PrivateFrame {
             "PrivateFrame::share_raw of frame {id:?}, which is not a private frame ({f:#x})"
         );
         if pool.private_get(id, Self::MAX_MAP_COUNT) {
+            // A shared frame is not lazily freeable (fuzz: a write after
+            // MADV_FREE, then fork, then the parent's dirty entry gone, let
+            // a swap-out drop the child's data).
+            let _ = pool.private_update(id, |s| s.lazy().then(|| s.clear_lazy()));
             Ok(id)
         } else {
             Err(crate::Error::RefcountOverflow {

@@ -438,7 +438,11 @@ impl Swap {
         // before the wait for the lock (a reclaimer holding the frame as a
         // stale victim from its earlier life would otherwise cache it at
         // its own location meanwhile).
-        assert!(self.pool.try_lock_busy(f));
+        // (A swap-out that took this frame as a stale victim may hold BUSY
+        // for a moment: it finds the frame not in the policy and lets go.)
+        while !self.pool.try_lock_busy(f) {
+            self.wait(f);
+        }
         let _serial = self.paging_guard();
         self.pool
             .private_update(f, |s| s.cache(loc.get(), false))
@@ -719,6 +723,15 @@ impl Swap {
         };
         if !self.pool.try_lock_busy(f) {
             self.count(ctr::KEPT);
+            return Ok(SwapOut::Kept);
+        }
+        // Only a frame its owner made evictable (in the policy): a victim
+        // chosen in an earlier life of the frame, freed and allocated again
+        // meanwhile, may be a fresh frame not yet published (a swap-in's,
+        // a fault's), which must not be cached or moved.
+        if self.pool.flags(f) & flags::LRU == 0 {
+            self.count(ctr::KEPT);
+            self.pool.unlock_bit(f, flags::BUSY);
             return Ok(SwapOut::Kept);
         }
         let _serial = self.paging_guard();

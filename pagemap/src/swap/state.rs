@@ -94,6 +94,13 @@ impl State {
         (self.refs() == 1 && !self.cached()).then_some(State(self.0 | LAZY))
     }
 
+    /// Shared by a fork: no longer droppable (`MADV_FREE` applies to a
+    /// page its advisor alone maps; the new entry may not carry the dirty
+    /// bit of a write made after the advice).
+    pub(crate) fn clear_lazy(self) -> State {
+        State(self.0 & !LAZY)
+    }
+
     /// Its swap location (meaningful while cached).
     pub(crate) fn location(self) -> u32 {
         (self.0 >> LOC_SHIFT) as u32
