@@ -72,6 +72,7 @@ SOAK_SECONDS="${SOAK_SECONDS:-5}" counted cargo test --release -p pagemap --test
 
 step "the main job (pagecache, shortened) and the examples"
 cargo run --release -p pagecache-cli -- --duration 2s
+cargo run --release -p pagecache-cli -- --anon --file-size 64M --duration 1s
 cargo run --release -p vmr --example workload -- --ops 5000
 cargo run --release -p pagemap --example log_store
 

@@ -101,15 +101,15 @@ impl AnonEngine {
         Ok(())
     }
 
-    /// Counters: minor/major faults as hits/misses, swap reads and writes as
+    /// Counters: faults on paged-out pages that found them in memory (the
+    /// swap cache) and page-ins as hits/misses, swap reads and writes as
     /// store reads and writes, swap-outs clean and dirty as evictions.
     pub fn counters(&self) -> Counters {
         let swap = self.machine.swap().expect("made with swap").stats();
         let pool = self.machine.pool().stats();
-        let paging = self.space.paging_stats();
         Counters {
-            hits: paging.minor,
-            misses: paging.major,
+            hits: swap.cache_hits.saturating_sub(swap.page_ins),
+            misses: swap.page_ins,
             evictions_clean: swap.evicted_clean + swap.lazy_freed,
             evictions_dirty: swap.evicted_dirty,
             store_reads: swap.page_ins,

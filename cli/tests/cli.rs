@@ -70,6 +70,32 @@ fn a_run_verifies_every_byte_of_both_files() {
     assert!(empty, "the files are removed without --keep");
 }
 
+/// `--anon`: the anonymous-memory workload, 8x the pool, paged to a swap
+/// file, verified in both paging modes; the swap file leaves nothing behind.
+#[test]
+fn the_anonymous_workload_pages_and_verifies_every_byte() {
+    let (ok, r, empty) = run_json("anon", &["--anon", "--threads", "2"]);
+    assert!(ok, "{r:#}");
+    assert_eq!(r["workload"], "anonymous");
+    let engines = r["engines"].as_array().unwrap();
+    assert_eq!(engines.len(), 2);
+    for e in engines {
+        assert_eq!(e["verify"]["bytes_checked"], 2 * 1024 * 1024, "{e:#}");
+        assert_eq!(e["verify"]["bytes_differing"], 0, "{e:#}");
+        assert_eq!(e["bad_reads"], 0);
+        assert_eq!(e["failed_writes"], 0);
+        assert!(
+            e["cache"]["store_writes"].as_u64().unwrap() > 0,
+            "paged out: {e:#}"
+        );
+        assert!(
+            e["cache"]["store_reads"].as_u64().unwrap() > 0,
+            "paged in: {e:#}"
+        );
+    }
+    assert!(empty, "the swap file is unlinked");
+}
+
 #[test]
 fn every_distribution_runs_and_verifies() {
     for dist in [
