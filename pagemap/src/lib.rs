@@ -175,9 +175,24 @@
 //!      +- policy lock       S3-FIFO's / LRU's list mutex (a leaf; CLOCK: none)
 //!      +- pool registry     RwLock of the maps' Weak handles (a leaf)
 //!      +- any map's remover lock, as a removal takes it (waited for by a
-//!                           load's reclaim, tried by alloc_private's), and
-//!                           under it that map's locks as above
+//!      |                    load's reclaim, tried by alloc_private's), and
+//!      |                    under it that map's locks as above
+//!      +- BUSY bit          a private frame's swap-out (swap::Swap: from its
+//!          |                start to its end, I/O included) or swap-in (across
+//!          |                its read); faults that find it sleep on it holding
+//!          |                nothing (they drop the address-space lock first)
+//!          +- Swap's paging mutex  only in set_serialized mode (the seed's
+//!          |                       z_mm_paging_lock); a swap-in takes it after
+//!          |                       its frame allocation
+//!          +- vmr: the machine's spaces list (the rmap walk; a leaf but for
+//!              |            the TLB locks of its shootdowns)
+//!              +- vmr: TLB locks
 //! ```
+//!
+//! Demand paging takes no address-space lock on the swap-out side (direct
+//! reclaim may run it inside a fault that holds one); a fault holds its
+//! space's lock (read) only while it takes a reference from the swap cache
+//! and installs the entry, never across a page-in or a wait on BUSY.
 //!
 //! Reading the tree:
 //!

@@ -84,6 +84,22 @@ pub mod sb {
         a.load(order)
     }
 
+    /// `a.fetch_or(v, order)` on a 32-bit word (a lock bit), the RMW half
+    /// of a pair.
+    #[inline(always)]
+    pub fn fetch_or32(a: &super::AtomicU32, v: u32, order: Ordering) -> u32 {
+        let old = a.fetch_or(v, order);
+        stored(order);
+        old
+    }
+
+    /// `a.load(order)` of a 32-bit word, the load half of a pair.
+    #[inline(always)]
+    pub fn load32(a: &super::AtomicU32, order: Ordering) -> u32 {
+        loading(order);
+        a.load(order)
+    }
+
     /// `a.compare_exchange_weak(..)`, the RMW half of a pair when it succeeds.
     #[inline(always)]
     pub fn compare_exchange_weak(

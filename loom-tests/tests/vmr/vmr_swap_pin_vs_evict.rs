@@ -81,15 +81,19 @@ fn mlock_vs_evict_frame() {
             // The walk made the entry a swap entry, then met the
             // reference mlock's fault took from the swap cache.
             (false, 0, 1) => "kept, faulted back from the cache",
+            // The swap-out wrote the page and left the cache while the
+            // fault held a passing reference (its lookup saw BUSY and let
+            // go): reported kept, the frame freed by the fault's put, the
+            // page read back in by the retry.
+            (false, 1, _) => "kept after its page-out, paged back in",
             (true, 1, _) if spurious == 0 => "evicted, paged back in",
             (true, 1, _) => "evicted, mlock retried",
-            // Loom only: the swap-out read the references before the
-            // fault's lookup took one, and the lookup read BUSY clear
-            // although the swap-out had set it (the store-buffering pair
-            // of `swap::state`, plain SeqCst accesses, which loom treats
-            // as AcqRel). The swap-out's uncache and put are RMWs, so the
-            // frame stays the fault's, out of the cache: nothing is lost.
-            (true, 0, 1) => "evicted, taken from the cache (loom only)",
+            // Forbidden: a swap-out that reports the frame freed while the
+            // fault took it from the cache. (It happened: the fault's lookup
+            // read the cache before the swap-out left it and BUSY after it
+            // let go; the swap-out now sees the fault's reference left
+            // after its uncache and reports the frame kept.)
+            (true, 0, 1) => panic!("evicted, yet the fault mapped the frame from the cache"),
             other => panic!(
                 "(evicted, page-ins, cache hits) = {other:?}, spurious {spurious}, {:?}",
                 sw.swap.stats()

@@ -35,12 +35,14 @@ impl FramePool {
     /// that takes a reference from the swap cache and then reads BUSY
     /// ([`busy`](Self::busy)): a store-buffering pair (see `swap::state`).
     pub(crate) fn try_lock_busy(&self, id: FrameId) -> bool {
-        self.frame(id).flags.fetch_or(flags::BUSY, Ordering::SeqCst) & flags::BUSY == 0
+        crate::sync::sb::fetch_or32(&self.frame(id).flags, flags::BUSY, Ordering::SeqCst)
+            & flags::BUSY
+            == 0
     }
 
     /// Whether BUSY is set (SeqCst: see [`try_lock_busy`](Self::try_lock_busy)).
     pub(crate) fn busy(&self, id: FrameId) -> bool {
-        self.frame(id).flags.load(Ordering::SeqCst) & flags::BUSY != 0
+        crate::sync::sb::load32(&self.frame(id).flags, Ordering::SeqCst) & flags::BUSY != 0
     }
 
     /// Tries to take a lock bit (LOCKED or WRITEBACK). Acquire on success:

@@ -823,7 +823,10 @@ impl FramePool {
     /// A private frame's swap state word (a snapshot).
     pub(crate) fn private_state(&self, id: FrameId) -> crate::swap::state::State {
         // SeqCst: see `swap::state` (the map references against BUSY).
-        crate::swap::state::State(self.frame(id).state.load(Ordering::SeqCst))
+        crate::swap::state::State(crate::sync::sb::load(
+            &self.frame(id).state,
+            Ordering::SeqCst,
+        ))
     }
 
     /// Applies `f` to a private frame's state word until it succeeds or
@@ -840,7 +843,14 @@ impl FramePool {
             let Some(new) = f(State(old)) else {
                 return Err(State(old));
             };
-            match word.compare_exchange_weak(old, new.0, Ordering::SeqCst, Ordering::SeqCst) {
+            // The RMW half of the reference/BUSY pair (`swap::state`).
+            match crate::sync::sb::compare_exchange_weak(
+                word,
+                old,
+                new.0,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
                 Ok(_) => return Ok(State(old)),
                 Err(seen) => old = seen,
             }

@@ -435,11 +435,9 @@ impl Swap {
         let frame = self.pool.alloc_private()?;
         let f = frame.id();
         // Fresh and ours: BUSY before it is visible in the cache, and
-        // before the wait for the lock (a reclaimer holding the frame as a
-        // stale victim from its earlier life would otherwise cache it at
-        // its own location meanwhile).
-        // (A swap-out that took this frame as a stale victim may hold BUSY
-        // for a moment: it finds the frame not in the policy and lets go.)
+        // before the wait for the lock. (A swap-out that took this frame as
+        // a stale victim from its earlier life may hold BUSY for a moment:
+        // it finds the frame not in the policy and lets go.)
         while !self.pool.try_lock_busy(f) {
             self.wait(f);
         }
@@ -703,6 +701,61 @@ impl Swap {
     /// forgotten), every swap entry made finds it in the cache: no data is
     /// lost.
     pub fn swap_out(&self, f: FrameId, rmap: &dyn AnonRmap) -> Result<SwapOut, Error> {
+        let mut out = [Ok(SwapOut::Kept)];
+        self.swap_out_batch(&[f], rmap, &mut out);
+        let [r] = out;
+        r
+    }
+
+    /// [`swap_out`](Self::swap_out) of several frames (at most
+    /// [`RECLAIM_BATCH`](crate::RECLAIM_BATCH) at once: more are done in
+    /// batches of that size) with one shootdown per address space per
+    /// batch: every frame is taken BUSY and unmapped first, the TLBs of
+    /// each space flushed once, then each is written if it must be and
+    /// freed. `out[i]` is frame `i`'s result (`out` as long as `frames`).
+    pub fn swap_out_batch(
+        &self,
+        frames: &[FrameId],
+        rmap: &dyn AnonRmap,
+        out: &mut [Result<SwapOut, Error>],
+    ) {
+        assert_eq!(frames.len(), out.len(), "one result per frame");
+        let _serial = self.paging_guard();
+        for (frames, out) in frames
+            .chunks(crate::RECLAIM_BATCH)
+            .zip(out.chunks_mut(crate::RECLAIM_BATCH))
+        {
+            let mut taken: [Option<Prepared>; crate::RECLAIM_BATCH] =
+                core::array::from_fn(|_| None);
+            let mut batch = ShootdownBatch::new();
+            for ((&f, r), t) in frames.iter().zip(out.iter_mut()).zip(taken.iter_mut()) {
+                match self.prepare_out(f, rmap, &mut batch) {
+                    Ok(Some(p)) => *t = Some(p),
+                    Ok(None) => *r = Ok(SwapOut::Kept),
+                    Err(e) => *r = Err(e),
+                }
+            }
+            // Every translation of every unmapped entry goes before any
+            // frame is written or freed: one shootdown per address space.
+            batch.flush();
+            for (t, r) in taken.iter_mut().zip(out.iter_mut()) {
+                if let Some(p) = t.take() {
+                    *r = self.finish_out(p);
+                }
+            }
+        }
+    }
+
+    /// A swap-out's first half: isolate frame `f`, take it BUSY, give it a
+    /// location and turn its entries into swap entries (their shootdowns
+    /// into `batch`). `None`: kept without change (busy, gone, not in the
+    /// policy).
+    fn prepare_out(
+        &self,
+        f: FrameId,
+        rmap: &dyn AnonRmap,
+        batch: &mut ShootdownBatch,
+    ) -> Result<Option<Prepared>, Error> {
         // Isolate: a reference of our own, valid only if the frame is a
         // live private frame (mapped or cached), so it cannot be freed
         // under us; then BUSY.
@@ -715,7 +768,7 @@ impl Swap {
         });
         // (A free or page-cache frame's state word is 0: refused.)
         if live.is_err() {
-            return Ok(SwapOut::Kept);
+            return Ok(None);
         }
         let handle = PrivateFrame {
             pool: self.pool.clone(),
@@ -723,7 +776,7 @@ impl Swap {
         };
         if !self.pool.try_lock_busy(f) {
             self.count(ctr::KEPT);
-            return Ok(SwapOut::Kept);
+            return Ok(None);
         }
         // Only a frame its owner made evictable (in the policy): a victim
         // chosen in an earlier life of the frame, freed and allocated again
@@ -732,9 +785,8 @@ impl Swap {
         if self.pool.flags(f) & flags::LRU == 0 {
             self.count(ctr::KEPT);
             self.pool.unlock_bit(f, flags::BUSY);
-            return Ok(SwapOut::Kept);
+            return Ok(None);
         }
-        let _serial = self.paging_guard();
         let (loc, _) = match self.location_get(f) {
             Ok(l) => l,
             Err(e) => {
@@ -743,9 +795,25 @@ impl Swap {
             }
         };
         let (_, key) = self.pool.owner(f);
-        let mut batch = ShootdownBatch::new();
-        let locked = rmap.try_to_unmap(key, f, loc, self, &mut batch);
-        batch.flush();
+        let locked = rmap.try_to_unmap(key, f, loc, self, batch);
+        Ok(Some(Prepared {
+            handle,
+            loc,
+            locked,
+        }))
+    }
+
+    /// A swap-out's second half, after the shootdown of its batch: keep
+    /// the frame if a reference appeared or an entry was locked; else write
+    /// it unless a clean copy is in swap (or drop it unwritten after
+    /// `MADV_FREE`), and free it.
+    fn finish_out(&self, p: Prepared) -> Result<SwapOut, Error> {
+        let Prepared {
+            handle,
+            loc,
+            locked,
+        } = p;
+        let f = handle.id();
         // Our reference is the last one (SeqCst, after our BUSY: a fault
         // that took one from the cache either shows here or saw BUSY).
         let s = self.pool.private_state(f);
@@ -761,7 +829,6 @@ impl Swap {
             self.map
                 .update(loc.get(), |w| Some(w.set_zero()))
                 .expect("set_zero always applies");
-            self.count(ctr::LAZY);
         }
         let written = !s.backed() && !s.lazy();
         if written {
@@ -789,9 +856,6 @@ impl Swap {
                 .update(loc.get(), |w| Some(w.clear_zero()))
                 .expect("clear_zero always applies");
             self.count(ctr::PAGE_OUTS);
-            self.count(ctr::DIRTY);
-        } else if !s.lazy() {
-            self.count(ctr::CLEAN);
         }
         // The page is in swap: out of the cache (the location is freed if
         // every entry went meanwhile), then the frame.
@@ -802,13 +866,38 @@ impl Swap {
         if old.entries() == 0 {
             self.store.discard(loc);
         }
-        self.pool
+        let before = self
+            .pool
             .private_update(f, |s| Some(s.uncache()))
             .expect("uncache always applies");
         self.pool.unlock_bit(f, flags::BUSY);
-        drop(handle); // the last reference: freed
+        drop(handle); // the last reference: freed, unless ...
+        if before.refs() > 1 {
+            // ... a fault took a reference from the cache after our check
+            // (its lookup read the cache before we left it): the page is in
+            // swap, and in this frame until the fault maps it (it read BUSY
+            // after we let go) or lets go (it saw BUSY: its put frees it).
+            // Not freed by us: reported kept (loom: vmr_swap_pin_vs_evict).
+            self.count(ctr::KEPT);
+            return Ok(SwapOut::Kept);
+        }
+        self.count(if s.lazy() {
+            ctr::LAZY
+        } else if written {
+            ctr::DIRTY
+        } else {
+            ctr::CLEAN
+        });
         Ok(SwapOut::Freed { written })
     }
+}
+
+/// A frame between the two halves of a swap-out: BUSY, cached at `loc`,
+/// its entries made swap entries (`locked`: one could not be).
+struct Prepared {
+    handle: PrivateFrame,
+    loc: Location,
+    locked: bool,
 }
 
 /// Page-in and page-out latency histograms of a [`Swap`], in nanoseconds.

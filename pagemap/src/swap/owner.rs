@@ -104,17 +104,30 @@ impl Evictor for AnonOwner {
     }
 
     fn evict(&self, victims: &[(u64, FrameId)], _wait: bool, report: &mut ReclaimReport) {
-        for &(_, f) in victims {
-            match self.swap.swap_out(f, &*self.rmap) {
-                Ok(SwapOut::Freed { written }) => {
-                    report.freed += 1;
-                    report.mapped += 1;
-                    report.dirty += u64::from(written);
-                }
-                Ok(SwapOut::Kept) | Err(Error::SwapFull { .. }) => report.kept += 1,
-                Err(_) => {
-                    report.kept += 1;
-                    report.write_errors += 1;
+        // One shootdown per address space per batch (the reclaim's group
+        // is at most RECLAIM_BATCH frames: no allocation).
+        for chunk in victims.chunks(crate::RECLAIM_BATCH) {
+            let mut frames = [FrameId::new(1).expect("1 is a frame id"); crate::RECLAIM_BATCH];
+            let mut out: [Result<SwapOut, Error>; crate::RECLAIM_BATCH] =
+                core::array::from_fn(|_| Ok(SwapOut::Kept));
+            for (slot, &(_, f)) in frames.iter_mut().zip(chunk) {
+                *slot = f;
+            }
+            let n = chunk.len();
+            self.swap
+                .swap_out_batch(&frames[..n], &*self.rmap, &mut out[..n]);
+            for r in &out[..n] {
+                match r {
+                    Ok(SwapOut::Freed { written }) => {
+                        report.freed += 1;
+                        report.mapped += 1;
+                        report.dirty += u64::from(*written);
+                    }
+                    Ok(SwapOut::Kept) | Err(Error::SwapFull { .. }) => report.kept += 1,
+                    Err(_) => {
+                        report.kept += 1;
+                        report.write_errors += 1;
+                    }
                 }
             }
         }
