@@ -1,0 +1,588 @@
+//! Break-it pass on issue 13 (demand paging of anonymous and private
+//! memory): each test asserts the documented, correct behaviour.
+
+use std::sync::Arc;
+
+use pagemap::swap::{Location, MemSwap};
+use pagemap::{FrameId, FramePool, PAGE_SIZE};
+use vmr::{pte, AddressSpace, Advice, Machine, MapFlags, Prot, VmError};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+struct Rig {
+    machine: Arc<Machine>,
+    swap: Arc<MemSwap>,
+    frames: usize,
+}
+
+fn rig(frames: usize, slots: u32) -> Rig {
+    let pool = Arc::new(FramePool::new(frames).unwrap());
+    pool.set_held_grace(std::time::Duration::ZERO);
+    let swap = Arc::new(MemSwap::new(slots));
+    let machine = Machine::with_swap(pool, 2, swap.clone()).unwrap();
+    Rig {
+        machine,
+        swap,
+        frames,
+    }
+}
+
+impl Rig {
+    fn space(&self) -> Arc<AddressSpace> {
+        AddressSpace::new(self.machine.clone())
+    }
+    fn anon(&self, s: &AddressSpace, pages: u64) -> u64 {
+        s.mmap_anonymous(None, pages * PAGE, Prot::RW, MapFlags::PRIVATE)
+            .unwrap()
+    }
+    fn write(&self, s: &AddressSpace, va: u64, data: &[u8]) {
+        self.machine.cpu(0).write(s, va, data).unwrap();
+    }
+    fn read(&self, s: &AddressSpace, va: u64, n: usize) -> Vec<u8> {
+        let mut b = vec![0u8; n];
+        self.machine.cpu(1).read(s, va, &mut b).unwrap();
+        b
+    }
+    fn in_use(&self) -> u32 {
+        self.machine.swap().unwrap().stats().in_use
+    }
+    fn no_leaks(&self) {
+        assert_eq!(self.in_use(), 0, "swap locations leaked");
+        assert_eq!(
+            self.machine.pool().free_frames(),
+            self.frames,
+            "frames leaked"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// MADV_FREE: a page written after the advice must never be dropped.
+
+/// MADV_FREE, then a write (through the still-writable entry: DIRTY set by
+/// the "hardware"), then mprotect(PROT_READ): the write must survive a
+/// page-out.
+#[test]
+fn write_after_free_then_mprotect_read_is_not_lost() {
+    let r = rig(16, 16);
+    let s = r.space();
+    let va = r.anon(&s, 1);
+    r.write(&s, va, b"AAAA");
+    s.madvise(va, PAGE, Advice::Free).unwrap();
+    r.write(&s, va, b"BBBB"); // after the advice: must never be dropped
+    s.mprotect(va, PAGE, Prot::READ).unwrap();
+    s.page_out(va, PAGE).unwrap();
+    assert_eq!(r.read(&s, va, 4), b"BBBB", "write after MADV_FREE lost");
+    drop(s);
+    r.no_leaks();
+}
+
+/// The same through mprotect(PROT_NONE) and back.
+#[test]
+fn write_after_free_then_mprotect_none_is_not_lost() {
+    let r = rig(16, 16);
+    let s = r.space();
+    let va = r.anon(&s, 1);
+    r.write(&s, va, b"AAAA");
+    s.madvise(va, PAGE, Advice::Free).unwrap();
+    r.write(&s, va, b"CCCC");
+    s.mprotect(va, PAGE, Prot::NONE).unwrap();
+    s.page_out(va, PAGE).unwrap();
+    s.mprotect(va, PAGE, Prot::RW).unwrap();
+    assert_eq!(r.read(&s, va, 4), b"CCCC", "write after MADV_FREE lost");
+    drop(s);
+    r.no_leaks();
+}
+
+/// The same with reclaim choosing the page instead of page_out.
+#[test]
+fn write_after_free_then_mprotect_read_survives_evict_frame() {
+    let r = rig(16, 16);
+    let s = r.space();
+    let va = r.anon(&s, 1);
+    r.write(&s, va, b"AAAA");
+    s.madvise(va, PAGE, Advice::Free).unwrap();
+    r.write(&s, va, b"DDDD");
+    s.mprotect(va, PAGE, Prot::READ).unwrap();
+    let f = FrameId::new(pte::frame(s.pte(va))).unwrap();
+    r.machine.evict_frame(f).unwrap();
+    assert_eq!(r.read(&s, va, 4), b"DDDD", "write after MADV_FREE lost");
+}
+
+// ---------------------------------------------------------------------------
+// evict_frame on bad input.
+
+#[test]
+fn evict_frame_out_of_range_frame_is_an_error_not_a_panic() {
+    let r = rig(8, 8);
+    let bogus = FrameId::new(1_000_000).unwrap();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.machine.evict_frame(bogus)
+    }));
+    assert!(res.is_ok(), "Machine::evict_frame panicked on a bogus frame id");
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.machine.pool().evict_frame(bogus)
+    }));
+    assert!(res.is_ok(), "FramePool::evict_frame panicked on a bogus frame id");
+}
+
+/// A refused eviction (an mlocked page) changes nothing: in particular it
+/// keeps no swap location, so a one-slot swap still takes another page.
+#[test]
+fn refused_evict_of_mlocked_page_keeps_no_swap_location() {
+    let r = rig(16, 1);
+    let s = r.space();
+    let va = r.anon(&s, 2);
+    r.write(&s, va, b"locked");
+    r.write(&s, va + PAGE, b"other");
+    s.mlock(va, PAGE).unwrap();
+    let f = FrameId::new(pte::frame(s.pte(va))).unwrap();
+    assert!(matches!(
+        r.machine.evict_frame(f),
+        Err(pagemap::Error::Busy)
+    ));
+    assert_eq!(r.in_use(), 0, "a refused eviction took a swap location");
+    let rep = s.page_out(va + PAGE, PAGE).unwrap();
+    assert_eq!(rep.paged_out, 1);
+    assert_eq!(r.read(&s, va + PAGE, 5), b"other");
+    assert_eq!(r.read(&s, va, 6), b"locked");
+}
+
+/// page_out over an mlocked page reports it kept and keeps no location.
+#[test]
+fn page_out_of_mlocked_range_keeps_no_swap_location() {
+    let r = rig(16, 4);
+    let s = r.space();
+    let va = r.anon(&s, 4);
+    for i in 0..4 {
+        r.write(&s, va + i * PAGE, &[i as u8 + 1]);
+    }
+    s.mlock(va, 4 * PAGE).unwrap();
+    let rep = s.page_out(va, 4 * PAGE).unwrap();
+    assert_eq!(rep.kept, 4);
+    assert_eq!(rep.paged_out, 0);
+    assert_eq!(r.in_use(), 0, "locked pages hold swap locations");
+}
+
+// ---------------------------------------------------------------------------
+// Two machines on one pool, both with swap.
+
+#[test]
+fn evict_frame_of_another_machines_frame_leaks_nothing() {
+    let pool = Arc::new(FramePool::new(16).unwrap());
+    pool.set_held_grace(std::time::Duration::ZERO);
+    let a = Machine::with_swap(pool.clone(), 1, Arc::new(MemSwap::new(8))).unwrap();
+    let b = Machine::with_swap(pool.clone(), 1, Arc::new(MemSwap::new(8))).unwrap();
+    let sb = AddressSpace::new(b.clone());
+    let va = sb
+        .mmap_anonymous(None, PAGE, Prot::RW, MapFlags::PRIVATE)
+        .unwrap();
+    b.cpu(0).write(&sb, va, b"bbb").unwrap();
+    let f = FrameId::new(pte::frame(sb.pte(va))).unwrap();
+    // Machine a does not own it: refused, nothing changed.
+    let _ = a.evict_frame(f);
+    assert_eq!(a.swap().unwrap().stats().in_use, 0, "a's swap took b's page");
+    // b can still page it out and back.
+    sb.page_out(va, PAGE).unwrap();
+    let mut buf = [0u8; 3];
+    b.cpu(0).read(&sb, va, &mut buf).unwrap();
+    assert_eq!(&buf, b"bbb");
+    drop(sb);
+    assert_eq!(b.swap().unwrap().stats().in_use, 0);
+    assert_eq!(a.swap().unwrap().stats().in_use, 0);
+    assert_eq!(pool.free_frames(), 16, "frame leaked");
+}
+
+// ---------------------------------------------------------------------------
+// Ranges.
+
+#[test]
+fn paging_calls_reject_bad_ranges_typed() {
+    let r = rig(8, 8);
+    let s = r.space();
+    let va = r.anon(&s, 2);
+    for (a, l) in [(va, 0), (va + 1, PAGE), (va, 1), (u64::MAX - PAGE + 1, 2 * PAGE)] {
+        assert!(s.page_out(a, l).is_err(), "page_out({a:#x}, {l})");
+        assert!(s.page_in(a, l).is_err(), "page_in({a:#x}, {l})");
+        assert!(s.mlock(a, l).is_err(), "mlock({a:#x}, {l})");
+        assert!(s.munlock(a, l).is_err(), "munlock({a:#x}, {l})");
+        assert!(s.madvise(a, l, Advice::DontNeed).is_err());
+        assert!(s.madvise(a, l, Advice::Free).is_err());
+    }
+    assert!(matches!(s.page_out(va, 3 * PAGE), Err(VmError::NoMapping { .. })));
+    assert!(matches!(s.page_in(va, 3 * PAGE), Err(VmError::NoMapping { .. })));
+    assert!(matches!(s.mlock(va, 3 * PAGE), Err(VmError::NoMapping { .. })));
+    assert_eq!(s.regions().len(), 1, "mlock refused changed the regions");
+}
+
+#[test]
+fn _silence() {
+    let _ = Location::new(0);
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency stress: one space, per-thread disjoint pages (each thread's
+// model is exact for its own pages), with content-preserving operations
+// (page_out, page_in, evict_frame of arbitrary frames) on the WHOLE mapping,
+// a tiny pool and a tiny swap, and swap I/O errors injected meanwhile.
+
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What a page of a thread holds: exactly `v`, or (after MADV_FREE, until
+/// the next write) `v` or zero.
+#[derive(Clone, Copy, Debug)]
+struct Model {
+    v: u64,
+    maybe_zero: bool,
+}
+
+fn allowed_error(e: &vmr::Fault) -> bool {
+    // Typed, transient: a swap read error, out of frames (everything else
+    // pinned or moving).
+    matches!(
+        e,
+        vmr::Fault::Io { .. } | vmr::Fault::OutOfMemory { .. } | vmr::Fault::Livelock { .. }
+    )
+}
+
+fn stress(serialized: bool, inject: bool, seed: u64) {
+    const THREADS: u64 = 3;
+    const PAGES: u64 = 6; // per thread
+    let frames = 10usize;
+    let r = rig(frames, 64);
+    r.machine.swap().unwrap().set_serialized(serialized);
+    let s = r.space();
+    let all = s
+        .mmap_anonymous(None, THREADS * PAGES * PAGE, Prot::RW, MapFlags::PRIVATE)
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let injector = {
+        let swap = r.swap.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut rng = XorShift(seed ^ 0xdead_beef);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if inject {
+                    let w = rng.below(4) == 0;
+                    let rd = rng.below(6) == 0;
+                    swap.fail_all_writes(w);
+                    swap.fail_all_reads(rd);
+                }
+                std::thread::sleep(std::time::Duration::from_micros(300));
+            }
+            swap.fail_all_writes(false);
+            swap.fail_all_reads(false);
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+    let errs = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|sc| {
+        for t in 0..THREADS {
+            let s = s.clone();
+            let r = &r;
+            let errs = &errs;
+            sc.spawn(move || {
+                let cpu = r.machine.cpu((t % 2) as usize);
+                let base = all + t * PAGES * PAGE;
+                let mut model = vec![Model { v: 0, maybe_zero: false }; PAGES as usize];
+                let mut rng = XorShift(seed.wrapping_mul(t + 7) | 1);
+                let mut gen = 0u64;
+                let mut ops = 0u64;
+                while std::time::Instant::now() < deadline {
+                    ops += 1;
+                    let i = rng.below(PAGES);
+                    let va = base + i * PAGE;
+                    match rng.below(14) {
+                        0..=3 => {
+                            gen += 1;
+                            let v = (t << 56) | (i << 48) | gen;
+                            match cpu.write(&s, va, &v.to_le_bytes()) {
+                                Ok(()) => model[i as usize] = Model { v, maybe_zero: false },
+                                Err(e) if allowed_error(&e) => {}
+                                Err(e) => errs.lock().unwrap().push(format!("write: {e:?}")),
+                            }
+                        }
+                        4..=6 => {
+                            let mut b = [0u8; 8];
+                            match cpu.read(&s, va, &mut b) {
+                                Ok(()) => {
+                                    let got = u64::from_le_bytes(b);
+                                    let m = model[i as usize];
+                                    if got != m.v && !(m.maybe_zero && got == 0) {
+                                        errs.lock().unwrap().push(format!(
+                                            "t{t} page {i}: read {got:#x}, model {m:?} (op {ops})"
+                                        ));
+                                    }
+                                    if got == 0 {
+                                        // Once seen zero, it stays zero.
+                                        model[i as usize] = Model { v: 0, maybe_zero: false };
+                                    }
+                                }
+                                Err(e) if allowed_error(&e) => {}
+                                Err(e) => errs.lock().unwrap().push(format!("read: {e:?}")),
+                            }
+                        }
+                        7 => {
+                            // Whole mapping, other threads' pages too.
+                            match s.page_out(all, THREADS * PAGES * PAGE) {
+                                Ok(_) | Err(VmError::Swap(_)) => {}
+                                Err(e) => errs.lock().unwrap().push(format!("page_out: {e:?}")),
+                            }
+                        }
+                        8 => match s.page_in(all, THREADS * PAGES * PAGE) {
+                            Ok(()) => {}
+                            Err(VmError::PageIn(f)) if allowed_error(&f) => {}
+                            Err(e) => errs.lock().unwrap().push(format!("page_in: {e:?}")),
+                        },
+                        9 => {
+                            let f = FrameId::new(1 + rng.below(frames as u64) as u32).unwrap();
+                            match r.machine.evict_frame(f) {
+                                Ok(())
+                                | Err(pagemap::Error::Busy)
+                                | Err(pagemap::Error::SwapFull { .. })
+                                | Err(pagemap::Error::SwapWrite { .. }) => {}
+                                Err(e) => errs.lock().unwrap().push(format!("evict: {e:?}")),
+                            }
+                        }
+                        10 => match s.madvise(va, PAGE, Advice::DontNeed) {
+                            Ok(()) => model[i as usize] = Model { v: 0, maybe_zero: false },
+                            Err(e) => errs.lock().unwrap().push(format!("dontneed: {e:?}")),
+                        },
+                        11 => match s.madvise(va, PAGE, Advice::Free) {
+                            Ok(()) => model[i as usize].maybe_zero = true,
+                            Err(e) => errs.lock().unwrap().push(format!("free: {e:?}")),
+                        },
+                        12 => {
+                            // mlock one page, touch it, munlock.
+                            match s.mlock(va, PAGE) {
+                                Ok(()) | Err(VmError::Populate(_)) => {}
+                                Err(e) => errs.lock().unwrap().push(format!("mlock: {e:?}")),
+                            }
+                            // mlock's populate writes: a MADV_FREE'd page
+                            // becomes "written" (kept) or reads zero now.
+                            let mut b = [0u8; 8];
+                            if cpu.read(&s, va, &mut b).is_ok() {
+                                let got = u64::from_le_bytes(b);
+                                let m = model[i as usize];
+                                if got != m.v && !(m.maybe_zero && got == 0) {
+                                    errs.lock().unwrap().push(format!(
+                                        "t{t} page {i} locked: read {got:#x}, model {m:?}"
+                                    ));
+                                }
+                                model[i as usize] = Model { v: got, maybe_zero: m.maybe_zero && got != 0 };
+                            }
+                            if let Err(e) = s.munlock(va, PAGE) {
+                                errs.lock().unwrap().push(format!("munlock: {e:?}"));
+                            }
+                        }
+                        _ => {
+                            // fork; the child sees our pages as they are,
+                            // writes its own copy, and goes.
+                            match s.fork() {
+                                Ok(child) => {
+                                    let mut b = [0u8; 8];
+                                    if cpu.read(&child, va, &mut b).is_ok() {
+                                        let got = u64::from_le_bytes(b);
+                                        let m = model[i as usize];
+                                        if got != m.v && !(m.maybe_zero && got == 0) {
+                                            errs.lock().unwrap().push(format!(
+                                                "t{t} page {i} child: read {got:#x}, model {m:?}"
+                                            ));
+                                        }
+                                    }
+                                    let _ = cpu.write(&child, va, &u64::MAX.to_le_bytes());
+                                    drop(child);
+                                }
+                                Err(VmError::OutOfMemory) => {}
+                                Err(e) => errs.lock().unwrap().push(format!("fork: {e:?}")),
+                            }
+                        }
+                    }
+                    if errs.lock().unwrap().len() > 20 {
+                        break;
+                    }
+                }
+                eprintln!("t{t}: {ops} ops");
+                (t, model)
+            });
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    injector.join().unwrap();
+    eprintln!("{:?}", r.machine.swap().unwrap().stats());
+    let errs = errs.into_inner().unwrap();
+    assert!(errs.is_empty(), "{} errors, first: {:#?}", errs.len(), &errs[..errs.len().min(8)]);
+    drop(s);
+    r.no_leaks();
+}
+
+#[test]
+fn stress_concurrent_paging() {
+    stress(false, false, 0x1234_5678);
+}
+
+#[test]
+fn stress_concurrent_paging_serialized() {
+    stress(true, false, 0x8765_4321);
+}
+
+#[test]
+fn stress_concurrent_paging_with_swap_errors() {
+    stress(false, true, 0x5555_aaaa);
+}
+
+#[test]
+fn stress_concurrent_paging_with_swap_errors_serialized() {
+    stress(true, true, 0x0f0f_f0f0);
+}
+
+// ---------------------------------------------------------------------------
+// Fork trees over swapped pages: each space's model is a snapshot at its
+// fork, then its own writes; spaces run concurrently on shared
+// copy-on-write frames and shared swap locations; dropped in various orders.
+
+fn fork_tree(seed: u64, drop_order: &[usize], serialized: bool) {
+    const PAGES: u64 = 8;
+    let frames = 12usize;
+    let r = rig(frames, 96);
+    r.machine.swap().unwrap().set_serialized(serialized);
+    let root = r.space();
+    let va = r.anon(&root, PAGES);
+    let mut m0 = vec![0u64; PAGES as usize];
+    for i in 0..PAGES {
+        m0[i as usize] = 0x1000 + i;
+        r.write(&root, va + i * PAGE, &m0[i as usize].to_le_bytes());
+    }
+    root.page_out(va, 4 * PAGE).unwrap();
+    // A chain: root -> c1 -> c2, and root -> c3 (pages half swapped).
+    let c1 = root.fork().unwrap();
+    c1.page_out(va + 4 * PAGE, 2 * PAGE).unwrap();
+    let c2 = c1.fork().unwrap();
+    root.page_out(va, PAGES * PAGE).unwrap();
+    let c3 = root.fork().unwrap();
+    let spaces = [root, c1, c2, c3];
+    let models: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = spaces
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let r = &r;
+                let mut m = m0.clone();
+                sc.spawn(move || {
+                    let cpu = r.machine.cpu(k % 2);
+                    let mut rng = XorShift(seed + k as u64 * 77 + 1);
+                    for n in 0..1500u64 {
+                        let i = rng.below(PAGES);
+                        let a = va + i * PAGE;
+                        match rng.below(6) {
+                            0 | 1 => {
+                                let v = ((k as u64) << 40) | n;
+                                if cpu.write(s, a, &v.to_le_bytes()).is_ok() {
+                                    m[i as usize] = v;
+                                }
+                            }
+                            2 | 3 => {
+                                let mut b = [0u8; 8];
+                                if cpu.read(s, a, &mut b).is_ok() {
+                                    assert_eq!(
+                                        u64::from_le_bytes(b),
+                                        m[i as usize],
+                                        "space {k} page {i} after {n} ops"
+                                    );
+                                }
+                            }
+                            4 => {
+                                let _ = s.page_out(a, PAGE);
+                            }
+                            _ => {
+                                let f = 1 + rng.below(frames as u64) as u32;
+                                let _ = r.machine.evict_frame(FrameId::new(f).unwrap());
+                            }
+                        }
+                    }
+                    m
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (k, s) in spaces.iter().enumerate() {
+        for i in 0..PAGES {
+            let got = u64::from_le_bytes(r.read(s, va + i * PAGE, 8).try_into().unwrap());
+            assert_eq!(got, models[k][i as usize], "space {k} page {i} at the end");
+        }
+    }
+    let mut spaces: Vec<Option<Arc<AddressSpace>>> = spaces.into_iter().map(Some).collect();
+    for &k in drop_order {
+        spaces[k] = None;
+        // The survivors still read their data.
+        for (j, s) in spaces.iter().enumerate() {
+            if let Some(s) = s {
+                for i in 0..PAGES {
+                    let got =
+                        u64::from_le_bytes(r.read(s, va + i * PAGE, 8).try_into().unwrap());
+                    assert_eq!(got, models[j][i as usize], "space {j} page {i} after drop {k}");
+                }
+                s.page_out(va, PAGES * PAGE).unwrap();
+            }
+        }
+    }
+    drop(spaces);
+    r.no_leaks();
+}
+
+#[test]
+fn fork_tree_drop_root_first() {
+    fork_tree(1, &[0, 1, 2, 3], false);
+}
+
+#[test]
+fn fork_tree_drop_leaves_first() {
+    fork_tree(2, &[2, 3, 1, 0], false);
+}
+
+#[test]
+fn fork_tree_drop_middle_first_serialized() {
+    fork_tree(3, &[1, 3, 0, 2], true);
+}
+
+/// fork of a range of swap entries and munmap of parts of it in both
+/// spaces: the location counts end at zero.
+#[test]
+fn fork_and_partial_munmap_of_swapped_range_counts_right() {
+    let r = rig(16, 32);
+    let a = r.space();
+    let va = r.anon(&a, 6);
+    for i in 0..6 {
+        r.write(&a, va + i * PAGE, &[i as u8 + 1]);
+    }
+    a.page_out(va, 6 * PAGE).unwrap();
+    assert_eq!(r.in_use(), 6);
+    let b = a.fork().unwrap();
+    a.munmap(va + PAGE, 2 * PAGE).unwrap();
+    b.munmap(va + 2 * PAGE, 2 * PAGE).unwrap();
+    assert_eq!(r.read(&a, va, 1), [1]);
+    assert_eq!(r.read(&b, va + PAGE, 1), [2]);
+    assert_eq!(r.read(&a, va + 3 * PAGE, 1), [4]);
+    assert_eq!(r.read(&b, va + 5 * PAGE, 1), [6]);
+    a.madvise(va + 4 * PAGE, 2 * PAGE, Advice::DontNeed).unwrap();
+    assert_eq!(r.read(&a, va + 4 * PAGE, 1), [0]);
+    assert_eq!(r.read(&b, va + 4 * PAGE, 1), [5]);
+    drop(a);
+    assert_eq!(r.read(&b, va, 1), [1]);
+    drop(b);
+    r.no_leaks();
+}
