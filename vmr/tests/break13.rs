@@ -586,3 +586,308 @@ fn fork_and_partial_munmap_of_swapped_range_counts_right() {
     drop(b);
     r.no_leaks();
 }
+
+// ---------------------------------------------------------------------------
+// Errors, stores, statistics.
+
+#[test]
+fn swap_store_capacity_is_checked() {
+    let pool = Arc::new(FramePool::new(4).unwrap());
+    assert!(matches!(
+        Machine::with_swap(pool.clone(), 1, Arc::new(MemSwap::new(0))),
+        Err(pagemap::Error::InvalidCapacity { .. })
+    ));
+    assert!(matches!(
+        Machine::with_swap(
+            pool.clone(),
+            1,
+            Arc::new(MemSwap::new(pte::MAX_SWAP_LOCATIONS + 1))
+        ),
+        Err(pagemap::Error::InvalidCapacity { .. })
+    ));
+    // The largest one is fine.
+    let m = Machine::with_swap(pool, 1, Arc::new(MemSwap::new(pte::MAX_SWAP_LOCATIONS))).unwrap();
+    assert_eq!(m.swap().unwrap().locations(), pte::MAX_SWAP_LOCATIONS);
+}
+
+#[test]
+fn file_swap_in_missing_directory_is_an_io_error() {
+    let dir = std::env::temp_dir().join(format!("break13-missing-{}", std::process::id()));
+    let e = pagemap::swap::FileSwap::create(dir.join("x").join("swap"), 4).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert!(pagemap::swap::FileSwap::temp(dir.join("y"), 4).is_err());
+    assert!(pagemap::swap::FileSwap::open(dir.join("z"), 4).is_err());
+}
+
+#[test]
+fn file_swap_round_trip_through_a_machine() {
+    let pool = Arc::new(FramePool::new(8).unwrap());
+    pool.set_held_grace(std::time::Duration::ZERO);
+    let swap = Arc::new(pagemap::swap::FileSwap::temp(std::env::temp_dir(), 64).unwrap());
+    let m = Machine::with_swap(pool.clone(), 1, swap).unwrap();
+    let s = AddressSpace::new(m.clone());
+    let va = s
+        .mmap_anonymous(None, 32 * PAGE, Prot::RW, MapFlags::PRIVATE)
+        .unwrap();
+    for i in 0..32u64 {
+        m.cpu(0).write(&s, va + i * PAGE, &(i * 3 + 1).to_le_bytes()).unwrap();
+    }
+    for i in 0..32u64 {
+        let mut b = [0u8; 8];
+        m.cpu(0).read(&s, va + i * PAGE, &mut b).unwrap();
+        assert_eq!(u64::from_le_bytes(b), i * 3 + 1);
+    }
+    drop(s);
+    assert_eq!(m.swap().unwrap().stats().in_use, 0);
+    assert_eq!(pool.free_frames(), 8);
+}
+
+#[test]
+fn swap_full_is_typed_and_changes_nothing() {
+    let r = rig(16, 2);
+    let s = r.space();
+    let va = r.anon(&s, 4);
+    for i in 0..4 {
+        r.write(&s, va + i * PAGE, &[i as u8 + 10]);
+    }
+    let e = s.page_out(va, 4 * PAGE).unwrap_err();
+    assert!(
+        matches!(e, VmError::Swap(pagemap::Error::SwapFull { locations: 2 })),
+        "{e:?}"
+    );
+    // (Before any read: a page read back is a clean copy a full store
+    // may steal the location of.)
+    let f = FrameId::new(pte::frame(s.pte(va + 3 * PAGE))).unwrap();
+    let e = r.machine.evict_frame(f);
+    assert!(matches!(e, Err(pagemap::Error::SwapFull { .. })), "{e:?}");
+    for i in 0..4 {
+        assert_eq!(r.read(&s, va + i * PAGE, 1), [i as u8 + 10]);
+    }
+    drop(s);
+    r.no_leaks();
+}
+
+/// A full store steals the location of a clean BACKED copy whose frame is
+/// mapped; the robbed page keeps its data and can be paged out again later.
+#[test]
+fn full_swap_steals_a_clean_copy_and_loses_nothing() {
+    let r = rig(16, 1);
+    let s = r.space();
+    let va = r.anon(&s, 2);
+    r.write(&s, va, b"first");
+    r.write(&s, va + PAGE, b"second");
+    s.page_out(va, PAGE).unwrap();
+    assert_eq!(r.read(&s, va, 5), b"first"); // back in: BACKED, cached
+    let rep = s.page_out(va + PAGE, PAGE).unwrap(); // steals the slot
+    assert_eq!(rep.paged_out, 1);
+    assert_eq!(r.machine.swap().unwrap().stats().stolen, 1);
+    assert_eq!(r.read(&s, va, 5), b"first");
+    // Now the first one needs a new location: full again, typed (the
+    // second is in swap, not cached: nothing to steal).
+    let e = s.page_out(va, PAGE);
+    assert!(
+        matches!(e, Err(VmError::Swap(pagemap::Error::SwapFull { .. }))),
+        "{e:?}"
+    );
+    assert_eq!(r.read(&s, va, 5), b"first");
+    assert_eq!(r.read(&s, va + PAGE, 6), b"second");
+    drop(s);
+    r.no_leaks();
+}
+
+#[test]
+fn swap_read_error_is_typed_and_retry_reads_the_page() {
+    let r = rig(16, 8);
+    let s = r.space();
+    let va = r.anon(&s, 2);
+    r.write(&s, va, b"keepme");
+    s.page_out(va, 2 * PAGE).unwrap();
+    r.swap.fail_all_reads(true);
+    let e = s.page_in(va, 2 * PAGE).unwrap_err();
+    match e {
+        VmError::PageIn(f) => assert!(
+            matches!(*f, vmr::Fault::Io { source: pagemap::Error::SwapRead { .. }, .. }),
+            "{f:?}"
+        ),
+        e => panic!("{e:?}"),
+    }
+    let mut b = [0u8; 6];
+    assert!(matches!(
+        r.machine.cpu(0).read(&s, va, &mut b),
+        Err(vmr::Fault::Io { .. })
+    ));
+    // A write fault on it fails the same way, and changes nothing.
+    assert!(r.machine.cpu(0).write(&s, va, b"X").is_err());
+    r.swap.fail_all_reads(false);
+    assert_eq!(r.read(&s, va, 6), b"keepme");
+    drop(s);
+    r.no_leaks();
+}
+
+#[test]
+fn swap_write_error_keeps_the_page() {
+    let r = rig(16, 8);
+    let s = r.space();
+    let va = r.anon(&s, 3);
+    for i in 0..3 {
+        r.write(&s, va + i * PAGE, &[0x40 + i as u8; 16]);
+    }
+    r.swap.fail_all_writes(true);
+    let e = s.page_out(va, 3 * PAGE).unwrap_err();
+    assert!(
+        matches!(e, VmError::Swap(pagemap::Error::SwapWrite { .. })),
+        "{e:?}"
+    );
+    // A second try, still failing, then the pages read their data.
+    assert!(s.page_out(va, 3 * PAGE).is_err());
+    for i in 0..3 {
+        assert_eq!(r.read(&s, va + i * PAGE, 16), [0x40 + i as u8; 16]);
+    }
+    // Written to after the failure, then paged out for real.
+    r.write(&s, va, b"new");
+    r.swap.fail_all_writes(false);
+    s.page_out(va, 3 * PAGE).unwrap();
+    assert_eq!(r.read(&s, va, 3), b"new");
+    assert_eq!(r.read(&s, va + 2 * PAGE, 16), [0x42; 16]);
+    drop(s);
+    r.no_leaks();
+}
+
+/// PagingStats::minor is documented as "Faults that did not [block]": an
+/// anonymous zero-fill fault and a swap-cache hit do not block.
+#[test]
+fn paging_stats_count_anonymous_minor_faults() {
+    let r = rig(16, 8);
+    let s = r.space();
+    let va = r.anon(&s, 4);
+    for i in 0..4 {
+        r.write(&s, va + i * PAGE, b"x");
+    }
+    let st = s.paging_stats();
+    assert_eq!(st.major, 0);
+    assert!(st.minor >= 4, "4 zero-fill faults, none blocked: {st:?}");
+}
+
+#[test]
+fn paging_without_swap_is_typed() {
+    let m = Machine::new(Arc::new(FramePool::new(8).unwrap()), 1);
+    let s = AddressSpace::new(m.clone());
+    let va = s
+        .mmap_anonymous(None, 2 * PAGE, Prot::RW, MapFlags::PRIVATE)
+        .unwrap();
+    m.cpu(0).write(&s, va, b"abc").unwrap();
+    assert!(matches!(s.page_out(va, 2 * PAGE), Err(VmError::NoSwap)));
+    let f = FrameId::new(pte::frame(s.pte(va))).unwrap();
+    assert!(matches!(m.evict_frame(f), Err(pagemap::Error::Busy)));
+    s.mlock(va, 2 * PAGE).unwrap();
+    s.munlock(va, 2 * PAGE).unwrap();
+    s.page_in(va, 2 * PAGE).unwrap();
+    let mut b = [0u8; 3];
+    m.cpu(0).read(&s, va, &mut b).unwrap();
+    assert_eq!(&b, b"abc");
+}
+
+// ---------------------------------------------------------------------------
+// A pool as small as the number of faulting threads: every frame is at
+// worst in transit (BUSY for a page-in or page-out, or just paged in), so
+// a fault should wait for one rather than fail. (`pagecache --anon --pool 2
+// --threads 2 --file-size 1M --ops 20000` reports "frame pool exhausted"
+// and FAILED.)
+
+#[test]
+fn two_threads_on_a_two_frame_pool_never_fail_a_fault() {
+    // The default grace (20 ms), as the CLI has it.
+    let (ok, errs) = tiny_pool_run(2, 2, 1500);
+    assert!(
+        errs.is_empty(),
+        "{} of {} accesses failed, first: {:?}",
+        errs.len(),
+        ok + errs.len() as u64,
+        errs.first()
+    );
+}
+
+/// `threads` threads over `frames` frames (the pool's default grace, as
+/// the CLI has it): each writes only its own pages (page % threads), reads
+/// any page (as the CLI's workload does), whole 4 KiB pages.
+fn tiny_pool_run(frames: usize, threads: u64, millis: u64) -> (u64, Vec<String>) {
+    let policy = pagemap::policy::by_name("s3fifo", frames).unwrap();
+    let pool = Arc::new(FramePool::with_policy(frames, policy).unwrap());
+    let swap = Arc::new(MemSwap::new(256));
+    let file = Arc::new(pagemap::swap::FileSwap::temp(std::env::temp_dir(), 512).unwrap());
+    let machine = Machine::with_swap(pool, threads as usize, file).unwrap();
+    let r = Rig { machine, swap, frames };
+    let s = r.space();
+    const PAGES: u64 = 256;
+    let va = r.anon(&s, PAGES);
+    for i in 0..PAGES {
+        r.machine.cpu(0).write(&s, va + i * PAGE, &[0u8; PAGE_SIZE]).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+    let errs = std::sync::Mutex::new(Vec::new());
+    let ok = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let (s, r, errs, ok) = (&s, &r, &errs, &ok);
+            sc.spawn(move || {
+                let cpu = r.machine.cpu(t as usize);
+                let mut model = vec![0u8; PAGES as usize];
+                let mut rng = XorShift(t * 31 + 5);
+                let mut page = vec![0u8; PAGE_SIZE];
+                while std::time::Instant::now() < deadline {
+                    // Skewed: half the accesses to the first 4 pages.
+                    let i = if rng.below(2) == 0 { rng.below(4) } else { rng.below(PAGES) };
+                    let a = va + i * PAGE;
+                    if i % threads == t && rng.below(4) == 0 {
+                        let v = (rng.below(255) + 1) as u8;
+                        page.fill(v);
+                        match cpu.write(s, a, &page) {
+                            Ok(()) => {
+                                model[i as usize] = v;
+                                ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Err(e) => errs.lock().unwrap().push(format!("write: {e}")),
+                        }
+                    } else {
+                        match cpu.read(s, a, &mut page) {
+                            Ok(()) => {
+                                if i % threads == t {
+                                    assert!(page.iter().all(|&b| b == model[i as usize]));
+                                }
+                                ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Err(e) => errs.lock().unwrap().push(format!("read: {e}")),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (ok.into_inner(), errs.into_inner().unwrap())
+}
+
+/// Out of frames is `Fault::OutOfMemory` for a zero-fill fault; a page-in
+/// that finds no frame is the same condition and should say so, not
+/// `Fault::Io` (a caller retrying on OutOfMemory but failing on I/O errors
+/// would give up on a page whose data is intact in swap).
+#[test]
+fn page_in_out_of_frames_is_out_of_memory_not_io() {
+    let r = rig(1, 8);
+    let s = r.space();
+    let va = r.anon(&s, 3);
+    r.write(&s, va, b"swapped");
+    s.page_out(va, PAGE).unwrap();
+    r.write(&s, va + PAGE, b"pinned");
+    s.mlock(va + PAGE, PAGE).unwrap(); // the only frame, pinned
+    let mut b = [0u8; 7];
+    let zero_fill = r.machine.cpu(0).read(&s, va + 2 * PAGE, &mut b).unwrap_err();
+    assert!(matches!(zero_fill, vmr::Fault::OutOfMemory { .. }), "{zero_fill:?}");
+    let page_in = r.machine.cpu(0).read(&s, va, &mut b).unwrap_err();
+    assert!(
+        matches!(page_in, vmr::Fault::OutOfMemory { .. }),
+        "a page-in without a frame: {page_in:?}"
+    );
+    s.munlock(va + PAGE, PAGE).unwrap();
+    r.machine.cpu(0).read(&s, va, &mut b).unwrap();
+    assert_eq!(&b, b"swapped");
+}
