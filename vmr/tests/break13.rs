@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pagemap::swap::{Location, MemSwap};
+use pagemap::swap::MemSwap;
 use pagemap::{FrameId, FramePool, PAGE_SIZE};
 use vmr::{pte, AddressSpace, Advice, Machine, MapFlags, Prot, VmError};
 
@@ -119,11 +119,17 @@ fn evict_frame_out_of_range_frame_is_an_error_not_a_panic() {
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         r.machine.evict_frame(bogus)
     }));
-    assert!(res.is_ok(), "Machine::evict_frame panicked on a bogus frame id");
+    assert!(
+        res.is_ok(),
+        "Machine::evict_frame panicked on a bogus frame id"
+    );
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         r.machine.pool().evict_frame(bogus)
     }));
-    assert!(res.is_ok(), "FramePool::evict_frame panicked on a bogus frame id");
+    assert!(
+        res.is_ok(),
+        "FramePool::evict_frame panicked on a bogus frame id"
+    );
 }
 
 /// A refused eviction (an mlocked page) changes nothing: in particular it
@@ -181,7 +187,11 @@ fn evict_frame_of_another_machines_frame_leaks_nothing() {
     let f = FrameId::new(pte::frame(sb.pte(va))).unwrap();
     // Machine a does not own it: refused, nothing changed.
     let _ = a.evict_frame(f);
-    assert_eq!(a.swap().unwrap().stats().in_use, 0, "a's swap took b's page");
+    assert_eq!(
+        a.swap().unwrap().stats().in_use,
+        0,
+        "a's swap took b's page"
+    );
     // b can still page it out and back.
     sb.page_out(va, PAGE).unwrap();
     let mut buf = [0u8; 3];
@@ -201,7 +211,12 @@ fn paging_calls_reject_bad_ranges_typed() {
     let r = rig(8, 8);
     let s = r.space();
     let va = r.anon(&s, 2);
-    for (a, l) in [(va, 0), (va + 1, PAGE), (va, 1), (u64::MAX - PAGE + 1, 2 * PAGE)] {
+    for (a, l) in [
+        (va, 0),
+        (va + 1, PAGE),
+        (va, 1),
+        (u64::MAX - PAGE + 1, 2 * PAGE),
+    ] {
         assert!(s.page_out(a, l).is_err(), "page_out({a:#x}, {l})");
         assert!(s.page_in(a, l).is_err(), "page_in({a:#x}, {l})");
         assert!(s.mlock(a, l).is_err(), "mlock({a:#x}, {l})");
@@ -209,15 +224,19 @@ fn paging_calls_reject_bad_ranges_typed() {
         assert!(s.madvise(a, l, Advice::DontNeed).is_err());
         assert!(s.madvise(a, l, Advice::Free).is_err());
     }
-    assert!(matches!(s.page_out(va, 3 * PAGE), Err(VmError::NoMapping { .. })));
-    assert!(matches!(s.page_in(va, 3 * PAGE), Err(VmError::NoMapping { .. })));
-    assert!(matches!(s.mlock(va, 3 * PAGE), Err(VmError::NoMapping { .. })));
+    assert!(matches!(
+        s.page_out(va, 3 * PAGE),
+        Err(VmError::NoMapping { .. })
+    ));
+    assert!(matches!(
+        s.page_in(va, 3 * PAGE),
+        Err(VmError::NoMapping { .. })
+    ));
+    assert!(matches!(
+        s.mlock(va, 3 * PAGE),
+        Err(VmError::NoMapping { .. })
+    ));
     assert_eq!(s.regions().len(), 1, "mlock refused changed the regions");
-}
-
-#[test]
-fn _silence() {
-    let _ = Location::new(0);
 }
 
 // ---------------------------------------------------------------------------
@@ -297,7 +316,13 @@ fn stress(serialized: bool, inject: bool, seed: u64) {
             sc.spawn(move || {
                 let cpu = r.machine.cpu((t % 2) as usize);
                 let base = all + t * PAGES * PAGE;
-                let mut model = vec![Model { v: 0, maybe_zero: false }; PAGES as usize];
+                let mut model = vec![
+                    Model {
+                        v: 0,
+                        maybe_zero: false
+                    };
+                    PAGES as usize
+                ];
                 let mut rng = XorShift(seed.wrapping_mul(t + 7) | 1);
                 let mut gen = 0u64;
                 let mut ops = 0u64;
@@ -310,7 +335,12 @@ fn stress(serialized: bool, inject: bool, seed: u64) {
                             gen += 1;
                             let v = (t << 56) | (i << 48) | gen;
                             match cpu.write(&s, va, &v.to_le_bytes()) {
-                                Ok(()) => model[i as usize] = Model { v, maybe_zero: false },
+                                Ok(()) => {
+                                    model[i as usize] = Model {
+                                        v,
+                                        maybe_zero: false,
+                                    }
+                                }
                                 Err(e) if allowed_error(&e) => {}
                                 Err(e) => errs.lock().unwrap().push(format!("write: {e:?}")),
                             }
@@ -328,7 +358,10 @@ fn stress(serialized: bool, inject: bool, seed: u64) {
                                     }
                                     if got == 0 {
                                         // Once seen zero, it stays zero.
-                                        model[i as usize] = Model { v: 0, maybe_zero: false };
+                                        model[i as usize] = Model {
+                                            v: 0,
+                                            maybe_zero: false,
+                                        };
                                     }
                                 }
                                 Err(e) if allowed_error(&e) => {}
@@ -358,7 +391,12 @@ fn stress(serialized: bool, inject: bool, seed: u64) {
                             }
                         }
                         10 => match s.madvise(va, PAGE, Advice::DontNeed) {
-                            Ok(()) => model[i as usize] = Model { v: 0, maybe_zero: false },
+                            Ok(()) => {
+                                model[i as usize] = Model {
+                                    v: 0,
+                                    maybe_zero: false,
+                                }
+                            }
                             Err(e) => errs.lock().unwrap().push(format!("dontneed: {e:?}")),
                         },
                         11 => match s.madvise(va, PAGE, Advice::Free) {
@@ -382,7 +420,10 @@ fn stress(serialized: bool, inject: bool, seed: u64) {
                                         "t{t} page {i} locked: read {got:#x}, model {m:?}"
                                     ));
                                 }
-                                model[i as usize] = Model { v: got, maybe_zero: m.maybe_zero && got != 0 };
+                                model[i as usize] = Model {
+                                    v: got,
+                                    maybe_zero: m.maybe_zero && got != 0,
+                                };
                             }
                             if let Err(e) = s.munlock(va, PAGE) {
                                 errs.lock().unwrap().push(format!("munlock: {e:?}"));
@@ -424,7 +465,12 @@ fn stress(serialized: bool, inject: bool, seed: u64) {
     injector.join().unwrap();
     eprintln!("{:?}", r.machine.swap().unwrap().stats());
     let errs = errs.into_inner().unwrap();
-    assert!(errs.is_empty(), "{} errors, first: {:#?}", errs.len(), &errs[..errs.len().min(8)]);
+    assert!(
+        errs.is_empty(),
+        "{} errors, first: {:#?}",
+        errs.len(),
+        &errs[..errs.len().min(8)]
+    );
     drop(s);
     r.no_leaks();
 }
@@ -532,9 +578,11 @@ fn fork_tree(seed: u64, drop_order: &[usize], serialized: bool) {
         for (j, s) in spaces.iter().enumerate() {
             if let Some(s) = s {
                 for i in 0..PAGES {
-                    let got =
-                        u64::from_le_bytes(r.read(s, va + i * PAGE, 8).try_into().unwrap());
-                    assert_eq!(got, models[j][i as usize], "space {j} page {i} after drop {k}");
+                    let got = u64::from_le_bytes(r.read(s, va + i * PAGE, 8).try_into().unwrap());
+                    assert_eq!(
+                        got, models[j][i as usize],
+                        "space {j} page {i} after drop {k}"
+                    );
                 }
                 s.page_out(va, PAGES * PAGE).unwrap();
             }
@@ -578,7 +626,8 @@ fn fork_and_partial_munmap_of_swapped_range_counts_right() {
     assert_eq!(r.read(&b, va + PAGE, 1), [2]);
     assert_eq!(r.read(&a, va + 3 * PAGE, 1), [4]);
     assert_eq!(r.read(&b, va + 5 * PAGE, 1), [6]);
-    a.madvise(va + 4 * PAGE, 2 * PAGE, Advice::DontNeed).unwrap();
+    a.madvise(va + 4 * PAGE, 2 * PAGE, Advice::DontNeed)
+        .unwrap();
     assert_eq!(r.read(&a, va + 4 * PAGE, 1), [0]);
     assert_eq!(r.read(&b, va + 4 * PAGE, 1), [5]);
     drop(a);
@@ -630,7 +679,9 @@ fn file_swap_round_trip_through_a_machine() {
         .mmap_anonymous(None, 32 * PAGE, Prot::RW, MapFlags::PRIVATE)
         .unwrap();
     for i in 0..32u64 {
-        m.cpu(0).write(&s, va + i * PAGE, &(i * 3 + 1).to_le_bytes()).unwrap();
+        m.cpu(0)
+            .write(&s, va + i * PAGE, &(i * 3 + 1).to_le_bytes())
+            .unwrap();
     }
     for i in 0..32u64 {
         let mut b = [0u8; 8];
@@ -706,7 +757,13 @@ fn swap_read_error_is_typed_and_retry_reads_the_page() {
     let e = s.page_in(va, 2 * PAGE).unwrap_err();
     match e {
         VmError::PageIn(f) => assert!(
-            matches!(*f, vmr::Fault::Io { source: pagemap::Error::SwapRead { .. }, .. }),
+            matches!(
+                *f,
+                vmr::Fault::Io {
+                    source: pagemap::Error::SwapRead { .. },
+                    ..
+                }
+            ),
             "{f:?}"
         ),
         e => panic!("{e:?}"),
@@ -816,12 +873,19 @@ fn tiny_pool_run(frames: usize, threads: u64, millis: u64) -> (u64, Vec<String>)
     let swap = Arc::new(MemSwap::new(256));
     let file = Arc::new(pagemap::swap::FileSwap::temp(std::env::temp_dir(), 512).unwrap());
     let machine = Machine::with_swap(pool, threads as usize, file).unwrap();
-    let r = Rig { machine, swap, frames };
+    let r = Rig {
+        machine,
+        swap,
+        frames,
+    };
     let s = r.space();
     const PAGES: u64 = 256;
     let va = r.anon(&s, PAGES);
     for i in 0..PAGES {
-        r.machine.cpu(0).write(&s, va + i * PAGE, &[0u8; PAGE_SIZE]).unwrap();
+        r.machine
+            .cpu(0)
+            .write(&s, va + i * PAGE, &[0u8; PAGE_SIZE])
+            .unwrap();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(millis);
     let errs = std::sync::Mutex::new(Vec::new());
@@ -836,7 +900,11 @@ fn tiny_pool_run(frames: usize, threads: u64, millis: u64) -> (u64, Vec<String>)
                 let mut page = vec![0u8; PAGE_SIZE];
                 while std::time::Instant::now() < deadline {
                     // Skewed: half the accesses to the first 4 pages.
-                    let i = if rng.below(2) == 0 { rng.below(4) } else { rng.below(PAGES) };
+                    let i = if rng.below(2) == 0 {
+                        rng.below(4)
+                    } else {
+                        rng.below(PAGES)
+                    };
                     let a = va + i * PAGE;
                     if i % threads == t && rng.below(4) == 0 {
                         let v = (rng.below(255) + 1) as u8;
@@ -880,8 +948,15 @@ fn page_in_out_of_frames_is_out_of_memory_not_io() {
     r.write(&s, va + PAGE, b"pinned");
     s.mlock(va + PAGE, PAGE).unwrap(); // the only frame, pinned
     let mut b = [0u8; 7];
-    let zero_fill = r.machine.cpu(0).read(&s, va + 2 * PAGE, &mut b).unwrap_err();
-    assert!(matches!(zero_fill, vmr::Fault::OutOfMemory { .. }), "{zero_fill:?}");
+    let zero_fill = r
+        .machine
+        .cpu(0)
+        .read(&s, va + 2 * PAGE, &mut b)
+        .unwrap_err();
+    assert!(
+        matches!(zero_fill, vmr::Fault::OutOfMemory { .. }),
+        "{zero_fill:?}"
+    );
     let page_in = r.machine.cpu(0).read(&s, va, &mut b).unwrap_err();
     assert!(
         matches!(page_in, vmr::Fault::OutOfMemory { .. }),
@@ -890,4 +965,257 @@ fn page_in_out_of_frames_is_out_of_memory_not_io() {
     s.munlock(va + PAGE, PAGE).unwrap();
     r.machine.cpu(0).read(&s, va, &mut b).unwrap();
     assert_eq!(&b, b"swapped");
+}
+
+// ---------------------------------------------------------------------------
+// Mixed regions: anonymous, private file, shared file side by side.
+
+struct Mixed {
+    r: Rig,
+    s: Arc<AddressSpace>,
+    file: Arc<pagemap::PageMap>,
+    anon: u64,
+    private: u64,
+    shared: u64,
+}
+
+fn mixed() -> Mixed {
+    let r = rig(32, 32);
+    let file = pagemap::PageMap::new(r.machine.pool().clone(), Arc::new(pagemap::MemStore::new()));
+    file.set_size(2 * PAGE).unwrap();
+    file.write_at(0, b"file0").unwrap();
+    file.write_at(PAGE, b"file1").unwrap();
+    let s = r.space();
+    // Adjacent: anon at A, private file at A+P, shared file at A+2P.
+    let anon = r.anon(&s, 1);
+    let mut req = vmr::MapRequest::new(file.clone(), PAGE, Prot::RW, MapFlags::PRIVATE);
+    req.addr = Some(anon + PAGE);
+    let private = s.mmap(req).unwrap();
+    let mut req = vmr::MapRequest::new(file.clone(), PAGE, Prot::RW, MapFlags::SHARED);
+    req.addr = Some(anon + 2 * PAGE);
+    req.pgoff = 1;
+    let shared = s.mmap(req).unwrap();
+    assert_eq!((private, shared), (anon + PAGE, anon + 2 * PAGE));
+    r.write(&s, anon, b"anon!");
+    r.write(&s, private, b"priv!");
+    r.write(&s, shared, b"shar!");
+    Mixed {
+        r,
+        s,
+        file,
+        anon,
+        private,
+        shared,
+    }
+}
+
+#[test]
+fn dontneed_on_mixed_regions() {
+    let m = mixed();
+    m.s.page_out(m.anon, 3 * PAGE).unwrap();
+    m.s.madvise(m.anon, 3 * PAGE, Advice::DontNeed).unwrap();
+    assert_eq!(m.r.read(&m.s, m.anon, 5), [0; 5]);
+    assert_eq!(m.r.read(&m.s, m.private, 5), b"file0");
+    assert_eq!(m.r.read(&m.s, m.shared, 5), b"shar!");
+    let mut b = [0u8; 5];
+    m.file.read_at(PAGE, &mut b).unwrap();
+    assert_eq!(&b, b"shar!");
+    drop(m.s);
+    assert_eq!(m.r.in_use(), 0);
+}
+
+#[test]
+fn free_on_mixed_regions_is_refused_and_changes_nothing() {
+    let m = mixed();
+    let e = m.s.madvise(m.anon, 3 * PAGE, Advice::Free).unwrap_err();
+    assert!(
+        matches!(e, VmError::NotAnonymous { addr } if addr == m.private),
+        "{e:?}"
+    );
+    // Nothing marked: a page-out writes the anonymous page, which reads back.
+    let rep = m.s.page_out(m.anon, 3 * PAGE).unwrap();
+    assert_eq!(rep.paged_out, 2, "anon page and the private copy: {rep:?}");
+    assert_eq!(rep.written, 2);
+    assert_eq!(m.r.read(&m.s, m.anon, 5), b"anon!");
+    assert_eq!(m.r.read(&m.s, m.private, 5), b"priv!");
+    assert_eq!(m.r.read(&m.s, m.shared, 5), b"shar!");
+}
+
+#[test]
+fn mlock_of_mixed_regions_then_page_out_keeps_everything() {
+    let m = mixed();
+    m.s.mlock(m.anon, 3 * PAGE).unwrap();
+    let rep = m.s.page_out(m.anon, 3 * PAGE).unwrap();
+    assert_eq!(rep.paged_out, 0, "{rep:?}");
+    // The shared page is pinned by the locked region: evict_frame refuses.
+    let f = FrameId::new(pte::frame(m.s.pte(m.shared))).unwrap();
+    assert!(matches!(
+        m.r.machine.evict_frame(f),
+        Err(pagemap::Error::Busy)
+    ));
+    assert!(matches!(
+        m.r.machine.pool().evict_frame(f),
+        Err(pagemap::Error::Busy)
+    ));
+    let f = FrameId::new(pte::frame(m.s.pte(m.anon))).unwrap();
+    assert!(matches!(
+        m.r.machine.pool().evict_frame(f),
+        Err(pagemap::Error::Busy)
+    ));
+    m.s.munlock(m.anon, 3 * PAGE).unwrap();
+    let rep = m.s.page_out(m.anon, 3 * PAGE).unwrap();
+    assert_eq!(rep.paged_out, 2, "{rep:?}");
+    assert_eq!(m.r.read(&m.s, m.anon, 5), b"anon!");
+    assert_eq!(m.r.read(&m.s, m.private, 5), b"priv!");
+    assert_eq!(m.r.read(&m.s, m.shared, 5), b"shar!");
+}
+
+#[test]
+fn mlock_of_prot_none_region_then_mprotect_keeps_it_locked() {
+    let r = rig(16, 16);
+    let s = r.space();
+    let va = s
+        .mmap_anonymous(None, 2 * PAGE, Prot::NONE, MapFlags::PRIVATE)
+        .unwrap();
+    s.mlock(va, 2 * PAGE).unwrap();
+    assert_eq!(r.machine.pool().free_frames(), 16, "nothing to fault in");
+    s.mprotect(va, 2 * PAGE, Prot::RW).unwrap();
+    r.write(&s, va, b"lk");
+    let rep = s.page_out(va, 2 * PAGE).unwrap();
+    assert_eq!(rep.paged_out, 0, "locked region's page paged out: {rep:?}");
+    assert!(matches!(
+        s.madvise(va, PAGE, Advice::DontNeed),
+        Err(VmError::Locked { .. })
+    ));
+    s.munlock(va, 2 * PAGE).unwrap();
+    assert_eq!(s.page_out(va, 2 * PAGE).unwrap().paged_out, 1);
+    assert_eq!(r.read(&s, va, 2), b"lk");
+}
+
+#[test]
+fn evict_frame_of_held_and_unheld_page_cache_pages() {
+    let m = mixed();
+    let page = m.file.load(0).unwrap();
+    let f = page.frame();
+    assert!(matches!(
+        m.r.machine.evict_frame(f),
+        Err(pagemap::Error::Busy)
+    ));
+    drop(page);
+    // Mapped shared page: evicted (written back first), data intact.
+    let f = FrameId::new(pte::frame(m.s.pte(m.shared))).unwrap();
+    m.r.machine.evict_frame(f).unwrap();
+    assert_eq!(m.r.read(&m.s, m.shared, 5), b"shar!");
+    // A free frame: Ok, stays free.
+    let free_before = m.r.machine.pool().free_frames();
+    let mut freed = None;
+    for id in 1..=32u32 {
+        let f = FrameId::new(id).unwrap();
+        if m.r.machine.pool().flags(f) & pagemap::flags::FREE != 0 {
+            freed = Some(f);
+            break;
+        }
+    }
+    m.r.machine.evict_frame(freed.unwrap()).unwrap();
+    assert_eq!(m.r.machine.pool().free_frames(), free_before);
+}
+
+/// File page-cache pressure (PageMap loads and writes through the same
+/// pool) beside anonymous pressure, concurrently; everything verified.
+#[test]
+fn file_and_anonymous_pressure_share_one_pool() {
+    let r = rig(12, 128);
+    let file = pagemap::PageMap::new(r.machine.pool().clone(), Arc::new(pagemap::MemStore::new()));
+    const FP: u64 = 40;
+    const AP: u64 = 40;
+    file.set_size(FP * PAGE).unwrap();
+    let s = r.space();
+    let va = r.anon(&s, AP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    std::thread::scope(|sc| {
+        let f = &file;
+        sc.spawn(move || {
+            let mut model = vec![0u64; FP as usize];
+            let mut rng = XorShift(99);
+            while std::time::Instant::now() < deadline {
+                let i = rng.below(FP);
+                if rng.below(3) == 0 {
+                    let v = rng.next() | 1;
+                    match f.write_at(i * PAGE, &v.to_le_bytes()) {
+                        Ok(_) => model[i as usize] = v,
+                        Err(e) => panic!("file write: {e}"),
+                    }
+                } else {
+                    let mut b = [0u8; 8];
+                    f.read_at(i * PAGE, &mut b).expect("file read");
+                    assert_eq!(u64::from_le_bytes(b), model[i as usize], "file page {i}");
+                }
+            }
+        });
+        let (s, r) = (&s, &r);
+        sc.spawn(move || {
+            let cpu = r.machine.cpu(1);
+            let mut model = vec![0u64; AP as usize];
+            let mut rng = XorShift(7);
+            while std::time::Instant::now() < deadline {
+                let i = rng.below(AP);
+                let a = va + i * PAGE;
+                match rng.below(8) {
+                    0..=2 => {
+                        let v = rng.next() | 1;
+                        cpu.write(s, a, &v.to_le_bytes()).expect("anon write");
+                        model[i as usize] = v;
+                    }
+                    3 => {
+                        let _ = s.page_out(a, PAGE);
+                    }
+                    _ => {
+                        let mut b = [0u8; 8];
+                        cpu.read(s, a, &mut b).expect("anon read");
+                        assert_eq!(u64::from_le_bytes(b), model[i as usize], "anon page {i}");
+                    }
+                }
+            }
+        });
+    });
+    let st = r.machine.swap().unwrap().stats();
+    assert!(st.page_outs > 0 && st.page_ins > 0, "{st:?}");
+    drop(s);
+    drop(file);
+    r.no_leaks();
+}
+
+/// Two machines with swap on one pool: machine a's evict_frame of machine
+/// b's frame leaves the frame in a's swap cache (its state names a's
+/// location); b's next page-out of that frame then uses a's location number
+/// in b's swap map, where another page of b lives.
+#[test]
+fn evict_frame_of_another_machines_frame_corrupts_nothing() {
+    let pool = Arc::new(FramePool::new(16).unwrap());
+    pool.set_held_grace(std::time::Duration::ZERO);
+    let a = Machine::with_swap(pool.clone(), 1, Arc::new(MemSwap::new(8))).unwrap();
+    let b = Machine::with_swap(pool.clone(), 1, Arc::new(MemSwap::new(8))).unwrap();
+    let sb = AddressSpace::new(b.clone());
+    let va = sb
+        .mmap_anonymous(None, 2 * PAGE, Prot::RW, MapFlags::PRIVATE)
+        .unwrap();
+    b.cpu(0).write(&sb, va, b"page P").unwrap();
+    sb.page_out(va, PAGE).unwrap(); // P at b's location 0
+    b.cpu(0).write(&sb, va + PAGE, b"page Q").unwrap();
+    let q = FrameId::new(pte::frame(sb.pte(va + PAGE))).unwrap();
+    let _ = a.evict_frame(q); // a's location 0 now names Q's frame
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sb.page_out(va + PAGE, PAGE)
+    }));
+    let mut buf = [0u8; 6];
+    b.cpu(0).read(&sb, va, &mut buf).unwrap();
+    assert_eq!(
+        &buf,
+        b"page P",
+        "P's swap slot overwritten (page_out panicked: {})",
+        r.is_err()
+    );
+    assert!(r.is_ok(), "b's page_out panicked");
+    b.cpu(0).read(&sb, va + PAGE, &mut buf).unwrap();
+    assert_eq!(&buf, b"page Q");
 }
