@@ -234,8 +234,11 @@ impl Faulter<'_> {
                         drop(regions);
                         self.stats.major.fetch_add(1, Ordering::Relaxed);
                         blocked = true;
-                        swap.read_in(loc)
-                            .map_err(|source| Fault::Io { va, source })?;
+                        swap.read_in(loc).map_err(|source| match source {
+                            // No frame to read into: as a zero-fill fault's.
+                            pagemap::Error::PoolExhausted { .. } => Fault::OutOfMemory { va },
+                            source => Fault::Io { va, source },
+                        })?;
                     }
                 }
                 continue;
@@ -526,6 +529,7 @@ impl Faulter<'_> {
         if p.cas(0, new).is_ok() {
             let _ = frame.into_raw(); // the entry holds it now
             self.stats.zero_fill.fetch_add(1, Ordering::Relaxed);
+            self.stats.minor.fetch_add(1, Ordering::Relaxed);
         }
         // Lost: someone else's entry is there; the access retries on it.
         Ok(())

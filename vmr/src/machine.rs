@@ -165,11 +165,15 @@ impl Machine {
     /// page is paged out to swap. A free frame is left free.
     ///
     /// # Errors
-    /// [`pagemap::Error::Busy`] if the frame cannot be freed now: held,
+    /// [`pagemap::Error::Busy`] if the frame is not in the pool, or cannot
+    /// be freed now: held,
     /// locked, moving, pinned (mlocked, MAP_LOCKED), a private frame on a
     /// machine without swap, or its write-back failed (the page stays,
     /// dirty); [`pagemap::Error::SwapFull`] if swap has no room.
     pub fn evict_frame(&self, f: FrameId) -> Result<(), pagemap::Error> {
+        if f.get() as usize > self.pool.capacity() {
+            return Err(pagemap::Error::Busy);
+        }
         let flags = self.pool.flags(f);
         if flags & pagemap::flags::FREE != 0 {
             return Ok(());
@@ -178,6 +182,11 @@ impl Machine {
             let Some(anon) = &self.anon else {
                 return Err(pagemap::Error::Busy);
             };
+            if self.pool.private_owner(f) != Some(anon.owner.id()) {
+                // Another machine's private frame (machines may share a
+                // pool): its own owner moves it, to its own swap.
+                return self.pool.evict_frame(f);
+            }
             return match anon.owner.evict(f)? {
                 pagemap::swap::SwapOut::Freed { .. } => Ok(()),
                 pagemap::swap::SwapOut::Kept => Err(pagemap::Error::Busy),

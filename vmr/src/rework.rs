@@ -211,8 +211,10 @@ fn prot_none(old: u64, _: u64) -> Option<u64> {
     if old == 0 || old & pte::SWAP != 0 {
         return None; // a swap entry is not present already, and the data's
     }
+    // A private entry keeps its dirty bit: a swap-out reads it (a write
+    // after MADV_FREE lives there: break13 lost it when this cleared it).
     Some(if old & pte::PRIVATE != 0 {
-        old & !(pte::PRESENT | pte::WRITABLE | pte::DIRTY)
+        old & !(pte::PRESENT | pte::WRITABLE)
     } else {
         0
     })
@@ -227,5 +229,12 @@ fn protect_private(old: u64, _: u64) -> Option<u64> {
 /// mprotect without WRITE of one PTE: write and dirty go (the dirty bit is
 /// settled into the page cache after the shootdown).
 fn write_protect(old: u64, _: u64) -> Option<u64> {
-    (old & pte::WRITABLE != 0).then_some(old & !(pte::WRITABLE | pte::DIRTY))
+    // A private entry keeps its dirty bit (see `prot_none`); a shared one's
+    // is settled into the page cache after the shootdown.
+    let clear = if old & pte::PRIVATE != 0 {
+        pte::WRITABLE
+    } else {
+        pte::WRITABLE | pte::DIRTY
+    };
+    (old & pte::WRITABLE != 0).then_some(old & !clear)
 }

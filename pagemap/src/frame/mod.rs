@@ -496,7 +496,14 @@ impl FramePool {
             }
             rounds += 1;
             let progress = r.freed > 0 || self.frees.load(Ordering::Relaxed) != frees;
-            if progress || r.in_flight > 0 {
+            // A page being paged in or out (BUSY) is in flight even when
+            // the policy does not offer it (a swap-in's frame joins the
+            // policy only once read): a pool as small as the number of
+            // faulting threads is otherwise found "all held" while its
+            // pages move (break13). Looked for only when nothing else
+            // moved: one pass over the flags, a slow path's.
+            let moving = !progress && r.in_flight == 0 && self.any_busy();
+            if progress || r.in_flight > 0 || moving {
                 idle = 0;
                 fruitless = 0;
                 want = batch;
@@ -550,6 +557,14 @@ impl FramePool {
                 crate::sync::spin_hint();
             }
         }
+    }
+
+    /// Whether some frame is BUSY (a private page moving to or from swap).
+    fn any_busy(&self) -> bool {
+        // Relaxed: a hint for the allocation's patience.
+        self.frames
+            .iter()
+            .any(|f| f.flags.load(Ordering::Relaxed) & flags::BUSY != 0)
     }
 
     /// The default of [`set_held_grace`](Self::set_held_grace): 20 ms.
@@ -884,6 +899,18 @@ impl FramePool {
         } else if new.refs() == 0 && new.cached() {
             self.cache_only(id);
         }
+    }
+
+    /// The owner id a private frame was made evictable for
+    /// ([`PrivateFrame::make_evictable`]), if any (`None` too for a frame
+    /// that is free or a page map's, or not in the pool).
+    pub fn private_owner(&self, id: FrameId) -> Option<u32> {
+        if id.slot() >= self.frames.len() {
+            return None;
+        }
+        let bits = self.flags(id);
+        let (owner, _) = self.owner(id);
+        (bits & (flags::FREE | flags::PAGEMAP) == 0 && owner != 0).then_some(owner)
     }
 
     /// Sets a private frame's rmap owner and key (its owner's address of

@@ -370,12 +370,15 @@ impl FramePool {
     /// free. The page's referenced bits are ignored (and cleared).
     ///
     /// # Errors
-    /// [`Error::Busy`](crate::Error::Busy) if the frame cannot be freed
-    /// now (held, locked, loading, under write-back, pinned, a private frame
+    /// [`Error::Busy`](crate::Error::Busy) if `id` is not one of the pool's
+    /// frames, or the frame cannot be freed now (held, locked, loading, under write-back, pinned, a private frame
     /// without an owner, its owner being dropped) or its write-back failed
     /// (the page stays, dirty, and the failure is reported by its map's
     /// next fsync); nothing changed then.
     pub fn evict_frame(&self, id: FrameId) -> Result<(), crate::Error> {
+        if id.slot() >= self.capacity() {
+            return Err(crate::Error::Busy);
+        }
         if self.flags(id) & flags::FREE != 0 {
             return Ok(());
         }

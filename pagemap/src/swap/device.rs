@@ -556,19 +556,47 @@ impl Swap {
     /// `wp_can_reuse_anon_folio`): its reference is the only one and no
     /// swap entry shares the page through the swap cache. Such a frame
     /// leaves the swap cache first (its copy in swap is about to go stale;
-    /// the location is freed). `false`: copy it.
+    /// the location is freed). `false`: copy it. May sleep while a
+    /// swap-out of the frame is under way (hold no lock a swap-out takes;
+    /// the caller's entry should be locked, which the swap-out passes by).
     pub fn make_exclusive(&self, f: FrameId) -> bool {
+        // A swap-out isolating the frame adds a passing reference (it lets
+        // go at once, finding our entry locked or the frame BUSY): a count
+        // above 1 is looked at again a few times before the writer copies
+        // (a needless copy failed for want of a frame in a two-frame pool:
+        // break13). A real sharer (fork) keeps it above 1.
+        for attempt in 0..8 {
+            if attempt > 0 {
+                #[cfg(all(feature = "std", not(pagemap_loom)))]
+                std::thread::yield_now();
+                #[cfg(not(all(feature = "std", not(pagemap_loom))))]
+                crate::sync::spin_hint();
+            }
+            if let Some(ok) = self.try_make_exclusive(f) {
+                return ok;
+            }
+        }
+        false
+    }
+
+    /// One look of [`make_exclusive`](Self::make_exclusive): `None` if the
+    /// count was above 1 (look again).
+    fn try_make_exclusive(&self, f: FrameId) -> Option<bool> {
         let s = self.pool.private_state(f);
         if s.refs() != 1 {
-            return false;
+            return None;
         }
         if !s.cached() {
-            return true; // only a holder adds references: stays 1
+            // Only a holder adds map references (fork; the cache is the
+            // other way in, and the frame is not cached): it stays 1.
+            return Some(true);
         }
         // Cached: a fault may take a reference from the cache meanwhile;
-        // BUSY keeps swap-ins, swap-outs and other takers' use out.
-        if !self.pool.try_lock_busy(f) {
-            return false;
+        // BUSY keeps swap-ins, swap-outs and other takers' use out. A
+        // swap-out holding it now passes the caller's (locked) entry by and
+        // lets go: wait for it rather than copy.
+        while !self.pool.try_lock_busy(f) {
+            self.wait(f);
         }
         let s = self.pool.private_state(f);
         let loc = s.location();
@@ -584,7 +612,7 @@ impl Swap {
                 .expect("uncache always applies");
         }
         self.pool.unlock_bit(f, flags::BUSY);
-        ok
+        Some(ok || (!s.cached() && s.refs() == 1))
     }
 
     /// Whether the holder of a reference to private frame `f` may make its
@@ -787,6 +815,14 @@ impl Swap {
             self.pool.unlock_bit(f, flags::BUSY);
             return Ok(None);
         }
+        let (_, key) = self.pool.owner(f);
+        // A pinned (mlocked) page is refused before it takes a location
+        // (break13: refused page-outs of locked pages kept theirs).
+        if rmap.pinned(key, f) {
+            self.count(ctr::KEPT);
+            self.pool.unlock_bit(f, flags::BUSY);
+            return Ok(None);
+        }
         let (loc, _) = match self.location_get(f) {
             Ok(l) => l,
             Err(e) => {
@@ -794,7 +830,6 @@ impl Swap {
                 return Err(e);
             }
         };
-        let (_, key) = self.pool.owner(f);
         let locked = rmap.try_to_unmap(key, f, loc, self, batch);
         Ok(Some(Prepared {
             handle,
@@ -819,6 +854,20 @@ impl Swap {
         let s = self.pool.private_state(f);
         if locked || s.refs() != 1 {
             self.count(ctr::KEPT);
+            // No swap entry made and no clean copy there: the location is
+            // given back (a refused page-out changes nothing). Under BUSY,
+            // so no fault takes the frame from the cache meanwhile, and no
+            // entry can name the location (none was made).
+            let slot = self.map.get(loc.get());
+            if !s.backed() && slot.entries() == 0 && slot.frame() == f.get() {
+                self.map
+                    .update(loc.get(), |w| w.uncache(f.get()))
+                    .expect("checked above, under BUSY");
+                self.store.discard(loc);
+                self.pool
+                    .private_update(f, |s| Some(s.uncache()))
+                    .expect("uncache always applies");
+            }
             self.pool.unlock_bit(f, flags::BUSY);
             drop(handle);
             return Ok(SwapOut::Kept);

@@ -70,6 +70,11 @@ impl AnonOwner {
     /// # Errors
     /// As [`Swap::swap_out`].
     pub fn evict(&self, f: FrameId) -> Result<SwapOut, Error> {
+        if self.swap.pool().private_owner(f) != Some(self.id) {
+            // Not ours (another owner's on a shared pool, a page map's,
+            // free): its state word's location is not our swap's.
+            return Ok(SwapOut::Kept);
+        }
         self.swap.swap_out(f, &*self.rmap)
     }
 }
@@ -110,10 +115,15 @@ impl Evictor for AnonOwner {
             let mut frames = [FrameId::new(1).expect("1 is a frame id"); crate::RECLAIM_BATCH];
             let mut out: [Result<SwapOut, Error>; crate::RECLAIM_BATCH] =
                 core::array::from_fn(|_| Ok(SwapOut::Kept));
-            for (slot, &(_, f)) in frames.iter_mut().zip(chunk) {
-                *slot = f;
+            let mut n = 0;
+            for &(_, f) in chunk {
+                if self.swap.pool().private_owner(f) == Some(self.id) {
+                    frames[n] = f;
+                    n += 1;
+                } else {
+                    report.kept += 1;
+                }
             }
-            let n = chunk.len();
             self.swap
                 .swap_out_batch(&frames[..n], &*self.rmap, &mut out[..n]);
             for r in &out[..n] {
@@ -123,7 +133,15 @@ impl Evictor for AnonOwner {
                         report.mapped += 1;
                         report.dirty += u64::from(*written);
                     }
-                    Ok(SwapOut::Kept) | Err(Error::SwapFull { .. }) => report.kept += 1,
+                    // Kept: busy with another move, or a fault took it
+                    // back meanwhile: in flight, not stuck (a tiny pool's
+                    // allocation must keep trying: break13's 2-frame pool
+                    // with 2 threads gave up while pages moved).
+                    Ok(SwapOut::Kept) => {
+                        report.kept += 1;
+                        report.in_flight += 1;
+                    }
+                    Err(Error::SwapFull { .. }) => report.kept += 1,
                     Err(_) => {
                         report.kept += 1;
                         report.write_errors += 1;
