@@ -523,13 +523,7 @@ impl Swap {
             let s = self.pool.private_state(f);
             let slot = self.map.get(loc.get());
             if s.refs() == 1 && slot.entries() == 0 && slot.frame() == f.get() {
-                self.map
-                    .update(loc.get(), |w| w.uncache(f.get()))
-                    .expect("checked above, under BUSY");
-                self.store.discard(loc);
-                self.pool
-                    .private_update(f, |s| Some(s.uncache()))
-                    .expect("uncache always applies");
+                self.leave_cache_unused(loc, f);
             }
             self.pool.unlock_bit(f, flags::BUSY);
         }
@@ -538,6 +532,21 @@ impl Swap {
         if self.pool.private_put(f) {
             self.pool.free(f);
         }
+    }
+
+    /// Frame `f` (BUSY, held by the caller) leaves the swap cache at `loc`,
+    /// which no swap entry names (checked by the caller under BUSY): the
+    /// location is freed, its contents discarded.
+    fn leave_cache_unused(&self, loc: Location, f: FrameId) {
+        let old = self
+            .map
+            .update(loc.get(), |w| w.uncache(f.get()))
+            .expect("checked by the caller, under BUSY");
+        debug_assert_eq!(old.entries(), 0, "a location in use left the cache");
+        self.store.discard(loc);
+        self.pool
+            .private_update(f, |s| Some(s.uncache()))
+            .expect("uncache always applies");
     }
 
     /// The last map reference to private frame `f` went and the swap cache
@@ -603,13 +612,7 @@ impl Swap {
         let slot = self.map.get(loc);
         let ok = s.refs() == 1 && s.cached() && slot.entries() == 0 && slot.frame() == f.get();
         if ok {
-            self.map
-                .update(loc, |w| w.uncache(f.get()))
-                .expect("checked above, under BUSY");
-            self.store.discard(Location::new(loc));
-            self.pool
-                .private_update(f, |s| Some(s.uncache()))
-                .expect("uncache always applies");
+            self.leave_cache_unused(Location::new(loc), f);
         }
         self.pool.unlock_bit(f, flags::BUSY);
         Some(ok || (!s.cached() && s.refs() == 1))
@@ -860,13 +863,7 @@ impl Swap {
             // entry can name the location (none was made).
             let slot = self.map.get(loc.get());
             if !s.backed() && slot.entries() == 0 && slot.frame() == f.get() {
-                self.map
-                    .update(loc.get(), |w| w.uncache(f.get()))
-                    .expect("checked above, under BUSY");
-                self.store.discard(loc);
-                self.pool
-                    .private_update(f, |s| Some(s.uncache()))
-                    .expect("uncache always applies");
+                self.leave_cache_unused(loc, f);
             }
             self.pool.unlock_bit(f, flags::BUSY);
             drop(handle);
