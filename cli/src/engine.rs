@@ -24,6 +24,9 @@ pub trait Engine: Sync {
 /// The pool's built-in eviction policies.
 pub const POLICIES: [&str; 3] = pagemap::policy::NAMES;
 
+/// Pools of at most this many frames wait longer for a holder to let go.
+const TINY_POOL: usize = 8;
+
 /// The frame pool of the page-cache engine: `frames` frames of 4 KiB,
 /// replaced by `policy`.
 ///
@@ -38,9 +41,17 @@ pub fn make_pool(frames: usize, policy: &str) -> Result<Arc<FramePool>, String> 
     }
     let chosen = pagemap::policy::by_name(policy, frames)
         .ok_or_else(|| format!("policy {policy}: a pool of {frames} frames is too large for it"))?;
-    FramePool::with_policy(frames, chosen)
+    let pool = FramePool::with_policy(frames, chosen)
         .map(Arc::new)
-        .map_err(|e| format!("a pool of {frames} frames: {e}"))
+        .map_err(|e| format!("a pool of {frames} frames: {e}"))?;
+    if frames <= TINY_POOL {
+        // A pool of a frame or two is held by another thread almost all the
+        // time: on a loaded machine a holder descheduled for more than the
+        // default 20 ms made a load fail (CI, cli/tests/break12.rs with one
+        // frame and two threads). Waiting longer is the right trade here.
+        pool.set_held_grace(std::time::Duration::from_secs(2));
+    }
+    Ok(pool)
 }
 
 /// The cache's statistics over a run (counts).
