@@ -126,20 +126,24 @@ impl Evictor for AnonOwner {
             }
             self.swap
                 .swap_out_batch(&frames[..n], &*self.rmap, &mut out[..n]);
-            for r in &out[..n] {
+            for (r, &f) in out[..n].iter().zip(&frames[..n]) {
+                if matches!(r, Ok(SwapOut::Kept)) && self.swap.pool().flags(f) & flags::BUSY != 0 {
+                    // Kept because another move of it is under way: in
+                    // flight (a tiny pool's allocation keeps trying). A
+                    // victim kept for good (its entry locked by the copy
+                    // being made from it) is not: reclaim then asks for
+                    // more victims, past it (the swap_ops fuzzer: a pool
+                    // chose the same kept victim 4096 times).
+                    report.in_flight += 1;
+                }
                 match r {
                     Ok(SwapOut::Freed { written }) => {
                         report.freed += 1;
                         report.mapped += 1;
                         report.dirty += u64::from(*written);
                     }
-                    // Kept: busy with another move, or a fault took it
-                    // back meanwhile: in flight, not stuck (a tiny pool's
-                    // allocation must keep trying: break13's 2-frame pool
-                    // with 2 threads gave up while pages moved).
                     Ok(SwapOut::Kept) => {
                         report.kept += 1;
-                        report.in_flight += 1;
                     }
                     Err(Error::SwapFull { .. }) => report.kept += 1,
                     Err(_) => {
